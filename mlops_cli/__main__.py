@@ -1,0 +1,4 @@
+"""`python -m mlops_cli` is the `mlops` command."""
+from mlops_cli.cli import main
+
+main()

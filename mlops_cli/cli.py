@@ -1,0 +1,158 @@
+"""The `mlops` command: parse options, call one function, print its result, map MlopsError to an exit code.
+
+No logic lives here; every step is a module that returns a value. Heavy libraries are imported by those modules
+inside the functions that need them, so `mlops --help` and the light commands start fast.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlops_cli import options as opt
+from mlops_cli.errors import ExitCode, MlopsError, UsageError
+
+
+class MlopsGroup(click.Group):
+    """Turns MlopsError into one line on stderr and its documented exit code; never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MlopsError as exc:
+            click.echo(f"mlops: error: {exc}", err=True)
+            ctx.exit(int(exc.exit_code))
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _parse_json_option(value: str | None, name: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name} is not valid JSON ({exc.msg} at column {exc.colno})",
+                         "quote it, e.g. --params '{\"epochs\": 40}'") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{name} must be a JSON object, e.g. '{{\"epochs\": 40}}'")
+    return data
+
+
+@click.group(cls=MlopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mlops-cli", prog_name="mlops")
+def cli() -> None:
+    """Continuous training: pull, detect, train, evaluate, tweak, notify, monitor.
+
+    Exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 below the threshold, 4 tweak budget spent.
+    """
+
+
+@cli.command()
+@opt.workspace_option
+@click.option("--repo", "url", required=True, help="Git URL or local path of the model repository.")
+@click.option("--branch", default=None, help="Branch to follow (default: the remote's HEAD).")
+def pull(workspace: str | None, url: str, branch: str | None) -> None:
+    """Clone or update the model code into WORKSPACE/repo."""
+    from mlops_cli.config import resolve_workspace
+    from mlops_cli.pull import pull as do_pull
+
+    result = do_pull(resolve_workspace(workspace), url, branch)
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
+    change = "changed" if result.changed else "unchanged"
+    click.echo(f"{result.branch} @ {result.commit[:12]} ({change}{'' if result.previous is None else f', was {result.previous[:12]}'})")
+
+
+@cli.command()
+@opt.workspace_option
+@opt.json_option
+@click.option("--path", "path", default=None, type=click.Path(file_okay=False),
+              help="Analyse this directory instead of WORKSPACE/repo.")
+def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
+    """Read the model code without running it and pick the runtime (keras or sklearn)."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.detect import detect_and_record
+
+    settings = load_settings(workspace, repo_dir=None if path is None else Path(path))
+    result = detect_and_record(settings, None if path is None else Path(path))
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    click.echo(f"profile: {result.profile}{' (CNN)' if result.cnn else ''}")
+    click.echo(f"entrypoint: {result.entrypoint}")
+    for line in result.evidence:
+        click.echo(f"  {line}")
+
+
+@cli.command()
+@opt.workspace_option
+@opt.runner_option
+@click.option("--params", "params_json", default=None, metavar="JSON", help="Hyperparameters for this attempt.")
+@click.option("--resume", default=None, metavar="RUN", help="Continue an unfinished run at its last checkpoint.")
+@click.option("--holdout", type=click.FloatRange(0, 0.9), default=None,
+              help="Share held out when the script validates on nothing (default 0.2; 0 disables).")
+@click.option("--seed", type=int, default=None, help="Random seed for the attempt (default: mlops.yaml, else 0).")
+@click.option("--detach", is_flag=True, help="Start training and return at once (monitor watches it).")
+def train(workspace: str | None, runner: str, params_json: str | None, resume: str | None,
+          holdout: float | None, seed: int | None, detach: bool) -> None:
+    """Train the detected entry script under the harness (metrics, checkpoints, model)."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.train import train as do_train
+
+    settings = load_settings(workspace, holdout=holdout, seed=seed)
+    result = do_train(settings, runner=runner, params=_parse_json_option(params_json, "--params"),
+                      resume=resume, detach=detach)
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
+    click.echo(result.summary())
+    if result.failed:
+        for line in result.log_tail:
+            click.echo(f"  | {line}", err=True)
+        sys.exit(int(ExitCode.FAILED))
+
+
+@cli.command()
+@opt.workspace_option
+@opt.threshold_option
+@opt.metric_option
+@click.option("--run", "run_id", default=None, help="Evaluate this run (default: the latest finished one).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write the check as JUnit XML.")
+def evaluate(workspace: str | None, threshold: float | None, metric: str | None, run_id: str | None,
+             junit: str | None) -> None:
+    """Compare the held-out metric with the threshold: exit 0 when met, 3 when below."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.evaluate import evaluate as do_evaluate
+
+    settings = load_settings(workspace, threshold=threshold, metric=metric)
+    result = do_evaluate(settings, run_id=run_id, junit_path=junit)
+    click.echo(result.summary())
+    if not result.met:
+        sys.exit(int(ExitCode.BELOW_THRESHOLD))
+
+
+@cli.command(name="status")
+@opt.workspace_option
+@opt.json_option
+def status_cmd(workspace: str | None, as_json: bool) -> None:
+    """List the attempts: params, metric, status, commit."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.history import history
+
+    rows = history(load_settings(workspace))
+    if as_json:
+        _echo_json([row.to_dict() for row in rows])
+        return
+    from mlops_cli.history import format_table
+
+    click.echo(format_table(rows))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="mlops")

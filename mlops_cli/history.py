@@ -1,0 +1,73 @@
+"""The attempts of a workspace as rows: what `mlops status`, notify, report and tweak all show or read."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+from typing import Any
+
+from mlops_cli.config import Settings
+from mlops_cli.workspace import RunRecord
+
+
+@dataclasses.dataclass
+class AttemptRow:
+    """One run with its headline metric."""
+
+    run: RunRecord
+    metrics: dict[str, Any] | None
+    metric_name: str
+    is_best: bool = False
+
+    @property
+    def metric(self) -> float | None:
+        value = (self.metrics or {}).get(self.metric_name)
+        if isinstance(value, (int, float)) and not math.isnan(value):
+            return float(value)
+        return None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.metrics and isinstance(self.metrics.get("duration_s"), (int, float)):
+            return float(self.metrics["duration_s"])
+        if self.run.started and self.run.finished:
+            start = _dt.datetime.fromisoformat(self.run.started)
+            return (_dt.datetime.fromisoformat(self.run.finished) - start).total_seconds()
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.run.id, "status": self.run.status.value, "attempt": self.run.attempt,
+                "params": self.run.params, "options": self.run.options, "reasons": self.run.reasons,
+                "metric": self.metric_name, "value": self.metric, "duration_s": self.duration_s,
+                "commit": self.run.commit, "best": self.is_best, "strategy": self.run.strategy}
+
+
+def history(settings: Settings) -> list[AttemptRow]:
+    """Every run in order, with its metric and whether it is the one in best/."""
+    ws = settings.workspace
+    best = ws.best_run_id()
+    return [AttemptRow(run=record, metrics=ws.read_metrics(record.id), metric_name=settings.metric,
+                       is_best=record.id == best) for record in ws.runs()]
+
+
+def describe_changes(row: AttemptRow) -> str:
+    """Params and harness options of a run as one short string."""
+    parts = [f"{k}={v}" for k, v in sorted(row.run.params.items())]
+    parts += [f"{k}={v}" for k, v in sorted(row.run.options.items()) if v not in (None, False)]
+    return ", ".join(parts) or "as written"
+
+
+def format_table(rows: list[AttemptRow]) -> str:
+    """A plain-text table for consoles and Jenkins logs."""
+    if not rows:
+        return "no runs yet (run `mlops train`)"
+    header = ("run", "status", "metric", "time", "commit", "params")
+    lines = [header]
+    for row in rows:
+        value = "-" if row.metric is None else f"{row.metric:.4f}"
+        duration = "-" if row.duration_s is None else f"{row.duration_s:.1f}s"
+        lines.append((row.run.id + (" *" if row.is_best else ""), row.run.status.value,
+                      f"{row.metric_name}={value}", duration, (row.run.commit or "-")[:10], describe_changes(row)))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths)) + "  " + str(line[-1])
+                     for line in lines)

@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated home for Keras, the package importable by every subprocess, helpers to run mlops."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing a test runs may write into the user's home, and subprocesses import this checkout."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("KERAS_HOME", str(home / "keras"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(home / "mpl"))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("MLOPS_STRICT", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.delenv("MLOPS_WORKSPACE", raising=False)
+    for name in ("MLOPS_THRESHOLD", "MLOPS_METRIC", "MLOPS_PROFILE", "MLOPS_MAX_ATTEMPTS", "BUILD_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run_mlops(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run `python -m mlops_cli ARGS` in a fresh process, as Jenkins would."""
+    return subprocess.run([sys.executable, "-m", "mlops_cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def git(*args: str, cwd: Path) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                         env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                              "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+    return out.stdout.strip()
+
+
+def make_remote(tmp_path: Path, files: dict[str, str] | Path, name: str = "origin.git",
+                branch: str = "main") -> Path:
+    """A real bare repository holding `files` (a mapping path -> text, or a directory to copy)."""
+    work = tmp_path / f"{name}-work"
+    work.mkdir()
+    if isinstance(files, Path):
+        import shutil
+
+        shutil.copytree(files, work, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        for rel, text in files.items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).write_text(text)
+    git("init", "-q", "-b", branch, cwd=work)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "initial", cwd=work)
+    bare = tmp_path / name
+    git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
+    return bare
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return tmp_path / "ws"
