@@ -153,6 +153,34 @@ def status_cmd(workspace: str | None, as_json: bool) -> None:
     click.echo(format_table(rows))
 
 
+# ---- docker: images and monitor (issue 4) -----------------------------------------------------------------
+
+
+@cli.group()
+def images() -> None:
+    """Build the training images (keras, sklearn)."""
+
+
+@images.command(name="build")
+@click.option("--profile", type=click.Choice(["keras", "sklearn", "all"]), default="all", show_default=True,
+              help="Which image to build.")
+@click.option("--base-image", envvar="MLOPS_BASE_IMAGE", default=None, metavar="IMG",
+              help="Base image with python3 (default: $MLOPS_BASE_IMAGE, else python:3.11-slim).")
+@click.option("--extra-ca", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="PEM bundle trusted while building (a TLS-inspecting proxy's CA).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not show the build output.")
+def images_build(profile: str, base_image: str | None, extra_ca: Path | None, quiet: bool) -> None:
+    """Build the images whose inputs changed; unchanged ones are found by their content-hash tag."""
+    from mlops_cli.images import build_images
+
+    def progress(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=True)
+
+    for result in build_images(profile, base_image=base_image, extra_ca=extra_ca, on_progress=progress):
+        click.echo(result.summary())
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="mlops")
