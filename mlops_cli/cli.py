@@ -181,6 +181,42 @@ def images_build(profile: str, base_image: str | None, extra_ca: Path | None, qu
         click.echo(result.summary())
 
 
+@cli.command()
+@opt.workspace_option
+@opt.json_option
+@click.option("--once", "mode", flag_value="once", default=True, help="Check once and exit (Jenkins cron).")
+@click.option("--watch", "mode", flag_value="watch", help="Check every --interval seconds until the run ends.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True, metavar="S",
+              help="Seconds between checks with --watch.")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Restarts allowed within --window before the run is marked failed.")
+@click.option("--window", type=click.FloatRange(min=1), default=600.0, show_default=True, metavar="S",
+              help="Crash-loop window in seconds.")
+def monitor(workspace: str | None, as_json: bool, mode: str, interval: float, max_restarts: int,
+            window: float) -> None:
+    """Restart crashed training from its checkpoint: exit 0, or 1 when a crash loop made it give up."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.monitor import check, watch
+
+    settings = load_settings(workspace)
+
+    def show(result: Any) -> None:
+        if as_json:
+            _echo_json(result.to_dict())
+        else:
+            click.echo(result.summary())
+        for warning in result.warnings:
+            click.echo(f"mlops: warning: {warning}", err=True)
+
+    if mode == "watch":
+        result = watch(settings, interval_s=interval, max_restarts=max_restarts, window_s=window, on_result=show)
+    else:
+        result = check(settings, max_restarts=max_restarts, window_s=window)
+        show(result)
+    if result.failed:
+        sys.exit(int(ExitCode.FAILED))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="mlops")

@@ -108,7 +108,7 @@ class ContainerSpec:
 
     image: str
     command: list[str]
-    mounts: dict[str, str]            # host path or volume name -> path in the container
+    mounts: dict[str, str]            # absolute host path (bind) or volume name -> path in the container
     labels: dict[str, str]
     user: str | None = None
     environment: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -230,7 +230,9 @@ class Engine:
         kwargs: dict[str, Any] = {
             "command": spec.command, "detach": True, "init": True, "labels": spec.labels,
             "environment": spec.environment,
-            "volumes": {source: {"bind": target, "mode": "rw"} for source, target in spec.mounts.items()},
+            # Mounts (not Binds): a host path the engine cannot see is an error, not a new empty directory
+            "mounts": [docker.types.Mount(target, source, type="bind" if source.startswith("/") else "volume")
+                       for source, target in spec.mounts.items()],
         }
         if spec.user:
             kwargs["user"] = spec.user

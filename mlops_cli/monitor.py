@@ -1,0 +1,176 @@
+"""Step 6: notice that training died and start it again for the same run, which resumes at its checkpoint.
+
+One check: find the workspace's unfinished run (run.json says pending or running and names a pid or
+container), ask its runner what became of it, and when it is gone without having recorded an end (killed,
+OOM-killed, a non-zero exit, or vanished) start it again through the same runner. The harness resumes from
+checkpoints/ID, so at most the epoch in progress is lost. Every restart is recorded in run.json `restarts`;
+more than `max_restarts` within `window_s` is a crash loop: the run is marked failed and `notify` tells people.
+
+Checks are serialised by a lock file in the workspace, and the decision is taken after re-reading run.json under
+it, so two monitors at once (a Jenkins cron overlapping a manual run) start one process, not two.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import fcntl
+import time
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import Any
+
+from mlops_cli.config import Settings
+from mlops_cli.errors import MlopsError
+from mlops_cli.runners import Probe, ProbeState, Runner
+from mlops_cli.workspace import RunRecord, RunStatus, Workspace, now_iso
+
+LOCK_FILE = ".monitor.lock"
+DEFAULT_MAX_RESTARTS = 3
+DEFAULT_WINDOW_S = 600.0
+
+
+class Action(str, Enum):
+    """What one check did."""
+
+    IDLE = "idle"                  # no unfinished run to look after
+    STARTING = "starting"          # the run has no pid or container yet: train is starting it
+    ALIVE = "alive"                # its process or container is running
+    FINISHED = "finished"          # it recorded its end (succeeded or failed) by itself
+    BUSY = "busy"                  # dead by its runner, but someone holds the training lock: left alone
+    RESTARTED = "restarted"        # started again; it resumes at its checkpoint
+    GAVE_UP = "gave-up"            # crash loop: marked failed, people notified
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorResult:
+    """The outcome of one check, for the console and for Jenkins (exit 1 when it gave up)."""
+
+    action: Action
+    run_id: str | None
+    detail: str
+    restarts_in_window: int = 0
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.action is Action.GAVE_UP
+
+    def summary(self) -> str:
+        run = f"run {self.run_id}: " if self.run_id else ""
+        return f"{run}{self.action.value} ({self.detail})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "run": self.run_id, "detail": self.detail,
+                "restarts_in_window": self.restarts_in_window, "warnings": list(self.warnings)}
+
+
+@contextlib.contextmanager
+def monitor_lock(ws: Workspace) -> Iterator[None]:
+    """Only one monitor decides at a time (a separate file: the state lock is taken by update_run inside)."""
+    ws.ensure()
+    with open(ws.root / LOCK_FILE, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def runner_for(settings: Settings, record: RunRecord) -> Runner:
+    """The runner that started the run, able to probe and restart it (detached: monitor does not wait)."""
+    if record.runner == "docker":
+        from mlops_cli.runners.docker import DockerRunner
+
+        return DockerRunner(settings, detach=True)
+    from mlops_cli.runners.local import LocalRunner
+
+    return LocalRunner(detach=True)
+
+
+def _watched_run(ws: Workspace) -> RunRecord | None:
+    """The newest run that has not recorded an end."""
+    for record in reversed(ws.runs()):
+        if not record.status.finished:
+            return record
+    return None
+
+
+def _recent(restarts: list[str], now: float, window_s: float) -> list[str]:
+    def seconds(stamp: str) -> float:
+        return _dt.datetime.fromisoformat(stamp).timestamp()
+
+    return [stamp for stamp in restarts if now - seconds(stamp) < window_s]
+
+
+def _describe(probe: Probe) -> str:
+    if probe.state is ProbeState.EXITED:
+        if probe.oom_killed:
+            return f"OOM-killed (exit code {probe.exit_code})"
+        if probe.exit_code is not None and probe.exit_code > 128:
+            return f"killed by signal {probe.exit_code - 128} (exit code {probe.exit_code})"
+        return f"exited with code {probe.exit_code}"
+    return probe.detail or "vanished"
+
+
+def _notify_crash(settings: Settings) -> list[str]:
+    """Tell people the run gave up; a missing or failing notify is a warning, the run is failed regardless."""
+    try:
+        from mlops_cli.notify import notify
+    except ImportError:
+        return ["notify is not available in this installation: nobody was told"]
+    try:
+        notify(settings, event="crashed")
+    except MlopsError as exc:
+        return [f"notify failed: {exc}"]
+    return []
+
+
+def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
+          window_s: float = DEFAULT_WINDOW_S) -> MonitorResult:
+    """Look at the workspace's unfinished run once and restart it if it died; see the module docstring."""
+    ws = settings.workspace
+    with monitor_lock(ws):
+        record = _watched_run(ws)
+        if record is None:
+            latest = ws.latest_run()
+            detail = f"latest run {latest.id} {latest.status.value}" if latest else "no runs yet"
+            return MonitorResult(Action.IDLE, None, detail)
+        if not record.pid and not record.container_id:
+            return MonitorResult(Action.STARTING, record.id, f"{record.status.value}, no process recorded yet")
+        runner = runner_for(settings, record)
+        probe = runner.probe(ws, record)
+        record = ws.load_run(record.id)   # it may have recorded its end while we looked
+        if record.status.finished:
+            return MonitorResult(Action.FINISHED, record.id, f"{record.status.value} by itself")
+        if probe.state is ProbeState.ALIVE:
+            return MonitorResult(Action.ALIVE, record.id, probe.detail or "training")
+        how = _describe(probe)
+        holder = ws.training_holder()
+        if holder:
+            return MonitorResult(Action.BUSY, record.id, f"{how}, but the workspace is training ({holder})")
+        recent = _recent(record.restarts, time.time(), window_s)
+        if len(recent) >= max_restarts:
+            reason = (f"crash loop: {how} after {len(recent)} restarts within {window_s:g} s; "
+                      f"fix the cause, then `mlops train --resume {record.id}`")
+            ws.update_run(record.id, status=RunStatus.FAILED, finished=now_iso(), error=reason,
+                          exit_code=probe.exit_code)
+            return MonitorResult(Action.GAVE_UP, record.id, reason, len(recent),
+                                 tuple(_notify_crash(settings)))
+        record = ws.update_run(record.id, restarts=[*record.restarts, now_iso()])
+        runner.start(ws, record)
+        record = ws.load_run(record.id)
+        where = f"container {record.container_id[:12]}" if record.container_id else f"pid {record.pid}"
+        return MonitorResult(Action.RESTARTED, record.id, f"{how}; resumed in {where}", len(recent) + 1)
+
+
+def watch(settings: Settings, *, interval_s: float, max_restarts: int = DEFAULT_MAX_RESTARTS,
+          window_s: float = DEFAULT_WINDOW_S,
+          on_result: Callable[[MonitorResult], None] = lambda result: None) -> MonitorResult:
+    """Check every `interval_s` seconds until no unfinished run is left or one gave up; the last result."""
+    while True:
+        result = check(settings, max_restarts=max_restarts, window_s=window_s)
+        on_result(result)
+        if result.action in (Action.IDLE, Action.FINISHED, Action.GAVE_UP):
+            return result
+        time.sleep(interval_s)

@@ -1,0 +1,167 @@
+"""The docker runner: the harness of one run in a container of the profile's image, the workspace bind-mounted.
+
+Everything the harness writes (run.json status, metrics, train.log, checkpoints) lands in the host workspace,
+because paths in run.json are relative to the workspace. The container runs:
+
+* under an init (`init=True`), so `docker stop` delivers SIGTERM to the harness and it can save a checkpoint;
+* as the uid:gid that owns the workspace directory, not as the image's own `mlops` user: files the run writes
+  then belong to whoever owns the workspace on the host, so later steps (evaluate, tweak, a host-side monitor
+  restart with the local runner) can rewrite them, and a root-owned bind mount is never unwritable. The image
+  still defaults to its non-root `mlops` user for plain `docker run -v VOL:/workspace` on a named volume;
+* with labels `mlops.project` (a digest of the workspace path) and `mlops.run`, so monitor finds it even when
+  run.json lost the container id.
+
+The container options (image, limits, network, GPUs) are saved in runs/ID/container.json, so a restart by
+monitor starts the same container again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from mlops_cli.config import Settings
+from mlops_cli.docker_engine import ContainerSpec, Engine
+from mlops_cli.errors import RunnerError
+from mlops_cli.runners import Probe, ProbeState, harness_command
+from mlops_cli.workspace import RunRecord, Workspace, atomic_write_json, read_json
+
+MOUNT_POINT = "/workspace"
+SPEC_FILE = "container.json"
+PASSED_ENV = ("MLOPS_STRICT", "TF_CPP_MIN_LOG_LEVEL")
+
+
+def project_label(ws: Workspace) -> str:
+    """A stable, short name of the workspace for container labels."""
+    return hashlib.sha256(str(ws.root).encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class DockerOptions:
+    """How to start the container; flags win over MLOPS_DOCKER_* environment variables."""
+
+    image: str | None = None
+    cpus: float | None = None
+    memory: str | None = None
+    network: str | None = None
+    gpus: str | None = None
+
+    @classmethod
+    def from_env(cls, **flags: Any) -> DockerOptions:
+        env = {
+            "image": os.environ.get("MLOPS_DOCKER_IMAGE"),
+            "cpus": os.environ.get("MLOPS_DOCKER_CPUS"),
+            "memory": os.environ.get("MLOPS_DOCKER_MEMORY"),
+            "network": os.environ.get("MLOPS_DOCKER_NETWORK"),
+            "gpus": os.environ.get("MLOPS_DOCKER_GPUS"),
+        }
+        values = {key: flags.get(key) if flags.get(key) is not None else (env[key] or None) for key in env}
+        if values["cpus"] is not None:
+            try:
+                values["cpus"] = float(values["cpus"])
+            except ValueError:
+                raise RunnerError(f"CPU limit {values['cpus']!r} is not a number", "e.g. --cpus 2") from None
+        return cls(**values)
+
+
+def image_for(ws: Workspace, profile: str | None, options: DockerOptions) -> str:
+    """The image to start: the explicit one, else the detected profile's `mlops-<profile>:latest`."""
+    from mlops_cli.images import default_image
+
+    if options.image:
+        return options.image
+    profile = profile or ws.read_state().get("profile")
+    if profile not in ("keras", "sklearn"):
+        raise RunnerError(f"workspace {ws.root} has no detected profile, so no image to pick",
+                          "run `mlops detect` first, or pass the image")
+    return default_image(profile)
+
+
+class DockerRunner:
+    """Runs the harness in a container; see the module docstring."""
+
+    name = "docker"
+
+    def __init__(self, settings: Settings, detach: bool = False, *, image: str | None = None,
+                 cpus: float | None = None, memory: str | None = None, network: str | None = None,
+                 gpus: str | None = None, on_output: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.detach = detach   # containers always run apart from this process; train reads it to skip wait()
+        self.options = DockerOptions.from_env(image=image, cpus=cpus, memory=memory, network=network, gpus=gpus)
+        self._on_output = on_output or (lambda line: print(line, file=sys.stdout, flush=True))
+
+    @classmethod
+    def if_available(cls, settings: Settings, detach: bool = False, **options: Any) -> DockerRunner:
+        """For `--runner auto`: this runner when an engine answers and has the image; else RunnerError (why)."""
+        runner = cls(settings, detach, **options)
+        image = image_for(settings.workspace, None, runner.options)
+        with Engine.connect(timeout=5) as engine:
+            if engine.image_id(image) is None:
+                raise RunnerError(f"image {image} missing: run `mlops images build`")
+        return runner
+
+    def _saved_options(self, ws: Workspace, record: RunRecord) -> DockerOptions:
+        """The options this run was first started with (a restart keeps them), else this runner's."""
+        saved = read_json(ws.run_dir(record.id) / SPEC_FILE)
+        if saved:
+            known = {f.name for f in dataclasses.fields(DockerOptions)}
+            return DockerOptions(**{k: v for k, v in saved.items() if k in known})
+        return self.options
+
+    def start(self, ws: Workspace, record: RunRecord) -> None:
+        """Start a container for this run (fresh, or again after a crash: the harness resumes the checkpoint)."""
+        options = self._saved_options(ws, record)
+        image = image_for(ws, record.profile, options)
+        labels = {"mlops.project": project_label(ws), "mlops.workspace": str(ws.root), "mlops.run": record.id}
+        stat = ws.root.stat()
+        spec = ContainerSpec(
+            image=image, command=harness_command(MOUNT_POINT, record.id),
+            mounts={str(ws.root): MOUNT_POINT}, labels=labels, user=f"{stat.st_uid}:{stat.st_gid}",
+            environment={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
+            working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
+            gpus=options.gpus)
+        with Engine.connect() as engine:
+            if engine.image_id(image) is None:
+                raise RunnerError(f"image {image} missing: run `mlops images build`")
+            previous = [c for c in engine.find(labels) if not c.running]
+            container_id = engine.run(spec)
+            for old in previous:
+                engine.remove(old.id)
+        atomic_write_json(ws.run_dir(record.id) / SPEC_FILE, {**dataclasses.asdict(options), "image": image})
+        ws.update_run(record.id, runner=self.name, container_id=container_id, pid=None, host=engine.host)
+
+    def _container_id(self, ws: Workspace, record: RunRecord, engine: Engine) -> str | None:
+        if record.container_id:
+            return record.container_id
+        found = engine.find({"mlops.project": project_label(ws), "mlops.run": record.id})
+        return found[0].id if found else None
+
+    def wait(self, ws: Workspace, record: RunRecord) -> int:
+        """Stream the container's output until it ends; its exit status."""
+        record = ws.load_run(record.id)
+        with Engine.connect() as engine:
+            container_id = self._container_id(ws, record, engine)
+            if container_id is None:
+                raise RunnerError(f"run {record.id} has no container", "start it with `mlops train --runner docker`")
+            try:
+                for line in engine.logs(container_id):
+                    self._on_output(line)
+            except KeyboardInterrupt:
+                engine.kill(container_id, "SIGTERM")   # through the init to the harness: it keeps the checkpoint
+            return engine.wait(container_id)
+
+    def probe(self, ws: Workspace, record: RunRecord) -> Probe:
+        """alive, exited (code, OOM-killed) or vanished (the engine no longer knows the container)."""
+        with Engine.connect() as engine:
+            container_id = self._container_id(ws, record, engine)
+            state = engine.state(container_id) if container_id else None
+        if state is None:
+            return Probe(ProbeState.VANISHED, detail=f"container {str(container_id)[:12]} is gone")
+        if state.running:
+            return Probe(ProbeState.ALIVE, detail=f"container {state.id[:12]} {state.status}")
+        how = "OOM-killed" if state.oom_killed else f"exit code {state.exit_code}"
+        return Probe(ProbeState.EXITED, exit_code=state.exit_code, oom_killed=state.oom_killed,
+                     detail=f"container {state.id[:12]} exited ({how})")
