@@ -153,6 +153,35 @@ def status_cmd(workspace: str | None, as_json: bool) -> None:
     click.echo(format_table(rows))
 
 
+@cli.command()
+@opt.workspace_option
+@opt.threshold_option
+@opt.metric_option
+@click.option("--strategy", type=click.Choice(["auto", "ladder", "search", "rewrite"]), default="auto",
+              show_default=True, help="How to change the model.")
+@click.option("--time-budget", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Stop proposing once this much training time is spent on this commit.")
+@click.option("--commit-branch", default=None, metavar="NAME",
+              help="Commit a rewritten script to this branch of the checkout for review.")
+@click.option("--push", is_flag=True, help="Push --commit-branch to origin.")
+def tweak(workspace: str | None, threshold: float | None, metric: str | None, strategy: str,
+          time_budget: float | None, commit_branch: str | None, push: bool) -> None:
+    """Below the threshold, propose the next attempt (exit 0); exit 4 when the budget is spent."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.tweak import Outcome
+    from mlops_cli.tweak import tweak as do_tweak
+
+    settings = load_settings(workspace, threshold=threshold, metric=metric)
+    result = do_tweak(settings, strategy=strategy, time_budget=time_budget, commit_branch=commit_branch, push=push)
+    click.echo(result.message)
+    if result.diff:
+        click.echo(result.diff.rstrip("\n"))
+    if result.commit:
+        click.echo(f"committed {result.commit[:12]} to branch {commit_branch}")
+    if result.outcome is Outcome.BUDGET_SPENT:
+        sys.exit(int(ExitCode.BUDGET_SPENT))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="mlops")
