@@ -99,15 +99,23 @@ def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
               help="Share held out when the script validates on nothing (default 0.2; 0 disables).")
 @click.option("--seed", type=int, default=None, help="Random seed for the attempt (default: mlops.yaml, else 0).")
 @click.option("--detach", is_flag=True, help="Start training and return at once (monitor watches it).")
+@click.option("--image", default=None, help="docker: image to run (default: mlops-<profile>:latest).")
+@click.option("--cpus", type=click.FloatRange(min=0.01), default=None, help="docker: CPU limit, e.g. 2.")
+@click.option("--memory", default=None, metavar="SIZE", help="docker: memory limit, e.g. 4g.")
+@click.option("--network", default=None, metavar="MODE", help="docker: network mode, e.g. none.")
+@click.option("--gpus", default=None, metavar="all|N", help="docker: request GPUs from the engine.")
 def train(workspace: str | None, runner: str, params_json: str | None, resume: str | None,
-          holdout: float | None, seed: int | None, detach: bool) -> None:
+          holdout: float | None, seed: int | None, detach: bool, image: str | None, cpus: float | None,
+          memory: str | None, network: str | None, gpus: str | None) -> None:
     """Train the detected entry script under the harness (metrics, checkpoints, model)."""
     from mlops_cli.config import load_settings
     from mlops_cli.train import train as do_train
 
     settings = load_settings(workspace, holdout=holdout, seed=seed)
     result = do_train(settings, runner=runner, params=_parse_json_option(params_json, "--params"),
-                      resume=resume, detach=detach)
+                      resume=resume, detach=detach,
+                      docker_options={"image": image, "cpus": cpus, "memory": memory, "network": network,
+                                      "gpus": gpus})
     for warning in result.warnings:
         click.echo(f"mlops: warning: {warning}", err=True)
     click.echo(result.summary())
@@ -151,6 +159,35 @@ def status_cmd(workspace: str | None, as_json: bool) -> None:
     from mlops_cli.history import format_table
 
     click.echo(format_table(rows))
+
+
+@cli.command()
+@opt.workspace_option
+@opt.threshold_option
+@opt.metric_option
+@click.option("--strategy", type=click.Choice(["auto", "ladder", "search", "rewrite"]), default="auto",
+              show_default=True, help="How to change the model.")
+@click.option("--time-budget", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Stop proposing once this much training time is spent on this commit.")
+@click.option("--commit-branch", default=None, metavar="NAME",
+              help="Commit a rewritten script to this branch of the checkout for review.")
+@click.option("--push", is_flag=True, help="Push --commit-branch to origin.")
+def tweak(workspace: str | None, threshold: float | None, metric: str | None, strategy: str,
+          time_budget: float | None, commit_branch: str | None, push: bool) -> None:
+    """Below the threshold, propose the next attempt (exit 0); exit 4 when the budget is spent."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.tweak import Outcome
+    from mlops_cli.tweak import tweak as do_tweak
+
+    settings = load_settings(workspace, threshold=threshold, metric=metric)
+    result = do_tweak(settings, strategy=strategy, time_budget=time_budget, commit_branch=commit_branch, push=push)
+    click.echo(result.message)
+    if result.diff:
+        click.echo(result.diff.rstrip("\n"))
+    if result.commit:
+        click.echo(f"committed {result.commit[:12]} to branch {commit_branch}")
+    if result.outcome is Outcome.BUDGET_SPENT:
+        sys.exit(int(ExitCode.BUDGET_SPENT))
 
 
 # ---- docker: images and monitor (issue 4) -----------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""Step 3: compare the held-out metric of the latest finished attempt with the threshold, and keep the best."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from mlops_cli.config import Settings
+from mlops_cli.errors import MetricError
+from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes
+
+LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses and errors improve downwards; accuracies, r2 and scores upwards."""
+    return any(token in metric.lower() for token in LOWER_IS_BETTER)
+
+
+def better(metric: str, a: float, b: float | None) -> bool:
+    """Is `a` strictly better than `b` for this metric (anything beats nothing)?"""
+    if b is None:
+        return True
+    return a < b if lower_is_better(metric) else a > b
+
+
+def meets(metric: str, value: float, threshold: float) -> bool:
+    return value <= threshold if lower_is_better(metric) else value >= threshold
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """The verdict on one run, and what best/ holds afterwards."""
+
+    run_id: str
+    metric: str
+    value: float
+    threshold: float
+    met: bool
+    promoted: bool
+    best_id: str | None
+    best_value: float | None
+
+    def summary(self) -> str:
+        if lower_is_better(self.metric):
+            op = "<=" if self.met else ">"
+        else:
+            op = ">=" if self.met else "<"
+        verdict = "met" if self.met else "below threshold"
+        best = "now the best" if self.promoted else (f"best is run {self.best_id} ({self.best_value:.4f})"
+                                                     if self.best_id and self.best_value is not None else "")
+        return (f"run {self.run_id}: {self.metric} = {self.value:.4f} {op} {self.threshold:.4f}: {verdict}"
+                + (f"; {best}" if best else ""))
+
+
+def metric_value(ws: Workspace, run_id: str, metric: str) -> float | None:
+    """A run's metric as a float, or None when missing or not a number."""
+    value = (ws.read_metrics(run_id) or {}).get(metric)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        return float(value)
+    return None
+
+
+def _target_run(ws: Workspace, run_id: str | None) -> RunRecord:
+    if run_id:
+        return ws.load_run(run_id.zfill(4) if run_id.isdigit() else run_id)
+    for candidate in reversed(ws.runs()):
+        if candidate.status.finished:
+            return candidate
+    raise MetricError(f"no finished run in {ws.root}", "run `mlops train` first")
+
+
+def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Path | None = None) -> EvaluationResult:
+    """Verdict on the latest finished run (or `run_id`); promotes it to best/ when it beats the best so far."""
+    ws = settings.workspace
+    record = _target_run(ws, run_id)
+    metric = settings.metric
+    if record.status is not RunStatus.SUCCEEDED:
+        raise MetricError(f"run {record.id} has no metrics: it {record.status.value}"
+                          + (f" ({record.error})" if record.error else ""),
+                          "see its train.log, fix the script or `mlops train --resume`")
+    value = metric_value(ws, record.id, metric)
+    if value is None:
+        available = sorted(k for k, v in (ws.read_metrics(record.id) or {}).items() if isinstance(v, (int, float)))
+        raw = (ws.read_metrics(record.id) or {}).get(metric)
+        problem = "is not a number" if raw is not None else "is missing"
+        raise MetricError(f"metric {metric!r} of run {record.id} {problem}",
+                          f"available: {', '.join(available) or 'none'}; choose one with --metric")
+    best_id = ws.best_run_id()
+    best_value = metric_value(ws, best_id, metric) if best_id else None
+    promoted = False
+    if best_id != record.id and better(metric, value, best_value):
+        ws.promote(record.id)
+        best_id, best_value, promoted = record.id, value, True
+    result = EvaluationResult(run_id=record.id, metric=metric, value=value, threshold=settings.threshold,
+                              met=meets(metric, value, settings.threshold), promoted=promoted,
+                              best_id=best_id, best_value=best_value)
+    if junit_path:
+        write_junit(Path(junit_path), result)
+    return result
+
+
+def write_junit(path: Path, result: EvaluationResult) -> None:
+    """The threshold check as one JUnit test case, so Jenkins' test report shows it and its history."""
+    suite = ET.Element("testsuite", name="mlops.evaluate", tests="1", failures="0" if result.met else "1")
+    case = ET.SubElement(suite, "testcase", classname="mlops.evaluate",
+                         name=f"{result.metric} meets {result.threshold}")
+    ET.SubElement(case, "system-out").text = result.summary()
+    if not result.met:
+        failure = ET.SubElement(case, "failure", message=result.summary(), type="BelowThreshold")
+        failure.text = result.summary()
+    ET.SubElement(suite, "properties")
+    for key, value in (("run", result.run_id), ("value", f"{result.value:.6f}")):
+        ET.SubElement(suite.find("properties"), "property", name=key, value=value)
+    atomic_write_bytes(path.resolve(), ET.tostring(suite, encoding="utf-8", xml_declaration=True))

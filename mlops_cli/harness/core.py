@@ -1,0 +1,143 @@
+"""Run one attempt's entry script inside the training process and write what it produced into the run dir."""
+from __future__ import annotations
+
+import contextlib
+import os
+import runpy
+import shutil
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlops_cli import runtime
+from mlops_cli.errors import WorkspaceBusy
+from mlops_cli.harness.capture import Capture
+from mlops_cli.workspace import RunStatus, Workspace, now_iso
+
+EXIT_BUSY = 75
+
+
+@contextlib.contextmanager
+def tee_output(log_path: Path) -> Iterator[None]:
+    """Copy everything written to fd 1 and 2 (Python and TensorFlow's C++ logs alike) into train.log too,
+    so the log exists whichever runner started us, attached or detached."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    log = open(log_path, "ab")
+
+    def pump() -> None:
+        while chunk := os.read(read_end, 65536):
+            os.write(saved_out, chunk)
+            log.write(chunk)
+            log.flush()
+
+    thread = threading.Thread(target=pump, name="mlops-tee", daemon=True)
+    thread.start()
+    os.dup2(write_end, 1)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        thread.join(timeout=10)
+        os.close(read_end)
+        os.close(saved_out)
+        os.close(saved_err)
+        log.close()
+
+
+def _hooks(profile: str | None) -> Any:
+    if profile == "keras":
+        from mlops_cli.harness import keras_hooks
+
+        return keras_hooks
+    from mlops_cli.harness import sklearn_hooks
+
+    return sklearn_hooks
+
+
+def _fail(ws: Workspace, run_id: str, message: str, code: int = 1) -> int:
+    print(f"mlops: run {run_id} failed: {message}", file=sys.stderr)
+    ws.update_run(run_id, status=RunStatus.FAILED, error=message, exit_code=code, finished=now_iso())
+    return code
+
+
+def run(workspace: Path, run_id: str) -> int:
+    """Train run `run_id`: returns the process exit code (0 ok, 1 script failed, 75 busy, 143 interrupted)."""
+    ws = Workspace(workspace)
+    record = ws.load_run(run_id)
+    run_dir = ws.run_dir(run_id)
+    with tee_output(run_dir / "train.log"):
+        try:
+            lock = ws.acquire_training(run_id)
+        except WorkspaceBusy as exc:
+            print(f"mlops: error: {exc}", file=sys.stderr)
+            return EXIT_BUSY
+        with lock:
+            resumed = record.started is not None
+            record = ws.update_run(run_id, status=RunStatus.RUNNING, pid=os.getpid(), host=os.uname().nodename,
+                                   started=record.started or now_iso(), error=None, exit_code=None)
+            print(f"mlops: {'resuming' if resumed else 'starting'} run {run_id} ({record.profile}, "
+                  f"{record.entrypoint}, params {record.params or 'as written'}, options {record.options or '-'})",
+                  flush=True)
+            return _train(ws, record)
+
+
+def _train(ws: Workspace, record: Any) -> int:
+    source = ws.source_dir(record)
+    entry = source / (record.entrypoint or "")
+    if not record.entrypoint or not entry.is_file():
+        return _fail(ws, record.id, f"entry script {entry} not found", 2)
+    capture = Capture(run_dir=ws.run_dir(record.id), checkpoint_dir=ws.checkpoint_dir(record.id),
+                      options={"holdout": 0.2, **record.options}, seed=record.seed)
+    runtime.context.params = dict(record.params)
+    runtime.context.in_harness = True
+    hooks = _hooks(record.profile)
+    hooks.install(capture)
+    started = time.monotonic()
+    sys.path.insert(0, str(source))
+    os.chdir(source)
+    sys.argv = [str(entry)]
+    try:
+        runpy.run_path(str(entry), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.__class__.__name__ == "Interrupted" or code >= 128:
+            print(f"mlops: run {record.id} interrupted (exit {code}); it resumes at its last checkpoint",
+                  file=sys.stderr)
+            return code
+        if code != 0:
+            return _fail(ws, record.id, f"the script exited with code {code}", 1)
+    except KeyboardInterrupt:
+        print(f"mlops: run {record.id} interrupted; it resumes at its last checkpoint", file=sys.stderr)
+        return 130
+    except BaseException as exc:
+        traceback.print_exc()
+        return _fail(ws, record.id, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], 1)
+    hooks.finish(capture)
+    capture.metrics.update(runtime.context.explicit_metrics)
+    model_file = hooks.save(capture)
+    diagnostics = {key: value for key, value in capture.diagnostics.items()
+                   if key not in ("curves", "epochs", "train_fingerprint", "train_labels_fingerprint")}
+    diagnostics.update(options=capture.options, notes=capture.notes, model_file=model_file)
+    metrics = {**capture.metrics, "curves": capture.diagnostics.get("curves", {}),
+               "epochs": capture.diagnostics.get("epochs"), "duration_s": round(time.monotonic() - started, 3),
+               "diagnostics": diagnostics}
+    ws.write_metrics(record.id, metrics)
+    ws.update_run(record.id, status=RunStatus.SUCCEEDED, exit_code=0, finished=now_iso())
+    shutil.rmtree(ws.checkpoint_dir(record.id), ignore_errors=True)
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(capture.metrics.items()) if isinstance(v, float))
+    print(f"mlops: run {record.id} finished: {summary or 'no metrics captured'}", flush=True)
+    return 0

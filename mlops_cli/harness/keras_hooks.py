@@ -1,0 +1,220 @@
+"""Keras capture: wrap `Model.fit` so an unchanged script validates on held-out data, checkpoints every epoch,
+and trains the model variant that tweak asked for (standardised inputs, augmentation, more epochs).
+
+Whatever is changed lives in the saved model: a Normalization layer adapted on the training split, or
+augmentation layers (inactive at inference), so the model in best/ takes the same raw inputs as the script.
+"""
+from __future__ import annotations
+
+import inspect
+import signal
+from typing import Any
+
+from mlops_cli.harness import data
+from mlops_cli.harness.capture import Capture, safe
+
+DELEGATED_METHODS = ("predict", "evaluate", "save", "predict_on_batch", "test_on_batch")
+
+
+class Interrupted(SystemExit):
+    """SIGTERM during training: leave the run resumable (checkpoint kept, status still running)."""
+
+
+def install(capture: Capture) -> None:
+    """Seed Keras and replace Model.fit by the capturing wrapper; SIGTERM interrupts cleanly."""
+    import keras
+
+    keras.utils.set_random_seed(capture.seed)
+    original_fit = keras.Model.fit
+    signature = inspect.signature(original_fit)
+
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if capture.depth:
+            return original_fit(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        arguments.pop("self")
+        model = self
+        prepared = safe(_prepare)(capture, self, arguments)
+        if prepared is not None:
+            model, arguments = prepared
+        capture.depth += 1
+        try:
+            history = original_fit(model, **arguments)
+        finally:
+            capture.depth -= 1
+        safe(_after_fit)(capture, self, model)
+        return history
+
+    keras.Model.fit = fit
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise Interrupted(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Decide the held-out data, wrap the model if tweak asked for it, and add our callbacks."""
+    import keras
+
+    options = capture.options
+    x, y = data.as_array(arguments.get("x")), data.as_array(arguments.get("y"))
+    holdout_source = "none"
+    if arguments.get("validation_data") is not None:
+        holdout_source = "validation_data"
+        val = arguments["validation_data"]
+        if isinstance(val, (tuple, list)) and len(val) >= 2:
+            capture.holdout_data = (data.as_array(val[0]), data.as_array(val[1]))
+    elif x is not None and y is not None and len(x) == len(y) and len(x) >= 10:
+        fraction = float(arguments.get("validation_split") or options.get("holdout", 0.2))
+        if fraction > 0:
+            holdout_source = "validation_split (shuffled, stratified)" if arguments.get("validation_split") \
+                else "harness"
+            x, x_val, y, y_val = data.split(x, y, fraction, capture.seed)
+            arguments.update(x=x, y=y, validation_data=(x_val, y_val), validation_split=0.0)
+            capture.holdout_data = (x_val, y_val)
+    capture.train_data = (x, y)
+    if options.get("epochs"):
+        arguments["epochs"] = int(options["epochs"])
+    if arguments.get("verbose") == "auto":
+        arguments["verbose"] = 2
+    stats = data.input_stats(x)
+    capture.diagnostics.update(
+        holdout=holdout_source, input_stats=stats,
+        n_train=None if x is None else int(len(x)),
+        n_holdout=None if capture.holdout_data is None or capture.holdout_data[0] is None
+        else int(len(capture.holdout_data[0])),
+        majority_share=None if capture.holdout_data is None else data.majority_share(capture.holdout_data[1]),
+        task="classification" if data.class_labels(y) is not None else "regression")
+    trained = _wrap(capture, model, x) if x is not None else model
+    callbacks = list(arguments.get("callbacks") or [])
+    callbacks.append(keras.callbacks.BackupAndRestore(str(capture.checkpoint_dir / f"fit{capture.fit_index}")))
+    callbacks.append(_EpochRecorder(capture))
+    arguments["callbacks"] = callbacks
+    return trained, arguments
+
+
+def _wrap(capture: Capture, model: Any, x: Any) -> Any:
+    """Put preprocessing in front of the user's model when tweak asked for it; the user's model object then
+    delegates predict/evaluate/save to the wrapped one, so the script's own calls see the trained model."""
+    import keras
+
+    layers = []
+    if capture.options.get("augment") and x.ndim == 4:
+        layers += [keras.layers.RandomTranslation(0.1, 0.1, seed=capture.seed),
+                   keras.layers.RandomRotation(0.05, seed=capture.seed)]
+        capture.notes.append("augmentation layers (RandomTranslation, RandomRotation) in front of the model")
+    elif capture.options.get("augment"):
+        capture.notes.append("augmentation asked for, but the inputs are not images: ignored")
+    if capture.options.get("standardize"):
+        norm = keras.layers.Normalization(axis=-1)
+        norm.adapt(x.astype("float32"))
+        layers.append(norm)
+        capture.notes.append("Normalization layer adapted on the training split in front of the model")
+    if not layers:
+        return model
+    inputs = keras.Input(shape=x.shape[1:])
+    hidden = inputs
+    for layer in layers:
+        hidden = layer(hidden)
+    wrapped = keras.Model(inputs, model(hidden), name=f"mlops_{model.name}")
+    config = model.get_compile_config()
+    if config:
+        wrapped.compile_from_config(config)
+    for name in DELEGATED_METHODS:
+        object.__setattr__(model, name, getattr(wrapped, name))
+    return wrapped
+
+
+class _EpochRecorder:
+    """A Keras callback (built lazily so this module imports without Keras) that logs each finished epoch."""
+
+    def __new__(cls, capture: Capture) -> Any:
+        import keras
+
+        class EpochRecorder(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                safe(capture.record_epoch)(epoch, logs or {})
+
+        return EpochRecorder()
+
+
+def _after_fit(capture: Capture, user_model: Any, trained: Any) -> None:
+    capture.framework = "keras"
+    capture.model = trained
+    capture.fit_index += 1
+    capture.diagnostics["model"] = describe(trained, user_model)
+
+
+def describe(model: Any, user_model: Any) -> dict[str, Any]:
+    """The model's shape as tweak needs it: layers with units/filters/activation, optimizer and learning rate."""
+    layers = []
+    for layer in _flat_layers(user_model):
+        config = layer.get_config()
+        entry = {"class": type(layer).__name__}
+        for key in ("units", "filters", "kernel_size", "activation", "rate", "pool_size"):
+            if key in config:
+                entry[key] = config[key]
+        layers.append(entry)
+    optimizer = getattr(model, "optimizer", None)
+    learning_rate = None
+    if optimizer is not None:
+        learning_rate = float(optimizer.get_config().get("learning_rate", 0) or 0) or None
+    return {"framework": "keras", "layers": layers, "wrapped": model is not user_model,
+            "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+            "learning_rate": learning_rate, "loss": str(getattr(model, "loss", None)),
+            "trainable_params": int(sum(int(w.numpy().size) for w in model.trainable_weights))}
+
+
+def _flat_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        if hasattr(layer, "layers") and layer.layers:
+            out.extend(_flat_layers(layer))
+        elif type(layer).__name__ != "InputLayer":
+            out.append(layer)
+    return out
+
+
+def finish(capture: Capture) -> None:
+    """Final metrics of the last fit: the merged per-epoch curves, and held-out accuracy computed directly
+    when the script compiled no accuracy metric."""
+    curves = capture.curves()
+    capture.metrics.update({key: values[-1] for key, values in curves.items() if values})
+    capture.diagnostics["curves"] = curves
+    capture.diagnostics["epochs"] = len(next(iter(curves.values()), []))
+    if "val_accuracy" not in capture.metrics and capture.holdout_data and capture.model is not None:
+        accuracy = _accuracy(capture.model, *capture.holdout_data)
+        if accuracy is not None:
+            capture.metrics["val_accuracy"] = accuracy
+    if "accuracy" not in capture.metrics and capture.train_data and capture.model is not None:
+        accuracy = _accuracy(capture.model, *capture.train_data)
+        if accuracy is not None:
+            capture.metrics["accuracy"] = accuracy
+
+
+def _accuracy(model: Any, x: Any, y: Any) -> float | None:
+    import numpy as np
+
+    labels = data.class_labels(data.as_array(y))
+    if x is None or labels is None:
+        return None
+    predicted = np.asarray(model.predict(x, verbose=0))
+    predicted = predicted.argmax(axis=1) if predicted.ndim == 2 and predicted.shape[1] > 1 \
+        else (predicted.reshape(-1) > 0.5).astype(int)
+    return float(np.mean(predicted == labels))
+
+
+def save(capture: Capture) -> str | None:
+    """Save the trained model next to the run's metrics (temp name, then rename)."""
+    import os
+
+    if capture.model is None:
+        return None
+    target = capture.run_dir / "model.keras"
+    temporary = capture.run_dir / ".model-partial.keras"
+    capture.model.save(str(temporary))
+    os.replace(temporary, target)
+    return target.name

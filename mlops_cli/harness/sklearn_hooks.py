@@ -1,0 +1,168 @@
+"""scikit-learn capture: record the estimator a script fits, its training inputs, and the scores it computes.
+
+A score on data other than the training data is the held-out metric. A script that scores nothing held out
+gets one from the harness: a clone of its estimator refit on a stratified 80% and scored on the rest.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+from mlops_cli.harness import data
+from mlops_cli.harness.capture import Capture, safe
+
+
+def install(capture: Capture) -> None:
+    """Wrap fit and score of every scikit-learn estimator class, and sklearn.metrics.accuracy_score."""
+    import random
+
+    import numpy as np
+    import sklearn.metrics
+    import sklearn.metrics._classification as classification
+    from sklearn.base import ClassifierMixin, RegressorMixin
+    from sklearn.utils import all_estimators
+
+    random.seed(capture.seed)
+    np.random.seed(capture.seed)
+    classes = {base for _, cls in all_estimators() for base in cls.__mro__ if base.__module__.startswith("sklearn")}
+    for cls in classes | {ClassifierMixin, RegressorMixin}:
+        if "fit" in cls.__dict__ and callable(cls.__dict__["fit"]):
+            setattr(cls, "fit", _wrap_fit(capture, cls.__dict__["fit"]))
+        if "score" in cls.__dict__ and callable(cls.__dict__["score"]):
+            setattr(cls, "score", _wrap_score(capture, cls.__dict__["score"]))
+    original_accuracy = classification.accuracy_score
+
+    @functools.wraps(original_accuracy)
+    def accuracy_score(y_true: Any, y_pred: Any, *args: Any, **kwargs: Any) -> Any:
+        value = original_accuracy(y_true, y_pred, *args, **kwargs)
+        if not capture.depth:
+            safe(_record_score)(capture, "accuracy", y_true, value, by_labels=True)
+        return value
+
+    sklearn.metrics.accuracy_score = accuracy_score
+
+
+def _wrap_fit(capture: Capture, original: Any) -> Any:
+    @functools.wraps(original)
+    def fit(self: Any, X: Any, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if capture.depth:
+            return original(self, X, y, *args, **kwargs)
+        capture.depth += 1
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = original(self, X, y, *args, **kwargs)
+        finally:
+            capture.depth -= 1
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        safe(_after_fit)(capture, self, X, y, caught)
+        return result
+
+    return fit
+
+
+def _wrap_score(capture: Capture, original: Any) -> Any:
+    @functools.wraps(original)
+    def score(self: Any, X: Any, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if capture.depth:
+            return original(self, X, y, *args, **kwargs)
+        capture.depth += 1
+        try:
+            value = original(self, X, y, *args, **kwargs)
+        finally:
+            capture.depth -= 1
+        name = "accuracy" if _is_classifier(self) else "r2"
+        safe(_record_score)(capture, name, X, value, by_labels=False)
+        return value
+
+    return score
+
+
+def _is_classifier(estimator: Any) -> bool:
+    from sklearn.base import is_classifier
+
+    return bool(is_classifier(estimator))
+
+
+def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[Any]) -> None:
+    from sklearn.exceptions import ConvergenceWarning
+
+    x_array, y_array = data.as_array(X), data.as_array(y)
+    capture.framework = "sklearn"
+    capture.model = estimator
+    capture.train_data = (X, y)
+    capture.fit_index += 1
+    capture.diagnostics.update(
+        input_stats=data.input_stats(x_array), n_train=None if x_array is None else int(len(x_array)),
+        task="classification" if _is_classifier(estimator) else "regression",
+        train_fingerprint=data.fingerprint(X), train_labels_fingerprint=data.fingerprint(y),
+        model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
+
+
+def describe(estimator: Any, converged: bool = True) -> dict[str, Any]:
+    """The estimator's class and hyperparameters (JSON-safe), the final step's for a pipeline or a search."""
+    steps = []
+    final = estimator
+    if hasattr(estimator, "steps"):
+        steps = [type(step).__name__ for _, step in estimator.steps]
+        final = estimator.steps[-1][1]
+    if hasattr(final, "best_estimator_"):
+        final = final.best_estimator_
+    params = {key: value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+              for key, value in final.get_params(deep=False).items()}
+    return {"framework": "sklearn", "estimator": type(final).__name__, "container": type(estimator).__name__,
+            "steps": steps, "params": params, "converged": converged}
+
+
+def _record_score(capture: Capture, name: str, data_or_labels: Any, value: Any, by_labels: bool) -> None:
+    """A score on the training data is the training metric; on anything else, the held-out one."""
+    key = "train_labels_fingerprint" if by_labels else "train_fingerprint"
+    on_training = data.fingerprint(data_or_labels) == capture.diagnostics.get(key)
+    metric = name if on_training else f"val_{name}"
+    capture.metrics[metric] = float(value)
+    if not on_training:
+        capture.diagnostics["holdout"] = "script"
+        if by_labels:
+            capture.diagnostics["majority_share"] = data.majority_share(data.as_array(data_or_labels))
+            capture.diagnostics["n_holdout"] = int(len(data_or_labels))
+
+
+def finish(capture: Capture) -> None:
+    """Training score, and a harness hold-out when the script scored nothing held out."""
+    from sklearn.base import clone
+
+    if capture.model is None or capture.train_data is None:
+        return
+    X, y = capture.train_data
+    name = "accuracy" if _is_classifier(capture.model) else "r2"
+    capture.depth += 1
+    try:
+        if name not in capture.metrics and y is not None:
+            capture.metrics[name] = float(capture.model.score(X, y))
+        fraction = float(capture.options.get("holdout", 0.2))
+        x_array, y_array = data.as_array(X), data.as_array(y)
+        if f"val_{name}" not in capture.metrics and fraction > 0 and x_array is not None and y_array is not None:
+            x_train, x_val, y_train, y_val = data.split(x_array, y_array, fraction, capture.seed)
+            refit = clone(capture.model).fit(x_train, y_train)
+            capture.metrics[f"val_{name}"] = float(refit.score(x_val, y_val))
+            capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=int(len(x_val)),
+                                       majority_share=data.majority_share(y_val))
+    finally:
+        capture.depth -= 1
+
+
+def save(capture: Capture) -> str | None:
+    """Save the fitted estimator with joblib (temp name, then rename)."""
+    import os
+
+    import joblib
+
+    if capture.model is None:
+        return None
+    target = capture.run_dir / "model.joblib"
+    temporary = capture.run_dir / ".model-partial.joblib"
+    joblib.dump(capture.model, temporary)
+    os.replace(temporary, target)
+    return target.name

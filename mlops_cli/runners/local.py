@@ -1,0 +1,69 @@
+"""The local runner: the harness as a child process of this machine (laptops, CI, Jenkins agents without Docker)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from mlops_cli.errors import RunnerError
+from mlops_cli.runners import Probe, ProbeState, harness_command
+from mlops_cli.workspace import RunRecord, Workspace
+
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def _pid_runs_harness(pid: int, run_id: str) -> bool:
+    """True when `pid` is alive and really is the harness of this run (pids are reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    return b"mlops_cli.harness" in cmdline and run_id.encode() in cmdline
+
+
+class LocalRunner:
+    """Starts `python -m mlops_cli.harness` with this interpreter."""
+
+    name = "local"
+
+    def __init__(self, detach: bool = False) -> None:
+        self.detach = detach
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ws: Workspace, record: RunRecord) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, env.get("PYTHONPATH")]))
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.detach:
+            env.update(BUILD_ID="dontKillMe", JENKINS_NODE_COOKIE="dontKillMe")
+        output = subprocess.DEVNULL if self.detach else None
+        try:
+            self._process = subprocess.Popen(harness_command(str(ws.root), record.id, sys.executable), env=env,
+                                             stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                             start_new_session=self.detach)
+        except OSError as exc:
+            raise RunnerError(f"cannot start the training process: {exc.strerror}") from exc
+        ws.update_run(record.id, runner=self.name, pid=self._process.pid, host=os.uname().nodename,
+                      container_id=None)
+
+    def wait(self, ws: Workspace, record: RunRecord) -> int:
+        if self._process is None:
+            raise RunnerError(f"run {record.id} was not started by this runner")
+        try:
+            code = self._process.wait()
+        except KeyboardInterrupt:
+            self._process.send_signal(signal.SIGTERM)
+            code = self._process.wait()
+        return 128 - code if code < 0 else code
+
+    def probe(self, ws: Workspace, record: RunRecord) -> Probe:
+        if record.pid and record.host in (None, os.uname().nodename) and _pid_runs_harness(record.pid, record.id):
+            return Probe(ProbeState.ALIVE, detail=f"pid {record.pid}")
+        return Probe(ProbeState.VANISHED, detail=f"pid {record.pid} is gone")

@@ -1,0 +1,146 @@
+"""Step 2b/5: create an attempt (or resume one) and have a runner train it under the harness."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from typing import Any
+
+from mlops_cli.config import Settings
+from mlops_cli.errors import RunnerError, UsageError, WorkspaceBusy
+from mlops_cli.runners import Runner
+from mlops_cli.workspace import RunRecord, RunStatus, Workspace, now_iso
+
+STAGED_SOURCE = "next-src"
+LOG_TAIL_LINES = 20
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What happened to the attempt: finished, failed, or left running in the background."""
+
+    run: RunRecord
+    metrics: dict[str, Any] | None
+    exit_code: int | None
+    detached: bool
+    metric_name: str
+    log_tail: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return not self.detached and self.run.status is not RunStatus.SUCCEEDED
+
+    def summary(self) -> str:
+        run = self.run
+        if self.detached:
+            where = f"container {run.container_id[:12]}" if run.container_id else f"pid {run.pid}"
+            return f"run {run.id} training in the background ({run.runner}, {where}); `mlops monitor` watches it"
+        if self.failed:
+            return f"run {run.id} failed: {run.error or f'exit code {self.exit_code}'}"
+        value = (self.metrics or {}).get(self.metric_name)
+        shown = f"{self.metric_name}={value:.4f}" if isinstance(value, (int, float)) else f"no {self.metric_name}"
+        duration = (self.metrics or {}).get("duration_s")
+        return f"run {run.id} succeeded: {shown}" + (f" ({duration:.1f}s)" if duration else "")
+
+
+def make_runner(kind: str, settings: Settings, detach: bool, warnings: list[str],
+                docker_options: dict[str, Any] | None = None) -> Runner:
+    """The runner for --runner local|docker|auto; auto falls back to local with a warning."""
+    from mlops_cli.runners.local import LocalRunner
+
+    if kind == "local":
+        return LocalRunner(detach=detach)
+    from mlops_cli.runners import docker as docker_runner
+
+    if kind == "docker":
+        return docker_runner.DockerRunner(settings, detach=detach, **(docker_options or {}))
+    try:
+        return docker_runner.DockerRunner.if_available(settings, detach=detach, **(docker_options or {}))
+    except RunnerError as exc:
+        warnings.append(f"training locally: {exc}")
+        return LocalRunner(detach=detach)
+
+
+def _ensure_detected(settings: Settings) -> dict[str, Any]:
+    """Detect when nothing was detected yet, or the code changed since: train must never guess the profile."""
+    from mlops_cli.detect import detect_and_record
+    from mlops_cli.gitrepo import head_commit
+
+    ws = settings.workspace
+    state = ws.read_state()
+    commit = state.get("commit") or head_commit(ws.repo_dir)
+    if not state.get("profile") or state.get("detected_commit") != commit:
+        if commit and commit != state.get("commit"):
+            ws.update_state(commit=commit)
+        detect_and_record(settings)
+        state = ws.read_state()
+    return state
+
+
+def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord:
+    """A new run from explicit params, else from tweak's proposal (next.json), else the declared defaults."""
+    ws = settings.workspace
+    state = _ensure_detected(settings)
+    proposal = ws.read_proposal() if params is None else None
+    proposal = proposal or {}
+    unknown = set(params or {}) - set(settings.params) if settings.params else set()
+    if unknown:
+        raise UsageError(f"--params names {', '.join(sorted(unknown))}, not declared in mlops.yaml",
+                         f"declared: {', '.join(sorted(settings.params))}")
+    commit = state.get("commit")
+    attempt = 1 + sum(1 for run in ws.runs() if run.commit == commit)
+    record = ws.new_run(
+        attempt=attempt, parent=proposal.get("parent"), commit=commit, profile=state["profile"],
+        entrypoint=proposal.get("entrypoint") or state["entrypoint"],
+        params={**settings.param_defaults(), **proposal.get("params", {}), **(params or {})},
+        options={"holdout": settings.holdout, **proposal.get("options", {})},
+        reasons=list(proposal.get("reasons", [])), strategy=proposal.get("strategy"),
+        seed=int(proposal.get("seed", settings.seed)))
+    staged = ws.root / STAGED_SOURCE
+    if proposal.get("source") and staged.is_dir():
+        os.replace(staged, ws.run_dir(record.id) / "src")
+        record = ws.update_run(record.id, source="src")
+    ws.clear_proposal()
+    return record
+
+
+def train(settings: Settings, runner: str = "local", params: dict[str, Any] | None = None,
+          resume: str | None = None, detach: bool = False,
+          docker_options: dict[str, Any] | None = None) -> TrainResult:
+    """Train one attempt; with `resume`, continue that run at its last checkpoint instead of starting anew."""
+    ws = settings.workspace.ensure()
+    holder = ws.training_holder()
+    if holder:
+        raise WorkspaceBusy(f"workspace {ws.root} is already training ({holder})",
+                            "wait for it, or let `mlops monitor` look after it")
+    if resume:
+        record = ws.load_run(resume.zfill(4) if resume.isdigit() else resume)
+        if record.status is RunStatus.SUCCEEDED:
+            raise UsageError(f"run {record.id} already finished", "start a new attempt with `mlops train`")
+    else:
+        record = _new_attempt(settings, params)
+    warnings: list[str] = []
+    chosen = make_runner(runner, settings, detach, warnings, docker_options)
+    chosen.start(ws, record)
+    record = ws.load_run(record.id)
+    if detach:
+        return TrainResult(run=record, metrics=None, exit_code=None, detached=True, metric_name=settings.metric,
+                           warnings=warnings)
+    code = chosen.wait(ws, record)
+    record = ws.load_run(record.id)
+    if record.status is not RunStatus.SUCCEEDED and record.status is not RunStatus.FAILED:
+        reason = f"killed by {signal.Signals(code - 128).name}" if code > 128 and code - 128 < 65 \
+            else f"training process exited with code {code}"
+        record = ws.update_run(record.id, status=RunStatus.FAILED, exit_code=code, finished=now_iso(),
+                               error=f"{reason}; `mlops train --resume {record.id}` continues at the last checkpoint")
+    return TrainResult(run=record, metrics=ws.read_metrics(record.id), exit_code=code, detached=False,
+                       metric_name=settings.metric, log_tail=log_tail(ws, record.id), warnings=warnings)
+
+
+def log_tail(ws: Workspace, run_id: str, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines of a run's train.log, shown when it failed."""
+    path = ws.run_dir(run_id) / "train.log"
+    if not path.exists():
+        return []
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]

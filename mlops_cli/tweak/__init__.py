@@ -1,0 +1,182 @@
+"""Step 4: below the threshold, decide the next attempt and record why.
+
+The part that *proposes* (a strategy: ladder, search, rewrite) is separate from the part that *runs* (train),
+as in Keras Tuner's Oracle and Tuner; a Proposal passes between them through WORKSPACE/next.json, so each
+Jenkins job is a separate process that reads its state from the workspace.
+
+Strategies are modules with one function, `propose(ctx: TweakContext) -> Proposal | None` (None: nothing left
+to try). Keras and scikit-learn each have a ladder and a rewrite module; search (optuna) serves both.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import shutil
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from mlops_cli.config import Settings
+from mlops_cli.errors import MetricError, UsageError
+from mlops_cli.evaluate import better, meets
+from mlops_cli.history import AttemptRow, history
+from mlops_cli.train import STAGED_SOURCE
+
+STRATEGIES = ("auto", "ladder", "search", "rewrite")
+
+
+@dataclasses.dataclass
+class Proposal:
+    """The next attempt: parameters, harness options and/or rewritten files, each change with its reason."""
+
+    strategy: str
+    reasons: list[str]
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    parent: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TweakContext:
+    """What a strategy reads: settings, this commit's attempts (oldest first), the latest and the best one."""
+
+    settings: Settings
+    rows: list[AttemptRow]
+    latest: AttemptRow
+    best: AttemptRow | None
+    state: dict[str, Any]
+
+    @property
+    def profile(self) -> str:
+        return str(self.latest.run.profile or self.state.get("profile"))
+
+    def source_dir(self, row: AttemptRow) -> Path:
+        return self.settings.workspace.source_dir(row.run)
+
+    def entry_text(self, row: AttemptRow) -> str:
+        """The entry script exactly as that attempt ran it (the checkout, or its rewritten copy)."""
+        return (self.source_dir(row) / (row.run.entrypoint or "")).read_text(encoding="utf-8")
+
+
+class Outcome(str, Enum):
+    MET = "met"
+    PROPOSED = "proposed"
+    BUDGET_SPENT = "budget_spent"
+
+
+@dataclasses.dataclass
+class TweakResult:
+    outcome: Outcome
+    message: str
+    proposal: Proposal | None = None
+    diff: str = ""
+    best_id: str | None = None
+    best_value: float | None = None
+    commit: str | None = None
+
+
+def _strategy_module(name: str, profile: str) -> Any:
+    """search is shared; ladder and rewrite exist once per framework."""
+    import importlib
+
+    if name == "search":
+        return importlib.import_module("mlops_cli.tweak.search")
+    return importlib.import_module(f"mlops_cli.tweak.{profile}_{name}")
+
+
+def choose_strategy(requested: str, ctx: TweakContext) -> str:
+    """auto: search over declared params; else rewrite the script (led by the ladder's reasoning)."""
+    if requested != "auto":
+        return requested
+    return "search" if ctx.settings.params else "rewrite"
+
+
+def _context(settings: Settings) -> TweakContext:
+    ws = settings.workspace
+    state = ws.read_state()
+    rows = [row for row in history(settings) if row.run.commit == state.get("commit") or not state.get("commit")]
+    finished = [row for row in rows if row.run.status.finished]
+    if not finished:
+        raise MetricError(f"no finished attempt of commit {str(state.get('commit'))[:12]} to tweak",
+                          "run `mlops train` first")
+    scored = [row for row in finished if row.metric is not None]
+    best = None
+    for row in scored:
+        if better(settings.metric, row.metric, None if best is None else best.metric):
+            best = row
+    return TweakContext(settings=settings, rows=rows, latest=finished[-1], best=best, state=state)
+
+
+def _stage_source(ctx: TweakContext, proposal: Proposal) -> str:
+    """Copy the parent's code to WORKSPACE/next-src with the rewritten files in; return the unified diff."""
+    ws = ctx.settings.workspace
+    parent = next((row for row in ctx.rows if row.run.id == proposal.parent), ctx.latest)
+    source = ctx.source_dir(parent)
+    staged = ws.root / STAGED_SOURCE
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.h5", "*.keras"))
+    diff = []
+    for rel, text in proposal.files.items():
+        before = (source / rel).read_text(encoding="utf-8") if (source / rel).exists() else ""
+        (staged / rel).write_text(text, encoding="utf-8")
+        diff += difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
+                                     fromfile=f"a/{rel}", tofile=f"b/{rel}")
+    return "".join(diff)
+
+
+def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None = None,
+          commit_branch: str | None = None, push: bool = False) -> TweakResult:
+    """Decide the next attempt, or say that the threshold is met (nothing to do) or the budget is spent."""
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r}", f"choose one of {', '.join(STRATEGIES)}")
+    ws = settings.workspace
+    ctx = _context(settings)
+    best = ctx.best
+    best_id, best_value = (best.run.id, best.metric) if best else (None, None)
+    if best and meets(settings.metric, best.metric, settings.threshold):
+        ws.clear_proposal()
+        return TweakResult(Outcome.MET, f"threshold met by run {best.run.id} ({settings.metric} = "
+                           f"{best.metric:.4f} vs {settings.threshold}); nothing to tweak", best_id=best_id,
+                           best_value=best_value)
+    spent = _budget_spent(ctx, time_budget if time_budget is not None else settings.time_budget)
+    proposal = None
+    if not spent:
+        chosen = choose_strategy(strategy, ctx)
+        proposal = _strategy_module(chosen, ctx.profile).propose(ctx)
+        if proposal is None:
+            spent = f"strategy {chosen} has nothing left to try"
+    if spent:
+        ws.clear_proposal()
+        ws.update_state(budget_spent=True)
+        where = f"best is run {best_id} ({settings.metric} = {best_value:.4f})" if best_id else "no run scored"
+        return TweakResult(Outcome.BUDGET_SPENT, f"budget spent ({spent}); {where}", best_id=best_id,
+                           best_value=best_value)
+    proposal.parent = proposal.parent or ctx.latest.run.id
+    diff = _stage_source(ctx, proposal) if proposal.files else ""
+    commit = None
+    if commit_branch and proposal.files:
+        from mlops_cli.gitrepo import commit_to_branch
+
+        commit = commit_to_branch(ws.repo_dir, commit_branch, proposal.files,
+                                  "mlops tweak: " + "; ".join(proposal.reasons), push=push)
+    ws.write_proposal({"strategy": proposal.strategy, "reasons": proposal.reasons, "params": proposal.params,
+                       "options": proposal.options, "parent": proposal.parent,
+                       "source": "src" if proposal.files else None, **proposal.extra})
+    ws.update_state(budget_spent=False)
+    return TweakResult(Outcome.PROPOSED, "next attempt: " + "; ".join(proposal.reasons), proposal=proposal,
+                       diff=diff, best_id=best_id, best_value=best_value, commit=commit)
+
+
+def _budget_spent(ctx: TweakContext, time_budget: float | None) -> str | None:
+    """The reason the budget is spent, or None: attempts of this commit, or training time."""
+    attempts = len(ctx.rows)
+    if attempts >= ctx.settings.max_attempts:
+        return f"{attempts} of {ctx.settings.max_attempts} attempts used"
+    if time_budget is not None:
+        used = sum(row.duration_s or 0.0 for row in ctx.rows)
+        if used >= time_budget:
+            return f"{used:.0f}s of the {time_budget:.0f}s time budget used"
+    return None
+
