@@ -126,9 +126,11 @@ class DockerRunner:
         with Engine.connect() as engine:
             if engine.image_id(image) is None:
                 raise RunnerError(f"image {image} missing: run `mlops images build`")
-            previous = [c for c in engine.find(labels) if not c.running]
+            # containers of this project that ended (this run's crashed one, finished runs) are done with:
+            # everything they produced is in the workspace
+            ended = [c for c in engine.find({"mlops.project": labels["mlops.project"]}) if not c.running]
             container_id = engine.run(spec)
-            for old in previous:
+            for old in ended:
                 engine.remove(old.id)
         atomic_write_json(ws.run_dir(record.id) / SPEC_FILE, {**dataclasses.asdict(options), "image": image})
         ws.update_run(record.id, runner=self.name, container_id=container_id, pid=None, host=engine.host)
@@ -151,7 +153,9 @@ class DockerRunner:
                     self._on_output(line)
             except KeyboardInterrupt:
                 engine.kill(container_id, "SIGTERM")   # through the init to the harness: it keeps the checkpoint
-            return engine.wait(container_id)
+            code = engine.wait(container_id)
+            engine.remove(container_id)   # its output is in train.log; monitor has nothing to restart
+            return code
 
     def probe(self, ws: Workspace, record: RunRecord) -> Probe:
         """alive, exited (code, OOM-killed) or vanished (the engine no longer knows the container)."""
