@@ -4,10 +4,12 @@ Everything the harness writes (run.json status, metrics, train.log, checkpoints)
 because paths in run.json are relative to the workspace. The container runs:
 
 * under an init (`init=True`), so `docker stop` delivers SIGTERM to the harness and it can save a checkpoint;
-* as the uid:gid that owns the workspace directory, not as the image's own `mlops` user: files the run writes
-  then belong to whoever owns the workspace on the host, so later steps (evaluate, tweak, a host-side monitor
-  restart with the local runner) can rewrite them, and a root-owned bind mount is never unwritable. The image
-  still defaults to its non-root `mlops` user for plain `docker run -v VOL:/workspace` on a named volume;
+* as the uid:gid of the process that runs mlops (the Jenkins agent's user, say), not as the image's own
+  `mlops` user: the container then reads and writes the workspace exactly as the local runner's process would
+  (our atomic writes create 0600 files, so any other uid could not even read run.json), later steps on the
+  host can rewrite what it wrote, and a bind mount owned by that user (or root, for root) is writable. The
+  image keeps its non-root `mlops` user as the default for plain `docker run -v VOL:/workspace IMAGE`, where
+  a fresh named volume takes the ownership of the image's /workspace;
 * with labels `mlops.project` (a digest of the workspace path) and `mlops.run`, so monitor finds it even when
   run.json lost the container id.
 
@@ -116,10 +118,9 @@ class DockerRunner:
         options = self._saved_options(ws, record)
         image = image_for(ws, record.profile, options)
         labels = {"mlops.project": project_label(ws), "mlops.workspace": str(ws.root), "mlops.run": record.id}
-        stat = ws.root.stat()
         spec = ContainerSpec(
             image=image, command=harness_command(MOUNT_POINT, record.id),
-            mounts={str(ws.root): MOUNT_POINT}, labels=labels, user=f"{stat.st_uid}:{stat.st_gid}",
+            mounts={str(ws.root): MOUNT_POINT}, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
             environment={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
             working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
             gpus=options.gpus)

@@ -1,0 +1,113 @@
+"""Image inputs, content hashes and the one-line errors of the Docker path that need no engine."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, make_remote, run_mlops
+from mlops_cli.errors import UsageError
+from mlops_cli.images import _source_files, inputs_hash
+
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+def files_of(root: Path, profile: str) -> list[tuple[str, bytes]]:
+    return [(name, path.read_bytes()) for name, path in _source_files(root, profile)]
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the build inputs of this checkout, to change one at a time."""
+    root = tmp_path / "checkout"
+    shutil.copytree(ROOT / "mlops_cli", root / "mlops_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("Dockerfile.keras", "Dockerfile.sklearn", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+    return root
+
+
+def test_build_context_holds_only_the_inputs(checkout: Path) -> None:
+    (checkout / "mlops_cli" / "__pycache__").mkdir(exist_ok=True)
+    (checkout / "mlops_cli" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"\0")
+    names = [name for name, _ in files_of(checkout, "keras")]
+    assert names[:2] == ["Dockerfile.keras", "pyproject.toml"]
+    assert "mlops_cli/cli.py" in names and "mlops_cli/harness/core.py" in names
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+    assert "Dockerfile.sklearn" not in names
+
+
+def test_hash_changes_with_each_input_and_only_then(checkout: Path) -> None:
+    base = inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None)
+    assert base == inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None)
+    assert len(base) == 12 and int(base, 16) >= 0
+    assert inputs_hash(files_of(checkout, "sklearn"), "mlops-local/python-base:bookworm", None) != base
+    assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", "sha256:abc") != base
+    assert inputs_hash(files_of(checkout, "keras"), "python:3.11-slim", None) != base
+    assert inputs_hash([*files_of(checkout, "sklearn"), ("extra-ca.crt", b"pem")], "python:3.11-slim", None) != base
+
+    (checkout / "mlops_cli" / "__pycache__").mkdir(exist_ok=True)
+    (checkout / "mlops_cli" / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None) == base, "caches are no input"
+
+    monitor = checkout / "mlops_cli" / "monitor.py"
+    monitor.write_text(monitor.read_text() + "\n")
+    assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None) != base
+
+
+def test_missing_dockerfile_is_a_usage_error(checkout: Path) -> None:
+    (checkout / "Dockerfile.keras").unlink()
+    with pytest.raises(UsageError, match="Dockerfile.keras not found"):
+        _source_files(checkout, "keras")
+
+
+def test_images_build_errors_are_one_line(tmp_path: Path) -> None:
+    unreachable = run_mlops("images", "build", env=NO_ENGINE)
+    assert unreachable.returncode == 1
+    assert unreachable.stderr == ("mlops: error: Docker engine unreachable at unix:///nonexistent/docker.sock: "
+                                  "start dockerd or set DOCKER_HOST (no socket there)\n")
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("not a certificate\n")
+    bad_ca = run_mlops("images", "build", "--extra-ca", str(not_pem), env=NO_ENGINE)
+    assert bad_ca.returncode == 2 and "holds no PEM certificate" in bad_ca.stderr
+    bad_profile = run_mlops("images", "build", "--profile", "torch")
+    assert bad_profile.returncode == 2 and "Traceback" not in bad_profile.stderr
+
+
+def test_train_with_docker_unreachable(tmp_path: Path) -> None:
+    script = "from sklearn.svm import SVC\nSVC().fit([[0], [1], [0], [1]], [0, 1, 0, 1])\n"
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, {"train.py": script}))).returncode == 0
+    docker = run_mlops("train", "-w", str(ws), "--runner", "docker", env=NO_ENGINE)
+    assert docker.returncode == 1
+    assert docker.stderr.strip().splitlines() == [
+        "mlops: error: Docker engine unreachable at unix:///nonexistent/docker.sock: start dockerd or set "
+        "DOCKER_HOST (no socket there)"]
+    auto = run_mlops("train", "-w", str(ws), "--runner", "auto", env=NO_ENGINE)
+    assert auto.returncode == 0, auto.stderr
+    assert "mlops: warning: training locally: Docker engine unreachable" in auto.stderr
+    assert "succeeded" in auto.stdout
+
+
+def test_monitor_of_a_docker_run_without_engine_says_so(tmp_path: Path) -> None:
+    from mlops_cli.workspace import RunStatus, Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.new_run(status=RunStatus.RUNNING, runner="docker", container_id="f" * 64, profile="sklearn")
+    result = run_mlops("monitor", "-w", str(ws.root), "--once", env=NO_ENGINE)
+    assert result.returncode == 1
+    assert result.stderr.startswith("mlops: error: Docker engine unreachable at unix:///nonexistent/docker.sock")
+    assert ws.load_run("0001").restarts == [], "no engine: nothing is restarted or marked"
+
+
+def test_help_of_light_commands_imports_no_docker_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from mlops_cli.cli import cli\n"
+            "for args in (['monitor', '--help'], ['images', 'build', '--help']):\n"
+            "    try: cli.main(args, standalone_mode=False)\n"
+            "    except SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'tensorflow', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("[]")
