@@ -49,6 +49,9 @@ def translate(*, image: str | None = None, mount: str | None = None) -> Iterator
         raise RunnerError(f"Docker engine: {_explanation(exc)}") from None
     except docker.errors.APIError as exc:
         text = _explanation(exc)
+        if "could not select device driver" in text:
+            raise RunnerError("GPUs requested but the Docker engine has no GPU runtime",
+                              "install the NVIDIA Container Toolkit on the engine's host, or drop --gpus") from None
         if mount is not None and any(word in text.lower() for word in _MOUNT_WORDS):
             raise RunnerError(f"volume not mountable: {mount} ({text})",
                               "the workspace must be a path the engine can see, or a named volume") from None
@@ -228,7 +231,7 @@ class Engine:
         import docker.types
 
         kwargs: dict[str, Any] = {
-            "command": spec.command, "detach": True, "init": True, "labels": spec.labels,
+            "command": spec.command, "init": True, "labels": spec.labels,
             "environment": spec.environment,
             # Mounts (not Binds): a host path the engine cannot see is an error, not a new empty directory
             "mounts": [docker.types.Mount(target, source, type="bind" if source.startswith("/") else "volume")
@@ -251,7 +254,12 @@ class Engine:
             kwargs["device_requests"] = [docker.types.DeviceRequest(count=count, capabilities=[["gpu"]])]
         mount = ", ".join(spec.mounts) or None
         with translate(image=spec.image, mount=mount):
-            container = self._client.containers.run(spec.image, **kwargs)
+            container = self._client.containers.create(spec.image, **kwargs)
+            try:
+                container.start()
+            except BaseException:
+                container.remove(force=True)   # no "Created" leftovers from a start the engine refused
+                raise
         return str(container.id)
 
     def state(self, container_id: str) -> ContainerState | None:

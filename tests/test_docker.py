@@ -223,4 +223,5 @@ def test_missing_image_and_unmountable_volume(
                                  mounts={"/nonexistent/ws": "/workspace"}, labels={}))
     no_gpu = run_mlops("train", "-w", str(ws), "--runner", "docker", "--gpus", "all")
     assert no_gpu.returncode == 1 and len(no_gpu.stderr.strip().splitlines()) == 1, no_gpu.stderr
-    assert no_gpu.stderr.startswith("mlops: error: Docker engine refused:")
+    assert no_gpu.stderr.startswith("mlops: error: GPUs requested but the Docker engine has no GPU runtime")
+    assert [s.status for s in engine.find({"mlops.workspace": str(ws)})] == [], "no container left behind"
