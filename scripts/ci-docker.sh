@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # CI: a real Docker engine with both training images, for the tests marked `docker`.
-#   eval "$(scripts/ci-docker.sh)"      -> exports DOCKER_HOST (and MLOPS_BASE_IMAGE) into the calling shell
+#   scripts/ci-docker.sh [ENV_FILE]   writes `export DOCKER_HOST=...` (and MLOPS_BASE_IMAGE) to ENV_FILE, else
+#                                     to stdout: `eval "$(scripts/ci-docker.sh)"`
 # Starts (or reuses) our own dockerd (scripts/docker-engine.sh), builds the registry-free base image once
 # (scripts/base-image.sh), then `mlops images build`, which skips images whose content-hash tag exists.
 # Everything stays cached under MLOPS_DOCKER_DIR (default /var/tmp/mlops-docker) between runs on one machine.
-# All progress goes to stderr; stdout carries only the export lines.
+# Progress goes to stderr. PYTHON: the interpreter with mlops' dependencies (default .venv/bin/python, made
+# by `make install` when missing).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
+OUT="${1:-/dev/stdout}"
+if [ -z "${PYTHON:-}" ]; then
+    [ -x .venv/bin/python ] || make install >&2
+    PYTHON=.venv/bin/python
+fi
 BASE_TAG="${MLOPS_BASE_IMAGE:-mlops-local/python-base:bookworm}"
 log() { echo "ci-docker: $*" >&2; }
 
@@ -28,5 +34,4 @@ start=$(date +%s)
 "$PYTHON" -m mlops_cli images build --profile all --base-image "$BASE_TAG" "${ca_args[@]}" --quiet >&2
 log "images ready ($(( $(date +%s) - start )) s)"
 
-echo "export DOCKER_HOST=$DOCKER_HOST"
-echo "export MLOPS_BASE_IMAGE=$BASE_TAG"
+printf 'export DOCKER_HOST=%s\nexport MLOPS_BASE_IMAGE=%s\n' "$DOCKER_HOST" "$BASE_TAG" >"$OUT"
