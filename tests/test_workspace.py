@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,15 +31,18 @@ def test_concurrent_processes_get_distinct_run_numbers(tmp_path: Path) -> None:
     assert Workspace(tmp_path).run_ids() == [f"{i:04d}" for i in range(1, 41)]
 
 
-def test_atomic_write_leaves_old_content_when_interrupted(tmp_path: Path) -> None:
-    target = tmp_path / "run.json"
-    atomic_write_text(target, "old")
-
-
-    with pytest.raises(TypeError):
-        atomic_write_text(target, object())  # type: ignore[arg-type]
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+def test_a_kill_mid_write_leaves_a_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    atomic_write_text(target, "A" * 4_000_000)
+    writer = subprocess.Popen([sys.executable, "-c",
+                               "import sys\nfrom pathlib import Path\nfrom mlops_cli.workspace import atomic_write_text\n"
+                               "i = 0\nwhile True:\n    i += 1\n"
+                               "    atomic_write_text(Path(sys.argv[1]), 'AB'[i % 2] * 4_000_000)\n", str(target)])
+    time.sleep(1.0)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    content = target.read_text()
+    assert len(content) == 4_000_000 and set(content) in ({"A"}, {"B"})
 
 
 def test_update_run_and_training_lock(tmp_path: Path) -> None:
