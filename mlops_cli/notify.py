@@ -209,7 +209,7 @@ def compose_email(summary: Summary, event: str, row: AttemptRow, sender: str, re
     if recipients:
         message["To"] = ", ".join(recipients)
     message["Date"] = formatdate(localtime=True)
-    message["Message-ID"] = make_msgid(idstring=f"mlops.{row.run.id}.{event}", domain=_domain(sender))
+    message["Message-ID"] = make_msgid(domain=_domain(sender))
     message["Auto-Submitted"] = "auto-generated"
     message["X-Mlops-Event"] = event
     message["X-Mlops-Run"] = row.run.id

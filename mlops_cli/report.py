@@ -149,7 +149,7 @@ def headline(summary: Summary) -> str:
         return (f"Model ready: {metric} {fmt_metric(best.metric)} meets the threshold {thr} "
                 f"(run {best.run.id}, {used}).")
     if state == "gave-up":
-        best_text = best_text.replace("Best so far", "The best was")
+        best_text = best_text.replace("Best so far: ", "The best was ")
         return f"Gave up: {len(summary.rows)} attempts did not reach {metric} {thr}. {best_text}."
     if state == "crashed":
         code = f" with exit code {latest.run.exit_code}" if latest.run.exit_code is not None else ""
