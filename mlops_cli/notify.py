@@ -120,7 +120,8 @@ def subject_line(summary: Summary, event: str, row: AttemptRow) -> str:
 
 def _recipients(to: Sequence[str] | None) -> list[str]:
     """--to, else MLOPS_NOTIFY_TO (comma-separated); each checked to be one plain address."""
-    raw = list(to or []) or [a for a in re.split(r"[,;\s]+", os.environ.get("MLOPS_NOTIFY_TO", "")) if a]
+    raw = list(to or []) or [a.strip() for a in re.split(r"[,;]", os.environ.get("MLOPS_NOTIFY_TO", ""))
+                             if a.strip()]
     checked = []
     for value in raw:
         _, address = parseaddr(value)

@@ -305,7 +305,8 @@ class ReportResult:
 _CSS = """
 body{font:15px/1.5 -apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#1f2328;margin:0;background:#f6f8fa}
 main{max-width:1000px;margin:24px auto;background:#fff;padding:24px 32px;border:1px solid #d0d7de;border-radius:8px}
-h1{font-size:24px;margin:0 0 12px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+h1{font-size:24px;margin:0 0 12px}
+h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 .verdict{padding:12px 16px;border-radius:6px;font-size:16px;font-weight:600;margin:0 0 16px}
 .met{background:#dafbe1;border:1px solid #1a7f37}.bad{background:#ffebe9;border:1px solid #cf222e}
 .pending{background:#fff8c5;border:1px solid #9a6700}

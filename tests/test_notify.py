@@ -310,9 +310,11 @@ def test_refused_login_535_is_a_clear_error_without_the_password(tmp_path: Path,
 def test_implicit_tls_ssl_mode(tmp_path: Path, smtp_server: Any) -> None:
     ws = wine_history(tmp_path / "ws", met=False)
     server = smtp_server("ssl")
-    proc = notify_cli(ws, "--to", "ana@example.com", env=server.env)
+    proc = notify_cli(ws, env={**server.env, "MLOPS_NOTIFY_TO": "Ana Lima <ana@example.com>; bo@example.com"})
     assert proc.returncode == 0, proc.stderr
     [received] = server.recorder.messages
+    assert received.rcpt_tos == ["ana@example.com", "bo@example.com"]
+    assert received.message["To"] == "Ana Lima <ana@example.com>, bo@example.com"
     assert received.tls and server.recorder.logins == [(USER, PASSWORD, True)]
     assert received.message["Subject"] == ("[mlops] ws: below threshold, val_accuracy 0.6111 < 0.90 "
                                            "(run 0002, attempt 2/8)")
