@@ -233,8 +233,12 @@ def slack_payload(summary: Summary, event: str, row: AttemptRow) -> dict[str, An
     best = summary.best
     subject = subject_line(summary, event, row)
     table = format_table(summary.rows).splitlines()
+    hidden = 0
     while len(table) > 2 and sum(len(line) + 1 for line in table) > SLACK_TEXT_LIMIT:
         del table[1]
+        hidden += 1
+    if hidden:
+        table.insert(1, f"({hidden} earlier attempts not shown)")
     fields = [f"*{_slack_escape(summary.metric)}*\n{fmt_metric(row.metric)} (run {row.run.id})",
               f"*threshold*\n{fmt_threshold(summary.threshold)}",
               f"*best run*\n{f'{best.run.id}: {fmt_metric(best.metric)}' if best else 'none'}",

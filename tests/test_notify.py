@@ -343,6 +343,34 @@ def test_plain_login_is_allowed_on_loopback_only(tmp_path: Path, smtp_server: An
     assert "refusing to send the SMTP password unencrypted to smtp.example.com" in remote.stderr
 
 
+def test_unreachable_server_is_retried_then_reported(tmp_path: Path, smtp_server: Any) -> None:
+    ws = wine_history(tmp_path / "ws")
+    server = smtp_server("starttls")
+    port = free_port()  # nothing listens there
+    env = {**server.env, "MLOPS_SMTP_PORT": str(port), "MLOPS_NOTIFY_RETRIES": "1"}
+    proc = notify_cli(ws, "--to", "ana@example.com", env=env)
+    assert proc.returncode == 1
+    assert (f"mlops: error: SMTP server 127.0.0.1:{port} kept failing after 2 tries: cannot talk to "
+            f"127.0.0.1:{port}: Connection refused") in proc.stderr
+    assert read_json(ws.root / "notifications.json") is None
+
+
+def test_slack_table_keeps_the_latest_attempts_when_long(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    for units in range(1, 61):
+        add_run(ws, params={"epochs": 30, "units": units, "learning_rate": 0.01, "note": "x" * 40},
+                val_accuracy=0.5 + units / 200, promote=units == 60)
+    from mlops_cli.notify import resolve_event, slack_payload
+    from mlops_cli.report import summarize
+
+    summary = summarize(load_settings(ws.root, threshold=0.9, max_attempts=100))
+    payload = slack_payload(summary, *resolve_event(summary, "auto"))
+    [table] = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"
+               and b.get("text", {}).get("text", "").startswith("```")]
+    assert len(table) <= 3000
+    assert "earlier attempts not shown" in table and "0060 *" in table and "\n0001 " not in table
+
+
 def test_two_notifiers_at_once_send_one_mail(tmp_path: Path, smtp_server: Any) -> None:
     ws = wine_history(tmp_path / "ws")
     server = smtp_server("starttls")
