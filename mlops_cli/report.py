@@ -215,6 +215,7 @@ def plot_attempts(summary: Summary) -> bytes:
     positions = list(range(len(labels)))
     values = [row.metric for row in summary.rows]
     top = max([summary.threshold, *[v for v in values if v is not None]]) * 1.15 or 1.0
+    crowded = len(labels) > 12
     for x, row, value in zip(positions, summary.rows, values):
         if value is None:
             ax.plot(x, top * 0.02, marker="x", color=BAD if row.run.status is RunStatus.FAILED else MUTED,
@@ -224,13 +225,14 @@ def plot_attempts(summary: Summary) -> bytes:
             continue
         ax.bar(x, value, width=0.6, color=GOOD if value >= summary.threshold else BAD,
                edgecolor="black" if row.is_best else "none", linewidth=1.5, alpha=0.85)
-        ax.annotate(f"{value:.3f}" + (" ★" if row.is_best else ""), (x, value), textcoords="offset points",
-                    xytext=(0, 3), ha="center", fontsize=8)
+        ax.annotate(f"{value:.{2 if crowded else 3}f}" + ("\n★" if row.is_best else ""), (x, value),
+                    textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7 if crowded else 8)
     ax.axhline(summary.threshold, color="black", linestyle="--", linewidth=1)
-    ax.annotate(f"threshold {fmt_threshold(summary.threshold)}", (1.0, summary.threshold),
-                xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(-4, 4), ha="right",
-                fontsize=8)
-    ax.set_xticks(positions, labels, rotation=45 if len(labels) > 12 else 0, fontsize=8)
+    # outside the plot area, right of the line: never on top of a bar's label
+    ax.annotate(f"threshold\n{fmt_threshold(summary.threshold)}", (1.0, summary.threshold),
+                xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(4, 0), ha="left",
+                va="center", fontsize=8)
+    ax.set_xticks(positions, labels, rotation=45 if crowded else 0, fontsize=8)
     pad = max(0.6, (MIN_BAR_SLOTS - len(labels)) / 2)
     ax.set_xlim(-pad, len(labels) - 1 + pad)
     ax.set_ylim(0, top)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import html.parser
 import io
 import math
@@ -43,11 +44,12 @@ def add_run(ws: Workspace, *, params: dict[str, Any], val_accuracy: float | None
     attempt = len(ws.run_ids()) + 1
     record = ws.new_run(attempt=attempt, parent=parent, commit=COMMIT, profile="keras", entrypoint="train.py",
                         params=params, options=options or {}, reasons=reasons or [], runner="local", seed=0)
-    ws.update_run(record.id, status="running", started=f"2025-05-01T10:0{attempt}:00+00:00", pid=4242)
+    started = _dt.datetime(2025, 5, 1, 10, 0, tzinfo=_dt.timezone.utc) + _dt.timedelta(minutes=attempt)
+    ws.update_run(record.id, status="running", started=started.isoformat(), pid=4242)
     (ws.run_dir(record.id) / "train.log").write_text(log or f"Epoch 1/{epochs}\n...\nEpoch {epochs}/{epochs}\n")
     if val_accuracy is None:
         ws.update_run(record.id, status="failed", exit_code=1, error=error,
-                      finished=f"2025-05-01T10:0{attempt}:04+00:00")
+                      finished=(started + _dt.timedelta(seconds=4)).isoformat())
         return record.id
     metrics = {"val_accuracy": val_accuracy, "accuracy": 0.401 if not learns else 0.99,
                "val_loss": 1.09 if not learns else 0.12, "loss": 1.08 if not learns else 0.09,
@@ -58,7 +60,7 @@ def add_run(ws: Workspace, *, params: dict[str, Any], val_accuracy: float | None
     if curves:
         metrics["curves"] = _curves(epochs, val_accuracy, learns)
     ws.write_metrics(record.id, metrics)
-    ws.update_run(record.id, status="succeeded", exit_code=0, finished=f"2025-05-01T10:0{attempt}:09+00:00")
+    ws.update_run(record.id, status="succeeded", exit_code=0, finished=(started + _dt.timedelta(seconds=9)).isoformat())
     if promote:
         ws.promote(record.id)
     return record.id
