@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from mlops_cli.errors import GitError, UsageError
 
@@ -21,12 +21,9 @@ _MISSING_HINTS = ("does not appear to be a git repository", "repository not foun
                   "no such file or directory", "does not exist")
 
 
-def redact_url(url: str) -> str:
-    """Drop user and token from an https URL before it is shown or written anywhere."""
-    parts = urlsplit(url)
-    if not parts.username and not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
+def redact_url(text: str) -> str:
+    """Drop `user:token@` from every URL in `text` before it is shown or written anywhere."""
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1", text)
 
 
 @contextlib.contextmanager
