@@ -50,6 +50,7 @@ class MonitorResult:
     run_id: str | None
     detail: str
     restarts_in_window: int = 0
+    notified: str | None = None    # what notify reported when the run gave up
     warnings: tuple[str, ...] = ()
 
     @property
@@ -58,11 +59,13 @@ class MonitorResult:
 
     def summary(self) -> str:
         run = f"run {self.run_id}: " if self.run_id else ""
-        return f"{run}{self.action.value} ({self.detail})"
+        line = f"{run}{self.action.value} ({self.detail})"
+        return f"{line}\nnotified: {self.notified}" if self.notified else line
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action.value, "run": self.run_id, "detail": self.detail,
-                "restarts_in_window": self.restarts_in_window, "warnings": list(self.warnings)}
+                "restarts_in_window": self.restarts_in_window, "notified": self.notified,
+                "warnings": list(self.warnings)}
 
 
 @contextlib.contextmanager
@@ -113,17 +116,17 @@ def _describe(probe: Probe) -> str:
     return probe.detail or "vanished"
 
 
-def _notify_crash(settings: Settings) -> list[str]:
+def _notify_crash(settings: Settings) -> tuple[str | None, list[str]]:
     """Tell people the run gave up; a missing or failing notify is a warning, the run is failed regardless."""
     try:
         from mlops_cli.notify import notify
     except ImportError:
-        return ["notify is not available in this installation: nobody was told"]
+        return None, ["notify is not available in this installation: nobody was told"]
     try:
-        notify(settings, event="crashed")
+        result = notify(settings, event="crashed")
     except MlopsError as exc:
-        return [f"notify failed: {exc}"]
-    return []
+        return None, [f"notify failed: {exc}"]
+    return " ".join(result.summary().split()), list(result.warnings)
 
 
 def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
@@ -155,8 +158,8 @@ def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
                       f"fix the cause, then `mlops train --resume {record.id}`")
             ws.update_run(record.id, status=RunStatus.FAILED, finished=now_iso(), error=reason,
                           exit_code=probe.exit_code)
-            return MonitorResult(Action.GAVE_UP, record.id, reason, len(recent),
-                                 tuple(_notify_crash(settings)))
+            notified, warnings = _notify_crash(settings)
+            return MonitorResult(Action.GAVE_UP, record.id, reason, len(recent), notified, tuple(warnings))
         record = ws.update_run(record.id, restarts=[*record.restarts, now_iso()])
         runner.start(ws, record)
         record = ws.load_run(record.id)

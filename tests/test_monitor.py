@@ -175,8 +175,11 @@ def test_crash_loop_stops_at_the_budget(pulled: Callable[[str], Path]) -> None:
     gave_up = run_mlops("monitor", "-w", str(ws), "--once", "--max-restarts", "2", "--window", "600")
     assert gave_up.returncode == 1, gave_up.stdout + gave_up.stderr
     assert "run 0001: gave-up (crash loop:" in gave_up.stdout
+    assert "notified: crashed for run 0001" in gave_up.stdout
     record = run_json(ws)
     assert record["status"] == "failed" and "crash loop" in record["error"] and len(record["restarts"]) == 2
+    mails = list((ws / "outbox").glob("0001-crashed-*.eml"))
+    assert len(mails) == 1 and "crash loop" in mails[0].read_text()
     after = run_mlops("monitor", "-w", str(ws), "--once")
     assert after.returncode == 0 and "idle (latest run 0001 failed)" in after.stdout
     assert not harness_pids(ws)
