@@ -18,6 +18,7 @@ epoch lost; detection plus restart under the monitor interval plus 5 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -171,6 +172,8 @@ def main() -> None:
     parser.add_argument("--kill-at", type=int, nargs="+", default=[3, 10, 16], help="finished epochs at the kill")
     parser.add_argument("--interval", type=float, default=2.0, help="monitor --watch interval (s)")
     parser.add_argument("--runners", nargs="+", default=["local", "docker"], choices=["local", "docker"])
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="work in DIR and keep the workspaces (default: a temporary directory)")
     args = parser.parse_args()
     runners = list(args.runners)
     if "docker" in runners and (why := docker_ready()):
@@ -179,7 +182,12 @@ def main() -> None:
     print(f"{args.epochs} epochs of digits (batch 4), monitor --watch --interval {args.interval:g}")
     print(f"{'runner':<7} {'how':<11} {'kill at':>7} {'lost':>5} {'restart s':>9} {'resumed s':>9} "
           f"{'caught up s':>11}  status")
-    with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-bench-"))
         for runner in runners:
             for kill_at in args.kill_at:
                 for row in (trial_monitor(Path(tmp), runner, args.epochs, kill_at, args.interval),

@@ -28,6 +28,7 @@ from mlops_cli.workspace import RunRecord, RunStatus, Workspace, now_iso
 LOCK_FILE = ".monitor.lock"
 DEFAULT_MAX_RESTARTS = 3
 DEFAULT_WINDOW_S = 600.0
+LOCK_GRACE_S = 10.0
 
 
 class Action(str, Enum):
@@ -116,6 +117,18 @@ def _describe(probe: Probe) -> str:
     return probe.detail or "vanished"
 
 
+def _lock_holder_after_exit(ws: Workspace) -> str | None:
+    """Who still holds the training lock, allowing a dying process a few seconds to let go of it.
+
+    A killed process loses its memory (and its /proc cmdline) before its files are closed: a large TensorFlow
+    process can look gone while it still holds the lock for a moment.
+    """
+    deadline = time.monotonic() + LOCK_GRACE_S
+    while (holder := ws.training_holder()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return holder
+
+
 def _notify_crash(settings: Settings) -> tuple[str | None, list[str]]:
     """Tell people the run gave up; a missing or failing notify is a warning, the run is failed regardless."""
     try:
@@ -149,7 +162,7 @@ def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
         if probe.state is ProbeState.ALIVE:
             return MonitorResult(Action.ALIVE, record.id, probe.detail or "training")
         how = _describe(probe)
-        holder = ws.training_holder()
+        holder = _lock_holder_after_exit(ws)
         if holder:
             return MonitorResult(Action.BUSY, record.id, f"{how}, but the workspace is training ({holder})")
         recent = _recent(record.restarts, time.time(), window_s)

@@ -46,13 +46,14 @@ os.kill(os.getpid(), signal.SIGKILL)
 '''
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 90, what: str = "condition") -> object:
+def wait_for(predicate: Callable[[], object], timeout: float = 90, what: str = "condition",
+             step: float = 0.1) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(step)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
@@ -127,6 +128,9 @@ def test_killed_training_resumes_losing_at_most_one_epoch(pulled: Callable[[str]
     alive = run_mlops("monitor", "-w", str(ws), "--once")
     assert alive.returncode == 0 and "run 0001: alive" in alive.stdout
 
+    # kill the moment an epoch is logged: the harness is then writing that epoch's checkpoint
+    logged = len(progress(ws))
+    wait_for(lambda: len(progress(ws)) > logged, what="the next epoch", step=0.002)
     kill_and_wait(pid, ws)
     epochs_before = {line["epoch"] for line in progress(ws)}
     assert 0 < len(epochs_before) < EPOCHS, "the kill must land mid-training"

@@ -93,7 +93,7 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
     # The epoch is logged before its checkpoint is saved: a kill between the two redoes that one epoch
     # (logged again, same number) instead of leaving a checkpointed epoch missing from the curves.
     callbacks.append(_EpochRecorder(capture))
-    callbacks.append(keras.callbacks.BackupAndRestore(str(capture.checkpoint_dir / f"fit{capture.fit_index}")))
+    callbacks.append(_AtomicBackupAndRestore(str(capture.checkpoint_dir / f"fit{capture.fit_index}")))
     arguments["callbacks"] = callbacks
     return trained, arguments
 
@@ -141,6 +141,36 @@ class _EpochRecorder:
                 safe(capture.record_epoch)(epoch, logs or {})
 
         return EpochRecorder()
+
+
+class _AtomicBackupAndRestore:
+    """Keras' BackupAndRestore, but each checkpoint file is written beside its place and renamed into it.
+
+    Keras rewrites training_metadata.json in place: a SIGKILL during that write left it empty and the resumed
+    process crashed on it (JSONDecodeError), so monitor could not resume the run. Weights are renamed first,
+    then the epoch: a kill between the two resumes one epoch early with newer weights, never on half a file.
+    """
+
+    def __new__(cls, backup_dir: str) -> Any:
+        import json
+        import os
+
+        import keras
+
+        class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+            def _save_model(self) -> None:
+                os.makedirs(self.backup_dir, exist_ok=True)
+                weights_tmp = os.path.join(self.backup_dir, "saving.weights.h5")
+                self.model.save_weights(filepath=weights_tmp, overwrite=True)
+                metadata_tmp = f"{self._training_metadata_path}.tmp"
+                with open(metadata_tmp, "w", encoding="utf-8") as handle:
+                    json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(weights_tmp, self._weights_path)
+                os.replace(metadata_tmp, self._training_metadata_path)
+
+        return AtomicBackupAndRestore(backup_dir)
 
 
 def _after_fit(capture: Capture, user_model: Any, trained: Any) -> None:
