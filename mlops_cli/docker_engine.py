@@ -88,7 +88,6 @@ class ContainerState:
     exit_code: int | None
     oom_killed: bool
     labels: dict[str, str]
-    started_at: str | None = None
 
     @property
     def running(self) -> bool:
@@ -101,8 +100,7 @@ class ContainerState:
         return cls(id=attrs["Id"], status=state.get("Status", "unknown"),
                    exit_code=None if state.get("Status") in ("created", "running") else exit_code,
                    oom_killed=bool(state.get("OOMKilled")),
-                   labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
-                   started_at=state.get("StartedAt"))
+                   labels=dict((attrs.get("Config") or {}).get("Labels") or {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +118,6 @@ class ContainerSpec:
     memory: str | None = None         # "2g", "512m"
     network: str | None = None        # None: the engine's default; "none" cuts it off
     gpus: str | None = None           # "all" or a count
-    name: str | None = None
 
 
 class Engine:
@@ -241,8 +238,6 @@ class Engine:
             kwargs["user"] = spec.user
         if spec.working_dir:
             kwargs["working_dir"] = spec.working_dir
-        if spec.name:
-            kwargs["name"] = spec.name
         if spec.cpus:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.memory:
@@ -320,11 +315,3 @@ class Engine:
             except docker.errors.NotFound:
                 return
 
-
-def engine_answers(timeout: float = 5.0) -> bool:
-    """True when an engine answers at DOCKER_HOST (for `--runner auto`)."""
-    try:
-        Engine.connect(timeout=timeout).close()
-    except RunnerError:
-        return False
-    return True

@@ -158,6 +158,8 @@ def test_killed_keras_container_resumes_losing_at_most_one_epoch(
     assert started.returncode == 0, started.stderr
     first = run_json(ws)["container_id"]
     wait_for(lambda: len(progress(ws)) >= 3, timeout=120, what="three epochs in the container")
+    logged = len(progress(ws))   # kill as the next epoch is logged: its checkpoint is being written
+    wait_for(lambda: len(progress(ws)) > logged, what="the next epoch", step=0.002)
     engine.kill(first, "SIGKILL")
     wait_for(lambda: not engine.state(first).running, what="the container to die")
     assert engine.state(first).exit_code == 137
@@ -225,3 +227,36 @@ def test_missing_image_and_unmountable_volume(
     assert no_gpu.returncode == 1 and len(no_gpu.stderr.strip().splitlines()) == 1, no_gpu.stderr
     assert no_gpu.stderr.startswith("mlops: error: GPUs requested but the Docker engine has no GPU runtime")
     assert [s.status for s in engine.find({"mlops.workspace": str(ws)})] == [], "no container left behind"
+
+
+def test_auto_uses_docker_when_the_image_exists_else_local(
+        tmp_path: Path, engine: Engine, images: dict[str, ImageBuild], containers: Path) -> None:
+    ws = containers
+    pull(tmp_path, ws, {"train.py": "from sklearn.svm import SVC\nSVC().fit([[0], [1], [0], [1]], [0, 1, 0, 1])\n"})
+    in_docker = run_mlops("train", "-w", str(ws), "--runner", "auto")
+    assert in_docker.returncode == 0 and "warning" not in in_docker.stderr, in_docker.stderr
+    assert run_json(ws, "0001")["runner"] == "docker"
+    local = run_mlops("train", "-w", str(ws), "--runner", "auto", env={"MLOPS_IMAGE_SKLEARN": "mlops-nothing:1"})
+    assert local.returncode == 0, local.stderr
+    assert ("mlops: warning: training locally: image mlops-nothing:1 missing: run `mlops images build`"
+            in local.stderr)
+    assert run_json(ws, "0002")["runner"] == "local"
+
+
+def test_oom_killed_container_is_reported_and_restarted(
+        tmp_path: Path, engine: Engine, images: dict[str, ImageBuild], containers: Path) -> None:
+    ws = containers
+    hog = ("import numpy as np\nfrom sklearn.svm import SVC\nSVC().fit([[0], [1]], [0, 1])\n"
+           "blocks = [np.ones(2**25) for _ in range(64)]\n")   # 16 GiB touched, far above the limit
+    pull(tmp_path, ws, {"train.py": hog})
+    assert run_mlops("train", "-w", str(ws), "--runner", "docker", "--detach", "--memory", "256m").returncode == 0
+    first = run_json(ws)["container_id"]
+    wait_for(lambda: not engine.state(first).running, what="the OOM kill")
+    if not engine.state(first).oom_killed:
+        pytest.skip("this engine does not enforce memory limits (no memory cgroup controller)")
+    restarted = run_mlops("monitor", "-w", str(ws), "--once")
+    assert restarted.returncode == 0 and "restarted (OOM-killed (exit code 137)" in restarted.stdout, restarted.stdout
+    assert json.loads((ws / "runs" / "0001" / "container.json").read_text())["memory"] == "256m"
+    second = run_json(ws)["container_id"]
+    wait_for(lambda: engine.state(second) is not None and not engine.state(second).running, what="the second kill")
+    assert engine.state(second).oom_killed, "the restart kept the memory limit"

@@ -27,7 +27,7 @@ from typing import Any
 
 from mlops_cli.config import Settings
 from mlops_cli.docker_engine import ContainerSpec, Engine
-from mlops_cli.errors import RunnerError
+from mlops_cli.errors import ConfigError, RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command
 from mlops_cli.workspace import RunRecord, Workspace, atomic_write_json, read_json
 
@@ -43,7 +43,8 @@ def project_label(ws: Workspace) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class DockerOptions:
-    """How to start the container; flags win over MLOPS_DOCKER_* environment variables."""
+    """How to start the container: flags win over MLOPS_DOCKER_CPUS, _MEMORY, _NETWORK, _GPUS; the image
+    defaults to MLOPS_IMAGE_<PROFILE>, else mlops-<profile>:latest."""
 
     image: str | None = None
     cpus: float | None = None
@@ -54,7 +55,7 @@ class DockerOptions:
     @classmethod
     def from_env(cls, **flags: Any) -> DockerOptions:
         env = {
-            "image": os.environ.get("MLOPS_DOCKER_IMAGE"),
+            "image": None,
             "cpus": os.environ.get("MLOPS_DOCKER_CPUS"),
             "memory": os.environ.get("MLOPS_DOCKER_MEMORY"),
             "network": os.environ.get("MLOPS_DOCKER_NETWORK"),
@@ -65,7 +66,7 @@ class DockerOptions:
             try:
                 values["cpus"] = float(values["cpus"])
             except ValueError:
-                raise RunnerError(f"CPU limit {values['cpus']!r} is not a number", "e.g. --cpus 2") from None
+                raise ConfigError(f"MLOPS_DOCKER_CPUS={values['cpus']!r} is not a number", "e.g. 2 or 0.5") from None
         return cls(**values)
 
 
