@@ -1,12 +1,9 @@
 """`mlops jenkins simulate`: shell steps, unstable codes, downstream thresholds, cron, the cap, secrets."""
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import signal
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -16,7 +13,7 @@ import pytest
 
 from conftest import run_mlops
 from mlops_cli import jenkins as jk
-from mlops_cli.simulate import SimBuild, load_jobs, parse_job, simulate
+from mlops_cli.simulate import SimBuild, load_jobs, simulate
 
 THRESHOLDS = {"SUCCESS": (0, "BLUE"), "UNSTABLE": (1, "YELLOW"), "FAILURE": (2, "RED")}
 
