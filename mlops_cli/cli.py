@@ -319,6 +319,9 @@ def jenkins_simulate(from_dir: str | None, out: str | None, start: tuple[str, ..
 
     home = Path(out) if out else Path(tempfile.mkdtemp(prefix="mlops-jenkins-sim-"))
     if from_dir:
+        if chain["repo_url"]:
+            raise UsageError("--from simulates already rendered files: give --repo and the other job "
+                             "parameters to `install --dry-run`, or drop --from")
         jobs = load_jobs(Path(from_dir))
     else:
         if not chain["agent_workspace"]:
