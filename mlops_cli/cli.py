@@ -31,6 +31,12 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def _gpus(value: str | None) -> str | None:
+    if value is not None and value != "all" and not (value.isdigit() and int(value) > 0):
+        raise click.BadParameter(f"{value!r} is neither `all` nor a number of GPUs", param_hint="--gpus")
+    return value
+
+
 def _parse_json_option(value: str | None, name: str) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -103,7 +109,8 @@ def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
 @click.option("--cpus", type=click.FloatRange(min=0.01), default=None, help="docker: CPU limit, e.g. 2.")
 @click.option("--memory", default=None, metavar="SIZE", help="docker: memory limit, e.g. 4g.")
 @click.option("--network", default=None, metavar="MODE", help="docker: network mode, e.g. none.")
-@click.option("--gpus", default=None, metavar="all|N", help="docker: request GPUs from the engine.")
+@click.option("--gpus", default=None, metavar="all|N", callback=lambda ctx, param, value: _gpus(value),
+              help="docker: request GPUs from the engine.")
 def train(workspace: str | None, runner: str, params_json: str | None, resume: str | None,
           holdout: float | None, seed: int | None, detach: bool, image: str | None, cpus: float | None,
           memory: str | None, network: str | None, gpus: str | None) -> None:

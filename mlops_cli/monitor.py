@@ -93,11 +93,13 @@ def runner_for(settings: Settings, record: RunRecord) -> Runner:
 
 
 def _watched_run(ws: Workspace) -> RunRecord | None:
-    """The newest run that has not recorded an end."""
-    for record in reversed(ws.runs()):
-        if not record.status.finished:
-            return record
-    return None
+    """The newest unfinished run that was started (has a pid or container), else the newest unfinished one.
+
+    A run left pending by a train that failed before starting anything must not hide an older run's crash.
+    """
+    unfinished = [record for record in ws.runs() if not record.status.finished]
+    started = [record for record in unfinished if record.pid or record.container_id]
+    return (started or unfinished or [None])[-1]
 
 
 def _recent(restarts: list[str], now: float, window_s: float) -> list[str]:

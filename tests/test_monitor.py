@@ -197,3 +197,15 @@ def test_a_run_that_failed_by_itself_is_not_restarted(pulled: Callable[[str], Pa
     result = run_mlops("monitor", "-w", str(ws), "--once")
     assert result.returncode == 0 and "idle (latest run 0001 failed)" in result.stdout
     assert run_json(ws)["restarts"] == []
+
+
+def test_a_pending_run_that_never_started_does_not_hide_a_crash(pulled: Callable[[str], Path]) -> None:
+    from mlops_cli.workspace import Workspace
+
+    ws = pulled(SLEEPER)
+    pid = start_detached(ws)
+    Workspace(ws).new_run(profile="sklearn", entrypoint="train.py")   # what a train that failed early leaves
+    kill_and_wait(pid, ws)
+    result = run_mlops("monitor", "-w", str(ws), "--once")
+    assert result.returncode == 0 and result.stdout.startswith("run 0001: restarted"), result.stdout
+    assert len(harness_pids(ws)) == 1

@@ -67,6 +67,10 @@ class DockerOptions:
                 values["cpus"] = float(values["cpus"])
             except ValueError:
                 raise ConfigError(f"MLOPS_DOCKER_CPUS={values['cpus']!r} is not a number", "e.g. 2 or 0.5") from None
+        gpus = values["gpus"]
+        if gpus is not None and gpus != "all" and not (str(gpus).isdigit() and int(gpus) > 0):
+            raise ConfigError(f"GPU request {gpus!r} is neither `all` nor a number of GPUs",
+                              "e.g. --gpus all, or --gpus 1 (MLOPS_DOCKER_GPUS)")
         return cls(**values)
 
 
@@ -165,7 +169,8 @@ class DockerRunner:
             container_id = self._container_id(ws, record, engine)
             state = engine.state(container_id) if container_id else None
         if state is None:
-            return Probe(ProbeState.VANISHED, detail=f"container {str(container_id)[:12]} is gone")
+            gone = f"container {container_id[:12]} is gone" if container_id else f"no container of run {record.id}"
+            return Probe(ProbeState.VANISHED, detail=gone)
         if state.running:
             return Probe(ProbeState.ALIVE, detail=f"container {state.id[:12]} {state.status}")
         how = "OOM-killed" if state.oom_killed else f"exit code {state.exit_code}"
