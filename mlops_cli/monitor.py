@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import fcntl
+import os
 import time
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -39,6 +40,7 @@ class Action(str, Enum):
     ALIVE = "alive"                # its process or container is running
     FINISHED = "finished"          # it recorded its end (succeeded or failed) by itself
     BUSY = "busy"                  # dead by its runner, but someone holds the training lock: left alone
+    ELSEWHERE = "elsewhere"        # a local process of another machine: only a monitor there can see it
     RESTARTED = "restarted"        # started again; it resumes at its checkpoint
     GAVE_UP = "gave-up"            # crash loop: marked failed, people notified
 
@@ -156,6 +158,10 @@ def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
             return MonitorResult(Action.IDLE, None, detail)
         if not record.pid and not record.container_id:
             return MonitorResult(Action.STARTING, record.id, f"{record.status.value}, no process recorded yet")
+        here = os.uname().nodename
+        if record.runner != "docker" and record.host and record.host != here:
+            return MonitorResult(Action.ELSEWHERE, record.id,
+                                 f"pid {record.pid} on host {record.host}, not {here}: run monitor there")
         runner = runner_for(settings, record)
         probe = runner.probe(ws, record)
         record = ws.load_run(record.id)   # it may have recorded its end while we looked

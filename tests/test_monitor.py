@@ -209,3 +209,14 @@ def test_a_pending_run_that_never_started_does_not_hide_a_crash(pulled: Callable
     result = run_mlops("monitor", "-w", str(ws), "--once")
     assert result.returncode == 0 and result.stdout.startswith("run 0001: restarted"), result.stdout
     assert len(harness_pids(ws)) == 1
+
+
+def test_a_local_run_of_another_host_is_left_to_that_host(tmp_path: Path) -> None:
+    from mlops_cli.workspace import RunStatus, Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.new_run(status=RunStatus.RUNNING, runner="local", pid=os.getpid(), host="build-agent-7", profile="sklearn")
+    result = run_mlops("monitor", "-w", str(ws.root), "--once")
+    assert result.returncode == 0
+    assert result.stdout.startswith("run 0001: elsewhere (pid ") and "on host build-agent-7" in result.stdout
+    assert ws.load_run("0001").restarts == []
