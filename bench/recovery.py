@@ -96,6 +96,17 @@ def kill(ws: Path, run_id: str, runner: str) -> None:
         os.kill(record["pid"], signal.SIGKILL)
 
 
+def remove_containers(ws: Path, runner: str) -> None:
+    """A detached run's last container stays until the project's next start: the bench removes its own."""
+    if runner != "docker":
+        return
+    from mlops_cli.docker_engine import Engine
+
+    with Engine.connect() as engine:
+        for state in engine.find({"mlops.workspace": str(ws)}):
+            engine.remove(state.id)
+
+
 def new_workspace(base: Path, name: str, epochs: int) -> Path:
     repo = base / f"{name}-src"
     repo.mkdir()
@@ -125,6 +136,7 @@ def trial_monitor(base: Path, runner: str, epochs: int, kill_at: int, interval: 
     caught_up = time.monotonic() - killed
     watcher.wait(timeout=600)
     status = run_json(ws, "0001")["status"]
+    remove_containers(ws, runner)
     return {"runner": runner, "how": "monitor", "kill_at": kill_at, "lost": epochs_begun(ws, "0001") - epochs,
             "restart": restart, "resumed": resumed, "caught_up": caught_up, "status": status}
 
@@ -148,6 +160,7 @@ def trial_over(base: Path, runner: str, epochs: int, kill_at: int) -> dict:
     caught_up = time.monotonic() - killed
     wait_for(lambda: run_json(ws, "0002")["status"] in ("succeeded", "failed"), timeout=600)
     lost = epochs_begun(ws, "0001") + epochs_begun(ws, "0002") - epochs
+    remove_containers(ws, runner)
     return {"runner": runner, "how": "start over", "kill_at": kill_at, "lost": lost, "restart": restart,
             "resumed": resumed, "caught_up": caught_up, "status": run_json(ws, "0002")["status"]}
 

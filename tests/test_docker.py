@@ -260,3 +260,21 @@ def test_oom_killed_container_is_reported_and_restarted(
     second = run_json(ws)["container_id"]
     wait_for(lambda: engine.state(second) is not None and not engine.state(second).running, what="the second kill")
     assert engine.state(second).oom_killed, "the restart kept the memory limit"
+
+
+def test_engine_and_base_image_scripts_are_idempotent(engine: Engine, images: dict[str, ImageBuild]) -> None:
+    from conftest import ROOT
+
+    if not engine.host.startswith("unix://") or not engine.host.endswith("/docker.sock"):
+        pytest.skip(f"the engine at {engine.host} was not started by scripts/docker-engine.sh")
+    state_dir = engine.host.removeprefix("unix://").removesuffix("/docker.sock")
+    started = subprocess.run([str(ROOT / "scripts" / "docker-engine.sh")], capture_output=True, text=True,
+                             env={**os.environ, "MLOPS_DOCKER_DIR": state_dir}, timeout=60)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout == f"export DOCKER_HOST={engine.host}\n"
+    assert "already answers" in started.stderr
+    base = images["sklearn"].base_image
+    if engine.image_id(base) is not None and base == LOCAL_BASE:
+        again = subprocess.run([str(ROOT / "scripts" / "base-image.sh"), base], capture_output=True, text=True,
+                               timeout=60)
+        assert again.returncode == 0 and again.stdout == f"{base}\n" and "nothing to do" in again.stderr
