@@ -260,6 +260,10 @@ def test_oom_killed_container_is_reported_and_restarted(
     second = run_json(ws)["container_id"]
     wait_for(lambda: engine.state(second) is not None and not engine.state(second).running, what="the second kill")
     assert engine.state(second).oom_killed, "the restart kept the memory limit"
+    resumed = run_mlops("train", "-w", str(ws), "--runner", "docker", "--resume", "0001", "--memory", "512m",
+                        "--detach")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((ws / "runs" / "0001" / "container.json").read_text())["memory"] == "512m"
 
 
 def test_engine_and_base_image_scripts_are_idempotent(engine: Engine, images: dict[str, ImageBuild]) -> None:

@@ -14,7 +14,7 @@ because paths in run.json are relative to the workspace. The container runs:
   run.json lost the container id.
 
 The container options (image, limits, network, GPUs) are saved in runs/ID/container.json, so a restart by
-monitor starts the same container again.
+monitor starts the same container again; options given to a later `train --resume` override them.
 """
 from __future__ import annotations
 
@@ -110,17 +110,17 @@ class DockerRunner:
                 raise RunnerError(f"image {image} missing: run `mlops images build`")
         return runner
 
-    def _saved_options(self, ws: Workspace, record: RunRecord) -> DockerOptions:
-        """The options this run was first started with (a restart keeps them), else this runner's."""
-        saved = read_json(ws.run_dir(record.id) / SPEC_FILE)
-        if saved:
-            known = {f.name for f in dataclasses.fields(DockerOptions)}
-            return DockerOptions(**{k: v for k, v in saved.items() if k in known})
-        return self.options
+    def _options_for(self, ws: Workspace, record: RunRecord) -> DockerOptions:
+        """The options the run was last started with (so monitor's restart keeps its limits), overridden by
+        those given now (`train --resume ID --memory 8g` after an OOM kill)."""
+        saved = read_json(ws.run_dir(record.id) / SPEC_FILE) or {}
+        given = {key: value for key, value in dataclasses.asdict(self.options).items() if value is not None}
+        known = {f.name for f in dataclasses.fields(DockerOptions)}
+        return DockerOptions(**{**{k: v for k, v in saved.items() if k in known}, **given})
 
     def start(self, ws: Workspace, record: RunRecord) -> None:
         """Start a container for this run (fresh, or again after a crash: the harness resumes the checkpoint)."""
-        options = self._saved_options(ws, record)
+        options = self._options_for(ws, record)
         image = image_for(ws, record.profile, options)
         labels = {"mlops.project": project_label(ws), "mlops.workspace": str(ws.root), "mlops.run": record.id}
         spec = ContainerSpec(
