@@ -76,8 +76,12 @@ def _scale_note(stats: dict[str, Any]) -> str:
     typical = [(abs(c["mean"]) + c["std"], i) for i, c in enumerate(columns) if abs(c["mean"]) + c["std"] > 0]
     if len(typical) >= 2:
         (high, hi_col), (low, lo_col) = max(typical), min(typical)
-        return f"column {hi_col + 1} ~{high:.3g} vs column {lo_col + 1} ~{low:.2g}"
-    return f"values up to ~{stats.get('magnitude', 0):.3g}"
+        return f"column {hi_col + 1} ~{_size(high)} vs column {lo_col + 1} ~{_size(low)}"
+    return f"values up to ~{_size(float(stats.get('magnitude', 0)))}"
+
+
+def _size(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.2g}"
 
 
 def diagnose(row: AttemptRow, threshold: float) -> Diagnosis:
@@ -261,8 +265,9 @@ class _Unrealizable(Exception):
     """This move cannot be made with the allowed means; try the next one."""
 
 
-def _apply(ctx: TweakContext, candidate: Candidate, move: Move, realize: str, d: Diagnosis) -> None:
-    """Make `move` on `candidate` through params, a harness option, or a rewrite (see module docstring)."""
+def _apply(ctx: TweakContext, candidate: Candidate, move: Move, realize: str, d: Diagnosis) -> str | None:
+    """Make `move` on `candidate` through params, a harness option, or a rewrite (see module docstring);
+    returns a note when the move was made another way than asked."""
     from mlops_cli.tweak import keras_rewrite as rewrite
 
     if move.kind in ("standardize", "augment"):
@@ -303,8 +308,9 @@ def _apply(ctx: TweakContext, candidate: Candidate, move: Move, realize: str, d:
     except RewriteError as exc:
         if move.kind == "epochs":
             candidate.options["epochs"] = int(move.value)
-            return
+            return f"set by the harness, as the script cannot be rewritten: {exc.message}"
         raise _Unrealizable(str(exc)) from exc
+    return None
 
 
 def _rewrite_units(text: str, move: Move, d: Diagnosis, filename: str) -> str:
@@ -339,8 +345,10 @@ def _base(ctx: TweakContext) -> tuple[AttemptRow, list[str]]:
     return best, [f"revert to run {best.run.id} ({name} {best.metric:.4f}): {what}"]
 
 
-def candidates(ctx: TweakContext, realize: str, confident_only: bool = False) -> list[Candidate]:
-    """Untried configurations from the best run, in the ladder's order of preference."""
+def candidates(ctx: TweakContext, realize: str, confident_only: bool = False,
+               why_not: list[str] | None = None) -> list[Candidate]:
+    """Untried configurations from the best run, in the ladder's order of preference; the reasons moves could
+    not be made are appended to `why_not`."""
     base, revert = _base(ctx)
     d = diagnose(base, ctx.settings.threshold)
     text = ctx.entry_text(base) if realize in ("rewrite", "params") and base.run.entrypoint else None
@@ -358,17 +366,19 @@ def candidates(ctx: TweakContext, realize: str, confident_only: bool = False) ->
         candidate = Candidate(params=dict(base.run.params), options=_carried(base.run.options), text=text,
                               reasons=list(revert), moves=[])
         try:
-            _apply(ctx, candidate, move, realize, d)
-        except _Unrealizable:
+            note = _apply(ctx, candidate, move, realize, d)
+        except _Unrealizable as exc:
+            if why_not is not None:
+                why_not.append(f"{move.kind}: {exc}")
             continue
-        candidate.reasons.append(move.reason)
+        candidate.reasons.append(move.reason + (f" ({note})" if note else ""))
         candidate.moves.append(move)
         if move.kind in COMPANIONS and move.confident:
             companion = next((m for m in moves[index + 1:] if m.kind == "epochs" and m.confident), None)
             if companion is not None:
                 try:
-                    _apply(ctx, candidate, companion, realize, d)
-                    candidate.reasons.append(companion.reason)
+                    note = _apply(ctx, candidate, companion, realize, d)
+                    candidate.reasons.append(companion.reason + (f" ({note})" if note else ""))
                     candidate.moves.append(companion)
                 except _Unrealizable:
                     pass
@@ -386,8 +396,12 @@ def _carried(options: dict[str, Any]) -> dict[str, Any]:
 
 def propose(ctx: TweakContext, realize: str = "params") -> Proposal | None:
     """The ladder's next attempt; realize = "params" (ladder: params, options, then rewrite) or "rewrite"."""
-    found = candidates(ctx, realize)
+    why_not: list[str] = []
+    found = candidates(ctx, realize, why_not=why_not)
     if not found:
+        if why_not and realize == "rewrite":
+            raise RewriteError(f"no move of the ladder can be made in {ctx.latest.run.entrypoint}: {why_not[0]}",
+                               "declare the parameters in mlops.yaml `params` and read them with mlops_cli.params()")
         return None
     best = found[0]
     base, _ = _base(ctx)
