@@ -35,6 +35,7 @@ class Site:
     kind: str  # "dense" | "conv" | "fit" | "optimizer" | "compile"
     name: str  # Dense, Conv2D, fit, Adam, compile ...
     line: int
+    column: int
     node: cst.Call = dataclasses.field(repr=False)
     value: float | int | None = None  # the literal units / filters / epochs / learning rate, when there is one
 
@@ -117,22 +118,23 @@ class _Collector(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:
         name = _call_name(node, self.aliases)
-        line = self.get_metadata(PositionProvider, node).start.line
+        start = self.get_metadata(PositionProvider, node).start
+        line = (start.line, start.column)
         if name in DENSE:
             arg = _argument(node, "units", 0)
-            self.info.dense.append(Site("dense", name, line, node, None if arg is None else _number(arg.value)))
+            self.info.dense.append(Site("dense", name, *line, node, None if arg is None else _number(arg.value)))
         elif name in CONV:
             arg = _argument(node, "filters", 0)
-            self.info.conv.append(Site("conv", name, line, node, None if arg is None else _number(arg.value)))
+            self.info.conv.append(Site("conv", name, *line, node, None if arg is None else _number(arg.value)))
         elif name in OPTIMIZER_CLASSES:
             arg = _argument(node, ("learning_rate", "lr"), 0)
-            self.info.optimizers.append(Site("optimizer", name, line, node,
+            self.info.optimizers.append(Site("optimizer", name, *line, node,
                                              None if arg is None else _number(arg.value)))
         elif isinstance(node.func, cst.Attribute) and name == "fit":
             arg = _argument(node, "epochs", FIT_EPOCHS_POSITION)
-            self.info.fits.append(Site("fit", name, line, node, None if arg is None else _number(arg.value)))
+            self.info.fits.append(Site("fit", name, *line, node, None if arg is None else _number(arg.value)))
         elif isinstance(node.func, cst.Attribute) and name == "compile":
-            self.info.compiles.append(Site("compile", name, line, node))
+            self.info.compiles.append(Site("compile", name, *line, node))
 
 
 @dataclasses.dataclass
@@ -156,6 +158,9 @@ def _parse(text: str, filename: str) -> _Parsed:
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     collector = _Collector()
     wrapper.visit(collector)
+    info = collector.info
+    for sites in (info.dense, info.conv, info.fits, info.optimizers, info.compiles):
+        sites.sort(key=lambda site: (site.line, site.column))
     return _Parsed(module, wrapper, collector, filename)
 
 
@@ -225,8 +230,7 @@ def _set_arg(call: cst.Call, keyword: str | Sequence[str], position: int | None,
                                             whitespace_after=cst.SimpleWhitespace("")))
     if args and isinstance(args[-1].comma, cst.Comma):
         # a trailing comma (often a multi-line call): ours goes last, laid out like the argument before it
-        separator = args[-2].comma if len(args) > 1 and isinstance(args[-2].comma, cst.Comma) \
-            else cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+        separator = _plain_comma(args[-2].comma if len(args) > 1 else None)
         new_arg = new_arg.with_changes(comma=args[-1].comma)
         args[-1] = args[-1].with_changes(comma=separator)
     elif args:
@@ -234,6 +238,17 @@ def _set_arg(call: cst.Call, keyword: str | Sequence[str], position: int | None,
     args.append(new_arg)
     return call.with_changes(args=args)
 
+
+
+def _plain_comma(comma: Any) -> cst.Comma:
+    """A copy of `comma` for a new element or argument: same line break and indentation, without the comment
+    that may trail the original."""
+    if not isinstance(comma, cst.Comma):
+        return cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+    after = comma.whitespace_after
+    if isinstance(after, cst.ParenthesizedWhitespace):
+        after = after.with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[])
+    return comma.with_changes(whitespace_after=after)
 
 
 def _constant_for(parsed: _Parsed, site: Site, arg: cst.Arg | None, what: str) -> cst.Assign | None:
@@ -375,14 +390,32 @@ def set_learning_rate(text: str, learning_rate: float, filename: str = "train.py
     return (_with_import_keras(module) if need_import else module).code
 
 
+def _output_layer(dense: list[Site], parents: Any) -> Site:
+    """The last Dense in the source that is not the input of another Dense application
+    (`Dense(3)(Dense(8)(x))`: the output is Dense(3), although Dense(8) comes later in the text)."""
+    applied = {id(site.node) for site in dense}
+    for site in reversed(dense):
+        node: Any = site.node
+        nested = False
+        while node in parents:
+            parent = parents[node]
+            if isinstance(parent, cst.Call) and id(parent.func) in applied and node is not parent.func:
+                nested = True
+                break
+            node = parent
+        if not nested:
+            return site
+    return dense[-1]
+
+
 def add_hidden_dense(text: str, units: int, activation: str = "relu", filename: str = "train.py") -> str:
     """A hidden `Dense(units, activation=...)` just before the output layer (the last Dense of the script),
     in the style the script builds its model: `model.add(...)`, a `Sequential([...])` list, or functional."""
     parsed = _parse(text, filename)
     if not parsed.info.dense:
         raise RewriteError(f"{filename} has no Dense(...) layer, so there is no output layer to add one before")
-    output = parsed.info.dense[-1]
     parents = parsed.wrapper.resolve(ParentNodeProvider)
+    output = _output_layer(parsed.info.dense, parents)
     func = parsed.module.code_for_node(output.node.func)
     quote = "'" if "'" in parsed.module.code_for_node(output.node) else '"'
     layer = f"{func}({units}, activation={quote}{activation}{quote})"
@@ -403,9 +436,7 @@ def add_hidden_dense(text: str, units: int, activation: str = "relu", filename: 
         if isinstance(container, (cst.List, cst.Tuple)):
             elements = list(container.elements)
             index = next(i for i, element in enumerate(elements) if element is parent)
-            comma = elements[index - 1].comma if index > 0 else cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
-            if comma is cst.MaybeSentinel.DEFAULT:
-                comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+            comma = _plain_comma(elements[index - 1].comma if index > 0 else None)
             new = cst.Element(value=cst.parse_expression(layer), comma=comma)
             return _apply(parsed, {id(container): lambda node: node.with_changes(
                 elements=[*node.elements[:index], new, *node.elements[index:]])})
