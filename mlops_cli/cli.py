@@ -198,16 +198,18 @@ def tweak(workspace: str | None, threshold: float | None, metric: str | None, st
               help="Stop tweaking once this much training time is spent on this commit.")
 @click.option("--seed", type=int, default=None, help="Random seed of every attempt (default: mlops.yaml, else 0).")
 @click.option("--no-notify", is_flag=True, help="Do not announce the outcome.")
+@click.option("--verbose", "-v", is_flag=True, help="Show the training output (else it is only in train.log).")
 def run_cmd(workspace: str | None, runner: str, threshold: float | None, url: str, branch: str | None,
             strategy: str, max_attempts: int | None, time_budget: float | None, seed: int | None,
-            no_notify: bool) -> None:
+            no_notify: bool, verbose: bool) -> None:
     """Pull, detect, train, evaluate, tweak, train ... until met (exit 0) or the budget is spent (exit 4)."""
     from mlops_cli.history import format_table
     from mlops_cli.loop import run_loop
 
     result = run_loop(workspace, url, branch=branch, strategy=strategy, max_attempts=max_attempts,
                       threshold=threshold, seed=seed, time_budget=time_budget, runner=runner,
-                      notify=not no_notify, on_attempt=lambda attempt: click.echo(attempt.line()))
+                      notify=not no_notify, quiet=not verbose,
+                      on_attempt=lambda attempt: click.echo(attempt.line()))
     click.echo(result.message)
     click.echo(format_table(result.rows))
     if result.notified:

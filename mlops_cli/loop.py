@@ -6,8 +6,11 @@ writing the same workspace, so a loop stopped half-way can be continued by the j
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlops_cli.config import Settings, load_settings, resolve_workspace
@@ -54,9 +57,33 @@ class LoopResult:
 
 
 def _attempt(row: AttemptRow) -> Attempt:
+    changes = describe_changes(row) + (f", script rewritten ({row.run.source}/)" if row.run.source != "repo" else "")
     return Attempt(run_id=row.run.id, attempt=row.run.attempt, status=row.run.status.value, metric=row.metric_name,
-                   value=row.metric, duration_s=row.duration_s, changes=describe_changes(row),
-                   reasons=list(row.run.reasons))
+                   value=row.metric, duration_s=row.duration_s, changes=changes, reasons=list(row.run.reasons))
+
+
+@contextlib.contextmanager
+def _training_output(quiet: bool) -> Iterator[None]:
+    """With `quiet`, the training process's per-epoch output goes only to its train.log (the harness writes it
+    whatever its stdout is), so the loop's own one line per attempt stays readable."""
+    if not quiet:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 def _row(settings: Settings, run_id: str) -> AttemptRow:
@@ -66,9 +93,10 @@ def _row(settings: Settings, run_id: str) -> AttemptRow:
 def run_loop(workspace: str | None, url: str, branch: str | None = None, strategy: str = "auto",
              max_attempts: int | None = None, threshold: float | None = None, seed: int | None = None,
              time_budget: float | None = None, runner: str = "local", notify: bool = True,
-             on_attempt: Callable[[Attempt], Any] | None = None) -> LoopResult:
+             quiet: bool = False, on_attempt: Callable[[Attempt], Any] | None = None) -> LoopResult:
     """Pull, detect, then train/evaluate/tweak until met or budget spent; `on_attempt` sees each attempt as
-    it finishes (the CLI prints it). Raises TrainingFailed when no attempt of the commit trains at all."""
+    it finishes (the CLI prints it); `quiet` keeps the training output in train.log only. Raises TrainingFailed
+    when no attempt of the commit trains at all."""
     from mlops_cli.detect import detect_and_record
     from mlops_cli.evaluate import evaluate
     from mlops_cli.pull import pull
@@ -84,7 +112,8 @@ def run_loop(workspace: str | None, url: str, branch: str | None = None, strateg
     needs_training = not commit_rows or ws.read_proposal() is not None
     while True:
         if needs_training:
-            result = train(settings, runner=runner)
+            with _training_output(quiet):
+                result = train(settings, runner=runner)
             attempt = _attempt(_row(settings, result.run.id))
             attempts.append(attempt)
             if on_attempt is not None:

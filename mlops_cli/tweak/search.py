@@ -98,6 +98,9 @@ def _tell_finished(study: Any, ctx: TweakContext, distributions: dict[str, Any])
     import optuna
     from optuna.trial import TrialState
 
+    defaults = _trial_values(ctx.settings.param_defaults(), {}, distributions)
+    if not study.get_trials(deepcopy=False):
+        study.enqueue_trial(defaults)  # the attempt as written is the first trial
     trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
     known_runs = {trial.user_attrs.get("run") for trial in trials.values()}
     for row in (row for row in ctx.rows if row.run.status.finished):
@@ -109,16 +112,13 @@ def _tell_finished(study: Any, ctx: TweakContext, distributions: dict[str, Any])
         if row.run.id in known_runs:
             continue
         values = _trial_values(row.run.params, row.run.options, distributions)
-        if not _fits(values, distributions):
-            continue
-        if not trials:
-            # the attempt as written: the default parameters, enqueued as the first trial and told at once
-            study.enqueue_trial(values)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if values == defaults and any(trial.number == 0 for trial in waiting):
+            # the first attempt trained the defaults already: it answers the enqueued first trial
             trial = study.ask(distributions)
             trial.set_user_attr("run", row.run.id)
             _tell(study, trial.number, row)
-            trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-        elif row.metric is not None:
+        elif _fits(values, distributions) and row.metric is not None:
             study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions,
                                                       value=row.metric, user_attrs={"run": row.run.id}))
         known_runs.add(row.run.id)
