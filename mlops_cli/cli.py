@@ -182,6 +182,67 @@ def tweak(workspace: str | None, threshold: float | None, metric: str | None, st
         sys.exit(int(ExitCode.BUDGET_SPENT))
 
 
+# ---- notify and report ---------------------------------------------------------------------------------------
+
+@cli.command()
+@opt.workspace_option
+@opt.json_option
+@opt.threshold_option
+@opt.metric_option
+@click.option("--event", type=click.Choice(["auto", "success", "failure", "gave-up", "crashed"]), default="auto",
+              show_default=True, help="What to announce; auto reads it from the workspace.")
+@click.option("--to", "to", multiple=True, metavar="ADDR",
+              help="Mail recipient (repeatable). Default: $MLOPS_NOTIFY_TO, comma-separated.")
+@click.option("--webhook", default=None, metavar="URL",
+              help="Slack-compatible webhook. Prefer $MLOPS_WEBHOOK_URL: the URL is a secret.")
+@click.option("--channel", "channels", multiple=True, type=click.Choice(["smtp", "webhook", "outbox"]),
+              help="Send only via these (repeatable). Default: SMTP if MLOPS_SMTP_HOST is set, the webhook if "
+                   "one is given, else the outbox (WORKSPACE/outbox or $MLOPS_OUTBOX).")
+@click.option("--force", is_flag=True, help="Send even if this event was already sent for this run.")
+def notify(workspace: str | None, as_json: bool, threshold: float | None, metric: str | None, event: str,
+           to: tuple[str, ...], webhook: str | None, channels: tuple[str, ...], force: bool) -> None:
+    """Announce the outcome (mail, webhook, or .eml outbox), once per run and event.
+
+    SMTP settings come from MLOPS_SMTP_HOST, _PORT, _SECURITY (starttls|ssl|none), _USER, _PASSWORD, _FROM,
+    _CA_FILE; retries from MLOPS_NOTIFY_RETRIES and MLOPS_NOTIFY_BACKOFF (seconds, doubled per retry).
+    """
+    from mlops_cli.config import load_settings
+    from mlops_cli.notify import notify as do_notify
+
+    settings = load_settings(workspace, threshold=threshold, metric=metric)
+    result = do_notify(settings, event=event, to=list(to), webhook=webhook, force=force,
+                       channels=list(channels) or None)
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(result.summary())
+
+
+@cli.command()
+@opt.workspace_option
+@opt.json_option
+@opt.threshold_option
+@opt.metric_option
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True,
+              help="html: one self-contained file; md: report.md with its PNGs beside it (for commit comments).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
+              help="Directory to write into (default: WORKSPACE/report).")
+def report(workspace: str | None, as_json: bool, threshold: float | None, metric: str | None, fmt: str,
+           out_dir: str | None) -> None:
+    """Write the attempts table, the metric per attempt and the best run's learning curves as a report."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.report import report as do_report
+
+    settings = load_settings(workspace, threshold=threshold, metric=metric)
+    result = do_report(settings, fmt=fmt, out_dir=None if out_dir is None else Path(out_dir))
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(f"{result.headline}\nreport: {result.path}")
+
+
 # ---- the loop: the whole chain in one process (issue 3) ------------------------------------------------------
 
 @cli.command(name="run")

@@ -45,18 +45,20 @@ def install(capture: Capture) -> None:
 
 def _wrap_fit(capture: Capture, original: Any) -> Any:
     @functools.wraps(original)
-    def fit(self: Any, X: Any, y: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if capture.depth:
-            return original(self, X, y, *args, **kwargs)
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if capture.depth or not hasattr(self, "predict"):
+            return original(self, *args, **kwargs)
         capture.depth += 1
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = original(self, X, y, *args, **kwargs)
+                result = original(self, *args, **kwargs)
         finally:
             capture.depth -= 1
         for warning in caught:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        X = args[0] if args else kwargs.get("X")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
         safe(_after_fit)(capture, self, X, y, caught)
         return result
 
@@ -65,14 +67,15 @@ def _wrap_fit(capture: Capture, original: Any) -> Any:
 
 def _wrap_score(capture: Capture, original: Any) -> Any:
     @functools.wraps(original)
-    def score(self: Any, X: Any, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def score(self: Any, *args: Any, **kwargs: Any) -> Any:
         if capture.depth:
-            return original(self, X, y, *args, **kwargs)
+            return original(self, *args, **kwargs)
         capture.depth += 1
         try:
-            value = original(self, X, y, *args, **kwargs)
+            value = original(self, *args, **kwargs)
         finally:
             capture.depth -= 1
+        X = args[0] if args else kwargs.get("X")
         name = "accuracy" if _is_classifier(self) else "r2"
         safe(_record_score)(capture, name, X, value, by_labels=False)
         return value
