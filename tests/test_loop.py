@@ -24,6 +24,8 @@ def test_seed_style_script_without_mlops_yaml_ends_above_090(tmp_path: Path) -> 
     assert len(lines) >= 2 and "val_accuracy=0.3889" in lines[0]
     assert "inputs on raw scales" in lines[1] and "standardise (Normalization layer in the model)" in lines[1]
     assert "run     status" in proc.stdout, "the final table"
+    assert "notify: success for run 0002" in proc.stdout
+    assert list((ws / "outbox").glob("*.eml")), "the default channel is the workspace outbox"
     best = json.loads((ws / "best" / "metrics.json").read_text())
     assert best["val_accuracy"] > 0.9
     # the model in best/ takes the script's raw inputs: standardisation lives inside it
