@@ -235,3 +235,13 @@ def test_a_script_that_cannot_be_rewritten_says_why(tmp_path: Path) -> None:
     assert proc.stderr.startswith("mlops: error: no move of the ladder can be made in train.py: units: train.py has")
     assert "Traceback" not in proc.stderr
     assert ws.read_proposal() is None
+
+
+def test_retrain_without_a_proposal_says_to_tweak_first(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    record(ws, [0.389] * 10, [0.401] * 10, [1.087] * 10, stats=RAW)
+    proc = run_mlops("retrain", "--workspace", str(ws.root))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("mlops: error: nothing to retrain: no proposal in next.json "
+                                   "(run `mlops tweak` first)")
+    assert len(ws.runs()) == 1
