@@ -93,6 +93,16 @@ def _space_comma() -> cst.Comma:
     return cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
 
 
+def _layout_comma(previous: Any) -> cst.Comma:
+    """A comma laid out like the previous item's (same line breaks and indent), without its comment."""
+    if not isinstance(previous, cst.Comma):
+        return _space_comma()
+    after = previous.whitespace_after
+    if isinstance(after, cst.ParenthesizedWhitespace):
+        after = after.with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[])
+    return previous.with_changes(whitespace_after=after)
+
+
 class _Finder:
     """The estimator's constructor calls and, for each, the place where a scaler or a swap must go."""
 
@@ -238,8 +248,7 @@ class _Transformer(cst.CSTTransformer):
         for index in reversed(range(len(originals))):
             if self.insert_before.get(originals[index]) != kind:
                 continue
-            comma = originals[index - 1].comma if index else _space_comma()
-            items.insert(index, make(comma if isinstance(comma, cst.Comma) else _space_comma()))
+            items.insert(index, make(_layout_comma(originals[index - 1].comma if index else None)))
             self.changed = True
             self._need("sklearn.preprocessing", "StandardScaler")
         return items
