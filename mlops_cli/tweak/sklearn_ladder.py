@@ -314,3 +314,31 @@ def _already_run(ctx: TweakContext, files: dict[str, str]) -> bool:
 def propose(ctx: TweakContext) -> Proposal | None:
     """`mlops tweak --strategy ladder` on a scikit-learn script: the ladder's first untried move."""
     return realise(ctx, strategy="ladder")
+
+
+SCALE_PARAMS = ("scale", "standardize", "standardise", "scaler")
+
+
+def search_hint(ctx: TweakContext) -> tuple[dict[str, Any], dict[str, Any], list[str]] | None:
+    """For a script that declares `params`: the ladder's first move that those params can express, as
+    (params, harness options, reasons), so that search (under auto) tries the explainable move first.
+    A move maps onto declared params of the same name (n_neighbors, C, max_depth...); the scaler onto a
+    declared switch named scale or standardize."""
+    base = ctx.best
+    declared = ctx.settings.params
+    if base is None or not declared:
+        return None
+    current = {**ctx.settings.param_defaults(), **base.run.params}
+    tried = [row.run.params for row in ctx.rows]
+    for move in plan(ctx, base):
+        if move.kind == "scale":
+            switch = next((name for name in SCALE_PARAMS if name in declared), None)
+            changes = {switch: True} if switch and not current.get(switch) else {}
+        elif move.edit.set_params and set(move.edit.set_params) <= set(declared):
+            changes = {name: declared[name].clip(value) for name, value in move.edit.set_params.items()}
+        else:
+            changes = {}
+        params = {**current, **changes}
+        if changes and params != current and params not in tried:
+            return params, {}, move.reasons
+    return None
