@@ -294,3 +294,38 @@ def test_a_script_that_cannot_be_rewritten_says_why_without_a_traceback(tmp_path
     assert done.stderr.startswith("mlops: error: train.py never calls KNeighborsClassifier(...) itself")
     assert "Traceback" not in done.stderr
     assert ws.read_proposal() is None
+
+
+def test_a_tree_at_its_limit_moves_to_a_forest_keeping_its_regularisation(tmp_path: Path) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    script = ("from sklearn.tree import DecisionTreeClassifier\n"
+              "tree = DecisionTreeClassifier(max_depth=8, min_samples_leaf=10, criterion='entropy')\n")
+    ws = checkout(tmp_path, script)
+    record(ws, fitted_model(DecisionTreeClassifier(max_depth=8, min_samples_leaf=10, criterion="entropy")),
+           val=0.870, train=0.907, stats=UNIT_STATS)
+    result = propose(ws, threshold=0.88)
+    [reason] = result.proposal.reasons
+    assert reason.startswith("DecisionTreeClassifier -> RandomForestClassifier: the decision tree is at its limit "
+                             "(training and held-out scores are close)")
+    assert reason.endswith("keeping min_samples_leaf=10"), "a knob both families have in the table"
+    assert "tree = RandomForestClassifier(min_samples_leaf=10)\n" in result.proposal.files["train.py"]
+
+
+def test_no_move_goes_back_to_a_model_already_trained(tmp_path: Path) -> None:
+    """Regularising helped but the tree now under-fits: stepping both knobs back up would be run 0001's model
+    again (whatever the text says), so the ladder takes a single step instead."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    ws = checkout(tmp_path, TREE_SCRIPT)
+    first = record(ws, fitted_model(DecisionTreeClassifier(random_state=0)), val=0.80, train=1.0,
+                   stats=UNIT_STATS)
+    move = propose(ws, threshold=0.9).proposal
+    second = record(ws, fitted_model(DecisionTreeClassifier(random_state=0, max_depth=8, min_samples_leaf=10)),
+                    val=0.86, train=0.89, stats=UNIT_STATS, parent=first, source="src",
+                    script=move.files["train.py"])
+    result = propose(ws, threshold=0.9).proposal
+    assert result.parent == second
+    [reason] = result.reasons
+    assert reason.startswith("max_depth 8 -> None: training accuracy 0.890 is itself below the threshold 0.9")
+    assert "DecisionTreeClassifier(random_state=0, max_depth=None, min_samples_leaf=10)" in result.files["train.py"]

@@ -26,6 +26,7 @@ from mlops_cli.tweak import Proposal, TweakContext
 
 TABLE = Path(__file__).with_name("estimators.yaml")
 OVERFIT_GAP = 0.05
+UNDERFIT_MARGIN = 0.02
 MIN_GAIN = 0.01
 ROLES = {"capacity": ("capacity", "both"), "regularise": ("regularise", "both"), "converge": ("converge",)}
 
@@ -198,7 +199,10 @@ def _param_moves(diag: Diagnosis, role: str, direction: int, why: str) -> list[M
                   + f": {why}"]) for group in groups]
 
 
-def _fit_moves(diag: Diagnosis, threshold: float) -> list[Move]:
+def _fit_moves(diag: Diagnosis, threshold: float) -> tuple[list[Move], bool]:
+    """Moves against over- or under-fitting, and whether the fit is clearly one of them. Neither (a small gap
+    and a training score comfortably above the threshold) means the estimator is at its limit: only single
+    steps either way are left, behind a stronger family."""
     train = f"{diag.train_name} {diag.train:.3f}" if diag.train is not None else ""
     if diag.overfit:
         grown = diag.fitted
@@ -206,13 +210,19 @@ def _fit_moves(diag: Diagnosis, threshold: float) -> list[Move]:
                 if "depth" in grown and "leaves" in grown else "")
         why = (f"training {train} vs held-out {diag.value:.3f}, the {diag.family} over-fits its training "
                f"data{note}; regularise it")
-        return _param_moves(diag, "regularise", -1, why)
+        return _param_moves(diag, "regularise", -1, why), True
     if diag.train is None:
-        return []
-    low = "is itself below" if diag.train < threshold else "is barely above the held-out score, near"
-    why = (f"training {train} {low} the threshold {threshold:g}, the {diag.family} under-fits; give it "
-           "more capacity")
-    return _param_moves(diag, "capacity", +1, why)
+        return [], False
+    if diag.train < threshold + UNDERFIT_MARGIN:
+        low = "is itself below" if diag.train < threshold else "is barely above"
+        why = (f"training {train} {low} the threshold {threshold:g}, the {diag.family} under-fits; give it "
+               "more capacity")
+        return _param_moves(diag, "capacity", +1, why), True
+    why = (f"training {train} and held-out {diag.value:.3f} are close and the training score is above the "
+           f"threshold, so the {diag.family} fits as well as it generalises; a single step")
+    singles = [move for move in _param_moves(diag, "capacity", +1, f"{why} up") +
+               _param_moves(diag, "regularise", -1, f"{why} down") if len(move.edit.set_params) == 1]
+    return singles, False
 
 
 def _converge_moves(diag: Diagnosis) -> list[Move]:
@@ -222,17 +232,36 @@ def _converge_moves(diag: Diagnosis) -> list[Move]:
     return _param_moves(diag, "converge", +1, why)[:1]
 
 
-def _stronger_move(diag: Diagnosis, ctx: TweakContext) -> Move | None:
+def _stronger_move(diag: Diagnosis, ctx: TweakContext, limit: bool) -> list[Move]:
+    """Swap to the table's stronger family, carrying over the arguments both classes know (random_state, and
+    shared knobs such as min_samples_leaf, whose tuned value still says how noisy the data is)."""
     data = table()
     stronger = (diag.spec or {}).get("stronger", "") if diag.spec else data["fallback"].get(diag.task)
     target = data["estimators"].get(stronger or "")
     if not stronger or target is None or stronger == diag.estimator:
-        return None
+        return []
+    shared = sorted(set((diag.spec or {}).get("params") or {}) & set(target.get("params") or {}))
+    tuned = [f"{name}={_shown(diag.params[name])}" for name in shared
+             if name in diag.params and diag.params[name] != _defaults(diag).get(name, diag.params[name])]
     tried = sum(1 for row in ctx.rows if _estimator_of(row) == diag.estimator)
-    return Move("stronger", _edit(diag, swap_to=stronger, swap_module=target["module"], keep=tuple(data["keep"])),
-                [f"{diag.estimator} -> {stronger}: moves within the {diag.family} stopped helping (best "
-                 f"{diag.metric} {diag.value:.4f} after {tried} attempt{'s' * (tried != 1)} with it); a "
-                 f"{target['family']} is a stronger family for {diag.task}"])
+    why = (f"the {diag.family} is at its limit (training and held-out scores are close)" if limit
+           else f"moves within the {diag.family} stopped helping")
+    return [Move("stronger", _edit(diag, swap_to=stronger, swap_module=target["module"],
+                                   keep=tuple(data["keep"]) + tuple(shared)),
+                 [f"{diag.estimator} -> {stronger}: {why} (best {diag.metric} {diag.value:.4f} after {tried} "
+                  f"attempt{'s' * (tried != 1)} with it); a {target['family']} is a stronger family for "
+                  f"{diag.task}" + (f", keeping {', '.join(tuned)}" if tuned else "")])]
+
+
+def _defaults(diag: Diagnosis) -> dict[str, Any]:
+    """The estimator class's default hyperparameters."""
+    import importlib
+
+    module = (diag.spec or {}).get("module")
+    try:
+        return dict(getattr(importlib.import_module(module), diag.estimator)().get_params(deep=False))
+    except Exception:  # an estimator that needs arguments, or one we cannot import: no defaults known
+        return {}
 
 
 def _estimator_of(row: AttemptRow) -> str | None:
@@ -251,12 +280,15 @@ def stalled(ctx: TweakContext, best: AttemptRow) -> bool:
 
 
 def plan(ctx: TweakContext, base: AttemptRow) -> list[Move]:
-    """Candidate moves from `base`, most promising first."""
+    """Candidate moves from `base`, most promising first: scale and convergence fixes, then the fit moves,
+    or a stronger family first when moves stopped helping or the fit is at the estimator's limit."""
     diag = diagnose(ctx, base)
     moves: list[Move] = [move for move in [_scale_move(diag)] if move] + _converge_moves(diag)
-    fit = _fit_moves(diag, ctx.settings.threshold)
-    stronger = [move for move in [_stronger_move(diag, ctx)] if move]
-    return moves + (stronger + fit if stalled(ctx, base) or not fit else fit + stronger)
+    fit, clear = _fit_moves(diag, ctx.settings.threshold)
+    was_stalled = stalled(ctx, base)
+    stronger = _stronger_move(diag, ctx, limit=not (was_stalled or clear))
+    first, then = (fit, stronger) if clear and fit and not was_stalled else (stronger, fit)
+    return moves + first + then
 
 
 def _revert_reason(ctx: TweakContext, base: AttemptRow) -> list[str]:
@@ -287,7 +319,7 @@ def realise(ctx: TweakContext, strategy: str) -> Proposal | None:
         except RewriteError as exc:
             errors.append(exc)
             continue
-        if _already_run(ctx, files):
+        if _already_run(ctx, files) or _same_model_run(ctx, diagnose(ctx, base), move):
             repeated += 1
             continue
         return Proposal(strategy=strategy, reasons=_revert_reason(ctx, base) + move.reasons, files=files,
@@ -309,6 +341,30 @@ def _already_run(ctx: TweakContext, files: dict[str, str]) -> bool:
         if same:
             return True
     return False
+
+
+def _same_model_run(ctx: TweakContext, diag: Diagnosis, move: Move) -> bool:
+    """Whether some attempt already trained the model a parameter or scaler move leads to, whatever the text
+    (`DecisionTreeClassifier(max_depth=None)` is `DecisionTreeClassifier()`): no move back to a tried point."""
+    if move.kind == "stronger":
+        return False
+    params = {**diag.params, **move.edit.set_params}
+    scaled = diag.scaled or move.edit.scale
+    for row in ctx.rows:
+        try:
+            other = diagnose(ctx, row)
+        except MetricError:
+            continue
+        if (other.estimator == diag.estimator and other.scaled == scaled
+                and all(_same(other.params.get(name), value) for name, value in params.items())):
+            return True
+    return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return bool(a == b)
 
 
 def propose(ctx: TweakContext) -> Proposal | None:
