@@ -2,8 +2,11 @@
 on the scikit-learn examples, with no edit by hand; and the saved pipeline takes raw inputs."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+
+import pytest
 
 from conftest import MODELS, git, make_remote, run_mlops
 
@@ -86,3 +89,18 @@ def test_commit_branch_puts_the_rewritten_script_on_a_branch_for_review(tmp_path
     on_branch = git("show", "mlops/scale:train.py", cwd=ws / "repo")
     assert "model = make_pipeline(StandardScaler(), KNeighborsClassifier())  # 5 neighbours" in on_branch
     assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=ws / "repo") != "mlops/scale"
+
+
+needs_run = pytest.mark.skipif(importlib.util.find_spec("mlops_cli.loop") is None,
+                               reason="`mlops run` (mlops_cli.loop, issue 3) is not on this branch")
+
+
+@needs_run
+def test_mlops_run_takes_the_newcomers_knn_past_090_with_no_edit_by_hand(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path, MODELS / "wine-knn")
+    done = run_mlops("run", "--repo", str(remote), "--workspace", str(tmp_path / "ws"), "--threshold", "0.9",
+                     "--max-attempts", "3", "--no-notify")
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = sorted(p.name for p in (tmp_path / "ws" / "runs").iterdir())
+    assert len(runs) == 2
+    assert "StandardScaler in front of KNeighborsClassifier" in done.stdout
