@@ -329,3 +329,43 @@ def test_no_move_goes_back_to_a_model_already_trained(tmp_path: Path) -> None:
     [reason] = result.reasons
     assert reason.startswith("max_depth 8 -> None: training accuracy 0.890 is itself below the threshold 0.9")
     assert "DecisionTreeClassifier(random_state=0, max_depth=None, min_samples_leaf=10)" in result.files["train.py"]
+
+
+@pytest.mark.parametrize(("value", "grid", "direction", "expected"), [
+    (5, [40, 25, 15, 10, 7, 5, 3, 1], +1, (True, 3)),
+    (5, [40, 25, 15, 10, 7, 5, 3, 1], -1, (True, 7)),
+    (4, [40, 25, 15, 10, 7, 5, 3, 1], -1, (True, 5)),
+    (4, [40, 25, 15, 10, 7, 5, 3, 1], +1, (True, 3)),
+    (0.5, [0.01, 0.1, 1.0, 10.0], -1, (True, 0.1)),
+    (1, [0.01, 0.1, 1.0, 10.0], +1, (True, 10.0)),
+    (5000.0, [0.01, 0.1, 1.0, 10.0], +1, (False, 5000.0)),
+    (None, [2, 3, 4, 6, 8, None], -1, (True, 8)),
+    (None, [2, 3, 4, 6, 8, None], +1, (False, None)),
+    (12, [2, 3, 4, 6, 8, None], +1, (True, None)),
+    ((100,), [[16], [32], [64], [100], [200], [200, 100]], +1, (True, [200])),
+    ((50, 50), [[16], [32], [64], [100], [200], [200, 100]], +1, (True, [200])),
+    ("scale", [0.01, 0.1], +1, (False, "scale")),
+])
+def test_a_step_moves_one_place_along_the_tables_grid(value: Any, grid: list[Any], direction: int,
+                                                     expected: tuple[bool, Any]) -> None:
+    from mlops_cli.tweak.sklearn_ladder import step
+
+    assert step(value, grid, direction) == expected
+
+
+def test_every_estimator_in_the_table_names_a_real_class_and_its_real_hyperparameters() -> None:
+    import importlib
+    import inspect
+
+    from mlops_cli.tweak.sklearn_ladder import table
+
+    data = table()
+    for name, spec in data["estimators"].items():
+        cls = getattr(importlib.import_module(spec["module"]), name)
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        assert set(spec["params"]) <= accepted, name
+        assert spec["task"] in ("classification", "regression"), name
+        assert spec["stronger"] is None or data["estimators"][spec["stronger"]]["task"] == spec["task"], name
+        for param, knob in spec["params"].items():
+            assert knob.get("role", "both") in ("both", "capacity", "regularise", "converge"), (name, param)
+            assert len(knob["grid"]) >= 2, (name, param)

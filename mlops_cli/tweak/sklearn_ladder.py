@@ -23,6 +23,7 @@ from mlops_cli.errors import MetricError
 from mlops_cli.evaluate import lower_is_better
 from mlops_cli.history import AttemptRow
 from mlops_cli.tweak import Proposal, TweakContext
+from mlops_cli.tweak.sklearn_rewrite import SCALERS, Edit, RewriteError, rewrite_source
 
 TABLE = Path(__file__).with_name("estimators.yaml")
 OVERFIT_GAP = 0.05
@@ -83,7 +84,7 @@ class Move:
     """One candidate change: its kind, the edit that realises it, and a reason per change."""
 
     kind: str
-    edit: Any
+    edit: Edit
     reasons: list[str]
 
 
@@ -99,8 +100,6 @@ def diagnose(ctx: TweakContext, row: AttemptRow) -> Diagnosis:
     train_key = metric[4:] if metric.startswith("val_") else None
     train = metrics.get(train_key) if train_key else None
     steps = model.get("steps") or []
-    from mlops_cli.tweak.sklearn_rewrite import SCALERS
-
     return Diagnosis(
         row=row, estimator=model["estimator"], spec=table()["estimators"].get(model["estimator"]),
         params={key: _value(value) for key, value in (model.get("params") or {}).items()},
@@ -147,8 +146,9 @@ def step(value: Any, grid: list[Any], direction: int) -> tuple[bool, Any]:
         if key is None or len(numeric) < 2:
             return False, value
         rising = numeric[-1][1] > numeric[0][1]
+        equal = [i for i, k in numeric if k == key]
         below = [i for i, k in numeric if (k < key if rising else k > key)]
-        position = (max(below) + 0.5) if below else (numeric[0][0] - 0.5)
+        position = equal[0] if equal else (max(below) + 0.5) if below else (numeric[0][0] - 0.5)
         target = math.floor(position) + 1 if direction > 0 else math.ceil(position) - 1
     if not 0 <= target < len(grid):
         return False, value
@@ -160,9 +160,7 @@ def _shown(value: Any) -> str:
     return repr(tuple(value)) if isinstance(value, list) else repr(value) if isinstance(value, str) else str(value)
 
 
-def _edit(diag: Diagnosis, **changes: Any) -> Any:
-    from mlops_cli.tweak.sklearn_rewrite import Edit
-
+def _edit(diag: Diagnosis, **changes: Any) -> Edit:
     module = (diag.spec or {}).get("module") or (diag.row.metrics or {}).get("diagnostics", {}).get(
         "model", {}).get("module")
     return Edit(estimator=diag.estimator, module=module, **changes)
@@ -218,10 +216,10 @@ def _fit_moves(diag: Diagnosis, threshold: float) -> tuple[list[Move], bool]:
         why = (f"training {train} {low} the threshold {threshold:g}, the {diag.family} under-fits; give it "
                "more capacity")
         return _param_moves(diag, "capacity", +1, why), True
-    why = (f"training {train} and held-out {diag.value:.3f} are close and the training score is above the "
-           f"threshold, so the {diag.family} fits as well as it generalises; a single step")
-    singles = [move for move in _param_moves(diag, "capacity", +1, f"{why} up") +
-               _param_moves(diag, "regularise", -1, f"{why} down") if len(move.edit.set_params) == 1]
+    why = (f"training {train} and held-out {diag.value:.3f} are close, the training score above the threshold: "
+           f"the {diag.family} generalises as well as it fits; one step")
+    singles = [move for move in _param_moves(diag, "capacity", +1, f"{why} toward more capacity") +
+               _param_moves(diag, "regularise", -1, f"{why} toward less") if len(move.edit.set_params) == 1]
     return singles, False
 
 
@@ -303,8 +301,6 @@ def _revert_reason(ctx: TweakContext, base: AttemptRow) -> list[str]:
 
 def realise(ctx: TweakContext, strategy: str) -> Proposal | None:
     """The first candidate move that the script can be rewritten for and that no attempt has run yet."""
-    from mlops_cli.tweak.sklearn_rewrite import RewriteError, rewrite_source
-
     base = ctx.best
     if base is None:
         raise MetricError(f"no attempt of this commit has a {ctx.settings.metric} to improve on",
@@ -313,13 +309,14 @@ def realise(ctx: TweakContext, strategy: str) -> Proposal | None:
     entry = base.run.entrypoint or ""
     errors: list[RewriteError] = []
     repeated = 0
+    diag = diagnose(ctx, base)
     for move in plan(ctx, base):
         try:
             files = rewrite_source(source, entry, move.edit)
         except RewriteError as exc:
             errors.append(exc)
             continue
-        if _already_run(ctx, files) or _same_model_run(ctx, diagnose(ctx, base), move):
+        if _already_run(ctx, files) or _same_model_run(ctx, diag, move):
             repeated += 1
             continue
         return Proposal(strategy=strategy, reasons=_revert_reason(ctx, base) + move.reasons, files=files,
