@@ -182,6 +182,274 @@ def tweak(workspace: str | None, threshold: float | None, metric: str | None, st
         sys.exit(int(ExitCode.BUDGET_SPENT))
 
 
+# ---- notify and report ---------------------------------------------------------------------------------------
+
+@cli.command()
+@opt.workspace_option
+@opt.json_option
+@opt.threshold_option
+@opt.metric_option
+@click.option("--event", type=click.Choice(["auto", "success", "failure", "gave-up", "crashed"]), default="auto",
+              show_default=True, help="What to announce; auto reads it from the workspace.")
+@click.option("--to", "to", multiple=True, metavar="ADDR",
+              help="Mail recipient (repeatable). Default: $MLOPS_NOTIFY_TO, comma-separated.")
+@click.option("--webhook", default=None, metavar="URL",
+              help="Slack-compatible webhook. Prefer $MLOPS_WEBHOOK_URL: the URL is a secret.")
+@click.option("--channel", "channels", multiple=True, type=click.Choice(["smtp", "webhook", "outbox"]),
+              help="Send only via these (repeatable). Default: SMTP if MLOPS_SMTP_HOST is set, the webhook if "
+                   "one is given, else the outbox (WORKSPACE/outbox or $MLOPS_OUTBOX).")
+@click.option("--force", is_flag=True, help="Send even if this event was already sent for this run.")
+def notify(workspace: str | None, as_json: bool, threshold: float | None, metric: str | None, event: str,
+           to: tuple[str, ...], webhook: str | None, channels: tuple[str, ...], force: bool) -> None:
+    """Announce the outcome (mail, webhook, or .eml outbox), once per run and event.
+
+    SMTP settings come from MLOPS_SMTP_HOST, _PORT, _SECURITY (starttls|ssl|none), _USER, _PASSWORD, _FROM,
+    _CA_FILE; retries from MLOPS_NOTIFY_RETRIES and MLOPS_NOTIFY_BACKOFF (seconds, doubled per retry).
+    """
+    from mlops_cli.config import load_settings
+    from mlops_cli.notify import notify as do_notify
+
+    settings = load_settings(workspace, threshold=threshold, metric=metric)
+    result = do_notify(settings, event=event, to=list(to), webhook=webhook, force=force,
+                       channels=list(channels) or None)
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(result.summary())
+
+
+@cli.command()
+@opt.workspace_option
+@opt.json_option
+@opt.threshold_option
+@opt.metric_option
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True,
+              help="html: one self-contained file; md: report.md with its PNGs beside it (for commit comments).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), metavar="DIR",
+              help="Directory to write into (default: WORKSPACE/report).")
+def report(workspace: str | None, as_json: bool, threshold: float | None, metric: str | None, fmt: str,
+           out_dir: str | None) -> None:
+    """Write the attempts table, the metric per attempt and the best run's learning curves as a report."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.report import report as do_report
+
+    settings = load_settings(workspace, threshold=threshold, metric=metric)
+    result = do_report(settings, fmt=fmt, out_dir=None if out_dir is None else Path(out_dir))
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(f"{result.headline}\nreport: {result.path}")
+
+# ---- mlops jenkins: install / trigger / status / simulate / wait (issue 5) -----------------------------------------
+
+def _chain_options(func: Any) -> Any:
+    """The parameters of the job definitions, shared by `install` and `simulate`."""
+    options = [
+        click.option("--repo", "repo_url", default=None, help="Git URL of the model repository (job 1 pulls it)."),
+        click.option("--branch", default="main", show_default=True, help="Branch job 1 follows."),
+        click.option("--workspace", "agent_workspace", default=None, metavar="DIR",
+                     help="MLOPS_WORKSPACE on the agent (default /var/lib/mlops/<prefix>; simulate: OUT/mlops-workspace)."),
+        click.option("--threshold", type=float, default=0.80, show_default=True, help="Metric value to reach."),
+        click.option("--max-attempts", type=int, default=None, help="Tweak budget (default: mlops.yaml, else 8)."),
+        click.option("--metric", default=None, help="Metric compared with the threshold (default: mlops.yaml)."),
+        click.option("--notify-to", multiple=True, metavar="ADDR", help="Who job 5 notifies (repeatable)."),
+        click.option("--agent-label", default=None, help="Run the jobs on agents with this label."),
+        click.option("--runner", type=click.Choice(["docker", "local", "auto"]), default="docker", show_default=True,
+                     help="Where jobs 2 and 5 train."),
+        click.option("--image-keras", default=None, help="Image for Keras training (exported as MLOPS_IMAGE_KERAS)."),
+        click.option("--image-sklearn", default=None,
+                     help="Image for scikit-learn training (exported as MLOPS_IMAGE_SKLEARN)."),
+        click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix (several projects side by side)."),
+        click.option("--mlops-path", default=None, metavar="DIR", help="Directory with `mlops` on the agent, put first on PATH."),
+        click.option("--poll", "poll_schedule", default="H/5 * * * *", show_default=True, help="Job 1's SCM polling schedule."),
+        click.option("--monitor-schedule", default="* * * * *", show_default=True, help="Job 6's cron schedule."),
+        click.option("--train-timeout", type=int, default=6 * 3600, show_default=True,
+                     help="Seconds jobs 2 and 5 wait for a training to finish."),
+        click.option("--smtp-credentials", default=None, metavar="ID",
+                     help="Jenkins username/password credentials bound to MLOPS_SMTP_USER/MLOPS_SMTP_PASSWORD."),
+        click.option("--git-credentials", default=None, metavar="ID", help="Jenkins credentials job 1 polls git with."),
+        click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
+                     help="Extra non-secret variable exported in every job (repeatable)."),
+        click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR",
+                     help="The jenkins/ folder with the job templates (default: the one of this checkout)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _chain_params(repo_url: str | None, env_pairs: tuple[str, ...], agent_workspace: str | None,
+                  notify_to: tuple[str, ...], **values: Any) -> Any:
+    from mlops_cli.jenkins import ChainParams, parse_env_pairs
+
+    if not repo_url:
+        raise UsageError("--repo is required", "the git URL (or path) of the model repository job 1 pulls")
+    return ChainParams(repo_url=repo_url, workspace=agent_workspace, notify_to=tuple(notify_to),
+                       env=parse_env_pairs(env_pairs), **values).validate()
+
+
+def _server_options(func: Any) -> Any:
+    func = click.option("--token", envvar="JENKINS_TOKEN", default=None, show_envvar=True,
+                        help="API token (prefer the environment variable: flags show in `ps`).")(func)
+    func = click.option("--user", envvar="JENKINS_USER", default=None, show_envvar=True, help="Jenkins user.")(func)
+    return click.option("--url", envvar="JENKINS_URL", default=None, show_envvar=True, help="Jenkins root URL.")(func)
+
+
+def _connect(url: str | None, user: str | None, token: str | None) -> Any:
+    from mlops_cli.jenkins_client import connect
+
+    if not url:
+        raise UsageError("no Jenkins URL", "pass --url or set JENKINS_URL")
+    return connect(url, user, token)
+
+
+@cli.group()
+def jenkins() -> None:
+    """Jobs 1-6 as code: install them on a Jenkins, trigger and watch builds, or simulate the chain here."""
+
+
+@jenkins.command(name="install")
+@_server_options
+@_chain_options
+@click.option("--dry-run", is_flag=True, help="Write the rendered config.xml files to --out instead of a server.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for --dry-run.")
+@click.option("--without-plugin", multiple=True, metavar="NAME",
+              help="--dry-run: render as if Jenkins lacked this plugin (git, github, junit, credentials-binding, "
+                   "build-pipeline-plugin).")
+def jenkins_install(url: str | None, user: str | None, token: str | None, dry_run: bool, out: str | None,
+                    without_plugin: tuple[str, ...], definitions: str | None, **chain: Any) -> None:
+    """Create or update the six jobs and the view (idempotent: reports created / updated / unchanged)."""
+    from mlops_cli import jenkins as jk
+
+    params = _chain_params(**chain)
+    if dry_run:
+        if not out:
+            raise UsageError("--dry-run needs --out DIR", "the folder to write one JOB.xml per job into")
+        report = jk.dry_run(params, out, [p for p in jk.KNOWN_PLUGINS if p not in without_plugin], definitions)
+    else:
+        if out or without_plugin:
+            raise UsageError("--out and --without-plugin only go with --dry-run")
+        report = jk.install(_connect(url, user, token), params, definitions)
+    click.echo(f"Jenkins {report.version} at {report.server}" if report.version else f"dry run into {report.server}")
+    for action in report.actions:
+        click.echo(f"  {action.kind:<4} {action.name:<40} {action.action}")
+    for warning in report.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
+
+
+@jenkins.command(name="trigger")
+@_server_options
+@click.argument("job")
+@click.option("--wait", is_flag=True, help="Follow the build, print its console, exit with its result.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds --wait waits at most.")
+@click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix used at install.")
+@click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR", hidden=True)
+def jenkins_trigger(url: str | None, user: str | None, token: str | None, job: str, wait: bool, timeout: float,
+                    prefix: str, definitions: str | None) -> None:
+    """Start a build of JOB (a name, or 1-6 / evaluate / 3-evaluate). Exit codes with --wait: SUCCESS 0,
+    UNSTABLE 3, FAILURE or ABORTED 1."""
+    from mlops_cli import jenkins as jk
+
+    name = jk.resolve_job(job, prefix, definitions)
+    result = jk.trigger(_connect(url, user, token), name, wait=wait, timeout=timeout,
+                        on_output=lambda text: click.echo(text, nl=False))
+    if result.build is None:
+        click.echo(f"queued {result.job} (queue item {result.queue_id})")
+        return
+    click.echo(f"{result.job} #{result.build.number}: {result.build.result} ({result.build.url})")
+    sys.exit(result.exit_code)
+
+
+@jenkins.command(name="status")
+@_server_options
+@click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix used at install.")
+@click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR", hidden=True)
+def jenkins_status(url: str | None, user: str | None, token: str | None, prefix: str, definitions: str | None) -> None:
+    """The last build of each job of the chain."""
+    import datetime as dt
+
+    from mlops_cli.jenkins import status
+
+    for row in status(_connect(url, user, token), prefix, definitions):
+        if not row.installed:
+            click.echo(f"{row.job:<32} not installed")
+        elif row.last is None:
+            click.echo(f"{row.job:<32} never built")
+        else:
+            when = (dt.datetime.fromtimestamp(row.last.timestamp_ms / 1000).strftime("%Y-%m-%d %H:%M")
+                    if row.last.timestamp_ms else "?")
+            state = "BUILDING" if row.last.building else (row.last.result or "?")
+            secs = f"{row.last.duration_ms / 1000:.0f} s" if row.last.duration_ms else ""
+            click.echo(f"{row.job:<32} #{row.last.number:<4} {state:<9} {when} {secs}")
+
+
+@jenkins.command(name="simulate")
+@_chain_options
+@click.option("--from", "from_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Simulate the JOB.xml files of an `install --dry-run` folder instead of rendering.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Simulated JENKINS_HOME: job workspaces and build consoles (default: a new temp folder).")
+@click.option("--start", multiple=True, metavar="JOB", help="Start with this job instead of the SCM-triggered one.")
+@click.option("--max-builds", type=int, default=50, show_default=True, help="Stop after this many chain builds.")
+@click.option("--cron-every", type=float, default=60.0, show_default=True,
+              help="Seconds between runs of timer-triggered jobs (job 6) while the chain runs.")
+@click.option("--no-cron", is_flag=True, help="Do not run timer-triggered jobs.")
+@click.option("--build-timeout", type=float, default=3600.0, show_default=True, help="Abort a build after this.")
+def jenkins_simulate(from_dir: str | None, out: str | None, start: tuple[str, ...], max_builds: int,
+                     cron_every: float, no_cron: bool, build_timeout: float, definitions: str | None,
+                     **chain: Any) -> None:
+    """Run the chain as the job definitions say, without a Jenkins: shell steps, unstable codes, triggers."""
+    import tempfile
+
+    from mlops_cli import jenkins as jk
+    from mlops_cli.simulate import load_jobs, simulate
+
+    home = Path(out) if out else Path(tempfile.mkdtemp(prefix="mlops-jenkins-sim-"))
+    if from_dir:
+        if chain["repo_url"]:
+            raise UsageError("--from simulates already rendered files: give --repo and the other job "
+                             "parameters to `install --dry-run`, or drop --from")
+        jobs = load_jobs(Path(from_dir))
+    else:
+        if not chain["agent_workspace"]:
+            chain["agent_workspace"] = str((home / "mlops-workspace").absolute())
+        jobs = load_jobs(jk.render(_chain_params(**chain), definitions=definitions))
+
+    def show(build: Any) -> None:
+        click.echo(f"{build.job:<32} #{build.number:<3} {build.result:<9} {build.duration_s:6.1f} s  {build.cause}")
+        if build.result in ("FAILURE", "ABORTED"):
+            for line in build.console.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]:
+                click.echo(f"    | {line}")
+
+    result = simulate(jobs, home, start=start or None, max_builds=max_builds,
+                      cron_every=None if no_cron else cron_every, build_timeout=build_timeout, on_build=show)
+    click.echo(f"{len(result.builds)} builds; consoles in {result.home}/jobs/JOB/builds/N/log")
+    if result.stopped:
+        click.echo(f"mlops: error: {result.stopped}", err=True)
+    sys.exit(result.exit_code)
+
+
+@jenkins.command(name="wait")
+@opt.workspace_option
+@click.option("--run", "run_id", default=None, help="The run to follow (default: the latest).")
+@click.option("--timeout", type=float, default=6 * 3600.0, show_default=True, help="Give up after this many seconds.")
+@click.option("--stale", type=float, default=600.0, show_default=True,
+              help="Give up when nothing has trained the unfinished run for this long (no monitor?).")
+@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between looks at the run.")
+def jenkins_wait(workspace: str | None, run_id: str | None, timeout: float, stale: float, poll: float) -> None:
+    """Follow a training started with `mlops train --detach` to its end, through restarts by `mlops monitor`
+    (what jobs 2 and 5 run). Exit 0 when it succeeded, 1 when it failed or went stale."""
+    from mlops_cli.config import resolve_workspace
+    from mlops_cli.jenkins import wait_for_run
+
+    result = wait_for_run(resolve_workspace(workspace), run_id, timeout=timeout, stale_after=stale, poll=poll,
+                          on_output=lambda text: click.echo(text, nl=False))
+    restarts = f", restarted {result.restarts} time(s)" if result.restarts else ""
+    click.echo(f"run {result.run_id} {result.status} after {result.waited_s:.0f} s{restarts}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="mlops")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,10 +21,17 @@ _MISSING_HINTS = ("does not appear to be a git repository", "repository not foun
                   "no such file or directory", "does not exist")
 
 
+def redact_url(text: str) -> str:
+    """Drop `user:token@` from every URL in `text` before it is shown or written anywhere."""
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1", text)
+
+
 @contextlib.contextmanager
 def translate_git_errors(url: str) -> Iterator[None]:
     """Turn GitCommandError into one line that says what is wrong with `url` and what to do."""
     import git
+
+    url = redact_url(url)
 
     try:
         yield
@@ -34,8 +42,8 @@ def translate_git_errors(url: str) -> Iterator[None]:
         if any(hint in text for hint in _MISSING_HINTS):
             raise UsageError(f"{url} is not a git repository that can be read",
                              "check --repo (a URL, file:// URL or local path)") from None
-        detail = (exc.stderr or str(exc)).strip().splitlines()
-        raise GitError(f"git failed on {url}: {detail[-1] if detail else exc}") from None
+        detail = (exc.stderr or "").strip().splitlines()
+        raise GitError(f"git failed on {url}: {redact_url(detail[-1]) if detail else 'no details'}") from None
 
 
 @dataclasses.dataclass
@@ -102,7 +110,7 @@ def sync(repo_dir: Path, url: str, branch: str | None = None) -> SyncResult:
         previous = repo.head.commit.hexsha if repo.head.is_valid() else None
         origin = repo.remotes.origin if "origin" in repo.remotes else repo.create_remote("origin", url)
         if origin.url != url:
-            warnings.append(f"origin changed from {origin.url} to {url}")
+            warnings.append(f"origin changed from {redact_url(origin.url)} to {redact_url(url)}")
             origin.set_url(url)
         with translate_git_errors(url):
             origin.fetch(f"+refs/heads/{target}:refs/remotes/origin/{target}", prune=True)

@@ -1,18 +1,8 @@
 """Step 1: bring the pushed model code into WORKSPACE/repo and record which commit the chain now works on."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
-from mlops_cli.gitrepo import SyncResult, sync
+from mlops_cli.gitrepo import SyncResult, redact_url, sync
 from mlops_cli.workspace import Workspace, now_iso
-
-
-def redact_url(url: str) -> str:
-    """Drop user and token from an https URL before it is written anywhere."""
-    parts = urlsplit(url)
-    if not parts.username and not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
 
 
 def pull(ws: Workspace, url: str, branch: str | None = None) -> SyncResult:

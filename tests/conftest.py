@@ -64,3 +64,13 @@ def make_remote(tmp_path: Path, files: dict[str, str] | Path, name: str = "origi
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     return tmp_path / "ws"
+
+
+def pulled_example(tmp_path: Path, example: str | Path, workspace: Path | None = None) -> Path:
+    """A workspace whose repo/ is a real clone of models/<example> pushed to a bare repository."""
+    source = example if isinstance(example, Path) else MODELS / example
+    remote = make_remote(tmp_path, source, name=f"{source.name}.git")
+    ws = workspace or tmp_path / "ws"
+    result = run_mlops("pull", "--workspace", str(ws), "--repo", str(remote))
+    assert result.returncode == 0, result.stderr
+    return ws

@@ -90,8 +90,10 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
         task="classification" if data.class_labels(y) is not None else "regression")
     trained = _wrap(capture, model, x) if x is not None else model
     callbacks = list(arguments.get("callbacks") or [])
-    callbacks.append(keras.callbacks.BackupAndRestore(str(capture.checkpoint_dir / f"fit{capture.fit_index}")))
+    # The epoch is logged before its checkpoint is saved: a kill between the two redoes that one epoch
+    # (logged again, same number) instead of leaving a checkpointed epoch missing from the curves.
     callbacks.append(_EpochRecorder(capture))
+    callbacks.append(keras.callbacks.BackupAndRestore(str(capture.checkpoint_dir / f"fit{capture.fit_index}")))
     arguments["callbacks"] = callbacks
     return trained, arguments
 

@@ -43,18 +43,10 @@ def install(capture: Capture) -> None:
     sklearn.metrics.accuracy_score = accuracy_score
 
 
-def _data_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    """(X, y) of a fit or score call, however it was passed; the call itself is passed on untouched, since
-    some estimators' fit takes one argument (LabelEncoder.fit(y)) and others more."""
-    x = args[0] if args else kwargs.get("X")
-    y = args[1] if len(args) > 1 else kwargs.get("y")
-    return x, y
-
-
 def _wrap_fit(capture: Capture, original: Any) -> Any:
     @functools.wraps(original)
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if capture.depth:
+        if capture.depth or not hasattr(self, "predict"):
             return original(self, *args, **kwargs)
         capture.depth += 1
         try:
@@ -65,8 +57,9 @@ def _wrap_fit(capture: Capture, original: Any) -> Any:
             capture.depth -= 1
         for warning in caught:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        if hasattr(self, "predict"):
-            safe(_after_fit)(capture, self, *_data_args(args, kwargs), caught)
+        X = args[0] if args else kwargs.get("X")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        safe(_after_fit)(capture, self, X, y, caught)
         return result
 
     return fit
@@ -82,8 +75,9 @@ def _wrap_score(capture: Capture, original: Any) -> Any:
             value = original(self, *args, **kwargs)
         finally:
             capture.depth -= 1
+        X = args[0] if args else kwargs.get("X")
         name = "accuracy" if _is_classifier(self) else "r2"
-        safe(_record_score)(capture, name, _data_args(args, kwargs)[0], value, by_labels=False)
+        safe(_record_score)(capture, name, X, value, by_labels=False)
         return value
 
     return score

@@ -1,0 +1,100 @@
+"""The one adapter for chat webhooks (Slack, Mattermost, Rocket.Chat, Teams workflows): a JSON POST via urllib.
+
+A Slack incoming-webhook URL *is* the credential (its path holds the token), so this module never shows more of
+it than the scheme, the host and the first path segment: see `redact`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from mlops_cli.errors import ConfigError, NotifyError
+
+MAX_RETRY_AFTER_S = 60.0
+
+
+def resolve_url(flag: str | None, env: dict[str, str] | None = None) -> str | None:
+    """--webhook, else MLOPS_WEBHOOK_URL; checked to be an http(s) URL with a host."""
+    env = dict(os.environ if env is None else env)
+    url = (flag or env.get("MLOPS_WEBHOOK_URL") or "").strip()
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"webhook URL {redact(url)} is not an http(s) URL",
+                          "pass the incoming-webhook URL your chat gave you, via MLOPS_WEBHOOK_URL")
+    return url
+
+
+def redact(url: str) -> str:
+    """scheme://host[:port]/first-segment/*** : enough to tell webhooks apart, never the token."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    segments = [s for s in parts.path.split("/") if s]
+    shown = f"{parts.scheme or '?'}://{host}"
+    if segments:
+        shown += f"/{segments[0]}"
+    if len(segments) > 1 or parts.query or parts.username or parts.password:
+        shown += "/***"
+    return shown
+
+
+@dataclasses.dataclass
+class Delivery:
+    """What one post did: how many tries it took and the HTTP status that ended it."""
+
+    tries: int
+    status: int
+
+
+def _retry_after(error: urllib.error.HTTPError) -> float | None:
+    value = error.headers.get("Retry-After") if error.headers else None
+    try:
+        return min(float(value), MAX_RETRY_AFTER_S) if value else None
+    except ValueError:
+        return None
+
+
+def post(url: str, payload: dict[str, Any], *, retries: int = 3, backoff_s: float = 2.0, timeout: float = 15.0,
+         sleep: Callable[[float], None] = time.sleep) -> Delivery:
+    """POST `payload` as JSON; retry on 5xx, 429, 408 and connection errors with doubling waits.
+
+    Other 4xx answers (a revoked or mistyped webhook) are permanent: NotifyError at once.
+    """
+    body = json.dumps(payload).encode("utf-8")
+    shown = redact(url)
+    last = ""
+    for attempt in range(1, retries + 2):
+        wait = backoff_s * 2 ** (attempt - 1)
+        request = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json; charset=utf-8",
+                                                  "User-Agent": "mlops-notify"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                response.read()
+                return Delivery(tries=attempt, status=response.status)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(300).decode("utf-8", "replace").strip()
+            last = f"HTTP {exc.code}{f' {detail}' if detail else ''}"
+            if exc.code not in (408, 429) and exc.code < 500:
+                raise NotifyError(f"webhook {shown} refused the message: {last}",
+                                  "check MLOPS_WEBHOOK_URL: the webhook may be revoked or mistyped") from None
+            wait = max(wait, _retry_after(exc) or 0.0)
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            last = f"cannot connect ({getattr(reason, 'strerror', None) or reason})"
+        except (TimeoutError, ConnectionError) as exc:
+            last = f"connection failed ({exc.strerror or type(exc).__name__})"
+        if attempt <= retries:
+            sleep(wait)
+    raise NotifyError(f"webhook {shown} kept failing after {retries + 1} tries: {last}",
+                      "run `mlops notify` again later (it sends only what was not sent)")

@@ -1,0 +1,129 @@
+"""mlops detect reads the syntax tree only: import styles, CNNs, several modules, notebooks, errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_mlops
+
+KERAS_STYLES = {
+    "import tensorflow as tf\nmodel = tf.keras.Sequential([tf.keras.layers.Dense(3)])\nmodel.fit(X, y)\n": "keras",
+    "from tensorflow import keras\nm = keras.Sequential()\nm.fit(X, y)\n": "keras",
+    "from tensorflow.keras.layers import Dense\nfrom tensorflow.keras.models import Sequential\n"
+    "m = Sequential([Dense(3)])\nm.fit(X, y)\n": "keras",
+    "import keras\nfrom keras import layers\nm = keras.Sequential([layers.Dense(3)])\nm.fit(X, y)\n": "keras",
+    "import importlib\ntf = importlib.import_module('tensorflow')\nm = tf.keras.Sequential()\nm.fit(X, y)\n": "keras",
+    "from sklearn.svm import SVC\nclf = SVC()\nclf.fit(X, y)\n": "sklearn",
+    "import sklearn.ensemble\nclf = sklearn.ensemble.RandomForestClassifier()\nclf.fit(X, y)\n": "sklearn",
+}
+
+
+def _detect(path: Path, *extra: str):
+    return run_mlops("detect", "--path", str(path), "--json", *extra)
+
+
+@pytest.mark.parametrize("source,profile", list(KERAS_STYLES.items()))
+def test_import_styles(tmp_path: Path, source: str, profile: str) -> None:
+    (tmp_path / "train.py").write_text(source)
+    result = _detect(tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["profile"] == profile and data["entrypoint"] == "train.py"
+    assert any(line.startswith("train.py:") for line in data["evidence"])
+
+
+def test_cnn_is_named_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "cnn.py").write_text("from keras import layers, models\n\nm = models.Sequential([\n"
+                                      "    layers.Conv2D(16, 3),\n    layers.Flatten()])\nm.fit(X, y)\n")
+    data = json.loads(_detect(tmp_path).stdout)
+    assert data["cnn"] is True
+    assert "cnn.py:4: Conv2D layer: convolutional network" in data["evidence"]
+
+
+def test_words_in_comments_and_strings_do_not_count(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text('# we used to use keras and tensorflow here\n'
+                                       'NOTE = "import tensorflow as tf"\n'
+                                       'from sklearn.linear_model import LogisticRegression\n'
+                                       'LogisticRegression().fit(X, y)\n')
+    data = json.loads(_detect(tmp_path).stdout)
+    assert data["profile"] == "sklearn"
+
+
+def test_sklearn_for_data_only_does_not_make_torch_sklearn(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("import torch\nfrom sklearn.model_selection import train_test_split\n"
+                                       "from sklearn.datasets import load_digits\nnet = torch.nn.Linear(64, 10)\n"
+                                       "trainer.fit(net)\n")
+    result = _detect(tmp_path)
+    assert result.returncode == 2
+    assert "PyTorch" in result.stderr and "train.py:1: import torch" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_code_spread_over_modules_and_main_guard(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "model.py").write_text("from tensorflow import keras\n\ndef build():\n"
+                                               "    return keras.Sequential([keras.layers.Dense(3)])\n")
+    (tmp_path / "pkg" / "fitting.py").write_text("def run(model, X, y):\n    model.fit(X, y, epochs=3)\n")
+    (tmp_path / "utils.py").write_text("def load():\n    return 1, 2\n")
+    (tmp_path / "main.py").write_text("from pkg.model import build\nfrom pkg import fitting\nimport utils\n\n"
+                                      "if __name__ == '__main__':\n    fitting.run(build(), *utils.load())\n")
+    data = json.loads(_detect(tmp_path).stdout)
+    assert data["entrypoint"] == "main.py"
+    assert data["profile"] == "keras"
+    assert "pkg/model.py:1: from tensorflow import keras (TensorFlow/Keras)" in data["evidence"]
+    assert set(data["files"]) >= {"main.py", "pkg/model.py", "pkg/fitting.py"}
+
+
+def test_notebook_exported_as_script(tmp_path: Path) -> None:
+    (tmp_path / "notebook.py").write_text("#!/usr/bin/env python\n# coding: utf-8\n\n# In[1]:\n\n\n"
+                                          "!pip install tensorflow\n%matplotlib inline\nimport tensorflow as tf\n\n"
+                                          "# In[2]:\n\n\nmodel = tf.keras.Sequential()\nmodel.fit(x, y)\n")
+    data = json.loads(_detect(tmp_path).stdout)
+    assert data["profile"] == "keras" and data["entrypoint"] == "notebook.py"
+
+
+def test_entrypoint_from_mlops_yaml_and_helpers_are_not_chosen(tmp_path: Path) -> None:
+    (tmp_path / "a_train.py").write_text("from sklearn.svm import SVC\nSVC().fit(X, y)\n")
+    (tmp_path / "experiment.py").write_text("from sklearn.tree import DecisionTreeClassifier\n"
+                                            "DecisionTreeClassifier().fit(X, y)\n")
+    (tmp_path / "mlops.yaml").write_text("entrypoint: experiment.py\n")
+    data = json.loads(_detect(tmp_path).stdout)
+    assert data["entrypoint"] == "experiment.py"
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("import keras\n\nmodel = keras.Sequential(\nmodel.fit(X, y\n")
+    result = _detect(tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("mlops: error: train.py:")
+    assert "syntax error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_repository_without_a_training_script(tmp_path: Path) -> None:
+    (tmp_path / "util.py").write_text("def helper():\n    return 1\n")
+    result = _detect(tmp_path)
+    assert result.returncode == 2
+    assert "no training script found" in result.stderr
+
+
+def test_detect_never_runs_user_code(tmp_path: Path) -> None:
+    marker = tmp_path / "ran.txt"
+    (tmp_path / "train.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nimport keras\n"
+                                       "keras.Sequential().fit(1, 2)\n")
+    assert _detect(tmp_path).returncode == 0
+    assert not marker.exists()
+
+
+def test_detect_records_the_profile_in_the_workspace(tmp_path: Path) -> None:
+    from conftest import pulled_example
+
+    ws = pulled_example(tmp_path, "digits-cnn")
+    result = run_mlops("detect", "-w", str(ws))
+    assert result.returncode == 0, result.stderr
+    assert "profile: keras (CNN)" in result.stdout
+    state = json.loads((ws / "state.json").read_text())
+    assert state["profile"] == "keras" and state["cnn"] is True and state["entrypoint"] == "train.py"
+    assert state["detected_commit"] == state["commit"]
