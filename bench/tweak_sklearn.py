@@ -2,7 +2,7 @@
 
 Drives the chain through the CLI in fresh processes, as Jenkins jobs do: pull, then train / evaluate / tweak
 until evaluate passes or the task's attempts are spent. Prints one line per run and a table per task:
-attempts to reach the threshold (median over seeds), total training time, final held-out metric, reached.
+attempts to reach the threshold (median over seeds), training time, best held-out metric, reached or not.
 
     python bench/tweak_sklearn.py [--seeds 5] [--strategy auto] [--task wine-knn]
 """
@@ -101,7 +101,7 @@ def main() -> None:
                      statistics.median(r["wall_s"] for r in results)))
     print(f"\nstrategy {args.strategy}, {args.seeds} seeds (each seed is another split); target: reached within "
           f"{TARGET_ATTEMPTS} attempts, median over seeds\n")
-    print("| task | threshold | reached | median attempts | median final | median train time | median wall time |")
+    print("| task | threshold | reached | median attempts | median best held-out | median train time | median wall time |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for task, hits, attempts, final, train_s, wall_s in rows:
         print(f"| {task.name} | {task.threshold:.2f} | {hits}/{args.seeds} | {attempts:g} | {final:.3f} | "
