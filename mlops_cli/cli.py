@@ -465,6 +465,63 @@ def jenkins_wait(workspace: str | None, run_id: str | None, timeout: float, stal
     click.echo(f"run {result.run_id} {result.status} after {result.waited_s:.0f} s{restarts}")
 
 
+# ---- the loop: the whole chain in one process (issue 3) ------------------------------------------------------
+
+@cli.command(name="run")
+@opt.workspace_option
+@opt.runner_option
+@opt.threshold_option
+@click.option("--repo", "url", required=True, help="Git URL or local path of the model repository.")
+@click.option("--branch", default=None, help="Branch to follow (default: the remote's HEAD).")
+@click.option("--strategy", type=click.Choice(["auto", "ladder", "search", "rewrite"]), default="auto",
+              show_default=True, help="How tweak changes the model between attempts.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=None,
+              help="Attempts for this commit, the first included (default: mlops.yaml, else 8).")
+@click.option("--time-budget", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Stop tweaking once this much training time is spent on this commit.")
+@click.option("--seed", type=int, default=None, help="Random seed of every attempt (default: mlops.yaml, else 0).")
+@click.option("--no-notify", is_flag=True, help="Do not announce the outcome.")
+@click.option("--verbose", "-v", is_flag=True, help="Show the training output (else it is only in train.log).")
+def run_cmd(workspace: str | None, runner: str, threshold: float | None, url: str, branch: str | None,
+            strategy: str, max_attempts: int | None, time_budget: float | None, seed: int | None,
+            no_notify: bool, verbose: bool) -> None:
+    """Pull, detect, train, evaluate, tweak, train ... until met (exit 0) or the budget is spent (exit 4)."""
+    from mlops_cli.history import format_table
+    from mlops_cli.loop import run_loop
+
+    result = run_loop(workspace, url, branch=branch, strategy=strategy, max_attempts=max_attempts,
+                      threshold=threshold, seed=seed, time_budget=time_budget, runner=runner,
+                      notify=not no_notify, quiet=not verbose,
+                      on_attempt=lambda attempt: click.echo(attempt.line()))
+    click.echo(result.message)
+    click.echo(format_table(result.rows))
+    if result.notified:
+        click.echo(f"notify: {result.notified}")
+    sys.exit(int(result.exit_code))
+
+
+@cli.command()
+@opt.workspace_option
+@opt.runner_option
+@click.option("--detach", is_flag=True, help="Start training and return at once (monitor watches it).")
+def retrain(workspace: str | None, runner: str, detach: bool) -> None:
+    """Train the attempt that `mlops tweak` proposed (job 5); the same as `mlops train` with no --params."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.train import train as do_train
+
+    settings = load_settings(workspace)
+    if settings.workspace.read_proposal() is None:
+        raise UsageError("nothing to retrain: no proposal in next.json", "run `mlops tweak` first")
+    result = do_train(settings, runner=runner, detach=detach)
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
+    click.echo(result.summary())
+    if result.failed:
+        for line in result.log_tail:
+            click.echo(f"  | {line}", err=True)
+        sys.exit(int(ExitCode.FAILED))
+
+
 # ---- docker: images and monitor (issue 4) -----------------------------------------------------------------
 
 

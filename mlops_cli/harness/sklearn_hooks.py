@@ -97,26 +97,62 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
     capture.model = estimator
     capture.train_data = (X, y)
     capture.fit_index += 1
+    stats = data.input_stats(x_array)
+    if hasattr(X, "columns"):
+        for column, name in zip(stats.get("columns", []), X.columns):
+            column["name"] = str(name)
     capture.diagnostics.update(
-        input_stats=data.input_stats(x_array), n_train=None if x_array is None else int(len(x_array)),
+        input_stats=stats, n_train=None if x_array is None else int(len(x_array)),
         task="classification" if _is_classifier(estimator) else "regression",
         train_fingerprint=data.fingerprint(X), train_labels_fingerprint=data.fingerprint(y),
         model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
 
 
 def describe(estimator: Any, converged: bool = True) -> dict[str, Any]:
-    """The estimator's class and hyperparameters (JSON-safe), the final step's for a pipeline or a search."""
-    steps = []
+    """The estimator's class and hyperparameters (JSON-safe), unwrapping pipelines and searches down to the final
+    estimator; `steps` names every pipeline step met (so tweak sees a scaler), `searched` the parameters a search
+    tunes (tweak leaves those to it), `fitted` what the fit grew (tree depth and leaves, solver iterations)."""
+    steps: list[str] = []
+    searched: set[str] = set()
     final = estimator
-    if hasattr(estimator, "steps"):
-        steps = [type(step).__name__ for _, step in estimator.steps]
-        final = estimator.steps[-1][1]
-    if hasattr(final, "best_estimator_"):
-        final = final.best_estimator_
+    for _ in range(10):
+        if hasattr(final, "best_estimator_"):
+            grids = getattr(final, "param_grid", None) or getattr(final, "param_distributions", None) or {}
+            for grid in grids if isinstance(grids, list) else [grids]:
+                searched.update(str(key).split("__")[-1] for key in grid)
+            final = final.best_estimator_
+        elif hasattr(final, "steps"):
+            steps += [type(step).__name__ for _, step in final.steps]
+            final = final.steps[-1][1]
+        else:
+            break
     params = {key: value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
               for key, value in final.get_params(deep=False).items()}
-    return {"framework": "sklearn", "estimator": type(final).__name__, "container": type(estimator).__name__,
-            "steps": steps, "params": params, "converged": converged}
+    return {"framework": "sklearn", "estimator": type(final).__name__, "module": _public_module(type(final)),
+            "container": type(estimator).__name__, "steps": steps, "params": params, "converged": converged,
+            "searched": sorted(searched), "fitted": _fitted(final)}
+
+
+def _public_module(cls: type) -> str:
+    """`sklearn.neighbors` rather than `sklearn.neighbors._classification`: where the class is imported from."""
+    parts = cls.__module__.split(".")
+    while len(parts) > 1 and parts[-1].startswith("_"):
+        parts.pop()
+    return ".".join(parts)
+
+
+def _fitted(final: Any) -> dict[str, Any]:
+    """Facts of the fitted model that tell how much it adapted to its training data."""
+    facts: dict[str, Any] = {}
+    if hasattr(final, "get_depth") and hasattr(final, "get_n_leaves"):
+        facts.update(depth=int(final.get_depth()), leaves=int(final.get_n_leaves()))
+    n_iter = getattr(final, "n_iter_", None)
+    if n_iter is not None:
+        facts["n_iter"] = int(max(n_iter)) if hasattr(n_iter, "__len__") else int(n_iter)
+    estimators = getattr(final, "estimators_", None)
+    if isinstance(estimators, list) and estimators and hasattr(estimators[0], "get_depth"):
+        facts["mean_depth"] = round(sum(e.get_depth() for e in estimators) / len(estimators), 1)
+    return facts
 
 
 def _record_score(capture: Capture, name: str, data_or_labels: Any, value: Any, by_labels: bool) -> None:

@@ -25,6 +25,11 @@ from mlops_cli.train import STAGED_SOURCE
 STRATEGIES = ("auto", "ladder", "search", "rewrite")
 
 
+class RewriteError(UsageError):
+    """A script cannot be changed as a move asks (the value is computed, the layer is built elsewhere...):
+    the message says where and why, the hint how to make it tunable."""
+
+
 @dataclasses.dataclass
 class Proposal:
     """The next attempt: parameters, harness options and/or rewritten files, each change with its reason."""
@@ -47,6 +52,7 @@ class TweakContext:
     latest: AttemptRow
     best: AttemptRow | None
     state: dict[str, Any]
+    requested: str = "auto"
 
     @property
     def profile(self) -> str:
@@ -133,6 +139,7 @@ def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None 
         raise UsageError(f"unknown strategy {strategy!r}", f"choose one of {', '.join(STRATEGIES)}")
     ws = settings.workspace
     ctx = _context(settings)
+    ctx.requested = strategy
     best = ctx.best
     best_id, best_value = (best.run.id, best.metric) if best else (None, None)
     if best and meets(settings.metric, best.metric, settings.threshold):
