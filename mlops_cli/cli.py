@@ -568,8 +568,12 @@ def monitor(workspace: str | None, as_json: bool, mode: str, interval: float, ma
     from mlops_cli.monitor import check, watch
 
     settings = load_settings(workspace)
+    shown: list[str] = []
 
     def show(result: Any) -> None:
+        if shown and shown[-1] == result.summary():
+            return   # --watch reports changes, not every identical "alive"
+        shown.append(result.summary())
         if as_json:
             _echo_json(result.to_dict())
         else:

@@ -140,6 +140,9 @@ def test_killed_training_resumes_losing_at_most_one_epoch(pulled: Callable[[str]
 
     watched = run_mlops("monitor", "-w", str(ws), "--watch", "--interval", "0.5", timeout=300)
     assert watched.returncode == 0, watched.stderr
+    reports = watched.stdout.splitlines()
+    assert reports[-1] == "idle (latest run 0001 succeeded)" or "finished" in reports[-1], reports
+    assert all(a != b for a, b in zip(reports, reports[1:])), "--watch reports changes only"
     record = run_json(ws)
     assert record["status"] == "succeeded" and len(record["restarts"]) == 1
     lines = progress(ws)
