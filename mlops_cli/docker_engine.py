@@ -187,6 +187,12 @@ class Engine:
                     removed.append(name)
         return removed
 
+    def prune_untagged(self, label: str) -> int:
+        """Delete untagged images carrying `label` (outdated builds no container uses); how many went."""
+        with translate():
+            result = self._client.images.prune(filters={"dangling": True, "label": label})
+        return len(result.get("ImagesDeleted") or [])
+
     def tag(self, image: str, repository: str, tag: str) -> None:
         with translate(image=image):
             self._client.images.get(image).tag(repository, tag)

@@ -147,4 +147,6 @@ def build_images(profile: str = "all", *, base_image: str | None = None, extra_c
             results.append(ImageBuild(profile=name, tag=tag, image_id=image_id, built=built,
                                       seconds=time.monotonic() - started, size_bytes=engine.image_size(tag),
                                       base_image=base))
+        if engine.prune_untagged("mlops.inputs"):
+            on_progress("removed untagged outdated mlops images")
     return results
