@@ -62,6 +62,11 @@ class UnsupportedFramework(DetectError):
     """The script trains with a framework we ship no image for."""
 
 
+class RewriteError(UsageError):
+    """A script cannot be changed as a tweak move asks (value computed, estimator built elsewhere...): the
+    message says where and why, the hint how to make it tunable."""
+
+
 class TrainingFailed(MlopsError):
     """The user's script crashed, or the training process died."""
 

@@ -17,17 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli.config import Settings
-from mlops_cli.errors import MetricError, UsageError
+from mlops_cli.errors import MetricError, RewriteError, UsageError
 from mlops_cli.evaluate import better, meets
 from mlops_cli.history import AttemptRow, history
 from mlops_cli.train import STAGED_SOURCE
 
 STRATEGIES = ("auto", "ladder", "search", "rewrite")
-
-
-class RewriteError(UsageError):
-    """A script cannot be changed as a move asks (the value is computed, the layer is built elsewhere...):
-    the message says where and why, the hint how to make it tunable."""
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, ParentNodeProvider
 
-from mlops_cli.errors import UsageError
+from mlops_cli.errors import RewriteError
 
 SCALERS = frozenset({"StandardScaler", "MinMaxScaler", "RobustScaler", "MaxAbsScaler", "Normalizer",
                      "QuantileTransformer", "PowerTransformer"})
@@ -29,10 +29,6 @@ SEARCHES = frozenset({"GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV
 SKIP_DIRS = frozenset({"venv", ".venv", "site-packages", "__pycache__", "node_modules"})
 SCALER = "StandardScaler()"
 SCALER_STEP = '("standardscaler", StandardScaler())'
-
-
-class RewriteError(UsageError):
-    """The script cannot be changed automatically: the message says why and what the user can do instead."""
 
 
 @dataclasses.dataclass
