@@ -7,7 +7,7 @@ import signal
 from typing import Any
 
 from mlops_cli.config import Settings
-from mlops_cli.errors import RunnerError, UsageError, WorkspaceBusy
+from mlops_cli.errors import MlopsError, RunnerError, UsageError, WorkspaceBusy
 from mlops_cli.runners import Runner
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, now_iso
 
@@ -119,10 +119,16 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
         if record.status is RunStatus.SUCCEEDED:
             raise UsageError(f"run {record.id} already finished", "start a new attempt with `mlops train`")
     else:
-        record = _new_attempt(settings, params)
+        _ensure_detected(settings)
     warnings: list[str] = []
     chosen = make_runner(runner, settings, detach, warnings, docker_options)
-    chosen.start(ws, record)
+    if not resume:
+        record = _new_attempt(settings, params)
+    try:
+        chosen.start(ws, record)
+    except MlopsError as exc:
+        ws.update_run(record.id, status=RunStatus.FAILED, error=f"could not start: {exc}", finished=now_iso())
+        raise
     record = ws.load_run(record.id)
     if detach:
         return TrainResult(run=record, metrics=None, exit_code=None, detached=True, metric_name=settings.metric,

@@ -74,7 +74,7 @@ def test_push_to_model_above_threshold_with_a_restart(tmp_path: Path) -> None:
     assert chain[-1] == "mlops-5-retrain-or-notify"
     assert any(line.startswith("mlops-3-evaluate") and " SUCCESS " in line for line in result.stdout.splitlines())
     status = json.loads(run_mlops("status", "--json", "--workspace", str(workspace)).stdout)
-    assert max(row["metric"] or 0 for row in status) >= 0.9
+    assert max(row["value"] or 0 for row in status) >= 0.9
     assert killed == ["0001"]
     first = json.loads((workspace / "runs" / "0001" / "run.json").read_text())
     assert first["status"] == "succeeded" and len(first["restarts"]) >= 1  # job 6 brought it back

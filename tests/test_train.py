@@ -179,3 +179,13 @@ def test_nan_metric_is_an_error(tmp_path: Path) -> None:
     ws.write_metrics(run.id, {"val_accuracy": float("nan")})
     result = run_mlops("evaluate", "-w", str(ws.root))
     assert result.returncode == 1 and "is not a number" in result.stderr
+
+
+def test_runner_that_cannot_start_leaves_no_pending_run(tmp_path: Path) -> None:
+    ws = pulled_example(tmp_path, "digits-sklearn")
+    result = run_mlops("train", "-w", str(ws), "--runner", "docker",
+                       env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Docker engine unreachable" in result.stderr
+    record = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert record["status"] == "failed" and "could not start: Docker engine unreachable" in record["error"]
