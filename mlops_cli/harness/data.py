@@ -58,7 +58,7 @@ def majority_share(y: np.ndarray | None) -> float | None:
     return float(counts.max() / counts.sum())
 
 
-def input_stats(x: np.ndarray | None) -> dict[str, Any]:
+def input_stats(x: np.ndarray | None, names: Any = None) -> dict[str, Any]:
     """Scale statistics of the training inputs; `raw_scale` flags inputs that standardisation would help."""
     if x is None or x.dtype.kind not in "biuf" or len(x) == 0:
         return {}
@@ -68,6 +68,8 @@ def input_stats(x: np.ndarray | None) -> dict[str, Any]:
         mean, std = data.mean(axis=0), data.std(axis=0)
         stats["columns"] = [{"mean": round(float(m), 6), "std": round(float(s), 6), "min": float(lo), "max": float(hi)}
                             for m, s, lo, hi in zip(mean[:64], std[:64], data.min(axis=0)[:64], data.max(axis=0)[:64])]
+        for column, name in zip(stats["columns"], names if names is not None else []):
+            column["name"] = str(name)
         positive = std[std > 1e-12]
         spread = float(positive.max() / positive.min()) if len(positive) else 1.0
         magnitude = float(np.max(np.abs(mean) + std)) if len(mean) else 0.0

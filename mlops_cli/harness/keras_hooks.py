@@ -60,7 +60,8 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
     import keras
 
     options = capture.options
-    x, y = data.as_array(arguments.get("x")), data.as_array(arguments.get("y"))
+    bound_x = arguments.get("x")
+    x, y = data.as_array(bound_x), data.as_array(arguments.get("y"))
     holdout_source = "none"
     if arguments.get("validation_data") is not None:
         holdout_source = "validation_data"
@@ -80,7 +81,7 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
         arguments["epochs"] = int(options["epochs"])
     if arguments.get("verbose") == "auto":
         arguments["verbose"] = 2
-    stats = data.input_stats(x)
+    stats = data.input_stats(x, getattr(bound_x, "columns", None))
     capture.diagnostics.update(
         holdout=holdout_source, input_stats=stats,
         n_train=None if x is None else int(len(x)),

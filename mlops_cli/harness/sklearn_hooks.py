@@ -97,12 +97,8 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
     capture.model = estimator
     capture.train_data = (X, y)
     capture.fit_index += 1
-    stats = data.input_stats(x_array)
-    if hasattr(X, "columns"):
-        for column, name in zip(stats.get("columns", []), X.columns):
-            column["name"] = str(name)
     capture.diagnostics.update(
-        input_stats=stats, n_train=None if x_array is None else int(len(x_array)),
+        input_stats=data.input_stats(x_array, getattr(X, "columns", None)), n_train=None if x_array is None else int(len(x_array)),
         task="classification" if _is_classifier(estimator) else "regression",
         train_fingerprint=data.fingerprint(X), train_labels_fingerprint=data.fingerprint(y),
         model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))

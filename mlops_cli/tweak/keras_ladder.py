@@ -76,7 +76,8 @@ def _scale_note(stats: dict[str, Any]) -> str:
     typical = [(abs(c["mean"]) + c["std"], i) for i, c in enumerate(columns) if abs(c["mean"]) + c["std"] > 0]
     if len(typical) >= 2:
         (high, hi_col), (low, lo_col) = max(typical), min(typical)
-        return f"column {hi_col + 1} ~{_size(high)} vs column {lo_col + 1} ~{_size(low)}"
+        label = [c.get("name") or f"column {i + 1}" for i, c in enumerate(columns)]
+        return f"{label[hi_col]} ~{_size(high)} vs {label[lo_col]} ~{_size(low)}"
     return f"values up to ~{_size(float(stats.get('magnitude', 0)))}"
 
 
