@@ -356,8 +356,8 @@ def _record_junit(workspace: Path, pattern: str, allow_empty: bool, started: flo
         if allow_empty:
             console.write("None of the test reports contained any result\n")
             return "SUCCESS"
-        console.write(f"ERROR: Step 'Publish JUnit test result report' failed: No test report files were found. "
-                      f"Configuration error?\n")
+        console.write("ERROR: Step 'Publish JUnit test result report' failed: No test report files were found. "
+                      "Configuration error?\n")
         return "FAILURE"
     if all(p.stat().st_mtime < started - 1 for p in files):
         console.write("ERROR: Step 'Publish JUnit test result report' failed: Test reports were found "

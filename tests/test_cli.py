@@ -1,7 +1,6 @@
 """The command surface: help, light commands that never import heavy libraries, modules importable alone."""
 from __future__ import annotations
 
-import importlib
 import json
 import pkgutil
 import subprocess

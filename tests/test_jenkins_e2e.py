@@ -82,3 +82,23 @@ def test_push_to_model_above_threshold_with_a_restart(tmp_path: Path) -> None:
     assert "0001" in monitor_consoles
     outbox = list(workspace.rglob("*.eml")) + list(home.rglob("*.eml"))
     assert len(outbox) == 1 and "ml@example.com" in outbox[0].read_text()
+
+
+@pytest.mark.slow
+def test_budget_spent_ends_the_chain_with_one_gave_up_notification(tmp_path: Path) -> None:
+    """The real commands in the rendered jobs: a model that stays below the threshold within the budget makes
+    job 4 exit 4 (UNSTABLE), job 5 notify that the budget is spent, and the chain stop by itself."""
+    remote = make_remote(tmp_path, {"train.py": WINE.replace("epochs=60", "epochs=10")})
+    home, workspace = tmp_path / "jenkins-home", tmp_path / "ws"
+    result = run_mlops("jenkins", "simulate", "--repo", str(remote), "--workspace", str(workspace),
+                       "--threshold", "0.99", "--max-attempts", "1", "--runner", "local",
+                       "--notify-to", "ml@example.com", "--out", str(home), "--no-cron", "--max-builds", "20",
+                       timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    builds = [line.split()[0] + ":" + line.split()[2] for line in result.stdout.splitlines()
+              if line.startswith("mlops-")]
+    assert builds == ["mlops-1-pull:SUCCESS", "mlops-2-train:SUCCESS", "mlops-3-evaluate:UNSTABLE",
+                      "mlops-4-tweak:UNSTABLE", "mlops-5-retrain-or-notify:UNSTABLE"]
+    assert len(list((workspace / "runs").iterdir())) == 1
+    outbox = list(workspace.rglob("*.eml"))
+    assert len(outbox) == 1 and "gave-up" in outbox[0].name

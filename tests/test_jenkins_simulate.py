@@ -12,7 +12,6 @@ from xml.sax.saxutils import escape
 import pytest
 
 from conftest import run_mlops
-from mlops_cli import jenkins as jk
 from mlops_cli.simulate import SimBuild, load_jobs, simulate
 
 THRESHOLDS = {"SUCCESS": (0, "BLUE"), "UNSTABLE": (1, "YELLOW"), "FAILURE": (2, "RED")}
@@ -200,61 +199,6 @@ def test_cron_job_restarts_a_killed_worker_while_the_chain_waits(tmp_path: Path)
     assert any("restarting" in b.console.read_text() for b in monitors)
     assert all(b.cause == "Started by timer" and b.result == "SUCCESS" for b in monitors)
     assert int((state / "progress").read_text()) == 30
-
-
-SCENARIO = """#!/bin/sh
-# What each job's shell step does in one scenario: only its exit code and files matter to the chain.
-state={state}
-case "$1" in
-  pull|detect|monitor) exit 0 ;;
-  train)
-    [ "$2" = --runner ] || exit 9
-    rm -f "$MLOPS_WORKSPACE/next.json"; echo t >> "$state/trainings"; exit 0 ;;
-  jenkins) exit 0 ;;
-  evaluate)
-    [ "$2" = --junit ] || exit 9
-    if [ $(wc -l < "$state/trainings") -ge {met_after} ]; then
-      echo '<testsuite><testcase name="val_accuracy"/></testsuite>' > "$3"; exit 0
-    fi
-    echo '<testsuite><testcase name="val_accuracy"><failure message="below"/></testcase></testsuite>' > "$3"
-    exit 3 ;;
-  tweak)
-    [ $(wc -l < "$state/trainings") -ge {met_after} ] && exit 0
-    [ -f "$state/tweaks" ] && [ $(wc -l < "$state/tweaks") -ge {budget} ] && exit 4
-    echo w >> "$state/tweaks"; echo '{{}}' > "$MLOPS_WORKSPACE/next.json"; exit 0 ;;
-  notify) echo "$@" >> "$state/notified"; exit 0 ;;
-esac
-exit 99
-"""
-
-
-@pytest.mark.parametrize("met_after, budget, expect_notes", [(3, 8, 1), (99, 2, 1)])
-def test_the_real_definitions_loop_until_met_or_budget_spent_and_stop(tmp_path: Path, met_after: int, budget: int,
-                                                                     expect_notes: int) -> None:
-    """The rendered jobs 1-6 with their triggers, thresholds and unstable codes as they are; each `mlops` call
-    answers with the exit code a scenario gives it. The chain must end by itself, right after one notification."""
-    state, bin_dir = tmp_path / "state", tmp_path / "bin"
-    state.mkdir()
-    bin_dir.mkdir()
-    (bin_dir / "mlops").write_text(SCENARIO.format(state=state, met_after=met_after, budget=budget))
-    (bin_dir / "mlops").chmod(0o755)
-    params = jk.ChainParams(repo_url="/srv/git/wine.git", notify_to=("ml@example.com",), mlops_path=str(bin_dir),
-                            workspace=str(tmp_path / "ws"))
-    (tmp_path / "ws").mkdir()
-    result = simulate(load_jobs(jk.render(params)), tmp_path / "home", cron_every=None, max_builds=60)
-    names = [b.job.removeprefix("mlops-").split("-")[0] + ":" + b.result for b in result.builds]
-    assert result.stopped is None and result.exit_code == 0, names
-    trainings = len((state / "trainings").read_text().splitlines())
-    if met_after <= 8:
-        assert trainings == met_after
-        loops = ["3:UNSTABLE", "4:SUCCESS", "5:SUCCESS"] * (met_after - 1)
-        assert names == ["1:SUCCESS", "2:SUCCESS", *loops, "3:SUCCESS", "4:SUCCESS", "5:UNSTABLE"]
-    else:
-        assert trainings == budget + 1
-        loops = ["3:UNSTABLE", "4:SUCCESS", "5:SUCCESS"] * budget
-        assert names == ["1:SUCCESS", "2:SUCCESS", *loops, "3:UNSTABLE", "4:UNSTABLE", "5:UNSTABLE"]
-    assert (state / "notified").read_text().splitlines() == ["notify --to ml@example.com"] * expect_notes
-    assert "chain finished" in result.builds[-1].console.read_text()
 
 
 def test_simulate_cli_renders_and_prints_builds(tmp_path: Path) -> None:

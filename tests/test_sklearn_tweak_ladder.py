@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from mlops_cli.config import load_settings
-from mlops_cli.errors import MlopsError
 from mlops_cli.harness.sklearn_hooks import describe
 from mlops_cli.tweak import Outcome, tweak
 from mlops_cli.workspace import RunStatus, Workspace

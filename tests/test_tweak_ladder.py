@@ -10,7 +10,8 @@ import pytest
 
 from conftest import MODELS, run_mlops
 from mlops_cli.config import load_settings
-from mlops_cli.tweak import Outcome, RewriteError, tweak
+from mlops_cli.errors import RewriteError
+from mlops_cli.tweak import Outcome, tweak
 from mlops_cli.workspace import RunStatus, Workspace
 
 COMMIT = "c0ffee0000000000000000000000000000000000"

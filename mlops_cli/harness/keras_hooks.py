@@ -57,8 +57,6 @@ def install(capture: Capture) -> None:
 
 def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Decide the held-out data, wrap the model if tweak asked for it, and add our callbacks."""
-    import keras
-
     options = capture.options
     bound_x = arguments.get("x")
     x, y = data.as_array(bound_x), data.as_array(arguments.get("y"))

@@ -92,7 +92,7 @@ def _is_classifier(estimator: Any) -> bool:
 def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[Any]) -> None:
     from sklearn.exceptions import ConvergenceWarning
 
-    x_array, y_array = data.as_array(X), data.as_array(y)
+    x_array = data.as_array(X)
     capture.framework = "sklearn"
     capture.model = estimator
     capture.train_data = (X, y)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli.config import Settings
-from mlops_cli.errors import MetricError, RewriteError, UsageError
+from mlops_cli.errors import MetricError, UsageError
 from mlops_cli.evaluate import better, meets
 from mlops_cli.history import AttemptRow, history
 from mlops_cli.train import STAGED_SOURCE

@@ -17,7 +17,8 @@ from typing import Any
 
 from mlops_cli.evaluate import lower_is_better
 from mlops_cli.history import AttemptRow
-from mlops_cli.tweak import Proposal, RewriteError, TweakContext
+from mlops_cli.errors import RewriteError
+from mlops_cli.tweak import Proposal, TweakContext
 
 ADAPTIVE = {"Adam", "AdamW", "RMSprop", "Nadam", "Adamax", "Adagrad", "Adadelta", "Lion", "Ftrl"}
 DEFAULT_LEARNING_RATE = {"SGD": 0.01}

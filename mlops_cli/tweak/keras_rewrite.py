@@ -18,7 +18,8 @@ from typing import Any
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
-from mlops_cli.tweak import Proposal, RewriteError, TweakContext
+from mlops_cli.errors import RewriteError
+from mlops_cli.tweak import Proposal, TweakContext
 
 DENSE = ("Dense",)
 CONV = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv2D", "Conv2DTranspose")

@@ -303,7 +303,7 @@ def apply(source: str, edit: Edit, filename: str = "train.py") -> str:
     finder = _Finder(wrapper, edit.estimator)
     if not finder.calls:
         raise RewriteError(f"{filename} never calls {edit.estimator}(...) itself, so tweak cannot change it",
-                           f"construct the estimator in the code, or declare its hyperparameters in mlops.yaml "
+                           "construct the estimator in the code, or declare its hyperparameters in mlops.yaml "
                            "`params` for search")
     transformer = _Transformer(finder, edit)
     changed = wrapper.module.visit(transformer)
