@@ -37,6 +37,17 @@ def _gpus(value: str | None) -> str | None:
     return value
 
 
+def _echo_train_result(result: Any) -> None:
+    """Warnings, the one-line summary, and the end of the log when training failed (exit 1)."""
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
+    click.echo(result.summary())
+    if result.failed:
+        for line in result.log_tail:
+            click.echo(f"  | {line}", err=True)
+        sys.exit(int(ExitCode.FAILED))
+
+
 def _parse_json_option(value: str | None, name: str) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -123,13 +134,7 @@ def train(workspace: str | None, runner: str, params_json: str | None, resume: s
                       resume=resume, detach=detach,
                       docker_options={"image": image, "cpus": cpus, "memory": memory, "network": network,
                                       "gpus": gpus})
-    for warning in result.warnings:
-        click.echo(f"mlops: warning: {warning}", err=True)
-    click.echo(result.summary())
-    if result.failed:
-        for line in result.log_tail:
-            click.echo(f"  | {line}", err=True)
-        sys.exit(int(ExitCode.FAILED))
+    _echo_train_result(result)
 
 
 @cli.command()
@@ -513,13 +518,7 @@ def retrain(workspace: str | None, runner: str, detach: bool) -> None:
     if settings.workspace.read_proposal() is None:
         raise UsageError("nothing to retrain: no proposal in next.json", "run `mlops tweak` first")
     result = do_train(settings, runner=runner, detach=detach)
-    for warning in result.warnings:
-        click.echo(f"mlops: warning: {warning}", err=True)
-    click.echo(result.summary())
-    if result.failed:
-        for line in result.log_tail:
-            click.echo(f"  | {line}", err=True)
-        sys.exit(int(ExitCode.FAILED))
+    _echo_train_result(result)
 
 
 # ---- docker: images and monitor (issue 4) -----------------------------------------------------------------
