@@ -45,8 +45,13 @@ def _imported_heavy(args: list[str], cwd: Path) -> set[str]:
 def test_light_commands_import_no_heavy_library(tmp_path: Path) -> None:
     ws = pulled_example(tmp_path, "digits-sklearn")
     assert run_mlops("train", "-w", str(ws)).returncode == 0
-    for args in (["--help"], ["detect", "-w", str(ws)], ["evaluate", "-w", str(ws)], ["status", "-w", str(ws)]):
+    for args in (["--help"], ["detect", "-w", str(ws)], ["evaluate", "-w", str(ws)], ["status", "-w", str(ws)],
+                 ["monitor", "--once", "-w", str(ws)], ["jenkins", "--help"],
+                 ["jenkins", "install", "--dry-run", "--out", str(tmp_path / "jobs"), "--repo", "/srv/m.git"]):
         assert _imported_heavy(args, tmp_path) == set(), args
+    # the message carries its plot, so notify loads matplotlib (inside the plotting function) and nothing else
+    assert _imported_heavy(["notify", "-w", str(ws)], tmp_path) == {"matplotlib"}
+    assert list((ws / "outbox").glob("*.eml"))
 
 
 def test_status_lists_attempts(tmp_path: Path) -> None:
