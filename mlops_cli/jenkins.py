@@ -18,6 +18,7 @@ import dataclasses
 import os
 import re
 import shlex
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
@@ -159,11 +160,11 @@ class Rendering:
 
 
 def find_definitions(path: str | os.PathLike[str] | None = None) -> Path:
-    """The jenkins/ folder: --definitions, else $JENKINS_DEFINITIONS, else the one beside this package."""
-    candidates = [Path(p) for p in (path, os.environ.get(DEFINITIONS_ENV)) if p]
-    if not candidates:
-        candidates = [Path(__file__).resolve().parent.parent / "jenkins"]
-    folder = candidates[0]
+    """The jenkins/ folder: --definitions, else $JENKINS_DEFINITIONS, else the checkout's (beside this package),
+    else the copy a wheel installs under PREFIX/share/mlops/jenkins."""
+    given = [Path(p) for p in (path, os.environ.get(DEFINITIONS_ENV)) if p]
+    installed = [Path(__file__).resolve().parent.parent / "jenkins", Path(sys.prefix) / "share" / "mlops" / "jenkins"]
+    folder = given[0] if given else next((c for c in installed if (c / "jobs").is_dir()), installed[0])
     if not (folder / "jobs").is_dir():
         raise DefinitionError(f"no job definitions in {folder} (expected {folder / 'jobs'}/*.xml)",
                               "pass --definitions DIR: the jenkins/ folder of the mlops checkout")
