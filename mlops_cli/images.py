@@ -1,8 +1,8 @@
 """`mlops images build`: the keras and sklearn training images, tagged by a hash of what they are built from.
 
 The tag `mlops-<profile>:<hash>` is a digest of the build inputs (the Dockerfile, the mlops_cli sources,
-pyproject.toml, README.md, the base image's name and local id, the extra CA), so an image whose inputs did not
-change is found by name and not rebuilt; `mlops-<profile>:latest` points at the newest build and is what the
+the jenkins/ definitions that its wheel carries, pyproject.toml, README.md, the base image's name and local id,
+the extra CA), so an image whose inputs did not change is found by name and not rebuilt; `mlops-<profile>:latest` points at the newest build and is what the
 docker runner starts. The build context is assembled here from exactly those files, so the hash and the
 context can never disagree, and nothing else from the checkout (runs, venvs, .git) is sent to the engine.
 """
@@ -62,10 +62,10 @@ def _source_files(root: Path, profile: str) -> list[tuple[str, Path]]:
     files = [(dockerfile.name, dockerfile), ("pyproject.toml", root / "pyproject.toml")]
     if (root / "README.md").is_file():
         files.append(("README.md", root / "README.md"))
-    package = root / "mlops_cli"
-    for path in sorted(package.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-            files.append((path.relative_to(root).as_posix(), path))
+    for folder in (root / "mlops_cli", root / "jenkins"):  # jenkins/: data files of the package's wheel
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
+                files.append((path.relative_to(root).as_posix(), path))
     return files
 
 

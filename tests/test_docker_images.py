@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,18 @@ def test_build_context_holds_only_the_inputs(checkout: Path) -> None:
     assert "mlops_cli/cli.py" in names and "mlops_cli/harness/core.py" in names
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
     assert "Dockerfile.sklearn" not in names
+
+
+@pytest.mark.parametrize("profile", ["keras", "sklearn"])
+def test_the_package_builds_from_the_context_alone(tmp_path: Path, profile: str) -> None:
+    """The image runs `pip install /src[profile]` on the context: that must build with nothing else present."""
+    for name, path in _source_files(ROOT, profile):
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, tmp_path / "src" / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "wheel"), str(tmp_path / "src")], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert len(list((tmp_path / "wheel").glob("mlops_cli-*.whl"))) == 1
 
 
 def test_hash_changes_with_each_input_and_only_then(checkout: Path) -> None:
