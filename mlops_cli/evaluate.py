@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError
+from mlops_cli.history import metric_number
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes
 
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse")
@@ -56,10 +56,7 @@ class EvaluationResult:
 
 def metric_value(ws: Workspace, run_id: str, metric: str) -> float | None:
     """A run's metric as a float, or None when missing or not a number."""
-    value = (ws.read_metrics(run_id) or {}).get(metric)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
-        return float(value)
-    return None
+    return metric_number((ws.read_metrics(run_id) or {}).get(metric))
 
 
 def _target_run(ws: Workspace, run_id: str | None) -> RunRecord:

@@ -10,6 +10,13 @@ from mlops_cli.config import Settings
 from mlops_cli.workspace import RunRecord
 
 
+def metric_number(value: Any) -> float | None:
+    """A metric as a float, or None when it is missing, not a number, or NaN."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        return float(value)
+    return None
+
+
 @dataclasses.dataclass
 class AttemptRow:
     """One run with its headline metric."""
@@ -21,10 +28,7 @@ class AttemptRow:
 
     @property
     def metric(self) -> float | None:
-        value = (self.metrics or {}).get(self.metric_name)
-        if isinstance(value, (int, float)) and not math.isnan(value):
-            return float(value)
-        return None
+        return metric_number((self.metrics or {}).get(self.metric_name))
 
     @property
     def duration_s(self) -> float | None:

@@ -85,22 +85,15 @@ class Summary:
         return row.run.commit or self.settings.workspace.read_state().get("commit")
 
     def log_tail(self, row: AttemptRow, lines: int = LOG_TAIL_LINES) -> list[str]:
-        """The last lines of a run's train.log: what a person needs to see first when training crashed."""
-        path = self.settings.workspace.run_dir(row.run.id) / "train.log"
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return []
-        return text.rstrip().splitlines()[-lines:]
+        return self.settings.workspace.log_tail(row.run.id, lines)
 
 
 def _project_name(settings: Settings) -> str:
     ws = settings.workspace
     state = ws.read_state()
-    for key in ("project", "url", "repo_url", "remote", "repo"):
-        value = state.get(key)
-        if isinstance(value, str) and value.strip():
-            return Path(value.rstrip("/")).name.removesuffix(".git") or value
+    url = state.get("repo_url")
+    if isinstance(url, str) and url.strip():
+        return Path(url.rstrip("/")).name.removesuffix(".git") or url
     return ws.root.parent.name if ws.root.name == DEFAULT_WORKSPACE else ws.root.name
 
 

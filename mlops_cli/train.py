@@ -9,7 +9,7 @@ from typing import Any
 from mlops_cli.config import Settings
 from mlops_cli.errors import MlopsError, RunnerError, UsageError, WorkspaceBusy
 from mlops_cli.runners import Runner
-from mlops_cli.workspace import RunRecord, RunStatus, Workspace, now_iso
+from mlops_cli.workspace import RunRecord, RunStatus, now_iso
 
 STAGED_SOURCE = "next-src"
 LOG_TAIL_LINES = 20
@@ -141,12 +141,6 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
         record = ws.update_run(record.id, status=RunStatus.FAILED, exit_code=code, finished=now_iso(),
                                error=f"{reason}; `mlops train --resume {record.id}` continues at the last checkpoint")
     return TrainResult(run=record, metrics=ws.read_metrics(record.id), exit_code=code, detached=False,
-                       metric_name=settings.metric, log_tail=log_tail(ws, record.id), warnings=warnings)
+                       metric_name=settings.metric, log_tail=ws.log_tail(record.id, LOG_TAIL_LINES),
+                       warnings=warnings)
 
-
-def log_tail(ws: Workspace, run_id: str, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The last lines of a run's train.log, shown when it failed."""
-    path = ws.run_dir(run_id) / "train.log"
-    if not path.exists():
-        return []
-    return path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]

@@ -282,6 +282,14 @@ class Workspace:
     def read_metrics(self, run_id: str) -> dict[str, Any] | None:
         return read_json(self.run_dir(run_id) / "metrics.json")
 
+    def log_tail(self, run_id: str, lines: int) -> list[str]:
+        """The last lines of a run's train.log: what a person needs to see first when training crashed."""
+        try:
+            text = (self.run_dir(run_id) / "train.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        return text.rstrip().splitlines()[-lines:]
+
     def write_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
         atomic_write_json(self.run_dir(run_id) / "metrics.json", metrics)
 

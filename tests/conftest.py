@@ -1,9 +1,12 @@
 """Shared fixtures: an isolated home for Keras, the package importable by every subprocess, helpers to run mlops."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,41 @@ def pulled_example(tmp_path: Path, example: str | Path, workspace: Path | None =
     result = run_mlops("pull", "--workspace", str(ws), "--repo", str(remote))
     assert result.returncode == 0, result.stderr
     return ws
+
+
+def run_json(ws: Path, run_id: str = "0001") -> dict:
+    return json.loads((ws / "runs" / run_id / "run.json").read_text())
+
+
+def progress(ws: Path, run_id: str = "0001") -> list[dict]:
+    """The epoch lines of a run; a line a kill cut in half is skipped, as the harness does."""
+    path = ws / "runs" / run_id / "progress.jsonl"
+    lines = []
+    for raw in path.read_text().splitlines() if path.exists() else []:
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            continue
+    return lines
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 90, what: str = "condition",
+             step: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def monitors_at_once(ws: Path, count: int = 2) -> tuple[list[str], list[str]]:
+    """Start `mlops monitor --once` `count` times at once; (their stdouts, the action each one reported)."""
+    command = [sys.executable, "-m", "mlops_cli", "monitor", "-w", str(ws), "--once"]
+    monitors = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(count)]
+    outputs = [m.communicate(timeout=120) for m in monitors]
+    assert [m.returncode for m in monitors] == [0] * count, outputs
+    stdouts = [out for out, _ in outputs]
+    return stdouts, sorted(out.split(":")[1].split()[0] for out in stdouts)

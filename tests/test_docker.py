@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import MODELS, make_remote, run_mlops
+from conftest import MODELS, make_remote, monitors_at_once, progress, run_json, run_mlops, wait_for
 from mlops_cli.docker_engine import ContainerSpec, Engine
 from mlops_cli.errors import RunnerError
 from mlops_cli.images import ImageBuild, build_images
-from test_monitor import EPOCHS, SELF_KILLER, SLOW_KERAS, epochs_begun, progress, run_json, wait_for
+from test_monitor import EPOCHS, SELF_KILLER, SLOW_KERAS, epochs_begun
 
 pytestmark = pytest.mark.docker
 
@@ -166,14 +165,9 @@ def test_killed_keras_container_resumes_losing_at_most_one_epoch(
     done_before = {line["epoch"] for line in progress(ws)}
     assert 0 < len(done_before) < EPOCHS, "the kill must land mid-training"
 
-    command = [sys.executable, "-m", "mlops_cli", "monitor", "-w", str(ws), "--once"]
-    monitors = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(2)]
-    outputs = [m.communicate(timeout=120) for m in monitors]
-    assert [m.returncode for m in monitors] == [0, 0], outputs
-    actions = sorted(out.split(":")[1].split()[0] for out, _ in outputs)
+    outputs, actions = monitors_at_once(ws)
     assert actions == ["alive", "restarted"], outputs
-    assert any("killed by signal 9 (exit code 137)" in out for out, _ in outputs), outputs
+    assert any("killed by signal 9 (exit code 137)" in out for out in outputs), outputs
     assert len(running_containers(engine, ws)) == 1, "two monitors at once start one container"
     second = run_json(ws)["container_id"]
     assert second != first and engine.state(first) is None, "the crashed container was replaced"

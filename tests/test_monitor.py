@@ -5,15 +5,12 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import make_remote, run_mlops
+from conftest import make_remote, monitors_at_once, progress, run_json, run_mlops, wait_for
 
 EPOCHS = 14
 # Digits with small batches: a few tenths of a second per epoch, so a kill lands mid-training.
@@ -29,7 +26,6 @@ model.fit(X / 16.0, y, epochs={EPOCHS}, batch_size=4, verbose=2)
 '''
 # Trains, then sleeps: alive long enough to be watched.
 SLEEPER = '''
-import time
 from sklearn.svm import SVC
 
 SVC().fit([[0.0], [1.0]], [0, 1])
@@ -46,16 +42,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 '''
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 90, what: str = "condition",
-             step: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
 
 def harness_pids(ws: Path) -> list[int]:
     """Live harness processes of this workspace (zombies have an empty cmdline and are not counted)."""
@@ -70,15 +56,6 @@ def harness_pids(ws: Path) -> list[int]:
         if b"mlops_cli.harness" in cmdline and str(ws).encode() in cmdline:
             pids.append(int(entry.name))
     return pids
-
-
-def run_json(ws: Path, run_id: str = "0001") -> dict:
-    return json.loads((ws / "runs" / run_id / "run.json").read_text())
-
-
-def progress(ws: Path, run_id: str = "0001") -> list[dict]:
-    path = ws / "runs" / run_id / "progress.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def epochs_begun(ws: Path, run_id: str = "0001") -> int:
@@ -158,12 +135,7 @@ def test_killed_training_resumes_losing_at_most_one_epoch(pulled: Callable[[str]
 def test_two_monitors_at_once_start_one_process(pulled: Callable[[str], Path]) -> None:
     ws = pulled(SLEEPER)
     kill_and_wait(start_detached(ws), ws)
-    command = [sys.executable, "-m", "mlops_cli", "monitor", "-w", str(ws), "--once"]
-    monitors = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(2)]
-    outputs = [m.communicate(timeout=120) for m in monitors]
-    assert [m.returncode for m in monitors] == [0, 0], outputs
-    actions = sorted(out.split(":")[1].split()[0] for out, _ in outputs)
+    outputs, actions = monitors_at_once(ws)
     assert actions == ["alive", "restarted"], outputs
     assert len(harness_pids(ws)) == 1
     assert len(run_json(ws)["restarts"]) == 1

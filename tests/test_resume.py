@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_remote, run_mlops
+from conftest import make_remote, progress, run_json, run_mlops
 
 SCRIPT = """\
 from sklearn.datasets import load_wine
@@ -24,18 +24,6 @@ model.fit(X, y, epochs=EPOCHS, batch_size=8)
 """
 
 
-def _progress(ws: Path) -> list[dict]:
-    path = ws / "runs" / "0001" / "progress.jsonl"
-    if not path.exists():
-        return []
-    lines = []
-    for raw in path.read_text().splitlines():
-        try:
-            lines.append(json.loads(raw))
-        except json.JSONDecodeError:
-            continue
-    return lines
-
 
 @pytest.mark.slow
 def test_sigkill_mid_fit_then_resume(tmp_path: Path) -> None:
@@ -45,21 +33,21 @@ def test_sigkill_mid_fit_then_resume(tmp_path: Path) -> None:
     assert run_mlops("pull", "-w", str(ws), "--repo", str(remote)).returncode == 0
     started = run_mlops("train", "-w", str(ws), "--detach")
     assert started.returncode == 0, started.stderr
-    pid = json.loads((ws / "runs" / "0001" / "run.json").read_text())["pid"]
+    pid = run_json(ws)["pid"]
     deadline = time.monotonic() + 240
-    while len(_progress(ws)) < 8:
+    while len(progress(ws)) < 8:
         assert time.monotonic() < deadline, "training never reached epoch 8"
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
-    killed_at = max(line["epoch"] for line in _progress(ws))
+    killed_at = max(line["epoch"] for line in progress(ws))
     assert killed_at < epochs - 1
-    assert json.loads((ws / "runs" / "0001" / "run.json").read_text())["status"] == "running"
+    assert run_json(ws)["status"] == "running"
     assert (ws / "checkpoints" / "0001").exists()
 
     resumed = run_mlops("train", "-w", str(ws), "--resume", "1")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming run 0001" in (ws / "runs" / "0001" / "train.log").read_text()
-    lines = _progress(ws)
+    lines = progress(ws)
     second = [line["epoch"] for line in lines if line["pid"] != pid]
     assert second, "the resumed process trained no epoch"
     # it continued where the checkpoint was, redoing at most the epoch the kill interrupted
@@ -71,5 +59,5 @@ def test_sigkill_mid_fit_then_resume(tmp_path: Path) -> None:
     assert metrics["epochs"] == epochs and len(metrics["curves"]["val_accuracy"]) == epochs
     assert metrics["val_accuracy"] > 0.8
     assert not (ws / "checkpoints" / "0001").exists()
-    record = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    record = run_json(ws)
     assert record["status"] == "succeeded"

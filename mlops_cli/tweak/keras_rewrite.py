@@ -300,24 +300,24 @@ def set_epochs(text: str, epochs: int, filename: str = "train.py") -> str:
 
 def set_units(text: str, units: dict[int, int], filename: str = "train.py") -> str:
     """Units of the Dense layers at these source positions (0 = the first Dense call in the script)."""
-    parsed = _parse(text, filename)
-    dense = parsed.info.dense
-    missing = [index for index in units if index >= len(dense)]
-    if missing:
-        raise RewriteError(f"{filename} has {len(dense)} Dense(...) call(s); none at position {missing[0]}")
-    return _set_values(parsed, [(dense[index], int(value)) for index, value in units.items()], "units", 0,
-                       "the units of Dense")
+    return _set_layer_sizes(text, units, filename, "dense", "units", "Dense(...) call", "the units of Dense")
 
 
 def set_filters(text: str, filters: dict[int, int], filename: str = "train.py") -> str:
     """Filters of the convolution layers at these source positions."""
+    return _set_layer_sizes(text, filters, filename, "conv", "filters", "convolution layer call",
+                            "the filters of the convolution")
+
+
+def _set_layer_sizes(text: str, sizes: dict[int, int], filename: str, kind: str, keyword: str, noun: str,
+                     what: str) -> str:
+    """The first argument (or `keyword=`) of the layer calls of `kind` at these source positions."""
     parsed = _parse(text, filename)
-    conv = parsed.info.conv
-    missing = [index for index in filters if index >= len(conv)]
+    sites = getattr(parsed.info, kind)
+    missing = [index for index in sizes if index >= len(sites)]
     if missing:
-        raise RewriteError(f"{filename} has {len(conv)} convolution layer call(s); none at position {missing[0]}")
-    return _set_values(parsed, [(conv[index], int(value)) for index, value in filters.items()], "filters", 0,
-                       "the filters of the convolution")
+        raise RewriteError(f"{filename} has {len(sites)} {noun}(s); none at position {missing[0]}")
+    return _set_values(parsed, [(sites[index], int(value)) for index, value in sizes.items()], keyword, 0, what)
 
 
 def _optimizer_prefix(module: cst.Module) -> tuple[str, bool]:
