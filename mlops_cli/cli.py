@@ -17,7 +17,8 @@ from mlops_cli.errors import ExitCode, MlopsError, UsageError
 
 
 class MlopsGroup(click.Group):
-    """Turns MlopsError into one line on stderr and its documented exit code; never a traceback."""
+    """Turns MlopsError into one line on stderr and its documented exit code; anything unexpected into one
+    `internal error` line (exit 70); never a traceback unless --debug asks for it."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -25,6 +26,23 @@ class MlopsGroup(click.Group):
         except MlopsError as exc:
             click.echo(f"mlops: error: {exc}", err=True)
             ctx.exit(int(exc.exit_code))
+        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("mlops: error: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if ctx.meta.get("mlops.debug"):
+                raise
+            step = ctx.invoked_subcommand or "mlops"
+            detail = " ".join(str(exc).split())[:300]
+            click.echo(f"mlops: error: internal error in {step}: {type(exc).__name__}: {detail} "
+                       "(rerun with --debug for the traceback)", err=True)
+            ctx.exit(int(ExitCode.INTERNAL))
+
+
+def _debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    ctx.meta["mlops.debug"] = value
 
 
 def _echo_json(data: Any) -> None:
@@ -63,6 +81,8 @@ def _parse_json_option(value: str | None, name: str) -> dict[str, Any] | None:
 
 @click.group(cls=MlopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mlops-cli", prog_name="mlops")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_debug,
+              help="Show the traceback of an internal error instead of one line.")
 def cli() -> None:
     """Continuous training: pull, detect, train, evaluate, tweak, notify, monitor.
 
@@ -590,5 +610,18 @@ def monitor(workspace: str | None, as_json: bool, mode: str, interval: float, ma
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="mlops")
+    """Console-script entry point: click's own usage errors are printed in the same one-line form."""
+    try:
+        code = cli.main(prog_name="mlops", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "mlops"
+        message = " ".join(exc.format_message().split())
+        click.echo(f"mlops: error: {message} (see `{command} --help`)", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    except click.exceptions.ClickException as exc:
+        click.echo(f"mlops: error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("mlops: error: aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli.errors import ConfigError
+from mlops_cli.records import Goal
 from mlops_cli.workspace import DEFAULT_WORKSPACE, Workspace
 
 CONFIG_FILE = "mlops.yaml"
@@ -57,6 +58,10 @@ class Settings:
 
     def param_defaults(self) -> dict[str, Any]:
         return {name: spec.default for name, spec in self.params.items()}
+
+    @property
+    def goal(self) -> Goal:
+        return Goal(self.metric, self.threshold)
 
 
 def resolve_workspace(path: str | os.PathLike[str] | None) -> Workspace:

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     BELOW_THRESHOLD = 3
     BUDGET_SPENT = 4
+    INTERNAL = 70
 
 
 class MlopsError(Exception):

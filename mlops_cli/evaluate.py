@@ -7,26 +7,8 @@ from pathlib import Path
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError
-from mlops_cli.history import metric_number
-from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes
-
-LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse")
-
-
-def lower_is_better(metric: str) -> bool:
-    """Losses and errors improve downwards; accuracies, r2 and scores upwards."""
-    return any(token in metric.lower() for token in LOWER_IS_BETTER)
-
-
-def better(metric: str, a: float, b: float | None) -> bool:
-    """Is `a` strictly better than `b` for this metric (anything beats nothing)?"""
-    if b is None:
-        return True
-    return a < b if lower_is_better(metric) else a > b
-
-
-def meets(metric: str, value: float, threshold: float) -> bool:
-    return value <= threshold if lower_is_better(metric) else value >= threshold
+from mlops_cli.records import Goal
+from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes, normalize_run_id
 
 
 @dataclasses.dataclass
@@ -43,10 +25,7 @@ class EvaluationResult:
     best_value: float | None
 
     def summary(self) -> str:
-        if lower_is_better(self.metric):
-            op = "<=" if self.met else ">"
-        else:
-            op = ">=" if self.met else "<"
+        op = Goal(self.metric, self.threshold).comparison(self.value)
         verdict = "met" if self.met else "below threshold"
         best = "now the best" if self.promoted else (f"best is run {self.best_id} ({self.best_value:.4f})"
                                                      if self.best_id and self.best_value is not None else "")
@@ -56,12 +35,13 @@ class EvaluationResult:
 
 def metric_value(ws: Workspace, run_id: str, metric: str) -> float | None:
     """A run's metric as a float, or None when missing or not a number."""
-    return metric_number((ws.read_metrics(run_id) or {}).get(metric))
+    metrics = ws.read_metrics(run_id)
+    return metrics.value(metric) if metrics else None
 
 
 def _target_run(ws: Workspace, run_id: str | None) -> RunRecord:
     if run_id:
-        return ws.load_run(run_id.zfill(4) if run_id.isdigit() else run_id)
+        return ws.load_run(normalize_run_id(run_id))
     for candidate in reversed(ws.runs()):
         if candidate.status.finished:
             return candidate
@@ -72,26 +52,27 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
     """Verdict on the latest finished run (or `run_id`); promotes it to best/ when it beats the best so far."""
     ws = settings.workspace
     record = _target_run(ws, run_id)
-    metric = settings.metric
+    goal = settings.goal
+    metric = goal.metric
     if record.status is not RunStatus.SUCCEEDED:
         raise MetricError(f"run {record.id} has no metrics: it {record.status.value}"
                           + (f" ({record.error})" if record.error else ""),
                           "see its train.log, fix the script or `mlops train --resume`")
-    value = metric_value(ws, record.id, metric)
+    metrics = ws.read_metrics(record.id)
+    value = metrics.value(metric) if metrics else None
     if value is None:
-        available = sorted(k for k, v in (ws.read_metrics(record.id) or {}).items() if isinstance(v, (int, float)))
-        raw = (ws.read_metrics(record.id) or {}).get(metric)
-        problem = "is not a number" if raw is not None else "is missing"
+        available = metrics.numeric_names() if metrics else []
+        problem = "is not a finite number" if metrics and metric in metrics.values else "is missing"
         raise MetricError(f"metric {metric!r} of run {record.id} {problem}",
                           f"available: {', '.join(available) or 'none'}; choose one with --metric")
     best_id = ws.best_run_id()
     best_value = metric_value(ws, best_id, metric) if best_id else None
     promoted = False
-    if best_id != record.id and better(metric, value, best_value):
+    if best_id != record.id and goal.better(value, best_value):
         ws.promote(record.id)
         best_id, best_value, promoted = record.id, value, True
     result = EvaluationResult(run_id=record.id, metric=metric, value=value, threshold=settings.threshold,
-                              met=meets(metric, value, settings.threshold), promoted=promoted,
+                              met=goal.meets(value), promoted=promoted,
                               best_id=best_id, best_value=best_value)
     if junit_path:
         write_junit(Path(junit_path), result)

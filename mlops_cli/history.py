@@ -3,18 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import math
 from typing import Any
 
 from mlops_cli.config import Settings
+from mlops_cli.records import RunMetrics
 from mlops_cli.workspace import RunRecord
-
-
-def metric_number(value: Any) -> float | None:
-    """A metric as a float, or None when it is missing, not a number, or NaN."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
-        return float(value)
-    return None
 
 
 @dataclasses.dataclass
@@ -22,18 +15,18 @@ class AttemptRow:
     """One run with its headline metric."""
 
     run: RunRecord
-    metrics: dict[str, Any] | None
+    metrics: RunMetrics | None
     metric_name: str
     is_best: bool = False
 
     @property
     def metric(self) -> float | None:
-        return metric_number((self.metrics or {}).get(self.metric_name))
+        return self.metrics.value(self.metric_name) if self.metrics else None
 
     @property
     def duration_s(self) -> float | None:
-        if self.metrics and isinstance(self.metrics.get("duration_s"), (int, float)):
-            return float(self.metrics["duration_s"])
+        if self.metrics and self.metrics.duration_s is not None:
+            return self.metrics.duration_s
         if self.run.started and self.run.finished:
             start = _dt.datetime.fromisoformat(self.run.started)
             return (_dt.datetime.fromisoformat(self.run.finished) - start).total_seconds()

@@ -17,6 +17,7 @@ from typing import Any
 from mlops_cli.config import Settings
 from mlops_cli.errors import UsageError
 from mlops_cli.history import AttemptRow, describe_changes, history
+from mlops_cli.records import Goal, RunMetrics
 from mlops_cli.workspace import DEFAULT_WORKSPACE, RunStatus, atomic_write_bytes, atomic_write_text, now_iso
 
 FORMATS = ("html", "md")
@@ -49,22 +50,29 @@ class Summary:
         return self.settings.threshold
 
     @property
+    def goal(self) -> Goal:
+        return self.settings.goal
+
+    @property
     def latest(self) -> AttemptRow:
         return self.rows[-1]
 
     @property
     def best(self) -> AttemptRow | None:
-        """The run in best/, else the highest metric so far (evaluate may not have promoted it yet)."""
+        """The run in best/, else the best metric so far (evaluate may not have promoted it yet)."""
         for row in self.rows:
             if row.is_best:
                 return row
-        scored = [row for row in self.rows if row.metric is not None]
-        return max(scored, key=lambda row: row.metric or 0.0) if scored else None
+        best = None
+        for row in self.rows:
+            if row.metric is not None and self.goal.better(row.metric, None if best is None else best.metric):
+                best = row
+        return best
 
     @property
     def met(self) -> bool:
         best = self.best
-        return best is not None and best.metric is not None and best.metric >= self.threshold
+        return best is not None and self.goal.meets(best.metric)
 
     @property
     def state(self) -> str:
@@ -166,7 +174,7 @@ def attempts_table_html(summary: Summary) -> str:
                                     for h in head) + "</tr></thead>", "<tbody>"]
     for row in summary.rows:
         value = row.metric
-        colour = MUTED if value is None else GOOD if value >= summary.threshold else BAD
+        colour = MUTED if value is None else GOOD if summary.goal.meets(value) else BAD
         status = row.run.status.value
         status_colour = BAD if row.run.status is RunStatus.FAILED else "inherit"
         run_label = html.escape(row.run.id) + (" ★ best" if row.is_best else "")
@@ -216,7 +224,7 @@ def plot_attempts(summary: Summary) -> bytes:
             ax.annotate(row.run.status.value, (x, top * 0.02), textcoords="offset points", xytext=(0, 8),
                         ha="center", fontsize=8, color=MUTED)
             continue
-        ax.bar(x, value, width=0.6, color=GOOD if value >= summary.threshold else BAD,
+        ax.bar(x, value, width=0.6, color=GOOD if summary.goal.meets(value) else BAD,
                edgecolor="black" if row.is_best else "none", linewidth=1.5, alpha=0.85)
         ax.annotate(f"{value:.{2 if crowded else 3}f}" + ("\n★" if row.is_best else ""), (x, value),
                     textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7 if crowded else 8)
@@ -247,8 +255,8 @@ def _curve_panels(curves: dict[str, Any]) -> list[list[str]]:
 
 def plot_curves(summary: Summary, row: AttemptRow) -> bytes | None:
     """PNG: the per-epoch curves of one run (Keras); None when the run recorded none (scikit-learn)."""
-    curves = (row.metrics or {}).get("curves") or {}
-    panels = _curve_panels(curves) if isinstance(curves, dict) else []
+    curves = row.metrics.curves if row.metrics else {}
+    panels = _curve_panels(curves)
     if not panels:
         return None
     import matplotlib
@@ -259,7 +267,7 @@ def plot_curves(summary: Summary, row: AttemptRow) -> bytes | None:
     fig, axes = plt.subplots(1, len(panels), figsize=CURVES_FIGSIZE, layout="constrained", squeeze=False)
     for ax, names in zip(axes[0], panels):
         for name in sorted(names, key=lambda n: (n.startswith("val_"), n)):
-            series = [v if isinstance(v, (int, float)) and math.isfinite(v) else math.nan for v in curves[name]]
+            series = [math.nan if v is None else v for v in curves[name]]
             epochs = range(1, len(series) + 1)
             held_out = name.startswith("val_")
             ax.plot(epochs, series, label=name + (" (held out)" if held_out else ""), linewidth=1.8,
@@ -329,7 +337,7 @@ def _verdict_class(state: str) -> str:
 def facts(summary: Summary) -> list[tuple[str, str]]:
     """Label/value pairs (values already HTML) shown under the verdict."""
     best = summary.best
-    items = [("metric", f"<code>{html.escape(summary.metric)}</code> (higher is better)"),
+    items = [("metric", f"<code>{html.escape(summary.metric)}</code> ({summary.goal.direction})"),
              ("threshold", fmt_threshold(summary.threshold)),
              ("best run", f"{best.run.id}: {fmt_metric(best.metric)}" if best else "none yet"),
              ("attempts", f"{len(summary.rows)} of at most {summary.settings.max_attempts}"
@@ -361,12 +369,12 @@ def _best_run_html(row: AttemptRow) -> str:
                for k, v in sorted(row.run.options.items()) if v not in (None, False)]
     if not params:
         params = [("—", "the script ran as written")]
-    metrics = row.metrics or {}
-    diagnostics = metrics.get("diagnostics") or {}
+    metrics = row.metrics or RunMetrics()
+    diagnostics = metrics.diagnostics
     data = [(label, html.escape(str(diagnostics[key]))) for key, label in DIAGNOSTIC_LABELS.items()
             if key in diagnostics]
-    if isinstance(metrics.get("epochs"), int):
-        data.append(("epochs run", str(metrics["epochs"])))
+    if metrics.epochs is not None:
+        data.append(("epochs run", str(metrics.epochs)))
     data.append(("training time", fmt_duration(row.duration_s)))
     return '<div class="boxes">' + _kv_table("Parameters", params) + _kv_table("Data and training", data) + "</div>"
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MlopsError, RunnerError, UsageError, WorkspaceBusy
+from mlops_cli.records import RunMetrics
 from mlops_cli.runners import Runner
-from mlops_cli.workspace import RunRecord, RunStatus, now_iso
+from mlops_cli.workspace import RunRecord, RunStatus, normalize_run_id, now_iso
 
 STAGED_SOURCE = "next-src"
 LOG_TAIL_LINES = 20
@@ -20,7 +21,7 @@ class TrainResult:
     """What happened to the attempt: finished, failed, or left running in the background."""
 
     run: RunRecord
-    metrics: dict[str, Any] | None
+    metrics: RunMetrics | None
     exit_code: int | None
     detached: bool
     metric_name: str
@@ -38,9 +39,9 @@ class TrainResult:
             return f"run {run.id} training in the background ({run.runner}, {where}); `mlops monitor` watches it"
         if self.failed:
             return f"run {run.id} failed: {run.error or f'exit code {self.exit_code}'}"
-        value = (self.metrics or {}).get(self.metric_name)
-        shown = f"{self.metric_name}={value:.4f}" if isinstance(value, (int, float)) else f"no {self.metric_name}"
-        duration = (self.metrics or {}).get("duration_s")
+        value = self.metrics.value(self.metric_name) if self.metrics else None
+        shown = f"{self.metric_name}={value:.4f}" if value is not None else f"no {self.metric_name}"
+        duration = self.metrics.duration_s if self.metrics else None
         return f"run {run.id} succeeded: {shown}" + (f" ({duration:.1f}s)" if duration else "")
 
 
@@ -92,6 +93,7 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
     attempt = 1 + sum(1 for run in ws.runs() if run.commit == commit)
     record = ws.new_run(
         attempt=attempt, parent=proposal.get("parent"), commit=commit, profile=state["profile"],
+        runtime=state.get("runtime") or state["profile"], workdir=state.get("workdir"),
         entrypoint=proposal.get("entrypoint") or state["entrypoint"],
         params={**settings.param_defaults(), **proposal.get("params", {}), **(params or {})},
         options={"holdout": settings.holdout, **proposal.get("options", {})},
@@ -115,7 +117,7 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
         raise WorkspaceBusy(f"workspace {ws.root} is already training ({holder})",
                             "wait for it, or let `mlops monitor` look after it")
     if resume:
-        record = ws.load_run(resume.zfill(4) if resume.isdigit() else resume)
+        record = ws.load_run(normalize_run_id(resume))
         if record.status is RunStatus.SUCCEEDED:
             raise UsageError(f"run {record.id} already finished", "start a new attempt with `mlops train`")
     else:

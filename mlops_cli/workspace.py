@@ -21,18 +21,24 @@ import dataclasses
 import datetime as _dt
 import fcntl
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mlops_cli.errors import WorkspaceBusy, WorkspaceError
+from mlops_cli.errors import MlopsError, UsageError, WorkspaceBusy, WorkspaceError
+from mlops_cli.records import RunMetrics
 
 DEFAULT_WORKSPACE = ".mlops"
 RUN_ID_WIDTH = 4
+RUN_ID = re.compile(r"^[0-9]{1,9}$")
+MAX_RECORD_BYTES = 32 * 1024 * 1024
+SOURCES = ("repo", "src")
 
 
 class RunStatus(str, Enum):
@@ -73,18 +79,96 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict_json_value(data: Any) -> Any:
+    """NaN and infinities become null, so every record is strict JSON that any reader (jq, Jenkins) accepts."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict_json_value(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json_value(value) for value in data]
+    return data
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    text = json.dumps(strict_json_value(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    """Read a JSON file; a missing file gives `default`, a corrupt one a clear WorkspaceError."""
+    """Read a JSON record; a missing file gives `default`, a corrupt, huge or too deeply nested one a clear
+    WorkspaceError (records may have been written by the training process, which runs pushed code)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        if path.is_symlink():
+            raise WorkspaceError(f"{path} is a symbolic link", "records are plain files: delete it")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_RECORD_BYTES + 1)
     except FileNotFoundError:
         return default
+    except IsADirectoryError:
+        raise WorkspaceError(f"{path} is a directory, not a JSON file", "delete or restore it") from None
+    except OSError as exc:
+        raise WorkspaceError(f"cannot read {path}: {exc.strerror}", "check the workspace's permissions") from exc
+    if len(raw) > MAX_RECORD_BYTES:
+        raise WorkspaceError(f"{path} is larger than {MAX_RECORD_BYTES >> 20} MiB", "delete or restore it")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=lambda _: None)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WorkspaceError(f"{path} is not valid JSON ({exc})", "delete or restore it") from exc
+        raise WorkspaceError(f"{path} is not valid JSON ({str(exc)[:120]})", "delete or restore it") from exc
+    except RecursionError:
+        raise WorkspaceError(f"{path} is nested too deeply", "delete or restore it") from None
+
+
+def copy_tree_confined(source: Path, target: Path, skip: tuple[str, ...] = ()) -> None:
+    """Copy a checkout without ever following a symbolic link: links that stay inside `source` are copied as
+    links, a link that leaves it is refused with its name (a pushed `etc -> /etc` must not be copied in)."""
+    root = source.resolve()
+    for directory, dirs, files in os.walk(source, followlinks=False):
+        here = Path(directory)
+        rel_dir = here.relative_to(source)
+        dirs[:] = [d for d in dirs if d not in skip]
+        (target / rel_dir).mkdir(parents=True, exist_ok=True)
+        for name in sorted(dirs) + sorted(files):
+            if name in skip or any(Path(name).match(pattern) for pattern in skip):
+                continue
+            path = here / name
+            if path.is_symlink():
+                resolved = path.resolve()
+                if resolved != root and root not in resolved.parents:
+                    raise WorkspaceError(f"{path.relative_to(source)} is a symbolic link to {os.readlink(path)}, "
+                                         "outside the checkout", "commit the file itself instead of a link")
+                os.symlink(os.readlink(path), target / rel_dir / name)
+            elif name in files and path.is_file():
+                shutil.copy2(path, target / rel_dir / name)
+
+
+def normalize_run_id(text: str | int) -> str:
+    """`3`, `03` and `0003` name the same run; anything else (`../x`, `best`) is refused."""
+    value = str(text).strip()
+    if not RUN_ID.match(value) or int(value) == 0:
+        raise UsageError(f"{value[:40]!r} is not a run number", "runs are numbered: 1, 2, 0003...")
+    return f"{int(value):0{RUN_ID_WIDTH}d}"
+
+
+def relative_path(value: Any, what: str) -> str:
+    """A path from a record or a config that must stay inside its base: relative, no `..`, no NUL."""
+    if not isinstance(value, str) or not value or "\0" in value or len(value) > 1024:
+        raise WorkspaceError(f"{what} must be a relative path, got {str(value)[:60]!r}")
+    pure = PurePosixPath(value)
+    if pure.is_absolute() or ".." in pure.parts or value.startswith("~"):
+        raise WorkspaceError(f"{what} {value!r} leaves its folder", "use a path relative to the repository root")
+    return value
+
+
+def confine(base: Path, rel: str, what: str) -> Path:
+    """`base / rel`, refused when it leaves `base` by `..`, an absolute path or a symbolic link."""
+    target = base / relative_path(rel, what)
+    resolved_base = base.resolve()
+    resolved = target.resolve()
+    if resolved != resolved_base and resolved_base not in resolved.parents:
+        raise WorkspaceError(f"{what} {rel!r} leads outside {base} (through a symbolic link)",
+                             "replace the link by the file itself")
+    return target
 
 
 @dataclasses.dataclass
@@ -97,7 +181,9 @@ class RunRecord:
     parent: str | None = None
     commit: str | None = None
     profile: str | None = None
+    runtime: str | None = None
     entrypoint: str | None = None
+    workdir: str | None = None
     source: str = "repo"
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -125,11 +211,73 @@ class RunRecord:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["status"] = RunStatus(values.get("status", RunStatus.PENDING.value))
+    def from_dict(cls, data: Any, where: str = "run.json") -> RunRecord:
+        """Validate every field's type (the record may have been rewritten by pushed code) and convert."""
+        if not isinstance(data, dict):
+            raise WorkspaceError(f"{where}: expected a JSON object", "delete the run or train it again")
+        values = {k: v for k, v in data.items() if k in _RUN_FIELD_TYPES}
+        for key, value in values.items():
+            kinds = _RUN_FIELD_TYPES[key]
+            if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+                names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise WorkspaceError(f"{where}: field {key!r} must be {names}, got {type(value).__name__}",
+                                     "delete the run or train it again")
+        field = "status"
+        try:
+            values["status"] = RunStatus(values.get("status", RunStatus.PENDING.value))
+            field = "id"
+            values["id"] = normalize_run_id(values.get("id", ""))
+            field = "parent"
+            if values.get("parent") is not None:
+                values["parent"] = normalize_run_id(values["parent"])
+            for field in ("entrypoint", "workdir"):
+                if values.get(field) is not None:
+                    relative_path(values[field], field)
+            field = "source"
+            if values.get("source", "repo") not in SOURCES:
+                raise WorkspaceError(f"must be one of {', '.join(SOURCES)}")
+            for field in ("reasons", "restarts"):
+                if not all(isinstance(item, str) for item in values.get(field, [])):
+                    raise WorkspaceError("must be a list of strings")
+        except ValueError:
+            raise WorkspaceError(f"{where}: field {field!r} has an unknown value",
+                                 "delete the run or train it again") from None
+        except MlopsError as exc:
+            raise WorkspaceError(f"{where}: field {field!r}: {exc.message}", "delete the run or train it again") \
+                from None
         return cls(**values)
+
+
+_OPT_STR = (str, type(None))
+_OPT_INT = (int, type(None))
+_RUN_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "status": (str,), "attempt": (int,), "parent": _OPT_STR, "commit": _OPT_STR,
+    "profile": _OPT_STR, "runtime": _OPT_STR, "entrypoint": _OPT_STR, "workdir": _OPT_STR, "source": (str,), "params": (dict,), "options": (dict,),
+    "reasons": (list,), "strategy": _OPT_STR, "seed": (int,), "runner": _OPT_STR, "pid": _OPT_INT,
+    "host": _OPT_STR, "container_id": _OPT_STR, "restarts": (list,), "exit_code": _OPT_INT, "error": _OPT_STR,
+    "created": (str,), "started": _OPT_STR, "finished": _OPT_STR,
+}
+
+
+def _canonical_run_dir(name: str) -> bool:
+    return bool(RUN_ID.match(name)) and int(name) > 0 and name == f"{int(name):0{RUN_ID_WIDTH}d}"
+
+
+def _promotion_ignore(directory: str, names: list[str]) -> set[str]:
+    """best/ gets the run's files, not its rewritten sources, temp files or links (a link could point anywhere)."""
+    return {name for name in names if name == "src" or (name.startswith(".") and name.endswith(".tmp"))
+            or os.path.islink(os.path.join(directory, name))}
+
+
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "commit": _OPT_STR, "branch": _OPT_STR, "profile": _OPT_STR, "runtime": _OPT_STR, "entrypoint": _OPT_STR,
+    "workdir": _OPT_STR, "repo_url": _OPT_STR,
+    "detected_commit": _OPT_STR, "budget_spent": (bool,), "pulled_at": _OPT_STR, "cnn": (bool, type(None)),
+}
+_PROPOSAL_TYPES: dict[str, tuple[type, ...]] = {
+    "strategy": _OPT_STR, "reasons": (list,), "params": (dict,), "options": (dict,), "parent": _OPT_STR,
+    "source": _OPT_STR, "entrypoint": _OPT_STR, "seed": (int,),
+}
 
 
 class Workspace:
@@ -156,10 +304,17 @@ class Workspace:
         try:
             for directory in (self.root, self.runs_dir, self.checkpoints_dir):
                 directory.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK):
+                raise PermissionError(13, "Permission denied")
         except OSError as exc:
-            raise WorkspaceError(f"cannot create workspace {self.root}: {exc.strerror}",
+            reason = "it is a file" if self.root.is_file() else exc.strerror or type(exc).__name__
+            raise WorkspaceError(f"cannot use workspace {self.root}: {reason}",
                                  "choose a writable --workspace or MLOPS_WORKSPACE") from exc
         return self
+
+    def confined(self, rel: str, what: str) -> Path:
+        """A path inside the workspace, refused when it leaves it (`..`, absolute, symbolic links)."""
+        return confine(self.root, rel, what)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -211,7 +366,22 @@ class Workspace:
     # ---- state.json ------------------------------------------------------------------------------------------
 
     def read_state(self) -> dict[str, Any]:
-        return read_json(self.state_path, {}) or {}
+        """state.json with the types of its known keys checked (pushed code could have rewritten it)."""
+        state = read_json(self.state_path, {}) or {}
+        if not isinstance(state, dict):
+            raise WorkspaceError(f"{self.state_path}: expected a JSON object", "delete it and run `mlops pull`")
+        for key, value in state.items():
+            kinds = _STATE_TYPES.get(key)
+            if kinds and not isinstance(value, kinds):
+                raise WorkspaceError(f"{self.state_path}: field {key!r} has the wrong type "
+                                     f"({type(value).__name__})", "delete it and run `mlops pull`")
+        try:
+            for key in ("entrypoint", "workdir"):
+                if state.get(key) is not None:
+                    relative_path(state[key], key)
+        except WorkspaceError as exc:
+            raise WorkspaceError(f"{self.state_path}: {exc.message}", "delete it and run `mlops detect`") from None
+        return state
 
     def update_state(self, **values: Any) -> dict[str, Any]:
         """Merge values into state.json under the lock and return the new state."""
@@ -224,22 +394,22 @@ class Workspace:
     # ---- runs -----------------------------------------------------------------------------------------------
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / run_id
+        return self.runs_dir / normalize_run_id(run_id)
 
     def checkpoint_dir(self, run_id: str) -> Path:
-        return self.checkpoints_dir / run_id
+        return self.checkpoints_dir / normalize_run_id(run_id)
 
     def run_ids(self) -> list[str]:
         if not self.runs_dir.is_dir():
             return []
         return sorted(p.name for p in self.runs_dir.iterdir()
-                      if p.name.isdigit() and (p / "run.json").exists())
+                      if _canonical_run_dir(p.name) and (p / "run.json").is_file())
 
     def new_run(self, **fields: Any) -> RunRecord:
         """Allocate the next run number and write its run.json and params.json."""
         self.ensure()
         with self.lock():
-            ids = [int(p.name) for p in self.runs_dir.iterdir() if p.name.isdigit()]
+            ids = [int(p.name) for p in self.runs_dir.iterdir() if _canonical_run_dir(p.name)]
             run_id = f"{max(ids, default=0) + 1:0{RUN_ID_WIDTH}d}"
             self.run_dir(run_id).mkdir(parents=True)
             record = RunRecord(id=run_id, **fields)
@@ -252,11 +422,16 @@ class Workspace:
         atomic_write_json(directory / "run.json", record.to_dict())
 
     def load_run(self, run_id: str) -> RunRecord:
-        data = read_json(self.run_dir(run_id) / "run.json")
+        path = self.run_dir(run_id) / "run.json"
+        data = read_json(path)
         if data is None:
             known = ", ".join(self.run_ids()) or "none yet"
             raise WorkspaceError(f"run {run_id} does not exist in {self.root}", f"known runs: {known}")
-        return RunRecord.from_dict(data)
+        record = RunRecord.from_dict(data, str(path))
+        if record.id != path.parent.name:
+            raise WorkspaceError(f"{path}: its id {record.id} does not match its folder",
+                                 "delete the run or train it again")
+        return record
 
     def runs(self) -> list[RunRecord]:
         return [self.load_run(run_id) for run_id in self.run_ids()]
@@ -279,8 +454,11 @@ class Workspace:
                 return record
         return None
 
-    def read_metrics(self, run_id: str) -> dict[str, Any] | None:
-        return read_json(self.run_dir(run_id) / "metrics.json")
+    def read_metrics(self, run_id: str) -> RunMetrics | None:
+        """The run's validated metrics, or None when it wrote none."""
+        path = self.run_dir(run_id) / "metrics.json"
+        data = read_json(path)
+        return None if data is None else RunMetrics.from_dict(data, str(path))
 
     def log_tail(self, run_id: str, lines: int) -> list[str]:
         """The last lines of a run's train.log: what a person needs to see first when training crashed."""
@@ -290,17 +468,48 @@ class Workspace:
             return []
         return text.rstrip().splitlines()[-lines:]
 
-    def write_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
-        atomic_write_json(self.run_dir(run_id) / "metrics.json", metrics)
+    def write_metrics(self, run_id: str, metrics: RunMetrics | dict[str, Any]) -> None:
+        """Write metrics.json; a dict in the on-disk shape is validated through RunMetrics first."""
+        record = metrics if isinstance(metrics, RunMetrics) else RunMetrics.from_dict(metrics, "metrics")
+        atomic_write_json(self.run_dir(run_id) / "metrics.json", record.to_dict())
 
     def source_dir(self, record: RunRecord) -> Path:
         """Where the code of a run lives: the checkout, or the run's own rewritten copy."""
-        return self.repo_dir if record.source == "repo" else self.run_dir(record.id) / record.source
+        return self.repo_dir if record.source == "repo" else self.run_dir(record.id) / "src"
+
+    def entry_path(self, record: RunRecord) -> Path:
+        """The run's entry script, confined to its source folder (no `..`, no link out of it)."""
+        if not record.entrypoint:
+            raise WorkspaceError(f"run {record.id} has no entry script", "run `mlops detect`")
+        return confine(self.source_dir(record), record.entrypoint, "entrypoint")
 
     # ---- the next attempt, proposed by tweak -----------------------------------------------------------------
 
     def read_proposal(self) -> dict[str, Any] | None:
-        return read_json(self.proposal_path)
+        """next.json with its fields type-checked and its paths confined."""
+        data = read_json(self.proposal_path)
+        if data is None:
+            return None
+        where = str(self.proposal_path)
+        if not isinstance(data, dict):
+            raise WorkspaceError(f"{where}: expected a JSON object", "delete it and run `mlops tweak`")
+        for key, value in data.items():
+            kinds = _PROPOSAL_TYPES.get(key)
+            if kinds and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
+                raise WorkspaceError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})",
+                                     "delete it and run `mlops tweak`")
+        try:
+            if data.get("entrypoint") is not None:
+                relative_path(data["entrypoint"], "entrypoint")
+            if data.get("parent") is not None:
+                data["parent"] = normalize_run_id(data["parent"])
+            if data.get("source") not in (None, "src"):
+                raise WorkspaceError("source must be null or 'src'")
+            if not all(isinstance(reason, str) for reason in data.get("reasons", [])):
+                raise WorkspaceError("reasons must be a list of strings")
+        except MlopsError as exc:
+            raise WorkspaceError(f"{where}: {exc.message}", "delete it and run `mlops tweak`") from None
+        return data
 
     def write_proposal(self, proposal: dict[str, Any]) -> None:
         atomic_write_json(self.proposal_path, proposal)
@@ -314,7 +523,7 @@ class Workspace:
     def best_run_id(self) -> str | None:
         self._recover_best()
         data = read_json(self.best_dir / "run.json")
-        return data["id"] if data else None
+        return RunRecord.from_dict(data, str(self.best_dir / "run.json")).id if data else None
 
     def promote(self, run_id: str) -> None:
         """Copy a run into best/ by building best.new and swapping directories, so best/ is never half-copied."""
@@ -323,8 +532,7 @@ class Workspace:
             staging = self.root / "best.new"
             old = self.root / "best.old"
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(self.run_dir(run_id), staging,
-                            ignore=shutil.ignore_patterns("src", ".*.tmp"))
+            shutil.copytree(self.run_dir(run_id), staging, ignore=_promotion_ignore)
             if self.best_dir.exists():
                 os.replace(self.best_dir, old)
             os.replace(staging, self.best_dir)

@@ -178,7 +178,7 @@ def test_nan_metric_is_an_error(tmp_path: Path) -> None:
     run = ws.new_run(status=RunStatus.SUCCEEDED)
     ws.write_metrics(run.id, {"val_accuracy": float("nan")})
     result = run_mlops("evaluate", "-w", str(ws.root))
-    assert result.returncode == 1 and "is not a number" in result.stderr
+    assert result.returncode == 1 and "is not a finite number" in result.stderr
 
 
 def test_runner_that_cannot_start_leaves_no_pending_run(tmp_path: Path) -> None:

@@ -227,7 +227,7 @@ def test_a_script_that_cannot_be_rewritten_says_why(tmp_path: Path) -> None:
                                                                    "train_loop(model)"))
     record(ws, [], [], [], stats=SCALED, majority=0.4, options={"standardize": True})
     metrics = ws.read_metrics("0001")
-    ws.write_metrics("0001", {**metrics, "val_accuracy": 0.6, "accuracy": 0.62, "epochs": None})
+    ws.write_metrics("0001", {**metrics.to_dict(), "val_accuracy": 0.6, "accuracy": 0.62, "epochs": None})
     with pytest.raises(RewriteError) as caught:
         propose(ws, strategy="rewrite")
     assert "units: train.py has 0 Dense(...) calls but the model had 4 Dense layers" in str(caught.value)

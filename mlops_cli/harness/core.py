@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli import runtime
-from mlops_cli.errors import WorkspaceBusy
+from mlops_cli.errors import WorkspaceBusy, WorkspaceError
 from mlops_cli.harness.capture import Capture
+from mlops_cli.records import RunMetrics
 from mlops_cli.workspace import RunStatus, Workspace, now_iso
 
 EXIT_BUSY = 75
@@ -97,8 +98,11 @@ def run(workspace: Path, run_id: str) -> int:
 
 def _train(ws: Workspace, record: Any) -> int:
     source = ws.source_dir(record)
-    entry = source / (record.entrypoint or "")
-    if not record.entrypoint or not entry.is_file():
+    try:
+        entry = ws.entry_path(record)
+    except WorkspaceError as exc:
+        return _fail(ws, record.id, str(exc), 2)
+    if not entry.is_file():
         return _fail(ws, record.id, f"entry script {entry} not found", 2)
     capture = Capture(run_dir=ws.run_dir(record.id), checkpoint_dir=ws.checkpoint_dir(record.id),
                       options={"holdout": 0.2, **record.options}, seed=record.seed)
@@ -132,9 +136,9 @@ def _train(ws: Workspace, record: Any) -> int:
     diagnostics = {key: value for key, value in capture.diagnostics.items()
                    if key not in ("curves", "epochs", "train_fingerprint", "train_labels_fingerprint")}
     diagnostics.update(options=capture.options, notes=capture.notes, model_file=model_file)
-    metrics = {**capture.metrics, "curves": capture.diagnostics.get("curves", {}),
-               "epochs": capture.diagnostics.get("epochs"), "duration_s": round(time.monotonic() - started, 3),
-               "diagnostics": diagnostics}
+    metrics = RunMetrics(values=dict(capture.metrics), curves=capture.diagnostics.get("curves", {}),
+                         epochs=capture.diagnostics.get("epochs"), duration_s=round(time.monotonic() - started, 3),
+                         diagnostics=diagnostics)
     ws.write_metrics(record.id, metrics)
     ws.update_run(record.id, status=RunStatus.SUCCEEDED, exit_code=0, finished=now_iso())
     shutil.rmtree(ws.checkpoint_dir(record.id), ignore_errors=True)

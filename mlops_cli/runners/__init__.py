@@ -5,8 +5,13 @@ train and monitor talk to runners only through this interface, so neither knows 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+from collections.abc import Mapping
 from enum import Enum
 from typing import Protocol
+
+from mlops_cli.errors import ConfigError
 
 from mlops_cli.workspace import RunRecord, Workspace
 
@@ -43,3 +48,41 @@ class Runner(Protocol):
 def harness_command(workspace: str, run_id: str, python: str = "python") -> list[str]:
     """The command every runner starts: the harness for one run of one workspace."""
     return [python, "-m", "mlops_cli.harness", "--workspace", workspace, "--run", run_id]
+
+
+# What the training process may see of this machine's environment (it runs pushed, untrusted code). Everything
+# else, SMTP passwords, Jenkins tokens, webhook URLs and git credentials included, stays with the trusted steps.
+HOST_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", "LANG", "LANGUAGE",
+            "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
+            "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+            "KERAS_HOME", "MPLCONFIGDIR", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "PYTHONHASHSEED")
+RUN_ENV = ("MLOPS_STRICT", "MLOPS_PROFILE", "MLOPS_METRIC", "MLOPS_THRESHOLD", "MLOPS_SEED", "MLOPS_RUNTIME",
+           "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")
+TRAIN_ENV_VAR = "MLOPS_TRAIN_ENV"
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|WEBHOOK|CREDENTIAL|API_?KEY|PRIVATE|SMTP|JENKINS|GIT_ASKPASS"
+                         r"|AUTH", re.IGNORECASE)
+_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*@", re.IGNORECASE)
+
+
+def declared_train_env(environ: Mapping[str, str]) -> list[str]:
+    """Names listed in MLOPS_TRAIN_ENV (set on the Jenkins node, never by the pushed code); a name that looks
+    like a secret is refused, so a typo cannot hand the SMTP password to the script."""
+    names = [name for name in re.split(r"[\s,]+", environ.get(TRAIN_ENV_VAR, "")) if name]
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"{TRAIN_ENV_VAR} names {name[:40]!r}, which is not a variable name",
+                              "list names separated by commas")
+        if SECRET_NAME.search(name):
+            raise ConfigError(f"{TRAIN_ENV_VAR} names {name}, which looks like a secret",
+                              "secrets never reach the training process; pass data, not credentials")
+    return names
+
+
+def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True) -> dict[str, str]:
+    """The allow-listed environment of the training process: host basics (local runner only), run settings and
+    the names declared in MLOPS_TRAIN_ENV. Proxy URLs that carry a password are left out."""
+    environ = os.environ if environ is None else environ
+    allowed = (HOST_ENV if host else ()) + RUN_ENV + tuple(declared_train_env(environ))
+    env = {name: environ[name] for name in allowed if name in environ}
+    env.update({name: value for name, value in environ.items() if host and name.startswith("LC_")})
+    return {name: value for name, value in env.items() if not _USERINFO.match(value)}

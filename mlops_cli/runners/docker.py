@@ -28,14 +28,11 @@ from typing import Any
 from mlops_cli.config import Settings
 from mlops_cli.docker_engine import ContainerSpec, Engine
 from mlops_cli.errors import ConfigError, RunnerError
-from mlops_cli.runners import Probe, ProbeState, harness_command
+from mlops_cli.runners import Probe, ProbeState, harness_command, training_env
 from mlops_cli.workspace import RunRecord, Workspace, atomic_write_json, read_json
 
 MOUNT_POINT = "/workspace"
 SPEC_FILE = "container.json"
-PASSED_ENV = ("MLOPS_STRICT", "TF_CPP_MIN_LOG_LEVEL")
-
-
 def project_label(ws: Workspace) -> str:
     """A stable, short name of the workspace for container labels."""
     return hashlib.sha256(str(ws.root).encode()).hexdigest()[:12]
@@ -126,7 +123,7 @@ class DockerRunner:
         spec = ContainerSpec(
             image=image, command=harness_command(MOUNT_POINT, record.id),
             mounts={str(ws.root): MOUNT_POINT}, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
-            environment={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
+            environment=training_env(host=False),
             working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
             gpus=options.gpus)
         with Engine.connect() as engine:

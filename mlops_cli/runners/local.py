@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mlops_cli.errors import RunnerError
-from mlops_cli.runners import Probe, ProbeState, harness_command
+from mlops_cli.runners import Probe, ProbeState, harness_command, training_env
 from mlops_cli.workspace import RunRecord, Workspace
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -28,7 +28,10 @@ def _pid_runs_harness(pid: int, run_id: str) -> bool:
 
 
 class LocalRunner:
-    """Starts `python -m mlops_cli.harness` with this interpreter."""
+    """Starts `python -m mlops_cli.harness` with this interpreter.
+
+    It passes only an allow-listed environment (no secret), but it cannot stop the script from reading or
+    writing anything this user can: it is for a laptop's own code. Jenkins jobs use the Docker runner."""
 
     name = "local"
 
@@ -37,8 +40,8 @@ class LocalRunner:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, ws: Workspace, record: RunRecord) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, env.get("PYTHONPATH")]))
+        env = training_env()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["PYTHONUNBUFFERED"] = "1"
         if self.detach:

@@ -18,9 +18,9 @@ from typing import Any
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError, UsageError
-from mlops_cli.evaluate import better, meets
 from mlops_cli.history import AttemptRow, history
 from mlops_cli.train import STAGED_SOURCE
+from mlops_cli.workspace import atomic_write_text, confine, copy_tree_confined
 
 STRATEGIES = ("auto", "ladder", "search", "rewrite")
 
@@ -58,7 +58,7 @@ class TweakContext:
 
     def entry_text(self, row: AttemptRow) -> str:
         """The entry script exactly as that attempt ran it (the checkout, or its rewritten copy)."""
-        return (self.source_dir(row) / (row.run.entrypoint or "")).read_text(encoding="utf-8")
+        return self.settings.workspace.entry_path(row.run).read_text(encoding="utf-8")
 
 
 class Outcome(str, Enum):
@@ -105,7 +105,7 @@ def _context(settings: Settings) -> TweakContext:
     scored = [row for row in finished if row.metric is not None]
     best = None
     for row in scored:
-        if better(settings.metric, row.metric, None if best is None else best.metric):
+        if settings.goal.better(row.metric, None if best is None else best.metric):
             best = row
     return TweakContext(settings=settings, rows=rows, latest=finished[-1], best=best, state=state)
 
@@ -117,11 +117,12 @@ def _stage_source(ctx: TweakContext, proposal: Proposal) -> str:
     source = ctx.source_dir(parent)
     staged = ws.root / STAGED_SOURCE
     shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.h5", "*.keras"))
+    copy_tree_confined(source, staged, skip=(".git", "__pycache__", "*.h5", "*.keras"))
     diff = []
     for rel, text in proposal.files.items():
-        before = (source / rel).read_text(encoding="utf-8") if (source / rel).exists() else ""
-        (staged / rel).write_text(text, encoding="utf-8")
+        original = confine(source, rel, "rewritten file")
+        before = original.read_text(encoding="utf-8") if original.is_file() else ""
+        atomic_write_text(confine(staged, rel, "rewritten file"), text)
         diff += difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
                                      fromfile=f"a/{rel}", tofile=f"b/{rel}")
     return "".join(diff)
@@ -137,7 +138,7 @@ def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None 
     ctx.requested = strategy
     best = ctx.best
     best_id, best_value = (best.run.id, best.metric) if best else (None, None)
-    if best and meets(settings.metric, best.metric, settings.threshold):
+    if best and settings.goal.meets(best.metric):
         ws.clear_proposal()
         return TweakResult(Outcome.MET, f"threshold met by run {best.run.id} ({settings.metric} = "
                            f"{best.metric:.4f} vs {settings.threshold}); nothing to tweak", best_id=best_id,

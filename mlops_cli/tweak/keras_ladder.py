@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any
 
-from mlops_cli.evaluate import lower_is_better
+from mlops_cli.records import RunMetrics, lower_is_better
 from mlops_cli.history import AttemptRow
 from mlops_cli.errors import RewriteError
 from mlops_cli.tweak import Proposal, TweakContext
@@ -88,21 +88,20 @@ def _size(value: float) -> str:
 
 def diagnose(row: AttemptRow, threshold: float) -> Diagnosis:
     """Findings on one finished run, from its final metrics, its per-epoch curves and its diagnostics."""
-    metrics = row.metrics or {}
+    metrics = row.metrics or RunMetrics()
     name = row.metric_name
     train_name = name[4:] if name.startswith("val_") else name
-    curves = metrics.get("curves") or {}
-    diagnostics = metrics.get("diagnostics") or {}
-    model = diagnostics.get("model") or {}
-    stats = diagnostics.get("input_stats") or {}
+    curves = metrics.curves
+    model = metrics.model
+    stats = metrics.input_stats
     shape = stats.get("shape") or []
     val_curve = _finite(curves.get(name, []))
     train_curve = _finite(curves.get(train_name, []))
     loss = curves.get("loss", [])
-    train = metrics.get(train_name) if isinstance(metrics.get(train_name), (int, float)) else None
+    train = metrics.value(train_name)
     diagnosis = Diagnosis(
-        metric=row.metric, train=train, epochs=int(metrics.get("epochs") or len(val_curve) or 0),
-        majority_share=diagnostics.get("majority_share"), n_holdout=diagnostics.get("n_holdout"),
+        metric=row.metric, train=train, epochs=int(metrics.epochs or len(val_curve) or 0),
+        majority_share=metrics.majority_share, n_holdout=metrics.n_holdout,
         raw_scale=bool(stats.get("raw_scale")), scale_note=_scale_note(stats) if stats else "",
         image=len(shape) == 4, optimizer=model.get("optimizer"),
         learning_rate=_round_lr(model["learning_rate"]) if model.get("learning_rate") else None,

@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from mlops_cli.errors import ConfigError
-from mlops_cli.evaluate import lower_is_better
+from mlops_cli.records import lower_is_better
 from mlops_cli.history import AttemptRow
 from mlops_cli.tweak import Proposal, TweakContext
 
@@ -48,7 +48,7 @@ def _distributions(ctx: TweakContext) -> dict[str, Any]:
 def _raw_scale(ctx: TweakContext) -> bool:
     """From the first finished attempt of the commit, so the search space stays the same across processes."""
     for row in ctx.rows:
-        stats = ((row.metrics or {}).get("diagnostics") or {}).get("input_stats") or {}
+        stats = row.metrics.input_stats if row.metrics else {}
         if stats:
             return bool(stats.get("raw_scale"))
     return False

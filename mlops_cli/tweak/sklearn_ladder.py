@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli.errors import MetricError
-from mlops_cli.evaluate import lower_is_better
+from mlops_cli.records import RunMetrics, lower_is_better
 from mlops_cli.history import AttemptRow
 from mlops_cli.tweak import Proposal, TweakContext
 from mlops_cli.tweak.sklearn_rewrite import SCALERS, Edit, RewriteError, rewrite_source
@@ -90,25 +90,23 @@ class Move:
 
 def diagnose(ctx: TweakContext, row: AttemptRow) -> Diagnosis:
     """Read one run's diagnostics; MetricError when the run recorded no scikit-learn estimator."""
-    metrics = row.metrics or {}
-    diagnostics = metrics.get("diagnostics") or {}
-    model = diagnostics.get("model") or {}
+    metrics = row.metrics or RunMetrics()
+    model = metrics.model
     if model.get("framework") != "sklearn" or not model.get("estimator") or row.metric is None:
         raise MetricError(f"run {row.run.id} recorded no scikit-learn estimator and {ctx.settings.metric}",
                           "train it under mlops (`mlops train`) so the harness can see the fitted estimator")
     metric = ctx.settings.metric
     train_key = metric[4:] if metric.startswith("val_") else None
-    train = metrics.get(train_key) if train_key else None
+    train = metrics.value(train_key) if train_key else None
     steps = model.get("steps") or []
     return Diagnosis(
         row=row, estimator=model["estimator"], spec=table()["estimators"].get(model["estimator"]),
         params={key: _value(value) for key, value in (model.get("params") or {}).items()},
         metric=metric, value=float(row.metric), train=float(train) if isinstance(train, (int, float)) else None,
         scaled=any(step in SCALERS for step in steps[:-1]),
-        raw_scale=bool((diagnostics.get("input_stats") or {}).get("raw_scale")),
+        raw_scale=bool(metrics.input_stats.get("raw_scale")),
         converged=bool(model.get("converged", True)), searched=set(model.get("searched") or []),
-        fitted=model.get("fitted") or {}, input_stats=diagnostics.get("input_stats") or {},
-        task=str(diagnostics.get("task") or "classification"))
+        fitted=model.get("fitted") or {}, input_stats=metrics.input_stats, task=metrics.task)
 
 
 def _value(value: Any) -> Any:
@@ -161,8 +159,7 @@ def _shown(value: Any) -> str:
 
 
 def _edit(diag: Diagnosis, **changes: Any) -> Edit:
-    module = (diag.spec or {}).get("module") or (diag.row.metrics or {}).get("diagnostics", {}).get(
-        "model", {}).get("module")
+    module = (diag.spec or {}).get("module") or (diag.row.metrics or RunMetrics()).model.get("module")
     return Edit(estimator=diag.estimator, module=module, **changes)
 
 
@@ -263,7 +260,7 @@ def _defaults(diag: Diagnosis) -> dict[str, Any]:
 
 
 def _estimator_of(row: AttemptRow) -> str | None:
-    return (((row.metrics or {}).get("diagnostics") or {}).get("model") or {}).get("estimator")
+    return (row.metrics or RunMetrics()).model.get("estimator")
 
 
 def stalled(ctx: TweakContext, best: AttemptRow) -> bool:
@@ -273,7 +270,7 @@ def stalled(ctx: TweakContext, best: AttemptRow) -> bool:
     parent = next((row for row in ctx.rows if row.run.id == best.run.parent), None)
     if parent is None or parent.metric is None or best.metric is None:
         return False
-    gain = parent.metric - best.metric if lower_is_better(ctx.settings.metric) else best.metric - parent.metric
+    gain = ctx.settings.goal.gain(best.metric, parent.metric)
     return gain < MIN_GAIN
 
 

@@ -1,0 +1,168 @@
+"""Typed records shared by every step: what a run measured (`RunMetrics`) and what counts as good (`Goal`).
+
+The harness writes `RunMetrics` to runs/N/metrics.json; evaluate, status, notify, report and tweak read it back
+through `RunMetrics.from_dict`, which validates the shape. metrics.json is written by the training process, which
+runs pushed (untrusted) code, so a value of the wrong type is a one-line WorkspaceError, never a KeyError or a
+TypeError deep inside a step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from mlops_cli.errors import WorkspaceError
+
+LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse")
+RESERVED = ("curves", "epochs", "duration_s", "diagnostics", "warnings")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses and errors improve downwards; accuracies, r2 and scores upwards."""
+    return any(token in metric.lower() for token in LOWER_IS_BETTER)
+
+
+def finite_number(value: Any) -> float | None:
+    """A metric as a float, or None when it is missing, not a number (bool is not a number), NaN or infinite."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _require(condition: bool, where: str, field: str, expected: str) -> None:
+    if not condition:
+        raise WorkspaceError(f"{where}: field {field!r} must be {expected}",
+                             "the file was not written by mlops: delete the run or train it again")
+
+
+@dataclasses.dataclass
+class RunMetrics:
+    """metrics.json of one run: headline values, per-epoch curves and what tweak needs to reason.
+
+    On disk the headline values sit at the top level beside the reserved keys (`curves`, `epochs`, ...), so
+    `jq .val_accuracy metrics.json` keeps working. A value that was not finite is stored as null and read as None.
+    """
+
+    values: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    curves: dict[str, list[float | None]] = dataclasses.field(default_factory=dict)
+    epochs: int | None = None
+    duration_s: float | None = None
+    diagnostics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def value(self, name: str) -> float | None:
+        return self.values.get(name)
+
+    def numeric_names(self) -> list[str]:
+        return sorted(name for name, value in self.values.items() if value is not None)
+
+    # typed views of the diagnostics the steps read ------------------------------------------------------
+
+    def _diag(self, key: str, kind: type | tuple[type, ...]) -> Any:
+        value = self.diagnostics.get(key)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self._diag("model", dict) or {}
+
+    @property
+    def input_stats(self) -> dict[str, Any]:
+        return self._diag("input_stats", dict) or {}
+
+    @property
+    def dynamics(self) -> dict[str, Any]:
+        return self._diag("dynamics", dict) or {}
+
+    @property
+    def majority_share(self) -> float | None:
+        return finite_number(self.diagnostics.get("majority_share"))
+
+    @property
+    def n_holdout(self) -> int | None:
+        value = self._diag("n_holdout", int)
+        return value if value is None or value >= 0 else None
+
+    @property
+    def task(self) -> str:
+        return self._diag("task", str) or "classification"
+
+    # (de)serialisation ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {name: finite_number(value) for name, value in self.values.items()}
+        data.update(curves={k: [finite_number(v) for v in vs] for k, vs in self.curves.items()},
+                    epochs=self.epochs, duration_s=self.duration_s, diagnostics=self.diagnostics,
+                    warnings=list(self.warnings))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "metrics.json") -> RunMetrics:
+        """Validate and convert; unknown non-numeric top-level keys are ignored, wrong types refused."""
+        _require(isinstance(data, dict), where, "(top level)", "a JSON object")
+        values: dict[str, float | None] = {}
+        for name, value in data.items():
+            if name in RESERVED:
+                continue
+            _require(isinstance(name, str) and len(name) <= 200, where, str(name)[:40], "a short name")
+            if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[name] = finite_number(value)
+        curves = data.get("curves") or {}
+        _require(isinstance(curves, dict) and all(isinstance(v, list) for v in curves.values()), where,
+                 "curves", "an object of lists")
+        epochs = data.get("epochs")
+        _require(epochs is None or isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0,
+                 where, "epochs", "a whole number")
+        duration = data.get("duration_s")
+        _require(duration is None or finite_number(duration) is not None, where, "duration_s", "a number")
+        diagnostics = data.get("diagnostics") or {}
+        _require(isinstance(diagnostics, dict), where, "diagnostics", "an object")
+        warnings = data.get("warnings") or []
+        _require(isinstance(warnings, list) and all(isinstance(w, str) for w in warnings), where, "warnings",
+                 "a list of strings")
+        return cls(values=values,
+                   curves={str(k): [finite_number(v) for v in vs] for k, vs in curves.items()},
+                   epochs=epochs, duration_s=finite_number(duration), diagnostics=diagnostics,
+                   warnings=list(warnings))
+
+
+@dataclasses.dataclass(frozen=True)
+class Goal:
+    """The one verdict model: which direction is better for a metric, and when the threshold is met.
+
+    evaluate, tweak, notify and report all ask this object, so `--metric val_loss` means "lower is better"
+    everywhere.
+    """
+
+    metric: str
+    threshold: float
+
+    @property
+    def lower_is_better(self) -> bool:
+        return lower_is_better(self.metric)
+
+    @property
+    def direction(self) -> str:
+        return "lower is better" if self.lower_is_better else "higher is better"
+
+    def better(self, a: float, b: float | None) -> bool:
+        """Is `a` strictly better than `b` (anything beats nothing)?"""
+        if b is None:
+            return True
+        return a < b if self.lower_is_better else a > b
+
+    def meets(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value <= self.threshold if self.lower_is_better else value >= self.threshold
+
+    def comparison(self, value: float) -> str:
+        """The operator that puts `value` against the threshold in a sentence (`>=`, `<`, `<=`, `>`)."""
+        met = self.meets(value)
+        if self.lower_is_better:
+            return "<=" if met else ">"
+        return ">=" if met else "<"
+
+    def gain(self, new: float, old: float) -> float:
+        """How much better `new` is than `old` (positive when better), whatever the direction."""
+        return old - new if self.lower_is_better else new - old
