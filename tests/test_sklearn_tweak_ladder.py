@@ -199,7 +199,8 @@ def test_a_move_that_made_things_worse_is_reverted_and_a_stronger_family_tried(t
     result = propose(ws, threshold=0.9)
     assert result.proposal.parent == first
     revert, stronger = result.proposal.reasons
-    assert revert.startswith(f"run {second} (max_depth None -> 8 and min_samples_leaf 1 -> 10: training")
+    assert revert.startswith(f"run {second} (max_depth None -> 8 and min_samples_leaf 1 -> 10) scored"), \
+        "one flat line: what the reverted run changed, not its reasons in full"
     assert "scored val_accuracy 0.8100, not better than run 0001 (0.8300): its change is reverted" in revert
     assert stronger.startswith("DecisionTreeClassifier -> RandomForestClassifier: moves within the decision tree "
                                "stopped helping (best val_accuracy 0.8300 after 2 attempts with it)")

@@ -10,7 +10,7 @@ import inspect
 import signal
 from typing import Any
 
-from mlops_cli.harness import data
+from mlops_cli.harness import data, dynamics, fixes
 from mlops_cli.harness.capture import Capture, safe
 
 DELEGATED_METHODS = ("predict", "evaluate", "save", "predict_on_batch", "test_on_batch")
@@ -87,8 +87,12 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
         else int(len(capture.holdout_data[0])),
         majority_share=None if capture.holdout_data is None else data.majority_share(capture.holdout_data[1]),
         task="classification" if data.class_labels(y) is not None else "regression")
-    trained = _wrap(capture, model, x) if x is not None else model
+    fixed = fixes.apply(capture, model, arguments, x, y)
+    trained = _wrap(capture, fixed, x) if x is not None else fixed
+    for name in DELEGATED_METHODS if trained is not model else ():
+        object.__setattr__(model, name, getattr(trained, name))
     callbacks = list(arguments.get("callbacks") or [])
+    callbacks += [probe for probe in [safe(dynamics.keras_callback)(capture)] if probe is not None]
     # The epoch is logged before its checkpoint is saved: a kill between the two redoes that one epoch
     # (logged again, same number) instead of leaving a checkpointed epoch missing from the curves.
     callbacks.append(_EpochRecorder(capture))
@@ -176,7 +180,9 @@ def _after_fit(capture: Capture, user_model: Any, trained: Any) -> None:
     capture.framework = "keras"
     capture.model = trained
     capture.fit_index += 1
-    capture.diagnostics["model"] = describe(trained, user_model)
+    capture.diagnostics["model"] = describe(trained, trained.layers[-1] if trained.name.startswith("mlops_")
+                                            else trained)
+    fixes.after_fit(capture, trained)
 
 
 def describe(model: Any, user_model: Any) -> dict[str, Any]:
@@ -216,6 +222,7 @@ def finish(capture: Capture) -> None:
     capture.metrics.update({key: values[-1] for key, values in curves.items() if values})
     capture.diagnostics["curves"] = curves
     capture.diagnostics["epochs"] = len(next(iter(curves.values()), []))
+    capture.metrics.update(capture.diagnostics.pop("restored_metrics", {}))
     if "val_accuracy" not in capture.metrics and capture.holdout_data and capture.model is not None:
         accuracy = _accuracy(capture.model, *capture.holdout_data)
         if accuracy is not None:

@@ -1,0 +1,384 @@
+"""Does `mlops run` repair plain scripts with one classic training fault each, and faster than the alternatives?
+
+Each case in bench/repair_cases/ is a script as a newcomer writes it (no mlops.yaml, no params), with one fault:
+vanishing gradients, slow convergence, a wrong output layer or loss, a diverging or oscillating loss, unscaled
+inputs, dying ReLU units, saturated units, too few epochs, too little capacity; for scikit-learn unscaled inputs,
+non-convergence, a linear family on non-linear data, a string hyperparameter, too shallow a tree, too strong a
+regularisation. Each has a threshold that a sensible fix reaches; the bench first checks that the script as
+written stays below it.
+
+Three methods, the same attempt budget (the first attempt, as written, included), over seeds:
+- mlops: `mlops run`'s loop (diagnose from the recorded dynamics, strongest evidence first);
+- random: a random search over the same knobs (the harness options and rewrites tweak can make), uniform per knob;
+- ladder: the seeds' tweak, +10 epochs per attempt (Keras only: a scikit-learn fit has no epochs).
+Prints repaired / attempts / training time per case and method, then the totals.
+
+    python bench/repair.py [--seeds 3] [--budget 4] [--case NAME] [--methods mlops,random,ladder] [--json out.json]
+    python bench/repair.py --as-written      # only the check that every script stays below its threshold
+    python bench/repair.py --overhead        # the cost of recording the dynamics, as a share of fit time
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+CASES_DIR = Path(__file__).with_name("repair_cases")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    framework: str
+    fault: str
+    threshold: float
+
+
+CASES = [
+    Case("vanishing_sigmoid", "keras", "vanishing gradient (deep sigmoid, SGD)", 0.90),
+    Case("slow_adam", "keras", "slow convergence (Adam lr 1e-5)", 0.90),
+    Case("softmax_one_unit", "keras", "wrong output (softmax on one unit)", 0.90),
+    Case("diverging_lr", "keras", "diverging loss (SGD lr 10)", 0.90),
+    Case("relu_output_crossentropy", "keras", "wrong output (ReLU under cross-entropy)", 0.85),
+    Case("mse_onehot", "keras", "wrong loss (mse on one-hot classes)", 0.90),
+    Case("unscaled_inputs", "keras", "unscaled inputs (raw wine)", 0.90),
+    Case("dying_relu", "keras", "dying ReLU", 0.90),
+    Case("saturated_tanh", "keras", "saturated activations (tanh, large init)", 0.95),
+    Case("stopped_early", "keras", "stopped too early (3 epochs)", 0.90),
+    Case("too_narrow", "keras", "too little capacity (2 hidden units)", 0.90),
+    Case("oscillating_loss", "keras", "oscillating loss (SGD lr 1.0, momentum 0.9)", 0.90),
+    Case("knn_unscaled", "sklearn", "unscaled inputs for a scale-sensitive estimator", 0.90),
+    Case("mlp_not_converged", "sklearn", "non-convergence (max_iter 15)", 0.90),
+    Case("linear_on_circles", "sklearn", "family too weak (linear on rings)", 0.90),
+    Case("svc_linear_kernel", "sklearn", "string hyperparameter (kernel='linear')", 0.95),
+    Case("shallow_tree", "sklearn", "under-fit (max_depth=1)", 0.90),
+    Case("svc_small_c", "sklearn", "under-fit (C=0.01)", 0.90),
+]
+
+LADDER_STEP = 10
+
+
+@dataclasses.dataclass
+class Outcome:
+    case: str
+    method: str
+    seed: int
+    repaired: bool
+    attempts: int
+    train_s: float
+    best: float | None
+    reasons: list[str] = dataclasses.field(default_factory=list)
+
+
+# ---- the chain ----------------------------------------------------------------------------------------------
+
+def make_remote(case: Case, where: Path) -> Path:
+    """The case's script as train.py in a bare git repository."""
+    work = where / "src"
+    work.mkdir(parents=True)
+    (work / "train.py").write_text((CASES_DIR / f"{case.name}.py").read_text())
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@localhost",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@localhost"}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "case"]):
+        subprocess.run(["git", *args], cwd=work, check=True, env=env, capture_output=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(where / "origin.git")], check=True)
+    return where / "origin.git"
+
+
+class _quiet:
+    """Training output (fd 1 and 2) to a log file, so the bench prints only its lines."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def __enter__(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = os.dup(1), os.dup(2)
+        self.handle = open(self.log, "ab")
+        os.dup2(self.handle.fileno(), 1)
+        os.dup2(self.handle.fileno(), 2)
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        os.close(self.saved[0])
+        os.close(self.saved[1])
+        self.handle.close()
+
+
+def _outcome(case: Case, method: str, seed: int, rows: list[Any], met: bool) -> Outcome:
+    scored = [row.metric for row in rows if row.metric is not None]
+    return Outcome(case.name, method, seed, met, len(rows), round(sum(row.duration_s or 0.0 for row in rows), 2),
+                   max(scored) if scored else None, [" | ".join(row.run.reasons) for row in rows[1:]])
+
+
+def run_mlops(case: Case, seed: int, budget: int, log: Path) -> Outcome:
+    from mlops_cli.config import load_settings
+    from mlops_cli.errors import MlopsError
+    from mlops_cli.history import history
+    from mlops_cli.loop import run_loop
+
+    with tempfile.TemporaryDirectory(prefix="mlops-repair-") as tmp:
+        where = Path(tmp)
+        remote = make_remote(case, where)
+        with _quiet(log):
+            try:
+                result = run_loop(str(where / "ws"), str(remote), max_attempts=budget, threshold=case.threshold,
+                                  seed=seed, notify=False)
+                rows, met = result.rows, result.met
+            except MlopsError as exc:
+                print(f"{case.name} seed {seed}: {exc}", file=sys.stderr)
+                rows, met = history(load_settings(str(where / "ws"))), False
+        return _outcome(case, "mlops", seed, rows, met)
+
+
+def _manual(case: Case, seed: int, budget: int, log: Path, method: str, next_change: Any) -> Outcome:
+    """Train as written, then up to budget-1 attempts whose change `next_change(settings, rows, rng)` makes
+    (a proposal written to next.json, as tweak writes it); stop when the threshold is met."""
+    from mlops_cli.config import load_settings
+    from mlops_cli.detect import detect_and_record
+    from mlops_cli.evaluate import evaluate
+    from mlops_cli.history import history
+    from mlops_cli.pull import pull
+    from mlops_cli.train import train
+    from mlops_cli.workspace import Workspace
+
+    rng = random.Random(f"{case.name}-{seed}-{method}")
+    with tempfile.TemporaryDirectory(prefix="mlops-repair-") as tmp:
+        where = Path(tmp)
+        remote = make_remote(case, where)
+        ws = Workspace(where / "ws")
+        met = False
+        with _quiet(log):
+            pull(ws, str(remote))
+            settings = load_settings(ws.root, threshold=case.threshold, seed=seed)
+            detect_and_record(settings)
+            for attempt in range(budget):
+                result = train(settings)
+                if not result.failed and evaluate(settings, run_id=result.run.id).met:
+                    met = True
+                    break
+                if attempt + 1 < budget:
+                    next_change(settings, history(settings), rng)
+        return _outcome(case, method, seed, history(settings), met)
+
+
+def _ladder_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
+    latest = rows[-1]
+    epochs = int((latest.metrics.epochs if latest.metrics else 0) or 0)
+    settings.workspace.write_proposal({"strategy": "baseline", "parent": latest.run.id,
+                                       "reasons": [f"epochs {epochs} -> {epochs + LADDER_STEP}"],
+                                       "params": {}, "options": {"epochs": epochs + LADDER_STEP}})
+
+
+def keras_knobs(model: dict[str, Any], epochs: int) -> dict[str, list[Any]]:
+    """The Keras knobs tweak can turn (harness options), each with its values; None keeps the script's."""
+    lr = model.get("learning_rate") or 0.001
+    return {"standardize": [None, True], "activation": [None, "relu"], "optimizer": [None, "Adam"],
+            "learning_rate": [None, lr * 100, lr * 10, lr / 10, lr / 100], "output": [None, "fix"],
+            "batchnorm": [None, True], "width": [None, 2, 4],
+            "epochs": [None, epochs * 2, epochs * 4], "early_stopping": [None, True]}
+
+
+def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
+    from mlops_cli.train import STAGED_SOURCE
+
+    first = rows[0]
+    metrics = first.metrics
+    if first.run.profile == "keras":
+        knobs = keras_knobs(metrics.model if metrics else {}, int((metrics.epochs if metrics else 0) or 10))
+        options = {key: value for key, values in knobs.items() if (value := rng.choice(values)) is not None}
+        settings.workspace.write_proposal({"strategy": "random", "parent": first.run.id,
+                                           "reasons": [f"random: {options}"], "params": {}, "options": options})
+        return
+    import shutil
+
+    from mlops_cli.tweak.sklearn_rewrite import rewrite_source
+
+    edit = sklearn_random_edit(metrics.model if metrics else {}, rng)
+    source = settings.workspace.source_dir(first.run)
+    files = rewrite_source(source, first.run.entrypoint or "train.py", edit)
+    staged = settings.workspace.root / STAGED_SOURCE
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git"))
+    for rel, text in files.items():
+        (staged / rel).write_text(text)
+    settings.workspace.write_proposal({"strategy": "random", "parent": first.run.id, "source": "src",
+                                       "reasons": [f"random: {dataclasses.asdict(edit)}"], "params": {},
+                                       "options": {}})
+
+
+def sklearn_random_edit(model: dict[str, Any], rng: random.Random) -> Any:
+    """A random point of the scikit-learn knobs tweak can turn: a scaler, each tabled hyperparameter (grid
+    value or as written), each tabled string hyperparameter, or the stronger family."""
+    from mlops_cli.tweak.sklearn_ladder import table
+    from mlops_cli.tweak.sklearn_rewrite import Edit
+
+    data = table()
+    name = model.get("estimator")
+    spec = data["estimators"].get(name) or {}
+    edit = Edit(estimator=name, module=spec.get("module") or model.get("module"))
+    if spec.get("stronger") and rng.random() < 0.5:
+        target = data["estimators"][spec["stronger"]]
+        edit.swap_to, edit.swap_module, edit.keep = spec["stronger"], target["module"], tuple(data["keep"])
+        return edit
+    edit.scale = rng.random() < 0.5 and bool(spec.get("scale_sensitive")) and not model.get("steps")
+    for param, param_spec in (spec.get("params") or {}).items():
+        value = rng.choice([None, *param_spec["grid"]])
+        if value is not None:
+            edit.set_params[param] = tuple(value) if isinstance(value, list) else value
+    for param, better in (spec.get("strings") or {}).items():
+        value = rng.choice([None, *sorted(set(better) | set(better.values()))])
+        if value is not None:
+            edit.set_params[param] = value
+    return edit
+
+
+# ---- the overhead of recording the dynamics -----------------------------------------------------------------
+
+def overhead(repeats: int = 3) -> list[tuple[str, float, float]]:
+    """Fit time of each Keras case with and without the dynamics probe, in one process (median of repeats)."""
+    import runpy
+
+    import keras
+
+    from mlops_cli.harness import dynamics
+    from mlops_cli.harness.capture import Capture
+
+    rows = []
+    original_fit = keras.Model.fit
+    for case in (c for c in CASES if c.framework == "keras"):
+        timings: dict[bool, list[float]] = {False: [], True: []}
+        for repeat in range(repeats):
+            for probe in (False, True):
+                with tempfile.TemporaryDirectory() as tmp:
+                    capture = Capture(run_dir=Path(tmp), checkpoint_dir=Path(tmp), options={}, seed=repeat)
+
+                    def fit(self: Any, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
+                        capture.train_data = (x, y)
+                        kwargs["verbose"] = 0
+                        if probe:
+                            kwargs["callbacks"] = [dynamics.keras_callback(capture)]
+                        started = time.perf_counter()
+                        history = original_fit(self, x, y, **kwargs)
+                        timings[probe].append(time.perf_counter() - started)
+                        return history
+
+                    keras.Model.fit = fit
+                    keras.utils.set_random_seed(repeat)
+                    try:
+                        runpy.run_path(str(CASES_DIR / f"{case.name}.py"), run_name="__main__")
+                    finally:
+                        keras.Model.fit = original_fit
+        plain, probed = statistics.median(timings[False]), statistics.median(timings[True])
+        rows.append((case.name, plain, probed))
+    return rows
+
+
+# ---- report -------------------------------------------------------------------------------------------------
+
+def table(outcomes: list[Outcome], budget: int) -> str:
+    methods = list(dict.fromkeys(o.method for o in outcomes))
+    header = "| case | fault | " + " | ".join(f"{m}: repaired / attempts / train s" for m in methods) + " |"
+    lines = [header, "| --- | --- | " + " | ".join("---" for _ in methods) + " |"]
+    for case in CASES:
+        group = [o for o in outcomes if o.case == case.name]
+        if not group:
+            continue
+        cells = []
+        for method in methods:
+            runs = [o for o in group if o.method == method]
+            if not runs:
+                cells.append("n/a")
+                continue
+            hits = [o for o in runs if o.repaired]
+            attempts = statistics.median([o.attempts for o in hits]) if hits else None
+            cells.append(f"{len(hits)}/{len(runs)} / {'-' if attempts is None else f'{attempts:g}'} / "
+                         f"{statistics.median([o.train_s for o in runs]):.1f}")
+        lines.append(f"| {case.name} | {case.fault} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for method in methods:
+        runs = [o for o in outcomes if o.method == method]
+        seeds = sorted({o.seed for o in runs})
+        cases = sorted({o.case for o in runs})
+        repaired_cases = sum(1 for c in cases if statistics.median(
+            [1.0 if o.repaired else 0.0 for o in runs if o.case == c]) >= 0.5)
+        hits = [o.attempts for o in runs if o.repaired]
+        lines.append(f"{method}: repaired {sum(o.repaired for o in runs)}/{len(runs)} runs ({repaired_cases}/"
+                     f"{len(cases)} cases on most of {len(seeds)} seeds), median attempts when repaired "
+                     f"{statistics.median(hits) if hits else '-'}, mean attempts used {statistics.mean(o.attempts for o in runs):.2f}"
+                     f" (budget {budget}), training time {sum(o.train_s for o in runs):.0f}s")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--budget", type=int, default=4)
+    parser.add_argument("--case", action="append")
+    parser.add_argument("--methods", default="mlops,random,ladder")
+    parser.add_argument("--json")
+    parser.add_argument("--as-written", action="store_true")
+    parser.add_argument("--overhead", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("KERAS_HOME", str(Path(tempfile.gettempdir()) / "mlops-bench-keras"))
+    if args.overhead:
+        rows = overhead()
+        print("| case | fit s | fit s with dynamics | overhead |\n| --- | --- | --- | --- |")
+        for name, plain, probed in rows:
+            print(f"| {name} | {plain:.3f} | {probed:.3f} | {100 * (probed - plain) / plain:+.1f}% |")
+        total_plain, total_probed = sum(r[1] for r in rows), sum(r[2] for r in rows)
+        print(f"| all | {total_plain:.3f} | {total_probed:.3f} | "
+              f"{100 * (total_probed - total_plain) / total_plain:+.1f}% |")
+        return
+    cases = [c for c in CASES if not args.case or c.name in args.case]
+    log = Path(tempfile.gettempdir()) / "mlops-repair-bench.log"
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+    if args.as_written:
+        for case in cases:
+            out = _manual(case, 0, 1, log, "as written", lambda *a: None)
+            status = "BELOW (ok)" if not out.repaired else "MEETS THE THRESHOLD: not a fault case"
+            print(f"{case.name:28} {out.best if out.best is not None else float('nan'):.4f} vs {case.threshold}  "
+                  f"{status}", flush=True)
+        return
+    methods = args.methods.split(",")
+    for seed in range(args.seeds):
+        for case in cases:
+            for method in methods:
+                if method == "ladder" and case.framework != "keras":
+                    continue
+                if method == "mlops":
+                    out = run_mlops(case, seed, args.budget, log)
+                elif method == "random":
+                    out = _manual(case, seed, args.budget, log, "random", _random_change)
+                else:
+                    out = _manual(case, seed, args.budget, log, "ladder", _ladder_change)
+                outcomes.append(out)
+                print(f"seed {seed} {case.name:26} {method:7} {'REPAIRED' if out.repaired else 'not     '} "
+                      f"attempts {out.attempts} best {out.best if out.best is not None else float('nan'):.4f} "
+                      f"train {out.train_s:.1f}s  {' || '.join(out.reasons)[:300]}", flush=True)
+    print()
+    print(table(outcomes, args.budget))
+    print(f"\nwall time {time.monotonic() - started:.0f}s")
+    if args.json:
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1))
+
+
+if __name__ == "__main__":
+    main()
