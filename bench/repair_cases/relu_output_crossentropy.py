@@ -2,7 +2,7 @@
 import keras
 from sklearn.datasets import make_blobs
 
-X, y = make_blobs(n_samples=600, centers=3, cluster_std=2.5, random_state=4)
+X, y = make_blobs(n_samples=600, centers=3, cluster_std=1.5, random_state=4)
 
 model = keras.Sequential([
     keras.Input(shape=(2,)),

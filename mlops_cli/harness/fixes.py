@@ -4,9 +4,9 @@ Each lives in the model that is saved (an activation, an initializer, BatchNorma
 the compiled optimizer and loss), or in the call to `fit` (early stopping that restores the best weights, class
 weights), so no line of the user's script changes and `best/model.keras` is the model that scored.
 
-Options (run options, set by tweak): activation (name for the hidden layers, with he_normal), optimizer (class
-name), learning_rate, output ("fix": units, activation and loss that fit the labels), batchnorm, width (factor on
-the hidden Dense units), early_stopping, class_weight ("balanced").
+Options (run options, set by tweak): activation (name for the hidden layers, with he_normal and zero biases),
+optimizer (class name), learning_rate, output ("fix": units, activation and loss that fit the labels), batchnorm,
+width (factor on the hidden Dense units), early_stopping, class_weight ("balanced").
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def _layer_config(capture: Capture, layer: Any, is_output: bool, y: Any) -> dict
             config.update(units=target[0], activation=target[1])
         return config
     if kind in HIDDEN and options.get("activation") and config.get("activation") in SWAPPABLE:
-        config.update(activation=options["activation"], kernel_initializer="he_normal")
+        config.update(activation=options["activation"], kernel_initializer="he_normal", bias_initializer="zeros")
     if kind == "Dense" and options.get("width"):
         config["units"] = int(max(1, round(config["units"] * float(options["width"]))))
     return config

@@ -222,8 +222,11 @@ def dynamics_findings(metrics: RunMetrics, d: Diagnosis, threshold: float) -> li
     dead = _numbers(last.get("dead_relu"))
     if dead and max(dead) > table["dying_relu"]["share_above"]:
         layers_dead = sum(1 for share in dead if share > table["dying_relu"]["share_above"])
+        large_steps = isinstance(update_first, (int, float)) and update_first > table["dying_relu"]["high_update_ratio"]
         found.append(Finding("dying_relu", f"{max(dead):.0%} of the ReLU units of a layer never fire on the sample "
-                             f"({layers_dead} of {len(dead)} ReLU layers mostly dead)", strength("dying_relu")))
+                             f"({layers_dead} of {len(dead)} ReLU layers mostly dead" +
+                             (f"; each first-epoch step changed the weights by {update_first:.0%})" if large_steps
+                              else ")"), strength("dying_relu"), {"large_steps": large_steps, "ratio": update_first}))
     spec = table["oscillating_loss"]
     if len(windows) >= 5:
         steps = [b - a for a, b in zip(windows, windows[1:])]
@@ -234,7 +237,7 @@ def dynamics_findings(metrics: RunMetrics, d: Diagnosis, threshold: float) -> li
             spike = max(windows) / windows[0] if windows[0] > 0 else 1.0
             found.append(Finding("oscillating_loss", f"the batch loss rose in {ups} of {len(steps)} windows "
                                  f"(mean swing {amplitude:.0%} of the loss, peak {max(windows):g})",
-                                 strength("oscillating_loss"), {"spike": spike}))
+                                 strength("oscillating_loss"), {"spike": spike, "ratio": update_first}))
     ratios = _numbers([p.get("update_ratio") for p in points])
     spec = table["slow_convergence"]
     if ratios and 0 < sorted(ratios)[len(ratios) // 2] < spec["update_ratio_below"] and d.underfit:

@@ -65,6 +65,17 @@ def _hidden_activations(d: Diagnosis) -> str:
     return "/".join(sorted(set(d.activations[:-1]))) or "hidden"
 
 
+def _lr_down(lr: float, f: Finding, divide: float) -> float:
+    """A smaller learning rate: by `divide`, or by the power of ten that brings the first epoch's measured
+    update/weight ratio to a healthy one (momentum included), at most 100."""
+    ratio = f.facts.get("ratio")
+    if isinstance(ratio, (int, float)) and ratio > 0:
+        target = thresholds()["slow_convergence"]["target_update_ratio"]
+        while divide < min(ratio / target, 100):
+            divide *= 10 if divide >= 10 else 10 / divide
+    return round_lr(lr / divide)
+
+
 def _finding_moves(f: Finding, d: Diagnosis, options: dict[str, Any], current_epochs: int) -> list[Move]:
     """The moves one finding leads to, strongest first (the first one carries the finding's strength)."""
     lr = _lr(d)
@@ -78,22 +89,26 @@ def _finding_moves(f: Finding, d: Diagnosis, options: dict[str, Any], current_ep
         divide = table[f.name].get("divide_by", 10)
         if f.name == "oscillating_loss":
             divide = 10 if f.facts.get("spike", 1.0) >= table[f.name]["spike_factor"] else 3
-        new = round_lr(lr / divide)
+        new = _lr_down(lr, f, divide) if f.name == "oscillating_loss" else round_lr(lr / divide)
         return [Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: {f.evidence}", strength=f.strength)]
     if f.name in ("vanishing_gradient", "saturated_activations"):
         swap = {"activation": "relu", **({"optimizer": "Adam"} if sgd else {})}
-        what = f"hidden activations {_hidden_activations(d)} -> relu with he_normal initialisation" + \
-            (", optimizer SGD -> Adam" if sgd else "")
+        what = f"hidden activations {_hidden_activations(d)} -> relu with he_normal initialisation " \
+            f"(zero biases)" + (", optimizer SGD -> Adam" if sgd else "")
         moves = [Move("options", "activation", f"{what}: {f.evidence}", strength=f.strength, options=swap)]
         if not options.get("batchnorm"):
             moves.append(Move("options", "batchnorm", f"BatchNormalization after each hidden layer: {f.evidence}",
                               strength=weaker, options={"batchnorm": True}))
         return moves
     if f.name == "dying_relu":
-        return [Move("options", "activation", f"hidden activations relu -> leaky_relu with he_normal "
-                     f"initialisation: {f.evidence}", strength=f.strength, options={"activation": "leaky_relu"}),
-                Move("learning_rate", round_lr(lr / 10), f"learning rate {lr:g} -> {round_lr(lr / 10):g}: "
-                     f"{f.evidence}", strength=weaker)]
+        swap = Move("options", "activation", f"hidden activations relu -> leaky_relu with he_normal "
+                    f"initialisation (zero biases): {f.evidence}", strength=f.strength,
+                    options={"activation": "leaky_relu"})
+        new = _lr_down(lr, f, 10) if f.facts.get("large_steps") else round_lr(lr / 10)
+        slower = Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: {f.evidence}", strength=weaker)
+        if f.facts.get("large_steps"):
+            swap.strength, slower.strength = weaker, f.strength
+        return [slower, swap] if f.facts.get("large_steps") else [swap, slower]
     if f.name == "slow_convergence":
         spec = table["slow_convergence"]
         wanted = spec["target_update_ratio"] / max(f.facts["ratio"], 1e-12)
