@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,7 @@ def sklearn_random_edit(model: dict[str, Any], rng: random.Random) -> Any:
 
 # ---- the overhead of recording the dynamics -----------------------------------------------------------------
 
-def overhead(repeats: int = 2) -> list[tuple[str, float, float]]:
+def overhead(repeats: int = 2) -> Iterator[tuple[str, float, float]]:
     """Fit time of each Keras case with and without the dynamics probe, in one process (median of repeats)."""
     import runpy
 
@@ -277,7 +278,6 @@ def overhead(repeats: int = 2) -> list[tuple[str, float, float]]:
     from mlops_cli.harness import dynamics
     from mlops_cli.harness.capture import Capture
 
-    rows = []
     original_fit = keras.Model.fit
     for case in (c for c in CASES if c.framework == "keras"):
         timings: dict[bool, list[float]] = {False: [], True: []}
@@ -302,9 +302,7 @@ def overhead(repeats: int = 2) -> list[tuple[str, float, float]]:
                         runpy.run_path(str(CASES_DIR / f"{case.name}.py"), run_name="__main__")
                     finally:
                         keras.Model.fit = original_fit
-        plain, probed = statistics.median(timings[False]), statistics.median(timings[True])
-        rows.append((case.name, plain, probed))
-    return rows
+        yield case.name, statistics.median(timings[False]), statistics.median(timings[True])
 
 
 # ---- report -------------------------------------------------------------------------------------------------
@@ -355,10 +353,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("KERAS_HOME", str(Path(tempfile.gettempdir()) / "mlops-bench-keras"))
     if args.overhead:
-        rows = overhead()
-        print("| case | fit s | fit s with dynamics | overhead |\n| --- | --- | --- | --- |")
-        for name, plain, probed in rows:
-            print(f"| {name} | {plain:.3f} | {probed:.3f} | {100 * (probed - plain) / plain:+.1f}% |")
+        rows = []
+        print("| case | fit s | fit s with dynamics | overhead |\n| --- | --- | --- | --- |", flush=True)
+        for name, plain, probed in overhead():
+            rows.append((name, plain, probed))
+            print(f"| {name} | {plain:.3f} | {probed:.3f} | {100 * (probed - plain) / plain:+.1f}% |", flush=True)
         total_plain, total_probed = sum(r[1] for r in rows), sum(r[2] for r in rows)
         print(f"| all | {total_plain:.3f} | {total_probed:.3f} | "
               f"{100 * (total_probed - total_plain) / total_plain:+.1f}% |")
