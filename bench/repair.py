@@ -14,7 +14,9 @@ seed: every method continues from a copy of that workspace), over seeds:
 - ladder: the seeds' tweak, +10 epochs per attempt (Keras only: a scikit-learn fit has no epochs).
 Prints repaired / attempts / training time per case and method, then the totals.
 
-    python bench/repair.py [--seeds 3] [--budget 3] [--case NAME] [--methods mlops,random,ladder] [--json out.json]
+    python bench/repair.py [--seeds 3] [--first-seed 0] [--budget 3] [--case NAME] [--methods mlops,random,ladder]
+                           [--json out.json]
+    python bench/repair.py --summarize out1.json out2.json   # the table of earlier runs
     python bench/repair.py --as-written      # only the check that every script stays below its threshold
     python bench/repair.py --overhead        # the cost of recording the dynamics, as a share of fit time
 """
@@ -269,8 +271,11 @@ def sklearn_random_edit(model: dict[str, Any], rng: random.Random) -> Any:
 
 # ---- the overhead of recording the dynamics -----------------------------------------------------------------
 
-def overhead(repeats: int = 2) -> Iterator[tuple[str, float, float]]:
-    """Fit time of each Keras case with and without the dynamics probe, in one process (median of repeats)."""
+def overhead(repeats: int = 3) -> Iterator[tuple[str, float, float, float]]:
+    """Per Keras case, in one process, fits with and without the dynamics probe, interleaved: (case, median CPU
+    seconds of the plain fit, median CPU seconds with the probe, median share of the fit's wall time the probe
+    timed itself). CPU time of this process, not wall time: the machine is shared, and other processes' load
+    moves wall times by more than the probe costs."""
     import runpy
 
     import keras
@@ -281,6 +286,7 @@ def overhead(repeats: int = 2) -> Iterator[tuple[str, float, float]]:
     original_fit = keras.Model.fit
     for case in (c for c in CASES if c.framework == "keras"):
         timings: dict[bool, list[float]] = {False: [], True: []}
+        shares: list[float] = []
         for repeat in range(repeats):
             for probe in (False, True):
                 with tempfile.TemporaryDirectory() as tmp:
@@ -291,9 +297,11 @@ def overhead(repeats: int = 2) -> Iterator[tuple[str, float, float]]:
                         kwargs["verbose"] = 0
                         if probe:
                             kwargs["callbacks"] = [dynamics.keras_callback(capture)]
-                        started = time.perf_counter()
+                        cpu, wall = time.process_time(), time.perf_counter()
                         history = original_fit(self, x, y, **kwargs)
-                        timings[probe].append(time.perf_counter() - started)
+                        timings[probe].append(time.process_time() - cpu)
+                        if probe:
+                            shares.append(capture.diagnostics["dynamics"]["capture_s"] / (time.perf_counter() - wall))
                         return history
 
                     keras.Model.fit = fit
@@ -302,7 +310,8 @@ def overhead(repeats: int = 2) -> Iterator[tuple[str, float, float]]:
                         runpy.run_path(str(CASES_DIR / f"{case.name}.py"), run_name="__main__")
                     finally:
                         keras.Model.fit = original_fit
-        yield case.name, statistics.median(timings[False]), statistics.median(timings[True])
+        yield (case.name, statistics.median(timings[False]), statistics.median(timings[True]),
+               statistics.median(shares))
 
 
 # ---- report -------------------------------------------------------------------------------------------------
@@ -344,6 +353,8 @@ def table(outcomes: list[Outcome], budget: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST .. FIRST+SEEDS-1")
+    parser.add_argument("--summarize", nargs="+", metavar="JSON", help="print the table of earlier --json outputs")
     parser.add_argument("--budget", type=int, default=3)
     parser.add_argument("--case", action="append")
     parser.add_argument("--methods", default="mlops,random,ladder")
@@ -354,20 +365,26 @@ def main() -> None:
     os.environ.setdefault("KERAS_HOME", str(Path(tempfile.gettempdir()) / "mlops-bench-keras"))
     if args.overhead:
         rows = []
-        print("| case | fit s | fit s with dynamics | overhead |\n| --- | --- | --- | --- |", flush=True)
-        for name, plain, probed in overhead():
-            rows.append((name, plain, probed))
-            print(f"| {name} | {plain:.3f} | {probed:.3f} | {100 * (probed - plain) / plain:+.1f}% |", flush=True)
+        print("| case | fit CPU s | fit CPU s with dynamics | overhead (CPU) | probe's own share of fit wall time |\n"
+              "| --- | --- | --- | --- | --- |", flush=True)
+        for name, plain, probed, share in overhead():
+            rows.append((name, plain, probed, share))
+            print(f"| {name} | {plain:.2f} | {probed:.2f} | {100 * (probed - plain) / plain:+.1f}% | {100 * share:.1f}% |",
+                  flush=True)
         total_plain, total_probed = sum(r[1] for r in rows), sum(r[2] for r in rows)
-        print(f"| all | {total_plain:.3f} | {total_probed:.3f} | "
-              f"{100 * (total_probed - total_plain) / total_plain:+.1f}% |")
+        print(f"| all | {total_plain:.2f} | {total_probed:.2f} | {100 * (total_probed - total_plain) / total_plain:+.1f}%"
+              f" | {100 * statistics.median(r[3] for r in rows):.1f}% (median) |")
+        return
+    if args.summarize:
+        loaded = [Outcome(**o) for path in args.summarize for o in json.loads(Path(path).read_text())]
+        print(table(loaded, args.budget))
         return
     cases = [c for c in CASES if not args.case or c.name in args.case]
     log = Path(tempfile.gettempdir()) / "mlops-repair-bench.log"
     started = time.monotonic()
     outcomes: list[Outcome] = []
     methods = args.methods.split(",")
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for case in cases:
             with tempfile.TemporaryDirectory(prefix="mlops-repair-") as tmp:
                 where = Path(tmp)

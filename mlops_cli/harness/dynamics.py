@@ -131,9 +131,14 @@ def _round(value: float | None) -> float | None:
     return float(f"{value:.4g}")
 
 
+def _kernel_variables(model: Any) -> list[Any]:
+    """The kernels (not biases) of the trainable layers (Keras 3 names a variable by `path`, Keras 2 by `name`)."""
+    return [w for w in model.trainable_weights if "kernel" in (getattr(w, "path", None) or w.name)]
+
+
 def _kernels(model: Any) -> list[np.ndarray]:
-    """The kernels (not biases) of the trainable layers, as numpy copies."""
-    return [np.array(w.numpy(), copy=True) for w in model.trainable_weights if "kernel" in w.path]
+    """The kernels as numpy copies."""
+    return [np.array(w.numpy(), copy=True) for w in _kernel_variables(model)]
 
 
 def _flat_layers(model: Any) -> list[Any]:
@@ -183,10 +188,13 @@ def gradient_norms(model: Any, x: np.ndarray, y: np.ndarray) -> list[float]:
         return []
     import tensorflow as tf
 
+    import inspect
+
+    keyword = {"training": False} if "training" in inspect.signature(model.compute_loss).parameters else {}
     with tf.GradientTape() as tape:
         predicted = model(x, training=False)
-        loss = model.compute_loss(x=x, y=y, y_pred=predicted, training=False)
-    kernels = [w for w in model.trainable_weights if "kernel" in w.path]
+        loss = model.compute_loss(x=x, y=y, y_pred=predicted, **keyword)
+    kernels = _kernel_variables(model)
     gradients = tape.gradient(loss, kernels)
     return [float(tf.norm(g)) if g is not None else 0.0 for g in gradients]
 
