@@ -66,16 +66,13 @@ def _hidden_activations(d: Diagnosis) -> str:
 
 
 def _lr_down(lr: float, f: Finding, divide: float) -> float:
-    """A smaller learning rate: by `divide`, or by the largest power of ten (at most 100) that keeps the first
-    epoch's measured update/weight ratio (momentum included) at or above a healthy one: too small a rate is the
-    next fault, so the step down stays on the safe side."""
+    """A smaller learning rate: by `divide`, or by the power of ten that brings the first epoch's measured
+    update/weight ratio (momentum included) to a healthy one, at most 100."""
     ratio = f.facts.get("ratio")
     if isinstance(ratio, (int, float)) and ratio > 0:
         target = thresholds()["slow_convergence"]["target_update_ratio"]
-        power = 10.0
-        while power * 10 <= min(ratio / target, 100):
-            power *= 10
-        divide = max(divide, power if ratio / target >= 10 else divide)
+        while divide < min(ratio / target, 100):
+            divide *= 10 if divide >= 10 else 10 / divide
     return round_lr(lr / divide)
 
 
