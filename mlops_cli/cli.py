@@ -14,6 +14,7 @@ import click
 
 from mlops_cli import options as opt
 from mlops_cli.errors import ExitCode, MlopsError, UsageError
+from mlops_cli.secrets import ScrubbingStream, scrub
 
 
 class MlopsGroup(click.Group):
@@ -24,7 +25,7 @@ class MlopsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MlopsError as exc:
-            click.echo(f"mlops: error: {exc}", err=True)
+            click.echo(f"mlops: error: {_one_line(str(exc))}", err=True)
             ctx.exit(int(exc.exit_code))
         except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
             raise
@@ -35,10 +36,15 @@ class MlopsGroup(click.Group):
             if ctx.meta.get("mlops.debug"):
                 raise
             step = ctx.invoked_subcommand or "mlops"
-            detail = " ".join(str(exc).split())[:300]
+            detail = _one_line(str(exc))[:300]
             click.echo(f"mlops: error: internal error in {step}: {type(exc).__name__}: {detail} "
                        "(rerun with --debug for the traceback)", err=True)
             ctx.exit(int(ExitCode.INTERNAL))
+
+
+def _one_line(text: str) -> str:
+    """An error as one line, without any known secret (a server may have echoed a token into it)."""
+    return scrub(" ".join(text.split()))
 
 
 def _debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -52,6 +58,13 @@ def _echo_json(data: Any) -> None:
 def _gpus(value: str | None) -> str | None:
     if value is not None and value != "all" and not (value.isdigit() and int(value) > 0):
         raise click.BadParameter(f"{value!r} is neither `all` nor a number of GPUs", param_hint="--gpus")
+    return value
+
+
+def _in_folder(value: str | None) -> str | None:
+    """An output file whose folder exists: a typo must not create directories (checked before any step runs)."""
+    if value is not None and not Path(value).absolute().parent.is_dir():
+        raise click.BadParameter(f"folder {Path(value).absolute().parent} does not exist", param_hint="--junit")
     return value
 
 
@@ -162,7 +175,8 @@ def train(workspace: str | None, runner: str, params_json: str | None, resume: s
 @opt.threshold_option
 @opt.metric_option
 @click.option("--run", "run_id", default=None, help="Evaluate this run (default: the latest finished one).")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write the check as JUnit XML.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              callback=lambda ctx, param, value: _in_folder(value), help="Write the check as JUnit XML (into an existing folder).")
 def evaluate(workspace: str | None, threshold: float | None, metric: str | None, run_id: str | None,
              junit: str | None) -> None:
     """Compare the held-out metric with the threshold: exit 0 when met, 3 when below."""
@@ -610,16 +624,18 @@ def monitor(workspace: str | None, as_json: bool, mode: str, interval: float, ma
 
 
 def main() -> None:
-    """Console-script entry point: click's own usage errors are printed in the same one-line form."""
+    """Console-script entry point: click's own usage errors are printed in the same one-line form, and both
+    streams scrub every known secret from what any step prints."""
+    sys.stdout = ScrubbingStream(sys.stdout)  # type: ignore[assignment]
+    sys.stderr = ScrubbingStream(sys.stderr)  # type: ignore[assignment]
     try:
         code = cli.main(prog_name="mlops", standalone_mode=False)
     except click.exceptions.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "mlops"
-        message = " ".join(exc.format_message().split())
-        click.echo(f"mlops: error: {message} (see `{command} --help`)", err=True)
+        click.echo(f"mlops: error: {_one_line(exc.format_message())} (see `{command} --help`)", err=True)
         sys.exit(int(ExitCode.USAGE))
     except click.exceptions.ClickException as exc:
-        click.echo(f"mlops: error: {' '.join(exc.format_message().split())}", err=True)
+        click.echo(f"mlops: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("mlops: error: aborted", err=True)

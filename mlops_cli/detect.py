@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mlops_cli import safe_source
 from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsupportedFramework
 from mlops_cli.workspace import now_iso
@@ -61,9 +62,9 @@ class DetectResult:
         return dataclasses.asdict(self)
 
 
-def _source_text(path: Path) -> str:
+def _source_text(path: Path, root: Path) -> str:
     """The file's code; IPython magics (`!pip ...`, `%matplotlib`) of exported notebooks become comments."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = safe_source.read_text(path, root, what="file", strict=False)
     if any(MAGIC_LINE.match(line) for line in text.splitlines()):
         text = "\n".join(f"# {line}" if MAGIC_LINE.match(line) else line for line in text.splitlines())
     return text
@@ -91,7 +92,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
     """Parse one file; a syntax error becomes a DetectError naming file:line."""
     rel = path.relative_to(root).as_posix()
     try:
-        tree = ast.parse(_source_text(path), filename=rel)
+        tree = safe_source.parse_python(_source_text(path, root), rel)
     except SyntaxError as exc:
         raise DetectError(f"{rel}:{exc.lineno}: syntax error: {exc.msg}", "fix the script and push again") from None
     imports: list[tuple[str, int, str]] = []

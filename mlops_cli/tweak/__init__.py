@@ -19,6 +19,7 @@ from typing import Any
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError, UsageError
 from mlops_cli.history import AttemptRow, history
+from mlops_cli.safe_source import MAX_REWRITE_BYTES, read_text
 from mlops_cli.train import STAGED_SOURCE
 from mlops_cli.workspace import atomic_write_text, confine, copy_tree_confined
 
@@ -58,7 +59,8 @@ class TweakContext:
 
     def entry_text(self, row: AttemptRow) -> str:
         """The entry script exactly as that attempt ran it (the checkout, or its rewritten copy)."""
-        return self.settings.workspace.entry_path(row.run).read_text(encoding="utf-8")
+        return read_text(self.settings.workspace.entry_path(row.run), self.source_dir(row),
+                         max_bytes=MAX_REWRITE_BYTES)
 
 
 class Outcome(str, Enum):

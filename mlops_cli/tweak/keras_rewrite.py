@@ -19,6 +19,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
 from mlops_cli.errors import RewriteError
+from mlops_cli.safe_source import parse_cst
 from mlops_cli.tweak import Proposal, TweakContext
 
 DENSE = ("Dense",)
@@ -152,7 +153,7 @@ class _Parsed:
 
 def _parse(text: str, filename: str) -> _Parsed:
     try:
-        module = cst.parse_module(text)
+        module = parse_cst(text, filename)
     except cst.ParserSyntaxError as exc:
         raise RewriteError(f"{filename} is not valid Python (line {exc.raw_line}: {exc.message})",
                            "fix the syntax error first") from None
