@@ -119,7 +119,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     from mlops_cli.safe_source import read_text
 
     try:
-        text = read_text(path, path.parent, max_bytes=MAX_CONFIG_BYTES, what=CONFIG_FILE)
+        text = read_text(path, path.parent, max_bytes=MAX_CONFIG_BYTES)
     except MlopsError as exc:
         raise ConfigError(exc.message, exc.hint or "fix mlops.yaml") from None
     loader = _BoundedLoader(text)

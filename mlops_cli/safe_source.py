@@ -80,14 +80,14 @@ def parse_python(text: str, filename: str, *, nesting: bool = False) -> ast.Modu
     """`ast.parse` with every way it can fail turned into one line; SyntaxError is left to the caller (it
     knows what to say about broken code), the rest raises UnsafeSource. CPython's parser bounds its own depth;
     `nesting` also measures the tree for the nesting libcst would build (see `measure`)."""
+    if "\0" in text:
+        raise UnsafeSource(f"{filename} contains NUL bytes, so it is not Python source", "remove them")
     try:
         tree = ast.parse(text, filename=filename)
     except RecursionError:
         raise UnsafeSource(f"{filename}: nested too deeply for Python's parser", _SIMPLER) from None
     except MemoryError:
         raise UnsafeSource(f"{filename}: too deeply nested or too large for Python's parser", _SIMPLER) from None
-    except ValueError as exc:   # NUL bytes
-        raise UnsafeSource(f"{filename}: {exc}", "remove the NUL bytes") from None
     if nesting:
         measure(tree, filename)
     return tree

@@ -11,7 +11,7 @@ from mlops_cli.config import Settings
 from mlops_cli.errors import MlopsError, RunnerError, UsageError, WorkspaceBusy
 from mlops_cli.harness.core import EXIT_BUSY
 from mlops_cli.records import RunMetrics
-from mlops_cli.runners import ProbeState, Runner
+from mlops_cli.runners import ProbeState, Runner, training_env
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, normalize_run_id, now_iso
 
 STAGED_SOURCE = "next-src"
@@ -143,6 +143,7 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
             _ensure_detected(settings)
         warnings: list[str] = []
         chosen = make_runner(runner, settings, detach, warnings, docker_options)
+        training_env()   # a bad MLOPS_TRAIN_ENV is refused before a run exists to count against the budget
         if not resume:
             record = _new_attempt(settings, params)
         try:

@@ -398,7 +398,7 @@ class Workspace:
 
     def read_state(self) -> dict[str, Any]:
         """state.json with the types of its known keys checked (pushed code could have rewritten it)."""
-        state = read_json(self.state_path, {}) or {}
+        state = read_json(self.state_path, {})
         if not isinstance(state, dict):
             raise WorkspaceError(f"{self.state_path}: expected a JSON object", "delete it and run `mlops pull`")
         for key, value in state.items():
@@ -433,8 +433,8 @@ class Workspace:
     def run_ids(self) -> list[str]:
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p.name for p in self.runs_dir.iterdir()
-                      if _canonical_run_dir(p.name) and (p / "run.json").is_file())
+        return sorted(p.name for p in self.runs_dir.iterdir()   # a linked run folder is not a run of this workspace
+                      if _canonical_run_dir(p.name) and not p.is_symlink() and (p / "run.json").is_file())
 
     def new_run(self, **fields: Any) -> RunRecord:
         """Allocate the next run number and write its run.json and params.json."""
