@@ -122,9 +122,10 @@ def load_yaml(path: Path) -> dict[str, Any]:
         text = read_text(path, path.parent, max_bytes=MAX_CONFIG_BYTES)
     except MlopsError as exc:
         raise ConfigError(exc.message, exc.hint or "fix mlops.yaml") from None
-    loader = _BoundedLoader(text)
-    loader.name = str(path)
+    loader = None
     try:
+        loader = _BoundedLoader(text)   # the reader already refuses non-printable characters
+        loader.name = str(path)
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -134,7 +135,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply", "mlops.yaml is a flat list of settings") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
