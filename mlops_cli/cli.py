@@ -176,7 +176,8 @@ def train(workspace: str | None, runner: str, params_json: str | None, resume: s
 @opt.metric_option
 @click.option("--run", "run_id", default=None, help="Evaluate this run (default: the latest finished one).")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None,
-              callback=lambda ctx, param, value: _in_folder(value), help="Write the check as JUnit XML (into an existing folder).")
+              callback=lambda ctx, param, value: _in_folder(value),
+              help="Write the check as JUnit XML (into an existing folder).")
 def evaluate(workspace: str | None, threshold: float | None, metric: str | None, run_id: str | None,
              junit: str | None) -> None:
     """Compare the held-out metric with the threshold: exit 0 when met, 3 when below."""

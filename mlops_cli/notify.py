@@ -23,7 +23,7 @@ from typing import Any
 from mlops_cli import mailer
 from mlops_cli import webhook as hooks
 from mlops_cli.config import Settings
-from mlops_cli.errors import ConfigError, NotifyError, UsageError
+from mlops_cli.errors import ConfigError, NotifyError, UsageError, WorkspaceError
 from mlops_cli.history import AttemptRow, describe_changes, format_table
 from mlops_cli.report import (
     GOOD, BAD, Summary, attempts_table_html, facts, fmt_metric, fmt_threshold, headline, summarize,
@@ -283,8 +283,23 @@ def _record_path(ws: Workspace) -> Path:
     return ws.root / RECORD_FILE
 
 
+def _read_records(ws: Workspace) -> dict[str, Any]:
+    """notifications.json, checked to be {"RUN:EVENT": {"channels": {CHANNEL: {...}}}} (it sits in the workspace,
+    so it may have been rewritten: a wrong shape is one line, not a crash)."""
+    path = _record_path(ws)
+    records = read_json(path, {})
+    well_formed = isinstance(records, dict) and all(
+        isinstance(record, dict) and isinstance(record.get("channels", {}), dict)
+        and all(isinstance(entry, dict) for entry in record.get("channels", {}).values())
+        for record in records.values())
+    if not well_formed:
+        raise WorkspaceError(f"{path}: expected a JSON object of deliveries",
+                             "delete it (notify then sends again what it holds)")
+    return records
+
+
 def _record_delivery(ws: Workspace, key: str, subject: str, channel: str, entry: dict[str, Any]) -> None:
-    records = read_json(_record_path(ws), {}) or {}
+    records = _read_records(ws)
     run_id, _, event = key.partition(":")
     record = records.setdefault(key, {"run": run_id, "event": event, "channels": {}})
     record["subject"] = subject
@@ -348,7 +363,7 @@ def notify(settings: Settings, event: str = "auto", to: Sequence[str] | None = N
     subject = subject_line(summary, event, row)
     result = NotifyResult(event=event, run_id=row.run.id, subject=subject, outcomes=[])
     with _notify_lock(ws):
-        done = ((read_json(_record_path(ws), {}) or {}).get(key) or {}).get("channels", {})
+        done = (_read_records(ws).get(key) or {}).get("channels", {})
         pending = [c for c in chosen if force or c not in done]
         for channel in chosen:
             if channel not in pending:

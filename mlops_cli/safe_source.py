@@ -43,8 +43,9 @@ def check_file(path: Path, root: Path, what: str = "file") -> Path:
                            "remove the symbolic link") from None
     base = root.resolve()
     if resolved != base and base not in resolved.parents:
-        raise UnsafeSource(f"{what} {shown} is a symbolic link to {os.readlink(path) if path.is_symlink() else resolved}"
-                           ", outside the checkout", "commit the file itself instead of a link")
+        target = os.readlink(path) if path.is_symlink() else resolved
+        raise UnsafeSource(f"{what} {shown} is a symbolic link to {target}, outside the checkout",
+                           "commit the file itself instead of a link")
     mode = resolved.stat().st_mode
     if not stat.S_ISREG(mode):
         kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
@@ -149,8 +150,8 @@ def parse_cst(text: str, filename: str) -> Any:
     try:
         parse_python(text, filename, nesting=True)
     except SyntaxError as exc:
-        raise UnsafeSource(f"{filename}:{exc.lineno}: not valid Python ({exc.msg})", "fix the syntax error first") \
-            from None
+        raise UnsafeSource(f"{filename} is not valid Python (line {exc.lineno}: {exc.msg})",
+                           "fix the syntax error first") from None
     if implicit_concatenations(text) > MAX_DEPTH:
         raise UnsafeSource(f"{filename}: more than {MAX_DEPTH} adjacent string literals", _SIMPLER)
     return in_big_stack(lambda: cst.parse_module(text), filename)

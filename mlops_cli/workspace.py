@@ -5,11 +5,18 @@ Layout (see README, "The workspace"):
     repo/            the pulled code
     state.json       what pull and detect found (commit, profile, entrypoint)
     next.json        the attempt that tweak proposed and train will run next
-    runs/0001/       run.json, params.json, metrics.json, progress.jsonl, train.log, model.keras|model.joblib
+    runs/0001/       run.json, params.json, metrics.json, progress.jsonl, train.log, model.keras|model.joblib,
+                     src/ (tweak's rewritten code), work/ (the Docker runner's per-run copy of the code)
     checkpoints/0001 Keras BackupAndRestore state while the attempt is unfinished
+    containers/      the Docker runner's record of each run's container (host-only)
     best/            a copy of the best run
     tuning.db        optuna study (search strategy)
-    .lock            held while state changes; .train.lock held by the process that trains
+    .lock            held while state changes; .train.lock held by the process that trains; .start.lock held
+                     by `mlops train` until its harness holds .train.lock
+
+Everything under runs/N and checkpoints/N may have been written by the pushed script: every record is read
+size-capped, without following links, type-checked (`RunRecord.from_dict`, `RunMetrics.from_dict`,
+`read_state`, `read_proposal`), and every path in one is confined (`confine`, `entry_path`).
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a kill at any moment
 leaves the old or the new file, never half of one.
@@ -272,10 +279,17 @@ def _canonical_run_dir(name: str) -> bool:
 
 
 def _promotion_ignore(directory: str, names: list[str]) -> set[str]:
-    """best/ gets the run's files, not its sources (rewritten or working copy), temp files or links (a link could
-    point anywhere)."""
-    return {name for name in names if name in ("src", "work") or (name.startswith(".") and name.endswith(".tmp"))
-            or os.path.islink(os.path.join(directory, name))}
+    """best/ gets the run's files, not its sources (rewritten or working copy), temp files, links (a link could
+    point anywhere) or anything but plain files and folders: the run folder is written by the pushed script, and
+    a FIFO or a device node there would make the copy block or read the device."""
+    ignored = set()
+    for name in names:
+        path = os.path.join(directory, name)
+        mode = os.lstat(path).st_mode
+        if name in ("src", "work") or (name.startswith(".") and name.endswith(".tmp")) \
+                or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            ignored.add(name)
+    return ignored
 
 
 _STATE_TYPES: dict[str, tuple[type, ...]] = {

@@ -186,8 +186,8 @@ CASES = [
          env={"MLOPS_THRESHOLD": "high"}),
     Case("env-max-attempts-fraction", ("detect",), 2, r"MLOPS_MAX_ATTEMPTS: max_attempts must be .* got 2.5",
          env={"MLOPS_MAX_ATTEMPTS": "2.5"}),
-    Case("flag-threshold-2", ("evaluate", "--threshold", "2"), 2, r"Invalid value for .--threshold.: 2.0 is not in the range",
-         trained=True),
+    Case("flag-threshold-2", ("evaluate", "--threshold", "2"), 2,
+         r"Invalid value for .--threshold.: 2.0 is not in the range", trained=True),
     # ---- pushed code: links, devices, size, nesting -----------------------------------------------------------
     Case("py-link-dev-zero", ("detect",), 2, r"zero\.py is a symbolic link to /dev/zero, outside the checkout",
          {"repo/zero.py": Link("/dev/zero")}),
@@ -196,7 +196,8 @@ CASES = [
     Case("py-fifo", ("detect",), 2, r"pipe\.py is a FIFO", {"repo/pipe.py": FIFO}),
     Case("py-dangling-link", ("detect",), 2, r"gone\.py -> nowhere\.py does not exist",
          {"repo/gone.py": Link("nowhere.py")}),
-    Case("py-link-loop", ("detect",), 2, r"a\.py cannot be resolved", {"repo/a.py": Link("b.py"), "repo/b.py": Link("a.py")}),
+    Case("py-link-loop", ("detect",), 2, r"a\.py cannot be resolved",
+         {"repo/a.py": Link("b.py"), "repo/b.py": Link("a.py")}),
     Case("py-too-large", ("detect",), 2, r"big\.py is larger than 1 MiB",
          {"repo/big.py": "x = 1\n" * 200_000}),
     Case("py-200k-plus-terms", ("detect",), 2, r"deep\.py: nested too deeply for Python's parser",
@@ -259,17 +260,37 @@ CASES = [
     Case("run-dir-link-out-ignored", ("evaluate", "--threshold", "0.5"), 0, None, trained=True,
          files={"runs/0002": Link("{outside}/fake-run")}, check=lambda ws, p: (
              None if "run 0001" in p.stdout else pytest.fail(p.stdout))),
+    Case("run-dir-fifo-and-link-not-promoted", ("evaluate", "--threshold", "0.5"), 0, None, trained=True,
+         files={"runs/0001/pipe": FIFO, "runs/0001/leak.txt": Link("{outside}/secret.txt")},
+         check=lambda ws, p: sorted(x.name for x in (ws / "best").iterdir()) == [
+             "metrics.json", "model.joblib", "params.json", "run.json", "train.log"] or pytest.fail(str(
+                 sorted(x.name for x in (ws / "best").iterdir())))),
+    Case("status-run-json-broken", ("status",), 1, r"run\.json is not valid JSON", trained=True,
+         files={"runs/0001/run.json": "{"}),
+    Case("monitor-run-json-pid-text", ("monitor",), 1, r"field 'pid' must be int or null, got str", trained=True,
+         files={"runs/0001/run.json": modify(lambda d: {**d, "pid": "1; kill"})}),
+    Case("tweak-metrics-wrong-shape", ("tweak", "--threshold", "0.999"), 1, r"field 'diagnostics' must be an object",
+         trained=True, files={"runs/0001/metrics.json": modify(lambda d: {**d, "diagnostics": [1]})}),
+    Case("report-metrics-wrong-shape", ("report",), 1, r"field 'epochs' must be a whole number", trained=True,
+         files={"runs/0001/metrics.json": modify(lambda d: {**d, "epochs": "ten"})}),
+    Case("notifications-json-wrong-shape", ("notify", "--threshold", "0.5"), 1,
+         r"notifications\.json: expected a JSON object", trained=True, files={"notifications.json": "[1]"}),
+    Case("pull-url-password-never-printed", ("pull", "--repo", "https://bob:pull-secret-99@127.0.0.1:9/x.git"), 1,
+         r"git", files={}),
     Case("workspace-is-a-file", ("train",), 1, r"cannot use workspace .*: it is a file",
          files={"": "not a folder"}),
-    Case("workspace-not-creatable", ("train", "--workspace", "/proc/mlops-ws"), 1, r"cannot use workspace /proc/mlops-ws"),
-    Case("workspace-path-not-utf8", ("status", "--workspace", "ws-\udcff"), 2, r"workspace path ws-\\udcff is not valid UTF-8"),
+    Case("workspace-not-creatable", ("train", "--workspace", "/proc/mlops-ws"), 1,
+         r"cannot use workspace /proc/mlops-ws"),
+    Case("workspace-path-not-utf8", ("status", "--workspace", "ws-\udcff"), 2,
+         r"workspace path ws-\\udcff is not valid UTF-8"),
     Case("evaluate-run-dotdot", ("evaluate", "--run", "../x"), 2, r"'\.\./x' is not a run number", trained=True),
     Case("evaluate-run-zero", ("evaluate", "--run", "0"), 2, r"'0' is not a run number", trained=True),
     Case("evaluate-run-missing", ("evaluate", "--run", "42"), 1, r"run 0042 does not exist", trained=True),
     Case("junit-missing-folder", ("evaluate", "--junit", "/nonexistent-mlops/dir/x.xml"), 2,
          r"--junit.*folder /nonexistent-mlops/dir does not exist", trained=True,
          check=no_folder("/nonexistent-mlops")),
-    Case("usage-unknown-option", ("evaluate", "--bogus"), 2, r"No such option '--bogus'\. \(see `mlops evaluate --help`\)"),
+    Case("usage-unknown-option", ("evaluate", "--bogus"), 2,
+         r"No such option '--bogus'\. \(see `mlops evaluate --help`\)"),
     Case("params-not-object", ("train", "--params", "[1]"), 2, r"--params must be a JSON object", trained=True,
          check=runs_are("0001")),
     Case("resume-dotdot", ("train", "--resume", "../../x"), 2, r"is not a run number", trained=True),
@@ -413,7 +434,7 @@ def test_hostile(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> 
         assert len(lines) == 1 and errors, f"expected one error line, got:\n{proc.stderr}"
         assert re.search(case.error, lines[0]), lines[0]
     assert "Traceback" not in proc.stdout + proc.stderr
-    secrets = SECRET_VALUES + [WEBHOOK_TOKEN, "pässwörd-geheim"]
+    secrets = SECRET_VALUES + [WEBHOOK_TOKEN, "pässwörd-geheim", "pull-secret-99"]
     for secret in secrets:
         assert secret not in proc.stdout + proc.stderr, f"{secret} printed"
     if ws.is_dir():
