@@ -142,7 +142,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
 
 def _python_files(root: Path) -> list[Path]:
     files = []
-    for path in sorted(root.rglob("*.py")):
+    for path in safe_source.find_files(root, "*.py", skip=lambda name: name in SKIP_DIRS or name.startswith(".")):
         parts = path.relative_to(root).parts
         if any(part in SKIP_DIRS or part.startswith(".") for part in parts[:-1]):
             continue

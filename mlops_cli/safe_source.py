@@ -15,7 +15,7 @@ import ast
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,8 @@ MAX_SOURCE_BYTES = 1024 * 1024      # what detect reads of one file
 MAX_REWRITE_BYTES = 256 * 1024      # what libcst parses (~50 KB/s measured: 5 s at the cap)
 MAX_DEPTH = 400          # nesting as libcst builds it; real code stays far below 100
 MAX_NODES = 2_000_000    # ast nodes of one file
+MAX_TREE_DEPTH = 100     # folder levels of a checkout (os.walk and rglob recurse: 1 000 levels crash them)
+MAX_TREE_ENTRIES = 200_000
 PARSE_STACK_BYTES = 256 * 1024 * 1024   # reserved address space of the parsing thread, touched only as used
 T = TypeVar("T")
 
@@ -52,6 +54,43 @@ def check_file(path: Path, root: Path, what: str = "file") -> Path:
                 else "a socket" if stat.S_ISSOCK(mode) else "a directory" if stat.S_ISDIR(mode) else "not a file")
         raise UnsafeSource(f"{what} {shown} is {kind}", "commit a plain file")
     return resolved
+
+
+def walk(root: Path, skip: Callable[[str], bool] = lambda name: False) -> Iterator[tuple[Path, list[str],
+                                                                                         list[str]]]:
+    """os.walk without recursion and without following links to folders, bounded in depth and size: yields
+    (folder, sub-folder names, other entry names); folders for which `skip(name)` is true are not entered.
+    UnsafeSource when the tree is deeper than MAX_TREE_DEPTH or holds more than MAX_TREE_ENTRIES entries."""
+    todo: list[tuple[Path, int]] = [(root, 0)]
+    seen = 0
+    while todo:
+        folder, depth = todo.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise UnsafeSource(f"{_shown(folder, root)[:80]}... is nested deeper than {MAX_TREE_DEPTH} folders",
+                               "flatten the repository")
+        try:
+            with os.scandir(folder) as entries:
+                listed = sorted(entries, key=lambda entry: entry.name)
+        except OSError as exc:
+            raise UnsafeSource(f"cannot list {_shown(folder, root)}: {exc.strerror}") from None
+        seen += len(listed)
+        if seen > MAX_TREE_ENTRIES:
+            raise UnsafeSource(f"{root} holds more than {MAX_TREE_ENTRIES} files and folders",
+                               "keep data and environments out of the repository")
+        dirs = [entry.name for entry in listed if entry.is_dir(follow_symlinks=False) and not skip(entry.name)]
+        others = [entry.name for entry in listed if not entry.is_dir(follow_symlinks=False)]
+        yield folder, dirs, others
+        todo.extend((folder / name, depth + 1) for name in reversed(dirs))
+
+
+def find_files(root: Path, pattern: str, skip: Callable[[str], bool] = lambda name: False) -> list[Path]:
+    """Sorted paths under `root` whose name matches `pattern` (`*.py`), found by `walk`: links to folders are
+    not entered, links to files are listed (reading them goes through `read_text`, which refuses those that
+    leave)."""
+    import fnmatch
+
+    return sorted(folder / name for folder, _dirs, names in walk(root, skip) for name in names
+                  if fnmatch.fnmatchcase(name, pattern))
 
 
 def read_text(path: Path, root: Path, *, max_bytes: int = MAX_SOURCE_BYTES, what: str = "file",

@@ -133,11 +133,12 @@ class ScrubbingStream:
 
     def write(self, text: str) -> int:
         clean = scrub(text)
+        encoding = getattr(self._stream, "encoding", None) or "utf-8"
         try:
-            self._stream.write(clean)
-        except UnicodeEncodeError:   # a path that is not valid UTF-8 (kept by Python as surrogates)
-            encoding = getattr(self._stream, "encoding", None) or "utf-8"
-            self._stream.write(clean.encode(encoding, "backslashreplace").decode(encoding))
+            clean.encode(encoding)
+        except UnicodeEncodeError:   # a file name that is not UTF-8 (kept by Python as surrogates): shown as \udcff
+            clean = clean.encode(encoding, "backslashreplace").decode(encoding)
+        self._stream.write(clean)
         return len(text)
 
     def __getattr__(self, name: str) -> Any:

@@ -136,15 +136,20 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 def copy_tree_confined(source: Path, target: Path, skip: tuple[str, ...] = ()) -> None:
     """Copy a checkout without ever following a symbolic link: links that stay inside `source` are copied as
-    links, a link that leaves it is refused with its name (a pushed `etc -> /etc` must not be copied in)."""
+    links, a link that leaves it is refused with its name (a pushed `etc -> /etc` must not be copied in); FIFOs
+    and devices are left out; the walk is bounded (`safe_source.walk`)."""
+    from mlops_cli.safe_source import walk
+
     root = source.resolve()
-    for directory, dirs, files in os.walk(source, followlinks=False):
-        here = Path(directory)
+
+    def skipped(name: str) -> bool:
+        return name in skip or any(Path(name).match(pattern) for pattern in skip)
+
+    for here, dirs, files in walk(source, skipped):
         rel_dir = here.relative_to(source)
-        dirs[:] = [d for d in dirs if d not in skip]
         (target / rel_dir).mkdir(parents=True, exist_ok=True)
-        for name in sorted(dirs) + sorted(files):
-            if name in skip or any(Path(name).match(pattern) for pattern in skip):
+        for name in dirs + files:
+            if skipped(name):
                 continue
             path = here / name
             if path.is_symlink():
@@ -153,7 +158,7 @@ def copy_tree_confined(source: Path, target: Path, skip: tuple[str, ...] = ()) -
                     raise WorkspaceError(f"{path.relative_to(source)} is a symbolic link to {os.readlink(path)}, "
                                          "outside the checkout", "commit the file itself instead of a link")
                 os.symlink(os.readlink(path), target / rel_dir / name)
-            elif name in files and path.is_file():
+            elif name in files and stat.S_ISREG(path.lstat().st_mode):
                 shutil.copy2(path, target / rel_dir / name)
 
 

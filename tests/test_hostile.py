@@ -115,6 +115,14 @@ def modify(change: Callable[[Any], Any]) -> Callable[[Path], None]:
     return apply
 
 
+def _deep_folders(path: Path, depth: int) -> None:
+    """`depth` nested folders (os.walk and rglob recurse once per level) with a script at the bottom."""
+    for _ in range(depth):
+        path.mkdir()
+        path = path / "a"
+    path.with_name("x.py").write_text("x = 1\n")
+
+
 def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -205,6 +213,9 @@ CASES = [
     Case("py-nul-byte", ("detect",), 2, r"nul\.py contains NUL bytes",
          {"repo/nul.py": "x = 1\0\n"}),
     Case("py-syntax-error", ("detect",), 2, r"broken\.py:1: syntax error", {"repo/broken.py": "def (:\n"}),
+    Case("repo-1500-folders-deep", ("detect",), 2, r"is nested deeper than 100 folders",
+         {"repo/deep": lambda path: _deep_folders(path, 1500)}),
+    Case("py-name-not-utf8", ("detect",), 0, None, {SRC: "", "repo/tr\udcffain.py": IRIS}),
     Case("py-or-chain-detect-ok", ("detect",), 0, None, {"repo/chain.py": OR_CHAIN}),
     Case("dir-link-out-ignored", ("detect",), 0, None, {"repo/etcdir": Link("{outside}")}),
     # ---- workspace records of the wrong shape ------------------------------------------------------------------
@@ -331,19 +342,24 @@ CASES = [
 # ---- the runner ------------------------------------------------------------------------------------------------
 
 def _tree(root: Path) -> dict[str, str]:
-    """Every entry under `root` with what it is (file digest, link target), without following links."""
+    """Every entry under `root` with what it is (file digest, link target), without following links and
+    without recursion (a case nests 1 500 folders)."""
     seen = {}
-    for directory, dirs, files in os.walk(root, followlinks=False):
-        for name in dirs + files:
-            path = Path(directory) / name
+    todo = [root]
+    while todo:
+        for entry in os.scandir(todo.pop()):
+            path = Path(entry.path)
             rel = str(path.relative_to(root))
-            if path.is_symlink():
+            if entry.is_symlink():
                 seen[rel] = f"-> {os.readlink(path)}"
-            elif path.is_file() and not name.startswith("pipe") and "fifo" not in name:
-                seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.stat().st_size < 1 << 20 else \
-                    str(path.stat().st_size)
+            elif entry.is_dir():
+                seen[rel] = "dir"
+                todo.append(path)
+            elif entry.is_file():
+                size = entry.stat().st_size
+                seen[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if size < 1 << 20 else str(size)
             else:
-                seen[rel] = "dir" if path.is_dir() else "other"
+                seen[rel] = "other"
     return seen
 
 
@@ -438,14 +454,13 @@ def test_hostile(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> 
     for secret in secrets:
         assert secret not in proc.stdout + proc.stderr, f"{secret} printed"
     if ws.is_dir():
-        planted = {ws / rel for rel in case.files}
-        for path in ws.rglob("*"):
-            if path.is_file() and not path.is_symlink() and path not in planted \
-                    and path.stat().st_size < 1 << 20:
+        planted = {str(Path("ws") / rel) for rel in case.files}
+        for rel, digest in _tree(tmp_path).items():
+            path = tmp_path / rel
+            if rel.startswith("ws") and rel not in planted and len(digest) == 64 and not digest.startswith("->"):
                 data = path.read_bytes()
                 assert not any(s.encode() in data for s in secrets), f"a secret is in {path}"
-        leftovers = [p for p in ws.rglob("*.tmp") if not p.is_symlink()]
-        assert not leftovers, leftovers
+            assert not rel.endswith(".tmp"), f"left behind: {rel}"
         for record in ("state.json", "next.json", "notifications.json"):
             if (ws / record).is_file() and case.files.get(record) is None:
                 json.loads((ws / record).read_text())

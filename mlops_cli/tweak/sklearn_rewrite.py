@@ -22,7 +22,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, ParentNodeProvider
 
 from mlops_cli.errors import RewriteError
-from mlops_cli.safe_source import MAX_REWRITE_BYTES, parse_cst, read_text
+from mlops_cli.safe_source import MAX_REWRITE_BYTES, find_files, parse_cst, read_text
 
 SCALERS = frozenset({"StandardScaler", "MinMaxScaler", "RobustScaler", "MaxAbsScaler", "Normalizer",
                      "QuantileTransformer", "PowerTransformer"})
@@ -318,7 +318,7 @@ def apply(source: str, edit: Edit, filename: str = "train.py") -> str:
 
 def python_files(source_dir: Path, entry: str) -> list[str]:
     """The entry script first, then the other Python files of the code (a helper module may build the model)."""
-    others = sorted(str(path.relative_to(source_dir)) for path in source_dir.rglob("*.py")
+    others = sorted(str(path.relative_to(source_dir)) for path in find_files(source_dir, "*.py", SKIP_DIRS.__contains__)
                     if not any(part.startswith(".") or part in SKIP_DIRS
                                for part in path.relative_to(source_dir).parts))
     return [entry] + [rel for rel in others if rel != entry]
