@@ -123,6 +123,20 @@ def _deep_folders(path: Path, depth: int) -> None:
     path.with_name("x.py").write_text("x = 1\n")
 
 
+def _remove_deep(path: Path) -> None:
+    """Remove the nested folders bottom-up (shutil.rmtree, pytest's cleanup included, recurses per level)."""
+    if not path.is_dir():
+        return
+    chain = [path]
+    while (chain[-1] / "a").is_dir():
+        chain.append(chain[-1] / "a")
+    (path.parent / "x.py").unlink(missing_ok=True)
+    for folder in reversed(chain):
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
+
+
 def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -429,6 +443,8 @@ def test_hostile(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> 
     else:
         (ws / "repo").mkdir(parents=True)
         (ws / "repo" / "train.py").write_text(IRIS)
+    if "repo/deep" in case.files:   # pytest's own cleanup of old temp folders would crash on it
+        request.addfinalizer(lambda: _remove_deep(ws / "repo/deep"))
     for rel, content in case.files.items():
         _place(ws, outside, rel, content)
     before = _tree(tmp_path)
