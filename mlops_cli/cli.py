@@ -14,7 +14,7 @@ import click
 
 from mlops_cli import options as opt
 from mlops_cli.errors import ExitCode, MlopsError, UsageError
-from mlops_cli.secrets import ScrubbingStream, scrub
+from mlops_cli.secrets import ScrubbingStream, register, scrub
 
 
 class MlopsGroup(click.Group):
@@ -355,6 +355,7 @@ def _server_options(func: Any) -> Any:
 def _connect(url: str | None, user: str | None, token: str | None) -> Any:
     from mlops_cli.jenkins_client import connect
 
+    register(token)   # a --token flag is scrubbed from every output like one from the environment
     if not url:
         raise UsageError("no Jenkins URL", "pass --url or set JENKINS_URL")
     return connect(url, user, token)
