@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from conftest import make_remote, run_mlops
+from mlops_cli.workspace import Workspace
 
 IRIS = """from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -551,3 +552,17 @@ def test_tweak_refuses_to_copy_a_link_out_of_the_source(tmp_path: Path) -> None:
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "etcdir is a symbolic link to" in proc.stderr and "outside the checkout" in proc.stderr
     assert not list(ws.rglob("big.bin"))
+
+
+def test_the_harness_never_runs_an_entry_script_linked_out_of_the_checkout(tmp_path: Path) -> None:
+    ws = _fresh(tmp_path, IRIS)
+    assert run_mlops("detect", "--workspace", str(ws)).returncode == 0
+    outside = tmp_path / "outside.py"
+    outside.write_text("print('OUTSIDE CODE RAN')\n")
+    os.symlink(outside, ws / "repo" / "linked.py")
+    Workspace(ws).new_run(entrypoint="linked.py", profile="sklearn")
+    proc = run_mlops("train", "--workspace", str(ws), "--resume", "1")
+    assert proc.returncode == 1, proc.stderr
+    record = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert record["status"] == "failed" and "leads outside" in record["error"]
+    assert "OUTSIDE CODE RAN" not in (ws / "runs" / "0001" / "train.log").read_text() + proc.stdout
