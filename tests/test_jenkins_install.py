@@ -48,7 +48,7 @@ def test_install_creates_then_leaves_alone_then_updates(fake: FakeJenkins) -> No
     assert stored["mlops-3-evaluate"].findtext("builders/hudson.tasks.Shell/unstableReturn") == "3"
     assert stored["mlops-3-evaluate"].find("publishers/hudson.tasks.junit.JUnitResultArchiver") is not None
     assert stored["mlops-3-evaluate"].findtext("publishers/hudson.tasks.BuildTrigger/threshold/name") == "UNSTABLE"
-    assert stored["mlops-6-monitor"].findtext("triggers/hudson.triggers.TimerTrigger/spec") == "* * * * *"
+    assert stored["mlops-6-monitor"].findtext("triggers/hudson.triggers.TimerTrigger/spec") == "H/5 * * * *"
     for job in fake.jobs.values():
         assert "pw-that-must-not-leak" not in job.config and TOKEN not in job.config
     assert "BuildPipelineView" in fake.views["mlops-chain"]

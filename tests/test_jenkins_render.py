@@ -85,13 +85,14 @@ def test_jobs_2_to_6_commands_unstable_codes_and_thresholds() -> None:
     assert downstream(jobs["5"]) == [("mlops-3-evaluate", "SUCCESS", "0")]
 
     monitor = jobs["6"]
-    assert monitor.findtext("triggers/hudson.triggers.TimerTrigger/spec") == "* * * * *"
-    assert "\nmlops monitor --once\n" in shell(monitor)[0].findtext("command")
+    assert monitor.findtext("triggers/hudson.triggers.TimerTrigger/spec") == "H/5 * * * *"
+    assert "mlops monitor --once --json" in shell(monitor)[0].findtext("command")
+    assert shell(monitor)[0].findtext("unstableReturn") == "6"
     assert downstream(monitor) == []
 
 
 def test_values_are_xml_escaped_and_shell_quoted(tmp_path: Path) -> None:
-    nasty = "/srv/git/it's a \"repo\" & <more> $(touch pwned) `id`;.git"
+    nasty = "https://git.example.com/it's a \"repo\" & <more> $(touch pwned) `id`;.git"
     rendering = jk.render(dataclasses.replace(PARAMS, repo_url=nasty, branch="feat/x y"))
     job1 = jobs_by_number(rendering)["1"]
     assert job1.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/url") == nasty
