@@ -104,8 +104,12 @@ class JenkinsClient:
         return text
 
     def _first_line(self, text: str) -> str:
-        """Jenkins answers errors with HTML pages: keep the first meaningful line of text, short."""
+        """Jenkins answers errors with HTML pages: keep the first meaningful line of text, short; on an
+        access-denied page, the line that names the missing permission."""
         text = html.unescape(_TAG.sub(" ", text))
+        missing = next((line for line in text.splitlines() if _MISSING.search(line)), None)
+        if missing:
+            return self._redact(" ".join(missing.split())[:200])
         for line in text.splitlines():
             line = " ".join(line.split())
             if line and not line.startswith("Error in request"):

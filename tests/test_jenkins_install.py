@@ -17,7 +17,8 @@ TOKEN = "11aa22bb33cc44dd55ee66ff77889900"
 
 @pytest.fixture
 def fake() -> Iterator[FakeJenkins]:
-    with FakeJenkins(users={"admin": TOKEN, "viewer": "viewer-token-5555"}, read_only=("viewer",)) as server:
+    with FakeJenkins(users={"admin": TOKEN, "viewer": "viewer-token-5555"},
+                     permissions={"viewer": {"Overall/Read", "Job/Read"}}) as server:
         yield server
 
 
@@ -25,8 +26,11 @@ def env_for(server: FakeJenkins, user: str = "admin", token: str = TOKEN) -> dic
     return {"JENKINS_URL": server.url, "JENKINS_USER": user, "JENKINS_TOKEN": token}
 
 
+REPO = "https://git.example.com/team/wine.git"
+
+
 def install(server: FakeJenkins, *args: str, **env: str):
-    return run_mlops("jenkins", "install", "--repo", "/srv/git/wine.git", *args, env={**env_for(server), **env})
+    return run_mlops("jenkins", "install", "--repo", REPO, *args, env={**env_for(server), **env})
 
 
 def actions(stdout: str) -> dict[str, str]:
@@ -38,7 +42,7 @@ def test_install_creates_then_leaves_alone_then_updates(fake: FakeJenkins) -> No
     first = install(fake, "--notify-to", "ml@example.com", "--smtp-credentials", "mlops-smtp",
                     MLOPS_SMTP_PASSWORD="pw-that-must-not-leak")
     assert first.returncode == 0, first.stderr
-    assert "Jenkins 2.462.3 at " in first.stdout
+    assert "Jenkins 2.528.1 at " in first.stdout and first.stderr == ""
     assert set(actions(first.stdout).values()) == {"created"} and len(actions(first.stdout)) == 7
     assert sorted(fake.jobs) == ["mlops-1-pull", "mlops-2-train", "mlops-3-evaluate", "mlops-4-tweak",
                                  "mlops-5-retrain-or-notify", "mlops-6-monitor"]
@@ -69,7 +73,7 @@ def test_install_creates_then_leaves_alone_then_updates(fake: FakeJenkins) -> No
 
 def test_prefix_installs_projects_side_by_side(fake: FakeJenkins) -> None:
     assert install(fake).returncode == 0
-    other = install(fake, "--prefix", "digits-", "--repo", "/srv/git/digits.git")
+    other = install(fake, "--prefix", "digits-", "--repo", "https://git.example.com/team/digits.git")
     assert other.returncode == 0, other.stderr
     assert len(fake.jobs) == 12 and set(fake.views) == {"mlops-chain", "digits-chain"}
     assert "MLOPS_WORKSPACE=/var/lib/mlops/digits" in fake.jobs["digits-2-train"].config
@@ -95,19 +99,33 @@ def test_bad_token_is_one_clear_line_without_the_token(fake: FakeJenkins) -> Non
     assert fake.jobs == {}
 
 
-def test_refused_crumb(fake: FakeJenkins) -> None:
-    fake.refuse_crumb = True
-    result = install(fake)
-    assert result.returncode == 1
-    assert "refused the CSRF crumb (403: Error 403 No valid crumb was included in the request)" in result.stderr
-    assert TOKEN not in result.stderr and result.stderr.count("\n") == 1
+def test_crumbs_as_jenkins_checks_them() -> None:
+    """API-token requests need no crumb (ApiCrumbExclusion); password requests need the crumb of their session
+    (python-jenkins fetches it); a proxy that drops the session cookie makes every crumb invalid: one line."""
+    import requests
+
+    with FakeJenkins(users={"admin": TOKEN}, passwords={"alice": "alice-pw-77"}) as server:
+        bare = {"data": "<project/>", "headers": {"Content-Type": "application/xml"}}
+        by_token = requests.post(f"{server.url}createItem?name=a", auth=("admin", TOKEN), **bare, timeout=10)
+        assert by_token.status_code == 200
+        by_password = requests.post(f"{server.url}createItem?name=b", auth=("alice", "alice-pw-77"), **bare,
+                                    timeout=10)
+        assert by_password.status_code == 403 and "No valid crumb" in by_password.text
+        with_crumb = install(server, JENKINS_USER="alice", JENKINS_TOKEN="alice-pw-77")
+        assert with_crumb.returncode == 0, with_crumb.stderr
+        server.drop_sessions = True
+        refused = install(server, "--prefix", "x-", JENKINS_USER="alice", JENKINS_TOKEN="alice-pw-77")
+    assert refused.returncode == 1
+    assert "refused the CSRF crumb (403: Error 403 No valid crumb was included in the request)" in refused.stderr
+    assert "alice-pw-77" not in refused.stderr and refused.stderr.count("\n") == 1
 
 
 def test_missing_permission(fake: FakeJenkins) -> None:
     result = install(fake, JENKINS_USER="viewer", JENKINS_TOKEN="viewer-token-5555")
     assert result.returncode == 1
-    assert "denied user 'viewer' (403: Error 403 viewer is missing the Job/Configure permission)" in result.stderr
-    assert "viewer-token-5555" not in result.stderr
+    assert "denied user 'viewer' (403: viewer is missing the Job/Create permission) while creating job " \
+           "mlops-1-pull" in result.stderr
+    assert "viewer-token-5555" not in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_missing_required_plugin(fake: FakeJenkins) -> None:

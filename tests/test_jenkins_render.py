@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_mlops
-from fake_jenkins import jenkins_rewrite
+from fake_jenkins import DEFAULT_PLUGINS, SHAPES, jenkins_rewrite
 from mlops_cli import jenkins as jk
 from mlops_cli.errors import JenkinsError, UsageError
 
@@ -197,13 +197,13 @@ def test_dry_run_writes_one_file_per_job_and_the_view(tmp_path: Path) -> None:
 
 
 def test_comparison_sees_through_jenkins_rewriting_but_not_real_changes() -> None:
-    rendering = jk.render(PARAMS)
+    rendering = jk.render(dataclasses.replace(PARAMS, smtp_credentials="smtp", git_credentials="git"))
     for item in rendering.items:
-        stored = jenkins_rewrite(item.xml, {"git": "5.2.1", "junit": "1265.v"})
+        stored = jenkins_rewrite(item.xml, DEFAULT_PLUGINS)
         assert stored != item.xml
         assert jk.same_config(item.xml, stored), item.name
     evaluate = rendering.jobs[2].xml
-    stored = jenkins_rewrite(evaluate, {})
+    stored = jenkins_rewrite(evaluate, DEFAULT_PLUGINS)
     older_jenkins = stored.replace("<configuredLocalRules />", "")  # a field an older Jenkins does not store
     assert older_jenkins != stored and jk.same_config(evaluate, older_jenkins)
     assert not jk.same_config(evaluate.replace("<unstableReturn>3<", "<unstableReturn>4<"), stored)
@@ -213,4 +213,4 @@ def test_comparison_sees_through_jenkins_rewriting_but_not_real_changes() -> Non
     assert not jk.same_config(evaluate, extra)
     # a trigger we no longer define (e.g. the GitHub plugin is gone) must go away too
     pull_without_push = jk.render(PARAMS, plugins=["git", "junit"]).jobs[0].xml
-    assert not jk.same_config(pull_without_push, jenkins_rewrite(rendering.jobs[0].xml, {}))
+    assert not jk.same_config(pull_without_push, jenkins_rewrite(jk.render(PARAMS).jobs[0].xml, DEFAULT_PLUGINS))
