@@ -368,8 +368,15 @@ class FakeJenkins:
         branch = (job.root.findtext("scm/branches/hudson.plugins.git.BranchSpec/name") or "*/main").split("/")[-1]
         if not url:
             return False
+        env = {"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0"}
+        credential = self.credentials.get(
+            job.root.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/credentialsId") or "")
+        if credential is not None and credential.kind == "userpass":  # the git plugin polls with the credential
+            env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="credential.helper", POLL_USER=credential.username,
+                       POLL_PASSWORD=credential.secret, GIT_CONFIG_VALUE_0=(
+                           '!f() { printf "username=%s\\npassword=%s\\n" "$POLL_USER" "$POLL_PASSWORD"; }; f'))
         out = subprocess.run(["git", "ls-remote", "--", url, f"refs/heads/{branch}"], capture_output=True,
-                             text=True, check=False, env={"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0"})
+                             text=True, check=False, env=env)
         head = out.stdout.split()[0] if out.stdout.split() else None
         if head is None or head == job.polled:
             return False
