@@ -199,16 +199,47 @@ def test_status_shows_the_last_build_of_each_job(fake: FakeJenkins) -> None:
     assert lines["mlops-3-evaluate"].split()[1:3] == ["#1", "UNSTABLE"]
 
 
+def test_install_pipeline_as_a_pipeline_job(fake: FakeJenkins) -> None:
+    first = install(fake, "--pipeline", "--git-credentials", "model-git")
+    assert first.returncode == 0, first.stderr
+    assert actions(first.stdout) == {"mlops-pipeline": "created", "mlops-6-monitor": "created"}
+    stored = ET.fromstring(fake.jobs["mlops-pipeline"].config.encode())
+    assert stored.tag == "flow-definition" and stored.get("plugin").startswith("workflow-job@")
+    assert "git(url: env.REPO_URL" in stored.findtext("definition/script")
+    again = install(fake, "--pipeline", "--git-credentials", "model-git")
+    assert set(actions(again.stdout).values()) == {"unchanged"}, again.stdout
+    del fake.plugins["workflow-cps"]
+    missing = install(fake, "--pipeline", "--prefix", "p-")
+    assert missing.returncode == 1 and "workflow-cps" in missing.stderr
+
+
 @pytest.mark.jenkins
 @pytest.mark.skipif(not os.environ.get("JENKINS_URL"), reason="needs a real Jenkins: set JENKINS_URL, JENKINS_USER "
                                                               "and JENKINS_TOKEN (no jenkins.war can be had here)")
-def test_real_jenkins_install_is_idempotent() -> None:
+def test_real_jenkins_install_is_idempotent_and_cleans_up() -> None:
+    """On a real server: install creates, a second install changes nothing (the configs Jenkins hands back say
+    what ours say), status and trigger see the jobs; whatever happens, the jobs and the view are deleted."""
+    from mlops_cli.jenkins_client import connect
+
     prefix = f"mlops-test-{uuid.uuid4().hex[:6]}-"
-    args = ("jenkins", "install", "--repo", "https://example.invalid/repo.git", "--prefix", prefix)
-    first = run_mlops(*args)
-    assert first.returncode == 0, first.stderr
-    assert set(actions(first.stdout).values()) == {"created"}
-    second = run_mlops(*args)
-    assert set(actions(second.stdout).values()) == {"unchanged"}, second.stdout
-    status = run_mlops("jenkins", "status", "--prefix", prefix)
-    assert status.returncode == 0 and status.stdout.count("never built") == 6
+    client = connect(os.environ["JENKINS_URL"], os.environ.get("JENKINS_USER"), os.environ.get("JENKINS_TOKEN"))
+    args = ("jenkins", "install", "--repo", "https://example.invalid/repo.git", "--prefix", prefix,
+            "--monitor-schedule", "H H 1 1 *")  # job 6 must not fire on its own while the test runs
+    try:
+        first = run_mlops(*args)
+        assert first.returncode == 0, first.stderr
+        assert set(actions(first.stdout).values()) <= {"created", "skipped"}
+        second = run_mlops(*args)
+        assert second.returncode == 0, second.stderr
+        assert set(actions(second.stdout).values()) <= {"unchanged", "skipped"}, second.stdout
+        status = run_mlops("jenkins", "status", "--prefix", prefix)
+        assert status.returncode == 0 and status.stdout.count("never built") == 6
+        queued = run_mlops("jenkins", "trigger", "6", "--prefix", prefix)
+        assert queued.returncode == 0 and queued.stdout.startswith(f"queued {prefix}6-monitor (queue item ")
+    finally:
+        for name in ("1-pull", "2-train", "3-evaluate", "4-tweak", "5-retrain-or-notify", "6-monitor"):
+            if client.job_config(prefix + name) is not None:
+                client.delete_job(prefix + name)
+        if client.view_config(f"{prefix}chain") is not None:
+            client.delete_view(f"{prefix}chain")
+    assert client.job_config(prefix + "1-pull") is None
