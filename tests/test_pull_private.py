@@ -180,3 +180,20 @@ def test_a_killed_pull_leaves_no_clone_folder(server: GitHttpServer, tmp_path: P
     assert result.returncode == 0, result.stderr
     assert list(workspace.glob(".repo-clone-*")) == []  # ... and the next pull removed it
     assert (workspace / "repo" / "train.py").exists()
+
+
+def test_a_reviewed_change_is_pushed_with_the_bound_credential(server: GitHttpServer, tmp_path: Path,
+                                                               workspace: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_cli.gitrepo import commit_to_branch
+
+    env = {**_home(tmp_path), "MLOPS_GIT_USER": "bot", "MLOPS_GIT_PASSWORD": PASSWORD}
+    assert run_mlops("pull", "-w", str(workspace), "--repo", server.url + "model.git", env=env).returncode == 0
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sha = commit_to_branch(workspace / "repo", "mlops/tweak-1", {"train.py": "print('tweaked')\n"}, "tweak",
+                           push=True)
+    heads = subprocess.run(["git", "ls-remote", str(tmp_path / "srv" / "model.git")], capture_output=True,
+                           text=True, check=True).stdout
+    assert f"{sha}\trefs/heads/mlops/tweak-1" in heads
+    assert _files_containing(workspace, PASSWORD) == []
