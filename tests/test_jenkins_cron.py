@@ -99,3 +99,13 @@ def test_install_refuses_a_bad_schedule_before_rendering(tmp_path, option: str, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"mlops: error: {option} ") and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_install_passes_on_jenkins_warning(tmp_path) -> None:
+    result = run_mlops("jenkins", "install", "--dry-run", "--out", str(tmp_path / "out"), "--repo",
+                       "https://git.example.com/m.git", "--monitor-schedule", "* * * * *", "--poll",
+                       "# weekdays, business hours\nH/15 8-18 * * 1-5")
+    assert result.returncode == 0, result.stderr
+    assert 'mlops: warning: --monitor-schedule: Do you really mean "every minute"' in result.stderr
+    assert "--poll" not in result.stderr
+    assert "<spec># weekdays, business hours\nH/15 8-18 * * 1-5</spec>" in (tmp_path / "out" / "mlops-1-pull.xml").read_text()
