@@ -174,6 +174,9 @@ class JenkinsClient:
                                     "grant Overall/Read, Job/Create, Job/Configure, Job/Build, View/Create, "
                                     "View/Configure" if self.user else "set JENKINS_USER and JENKINS_TOKEN",
                                     permission=permission)
+        if status == 409:
+            return JenkinsError(f"{where} refused ({status}{detail}) while {action}",
+                                "the job is disabled: enable it in Jenkins (or run `mlops jenkins install` again)")
         return JenkinsError(f"{where} failed ({status}{detail}) while {action}")
 
     # ---- server -------------------------------------------------------------------------------------------

@@ -208,7 +208,8 @@ def test_quiet_period_merges_requests_and_disabled_is_409() -> None:
         answer = requests.post(f"{server.url}job/off/build", auth=("admin", TOKEN), timeout=10)
         assert answer.status_code == 409 and "off is not buildable" in answer.text
         refused = run_mlops("jenkins", "trigger", "off", env=env_for(server))
-        assert refused.returncode == 1 and "409" in refused.stderr and refused.stderr.count("\n") == 1
+        assert refused.returncode == 1 and "(409: Error 409 off is not buildable)" in refused.stderr
+        assert "the job is disabled" in refused.stderr and refused.stderr.count("\n") == 1
 
 
 def test_downstream_thresholds_and_discarder() -> None:
