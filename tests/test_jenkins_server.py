@@ -240,8 +240,10 @@ def test_downstream_thresholds_and_discarder() -> None:
 
 
 def test_timer_fires_on_jenkins_minute_and_scm_poll_builds_on_a_push(tmp_path: Path) -> None:
+    from mlops_cli import cron
+
     remote = make_remote(tmp_path, {"train.py": ""})
-    with FakeJenkins(users={"admin": TOKEN}, quiet_period=0.05, minute_s=0.05) as server:
+    with FakeJenkins(users={"admin": TOKEN}, quiet_period=0.05) as server:
         client = connect(server.url, "admin", TOKEN)
         client.create_job("timer", job(extra="<triggers><hudson.triggers.TimerTrigger><spec>H/5 * * * *</spec>"
                                              "</hudson.triggers.TimerTrigger></triggers>"))
@@ -250,10 +252,14 @@ def test_timer_fires_on_jenkins_minute_and_scm_poll_builds_on_a_push(tmp_path: P
                "<hudson.plugins.git.BranchSpec><name>*/main</name></hudson.plugins.git.BranchSpec></branches></scm>"
                "<triggers><hudson.triggers.SCMTrigger><spec>* * * * *</spec></hudson.triggers.SCMTrigger></triggers>")
         client.create_job("poll", job(extra=scm))
-        time.sleep(2.5)  # about 50 Jenkins minutes
-        server.wait_idle(10)
-        timer_builds = len(server.jobs["timer"].builds)
-        assert 8 <= timer_builds <= 11, timer_builds  # every 5 minutes, at the job's hashed minute
+        offset = cron.Hash.from_seed("timer").next(5)  # the minute Jenkins picks for this job's H/5
+        fired = []
+        for _ in range(50):
+            server.tick()
+            if server.now.minute % 5 == offset:
+                fired.append(server.now.minute)
+            assert server.wait_idle(10, settle=0.05)
+        assert len(server.jobs["timer"].builds) == len(fired) == 10
         assert len(server.jobs["poll"].builds) == 1  # the first poll builds, then nothing moved
         work = tmp_path / "dev"
         git("clone", "-q", str(remote), str(work), cwd=tmp_path)
@@ -261,7 +267,7 @@ def test_timer_fires_on_jenkins_minute_and_scm_poll_builds_on_a_push(tmp_path: P
         git("add", "-A", cwd=work)
         git("commit", "-qm", "push", cwd=work)
         git("push", "-q", "origin", "HEAD:main", cwd=work)
-        time.sleep(0.5)
-        server.wait_idle(10)
+        server.tick()
+        assert server.wait_idle(10, settle=0.05)
         assert len(server.jobs["poll"].builds) == 2
         assert server.jobs["poll"].builds[-1].cause == "Started by an SCM change"
