@@ -83,17 +83,18 @@ def test_push_to_notification_through_jenkins_own_triggers(tmp_path: Path) -> No
     def results(job: str) -> list[str]:
         return [result for result, _ in history[f"mlops-{job}"]]
 
-    assert results("1-pull") == ["SUCCESS"], consoles[-3000:]
+    shown = f"{history}\n{consoles[-4000:]}"
+    assert results("1-pull") == ["SUCCESS"], shown
     assert history["mlops-1-pull"][0][1] == "Started by an SCM change"
-    assert results("2-train") == ["SUCCESS"], consoles[-3000:]
+    assert results("2-train") == ["SUCCESS"], shown
     evaluate = results("3-evaluate")
-    assert evaluate[-1] == "SUCCESS" and set(evaluate[:-1]) <= {"UNSTABLE"} and len(evaluate) >= 2
-    assert results("4-tweak") == ["SUCCESS"] * len(evaluate)
-    assert results("5-retrain-or-notify") == ["SUCCESS"] * (len(evaluate) - 1) + ["UNSTABLE"]
+    assert evaluate[-1] == "SUCCESS" and set(evaluate[:-1]) <= {"UNSTABLE"} and len(evaluate) >= 2, shown
+    assert results("4-tweak") == ["SUCCESS"] * len(evaluate), shown
+    assert results("5-retrain-or-notify") == ["SUCCESS"] * (len(evaluate) - 1) + ["UNSTABLE"], shown
     assert all(cause.startswith("Started by upstream project") for _, cause in history["mlops-3-evaluate"])
     # job 6: blue when there was nothing to do, yellow for the restart of the killed run
     monitor = results("6-monitor")
-    assert killed == ["0001"] and monitor.count("UNSTABLE") == 1 and set(monitor) == {"SUCCESS", "UNSTABLE"}
+    assert killed == ["0001"] and monitor.count("UNSTABLE") == 1 and set(monitor) == {"SUCCESS", "UNSTABLE"}, shown
     first = json.loads((workspace / "runs" / "0001" / "run.json").read_text())
     assert first["status"] == "succeeded" and len(first["restarts"]) == 1
     status = json.loads(run_mlops("status", "--json", "--workspace", str(workspace)).stdout)
