@@ -95,7 +95,10 @@ def cli() -> None:
 @click.option("--repo", "url", required=True, help="Git URL or local path of the model repository.")
 @click.option("--branch", default=None, help="Branch to follow (default: the remote's HEAD).")
 def pull(workspace: str | None, url: str, branch: str | None) -> None:
-    """Clone or update the model code into WORKSPACE/repo."""
+    """Clone or update the model code into WORKSPACE/repo.
+
+    A private repository: set MLOPS_GIT_USER and MLOPS_GIT_PASSWORD (http, https) or MLOPS_GIT_SSH_KEY (a key
+    file, ssh), as Jenkins' job 1 binds them; git gets them for the fetch only, never in a file."""
     from mlops_cli.config import resolve_workspace
     from mlops_cli.pull import pull as do_pull
 
