@@ -111,7 +111,8 @@ def remote_for(url: str, environ: Mapping[str, str] | None = None) -> Remote:
     if scheme in ("http", "https"):
         parts = urlsplit(url)
         if parts.username is not None or parts.password is not None:
-            user, password = unquote(parts.username or ""), unquote(parts.password or "")
+            user = unquote(parts.username) if parts.username else user
+            password = unquote(parts.password) if parts.password is not None else (password or "")
             host = parts.hostname or ""
             netloc = f"[{host}]" if ":" in host else host
             url = urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
