@@ -193,6 +193,17 @@ class Engine:
             result = self._client.images.prune(filters={"dangling": True, "label": label})
         return len(result.get("ImagesDeleted") or [])
 
+    def remove_image(self, name: str) -> bool:
+        """Delete the image `name` (when no container uses it); whether it was there."""
+        import docker.errors
+
+        with translate(image=name):
+            try:
+                self._client.images.remove(name)
+            except docker.errors.ImageNotFound:
+                return False
+        return True
+
     def tag(self, image: str, repository: str, tag: str) -> None:
         with translate(image=image):
             self._client.images.get(image).tag(repository, tag)
