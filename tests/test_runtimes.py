@@ -193,8 +193,48 @@ def test_keras2_era_script_trains_and_resumes_after_sigkill_in_its_venv(tmp_path
     metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
     assert metrics["epochs"] == 12 and len(metrics["curves"]["val_accuracy"]) == 12, "acc named accuracy"
     assert metrics["val_accuracy"] > 0.85
+    assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.005), "Adam(lr=0.005) honoured"
     assert (ws / "repo" / "w.h5").is_file(), "save_weights('w.h5') worked"
     assert (ws / "runs" / "0001" / "model.keras").is_file()
+
+
+KERAS2_IDIOMS_ON_KERAS3 = """\
+import numpy as np
+from keras.layers.core import Dense
+from keras.models import Sequential
+from keras.optimizers import Adam, RMSprop
+from keras.utils import np_utils
+from sklearn.datasets import load_digits
+
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+Y = np_utils.to_categorical(y, 10)
+RMSprop(lr=0.01, decay=1e-6)
+
+
+def batches():
+    while True:
+        for start in range(0, 1400, 50):
+            yield X[start:start + 50], Y[start:start + 50]
+
+
+model = Sequential([Dense(32, activation="relu", input_shape=(64,)), Dense(10, activation="softmax")])
+model.compile(optimizer=Adam(lr=0.004), loss="categorical_crossentropy", metrics=["acc"])
+history = model.fit_generator(batches(), steps_per_epoch=28, epochs=6, validation_data=(X[1400:], Y[1400:]),
+                              workers=2, use_multiprocessing=False)
+print("history keys", sorted(history.history))
+"""
+
+
+def test_keras2_idioms_the_harness_brings_back_on_keras3(tmp_path: Path) -> None:
+    ws = pulled(tmp_path, {"train.py": KERAS2_IDIOMS_ON_KERAS3}, runtime="keras")
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (ws / "runs" / "0001" / "train.log").read_text()
+    assert "history keys ['acc', 'loss', 'val_acc', 'val_loss']" in log, "the script sees its own key names"
+    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.004), "Adam(lr=0.004) honoured"
+    assert len(metrics["curves"]["val_accuracy"]) == 6 and metrics["val_accuracy"] > 0.8
 
 
 def _state(pid: int) -> str:

@@ -67,6 +67,7 @@ def test_keras2_era_script_resumes_after_its_container_is_killed(
     assert second and second[0] in (killed_at, killed_at + 1) and second == list(range(second[0], 12))
     metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
     assert metrics["epochs"] == 12 and metrics["val_accuracy"] > 0.85
+    assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.005), "Adam(lr=0.005) honoured"
     assert (ws / "repo" / "w.h5").is_file() and (ws / "runs" / "0001" / "model.keras").is_file()
     assert "resuming run 0001" in (ws / "runs" / "0001" / "train.log").read_text()
 
