@@ -32,11 +32,6 @@ HASH_LENGTH = 12
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def default_image(runtime: str) -> str:
-    """What the docker runner starts for a runtime: MLOPS_IMAGE_<NAME>, else <image>:latest."""
-    return runtimes.get(runtime).default_image()
-
-
 @dataclasses.dataclass(frozen=True)
 class ImageBuild:
     """The outcome for one runtime."""

@@ -7,7 +7,8 @@ Layout under `runtimes.cache_dir()`:
                                 its own, so only what the runtime lacks is installed; <digest> hashes the
                                 requirements and the base interpreter
 A venv is complete once its `.mlops-ready` file exists; one without (a creation killed half-way) is made again.
-Creating holds a lock, so two trainings that need the same venv build it once.
+Creating holds a lock, so two trainings that need the same venv build it once. pip runs with the training
+process' allow-listed environment (plus PIP_* settings): a repository's requirement may run its own build code.
 """
 from __future__ import annotations
 
@@ -90,11 +91,23 @@ def find_runtime_venv(runtime: Runtime) -> Venv | None:
     return Venv(path, created=False, seconds=0.0) if _ready(path) else None
 
 
+def install_env() -> dict[str, str]:
+    """The environment of pip and of our helper in a venv being made: no secret (an sdist runs its own code), but
+    pip's own settings (PIP_INDEX_URL, PIP_FIND_LINKS...) unless they carry credentials."""
+    from mlops_cli.runners import SECRET_NAME, training_env
+
+    env = training_env()
+    env.update({name: value for name, value in os.environ.items() if name.startswith("PIP_")
+                and not SECRET_NAME.search(name) and "@" not in value})
+    env["PYTHONPATH"] = PACKAGE_PARENT
+    return env
+
+
 def _pip_install(python: str, args: list[str], what: str, on_output: Callable[[str], None]) -> None:
     command = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *args]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env=install_env())
     except subprocess.TimeoutExpired:
         raise RunnerError(f"installing {what} took more than {PIP_TIMEOUT_S} s", "check the network and retry") \
             from None
@@ -166,9 +179,8 @@ def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
             (site_dir / "zz-mlops-runtime.pth").write_text("".join(f"{p}\n" for p in _site_packages(base_python)))
             wanted = path / "requirements.txt"
             wanted.write_text(requirements.text())
-            env = {**os.environ, "PYTHONPATH": PACKAGE_PARENT}
             split = subprocess.run([venv_python, "-m", "mlops_cli.deps", str(wanted)], capture_output=True,
-                                   text=True, timeout=120, env=env)
+                                   text=True, timeout=120, env=install_env())
             if split.returncode != 0:
                 raise RunnerError(f"cannot read the requirements: {split.stderr.strip()[-200:]}")
             for line in split.stderr.splitlines():

@@ -253,3 +253,16 @@ def test_runtimes_list_is_a_light_command(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "MLOPS_CACHE_DIR": str(tmp_path)})
     assert out.stdout.strip().endswith("[]")
+
+
+def test_pip_gets_no_secret_but_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_cli.venvs import install_env
+
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv("JENKINS_API_TOKEN", "t0ken")
+    monkeypatch.setenv("PIP_FIND_LINKS", "/srv/wheels")
+    monkeypatch.setenv("PIP_INDEX_URL", "https://user:pw@pypi.example/simple")
+    env = install_env()
+    assert env["PIP_FIND_LINKS"] == "/srv/wheels" and env["MPLBACKEND"] == "Agg"
+    assert "hunter2" not in env.values() and "t0ken" not in env.values()
+    assert "PIP_INDEX_URL" not in env, "an index URL with credentials stays with the trusted steps"
