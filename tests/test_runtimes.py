@@ -125,10 +125,11 @@ def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_p
     env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
     first = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
     assert first.returncode == 0, first.stdout + first.stderr
-    created = [line for line in first.stdout.splitlines() if line.startswith("mlops: requirements.txt: venv ")]
-    assert len(created) == 1 and " created in " in created[0], first.stdout
-    assert "mlops: numpy==1.0: the runtime installs this package already; its version is kept" in first.stdout
-    assert "mlops: warning: requirements.txt:3: -e ." in first.stdout
+    created = [line for line in first.stderr.splitlines() if line.startswith("mlops: requirements.txt: venv ")]
+    assert len(created) == 1 and " created in " in created[0], first.stderr
+    assert "mlops: numpy==1.0: the runtime installs this package already; its version is kept" in first.stderr
+    assert "mlops: warning: requirements.txt:3: -e ." in first.stderr
+    assert "requirements.txt" not in first.stdout, "stdout stays the training output and the result"
     assert "dependency says 42" in (ws / "runs" / "0001" / "train.log").read_text()
     venv = Path(created[0].split(" venv ")[1].split(" created")[0])
     site = next(venv.glob("lib/python3*/site-packages"))
@@ -137,7 +138,7 @@ def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_p
 
     second = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert f"mlops: requirements.txt: venv {venv} reused" in second.stdout
+    assert f"mlops: requirements.txt: venv {venv} reused" in second.stderr
     assert (venv / ".mlops-ready").stat().st_mtime_ns == ready, "the venv was not made again"
     assert [p.name for p in (tmp_path / "cache" / "deps").iterdir() if not p.name.startswith(".")] == [venv.name]
 

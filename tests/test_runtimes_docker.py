@@ -84,15 +84,15 @@ def test_requirements_build_a_derived_image_once_and_the_next_run_reuses_it(
     first = run_mlops("train", "-w", str(ws), "--runner", "docker")
     assert first.returncode == 0, first.stdout + first.stderr
     assert spec(ws, "0001")["deps_image"] == derived and spec(ws, "0001")["deps_built"] is True
-    assert f"mlops: requirements.txt: image {derived} built in" in first.stdout
-    assert "scikit-learn==0.24.2: the runtime installs this package already" in first.stdout
+    assert f"mlops: requirements.txt: image {derived} built in" in first.stderr
+    assert "scikit-learn==0.24.2: the runtime installs this package already" in first.stderr
     assert "held-out accuracy" in (ws / "runs" / "0001" / "train.log").read_text()
     image_id = engine.image_id(derived)
 
     second = run_mlops("train", "-w", str(ws), "--runner", "docker")
     assert second.returncode == 0, second.stdout + second.stderr
     assert spec(ws, "0002")["deps_image"] == derived and spec(ws, "0002")["deps_built"] is False
-    assert f"mlops: requirements.txt: image {derived} reused" in second.stdout
+    assert f"mlops: requirements.txt: image {derived} reused" in second.stderr
     assert engine.image_id(derived) == image_id, "not rebuilt"
 
 

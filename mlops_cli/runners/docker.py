@@ -97,11 +97,14 @@ class DockerRunner:
 
     def __init__(self, settings: Settings, detach: bool = False, *, image: str | None = None,
                  cpus: float | None = None, memory: str | None = None, network: str | None = None,
-                 gpus: str | None = None, on_output: Callable[[str], None] | None = None) -> None:
+                 gpus: str | None = None, on_output: Callable[[str], None] | None = None,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.detach = detach   # containers always run apart from this process; train reads it to skip wait()
         self.options = DockerOptions.from_env(image=image, cpus=cpus, memory=memory, network=network, gpus=gpus)
         self._on_output = on_output or (lambda line: print(line, file=sys.stdout, flush=True))
+        # what the runner itself says (derived image built or reused): stderr, so stdout stays the training's
+        self._on_notice = on_notice or (lambda line: print(line, file=sys.stderr, flush=True))
 
     @classmethod
     def if_available(cls, settings: Settings, detach: bool = False, **options: Any) -> DockerRunner:
@@ -128,7 +131,7 @@ class DockerRunner:
         image = image_for(ws, record, options)
         requirements = read_requirements(ws.source_dir(record))
         for ignored in requirements.ignored:
-            self._on_output(f"mlops: warning: {ignored}")
+            self._on_notice(f"mlops: warning: {ignored}")
         labels = {"mlops.project": project_label(ws), "mlops.workspace": str(ws.root), "mlops.run": record.id}
         saved = {**dataclasses.asdict(options), "image": image}   # a restart derives from the same image
         with Engine.connect() as engine:
@@ -137,8 +140,8 @@ class DockerRunner:
             if requirements:
                 from mlops_cli.images import derived_image
 
-                derived = derived_image(engine, runtime, image, requirements, on_output=self._on_output)
-                self._on_output(derived.summary(requirements))
+                derived = derived_image(engine, runtime, image, requirements, on_output=self._on_notice)
+                self._on_notice(derived.summary(requirements))
                 image = derived.tag
                 saved.update(deps_image=derived.tag, deps_built=derived.built)
             spec = ContainerSpec(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,10 +42,11 @@ class LocalRunner:
 
     name = "local"
 
-    def __init__(self, detach: bool = False, on_output: Callable[[str], None] | None = None) -> None:
+    def __init__(self, detach: bool = False, on_notice: Callable[[str], None] | None = None) -> None:
         self.detach = detach
         self._process: subprocess.Popen[bytes] | None = None
-        self._on_output = on_output or (lambda line: print(line, flush=True))
+        # what the runner itself says (venvs made or reused): stderr, so stdout stays the command's result
+        self._on_notice = on_notice or (lambda line: print(line, file=sys.stderr, flush=True))
 
     def interpreter(self, ws: Workspace, record: RunRecord) -> str:
         """The runtime's Python, with the repository's requirements layered on it when it declares some."""
@@ -52,11 +54,11 @@ class LocalRunner:
         python = venvs.interpreter_for(runtime)
         requirements = read_requirements(ws.source_dir(record))
         for ignored in requirements.ignored:
-            self._on_output(f"mlops: warning: {ignored}")
+            self._on_notice(f"mlops: warning: {ignored}")
         if requirements:
-            venv = venvs.deps_venv(python, runtime, requirements, on_output=self._on_output)
+            venv = venvs.deps_venv(python, runtime, requirements, on_output=self._on_notice)
             what = f"created in {venv.seconds:.1f} s" if venv.created else "reused"
-            self._on_output(f"mlops: {' and '.join(requirements.sources)}: venv {venv.path} {what}")
+            self._on_notice(f"mlops: {' and '.join(requirements.sources)}: venv {venv.path} {what}")
             python = venv.python
         return python
 
