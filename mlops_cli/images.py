@@ -17,11 +17,14 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlops_cli import runtimes
 from mlops_cli.deps import Requirements, pip_failure
 from mlops_cli.errors import RunnerError, UsageError
+
+if TYPE_CHECKING:
+    from mlops_cli.docker_engine import Engine
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DOCKERFILE = "Dockerfile.runtime"
@@ -181,7 +184,7 @@ class DerivedImage:
         return f"mlops: {' and '.join(requirements.sources)}: image {self.tag} {what}"
 
 
-def derived_image(engine: Any, runtime: runtimes.Runtime, base_image: str, requirements: Requirements,
+def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, requirements: Requirements,
                   on_output: Callable[[str], None] = lambda line: None) -> DerivedImage:
     """`base_image` with the repository's requirements installed, tagged `<image>-deps:<hash of requirements and
     base image id>` and reused while both stay the same. The build context holds deps.Dockerfile and the
