@@ -188,7 +188,9 @@ def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, re
                   on_output: Callable[[str], None] = lambda line: None) -> DerivedImage:
     """`base_image` with the repository's requirements installed, tagged `<image>-deps:<hash of requirements and
     base image id>` and reused while both stay the same. The build context holds deps.Dockerfile and the
-    requirements only, the build args the base image only: no secret can reach the untrusted requirements."""
+    requirements only, the build args the base image only: no secret can reach the untrusted requirements.
+    Once built, the derived images of this runtime made on an older base image are removed: no run can reach
+    them any more (their tag names the old base), and they would keep that base's layers on disk."""
     base_id = engine.image_id(base_image)
     if base_id is None:
         raise RunnerError(f"image {base_image} missing: run `mlops images build`")
@@ -207,7 +209,8 @@ def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, re
     try:
         image_id = engine.build(_context(files), dockerfile="Dockerfile", tag=tag,
                                 buildargs={"BASE_IMAGE": base_image},
-                                labels={"mlops.runtime": runtime.name, "mlops.deps": tag.split(":")[1]},
+                                labels={"mlops.runtime": runtime.name, "mlops.deps": tag.split(":")[1],
+                                        "mlops.base-id": base_id},
                                 on_line=line)
     except RunnerError as exc:
         requirement = pip_failure("\n".join(output))
@@ -216,4 +219,9 @@ def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, re
         sources = " or ".join(requirements.sources)
         raise RunnerError(f"requirement {requirement} of {sources} cannot be installed on runtime {runtime.name}",
                           f"fix it in {sources}, or remove it; pip: {exc.message[:160]}") from None
-    return DerivedImage(tag=tag, image_id=image_id, built=True, seconds=time.monotonic() - started)
+    seconds = time.monotonic() - started
+    for old, labels in engine.tagged_images({"mlops.runtime": runtime.name, "mlops.deps": None}):
+        if old.startswith(f"{runtime.image}-deps:") and labels.get("mlops.base-id") != base_id \
+                and engine.remove_image(old):
+            on_output(f"removed {old}, built on an outdated {runtime.name} image")
+    return DerivedImage(tag=tag, image_id=image_id, built=True, seconds=seconds)

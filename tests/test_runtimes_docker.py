@@ -96,6 +96,26 @@ def test_requirements_build_a_derived_image_once_and_the_next_run_reuses_it(
     assert engine.image_id(derived) == image_id, "not rebuilt"
 
 
+def test_a_new_runtime_image_retires_the_derived_images_of_the_old_one(
+        engine: Engine, images: dict[str, ImageBuild]) -> None:
+    from mlops_cli import runtimes
+    from mlops_cli.deps import Requirements
+    from mlops_cli.images import derived_image
+
+    sklearn = runtimes.get("sklearn")
+    requirements = Requirements(lines=("tabulate==0.9.0",), sources=("requirements.txt",))
+    # an sklearn-deps image whose base is another image stands for one built before sklearn's image was rebuilt
+    outdated = derived_image(engine, sklearn, "mlops-keras:latest", requirements)
+    current = f"{sklearn.image}-deps:{requirements.digest(images['sklearn'].image_id)}"
+    engine.remove_image(current)
+    lines: list[str] = []
+    fresh = derived_image(engine, sklearn, "mlops-sklearn:latest", requirements, on_output=lines.append)
+    assert fresh.built and fresh.tag == current
+    assert engine.image_id(outdated.tag) is None, "the derived image of the outdated base is gone"
+    assert f"removed {outdated.tag}, built on an outdated sklearn image" in lines
+    assert engine.image_id(current) is not None
+
+
 def test_an_uninstallable_requirement_fails_the_build_in_one_line(
         tmp_path: Path, engine: Engine, images: dict[str, ImageBuild], containers: Path) -> None:
     ws = pulled(tmp_path, containers, {"train.py": WITH_TABULATE, "requirements.txt": "mlops-no-such-dep==9.9\n"})
