@@ -78,7 +78,8 @@ def declared_train_env(environ: Mapping[str, str]) -> list[str]:
 def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True) -> dict[str, str]:
     """The allow-listed environment of the training process: host basics (local runner only), run settings and
     the names declared in MLOPS_TRAIN_ENV. Values that carry a password (a proxy URL with userinfo) or any
-    known secret (a declared name holding the SMTP password) are left out."""
+    known secret (a declared name holding the SMTP password) are left out. Plots go to the non-interactive Agg
+    backend, so a script's `plt.show()` returns at once instead of waiting for a window."""
     environ = os.environ if environ is None else environ
     declared = declared_train_env(environ)
     secrets = known_secrets(environ)
@@ -86,4 +87,5 @@ def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True)
     env.update({name: value for name, value in environ.items() if host and name.startswith("LC_")})
     env.update({name: environ[name] for name in declared
                 if name in environ and not any(secret in environ[name] for secret in secrets)})
+    env["MPLBACKEND"] = "Agg"
     return {name: value for name, value in env.items() if not USERINFO.search(value)}
