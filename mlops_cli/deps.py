@@ -89,7 +89,7 @@ def read_requirements(source: Path) -> Requirements:
 
         try:
             project = tomllib.loads(text).get("project") or {}
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):
             project = {}
         declared = project.get("dependencies") if isinstance(project, dict) else None
         if isinstance(declared, list) and declared:

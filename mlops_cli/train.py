@@ -148,8 +148,9 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
             record = _new_attempt(settings, params)
         try:
             chosen.start(ws, record)
-        except MlopsError as exc:
-            ws.update_run(record.id, status=RunStatus.FAILED, error=f"could not start: {exc}", finished=now_iso())
+        except Exception as exc:   # the run must not stay pending: it would count as an attempt in progress
+            reason = str(exc) if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"[:300]
+            ws.update_run(record.id, status=RunStatus.FAILED, error=f"could not start: {reason}", finished=now_iso())
             raise
         _await_claim(ws, chosen, record)
     record = ws.load_run(record.id)

@@ -231,6 +231,8 @@ CASES = [
     Case("repo-1500-folders-deep", ("detect",), 2, r"is nested deeper than 100 folders",
          {"repo/deep": lambda path: _deep_folders(path, 1500)}),
     Case("py-name-not-utf8", ("detect",), 0, None, {SRC: "", "repo/tr\udcffain.py": IRIS}),
+    Case("pyproject-nested-50000", ("train",), 0, None, trained=True, check=runs_are("0001", "0002"),
+         files={"repo/pyproject.toml": "[project]\ndependencies = " + nested(50_000) + "\n"}),
     Case("py-or-chain-detect-ok", ("detect",), 0, None, {"repo/chain.py": OR_CHAIN}),
     Case("dir-link-out-ignored", ("detect",), 0, None, {"repo/etcdir": Link("{outside}")}),
     # ---- workspace records of the wrong shape ------------------------------------------------------------------
