@@ -68,7 +68,8 @@ def test_keras2_era_script_resumes_after_its_container_is_killed(
     metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
     assert metrics["epochs"] == 12 and metrics["val_accuracy"] > 0.85
     assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.005), "Adam(lr=0.005) honoured"
-    assert (ws / "repo" / "w.h5").is_file() and (ws / "runs" / "0001" / "model.keras").is_file()
+    assert (ws / "runs" / "0001" / "work" / "w.h5").is_file() and (ws / "runs" / "0001" / "model.keras").is_file()
+    assert not (ws / "repo" / "w.h5").exists(), "what the script writes beside itself stays in its run"
     assert "resuming run 0001" in (ws / "runs" / "0001" / "train.log").read_text()
 
 
