@@ -108,3 +108,53 @@ def test_generated_deep_nesting_is_refused_before_libcst(depth: int) -> None:
     else:
         with pytest.raises(MlopsError, match="nested more than"):
             parse_cst(source, "t.py")
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                   st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+                           max_leaves=15)
+RUN_KEYS = ["id", "status", "attempt", "parent", "entrypoint", "workdir", "source", "params", "reasons", "seed",
+            "pid", "restarts", "exit_code", "started"]
+records = st.dictionaries(st.sampled_from(RUN_KEYS + ["val_accuracy", "curves", "epochs", "diagnostics",
+                                                      "warnings", "commit", "profile"]), json_values, max_size=8)
+
+
+@PROPS
+@given(data=st.one_of(records, json_values))
+def test_any_json_in_a_workspace_record_is_read_or_refused_in_one_line(tmp_path: Path, data: object) -> None:
+    import json
+
+    from mlops_cli.records import RunMetrics
+    from mlops_cli.workspace import RunRecord, Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    for path in (ws.state_path, ws.proposal_path):
+        path.write_text(json.dumps(data))
+    readers = [ws.read_state, ws.read_proposal, lambda: RunRecord.from_dict(data), lambda: RunMetrics.from_dict(data)]
+    for read in readers:
+        try:
+            read()
+        except MlopsError as exc:
+            _one_line(exc)
+
+
+secret_values = st.text(alphabet=string.ascii_letters + string.digits + "@:/!#%-_.", min_size=4, max_size=24)
+
+
+@PROPS
+@given(secret=secret_values, before=st.text(max_size=30), after=st.text(max_size=30),
+       scheme=st.sampled_from(["", "https://", "https://user:"]))
+def test_a_secret_from_the_environment_never_survives_scrub(secret: str, before: str, after: str,
+                                                             scheme: str) -> None:
+    import os
+
+    from mlops_cli.secrets import scrub
+
+    os.environ["MLOPS_PROP_PASSWORD"] = secret
+    try:
+        text = f"{before}{scheme}{secret}{'@host/x' if scheme else ''}{after}"
+        assert secret not in scrub(text)
+    finally:
+        del os.environ["MLOPS_PROP_PASSWORD"]
