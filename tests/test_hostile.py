@@ -348,6 +348,8 @@ CASES = [
          None, trained=True, check=outbox_clean,
          files={"runs/0001/train.log": "Traceback: login smtp-P4ss@word-77 to https://bob:jenkins-t0ken-5e3f1a@ci/\n"
                                        "apikey-9d8c7b6a5f\n"}),
+    Case("error-line-scrubbed", ("detect", "--path", "/nonexistent/jenkins-t0ken-5e3f1a"), 2,
+         r"no model code at /nonexistent/\*\*\*"),
     Case("train-env-names-a-secret", ("train",), 2, r"MLOPS_TRAIN_ENV names MLOPS_SMTP_PASSWORD, which looks like a "
          r"secret", trained=True, env={"MLOPS_TRAIN_ENV": "MLOPS_SMTP_PASSWORD"}, check=runs_are("0001")),
     Case("train-env-value-holds-a-secret", ("train",), 0, None, trained=True, check=env_not_in_log,
