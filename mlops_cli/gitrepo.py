@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlops_cli.errors import GitError, UsageError
+from mlops_cli.secrets import strip_userinfo
 
 #: variables job 1 binds (username/password credential) and `pull` hands to git
 GIT_USER_ENV = "MLOPS_GIT_USER"
@@ -51,8 +52,9 @@ _HELPER = ('!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\
 
 
 def redact_url(text: str) -> str:
-    """Drop `user:token@` from every URL in `text` before it is shown or written anywhere."""
-    return re.sub(r"(\w+://)[^/@\s]+@", r"\1", text)
+    """Drop `user:token@` from every URL in `text` before it is shown or written anywhere (a git remote's path
+    is no secret, so it stays readable)."""
+    return strip_userinfo(text)
 
 
 @dataclasses.dataclass(frozen=True)

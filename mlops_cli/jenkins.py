@@ -30,6 +30,7 @@ from xml.sax.saxutils import escape
 from mlops_cli import cron
 from mlops_cli.errors import ConfigError, JenkinsError, TrainingFailed, UsageError
 from mlops_cli.jenkins_client import BuildInfo, JenkinsClient, PermissionDenied
+from mlops_cli.secrets import SECRET_NAME, url_secret
 from mlops_cli.workspace import RunStatus, Workspace, atomic_write_text
 
 DEFINITIONS_ENV = "JENKINS_DEFINITIONS"
@@ -49,12 +50,6 @@ PLUGIN_LIST_PERMISSION = "Overall/SystemRead or Overall/Administer"
 #: Jenkins results and the exit code `trigger --wait` maps them to
 RESULT_EXIT = {"SUCCESS": 0, "UNSTABLE": 3, "FAILURE": 1, "ABORTED": 1, "NOT_BUILT": 1}
 _BAD_NAME_CHARS = set('?*/\\%!@#$^&|<>[]:;"')
-_SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "PASSWD", "API_KEY", "PRIVATE")
-#: query keys and hosts that make a URL a secret (a token in its query, or a webhook whose path is the key)
-_SECRET_QUERY = re.compile(r"token|key|secret|sig|signature|password|passwd|auth|code|credential", re.IGNORECASE)
-_WEBHOOK_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com", "webhook.office.com", "outlook.office.com",
-                  "chat.googleapis.com", "api.telegram.org", "hooks.zapier.com", "events.pagerduty.com")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z][a-z0-9_]*)\s*(?:\|\s*([a-z]+)\s*)?\}\}")
 
 
@@ -132,7 +127,7 @@ class ChainParams:
         for name, _ in self.env:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise UsageError(f"--env {name!r} is not a valid variable name", "use NAME=VALUE")
-            if any(word in name.upper() for word in _SECRET_WORDS):
+            if SECRET_NAME.search(name):
                 raise UsageError(f"--env {name} looks like a secret, and job definitions must hold none",
                                  "store it as a Jenkins credential and bind it (e.g. --smtp-credentials ID)")
         for name, value in self.env:
@@ -162,28 +157,6 @@ class ChainParams:
             yield "--notify-to", address
         for name, value in self.env:
             yield f"--env {name}", value
-
-
-def url_secret(value: str, repo: bool = False) -> str | None:
-    """Why a URL in `value` is a secret (user or token in it, a token in its query, a webhook whose path is the
-    key), or None. For --repo, a user name alone is fine over ssh (git@host:path, ssh://git@host/...)."""
-    from urllib.parse import parse_qsl, urlsplit
-
-    for url in _URL.findall(value):
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-        except ValueError:
-            return "a malformed address"
-        if parts.password is not None:
-            return "a password or token in it"
-        if parts.username is not None and not (repo and parts.scheme.lower() == "ssh"):
-            return "a user or token in it"
-        if any(_SECRET_QUERY.search(key) for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
-            return "a token in its query"
-        if any(host == known or host.endswith("." + known) for known in _WEBHOOK_HOSTS):
-            return "a webhook key in its path"
-    return None
 
 
 def parse_env_pairs(pairs: Iterable[str]) -> tuple[tuple[str, str], ...]:

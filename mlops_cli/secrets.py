@@ -25,6 +25,10 @@ MIN_SECRET_LEN = 4   # shorter values would turn every "1" of a report into ***;
 URL = re.compile(r"\b[a-z][a-z0-9+.-]{1,15}://[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]]", re.IGNORECASE)   # no trailing ".:)"
 USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]{1,15}://)(?P<userinfo>[^\s/?#<>\"'`]*)@(?=[^\s@/?#]*"
                       r"(?:[/?#\s\"'`>]|$))", re.IGNORECASE)
+# query keys and hosts that make a URL a secret (a token in its query, or a webhook whose path is the key)
+SECRET_QUERY = re.compile(r"token|key|secret|sig|signature|password|passwd|auth|code|credential", re.IGNORECASE)
+WEBHOOK_HOSTS = ("hooks.slack.com", "discord.com", "discordapp.com", "webhook.office.com", "outlook.office.com",
+                 "chat.googleapis.com", "api.telegram.org", "hooks.zapier.com", "events.pagerduty.com")
 _registered: set[str] = set()
 
 
@@ -47,6 +51,32 @@ def redact_url(url: str) -> str:
     if parts.path.strip("/") or parts.query or parts.fragment:
         shown += f"/{MASK}"
     return shown
+
+
+def url_secret(value: str, repo: bool = False) -> str | None:
+    """Why a URL in `value` is a secret (user or token in it, a token in its query, a webhook whose path is the
+    key), or None. For --repo, a user name alone is fine over ssh (git@host:path, ssh://git@host/...)."""
+    for url in URL.findall(value):
+        try:
+            parts = urllib.parse.urlsplit(url)
+            host = (parts.hostname or "").lower()
+        except ValueError:
+            return "a malformed address"
+        if parts.password is not None:
+            return "a password or token in it"
+        if parts.username is not None and not (repo and parts.scheme.lower() == "ssh"):
+            return "a user or token in it"
+        if any(SECRET_QUERY.search(key) for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)):
+            return "a token in its query"
+        if any(host == known or host.endswith("." + known) for known in WEBHOOK_HOSTS):
+            return "a webhook key in its path"
+    return None
+
+
+def strip_userinfo(text: str) -> str:
+    """Every URL in `text` without its `user:password@` (a password may itself hold `@`); the path is kept,
+    for URLs whose path is no secret (a git remote)."""
+    return USERINFO.sub(lambda m: m.group("scheme"), text)
 
 
 def _url_pieces(value: str) -> list[str]:

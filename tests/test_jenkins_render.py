@@ -267,7 +267,7 @@ def test_every_job_on_one_node_with_a_bounded_history() -> None:
     ({"repo_url": "https://ghp_0123456789abcdef@github.com/team/wine.git"}, "--repo carries a credential"),
     ({"repo_url": "--upload-pack=touch /tmp/x"}, "looks like a git option"),
     ({"repo_url": "ext::sh -c id"}, "remote helper"),
-    ({"env": (("MLOPS_WEBHOOK_TARGET", "https://hooks.slack.com/services/T000/B000/XXXX"),)}, "webhook key"),
+    ({"env": (("MLOPS_CHAT_TARGET", "https://hooks.slack.com/services/T000/B000/XXXX"),)}, "webhook key"),
     ({"env": (("REPORT_URL", "https://reports.example.com/upload?access_token=abc123"),)}, "token in its query"),
     ({"env": (("MIRROR", "https://user:pw@mirror.example.com/"),)}, "password or token in it"),
 ])
