@@ -131,7 +131,7 @@ def load_settings(workspace: str | os.PathLike[str] | None = None, *, repo_dir: 
     config_path = (repo_dir or ws.repo_dir) / CONFIG_FILE
     data = load_yaml(config_path)
     unknown = set(data) - {"entrypoint", "profile", "metric", "threshold", "max_attempts", "holdout", "seed",
-                           "time_budget", "params"}
+                           "time_budget", "params", "runtime"}
     if unknown:
         raise ConfigError(f"{config_path}: unknown setting(s) {', '.join(sorted(unknown))}",
                           "see README, 'mlops.yaml'")
