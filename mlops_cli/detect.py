@@ -145,7 +145,8 @@ def _literal_path(node: ast.AST | None, constants: dict[str, str]) -> str | None
         return left + right if left is not None and right is not None else None
     if isinstance(node, ast.Call) and _dotted(node.func).endswith("path.join") and node.args and not node.keywords:
         parts = [_literal_path(arg, constants) for arg in node.args]
-        return "/".join(part.rstrip("/") for part in parts) if all(p is not None for p in parts) else None  # type: ignore[union-attr]
+        known = [part for part in parts if part is not None]
+        return "/".join(part.rstrip("/") for part in known) if len(known) == len(parts) else None
     return None
 
 
@@ -246,7 +247,7 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
             if path:
                 checked.add(path)
         elif name in readers:
-            if name == "load" and not _dotted(node.func).split(".")[0] in ("np", "numpy", "joblib"):
+            if name == "load" and _dotted(node.func).split(".")[0] not in ("np", "numpy", "joblib"):
                 continue
             path = _literal_path(_path_argument(node, readers[name]), constants)
             if path and "://" not in path and not any(ch in path for ch in "*?[{") and path.strip():
