@@ -46,6 +46,7 @@ class Row:
     evaluate_exit: int | None = None
     reason: str = ""
     seconds: float = 0.0
+    control: bool = False
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -106,7 +107,7 @@ def _reason(result: subprocess.CompletedProcess[str]) -> str:
 
 def run_entry(entry: dict, base: Path, timeout: float, max_epochs: int) -> Row:
     """Pull, detect, train and evaluate one script; never raises for the script's own failures."""
-    row = Row(id=entry["id"], repo=entry["repo"], entry=entry["entry"])
+    row = Row(id=entry["id"], repo=entry["repo"], entry=entry["entry"], control=bool(entry.get("control")))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="realworld-") as tmp_name:
         tmp = Path(tmp_name)
@@ -151,7 +152,8 @@ def _print_row(row: Row) -> None:
     def code(value: int | None) -> str:
         return "-" if value is None else str(value)
 
-    print(f"{row.repo + '/' + row.entry:78.78} {row.profile:10} {row.runtime:7} {code(row.train_exit):>5} "
+    name = f"{row.repo}/{row.entry}" + (" (control)" if row.control else "")
+    print(f"{name[-78:]:78} {row.profile:10} {row.runtime:7} {code(row.train_exit):>5} "
           f"{row.metric:22} {code(row.evaluate_exit):>4} {row.seconds:6.0f}s  {row.reason}", flush=True)
     for warning in row.warnings:
         print(f"{'':78} warning: {warning[:160]}", flush=True)
@@ -178,11 +180,16 @@ def main() -> None:
         row = run_entry(entry, args.dir, args.timeout, args.max_epochs)
         rows.append(row)
         _print_row(row)
-    verdicts = sum(row.verdict for row in rows)
-    stopped = sum(row.stopped_before_training for row in rows)
-    print(f"\n{verdicts}/{len(rows)} scripts reach an evaluate verdict ({100 * verdicts / max(len(rows), 1):.0f}%); "
-          f"{stopped} stopped before training with a file:line reason; "
-          f"{len(rows) - verdicts - stopped} failed otherwise")
+    corpus = [row for row in rows if not row.control]
+    verdicts = sum(row.verdict for row in corpus)
+    stopped = sum(row.stopped_before_training for row in corpus)
+    print(f"\ncorpus: {verdicts}/{len(corpus)} scripts reach an evaluate verdict "
+          f"({100 * verdicts / max(len(corpus), 1):.0f}%); {stopped} stopped before training with a file:line "
+          f"reason; {len(corpus) - verdicts - stopped} failed otherwise")
+    controls = [row for row in rows if row.control]
+    if controls:
+        print(f"controls (data not committed): {sum(row.stopped_before_training for row in controls)}/{len(controls)} "
+              "stopped before training with a file:line reason")
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(row) for row in rows], indent=1))
 

@@ -167,3 +167,14 @@ def test_tf_data_inputs_use_what_the_script_validates_on(tmp_path: Path) -> None
     assert any("no hold-out can be cut" in note for note in metrics["diagnostics"]["notes"])
     assert "val_accuracy" in metrics
     _verdict(ws)
+
+
+def test_a_missing_package_fails_with_its_line_and_what_to_add(tmp_path: Path) -> None:
+    script = (FIXTURES / "fails-after-fit" / "train.py").read_text()
+    ws = _workspace(tmp_path, "fails-after-fit", {"train.py": "import matplotlib.pyplot as plt\n"
+                                                              "import seaborn_not_installed_here as sns\n" + script})
+    result, _ = _train(ws)
+    assert result.returncode == 1
+    run = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert run["error"] == ("ModuleNotFoundError: No module named 'seaborn_not_installed_here' (at train.py:2; add "
+                            "seaborn_not_installed_here to requirements.txt)")

@@ -147,7 +147,7 @@ def _train(ws: Workspace, record: Any) -> int:
         traceback.print_exc()
         problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         if not _trained(capture):
-            return _fail(ws, record.id, f"{problem} (at {_where_it_failed(source)})", 1)
+            return _fail(ws, record.id, f"{problem} (at {_where_it_failed(source)}{_what_to_add(exc)})", 1)
         capture.warnings.append(f"trained; the script then failed at {_where_it_failed(source)}: {problem}")
     if not _trained(capture) and not runtime.context.explicit_metrics:
         return _fail(ws, record.id, "the script trained nothing: no fit() of a Keras model or scikit-learn "
@@ -169,6 +169,21 @@ def _train(ws: Workspace, record: Any) -> int:
     for warning in capture.warnings:
         print(f"mlops: warning: {warning}", flush=True)
     return 0
+
+
+def _what_to_add(exc: BaseException) -> str:
+    """For a module the environment lacks, the requirement that provides it (detect's import -> package table)."""
+    name = getattr(exc, "name", None)
+    if not isinstance(exc, ModuleNotFoundError) or not name:
+        return ""
+    import importlib.util
+
+    from mlops_cli.detect import rules
+
+    top = name.split(".")[0]
+    if top != name and importlib.util.find_spec(top) is not None:
+        return ""
+    return f"; add {rules()['packages'].get(top, top)} to requirements.txt"
 
 
 def _trained(capture: Capture) -> bool:
