@@ -98,7 +98,7 @@ class DetectResult:
         return dataclasses.asdict(self)
 
 
-def _source_text(path: Path) -> str:
+def source_text(path: Path) -> str:
     """The file's code; IPython magics (`!pip ...`, `%matplotlib`) of exported notebooks become comments."""
     text = path.read_text(encoding="utf-8", errors="replace")
     if any(MAGIC_LINE.match(line) for line in text.splitlines()):
@@ -259,7 +259,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
     """Parse one file; a syntax error becomes a DetectError naming file:line."""
     rel = path.relative_to(root).as_posix()
     try:
-        tree = ast.parse(_source_text(path), filename=rel)
+        tree = ast.parse(source_text(path), filename=rel)
     except SyntaxError as exc:
         raise DetectError(f"{rel}:{exc.lineno}: syntax error: {exc.msg}", "fix the script and push again") from None
     imports: list[tuple[str, int, str]] = []

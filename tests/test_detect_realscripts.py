@@ -133,3 +133,21 @@ def test_an_api_no_runtime_has_stops_before_training(tmp_path: Path) -> None:
     assert code == 2
     assert stderr.startswith("mlops: error: train.py:1: keras.wrappers.scikit_learn was removed in Keras 2.12 (use "
                              "the scikeras package")
+
+
+def test_image_folders_read_from_the_repository_root(tmp_path: Path) -> None:
+    script = ("from tensorflow.keras.preprocessing.image import ImageDataGenerator\nimport tensorflow as tf\n"
+              "DATA = 'data'\ngen = ImageDataGenerator(rescale=1 / 255).flow_from_directory(DATA + '/train')\n"
+              "val = tf.keras.utils.image_dataset_from_directory(directory='data/validation')\n"
+              "model = tf.keras.Sequential([tf.keras.layers.Conv2D(4, 3)])\nmodel.fit(gen, validation_data=val)\n")
+    root = _tree(tmp_path, "keras-tfdata", {"src/train.py": script, "data/train/cat/a.txt": "x",
+                                            "data/validation/cat/b.txt": "x"})
+    (root / "train.py").unlink()
+    code, data, stderr = _detect(root)
+    assert code == 0, stderr
+    assert data["entrypoint"] == "src/train.py" and data["workdir"] is None and data["cnn"] is True
+    (root / "data" / "validation" / "cat" / "b.txt").unlink()
+    (root / "data" / "validation" / "cat").rmdir()
+    (root / "data" / "validation").rmdir()
+    code, _, stderr = _detect(root)
+    assert code == 2 and "src/train.py:5 reads data/validation, which is not in the repository" in stderr

@@ -178,3 +178,10 @@ def test_a_missing_package_fails_with_its_line_and_what_to_add(tmp_path: Path) -
     run = json.loads((ws / "runs" / "0001" / "run.json").read_text())
     assert run["error"] == ("ModuleNotFoundError: No module named 'seaborn_not_installed_here' (at train.py:2; add "
                             "seaborn_not_installed_here to requirements.txt)")
+
+
+def test_notebook_exported_as_a_script_trains_with_its_magics_skipped(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "notebook-export")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] > 0.9 and metrics["diagnostics"]["holdout"] == "script"

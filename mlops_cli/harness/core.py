@@ -96,6 +96,35 @@ def run(workspace: Path, run_id: str) -> int:
             return _train(ws, record)
 
 
+class _NoIPython:
+    """What `get_ipython()` returns to a notebook exported as a script: every magic or shell call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _run_script(entry: Path) -> None:
+    """Run the entry script as `__main__`. An exported notebook runs as detect read it: its IPython lines
+    (`!pip install ...`, `%matplotlib inline`) are comments and `get_ipython()` answers every call with nothing."""
+    import types
+
+    from mlops_cli.detect import source_text
+
+    text = source_text(entry)
+    if "get_ipython" not in text and text == entry.read_text(encoding="utf-8", errors="replace"):
+        runpy.run_path(str(entry), run_name="__main__")
+        return
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=str(entry), get_ipython=_NoIPython)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(compile(text, str(entry), "exec"), module.__dict__)  # noqa: S102 - the training process runs user code
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
 def _where_it_failed(source: Path) -> str:
     """`file:line` of the innermost frame of the user's code in the traceback being handled."""
     frames = traceback.extract_tb(sys.exc_info()[2])
@@ -128,8 +157,9 @@ def _train(ws: Workspace, record: Any) -> int:
     sys.path[:0] = [str(entry.parent)] + ([str(source)] if entry.parent != source else [])
     os.chdir(workdir)
     sys.argv = [str(entry)]
+    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
-        runpy.run_path(str(entry), run_name="__main__")
+        _run_script(entry)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.__class__.__name__ == "Interrupted" or code >= 128:
