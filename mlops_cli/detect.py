@@ -45,7 +45,7 @@ def rules() -> dict[str, Any]:
     """detect.yaml: Keras 2-only idioms, removed APIs, data readers, import -> package names."""
     import yaml
 
-    return yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    return yaml.load(RULES_FILE.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @dataclasses.dataclass(frozen=True)
