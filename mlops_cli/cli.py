@@ -95,7 +95,10 @@ def cli() -> None:
 @click.option("--repo", "url", required=True, help="Git URL or local path of the model repository.")
 @click.option("--branch", default=None, help="Branch to follow (default: the remote's HEAD).")
 def pull(workspace: str | None, url: str, branch: str | None) -> None:
-    """Clone or update the model code into WORKSPACE/repo."""
+    """Clone or update the model code into WORKSPACE/repo.
+
+    A private repository: set MLOPS_GIT_USER and MLOPS_GIT_PASSWORD (http, https) or MLOPS_GIT_SSH_KEY (a key
+    file, ssh), as Jenkins' job 1 binds them; git gets them for the fetch only, never in a file."""
     from mlops_cli.config import resolve_workspace
     from mlops_cli.pull import pull as do_pull
 
@@ -300,7 +303,8 @@ def _chain_options(func: Any) -> Any:
         click.option("--max-attempts", type=int, default=None, help="Tweak budget (default: mlops.yaml, else 8)."),
         click.option("--metric", default=None, help="Metric compared with the threshold (default: mlops.yaml)."),
         click.option("--notify-to", multiple=True, metavar="ADDR", help="Who job 5 notifies (repeatable)."),
-        click.option("--agent-label", default=None, help="Run the jobs on agents with this label."),
+        click.option("--agent-label", default="mlops", show_default=True,
+                     help="Label of the one node that runs every job (it has mlops and the workspace)."),
         click.option("--runner", type=click.Choice(["docker", "local", "auto"]), default="docker", show_default=True,
                      help="Where jobs 2 and 5 train."),
         click.option("--image-keras", default=None, help="Image for Keras training (exported as MLOPS_IMAGE_KERAS)."),
@@ -308,13 +312,22 @@ def _chain_options(func: Any) -> Any:
                      help="Image for scikit-learn training (exported as MLOPS_IMAGE_SKLEARN)."),
         click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix (several projects side by side)."),
         click.option("--mlops-path", default=None, metavar="DIR", help="Directory with `mlops` on the agent, put first on PATH."),
-        click.option("--poll", "poll_schedule", default="H/5 * * * *", show_default=True, help="Job 1's SCM polling schedule."),
-        click.option("--monitor-schedule", default="* * * * *", show_default=True, help="Job 6's cron schedule."),
+        click.option("--poll", "poll_schedule", default="H/5 * * * *", show_default=True,
+                     help="Job 1's SCM polling schedule (Jenkins cron syntax: H, H/5, ranges, @daily, lines)."),
+        click.option("--monitor-schedule", default="H/5 * * * *", show_default=True,
+                     help="Job 6's cron schedule (Jenkins syntax)."),
+        click.option("--keep-days", type=int, default=30, show_default=True, help="Days of builds every job keeps."),
+        click.option("--keep-builds", type=int, default=100, show_default=True,
+                     help="Builds jobs 1-5 keep at most."),
+        click.option("--monitor-keep-builds", type=int, default=288, show_default=True,
+                     help="Builds job 6 keeps at most (288 = one day at the default schedule)."),
         click.option("--train-timeout", type=int, default=6 * 3600, show_default=True,
                      help="Seconds jobs 2 and 5 wait for a training to finish."),
         click.option("--smtp-credentials", default=None, metavar="ID",
                      help="Jenkins username/password credentials bound to MLOPS_SMTP_USER/MLOPS_SMTP_PASSWORD."),
-        click.option("--git-credentials", default=None, metavar="ID", help="Jenkins credentials job 1 polls git with."),
+        click.option("--git-credentials", default=None, metavar="ID",
+                     help="Jenkins credentials for a private repository: the git plugin polls with it and job 1 "
+                          "binds it around `mlops pull` (username/password for http(s), SSH key for ssh)."),
         click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
                      help="Extra non-secret variable exported in every job (repeatable)."),
         click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR",
@@ -363,20 +376,26 @@ def jenkins() -> None:
 @click.option("--without-plugin", multiple=True, metavar="NAME",
               help="--dry-run: render as if Jenkins lacked this plugin (git, github, junit, credentials-binding, "
                    "build-pipeline-plugin).")
+@click.option("--plugins", "plugin_list", default=None, metavar="NAME,...",
+              help="The plugins this Jenkins has, for a user who may not list them (no Overall/SystemRead).")
+@click.option("--pipeline", is_flag=True, help="Install jenkins/Jenkinsfile as one Pipeline job (and job 6).")
 def jenkins_install(url: str | None, user: str | None, token: str | None, dry_run: bool, out: str | None,
-                    without_plugin: tuple[str, ...], definitions: str | None, **chain: Any) -> None:
+                    without_plugin: tuple[str, ...], plugin_list: str | None, pipeline: bool,
+                    definitions: str | None, **chain: Any) -> None:
     """Create or update the six jobs and the view (idempotent: reports created / updated / unchanged)."""
     from mlops_cli import jenkins as jk
 
     params = _chain_params(**chain)
+    plugins = [p.strip() for p in plugin_list.split(",") if p.strip()] if plugin_list is not None else None
     if dry_run:
         if not out:
             raise UsageError("--dry-run needs --out DIR", "the folder to write one JOB.xml per job into")
-        report = jk.dry_run(params, out, [p for p in jk.KNOWN_PLUGINS if p not in without_plugin], definitions)
+        have = plugins if plugins is not None else [p for p in jk.KNOWN_PLUGINS if p not in without_plugin]
+        report = jk.dry_run(params, out, have, definitions, pipeline=pipeline)
     else:
         if out or without_plugin:
             raise UsageError("--out and --without-plugin only go with --dry-run")
-        report = jk.install(_connect(url, user, token), params, definitions)
+        report = jk.install(_connect(url, user, token), params, definitions, plugins=plugins, pipeline=pipeline)
     click.echo(f"Jenkins {report.version} at {report.server}" if report.version else f"dry run into {report.server}")
     for action in report.actions:
         click.echo(f"  {action.kind:<4} {action.name:<40} {action.action}")
