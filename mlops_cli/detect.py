@@ -55,6 +55,7 @@ class DataRead:
     line: int
     path: str
     optional: bool
+    certain: bool = True
 
 
 @dataclasses.dataclass
@@ -225,14 +226,33 @@ def _removed_apis(imports: list[tuple[str, int, str]]) -> list[tuple[int, str, s
             if module == prefix or module.startswith(prefix + ".")]
 
 
+def _runs_on_start(tree: ast.Module) -> set[int]:
+    """Ids of the nodes that run when the file runs: module-level code (the main guard included) and the bodies
+    of the module's functions it calls, transitively. A read elsewhere may never happen, so it only warns."""
+    functions = {stmt.name: stmt for stmt in tree.body if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    todo: list[ast.AST] = [stmt for stmt in tree.body
+                           if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    seen: set[int] = set()
+    called: set[str] = set()
+    while todo:
+        for node in ast.walk(todo.pop()):
+            seen.add(id(node))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions \
+                    and node.func.id not in called:
+                called.add(node.func.id)
+                todo.extend(functions[node.func.id].body)
+    return seen
+
+
 def _data_reads(tree: ast.Module) -> list[DataRead]:
     """Literal paths given to the calls that read data (read_csv, open, np.load, flow_from_directory...)."""
     table = rules()
+    on_start = _runs_on_start(tree)
     readers, writers = table["data_readers"], set(table["data_writers"])
     constants = _string_constants(tree)
     written: set[str] = set()
     checked: set[str] = set()
-    reads: list[tuple[int, str]] = []
+    reads: list[tuple[int, str, bool]] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -251,8 +271,9 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
                 continue
             path = _literal_path(_path_argument(node, readers[name]), constants)
             if path and "://" not in path and not any(ch in path for ch in "*?[{") and path.strip():
-                reads.append((node.lineno, path))
-    return [DataRead(line, path, optional=path in written or path in checked) for line, path in reads]
+                reads.append((node.lineno, path, id(node) in on_start))
+    return [DataRead(line, path, optional=path in written or path in checked, certain=certain)
+            for line, path, certain in reads]
 
 
 def analyse(path: Path, root: Path) -> ModuleInfo:
@@ -433,9 +454,11 @@ def _missing_packages(closure: list[ModuleInfo], modules: dict[str, ModuleInfo],
     return list(missing.values())
 
 
-def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo], root: Path) -> tuple[str | None, list[str]]:
+def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
+                   root: Path) -> tuple[str | None, list[str], list[str]]:
     """The working directory (relative to the root, None for the root) that makes the literal data paths exist,
-    and one problem line per path that exists in neither the repository root nor the script's folder."""
+    and one line per path that exists in neither the repository root nor the script's folder: problems for the
+    reads that run when the script starts, warnings for reads in code that may never run."""
     reads = [(info, read) for info in closure for read in info.reads]
     root_resolved = root.resolve()
     folders = [entry.path.parent.resolve()]
@@ -453,29 +476,31 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo], root: Path) -> 
     counts = [sum(found_in(folder, read.path) for _, read in relative) for folder in folders]
     chosen = folders[counts.index(max(counts))] if relative else root_resolved
     problems: list[str] = []
+    warnings: list[str] = []
     for info, read in reads:
         where = f"{info.rel}:{read.line} reads {read.path}"
+        bucket = problems if read.certain else warnings
         if PurePosixPath(read.path).is_absolute():
             absolute = Path(read.path)
             if inside(absolute.resolve()) or read.optional:
                 continue
             match = _find_in_repo(root, absolute.name)
-            problems.append(f"{where}, which is outside the repository; " + (
+            bucket.append(f"{where}, which is outside the repository; " + (
                 f"the repository has {match} (use a relative path)" if match
                 else f"commit {absolute.name} to the repository and read it by a relative path"))
         elif not found_in(chosen, read.path) and not read.optional:
             target = (chosen / read.path).resolve()
             match = _find_in_repo(root, PurePosixPath(read.path).name)
             if not inside(target):
-                problems.append(f"{where}, which leads outside the repository; "
+                bucket.append(f"{where}, which leads outside the repository; "
                                 + (f"the repository has {match} (use a path inside it)" if match
                                    else "commit the data and read it by a path inside the repository"))
             else:
-                problems.append(f"{where}, which is not in the repository; "
+                bucket.append(f"{where}, which is not in the repository; "
                                 + (f"the repository has {match} (use that path)" if match
                                    else "commit the file, or read a file that is committed"))
     workdir = chosen.relative_to(root_resolved).as_posix() if chosen != root_resolved else None
-    return workdir, problems
+    return workdir, problems, warnings
 
 
 def _find_in_repo(root: Path, name: str) -> str | None:
@@ -578,7 +603,8 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
                         "(call model.fit, or set `entrypoint:` in mlops.yaml to the script that trains)")
     if entry.rel in tests:
         warnings.append(f"{entry.rel} looks like a test file, but it is the only script that trains")
-    workdir, problems = _resolve_reads(entry, closure, root)
+    workdir, problems, read_warnings = _resolve_reads(entry, closure, root)
+    warnings += [f"{line.partition('; ')[0]} (if that code runs: {line.partition('; ')[2]})" for line in read_warnings]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         message, _, hint = problems[0].partition("; ")

@@ -151,3 +151,18 @@ def test_image_folders_read_from_the_repository_root(tmp_path: Path) -> None:
     (root / "data" / "validation").rmdir()
     code, _, stderr = _detect(root)
     assert code == 2 and "src/train.py:5 reads data/validation, which is not in the repository" in stderr
+
+
+def test_reads_in_code_that_runs_stop_detect_and_reads_in_code_that_may_not_only_warn(tmp_path: Path) -> None:
+    script = ("import pandas as pd\nfrom sklearn.svm import SVC\n\ndef load():\n    return pd.read_csv('train.csv')\n\n"
+              "def predict(model):\n    return model.predict(pd.read_csv('new.csv'))\n\ndef main():\n"
+              "    data = load()\n    SVC().fit(data[['a']], data['b'])\n\nif __name__ == '__main__':\n    main()\n")
+    root = _tree(tmp_path, "cv-only", {"train.py": script, "train.csv": "a,b\n1,0\n2,1\n"})
+    (root / "evaluate_models.py").unlink()
+    code, data, stderr = _detect(root)
+    assert code == 0, stderr
+    assert data["warnings"] == ["train.py:8 reads new.csv, which is not in the repository (if that code runs: "
+                                "commit the file, or read a file that is committed)"]
+    (root / "train.csv").unlink()
+    code, _, stderr = _detect(root)
+    assert code == 2 and stderr.startswith("mlops: error: train.py:5 reads train.csv, which is not in the repository")
