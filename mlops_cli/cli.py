@@ -570,18 +570,18 @@ def retrain(workspace: str | None, runner: str, detach: bool) -> None:
 
 @cli.group()
 def images() -> None:
-    """Build the training images (keras, sklearn)."""
+    """Build the training images (one per runtime: keras, sklearn, keras2)."""
 
 
 @images.command(name="build")
-@click.option("--profile", type=click.Choice(["keras", "sklearn", "all"]), default="all", show_default=True,
-              help="Which image to build.")
+@click.option("--runtime", "--profile", "runtime", default="all", show_default=True, metavar="NAME|all",
+              help="Which runtime's image to build (`mlops runtimes list` names them).")
 @click.option("--base-image", envvar="MLOPS_BASE_IMAGE", default=None, metavar="IMG",
               help="Base image with python3 (default: $MLOPS_BASE_IMAGE, else python:3.11-slim).")
 @click.option("--extra-ca", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="PEM bundle trusted while building (a TLS-inspecting proxy's CA).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not show the build output.")
-def images_build(profile: str, base_image: str | None, extra_ca: Path | None, quiet: bool) -> None:
+def images_build(runtime: str, base_image: str | None, extra_ca: Path | None, quiet: bool) -> None:
     """Build the images whose inputs changed; unchanged ones are found by their content-hash tag."""
     from mlops_cli.images import build_images
 
@@ -589,8 +589,49 @@ def images_build(profile: str, base_image: str | None, extra_ca: Path | None, qu
         if not quiet:
             click.echo(line, err=True)
 
-    for result in build_images(profile, base_image=base_image, extra_ca=extra_ca, on_progress=progress):
+    for result in build_images(runtime, base_image=base_image, extra_ca=extra_ca, on_progress=progress):
         click.echo(result.summary())
+
+
+# ---- runtimes: the environments training runs in (issue 11) ----------------------------------------------------
+
+
+@cli.group(name="runtimes")
+def runtimes_group() -> None:
+    """The runtimes a training runs in, and their cached venvs for `train --runner local`."""
+
+
+@runtimes_group.command(name="list")
+@opt.json_option
+@click.argument("name", required=False)
+def runtimes_list(as_json: bool, name: str | None) -> None:
+    """Each runtime (or NAME): what it holds, its image, and whether this machine can train it locally."""
+    from mlops_cli.venvs import describe
+
+    rows = describe(name)
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']}: {row['description']} (profile {row['profile']}, image {row['image']})")
+        click.echo(f"  local: {row['local']}")
+
+
+@runtimes_group.command(name="create")
+@click.argument("name")
+@click.option("--quiet", "-q", is_flag=True, help="Do not show pip's output.")
+def runtimes_create(name: str, quiet: bool) -> None:
+    """Create (once) and cache the venv of runtime NAME, which `train --runner local` then uses."""
+    from mlops_cli import runtimes
+    from mlops_cli.venvs import create_runtime_venv
+
+    def progress(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=True)
+
+    venv = create_runtime_venv(runtimes.get(name), on_output=progress)
+    what = f"created in {venv.seconds:.1f} s" if venv.created else "already there"
+    click.echo(f"{name}: venv {venv.path} ({what})")
 
 
 @cli.command()

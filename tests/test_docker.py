@@ -41,7 +41,7 @@ def images(engine: Engine) -> dict[str, ImageBuild]:
     """Both images for this checkout, built the way scripts/ci-docker.sh builds them (same inputs, same tag)."""
     base = os.environ.get("MLOPS_BASE_IMAGE") or (LOCAL_BASE if engine.image_id(LOCAL_BASE) else None)
     results = build_images("all", base_image=base, extra_ca=HOST_CA if HOST_CA.is_file() else None)
-    return {result.profile: result for result in results}
+    return {result.runtime: result for result in results}
 
 
 @pytest.fixture

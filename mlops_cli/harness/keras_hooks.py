@@ -10,7 +10,7 @@ import inspect
 import signal
 from typing import Any
 
-from mlops_cli.harness import data
+from mlops_cli.harness import compat, data
 from mlops_cli.harness.capture import Capture, safe
 
 DELEGATED_METHODS = ("predict", "evaluate", "save", "predict_on_batch", "test_on_batch")
@@ -24,6 +24,7 @@ def install(capture: Capture) -> None:
     """Seed Keras and replace Model.fit by the capturing wrapper; SIGTERM interrupts cleanly."""
     import keras
 
+    compat.install(keras)
     keras.utils.set_random_seed(capture.seed)
     original_fit = keras.Model.fit
     signature = inspect.signature(original_fit)
@@ -166,7 +167,7 @@ class _EpochRecorder:
 
         class EpochRecorder(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-                safe(capture.record_epoch)(epoch, logs or {})
+                safe(capture.record_epoch)(epoch, compat.canonical_logs(logs or {}))
 
         return EpochRecorder()
 
@@ -184,6 +185,9 @@ class _AtomicBackupAndRestore:
         import os
 
         import keras
+
+        if compat.keras_major(keras) < 3:   # Keras 2 checkpoints through tf.train.Checkpoint, already atomic
+            return keras.callbacks.BackupAndRestore(backup_dir)
 
         class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             def _save_model(self) -> None:

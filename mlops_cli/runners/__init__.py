@@ -80,9 +80,11 @@ def declared_train_env(environ: Mapping[str, str]) -> list[str]:
 
 def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True) -> dict[str, str]:
     """The allow-listed environment of the training process: host basics (local runner only), run settings and
-    the names declared in MLOPS_TRAIN_ENV. Proxy URLs that carry a password are left out."""
+    the names declared in MLOPS_TRAIN_ENV. Proxy URLs that carry a password are left out. Plots go to the
+    non-interactive Agg backend, so a script's `plt.show()` returns at once instead of waiting for a window."""
     environ = os.environ if environ is None else environ
     allowed = (HOST_ENV if host else ()) + RUN_ENV + tuple(declared_train_env(environ))
     env = {name: environ[name] for name in allowed if name in environ}
     env.update({name: value for name, value in environ.items() if host and name.startswith("LC_")})
+    env["MPLBACKEND"] = "Agg"
     return {name: value for name, value in env.items() if not _USERINFO.match(value)}

@@ -1,4 +1,8 @@
-"""The docker runner: the harness of one run in a container of the profile's image, the workspace bind-mounted.
+"""The docker runner: the harness of one run in a container of its runtime's image, the workspace bind-mounted.
+
+The image is the run's runtime's (`mlops_cli.runtimes`: record.runtime, or record.profile for runs made before
+runtimes existed); a repository with its own requirements.txt / pyproject dependencies trains in a derived image
+`FROM` it, built once per set of requirements and reused (`images.derived_image`).
 
 Everything the harness writes (run.json status, metrics, train.log, checkpoints) lands in the host workspace,
 because paths in run.json are relative to the workspace. The container runs:
@@ -25,7 +29,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from mlops_cli import runtimes
 from mlops_cli.config import Settings
+from mlops_cli.deps import read_requirements
 from mlops_cli.docker_engine import ContainerSpec, Engine
 from mlops_cli.errors import ConfigError, RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command, training_env
@@ -41,7 +47,7 @@ def project_label(ws: Workspace) -> str:
 @dataclasses.dataclass(frozen=True)
 class DockerOptions:
     """How to start the container: flags win over MLOPS_DOCKER_CPUS, _MEMORY, _NETWORK, _GPUS; the image
-    defaults to MLOPS_IMAGE_<PROFILE>, else mlops-<profile>:latest."""
+    defaults to the runtime's (MLOPS_IMAGE_<RUNTIME>, else <image>:latest from runtimes.yaml)."""
 
     image: str | None = None
     cpus: float | None = None
@@ -71,17 +77,17 @@ class DockerOptions:
         return cls(**values)
 
 
-def image_for(ws: Workspace, profile: str | None, options: DockerOptions) -> str:
-    """The image to start: the explicit one, else the detected profile's `mlops-<profile>:latest`."""
-    from mlops_cli.images import default_image
-
+def image_for(ws: Workspace, record: RunRecord | None, options: DockerOptions) -> str:
+    """The image to start: the explicit one, else the run's runtime's (the detected one when no run is given)."""
     if options.image:
         return options.image
-    profile = profile or ws.read_state().get("profile")
-    if profile not in ("keras", "sklearn"):
-        raise RunnerError(f"workspace {ws.root} has no detected profile, so no image to pick",
+    if record is not None:
+        return runtimes.of_run(record.runtime, record.profile).default_image()
+    state = ws.read_state()
+    if not (state.get("runtime") or state.get("profile")):
+        raise RunnerError(f"workspace {ws.root} has no detected runtime, so no image to pick",
                           "run `mlops detect` first, or pass the image")
-    return default_image(profile)
+    return runtimes.of_run(state.get("runtime"), state.get("profile")).default_image()
 
 
 class DockerRunner:
@@ -91,11 +97,14 @@ class DockerRunner:
 
     def __init__(self, settings: Settings, detach: bool = False, *, image: str | None = None,
                  cpus: float | None = None, memory: str | None = None, network: str | None = None,
-                 gpus: str | None = None, on_output: Callable[[str], None] | None = None) -> None:
+                 gpus: str | None = None, on_output: Callable[[str], None] | None = None,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.detach = detach   # containers always run apart from this process; train reads it to skip wait()
         self.options = DockerOptions.from_env(image=image, cpus=cpus, memory=memory, network=network, gpus=gpus)
         self._on_output = on_output or (lambda line: print(line, file=sys.stdout, flush=True))
+        # what the runner itself says (derived image built or reused): stderr, so stdout stays the training's
+        self._on_notice = on_notice or (lambda line: print(line, file=sys.stderr, flush=True))
 
     @classmethod
     def if_available(cls, settings: Settings, detach: bool = False, **options: Any) -> DockerRunner:
@@ -118,24 +127,36 @@ class DockerRunner:
     def start(self, ws: Workspace, record: RunRecord) -> None:
         """Start a container for this run (fresh, or again after a crash: the harness resumes the checkpoint)."""
         options = self._options_for(ws, record)
-        image = image_for(ws, record.profile, options)
+        runtime = runtimes.of_run(record.runtime, record.profile)
+        image = image_for(ws, record, options)
+        requirements = read_requirements(ws.source_dir(record))
+        for ignored in requirements.ignored:
+            self._on_notice(f"mlops: warning: {ignored}")
         labels = {"mlops.project": project_label(ws), "mlops.workspace": str(ws.root), "mlops.run": record.id}
-        spec = ContainerSpec(
-            image=image, command=harness_command(MOUNT_POINT, record.id),
-            mounts={str(ws.root): MOUNT_POINT}, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
-            environment=training_env(host=False),
-            working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
-            gpus=options.gpus)
+        saved = {**dataclasses.asdict(options), "image": image}   # a restart derives from the same image
         with Engine.connect() as engine:
             if engine.image_id(image) is None:
                 raise RunnerError(f"image {image} missing: run `mlops images build`")
+            if requirements:
+                from mlops_cli.images import derived_image
+
+                derived = derived_image(engine, runtime, image, requirements, on_output=self._on_notice)
+                self._on_notice(derived.summary(requirements))
+                image = derived.tag
+                saved.update(deps_image=derived.tag, deps_built=derived.built)
+            spec = ContainerSpec(
+                image=image, command=harness_command(MOUNT_POINT, record.id),
+                mounts={str(ws.root): MOUNT_POINT}, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
+                environment={**training_env(host=False), **runtime.env},
+                working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
+                gpus=options.gpus)
             # containers of this project that ended (this run's crashed one, finished runs) are done with:
             # everything they produced is in the workspace
             ended = [c for c in engine.find({"mlops.project": labels["mlops.project"]}) if not c.running]
             container_id = engine.run(spec)
             for old in ended:
                 engine.remove(old.id)
-        atomic_write_json(ws.run_dir(record.id) / SPEC_FILE, {**dataclasses.asdict(options), "image": image})
+        atomic_write_json(ws.run_dir(record.id) / SPEC_FILE, saved)
         ws.update_run(record.id, runner=self.name, container_id=container_id, pid=None, host=engine.host)
 
     def _container_id(self, ws: Workspace, record: RunRecord, engine: Engine) -> str | None:
