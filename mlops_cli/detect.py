@@ -77,6 +77,7 @@ class ModuleInfo:
     keras_model_lines: list[int] = dataclasses.field(default_factory=list)
     guarded_imports: set[str] = dataclasses.field(default_factory=set)
     train_names: dict[int, str] = dataclasses.field(default_factory=dict)
+    top_level_imports: set[int] = dataclasses.field(default_factory=set)
 
 
 @dataclasses.dataclass
@@ -340,7 +341,9 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                       conv_calls=sorted(set(conv)), local_imports=local, runnable=runnable, uses_params=uses_params,
                       estimators=estimators, keras2=_keras2_idioms(tree, imports), removed=_removed_apis(imports),
                       reads=_data_reads(tree), keras_model_lines=sorted(keras_model_lines),
-                      guarded_imports=_guarded_imports(tree), train_names=train_names)
+                      guarded_imports=_guarded_imports(tree), train_names=train_names,
+                      top_level_imports={stmt.lineno for stmt in tree.body
+                                         if isinstance(stmt, (ast.Import, ast.ImportFrom))})
 
 
 def _is_test(path: Path, root: Path) -> bool:
@@ -401,57 +404,51 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
     return candidates[0][2]
 
 
-def _requirement_names(root: Path) -> set[str]:
-    """Normalised distribution names in requirements.txt and pyproject's [project] dependencies."""
-    names: set[str] = set()
-    lines: list[str] = []
-    requirements = root / "requirements.txt"
-    if requirements.is_file() and not requirements.is_symlink():
-        lines += requirements.read_text(encoding="utf-8", errors="replace")[:262144].splitlines()
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and not pyproject.is_symlink():
-        import tomllib
+def _requirement_names(root: Path) -> tuple[set[str], bool]:
+    """Normalised distribution names the repository declares (`deps.read_requirements`), and whether it has a
+    requirements file at all."""
+    from mlops_cli.deps import read_requirements
 
-        try:
-            project = tomllib.loads(pyproject.read_text(encoding="utf-8", errors="replace")[:262144]).get("project")
-        except tomllib.TOMLDecodeError:
-            project = None
-        if isinstance(project, dict) and isinstance(project.get("dependencies"), list):
-            lines += [str(item) for item in project["dependencies"]]
-    for line in lines:
-        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
-        if match and not line.lstrip().startswith("-"):
-            names.add(_normalise(match.group(1)))
-    return names
+    requirements = read_requirements(root)
+    names = {_normalise(match.group(1)) for line in requirements.lines
+             if (match := re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line))}
+    return names, bool(requirements.sources)
 
 
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _missing_packages(closure: list[ModuleInfo], modules: dict[str, ModuleInfo], runtime_name: str,
-                      root: Path) -> list[str]:
-    """Third-party imports that neither the runtime nor the repository's requirements provide, with what to add."""
+def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dict[str, ModuleInfo],
+                      runtime_name: str, root: Path) -> tuple[list[str], list[str]]:
+    """Third-party imports that neither the runtime nor the repository's requirements provide, with what to add:
+    problems for the entry script's module-level imports when the repository declares no requirements at all (the
+    import fails for certain before anything trains), warnings for the rest (the requirement may exist under a
+    name the import -> package table does not know, or the import may never run)."""
     from mlops_cli import runtimes
 
     table = rules()
     provided = set(runtimes.get(runtime_name).provides)
     for package in list(provided):
         provided.update(table["comes_with"].get(package, []))
-    required = _requirement_names(root)
+    required, declared = _requirement_names(root)
     local_roots = {name.split(".")[0] for name in modules} | {p.stem for p in root.iterdir() if p.is_dir()}
-    missing: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    warnings: dict[str, str] = {}
     for info in closure:
         for module, line, text in info.imports:
             top = module.split(".")[0]
             if not top or top in sys.stdlib_module_names or top in provided or top in local_roots \
-                    or top in info.guarded_imports or top in missing or text.startswith(("importlib", "__import__")):
+                    or top in info.guarded_imports or top in problems or top in warnings \
+                    or text.startswith(("importlib", "__import__")):
                 continue
             package = table["packages"].get(top, top)
             if _normalise(package) in required or _normalise(top) in required:
                 continue
-            missing[top] = f"{info.rel}:{line}: {text}: {runtime_name} runtime lacks it (add {package} to requirements.txt)"
-    return list(missing.values())
+            certain = info is entry and line in info.top_level_imports and not declared
+            (problems if certain else warnings)[top] = (f"{info.rel}:{line}: {text}: the {runtime_name} runtime "
+                                                        f"lacks it; add {package} to requirements.txt")
+    return list(problems.values()), list(warnings.values())
 
 
 def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
@@ -611,7 +608,11 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
         raise DetectError(message + more, hint)
     if workdir:
         evidence.append(f"{entry.rel}: runs in {workdir}/, where the data paths it reads exist")
-    missing = _missing_packages(closure, modules, runtime_name, root)
+    missing_now, missing = _missing_packages(entry, closure, modules, runtime_name, root)
+    if missing_now:
+        message, _, hint = missing_now[0].partition("; ")
+        more = f" (and {len(missing_now) - 1} more)" if len(missing_now) > 1 else ""
+        raise DetectError(message + more, f"{hint}; the repository has no requirements.txt")
     return DetectResult(profile=profile, entrypoint=entry.rel, cnn=bool(conv_lines) and profile == "keras",
                         evidence=evidence, files=sorted(info.rel for info in closure),
                         uses_params=any(info.uses_params for info in closure),

@@ -80,16 +80,18 @@ def test_runtime_in_mlops_yaml_overrides_and_is_validated(tmp_path: Path) -> Non
 
 def test_third_party_imports_the_runtime_lacks_are_listed_with_what_to_add(tmp_path: Path) -> None:
     script = ("import cv2\nimport seaborn as sns\ntry:\n    import xgboost_extras\nexcept ImportError:\n    pass\n"
-              "import pylab\nfrom sklearn.svm import SVC\nSVC().fit([[0], [1]], [0, 1])\n")
-    code, data, stderr = _detect(_tree(tmp_path, "cv-only", {"train.py": script}))
+              "import pylab\nfrom sklearn.svm import SVC\n\ndef plot():\n    import plotly\n\n"
+              "SVC().fit([[0], [1]], [0, 1])\n")
+    code, _, stderr = _detect(_tree(tmp_path, "cv-only", {"train.py": script}))
+    assert code == 2
+    assert stderr.strip() == ("mlops: error: train.py:1: import cv2: the sklearn runtime lacks it (and 1 more) (add "
+                              "opencv-python-headless to requirements.txt; the repository has no requirements.txt)")
+    code, data, _ = _detect(_tree(tmp_path / "b", "cv-only", {"train.py": script, "requirements.txt": "seaborn==0.13\n"}))
     assert code == 0
     assert data["missing_packages"] == [
-        "train.py:1: import cv2: sklearn runtime lacks it (add opencv-python-headless to requirements.txt)",
-        "train.py:2: import seaborn: sklearn runtime lacks it (add seaborn to requirements.txt)"]
-    assert "mlops: warning: train.py:2: import seaborn" in run_mlops("detect", "--path", str(tmp_path / "code")).stderr
-    code, data, _ = _detect(_tree(tmp_path / "b", "cv-only", {"train.py": script,
-                                                              "requirements.txt": "seaborn==0.13\nopencv-python-headless\n"}))
-    assert data["missing_packages"] == []
+        "train.py:1: import cv2: the sklearn runtime lacks it; add opencv-python-headless to requirements.txt",
+        "train.py:11: import plotly: the sklearn runtime lacks it; add plotly to requirements.txt"]
+    assert "mlops: warning: train.py:1: import cv2" in run_mlops("detect", "--path", str(tmp_path / "b" / "code")).stderr
 
 
 def test_a_test_file_that_trains_is_the_entry_when_nothing_else_trains(tmp_path: Path) -> None:

@@ -171,12 +171,12 @@ def test_tf_data_inputs_use_what_the_script_validates_on(tmp_path: Path) -> None
 
 def test_a_missing_package_fails_with_its_line_and_what_to_add(tmp_path: Path) -> None:
     script = (FIXTURES / "fails-after-fit" / "train.py").read_text()
-    ws = _workspace(tmp_path, "fails-after-fit", {"train.py": "import matplotlib.pyplot as plt\n"
-                                                              "import seaborn_not_installed_here as sns\n" + script})
+    ws = _workspace(tmp_path, "fails-after-fit", {"plots.py": "import seaborn_not_installed_here as sns\n",
+                                                  "train.py": "import plots\n" + script})
     result, _ = _train(ws)
     assert result.returncode == 1
     run = json.loads((ws / "runs" / "0001" / "run.json").read_text())
-    assert run["error"] == ("ModuleNotFoundError: No module named 'seaborn_not_installed_here' (at train.py:2; add "
+    assert run["error"] == ("ModuleNotFoundError: No module named 'seaborn_not_installed_here' (at plots.py:1; add "
                             "seaborn_not_installed_here to requirements.txt)")
 
 
