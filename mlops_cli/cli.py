@@ -138,9 +138,12 @@ def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
         _echo_json(result.to_dict())
         return
     click.echo(f"profile: {result.profile}{' (CNN)' if result.cnn else ''}")
-    click.echo(f"entrypoint: {result.entrypoint}")
+    click.echo(f"runtime: {result.runtime}")
+    click.echo(f"entrypoint: {result.entrypoint}" + (f" (runs in {result.workdir}/)" if result.workdir else ""))
     for line in result.evidence:
         click.echo(f"  {line}")
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
 
 
 @cli.command()
@@ -189,6 +192,8 @@ def evaluate(workspace: str | None, threshold: float | None, metric: str | None,
 
     settings = load_settings(workspace, threshold=threshold, metric=metric)
     result = do_evaluate(settings, run_id=run_id, junit_path=junit)
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: run {result.run_id}: {warning}", err=True)
     click.echo(result.summary())
     if not result.met:
         sys.exit(int(ExitCode.BELOW_THRESHOLD))

@@ -217,6 +217,7 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "holdout": ("a number in [0, 1) (0 disables the held-out split)", lambda v: _number(v) and 0.0 <= v < 1.0),
     "seed": ("a whole number from 0 to 2**32-1", lambda v: _is_int(v) and 0 <= v < 2 ** 32),
     "time_budget": ("a positive number of seconds", lambda v: _number(v) and v > 0),
+    "runtime": ("a runtime name (`mlops runtimes list`)", _text),
 }
 _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
         "profile": "MLOPS_PROFILE"}
