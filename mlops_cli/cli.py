@@ -14,6 +14,7 @@ import click
 
 from mlops_cli import options as opt
 from mlops_cli.errors import ExitCode, MlopsError, UsageError
+from mlops_cli.secrets import ScrubbingStream, register, scrub
 
 
 class MlopsGroup(click.Group):
@@ -24,7 +25,7 @@ class MlopsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MlopsError as exc:
-            click.echo(f"mlops: error: {exc}", err=True)
+            click.echo(f"mlops: error: {_one_line(str(exc))}", err=True)
             ctx.exit(int(exc.exit_code))
         except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
             raise
@@ -35,10 +36,15 @@ class MlopsGroup(click.Group):
             if ctx.meta.get("mlops.debug"):
                 raise
             step = ctx.invoked_subcommand or "mlops"
-            detail = " ".join(str(exc).split())[:300]
+            detail = _one_line(str(exc))[:300]
             click.echo(f"mlops: error: internal error in {step}: {type(exc).__name__}: {detail} "
                        "(rerun with --debug for the traceback)", err=True)
             ctx.exit(int(ExitCode.INTERNAL))
+
+
+def _one_line(text: str) -> str:
+    """An error as one line, without any known secret (a server may have echoed a token into it)."""
+    return scrub(" ".join(text.split()))
 
 
 def _debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -52,6 +58,13 @@ def _echo_json(data: Any) -> None:
 def _gpus(value: str | None) -> str | None:
     if value is not None and value != "all" and not (value.isdigit() and int(value) > 0):
         raise click.BadParameter(f"{value!r} is neither `all` nor a number of GPUs", param_hint="--gpus")
+    return value
+
+
+def _in_folder(value: str | None) -> str | None:
+    """An output file whose folder exists: a typo must not create directories (checked before any step runs)."""
+    if value is not None and not Path(value).absolute().parent.is_dir():
+        raise click.BadParameter(f"folder {Path(value).absolute().parent} does not exist", param_hint="--junit")
     return value
 
 
@@ -95,7 +108,10 @@ def cli() -> None:
 @click.option("--repo", "url", required=True, help="Git URL or local path of the model repository.")
 @click.option("--branch", default=None, help="Branch to follow (default: the remote's HEAD).")
 def pull(workspace: str | None, url: str, branch: str | None) -> None:
-    """Clone or update the model code into WORKSPACE/repo."""
+    """Clone or update the model code into WORKSPACE/repo.
+
+    A private repository: set MLOPS_GIT_USER and MLOPS_GIT_PASSWORD (http, https) or MLOPS_GIT_SSH_KEY (a key
+    file, ssh), as Jenkins' job 1 binds them; git gets them for the fetch only, never in a file."""
     from mlops_cli.config import resolve_workspace
     from mlops_cli.pull import pull as do_pull
 
@@ -122,9 +138,12 @@ def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
         _echo_json(result.to_dict())
         return
     click.echo(f"profile: {result.profile}{' (CNN)' if result.cnn else ''}")
-    click.echo(f"entrypoint: {result.entrypoint}")
+    click.echo(f"runtime: {result.runtime}")
+    click.echo(f"entrypoint: {result.entrypoint}" + (f" (runs in {result.workdir}/)" if result.workdir else ""))
     for line in result.evidence:
         click.echo(f"  {line}")
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
 
 
 @cli.command()
@@ -162,7 +181,9 @@ def train(workspace: str | None, runner: str, params_json: str | None, resume: s
 @opt.threshold_option
 @opt.metric_option
 @click.option("--run", "run_id", default=None, help="Evaluate this run (default: the latest finished one).")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write the check as JUnit XML.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              callback=lambda ctx, param, value: _in_folder(value),
+              help="Write the check as JUnit XML (into an existing folder).")
 def evaluate(workspace: str | None, threshold: float | None, metric: str | None, run_id: str | None,
              junit: str | None) -> None:
     """Compare the held-out metric with the threshold: exit 0 when met, 3 when below."""
@@ -171,6 +192,8 @@ def evaluate(workspace: str | None, threshold: float | None, metric: str | None,
 
     settings = load_settings(workspace, threshold=threshold, metric=metric)
     result = do_evaluate(settings, run_id=run_id, junit_path=junit)
+    for warning in result.warnings:
+        click.echo(f"mlops: warning: run {result.run_id}: {warning}", err=True)
     click.echo(result.summary())
     if not result.met:
         sys.exit(int(ExitCode.BELOW_THRESHOLD))
@@ -295,7 +318,8 @@ def _chain_options(func: Any) -> Any:
         click.option("--max-attempts", type=int, default=None, help="Tweak budget (default: mlops.yaml, else 8)."),
         click.option("--metric", default=None, help="Metric compared with the threshold (default: mlops.yaml)."),
         click.option("--notify-to", multiple=True, metavar="ADDR", help="Who job 5 notifies (repeatable)."),
-        click.option("--agent-label", default=None, help="Run the jobs on agents with this label."),
+        click.option("--agent-label", default="mlops", show_default=True,
+                     help="Label of the one node that runs every job (it has mlops and the workspace)."),
         click.option("--runner", type=click.Choice(["docker", "local", "auto"]), default="docker", show_default=True,
                      help="Where jobs 2 and 5 train."),
         click.option("--image-keras", default=None, help="Image for Keras training (exported as MLOPS_IMAGE_KERAS)."),
@@ -303,13 +327,22 @@ def _chain_options(func: Any) -> Any:
                      help="Image for scikit-learn training (exported as MLOPS_IMAGE_SKLEARN)."),
         click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix (several projects side by side)."),
         click.option("--mlops-path", default=None, metavar="DIR", help="Directory with `mlops` on the agent, put first on PATH."),
-        click.option("--poll", "poll_schedule", default="H/5 * * * *", show_default=True, help="Job 1's SCM polling schedule."),
-        click.option("--monitor-schedule", default="* * * * *", show_default=True, help="Job 6's cron schedule."),
+        click.option("--poll", "poll_schedule", default="H/5 * * * *", show_default=True,
+                     help="Job 1's SCM polling schedule (Jenkins cron syntax: H, H/5, ranges, @daily, lines)."),
+        click.option("--monitor-schedule", default="H/5 * * * *", show_default=True,
+                     help="Job 6's cron schedule (Jenkins syntax)."),
+        click.option("--keep-days", type=int, default=30, show_default=True, help="Days of builds every job keeps."),
+        click.option("--keep-builds", type=int, default=100, show_default=True,
+                     help="Builds jobs 1-5 keep at most."),
+        click.option("--monitor-keep-builds", type=int, default=288, show_default=True,
+                     help="Builds job 6 keeps at most (288 = one day at the default schedule)."),
         click.option("--train-timeout", type=int, default=6 * 3600, show_default=True,
                      help="Seconds jobs 2 and 5 wait for a training to finish."),
         click.option("--smtp-credentials", default=None, metavar="ID",
                      help="Jenkins username/password credentials bound to MLOPS_SMTP_USER/MLOPS_SMTP_PASSWORD."),
-        click.option("--git-credentials", default=None, metavar="ID", help="Jenkins credentials job 1 polls git with."),
+        click.option("--git-credentials", default=None, metavar="ID",
+                     help="Jenkins credentials for a private repository: the git plugin polls with it and job 1 "
+                          "binds it around `mlops pull` (username/password for http(s), SSH key for ssh)."),
         click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
                      help="Extra non-secret variable exported in every job (repeatable)."),
         click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR",
@@ -340,6 +373,7 @@ def _server_options(func: Any) -> Any:
 def _connect(url: str | None, user: str | None, token: str | None) -> Any:
     from mlops_cli.jenkins_client import connect
 
+    register(token)   # a --token flag is scrubbed from every output like one from the environment
     if not url:
         raise UsageError("no Jenkins URL", "pass --url or set JENKINS_URL")
     return connect(url, user, token)
@@ -358,20 +392,26 @@ def jenkins() -> None:
 @click.option("--without-plugin", multiple=True, metavar="NAME",
               help="--dry-run: render as if Jenkins lacked this plugin (git, github, junit, credentials-binding, "
                    "build-pipeline-plugin).")
+@click.option("--plugins", "plugin_list", default=None, metavar="NAME,...",
+              help="The plugins this Jenkins has, for a user who may not list them (no Overall/SystemRead).")
+@click.option("--pipeline", is_flag=True, help="Install jenkins/Jenkinsfile as one Pipeline job (and job 6).")
 def jenkins_install(url: str | None, user: str | None, token: str | None, dry_run: bool, out: str | None,
-                    without_plugin: tuple[str, ...], definitions: str | None, **chain: Any) -> None:
+                    without_plugin: tuple[str, ...], plugin_list: str | None, pipeline: bool,
+                    definitions: str | None, **chain: Any) -> None:
     """Create or update the six jobs and the view (idempotent: reports created / updated / unchanged)."""
     from mlops_cli import jenkins as jk
 
     params = _chain_params(**chain)
+    plugins = [p.strip() for p in plugin_list.split(",") if p.strip()] if plugin_list is not None else None
     if dry_run:
         if not out:
             raise UsageError("--dry-run needs --out DIR", "the folder to write one JOB.xml per job into")
-        report = jk.dry_run(params, out, [p for p in jk.KNOWN_PLUGINS if p not in without_plugin], definitions)
+        have = plugins if plugins is not None else [p for p in jk.KNOWN_PLUGINS if p not in without_plugin]
+        report = jk.dry_run(params, out, have, definitions, pipeline=pipeline)
     else:
         if out or without_plugin:
             raise UsageError("--out and --without-plugin only go with --dry-run")
-        report = jk.install(_connect(url, user, token), params, definitions)
+        report = jk.install(_connect(url, user, token), params, definitions, plugins=plugins, pipeline=pipeline)
     click.echo(f"Jenkins {report.version} at {report.server}" if report.version else f"dry run into {report.server}")
     for action in report.actions:
         click.echo(f"  {action.kind:<4} {action.name:<40} {action.action}")
@@ -546,18 +586,18 @@ def retrain(workspace: str | None, runner: str, detach: bool) -> None:
 
 @cli.group()
 def images() -> None:
-    """Build the training images (keras, sklearn)."""
+    """Build the training images (one per runtime: keras, sklearn, keras2)."""
 
 
 @images.command(name="build")
-@click.option("--profile", type=click.Choice(["keras", "sklearn", "all"]), default="all", show_default=True,
-              help="Which image to build.")
+@click.option("--runtime", "--profile", "runtime", default="all", show_default=True, metavar="NAME|all",
+              help="Which runtime's image to build (`mlops runtimes list` names them).")
 @click.option("--base-image", envvar="MLOPS_BASE_IMAGE", default=None, metavar="IMG",
               help="Base image with python3 (default: $MLOPS_BASE_IMAGE, else python:3.11-slim).")
 @click.option("--extra-ca", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="PEM bundle trusted while building (a TLS-inspecting proxy's CA).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not show the build output.")
-def images_build(profile: str, base_image: str | None, extra_ca: Path | None, quiet: bool) -> None:
+def images_build(runtime: str, base_image: str | None, extra_ca: Path | None, quiet: bool) -> None:
     """Build the images whose inputs changed; unchanged ones are found by their content-hash tag."""
     from mlops_cli.images import build_images
 
@@ -565,8 +605,49 @@ def images_build(profile: str, base_image: str | None, extra_ca: Path | None, qu
         if not quiet:
             click.echo(line, err=True)
 
-    for result in build_images(profile, base_image=base_image, extra_ca=extra_ca, on_progress=progress):
+    for result in build_images(runtime, base_image=base_image, extra_ca=extra_ca, on_progress=progress):
         click.echo(result.summary())
+
+
+# ---- runtimes: the environments training runs in (issue 11) ----------------------------------------------------
+
+
+@cli.group(name="runtimes")
+def runtimes_group() -> None:
+    """The runtimes a training runs in, and their cached venvs for `train --runner local`."""
+
+
+@runtimes_group.command(name="list")
+@opt.json_option
+@click.argument("name", required=False)
+def runtimes_list(as_json: bool, name: str | None) -> None:
+    """Each runtime (or NAME): what it holds, its image, and whether this machine can train it locally."""
+    from mlops_cli.venvs import describe
+
+    rows = describe(name)
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']}: {row['description']} (profile {row['profile']}, image {row['image']})")
+        click.echo(f"  local: {row['local']}")
+
+
+@runtimes_group.command(name="create")
+@click.argument("name")
+@click.option("--quiet", "-q", is_flag=True, help="Do not show pip's output.")
+def runtimes_create(name: str, quiet: bool) -> None:
+    """Create (once) and cache the venv of runtime NAME, which `train --runner local` then uses."""
+    from mlops_cli import runtimes
+    from mlops_cli.venvs import create_runtime_venv
+
+    def progress(line: str) -> None:
+        if not quiet:
+            click.echo(line, err=True)
+
+    venv = create_runtime_venv(runtimes.get(name), on_output=progress)
+    what = f"created in {venv.seconds:.1f} s" if venv.created else "already there"
+    click.echo(f"{name}: venv {venv.path} ({what})")
 
 
 @cli.command()
@@ -610,16 +691,18 @@ def monitor(workspace: str | None, as_json: bool, mode: str, interval: float, ma
 
 
 def main() -> None:
-    """Console-script entry point: click's own usage errors are printed in the same one-line form."""
+    """Console-script entry point: click's own usage errors are printed in the same one-line form, and both
+    streams scrub every known secret from what any step prints."""
+    sys.stdout = ScrubbingStream(sys.stdout)  # type: ignore[assignment]
+    sys.stderr = ScrubbingStream(sys.stderr)  # type: ignore[assignment]
     try:
         code = cli.main(prog_name="mlops", standalone_mode=False)
     except click.exceptions.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "mlops"
-        message = " ".join(exc.format_message().split())
-        click.echo(f"mlops: error: {message} (see `{command} --help`)", err=True)
+        click.echo(f"mlops: error: {_one_line(exc.format_message())} (see `{command} --help`)", err=True)
         sys.exit(int(ExitCode.USAGE))
     except click.exceptions.ClickException as exc:
-        click.echo(f"mlops: error: {' '.join(exc.format_message().split())}", err=True)
+        click.echo(f"mlops: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("mlops: error: aborted", err=True)

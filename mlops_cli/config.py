@@ -7,15 +7,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlops_cli.errors import ConfigError
+import yaml
+
+from mlops_cli.errors import ConfigError, MlopsError
 from mlops_cli.records import Goal
-from mlops_cli.workspace import DEFAULT_WORKSPACE, Workspace
+from mlops_cli.workspace import DEFAULT_WORKSPACE, Workspace, relative_path
 
 CONFIG_FILE = "mlops.yaml"
 PROFILES = ("auto", "keras", "sklearn")
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_YAML_DEPTH = 16
+MAX_PARAMS = 200
+MAX_ATTEMPTS_CAP = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,26 +74,82 @@ class Settings:
 
 def resolve_workspace(path: str | os.PathLike[str] | None) -> Workspace:
     """--workspace, else MLOPS_WORKSPACE, else ./.mlops (the laptop default)."""
-    return Workspace(path or os.environ.get("MLOPS_WORKSPACE") or DEFAULT_WORKSPACE)
+    chosen = os.fspath(path) if path else os.environ.get("MLOPS_WORKSPACE") or DEFAULT_WORKSPACE
+    if isinstance(chosen, bytes) or not _utf8(chosen) or "\0" in chosen:
+        shown = ascii(os.fsdecode(chosen))[1:-1][:120]
+        raise ConfigError(f"workspace path {shown} is not valid UTF-8", "use a plain UTF-8 path")
+    return Workspace(chosen)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader without aliases (a `*ref` bomb expands to gigabytes) and with a nesting limit."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.name}:{mark.line + 1}: YAML aliases (*name) are not allowed in mlops.yaml",
+                              "write the value out instead of referring to an anchor")
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.name}:{mark.line + 1}: nested deeper than {MAX_YAML_DEPTH} levels",
+                              "mlops.yaml is a flat list of settings")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Read mlops.yaml; a missing file is an empty config, a broken one a one-line ConfigError."""
-    if not path.is_file():
+    """Read mlops.yaml (pushed, so untrusted): a missing file is an empty config; a link, a device, a file over
+    MAX_CONFIG_BYTES, text that is not UTF-8, aliases, deep nesting or broken YAML are one-line ConfigErrors."""
+    if not os.path.lexists(path):
         return {}
-    import yaml
+    from mlops_cli.errors import MlopsError
+    from mlops_cli.safe_source import read_text
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_text(path, path.parent, max_bytes=MAX_CONFIG_BYTES)
+    except MlopsError as exc:
+        raise ConfigError(exc.message, exc.hint or "fix mlops.yaml") from None
+    loader = None
+    try:
+        loader = _BoundedLoader(text)   # the reader already refuses non-printable characters
+        loader.name = str(path)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})", "fix mlops.yaml") from exc
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML ({problem})", "fix mlops.yaml") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply", "mlops.yaml is a flat list of settings") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return data
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bool)) or _number(value)
 
 
 def parse_params(raw: Any, where: str) -> dict[str, ParamSpec]:
@@ -94,80 +158,127 @@ def parse_params(raw: Any, where: str) -> dict[str, ParamSpec]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: params must be a mapping of name -> {{default, min, max}}")
+    if len(raw) > MAX_PARAMS:
+        raise ConfigError(f"{where}: params declares {len(raw)} parameters, more than {MAX_PARAMS}")
     specs: dict[str, ParamSpec] = {}
     for name, body in raw.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+            raise ConfigError(f"{where}: param name {str(name)[:40]!r} is not an identifier",
+                              "names are what the script reads from mlops_cli.params()")
         if not isinstance(body, dict):
             body = {"default": body}
+        unknown = set(body) - {"default", "min", "max", "log", "choices"}
+        if unknown:
+            raise ConfigError(f"{where}: param {name!r} has unknown key(s) {', '.join(sorted(map(str, unknown)))}",
+                              "use default, min, max, log, choices")
         if "default" not in body:
             raise ConfigError(f"{where}: param {name!r} has no default", "add `default:` to it")
+        default = body["default"]
+        if not (_scalar(default) or isinstance(default, list) and len(default) <= 100
+                and all(_scalar(item) for item in default)):
+            raise ConfigError(f"{where}: param {name!r}: default must be a number, a string, a boolean or a short "
+                              f"list of them, got {type(default).__name__}")
         choices = body.get("choices")
+        if choices is not None and not (isinstance(choices, list) and 0 < len(choices) <= 1000
+                                        and all(_scalar(item) for item in choices)):
+            raise ConfigError(f"{where}: param {name!r}: choices must be a non-empty list of plain values")
         low, high = body.get("min"), body.get("max")
         if (low is None) != (high is None):
             raise ConfigError(f"{where}: param {name!r} needs both min and max, or neither")
-        if low is not None and not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low <= high):
+        if low is not None and not (_number(low) and _number(high) and low <= high):
             raise ConfigError(f"{where}: param {name!r} has min {low!r} > max {high!r} or non-numbers")
+        if not isinstance(body.get("log", False), bool):
+            raise ConfigError(f"{where}: param {name!r}: log must be true or false")
         if body.get("log") and low is not None and low <= 0:
             raise ConfigError(f"{where}: param {name!r} is log-scaled, so min must be > 0")
-        specs[name] = ParamSpec(name=name, default=body["default"], low=low, high=high,
+        specs[name] = ParamSpec(name=name, default=default, low=low, high=high,
                                 log=bool(body.get("log", False)),
                                 choices=tuple(choices) if choices is not None else None)
     return specs
 
 
-def _env_float(name: str) -> float | None:
-    value = os.environ.get(name)
-    if value in (None, ""):
-        return None
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= 200 \
+        and not any(ord(ch) < 32 for ch in value)
+
+
+# key -> (what it must be, the check)
+_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "entrypoint": ("a relative path to a .py file", lambda v: _text(v) and v.endswith(".py")),
+    "profile": (f"one of {', '.join(PROFILES)}", lambda v: v in PROFILES),
+    "metric": ("a metric name (a short single-line string)", _text),
+    "threshold": ("a number between 0 and 1", lambda v: _number(v) and 0.0 <= v <= 1.0),
+    "max_attempts": (f"a whole number from 1 to {MAX_ATTEMPTS_CAP}",
+                     lambda v: _is_int(v) and 1 <= v <= MAX_ATTEMPTS_CAP),
+    "holdout": ("a number in [0, 1) (0 disables the held-out split)", lambda v: _number(v) and 0.0 <= v < 1.0),
+    "seed": ("a whole number from 0 to 2**32-1", lambda v: _is_int(v) and 0 <= v < 2 ** 32),
+    "time_budget": ("a positive number of seconds", lambda v: _number(v) and v > 0),
+    "runtime": ("a runtime name (`mlops runtimes list`)", _text),
+}
+_ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
+        "profile": "MLOPS_PROFILE"}
+
+
+def _from_env(key: str) -> Any:
+    """MLOPS_<KEY> as the type the setting needs (text is all the environment has); None when unset."""
+    name = _ENV[key]
+    value = os.environ.get(name, "").strip()
+    if not value or key in ("metric", "profile"):
+        return value or None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise ConfigError(f"environment variable {name}={value!r} is not a number") from None
+        raise ConfigError(f"environment variable {name}={value[:40]!r} is not a number") from None
+    return int(number) if key == "max_attempts" and number.is_integer() else number
+
+
+def _checked(key: str, value: Any, source: str) -> Any:
+    """`value` if it has the type and range of setting `key`, else a ConfigError naming the key and its source."""
+    what, check = _CHECKS[key]
+    if not check(value):
+        shown = "true" if value is True else "false" if value is False else repr(value)[:60]
+        raise ConfigError(f"{source}: {key} must be {what}, got {shown}", "fix the value")
+    if key == "entrypoint":
+        try:
+            relative_path(value, "entrypoint")
+        except MlopsError as exc:
+            raise ConfigError(f"{source}: {exc.message}", exc.hint) from None
+    return value
 
 
 def load_settings(workspace: str | os.PathLike[str] | None = None, *, repo_dir: Path | None = None,
                   **flags: Any) -> Settings:
-    """Build Settings from mlops.yaml (in the pulled repo), the environment and flags (None = not given)."""
+    """Build Settings from mlops.yaml (in the pulled repo), the environment and flags (None = not given); every
+    value is type- and range-checked, and an error names the key and where it came from."""
     ws = resolve_workspace(workspace)
     config_path = (repo_dir or ws.repo_dir) / CONFIG_FILE
     data = load_yaml(config_path)
-    unknown = set(data) - {"entrypoint", "profile", "metric", "threshold", "max_attempts", "holdout", "seed",
-                           "time_budget", "params"}
+    unknown = set(data) - set(_CHECKS) - {"params"}
     if unknown:
-        raise ConfigError(f"{config_path}: unknown setting(s) {', '.join(sorted(unknown))}",
+        raise ConfigError(f"{config_path}: unknown setting(s) {', '.join(sorted(map(str, unknown)))[:200]}",
                           "see README, 'mlops.yaml'")
-    env = {
-        "threshold": _env_float("MLOPS_THRESHOLD"),
-        "max_attempts": _env_float("MLOPS_MAX_ATTEMPTS"),
-        "metric": os.environ.get("MLOPS_METRIC") or None,
-        "profile": os.environ.get("MLOPS_PROFILE") or None,
-    }
     values: dict[str, Any] = {}
-    for key in ("entrypoint", "profile", "metric", "threshold", "max_attempts", "holdout", "seed", "time_budget"):
-        for source in (flags, env, data):
-            if source.get(key) is not None:
-                values[key] = source[key]
-                break
-    try:
-        settings = Settings(
-            workspace=ws,
-            entrypoint=values.get("entrypoint"),
-            profile=str(values.get("profile", "auto")),
-            metric=str(values.get("metric", "val_accuracy")),
-            threshold=float(values.get("threshold", 0.80)),
-            max_attempts=int(values.get("max_attempts", 8)),
-            holdout=float(values.get("holdout", 0.2)),
-            seed=int(values.get("seed", 0)),
-            time_budget=float(values["time_budget"]) if values.get("time_budget") is not None else None,
-            params=parse_params(data.get("params"), str(config_path)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config_path}: {exc}") from exc
-    if settings.profile not in PROFILES:
-        raise ConfigError(f"profile {settings.profile!r} is not one of {', '.join(PROFILES)}")
-    if not (0.0 <= settings.threshold <= 1.0) or math.isnan(settings.threshold):
-        raise ConfigError(f"threshold {settings.threshold} must be between 0 and 1")
-    if settings.max_attempts < 1:
-        raise ConfigError(f"max_attempts {settings.max_attempts} must be at least 1")
-    if not (0.0 <= settings.holdout < 1.0):
-        raise ConfigError(f"holdout {settings.holdout} must be in [0, 1)", "0 disables the held-out split")
-    return settings
+    for key in _CHECKS:
+        env = _from_env(key) if key in _ENV else None
+        if flags.get(key) is not None:
+            values[key] = _checked(key, flags[key], f"--{key.replace('_', '-')}")
+        elif env is not None:
+            values[key] = _checked(key, env, _ENV[key])
+        elif data.get(key) is not None:
+            values[key] = _checked(key, data[key], str(config_path))
+    return Settings(
+        workspace=ws,
+        entrypoint=values.get("entrypoint"),
+        profile=values.get("profile", "auto"),
+        metric=values.get("metric", "val_accuracy"),
+        threshold=float(values.get("threshold", 0.80)),
+        max_attempts=int(values.get("max_attempts", 8)),
+        holdout=float(values.get("holdout", 0.2)),
+        seed=int(values.get("seed", 0)),
+        time_budget=float(values["time_budget"]) if values.get("time_budget") is not None else None,
+        params=parse_params(data.get("params"), str(config_path)),
+    )

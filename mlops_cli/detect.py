@@ -1,20 +1,28 @@
 """Step 2a: read the model code without running it and decide which runtime trains it.
 
 Only the syntax tree counts: imports and calls, never words in comments or strings. The entry script is the
-one that trains (a `fit` reachable from a runnable file); the profile follows what that script and the local
-modules it imports need. A framework we have no image for is reported, with its evidence, not forced.
+one that trains (a `fit` reachable from a runnable file); the profile and runtime follow what that script and
+the local modules it imports need (Keras 2-only idioms pick `keras2`). The literal data paths it reads decide the
+working directory the harness runs in; a path that is in neither the repository root nor the script's folder
+stops here, before training, with the line that reads it. A framework we have no image for is reported, with
+its evidence, not forced.
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import re
-from pathlib import Path
+import sys
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mlops_cli import safe_source
 from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsupportedFramework
 from mlops_cli.workspace import now_iso
+
+RULES_FILE = Path(__file__).with_name("detect.yaml")
 
 KERAS_ROOTS = {"tensorflow", "keras", "tf_keras"}
 UNSUPPORTED_ROOTS = {"torch": "PyTorch", "xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost",
@@ -24,10 +32,31 @@ SKLEARN_ESTIMATOR_MODULES = {"linear_model", "ensemble", "tree", "neighbors", "s
                              "neural_network", "discriminant_analysis", "gaussian_process", "kernel_ridge",
                              "semi_supervised", "multiclass", "multioutput", "dummy", "cluster", "calibration"}
 TRAIN_METHODS = {"fit", "fit_generator", "train_on_batch"}
+EXISTENCE_CHECKS = {"exists", "isfile", "isdir", "is_file", "is_dir"}
 CONV_PATTERN = re.compile(r"^(Conv[123]D|Conv[123]DTranspose|Convolution[123]D|SeparableConv[12]D|DepthwiseConv[12]D)$")
-SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", "build", "dist", "tests",
-             "test", ".ipynb_checkpoints"}
+SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", "build", "dist",
+             ".ipynb_checkpoints"}
+TEST_DIRS = {"tests", "test"}
+MAX_DATA_SEARCH = 20_000
 MAGIC_LINE = re.compile(r"^\s*[!%]")
+
+
+@functools.cache
+def rules() -> dict[str, Any]:
+    """detect.yaml: Keras 2-only idioms, removed APIs, data readers, import -> package names."""
+    import yaml
+
+    return yaml.load(RULES_FILE.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataRead:
+    """A literal path the code reads (`pd.read_csv('x.csv')`), and whether the code checks or writes it first."""
+
+    line: int
+    path: str
+    optional: bool
+    certain: bool = True
 
 
 @dataclasses.dataclass
@@ -43,6 +72,13 @@ class ModuleInfo:
     runnable: bool
     uses_params: bool
     estimators: list[tuple[str, int]]
+    keras2: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    removed: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
+    reads: list[DataRead] = dataclasses.field(default_factory=list)
+    keras_model_lines: list[int] = dataclasses.field(default_factory=list)
+    guarded_imports: set[str] = dataclasses.field(default_factory=set)
+    train_names: dict[int, str] = dataclasses.field(default_factory=dict)
+    top_level_imports: set[int] = dataclasses.field(default_factory=set)
 
 
 @dataclasses.dataclass
@@ -56,14 +92,18 @@ class DetectResult:
     files: list[str]
     uses_params: bool
     estimators: list[str]
+    runtime: str = ""
+    workdir: str | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    missing_packages: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _source_text(path: Path) -> str:
+def source_text(path: Path, root: Path) -> str:
     """The file's code; IPython magics (`!pip ...`, `%matplotlib`) of exported notebooks become comments."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = safe_source.read_text(path, root, what="file", strict=False)
     if any(MAGIC_LINE.match(line) for line in text.splitlines()):
         text = "\n".join(f"# {line}" if MAGIC_LINE.match(line) else line for line in text.splitlines())
     return text
@@ -87,11 +127,162 @@ def module_name(rel: str) -> str:
     return rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
+def _string_constants(tree: ast.Module) -> dict[str, str]:
+    """Module-level `NAME = "literal"` assigned once: data paths are often named before they are read."""
+    seen: dict[str, list[Any]] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            seen.setdefault(stmt.targets[0].id, []).append(stmt.value)
+    return {name: values[0].value for name, values in seen.items()
+            if len(values) == 1 and isinstance(values[0], ast.Constant) and isinstance(values[0].value, str)}
+
+
+def _literal_path(node: ast.AST | None, constants: dict[str, str]) -> str | None:
+    """The path a node spells out: a string, a named string, `os.path.join` or `+` of those; None otherwise."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _literal_path(node.left, constants), _literal_path(node.right, constants)
+        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.Call) and _dotted(node.func).endswith("path.join") and node.args and not node.keywords:
+        parts = [_literal_path(arg, constants) for arg in node.args]
+        known = [part for part in parts if part is not None]
+        return "/".join(part.rstrip("/") for part in known) if len(known) == len(parts) else None
+    return None
+
+
+def _path_argument(node: ast.Call, keyword: str) -> ast.AST | None:
+    for item in node.keywords:
+        if item.arg == keyword:
+            return item.value
+    return node.args[0] if node.args else None
+
+
+def _writes_file(node: ast.Call, name: str) -> bool:
+    """`open(p, 'w')` and the like: a path the script writes need not exist before it runs."""
+    if name != "open":
+        return False
+    mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+    return isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(c in mode.value for c in "wax")
+
+
+def _guarded_imports(tree: ast.Module) -> set[str]:
+    """Modules imported inside `try: ... except ImportError`: optional, so never reported as missing."""
+    guarded: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                handler.type is None or any(name in ast.unparse(handler.type)
+                                            for name in ("ImportError", "ModuleNotFoundError", "Exception"))
+                for handler in node.handlers):
+            for inner in node.body:
+                for sub in ast.walk(inner):
+                    if isinstance(sub, ast.Import):
+                        guarded.update(alias.name.split(".")[0] for alias in sub.names)
+                    elif isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
+                        guarded.add(sub.module.split(".")[0])
+    return guarded
+
+
+def _keras2_idioms(tree: ast.Module, imports: list[tuple[str, int, str]]) -> list[tuple[int, str]]:
+    """Lines written for Keras 2 that Keras 3 refuses: np_utils, fit_generator, `lr=`, `save_weights('w.h5')`."""
+    table = rules()["keras2"]
+    found: list[tuple[int, str]] = []
+    for module, line, _ in imports:
+        plain = module.removeprefix("tensorflow.") if module.startswith("tensorflow.keras") else module
+        for prefix, what in table["imports"].items():
+            if plain == prefix or plain.startswith(prefix + ".") or module == prefix or module.startswith(prefix + "."):
+                found.append((line, what))
+                break
+        else:
+            if plain.startswith("keras.") and plain.rsplit(".", 1)[-1] in table["names"]:
+                found.append((line, table["names"][plain.rsplit(".", 1)[-1]]))
+    models = {node.func.value.id for node in ast.walk(tree) if isinstance(node, ast.Call)
+              and isinstance(node.func, ast.Attribute) and node.func.attr in ("compile", "fit")
+              and isinstance(node.func.value, ast.Name)}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func).rsplit(".", 1)[-1]
+        if isinstance(node.func, ast.Attribute) and name in table["methods"]:
+            found.append((node.lineno, table["methods"][name]))
+        if name in table["optimizers"]:
+            for keyword in node.keywords:
+                if keyword.arg in table["optimizer_keywords"]:
+                    found.append((node.lineno, f"{name}({table['optimizer_keywords'][keyword.arg]}...)"))
+        receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
+        target = node.args[0] if node.args else None
+        if isinstance(receiver, ast.Name) and receiver.id in models and isinstance(target, ast.Constant) \
+                and isinstance(target.value, str):
+            if name == "save_weights" and not target.value.endswith(table["weights_suffix"]):
+                found.append((node.lineno, f"save_weights({target.value!r})"))
+            elif name == "save" and not target.value.endswith(tuple(table["model_suffixes"])):
+                found.append((node.lineno, f"save({target.value!r}) as a SavedModel"))
+    return sorted(set(found))
+
+
+def _removed_apis(imports: list[tuple[str, int, str]]) -> list[tuple[int, str, str]]:
+    removed = rules()["removed"]
+    return [(line, prefix, advice) for module, line, _ in imports for prefix, advice in removed.items()
+            if module == prefix or module.startswith(prefix + ".")]
+
+
+def _runs_on_start(tree: ast.Module) -> set[int]:
+    """Ids of the nodes that run when the file runs: module-level code (the main guard included) and the bodies
+    of the module's functions it calls, transitively. A read elsewhere may never happen, so it only warns."""
+    functions = {stmt.name: stmt for stmt in tree.body if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    todo: list[ast.AST] = [stmt for stmt in tree.body
+                           if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    seen: set[int] = set()
+    called: set[str] = set()
+    while todo:
+        for node in ast.walk(todo.pop()):
+            seen.add(id(node))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions \
+                    and node.func.id not in called:
+                called.add(node.func.id)
+                todo.extend(functions[node.func.id].body)
+    return seen
+
+
+def _data_reads(tree: ast.Module) -> list[DataRead]:
+    """Literal paths given to the calls that read data (read_csv, open, np.load, flow_from_directory...)."""
+    table = rules()
+    on_start = _runs_on_start(tree)
+    readers, writers = table["data_readers"], set(table["data_writers"])
+    constants = _string_constants(tree)
+    written: set[str] = set()
+    checked: set[str] = set()
+    reads: list[tuple[int, str, bool]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func).rsplit(".", 1)[-1]
+        if name in writers or _writes_file(node, name):
+            written.update(p for p in (_literal_path(arg, constants) for arg in node.args) if p)
+        elif name in EXISTENCE_CHECKS:
+            target = node.args[0] if node.args else getattr(node.func, "value", None)
+            if isinstance(target, ast.Call) and target.args:
+                target = target.args[0]
+            path = _literal_path(target, constants)
+            if path:
+                checked.add(path)
+        elif name in readers:
+            if name == "load" and _dotted(node.func).split(".")[0] not in ("np", "numpy", "joblib"):
+                continue
+            path = _literal_path(_path_argument(node, readers[name]), constants)
+            if path and "://" not in path and not any(ch in path for ch in "*?[{") and path.strip():
+                reads.append((node.lineno, path, id(node) in on_start))
+    return [DataRead(line, path, optional=path in written or path in checked, certain=certain)
+            for line, path, certain in reads]
+
+
 def analyse(path: Path, root: Path) -> ModuleInfo:
     """Parse one file; a syntax error becomes a DetectError naming file:line."""
     rel = path.relative_to(root).as_posix()
     try:
-        tree = ast.parse(_source_text(path), filename=rel)
+        tree = safe_source.parse_python(source_text(path, root), rel)
     except SyntaxError as exc:
         raise DetectError(f"{rel}:{exc.lineno}: syntax error: {exc.msg}", "fix the script and push again") from None
     imports: list[tuple[str, int, str]] = []
@@ -99,7 +290,11 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
     train_calls: list[int] = []
     conv: list[tuple[int, str]] = []
     estimators: list[tuple[str, int]] = []
+    keras_model_lines: list[int] = []
+    train_names: dict[int, str] = {}
     uses_params = False
+    table = rules()
+    training_functions = set(table["training_functions"])
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -110,19 +305,27 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
             if node.level == 0:
                 for alias in node.names:
                     imports.append((f"{module}.{alias.name}", node.lineno, f"from {module} import {alias.name}"))
+                    if CONV_PATTERN.match(alias.name):
+                        conv.append((node.lineno, alias.name))
             else:
                 package = list(Path(rel).parent.parts)
                 package = package[:len(package) - (node.level - 1)] if node.level > 1 else package
                 module = ".".join([*package, module] if module else package)
             local.add(module)
             local.update(f"{module}.{alias.name}".lstrip(".") for alias in node.names)
-        elif isinstance(node, ast.Call):
+        elif isinstance(node, ast.Attribute) and CONV_PATTERN.match(node.attr) \
+                and not isinstance(getattr(node, "ctx", None), ast.Store):
+            conv.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Name) and CONV_PATTERN.match(node.id):
+            conv.append((node.lineno, node.id))
+        if isinstance(node, ast.Call):
             name = _dotted(node.func)
             last = name.rsplit(".", 1)[-1]
-            if isinstance(node.func, ast.Attribute) and last in TRAIN_METHODS:
+            if isinstance(node.func, ast.Attribute) and last in TRAIN_METHODS or last in training_functions:
                 train_calls.append(node.lineno)
-            if CONV_PATTERN.match(last):
-                conv.append((node.lineno, last))
+                train_names.setdefault(node.lineno, f".{last}(...)" if last in TRAIN_METHODS else f"{last}(...)")
+            if last in table["keras_model_calls"]:
+                keras_model_lines.append(node.lineno)
             if last == "params" and "mlops" in name:
                 uses_params = True
             if name in ("importlib.import_module", "__import__") and node.args \
@@ -135,17 +338,28 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
     runnable = any(_is_main_guard(stmt) or isinstance(stmt, (ast.Assign, ast.For, ast.With, ast.AugAssign))
                    or (isinstance(stmt, ast.Expr) and not isinstance(stmt.value, ast.Constant))
                    for stmt in tree.body)
-    return ModuleInfo(path=path, rel=rel, imports=imports, train_calls=train_calls, conv_calls=conv,
-                      local_imports=local, runnable=runnable, uses_params=uses_params, estimators=estimators)
+    return ModuleInfo(path=path, rel=rel, imports=imports, train_calls=sorted(set(train_calls)),
+                      conv_calls=sorted(set(conv)), local_imports=local, runnable=runnable, uses_params=uses_params,
+                      estimators=estimators, keras2=_keras2_idioms(tree, imports), removed=_removed_apis(imports),
+                      reads=_data_reads(tree), keras_model_lines=sorted(keras_model_lines),
+                      guarded_imports=_guarded_imports(tree), train_names=train_names,
+                      top_level_imports={stmt.lineno for stmt in tree.body
+                                         if isinstance(stmt, (ast.Import, ast.ImportFrom))})
+
+
+def _is_test(path: Path, root: Path) -> bool:
+    parts = path.relative_to(root).parts
+    return path.name.startswith("test_") or path.stem.endswith("_test") or any(p in TEST_DIRS for p in parts[:-1])
 
 
 def _python_files(root: Path) -> list[Path]:
+    """Every .py file of the checkout but virtualenvs, build output and packaging (test files included)."""
     files = []
-    for path in sorted(root.rglob("*.py")):
+    for path in safe_source.find_files(root, "*.py", skip=lambda name: name in SKIP_DIRS or name.startswith(".")):
         parts = path.relative_to(root).parts
         if any(part in SKIP_DIRS or part.startswith(".") for part in parts[:-1]):
             continue
-        if path.name in {"setup.py", "conftest.py"} or path.name.startswith("test_"):
+        if path.name in {"setup.py", "conftest.py"}:
             continue
         files.append(path)
     return files
@@ -164,7 +378,10 @@ def _closure(entry: ModuleInfo, modules: dict[str, ModuleInfo]) -> list[ModuleIn
     return list(seen.values())
 
 
-def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Path) -> ModuleInfo:
+def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Path,
+                  tests: set[str]) -> ModuleInfo:
+    """The runnable script that trains; test files only when nothing else trains; a script that builds a Keras
+    model without fitting it last (it gets its profile, with a warning that nothing will train)."""
     by_rel = {info.rel: info for info in modules.values()}
     if explicit:
         if explicit not in by_rel:
@@ -175,19 +392,140 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
     candidates = []
     for info in modules.values():
         trains = any(m.train_calls for m in _closure(info, modules))
-        if info.runnable and trains:
-            score = (bool(info.train_calls), module_name(info.rel) not in imported, info.path.stem.startswith("train"),
-                     -info.rel.count("/"))
+        builds = any(m.keras_model_lines for m in _closure(info, modules))
+        if info.runnable and (trains or builds):
+            score = (trains, info.rel not in tests, bool(info.train_calls), module_name(info.rel) not in imported,
+                     info.path.stem.startswith("train"), -info.rel.count("/"))
             candidates.append((score, info.rel, info))
     if not candidates:
-        raise DetectError(f"no training script found in {root}: no runnable .py file calls fit()",
+        raise DetectError(f"no training script found in {root}: none of its {len(modules)} Python file(s) "
+                          "calls fit() or cross_val_score() at run time",
                           "push a script that trains, or set `entrypoint:` in mlops.yaml")
     candidates.sort(key=lambda c: (c[0], [-ord(ch) for ch in c[1]]), reverse=True)
     return candidates[0][2]
 
 
+def _requirement_names(root: Path) -> tuple[set[str], bool]:
+    """Normalised distribution names the repository declares (`deps.read_requirements`), and whether it has a
+    requirements file at all."""
+    from mlops_cli.deps import read_requirements
+
+    requirements = read_requirements(root)
+    names = {_normalise(match.group(1)) for line in requirements.lines
+             if (match := re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line))}
+    return names, bool(requirements.sources)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dict[str, ModuleInfo],
+                      runtime_name: str, root: Path) -> tuple[list[str], list[str]]:
+    """Third-party imports that neither the runtime nor the repository's requirements provide, with what to add:
+    problems for the entry script's module-level imports when the repository declares no requirements at all (the
+    import fails for certain before anything trains), warnings for the rest (the requirement may exist under a
+    name the import -> package table does not know, or the import may never run)."""
+    from mlops_cli import runtimes
+
+    table = rules()
+    provided = set(runtimes.get(runtime_name).provides)
+    for package in list(provided):
+        provided.update(table["comes_with"].get(package, []))
+    required, declared = _requirement_names(root)
+    local_roots = {name.split(".")[0] for name in modules} | {p.stem for p in root.iterdir() if p.is_dir()}
+    problems: dict[str, str] = {}
+    warnings: dict[str, str] = {}
+    for info in closure:
+        for module, line, text in info.imports:
+            top = module.split(".")[0]
+            if not top or top in sys.stdlib_module_names or top in provided or top in local_roots \
+                    or top in info.guarded_imports or top in problems or top in warnings \
+                    or text.startswith(("importlib", "__import__")):
+                continue
+            package = table["packages"].get(top, top)
+            if _normalise(package) in required or _normalise(top) in required:
+                continue
+            certain = info is entry and line in info.top_level_imports and not declared
+            (problems if certain else warnings)[top] = (f"{info.rel}:{line}: {text}: the {runtime_name} runtime "
+                                                        f"lacks it; add {package} to requirements.txt")
+    return list(problems.values()), list(warnings.values())
+
+
+def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
+                   root: Path) -> tuple[str | None, list[str], list[str]]:
+    """The working directory (relative to the root, None for the root) that makes the literal data paths exist,
+    and one line per path that exists in neither the repository root nor the script's folder: problems for the
+    reads that run when the script starts, warnings for reads in code that may never run."""
+    reads = [(info, read) for info in closure for read in info.reads]
+    root_resolved = root.resolve()
+    folders = [entry.path.parent.resolve()]
+    if root_resolved not in folders:
+        folders.append(root_resolved)
+
+    def inside(path: Path) -> bool:
+        return path == root_resolved or root_resolved in path.parents
+
+    def found_in(folder: Path, raw: str) -> bool:
+        target = (folder / raw).resolve()
+        return inside(target) and target.exists()
+
+    relative = [(info, read) for info, read in reads if not PurePosixPath(read.path).is_absolute()]
+    counts = [sum(found_in(folder, read.path) for _, read in relative) for folder in folders]
+    chosen = folders[counts.index(max(counts))] if relative else root_resolved
+    problems: list[str] = []
+    warnings: list[str] = []
+    for info, read in reads:
+        where = f"{info.rel}:{read.line} reads {read.path}"
+        bucket = problems if read.certain else warnings
+        if PurePosixPath(read.path).is_absolute():
+            absolute = Path(read.path)
+            if inside(absolute.resolve()) or read.optional:
+                continue
+            match = _find_in_repo(root, absolute.name)
+            bucket.append(f"{where}, which is outside the repository; " + (
+                f"the repository has {match} (use a relative path)" if match
+                else f"commit {absolute.name} to the repository and read it by a relative path"))
+        elif not found_in(chosen, read.path) and not read.optional:
+            target = (chosen / read.path).resolve()
+            match = _find_in_repo(root, PurePosixPath(read.path).name)
+            if not inside(target):
+                bucket.append(f"{where}, which leads outside the repository; "
+                                + (f"the repository has {match} (use a path inside it)" if match
+                                   else "commit the data and read it by a path inside the repository"))
+            else:
+                bucket.append(f"{where}, which is not in the repository; "
+                                + (f"the repository has {match} (use that path)" if match
+                                   else "commit the file, or read a file that is committed"))
+    workdir = chosen.relative_to(root_resolved).as_posix() if chosen != root_resolved else None
+    return workdir, problems, warnings
+
+
+def _find_in_repo(root: Path, name: str) -> str | None:
+    """The first committed file called `name` (relative to the root), searched in a bounded walk."""
+    if not name or not name.endswith(tuple(rules()["data_suffixes"])):
+        return None
+    for index, path in enumerate(root.rglob(name)):
+        if index > MAX_DATA_SEARCH:
+            break
+        if ".git" not in path.relative_to(root).parts and path.is_file():
+            return path.relative_to(root).as_posix()
+    return None
+
+
+def _runtime_override(root: Path) -> str | None:
+    """`runtime:` in the repository's mlops.yaml, validated against the registry."""
+    from mlops_cli import runtimes
+    from mlops_cli.config import CONFIG_FILE, load_yaml
+
+    value = load_yaml(root / CONFIG_FILE).get("runtime")
+    if value is None:
+        return None
+    return runtimes.get(str(value)).name
+
+
 def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
-    """Find the entry script and decide the profile, with `file:line` evidence for every reason."""
+    """Find the entry script and decide profile, runtime and working directory, with `file:line` evidence."""
     root = repo_dir or settings.workspace.repo_dir
     if not root.is_dir():
         raise DetectError(f"no model code at {root}", "run `mlops pull --repo URL` first, or pass --path")
@@ -198,9 +536,11 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
         modules[module_name(info.rel)] = info
     if not modules:
         raise DetectError(f"no Python files in {root}", "push the training script")
-    entry = _choose_entry(modules, settings.entrypoint, root)
+    tests = {info.rel for info in modules.values() if _is_test(info.path, root)}
+    entry = _choose_entry(modules, settings.entrypoint, root, tests)
     closure = _closure(entry, modules)
     evidence: list[str] = []
+    warnings: list[str] = []
     keras_lines, unsupported, sklearn_lines = [], [], []
     for info in closure:
         for module, line, text in info.imports:
@@ -213,12 +553,24 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
             elif root_name == "sklearn" and len(module.split(".")) > 1 \
                     and module.split(".")[1] in SKLEARN_ESTIMATOR_MODULES:
                 sklearn_lines.append(where)
-    fit_lines = [f"{info.rel}:{line}: .fit(...) trains the model" for info in closure for line in info.train_calls]
+    removed = [(info, line, prefix, advice) for info in closure for line, prefix, advice in info.removed]
+    if removed:
+        info, line, prefix, advice = removed[0]
+        raise DetectError(f"{info.rel}:{line}: {prefix} {advice.split(' (')[0]}",
+                          advice.split(" (", 1)[1].rstrip(")") if " (" in advice else "update the import")
+    fit_lines = [f"{info.rel}:{line}: {info.train_names.get(line, '.fit(...)')} trains the model"
+                 for info in closure for line in info.train_calls]
     conv_lines = [f"{info.rel}:{line}: {name} layer: convolutional network"
                   for info in closure for line, name in info.conv_calls]
+    keras2_lines = [f"{info.rel}:{line}: {what} (Keras 2 only)" for info in closure for line, what in info.keras2]
+    runtime_name = _runtime_override(root)
     if settings.profile != "auto":
         profile = settings.profile
         evidence.append(f"mlops.yaml: profile: {profile}")
+    elif runtime_name:
+        from mlops_cli import runtimes
+
+        profile = runtimes.get(runtime_name).profile
     elif keras_lines:
         profile = "keras"
         evidence += [f"{line} (TensorFlow/Keras)" for line in keras_lines]
@@ -235,13 +587,39 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
         raise DetectError(f"{entry.rel} calls fit() but imports no framework mlops knows "
                           "(TensorFlow/Keras or a scikit-learn estimator)",
                           "set `profile:` in mlops.yaml if the import is hidden")
+    if runtime_name:
+        evidence.append(f"mlops.yaml: runtime: {runtime_name}")
+    else:
+        runtime_name = ("keras2" if keras2_lines else "keras") if profile == "keras" else profile
+    if profile == "keras" and keras2_lines:
+        evidence += keras2_lines[:5]
     evidence += fit_lines[:3]
     if profile == "keras":
         evidence += conv_lines[:3]
+    if not fit_lines:
+        warnings.append(f"{entry.rel} builds a model but never calls fit(): nothing will train "
+                        "(call model.fit, or set `entrypoint:` in mlops.yaml to the script that trains)")
+    if entry.rel in tests:
+        warnings.append(f"{entry.rel} looks like a test file, but it is the only script that trains")
+    workdir, problems, read_warnings = _resolve_reads(entry, closure, root)
+    warnings += [f"{line.partition('; ')[0]} (if that code runs: {line.partition('; ')[2]})" for line in read_warnings]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        message, _, hint = problems[0].partition("; ")
+        raise DetectError(message + more, hint)
+    if workdir:
+        evidence.append(f"{entry.rel}: runs in {workdir}/, where the data paths it reads exist")
+    missing_now, missing = _missing_packages(entry, closure, modules, runtime_name, root)
+    if missing_now:
+        message, _, hint = missing_now[0].partition("; ")
+        more = f" (and {len(missing_now) - 1} more)" if len(missing_now) > 1 else ""
+        raise DetectError(message + more, f"{hint}; the repository has no requirements.txt")
     return DetectResult(profile=profile, entrypoint=entry.rel, cnn=bool(conv_lines) and profile == "keras",
                         evidence=evidence, files=sorted(info.rel for info in closure),
                         uses_params=any(info.uses_params for info in closure),
-                        estimators=sorted({name for info in closure for name, _ in info.estimators}))
+                        estimators=sorted({name for info in closure for name, _ in info.estimators}),
+                        runtime=runtime_name, workdir=workdir, warnings=warnings + missing,
+                        missing_packages=missing)
 
 
 def detect_and_record(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
@@ -249,7 +627,8 @@ def detect_and_record(settings: Settings, repo_dir: Path | None = None) -> Detec
     result = detect(settings, repo_dir)
     if repo_dir is None:
         ws = settings.workspace
-        ws.update_state(profile=result.profile, entrypoint=result.entrypoint, cnn=result.cnn,
+        ws.update_state(profile=result.profile, runtime=result.runtime, workdir=result.workdir,
+                        entrypoint=result.entrypoint, cnn=result.cnn,
                         uses_params=result.uses_params, estimators=result.estimators,
                         detected_commit=ws.read_state().get("commit"), detected_at=now_iso())
     return result

@@ -193,6 +193,28 @@ class Engine:
             result = self._client.images.prune(filters={"dangling": True, "label": label})
         return len(result.get("ImagesDeleted") or [])
 
+    def remove_image(self, name: str) -> bool:
+        """Delete the image `name`; False when it is not there or a container still uses it."""
+        import docker.errors
+
+        with translate(image=name):
+            try:
+                self._client.images.remove(name)
+            except docker.errors.ImageNotFound:
+                return False
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:   # conflict: a container uses it
+                    return False
+                raise
+        return True
+
+    def tagged_images(self, labels: Mapping[str, str | None]) -> list[tuple[str, dict[str, str]]]:
+        """(first tag, labels) of every tagged image carrying all these labels (None: with any value)."""
+        filters = {"label": [key if value is None else f"{key}={value}" for key, value in labels.items()]}
+        with translate():
+            images = self._client.images.list(filters=filters)
+        return [(image.tags[0], dict(image.labels or {})) for image in images if image.tags]
+
     def tag(self, image: str, repository: str, tag: str) -> None:
         with translate(image=image):
             self._client.images.get(image).tag(repository, tag)

@@ -68,6 +68,11 @@ class RewriteError(UsageError):
     message says where and why, the hint how to make it tunable."""
 
 
+class UnsafeSource(DetectError, RewriteError):
+    """A pushed file cannot be read or parsed safely: a link out of the checkout, a device, too large, too deeply
+    nested. Exit 2; a DetectError to detect and a RewriteError to the rewriters, so both handle it as theirs."""
+
+
 class TrainingFailed(MlopsError):
     """The user's script crashed, or the training process died."""
 

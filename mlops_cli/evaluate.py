@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError
-from mlops_cli.records import Goal
+from mlops_cli.records import Goal, RunMetrics
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes, normalize_run_id
 
 
@@ -23,6 +23,8 @@ class EvaluationResult:
     promoted: bool
     best_id: str | None
     best_value: float | None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    note: str | None = None
 
     def summary(self) -> str:
         op = Goal(self.metric, self.threshold).comparison(self.value)
@@ -30,7 +32,19 @@ class EvaluationResult:
         best = "now the best" if self.promoted else (f"best is run {self.best_id} ({self.best_value:.4f})"
                                                      if self.best_id and self.best_value is not None else "")
         return (f"run {self.run_id}: {self.metric} = {self.value:.4f} {op} {self.threshold:.4f}: {verdict}"
-                + (f"; {best}" if best else ""))
+                + (f"; {best}" if best else "") + (f" ({self.note})" if self.note else ""))
+
+
+DEFAULT_METRIC = "val_accuracy"
+TASK_METRICS = {"classification": "val_accuracy", "regression": "val_r2"}
+
+
+def metric_for(metrics: RunMetrics | None, metric: str) -> str:
+    """The metric to judge a run by: the one asked for, except that the default (held-out accuracy) follows the
+    run's task, so a regressor is judged by its held-out R² (`val_r2`) when nobody chose a metric for it."""
+    if metrics is None or metric != DEFAULT_METRIC or metrics.value(metric) is not None:
+        return metric
+    return TASK_METRICS.get(metrics.task, metric)
 
 
 def metric_value(ws: Workspace, run_id: str, metric: str) -> float | None:
@@ -52,13 +66,13 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
     """Verdict on the latest finished run (or `run_id`); promotes it to best/ when it beats the best so far."""
     ws = settings.workspace
     record = _target_run(ws, run_id)
-    goal = settings.goal
-    metric = goal.metric
     if record.status is not RunStatus.SUCCEEDED:
         raise MetricError(f"run {record.id} has no metrics: it {record.status.value}"
                           + (f" ({record.error})" if record.error else ""),
                           "see its train.log, fix the script or `mlops train --resume`")
     metrics = ws.read_metrics(record.id)
+    metric = metric_for(metrics, settings.metric)
+    goal = Goal(metric, settings.threshold)
     value = metrics.value(metric) if metrics else None
     if value is None:
         available = metrics.numeric_names() if metrics else []
@@ -73,7 +87,9 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
         best_id, best_value, promoted = record.id, value, True
     result = EvaluationResult(run_id=record.id, metric=metric, value=value, threshold=settings.threshold,
                               met=goal.meets(value), promoted=promoted,
-                              best_id=best_id, best_value=best_value)
+                              best_id=best_id, best_value=best_value, warnings=list(metrics.warnings),
+                              note=None if metric == settings.metric else
+                              f"{metric}: the default metric for {metrics.task}; set `metric:` to choose another")
     if junit_path:
         write_junit(Path(junit_path), result)
     return result

@@ -1,6 +1,12 @@
 """The one adapter around git (gitpython): clone, follow a remote branch, commit a reviewed change.
 
 git's own errors are translated here into GitError/UsageError one-liners, in the manner of DVC's scm module.
+
+Credentials for a private repository reach git for the network calls only, and are never written anywhere:
+Jenkins binds them into the environment of job 1 (credentials-binding plugin), `pull` hands them to git through
+an in-memory credential helper (`GIT_CONFIG_*` variables, for http(s)) or `GIT_SSH_COMMAND` (for ssh), and the
+checkout's `.git/config` keeps the URL without them, where the training script (which can read the checkout)
+finds nothing. A password given inside `--repo` is taken out of the URL and handed over the same way.
 """
 from __future__ import annotations
 
@@ -8,22 +14,131 @@ import contextlib
 import dataclasses
 import os
 import re
+import shlex
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlops_cli.errors import GitError, UsageError
+from mlops_cli.secrets import strip_userinfo
+
+#: variables job 1 binds (username/password credential) and `pull` hands to git
+GIT_USER_ENV = "MLOPS_GIT_USER"
+GIT_PASSWORD_ENV = "MLOPS_GIT_PASSWORD"
+#: variable job 1 binds to the path of an SSH private key (SSH username with private key credential)
+GIT_SSH_KEY_ENV = "MLOPS_GIT_SSH_KEY"
+#: transports git may use for the model repository; remote helpers (`ext::`, `fd::`) and others are refused
+ALLOWED_SCHEMES = ("http", "https", "ssh", "git", "file")
+STAGING_PREFIX = ".repo-clone-"
 
 _NETWORK_HINTS = ("could not resolve host", "connection refused", "connection timed out", "network is unreachable",
                   "failed to connect", "operation timed out", "could not read from remote")
 _MISSING_HINTS = ("does not appear to be a git repository", "repository not found", "not found",
                   "no such file or directory", "does not exist")
+_AUTH_HINTS = ("authentication failed", "could not read username", "could not read password",
+               "terminal prompts disabled", "permission denied (publickey", "invalid username or password",
+               "http basic: access denied", "the requested url returned error: 401",
+               "the requested url returned error: 403")
+_REFUSED_HINTS = ("transport '", "not allowed", "unsupported protocol", "unknown option", "unable to find remote helper")
+_SCP_LIKE = re.compile(r"^(?:[^@/\s]+@)?[A-Za-z0-9.\-\[\]:]+:(?!//)")
+_HELPER_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*::")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+# the credential helper git runs (through its shell) when a server asks: it answers from the environment
+# of that git process only, so the secret is in no file and in no argument list (`ps` cannot show it)
+_HELPER = ('!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" '
+           f'"${GIT_USER_ENV}" "${GIT_PASSWORD_ENV}"; }}; f')
 
 
 def redact_url(text: str) -> str:
-    """Drop `user:token@` from every URL in `text` before it is shown or written anywhere."""
-    return re.sub(r"(\w+://)[^/@\s]+@", r"\1", text)
+    """Drop `user:token@` from every URL in `text` before it is shown or written anywhere (a git remote's path
+    is no secret, so it stays readable)."""
+    return strip_userinfo(text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Remote:
+    """A model repository URL checked for git, without credentials, and the environment git's network calls get."""
+
+    url: str  # what git and .git/config see: no password, ever
+    env: dict[str, str]
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.url)
+
+
+def check_url(url: str) -> str:
+    """Refuse what git would read as an option or hand to a remote helper or unknown transport (exit 2)."""
+    shown = redact_url(url)[:200]
+    if not url.strip():
+        raise UsageError("--repo is empty", "give the git URL or path of the model repository")
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise UsageError("--repo contains a control character (newline, tab...)", "give the URL on one line")
+    if url.startswith("-"):
+        raise UsageError(f"--repo {shown!r} looks like a git option, not a repository",
+                         "give an http(s), ssh, git or file URL, user@host:path, or a path")
+    if _HELPER_SCHEME.match(url):
+        raise UsageError(f"--repo {shown!r} asks git for a remote helper ({url.split('::', 1)[0]}::), which can run "
+                         "commands", f"use one of: {', '.join(ALLOWED_SCHEMES)}")
+    scheme = _SCHEME.match(url)
+    if scheme and scheme.group(1).lower() not in ALLOWED_SCHEMES:
+        raise UsageError(f"--repo {shown!r} uses the transport {scheme.group(1)}://, which mlops does not allow",
+                         f"use one of: {', '.join(ALLOWED_SCHEMES)}")
+    return url
+
+
+def check_branch(branch: str) -> str:
+    """A branch name git accepts as such (not an option, not a revision expression)."""
+    import git
+
+    if branch.startswith("-") or any(ord(c) < 32 for c in branch):
+        raise UsageError(f"--branch {branch[:100]!r} is not a branch name", "e.g. --branch main")
+    try:
+        git.cmd.Git().check_ref_format("--branch", branch)
+    except git.exc.GitCommandError:
+        raise UsageError(f"--branch {branch[:100]!r} is not a valid git branch name", "e.g. --branch main") from None
+    return branch
+
+
+def remote_for(url: str, environ: Mapping[str, str] | None = None) -> Remote:
+    """The URL git may store, and the environment for its network calls: credentials from the URL or from
+    MLOPS_GIT_USER / MLOPS_GIT_PASSWORD (http, https) or MLOPS_GIT_SSH_KEY (ssh), no prompts, allowed transports
+    only, and no credential helper of the machine (which could store what we hand over)."""
+    environ = os.environ if environ is None else environ
+    check_url(url)
+    user, password = environ.get(GIT_USER_ENV), environ.get(GIT_PASSWORD_ENV)
+    scheme = (_SCHEME.match(url).group(1).lower() if _SCHEME.match(url) else "")
+    if scheme in ("http", "https"):
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            user = unquote(parts.username) if parts.username else user
+            password = unquote(parts.password) if parts.password is not None else (password or "")
+            host = parts.hostname or ""
+            netloc = f"[{host}]" if ":" in host else host
+            url = urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
+    elif scheme == "ssh" and urlsplit(url).password is not None:
+        raise UsageError(f"--repo {redact_url(url)!r}: an ssh URL cannot carry a password",
+                         f"use an SSH key: bind it to {GIT_SSH_KEY_ENV} (job 1: --git-credentials ID)")
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": ":".join(ALLOWED_SCHEMES),
+           "GIT_PROTOCOL_FROM_USER": "0", "GCM_INTERACTIVE": "never", "SSH_ASKPASS_REQUIRE": "never"}
+    config = [("credential.helper", "")]  # an empty value empties the list of helpers configured on the machine
+    if user is not None or password is not None:
+        for name, value in (("user", user), ("password", password)):
+            if value and any(c in value for c in "\r\n\0"):
+                raise UsageError(f"the git {name} contains a line break", "check the Jenkins credential")
+        env[GIT_USER_ENV], env[GIT_PASSWORD_ENV] = user or "", password or ""
+        config.append(("credential.helper", _HELPER))
+    key = environ.get(GIT_SSH_KEY_ENV)
+    if key:
+        if not Path(key).is_file():
+            raise UsageError(f"{GIT_SSH_KEY_ENV} names no readable key file", "bind an SSH private key credential")
+        env["GIT_SSH_COMMAND"] = (f"ssh -i {shlex.quote(key)} -o IdentitiesOnly=yes -o BatchMode=yes")
+    env["GIT_CONFIG_COUNT"] = str(len(config))
+    for index, (name, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{index}"], env[f"GIT_CONFIG_VALUE_{index}"] = name, value
+    return Remote(url=url, env=env)
 
 
 @contextlib.contextmanager
@@ -37,13 +152,24 @@ def translate_git_errors(url: str) -> Iterator[None]:
         yield
     except git.exc.GitCommandError as exc:
         text = f"{exc.stderr or ''} {exc.stdout or ''}".lower()
+        if any(hint in text for hint in _AUTH_HINTS):
+            raise UsageError(f"{url} refused access: the credentials are missing or wrong",
+                             f"bind {GIT_USER_ENV}/{GIT_PASSWORD_ENV} or {GIT_SSH_KEY_ENV} "
+                             "(job 1: --git-credentials ID)") from None
+        if any(hint in text for hint in _REFUSED_HINTS):
+            raise UsageError(f"git refused {url}: {_last_line(exc)}",
+                             f"use one of: {', '.join(ALLOWED_SCHEMES)}") from None
         if any(hint in text for hint in _NETWORK_HINTS) and "does not appear" not in text:
             raise GitError(f"cannot reach {url}: network or server error", "check the URL and the network") from None
         if any(hint in text for hint in _MISSING_HINTS):
             raise UsageError(f"{url} is not a git repository that can be read",
                              "check --repo (a URL, file:// URL or local path)") from None
-        detail = (exc.stderr or "").strip().splitlines()
-        raise GitError(f"git failed on {url}: {redact_url(detail[-1]) if detail else 'no details'}") from None
+        raise GitError(f"git failed on {url}: {_last_line(exc)}") from None
+
+
+def _last_line(exc: Exception) -> str:
+    detail = (getattr(exc, "stderr", "") or "").strip().splitlines()
+    return redact_url(detail[-1].strip())[:200] if detail else "no details"
 
 
 @dataclasses.dataclass
@@ -60,42 +186,72 @@ class SyncResult:
         return self.commit != self.previous
 
 
-def _remote_branch(url: str, branch: str | None) -> str:
+def _remote_branch(remote: Remote, branch: str | None) -> str:
     """The branch to follow: the one asked for (checked to exist), else the remote's HEAD."""
     import git
 
-    with translate_git_errors(url):
+    cmd = git.cmd.Git()
+    with translate_git_errors(remote.url), cmd.custom_environment(**remote.env):
         if branch:
-            if not git.cmd.Git().ls_remote("--heads", url, f"refs/heads/{branch}").strip():
-                raise UsageError(f"branch {branch!r} does not exist in {url}", "check --branch")
+            if not cmd.ls_remote("--heads", "--", remote.url, f"refs/heads/{branch}").strip():
+                raise UsageError(f"branch {branch!r} does not exist in {remote.shown}", "check --branch")
             return branch
-        out = git.cmd.Git().ls_remote("--symref", url, "HEAD")
+        out = cmd.ls_remote("--symref", "--", remote.url, "HEAD")
     for line in out.splitlines():
         if line.startswith("ref:") and "\tHEAD" in line:
             return line.split()[1].removeprefix("refs/heads/")
-    raise UsageError(f"{url} has no default branch (empty repository?)", "push a commit or pass --branch")
+    raise UsageError(f"{remote.shown} has no default branch (empty repository?)", "push a commit or pass --branch")
 
 
-def sync(repo_dir: Path, url: str, branch: str | None = None) -> SyncResult:
+def remove_stale_staging(parent: Path) -> list[Path]:
+    """Clone folders left by a pull that was killed (SIGKILL, an aborted build): their owner pid is gone."""
+    removed = []
+    for path in parent.glob(f"{STAGING_PREFIX}*"):
+        pid = path.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sync(repo_dir: Path, url: str, branch: str | None = None,
+         environ: Mapping[str, str] | None = None) -> SyncResult:
     """Make `repo_dir` an exact checkout of the remote branch: clone, or fetch and hard-reset.
 
     A force-push upstream cannot wedge it (reset, not merge); local edits are discarded with a warning,
-    because the checkout must always be what was pushed.
+    because the checkout must always be what was pushed. Credentials (see `remote_for`) reach git's network
+    calls only; the stored origin URL never has them.
     """
     import git
 
-    if url and "://" not in url and not url.startswith("git@") and Path(url).expanduser().exists():
+    check_url(url)
+    if branch is not None:
+        check_branch(branch)
+    if "://" not in url and not _SCP_LIKE.match(url) and Path(url).expanduser().exists():
         url = str(Path(url).expanduser().resolve())
-    target = _remote_branch(url, branch)
+    remote = remote_for(url, environ)
+    target = _remote_branch(remote, branch)
     warnings: list[str] = []
     if not (repo_dir / ".git").exists():
         if repo_dir.exists() and any(repo_dir.iterdir()):
             raise UsageError(f"{repo_dir} exists but is not a git checkout", "remove it or use another --workspace")
         repo_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".repo-clone-", dir=repo_dir.parent))
+        remove_stale_staging(repo_dir.parent)
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=repo_dir.parent))
         try:
-            with translate_git_errors(url):
-                repo = git.Repo.clone_from(url, staging, branch=target)
+            with translate_git_errors(remote.url):
+                repo = git.Repo.clone_from(remote.url, staging, branch=target, env=remote.env)
             commit = repo.head.commit.hexsha
             repo.close()
             if repo_dir.exists():
@@ -108,11 +264,12 @@ def sync(repo_dir: Path, url: str, branch: str | None = None) -> SyncResult:
     repo = git.Repo(repo_dir)
     try:
         previous = repo.head.commit.hexsha if repo.head.is_valid() else None
-        origin = repo.remotes.origin if "origin" in repo.remotes else repo.create_remote("origin", url)
-        if origin.url != url:
-            warnings.append(f"origin changed from {redact_url(origin.url)} to {redact_url(url)}")
-            origin.set_url(url)
-        with translate_git_errors(url):
+        origin = repo.remotes.origin if "origin" in repo.remotes else repo.create_remote("origin", remote.url)
+        if origin.url != remote.url:
+            if redact_url(origin.url) != redact_url(remote.url):
+                warnings.append(f"origin changed from {redact_url(origin.url)} to {remote.shown}")
+            origin.set_url(remote.url)  # also drops a password an older pull left in .git/config
+        with translate_git_errors(remote.url), repo.git.custom_environment(**remote.env):
             origin.fetch(f"+refs/heads/{target}:refs/remotes/origin/{target}", prune=True)
         if repo.is_dirty(untracked_files=True):
             changed = [item.a_path for item in repo.index.diff(None)] + repo.untracked_files
@@ -158,8 +315,9 @@ def commit_to_branch(repo_dir: Path, branch: str, files: dict[str, str], message
                         wt.index.add([rel])
                     actor = git.Actor("mlops", "mlops@localhost")
                     sha = wt.index.commit(message, author=actor, committer=actor).hexsha
-                if push:
-                    repo.git.push("--force", "origin", f"{branch}:{branch}")
+                if push:  # with the credentials job 1 would fetch with, handed over the same way
+                    with repo.git.custom_environment(**remote_for(repo.remotes.origin.url).env):
+                        repo.git.push("--force", "origin", f"{branch}:{branch}")
             return sha
         finally:
             with contextlib.suppress(Exception):

@@ -1,46 +1,45 @@
-"""`mlops images build`: the keras and sklearn training images, tagged by a hash of what they are built from.
+"""`mlops images build`: one training image per runtime (mlops_cli/runtimes.yaml), tagged by a hash of its inputs;
+and the derived images that add a model repository's own requirements to a runtime's image.
 
-The tag `mlops-<profile>:<hash>` is a digest of the build inputs (the Dockerfile, the mlops_cli sources,
-the jenkins/ definitions that its wheel carries, pyproject.toml, README.md, the base image's name and local id,
-the extra CA), so an image whose inputs did not change is found by name and not rebuilt; `mlops-<profile>:latest` points at the newest build and is what the
-docker runner starts. The build context is assembled here from exactly those files, so the hash and the
-context can never disagree, and nothing else from the checkout (runs, venvs, .git) is sent to the engine.
+The tag `<image>:<hash>` (mlops-keras, mlops-sklearn, mlops-keras2) is a digest of the build inputs (Dockerfile.runtime,
+the runtime's pip requirements, the mlops_cli sources, the jenkins/ definitions that its wheel carries,
+pyproject.toml, README.md, the base image's name and local id, the extra CA), so an image whose inputs did not
+change is found by name and not rebuilt; `<image>:latest` points at the newest build and is what the docker runner
+starts. The build context is assembled here from exactly those files, so the hash and the context can never
+disagree, and nothing else from the checkout (runs, venvs, .git) is sent to the engine.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import io
-import os
 import tarfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mlops_cli import runtimes
+from mlops_cli.deps import Requirements, pip_failure
 from mlops_cli.errors import RunnerError, UsageError
 
-PROFILES = ("keras", "sklearn")
+if TYPE_CHECKING:
+    from mlops_cli.docker_engine import Engine
+
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
+DOCKERFILE = "Dockerfile.runtime"
+REQUIREMENTS_NAME = "runtime-requirements.txt"
+DEPS_DOCKERFILE = Path(__file__).with_name("deps.Dockerfile")
 EXTRA_CA_NAME = "extra-ca.crt"
 HASH_LENGTH = 12
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def repository(profile: str) -> str:
-    """Image repository of a profile: mlops-keras, mlops-sklearn."""
-    return f"mlops-{profile}"
-
-
-def default_image(profile: str) -> str:
-    """What the docker runner starts for a profile: MLOPS_IMAGE_<PROFILE>, else mlops-<profile>:latest."""
-    return os.environ.get(f"MLOPS_IMAGE_{profile.upper()}") or f"{repository(profile)}:latest"
-
-
 @dataclasses.dataclass(frozen=True)
 class ImageBuild:
-    """The outcome for one profile."""
+    """The outcome for one runtime."""
 
-    profile: str
+    runtime: str
     tag: str
     image_id: str
     built: bool                 # False: an image with these inputs existed, nothing was built
@@ -50,22 +49,37 @@ class ImageBuild:
 
     def summary(self) -> str:
         what = f"built in {self.seconds:.1f} s" if self.built else "unchanged, not rebuilt"
-        return f"{self.profile}: {self.tag} ({what}; {self.size_bytes / 1e6:.0f} MB; base {self.base_image})"
+        return f"{self.runtime}: {self.tag} ({what}; {self.size_bytes / 1e6:.0f} MB; base {self.base_image})"
 
 
-def _source_files(root: Path, profile: str) -> list[tuple[str, Path]]:
-    """(name in the context, file) for every build input found in the checkout."""
-    dockerfile = root / f"Dockerfile.{profile}"
+def _pyproject_dependencies(pyproject: Path) -> list[str]:
+    import tomllib
+
+    return list(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"])
+
+
+def requirements_text(runtime: str, root: Path = SOURCE_ROOT) -> str:
+    """The pip requirements of a runtime's image: mlops' own dependencies, then the runtime's packages."""
+    lines = [f"# runtime {runtime}", *_pyproject_dependencies(root / "pyproject.toml"),
+             *runtimes.get(runtime).requirements]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _source_files(root: Path, runtime: str) -> list[tuple[str, bytes]]:
+    """(name in the context, content) of every build input of `runtime`'s image found in the checkout."""
+    dockerfile = root / DOCKERFILE
     if not dockerfile.is_file():
         raise UsageError(f"{dockerfile} not found",
-                         "run `mlops images build` from a checkout of mlops (it holds the Dockerfiles)")
-    files = [(dockerfile.name, dockerfile), ("pyproject.toml", root / "pyproject.toml")]
+                         "run `mlops images build` from a checkout of mlops (it holds the Dockerfile)")
+    paths = [(DOCKERFILE, dockerfile), ("pyproject.toml", root / "pyproject.toml")]
     if (root / "README.md").is_file():
-        files.append(("README.md", root / "README.md"))
+        paths.append(("README.md", root / "README.md"))
     for folder in (root / "mlops_cli", root / "jenkins"):  # jenkins/: data files of the package's wheel
         for path in sorted(folder.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-                files.append((path.relative_to(root).as_posix(), path))
+                paths.append((path.relative_to(root).as_posix(), path))
+    files = [(name, path.read_bytes()) for name, path in paths]
+    files.append((REQUIREMENTS_NAME, requirements_text(runtime, root).encode()))
     return files
 
 
@@ -105,34 +119,38 @@ def _read_extra_ca(extra_ca: Path | None) -> bytes | None:
     return data
 
 
-def build_images(profile: str = "all", *, base_image: str | None = None, extra_ca: Path | None = None,
+def build_images(runtime: str = "all", *, base_image: str | None = None, extra_ca: Path | None = None,
                  on_progress: Callable[[str], None] = lambda line: None,
                  source_root: Path = SOURCE_ROOT) -> list[ImageBuild]:
-    """Build the image of `profile` (or of both), skipping those whose inputs hash already names an image."""
+    """Build the image of `runtime` (or of every runtime), skipping those whose inputs hash already names one."""
+    import os
+
     from mlops_cli.docker_engine import Engine
 
-    if profile not in (*PROFILES, "all"):
-        raise UsageError(f"profile {profile!r} is not one of keras, sklearn, all")
+    known = runtimes.registry()
+    if runtime not in (*known, "all"):
+        raise UsageError(f"runtime {runtime!r} is not one of {', '.join([*known, 'all'])}")
     base = base_image or os.environ.get("MLOPS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
     ca = _read_extra_ca(extra_ca)
     results = []
     with Engine.connect() as engine:
         base_id = engine.image_id(base)
-        for name in PROFILES if profile == "all" else (profile,):
-            files = [(arcname, path.read_bytes()) for arcname, path in _source_files(source_root, name)]
+        for name in known if runtime == "all" else (runtime,):
+            repository = known[name].image
+            files = _source_files(source_root, name)
             if ca is not None:
                 files.append((EXTRA_CA_NAME, ca))
             digest = inputs_hash(files, base, base_id)
-            tag = f"{repository(name)}:{digest}"
+            tag = f"{repository}:{digest}"
             started = time.monotonic()
             image_id = engine.image_id(tag)
             built = image_id is None
             if built:
                 on_progress(f"{name}: building {tag} from {base}")
                 try:
-                    image_id = engine.build(_context(files), dockerfile=f"Dockerfile.{name}", tag=tag,
-                                            buildargs={"BASE_IMAGE": base},
-                                            labels={"mlops.profile": name, "mlops.inputs": digest,
+                    image_id = engine.build(_context(files), dockerfile=DOCKERFILE, tag=tag,
+                                            buildargs={"BASE_IMAGE": base, "RUNTIME": name},
+                                            labels={"mlops.runtime": name, "mlops.inputs": digest,
                                                     "mlops.base-image": base},
                                             on_line=lambda line, n=name: on_progress(f"{n}: {line}"))
                 except RunnerError as exc:
@@ -141,12 +159,69 @@ def build_images(profile: str = "all", *, base_image: str | None = None, extra_c
                                           "without a registry, build one with scripts/base-image.sh and pass "
                                           "--base-image (or MLOPS_BASE_IMAGE)") from None
                     raise
-            engine.tag(tag, repository(name), "latest")
-            for stale in engine.untag_others(repository(name), keep=tag):
+            engine.tag(tag, repository, "latest")
+            for stale in engine.untag_others(repository, keep=tag):
                 on_progress(f"{name}: removed the outdated tag {stale}")
-            results.append(ImageBuild(profile=name, tag=tag, image_id=image_id, built=built,
+            results.append(ImageBuild(runtime=name, tag=tag, image_id=image_id, built=built,
                                       seconds=time.monotonic() - started, size_bytes=engine.image_size(tag),
                                       base_image=base))
         if engine.prune_untagged("mlops.inputs"):
             on_progress("removed untagged outdated mlops images")
     return results
+
+
+@dataclasses.dataclass(frozen=True)
+class DerivedImage:
+    """A runtime image plus a repository's requirements; `built` False when the cached one was reused."""
+
+    tag: str
+    image_id: str
+    built: bool
+    seconds: float
+
+    def summary(self, requirements: Requirements) -> str:
+        what = f"built in {self.seconds:.1f} s" if self.built else "reused"
+        return f"mlops: {' and '.join(requirements.sources)}: image {self.tag} {what}"
+
+
+def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, requirements: Requirements,
+                  on_output: Callable[[str], None] = lambda line: None) -> DerivedImage:
+    """`base_image` with the repository's requirements installed, tagged `<image>-deps:<hash of requirements and
+    base image id>` and reused while both stay the same. The build context holds deps.Dockerfile and the
+    requirements only, the build args the base image only: no secret can reach the untrusted requirements.
+    Once built, the derived images of this runtime made on an older base image are removed: no run can reach
+    them any more (their tag names the old base), and they would keep that base's layers on disk."""
+    base_id = engine.image_id(base_image)
+    if base_id is None:
+        raise RunnerError(f"image {base_image} missing: run `mlops images build`")
+    tag = f"{runtime.image}-deps:{requirements.digest(base_id)}"
+    started = time.monotonic()
+    image_id = engine.image_id(tag)
+    if image_id is not None:
+        return DerivedImage(tag=tag, image_id=image_id, built=False, seconds=time.monotonic() - started)
+    files = [("Dockerfile", DEPS_DOCKERFILE.read_bytes()), ("requirements.txt", requirements.text().encode())]
+    output: list[str] = []
+
+    def line(text: str) -> None:
+        output.append(text)
+        on_output(text)
+
+    try:
+        image_id = engine.build(_context(files), dockerfile="Dockerfile", tag=tag,
+                                buildargs={"BASE_IMAGE": base_image},
+                                labels={"mlops.runtime": runtime.name, "mlops.deps": tag.split(":")[1],
+                                        "mlops.base-id": base_id},
+                                on_line=line)
+    except RunnerError as exc:
+        requirement = pip_failure("\n".join(output))
+        if requirement is None:
+            raise
+        sources = " or ".join(requirements.sources)
+        raise RunnerError(f"requirement {requirement} of {sources} cannot be installed on runtime {runtime.name}",
+                          f"fix it in {sources}, or remove it; pip: {exc.message[:160]}") from None
+    seconds = time.monotonic() - started
+    for old, labels in engine.tagged_images({"mlops.runtime": runtime.name, "mlops.deps": None}):
+        if old.startswith(f"{runtime.image}-deps:") and labels.get("mlops.base-id") != base_id \
+                and engine.remove_image(old):
+            on_output(f"removed {old}, built on an outdated {runtime.name} image")
+    return DerivedImage(tag=tag, image_id=image_id, built=True, seconds=seconds)

@@ -2,10 +2,12 @@
 
 The job definitions live in `jenkins/jobs/*.xml` and `jenkins/views/*.xml`: Jenkins' own config.xml format with
 `{{name}}` placeholders. We chose plain config.xml templates over Jenkins Job Builder YAML because what is in the
-repository is byte for byte what Jenkins stores and runs: `install` can compare it with `get_job_config`,
-`simulate` runs exactly the shell steps Jenkins would, and an admin can diff it with the server's copy;
-JJB would add a second language, a renderer whose output changes with its version, and `{}` escaping in every
-shell line.
+repository is what Jenkins loads and runs, field for field: the templates hold only fields the current core and
+plugins serialise (tests/jenkins_shapes.yaml, read from their sources), so what Jenkins hands back from
+`get_job_config` (re-serialised from memory: its own XML declaration, plugin versions, defaults of fields we
+leave out) says the same, and `install` can compare the two (`same_config`); `simulate` runs exactly the shell
+steps Jenkins would, and an admin can diff a job with the server's copy. JJB would add a second language, a
+renderer whose output changes with its version, and `{}` escaping in every shell line.
 
 Placeholders: `{{name}}` is a value, XML-escaped; `{{name|sh}}` is shell-quoted (shlex) and then XML-escaped,
 for values inside shell commands; `{{name|xml}}` inserts a rendered fragment from `jenkins/fragments/`
@@ -25,8 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from mlops_cli import cron
 from mlops_cli.errors import ConfigError, JenkinsError, TrainingFailed, UsageError
-from mlops_cli.jenkins_client import BuildInfo, JenkinsClient
+from mlops_cli.jenkins_client import BuildInfo, JenkinsClient, PermissionDenied
+from mlops_cli.secrets import SECRET_NAME, url_secret
 from mlops_cli.workspace import RunStatus, Workspace, atomic_write_text
 
 DEFINITIONS_ENV = "JENKINS_DEFINITIONS"
@@ -35,12 +39,17 @@ GIT_PLUGIN = "git"
 GITHUB_PLUGIN = "github"
 JUNIT_PLUGIN = "junit"
 CREDENTIALS_BINDING_PLUGIN = "credentials-binding"
+PIPELINE_PLUGINS = ("workflow-job", "workflow-cps", "pipeline-model-definition")
 #: plugins our definitions can use; the ones a dry run assumes unless told otherwise
 KNOWN_PLUGINS = (GIT_PLUGIN, GITHUB_PLUGIN, JUNIT_PLUGIN, CREDENTIALS_BINDING_PLUGIN, PIPELINE_VIEW_PLUGIN)
+#: the label every chain job is tied to unless --agent-label says otherwise: give it to the agent that has mlops
+#: and the workspaces (one node, so that job 3 finds what job 2 left)
+DEFAULT_AGENT_LABEL = "mlops"
+#: who may list plugins: without it, install assumes KNOWN_PLUGINS (or --plugins) and says so once
+PLUGIN_LIST_PERMISSION = "Overall/SystemRead or Overall/Administer"
 #: Jenkins results and the exit code `trigger --wait` maps them to
 RESULT_EXIT = {"SUCCESS": 0, "UNSTABLE": 3, "FAILURE": 1, "ABORTED": 1, "NOT_BUILT": 1}
 _BAD_NAME_CHARS = set('?*/\\%!@#$^&|<>[]:;"')
-_SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "PASSWD", "API_KEY", "PRIVATE")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z][a-z0-9_]*)\s*(?:\|\s*([a-z]+)\s*)?\}\}")
 
 
@@ -61,17 +70,20 @@ class ChainParams:
     max_attempts: int | None = None
     metric: str | None = None
     notify_to: tuple[str, ...] = ()
-    agent_label: str | None = None
+    agent_label: str = DEFAULT_AGENT_LABEL
     runner: str = "docker"
     image_keras: str | None = None
     image_sklearn: str | None = None
     prefix: str = "mlops-"
     mlops_path: str | None = None  # a directory put first on PATH, e.g. the venv's bin/
     poll_schedule: str = "H/5 * * * *"
-    monitor_schedule: str = "* * * * *"
+    monitor_schedule: str = "H/5 * * * *"  # every 5 minutes at a minute Jenkins spreads per job: 288 builds a day
+    keep_days: int = 30  # build discarder of every job
+    keep_builds: int = 100
+    monitor_keep_builds: int = 288  # job 6: about one day of checks at the default schedule
     train_timeout: int = 6 * 3600
     smtp_credentials: str | None = None  # Jenkins credentials id (username + password) for SMTP
-    git_credentials: str | None = None  # Jenkins credentials id the git plugin polls with
+    git_credentials: str | None = None  # Jenkins credentials id: the git plugin polls with it, job 1 binds it
     env: tuple[tuple[str, str], ...] = ()  # extra non-secret variables exported in every job
 
     def agent_workspace(self) -> str:
@@ -79,8 +91,22 @@ class ChainParams:
 
     def validate(self) -> ChainParams:
         """Refuse values that would break a job definition or leak a secret, naming the option to fix."""
+        from mlops_cli.gitrepo import check_url
+
         if not self.repo_url.strip():
             raise UsageError("--repo is empty", "give the git URL (or path) of the model repository")
+        check_url(self.repo_url)
+        if url_secret(self.repo_url, repo=True):
+            raise UsageError(f"--repo carries a credential ({url_secret(self.repo_url, repo=True)}), which would be "
+                             "stored in job 1 for anyone who can read it",
+                             "store it as a Jenkins credential and pass --git-credentials ID")
+        if not self.agent_label.strip():
+            raise UsageError("--agent-label is empty", f"the chain runs on one node: give its label "
+                                                        f"(default {DEFAULT_AGENT_LABEL})")
+        for option, value in (("--keep-days", self.keep_days), ("--keep-builds", self.keep_builds),
+                              ("--monitor-keep-builds", self.monitor_keep_builds)):
+            if value < 1:
+                raise UsageError(f"{option} {value} must be at least 1")
         if not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--threshold {self.threshold} must be between 0 and 1")
         if self.max_attempts is not None and self.max_attempts < 1:
@@ -101,18 +127,28 @@ class ChainParams:
         for name, _ in self.env:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise UsageError(f"--env {name!r} is not a valid variable name", "use NAME=VALUE")
-            if any(word in name.upper() for word in _SECRET_WORDS):
+            if SECRET_NAME.search(name):
                 raise UsageError(f"--env {name} looks like a secret, and job definitions must hold none",
                                  "store it as a Jenkins credential and bind it (e.g. --smtp-credentials ID)")
+        for name, value in self.env:
+            reason = url_secret(value)
+            if reason:
+                raise UsageError(f"--env {name}=... is a URL with {reason}, and job definitions must hold no secret",
+                                 "set it in the agent's environment or bind it from a Jenkins credential")
+        self.schedule_warnings()
         return self
+
+    def schedule_warnings(self) -> list[str]:
+        """Check both schedules in Jenkins' cron dialect (UsageError naming the option); Jenkins' own warnings."""
+        return [*cron.check_spec(self.poll_schedule, "--poll"),
+                *cron.check_spec(self.monitor_schedule, "--monitor-schedule")]
 
     def _texts(self) -> Iterable[tuple[str, str]]:
         for option, value in (("--repo", self.repo_url), ("--branch", self.branch),
                               ("--workspace", self.workspace), ("--metric", self.metric),
                               ("--agent-label", self.agent_label), ("--image-keras", self.image_keras),
                               ("--image-sklearn", self.image_sklearn), ("--prefix", self.prefix),
-                              ("--mlops-path", self.mlops_path), ("--poll", self.poll_schedule),
-                              ("--monitor-schedule", self.monitor_schedule),
+                              ("--mlops-path", self.mlops_path),
                               ("--smtp-credentials", self.smtp_credentials),
                               ("--git-credentials", self.git_credentials)):
             if value is not None:
@@ -151,12 +187,12 @@ class Rendering:
     """The whole chain rendered for one server (or for a dry run)."""
 
     jobs: list[RenderedItem]
-    view: RenderedItem
+    view: RenderedItem | None
     warnings: list[str]
 
     @property
     def items(self) -> list[RenderedItem]:
-        return [*self.jobs, self.view]
+        return [*self.jobs, *([self.view] if self.view else [])]
 
 
 def find_definitions(path: str | os.PathLike[str] | None = None) -> Path:
@@ -241,6 +277,19 @@ def _preamble(params: ChainParams) -> str:
     return "\n".join(lines)
 
 
+def is_local_repo(url: str) -> bool:
+    """A path or file:// URL: `mlops pull` reads it, the git plugin refuses it on the built-in node."""
+    from mlops_cli.gitrepo import _SCP_LIKE
+
+    return url.lower().startswith("file://") or ("://" not in url and not _SCP_LIKE.match(url))
+
+
+def _is_ssh(url: str) -> bool:
+    from mlops_cli.gitrepo import _SCP_LIKE
+
+    return url.lower().startswith(("ssh://", "git+ssh://", "ssh+git://")) or ("://" not in url and bool(_SCP_LIKE.match(url)))
+
+
 def render(params: ChainParams, plugins: Iterable[str] = KNOWN_PLUGINS,
            definitions: str | os.PathLike[str] | None = None) -> Rendering:
     """Render jobs and view for a server that has `plugins`; warnings say what a missing plugin costs."""
@@ -248,54 +297,57 @@ def render(params: ChainParams, plugins: Iterable[str] = KNOWN_PLUGINS,
     folder = find_definitions(definitions)
     have = set(plugins)
     names = job_names(params, folder)
-    warnings: list[str] = []
+    warnings: list[str] = list(params.schedule_warnings())
     missing_required = []
     if JUNIT_PLUGIN not in have:
         missing_required.append(f"{JUNIT_PLUGIN} (job 3 publishes the evaluation as JUnit)")
-    if params.smtp_credentials and CREDENTIALS_BINDING_PLUGIN not in have:
-        missing_required.append(f"{CREDENTIALS_BINDING_PLUGIN} (binds --smtp-credentials)")
+    for option, used in (("--smtp-credentials", params.smtp_credentials), ("--git-credentials", params.git_credentials)):
+        if used and CREDENTIALS_BINDING_PLUGIN not in have:
+            missing_required.append(f"{CREDENTIALS_BINDING_PLUGIN} (binds {option})")
     if missing_required:
         raise JenkinsError(f"Jenkins lacks the plugin(s) {'; '.join(missing_required)}",
                            "install them under Manage Jenkins > Plugins, then run install again")
 
-    values: dict[str, str] = {
-        "repo_url": params.repo_url, "branch": params.branch, "workspace": params.agent_workspace(),
-        "threshold": repr(float(params.threshold)), "runner": params.runner,
-        "poll_schedule": params.poll_schedule, "monitor_schedule": params.monitor_schedule,
-        "train_timeout": str(params.train_timeout), "prefix": params.prefix,
-        "agent_label": params.agent_label or "", "smtp_credentials_id": params.smtp_credentials or "",
-        "git_credentials_id": params.git_credentials or "",
-        "notify_args": "".join(f" --to {shlex.quote(a)}" for a in params.notify_to),
-        "preamble": _preamble(params), "view_name": f"{params.prefix}chain",
-        **{f"job{number}": name for number, name in names.items()},
-    }
+    values = _values(params, names)
 
-    def fragment(name: str) -> str:
+    def fragment(name: str, extra: Mapping[str, str] | None = None) -> str:
         path = folder / "fragments" / f"{name}.xml"
-        return fill(_read(path), values, fragments, str(path)).strip()
+        return fill(_read(path), {**values, **(extra or {})}, fragments, str(path)).strip()
 
     fragments: dict[str, str] = {"git_credentials": ""}
     if params.git_credentials:
         fragments["git_credentials"] = "\n        " + fragment("git-credentials")
-    if GIT_PLUGIN in have:
+    local = is_local_repo(params.repo_url)
+    if GIT_PLUGIN in have and not local:
         fragments["scm"] = fragment("scm-git")
     else:
         fragments["scm"] = fragment("scm-none")
-        warnings.append(f"no {GIT_PLUGIN} plugin: job 1 cannot poll the repository and runs only when "
-                        f"started (`mlops jenkins trigger {names.get('1', '1')}`); install the git plugin")
-    if GITHUB_PLUGIN in have:
+        trigger_hint = f"runs only when started (`mlops jenkins trigger {names.get('1', '1')}`, e.g. from a post-receive hook)"
+        warnings.append(f"--repo is a local path: the git plugin refuses to poll or check out local paths on the "
+                        f"built-in node, so job 1 {trigger_hint}; give a URL to poll" if local else
+                        f"no {GIT_PLUGIN} plugin: job 1 cannot poll the repository and {trigger_hint}; "
+                        "install the git plugin")
+    if GITHUB_PLUGIN in have and not local:
         fragments["push_trigger"] = fragment("github-push-trigger")
     else:
         fragments["push_trigger"] = ""
-        warnings.append(f"no {GITHUB_PLUGIN} plugin: no push trigger for job 1, it polls on "
-                        f"'{params.poll_schedule}' (or use the git plugin's /git/notifyCommit hook)")
-    fragments["node"] = fragment("node-label") if params.agent_label else fragment("node-any")
+        if not local:
+            warnings.append(f"no {GITHUB_PLUGIN} plugin: no push trigger for job 1, it polls on "
+                            f"'{params.poll_schedule}' (or use the git plugin's /git/notifyCommit hook)")
+    fragments["node"] = fragment("node-label")
     fragments["smtp_binding"] = fragment("smtp-binding") if params.smtp_credentials else ""
+    fragments["git_binding"] = (fragment("git-binding-ssh" if _is_ssh(params.repo_url) else "git-binding-userpass")
+                                if params.git_credentials else "")
     fragments["view_job_names"] = "".join(f"\n    <string>{escape(n)}</string>" for n in sorted(names.values()))
+    discarders = {
+        "chain": fragment("discarder", {"keep_builds": str(params.keep_builds)}),
+        "monitor": fragment("discarder", {"keep_builds": str(params.monitor_keep_builds)}),
+    }
 
     jobs = []
     for number, path in _job_files(folder).items():
-        text = fill(_read(path), values, fragments, str(path))
+        own = {**fragments, "discarder": discarders["monitor" if number == "6" else "chain"]}
+        text = fill(_read(path), values, own, str(path))
         _check_xml(text, path, expect_root="project")
         jobs.append(RenderedItem("job", names[number], text, path))
     if PIPELINE_VIEW_PLUGIN in have:
@@ -309,13 +361,78 @@ def render(params: ChainParams, plugins: Iterable[str] = KNOWN_PLUGINS,
     return Rendering(jobs=jobs, view=view, warnings=warnings)
 
 
+def _values(params: ChainParams, names: Mapping[str, str]) -> dict[str, str]:
+    """The placeholder values of the job definitions."""
+    return {
+        "repo_url": params.repo_url, "branch": params.branch, "workspace": params.agent_workspace(),
+        "threshold": repr(float(params.threshold)), "runner": params.runner,
+        "poll_schedule": params.poll_schedule, "monitor_schedule": params.monitor_schedule,
+        "train_timeout": str(params.train_timeout), "prefix": params.prefix,
+        "agent_label": params.agent_label, "smtp_credentials_id": params.smtp_credentials or "",
+        "git_credentials_id": params.git_credentials or "",
+        "keep_days": str(params.keep_days), "keep_builds": str(params.keep_builds),
+        "without_smtp": "env -u MLOPS_SMTP_USER -u MLOPS_SMTP_PASSWORD " if params.smtp_credentials else "",
+        "notify_args": "".join(f" --to {shlex.quote(a)}" for a in params.notify_to),
+        "preamble": _preamble(params), "view_name": f"{params.prefix}chain",
+        **{f"job{number}": name for number, name in names.items()},
+    }
+
+
+_DEFAULTS_BLOCK = re.compile(r"(// mlops:defaults-begin[^\n]*\n)(.*?)(// mlops:defaults-end)", re.DOTALL)
+
+
+def _groovy(value: str) -> str:
+    """A single-quoted Groovy string literal (no interpolation)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def render_pipeline(params: ChainParams, plugins: Iterable[str] = (*KNOWN_PLUGINS, *PIPELINE_PLUGINS),
+                    definitions: str | os.PathLike[str] | None = None) -> Rendering:
+    """`install --pipeline`: jenkins/Jenkinsfile as a Pipeline job, its DEFAULTS block holding the options, next
+    to job 6 (monitor), which must run while the pipeline waits for a training."""
+    params.validate()
+    folder = find_definitions(definitions)
+    have = set(plugins)
+    missing = [p for p in (*PIPELINE_PLUGINS, GIT_PLUGIN) if p not in have]
+    if params.smtp_credentials or params.git_credentials:
+        missing += [CREDENTIALS_BINDING_PLUGIN] if CREDENTIALS_BINDING_PLUGIN not in have else []
+    if missing:
+        raise JenkinsError(f"Jenkins lacks the plugin(s) {', '.join(missing)} that --pipeline needs",
+                           "install them (Pipeline, Git), or install the freestyle jobs without --pipeline")
+    chain = render(params, plugins, definitions)
+    monitor = next(item for item in chain.jobs if item.template.stem.startswith("6-"))
+    script = _read(folder / "Jenkinsfile")
+    defaults = {"REPO_URL": params.repo_url, "BRANCH": params.branch, "THRESHOLD": repr(float(params.threshold)),
+                "NOTIFY_TO": " ".join(params.notify_to), "AGENT_LABEL": params.agent_label,
+                "RUNNER": params.runner, "WORKSPACE_DIR": params.agent_workspace(),
+                "GIT_CREDENTIALS": params.git_credentials or "", "SMTP_CREDENTIALS": params.smtp_credentials or "",
+                "POLL": params.poll_schedule, "KEEP_DAYS": str(params.keep_days),
+                "KEEP_BUILDS": str(params.keep_builds)}
+    match = _DEFAULTS_BLOCK.search(script)
+    if not match or "DEFAULTS = [" not in match.group(2):
+        raise DefinitionError(f"{folder / 'Jenkinsfile'} has no DEFAULTS block between "
+                              "// mlops:defaults-begin and // mlops:defaults-end")
+    block = "".join(f"    {name}: {_groovy(value)},\n" for name, value in defaults.items())
+    head = match.group(2).split("\n", 1)[0]
+    script = script[:match.start(2)] + f"{head}\n{block}]\n" + script[match.end(2):]
+    path = folder / "pipeline" / "job.xml"
+    names = job_names(params, folder)
+    values = {**_values(params, names), "pipeline_script": script}
+    discarder = fill(_read(folder / "fragments" / "discarder.xml"), values, {}, "discarder.xml").strip()
+    text = fill(_read(path), values, {"discarder": discarder}, str(path))
+    _check_xml(text, path, expect_root="flow-definition")
+    job = RenderedItem("job", f"{params.prefix}pipeline", text, path)
+    return Rendering(jobs=[job, monitor], view=None,
+                     warnings=[w for w in chain.warnings if "view" not in w])
+
+
 def _check_xml(text: str, path: Path, expect_root: str | None = None) -> ET.Element:
     try:
         root = ET.fromstring(text.encode("utf-8"))
     except ET.ParseError as exc:
         raise DefinitionError(f"{path} does not render to well-formed XML ({exc})") from None
     if expect_root and root.tag != expect_root:
-        raise DefinitionError(f"{path}: a freestyle job's root element is <{expect_root}>, not <{root.tag}>")
+        raise DefinitionError(f"{path}: the root element must be <{expect_root}>, not <{root.tag}>")
     return root
 
 
@@ -402,15 +519,33 @@ class InstallReport:
     warnings: list[str]
 
 
-def install(client: JenkinsClient, params: ChainParams,
-            definitions: str | os.PathLike[str] | None = None) -> InstallReport:
-    """Create or update the six jobs and the view; repeatable: unchanged jobs are left alone."""
+def install(client: JenkinsClient, params: ChainParams, definitions: str | os.PathLike[str] | None = None,
+            plugins: Iterable[str] | None = None, pipeline: bool = False) -> InstallReport:
+    """Create or update the jobs and the view; repeatable: jobs the server already holds as defined are left alone.
+
+    Least privilege: Overall/Read, Job/Create, Job/Configure (and View/Create once, View/Configure after). Without
+    Overall/SystemRead or Administer the plugin list cannot be read: `plugins` (--plugins) says which are there,
+    else the known ones are assumed, with one warning."""
     params.validate()
     find_definitions(definitions)
     client.whoami()
     version = client.version()
-    plugins = client.plugins()
-    rendering = render(params, plugins, definitions)
+    warnings: list[str] = []
+    if plugins is None:
+        try:
+            plugins = client.plugins()
+        except PermissionDenied as exc:
+            assumed = (*KNOWN_PLUGINS, *(PIPELINE_PLUGINS if pipeline else ()))
+            plugins = assumed
+            warnings.append(f"cannot list plugins ({exc.permission or 'a permission'} is missing; listing needs "
+                            f"{PLUGIN_LIST_PERMISSION}): assuming {', '.join(assumed)}; "
+                            "pass --plugins NAME,... to say which this Jenkins has")
+    nodes = client.label_nodes(params.agent_label)
+    if nodes == []:
+        warnings.append(f"no node has the label {params.agent_label!r}: the jobs will wait in the queue; give it to "
+                        "the agent that has mlops and the workspace (Manage Jenkins > Nodes), or pass --agent-label")
+    rendering = (render_pipeline if pipeline else render)(params, plugins, definitions)
+    warnings += rendering.warnings
     actions = []
     for item in rendering.jobs:
         current = client.job_config(item.name)
@@ -422,29 +557,37 @@ def install(client: JenkinsClient, params: ChainParams,
         else:
             client.update_job(item.name, item.xml)
             actions.append(InstallAction("job", item.name, "updated"))
-    view = rendering.view
+    if rendering.view is not None:
+        try:
+            actions.append(InstallAction("view", rendering.view.name, _install_view(client, rendering.view)))
+        except PermissionDenied as exc:
+            warnings.append(f"the view {rendering.view.name} was not installed ({exc.permission or 'View/Create'} "
+                            "is missing); the jobs are: grant View/Create once, or make the view by hand")
+            actions.append(InstallAction("view", rendering.view.name, "skipped"))
+    return InstallReport(server=client.url, version=version, actions=actions, warnings=warnings)
+
+
+def _install_view(client: JenkinsClient, view: RenderedItem) -> str:
     current = client.view_config(view.name)
     if current is None:
         client.create_view(view.name, view.xml)
-        action = "created"
-    elif same_config(view.xml, current):
-        action = "unchanged"
-    elif ET.fromstring(current.encode("utf-8")).tag != ET.fromstring(view.xml.encode("utf-8")).tag:
+        return "created"
+    if same_config(view.xml, current):
+        return "unchanged"
+    if ET.fromstring(current.encode("utf-8")).tag != ET.fromstring(view.xml.encode("utf-8")).tag:
         # Jenkins cannot change a view's type through config.xml: delete it and create it again
         client.delete_view(view.name)
         client.create_view(view.name, view.xml)
-        action = "replaced"
-    else:
-        client.update_view(view.name, view.xml)
-        action = "updated"
-    actions.append(InstallAction("view", view.name, action))
-    return InstallReport(server=client.url, version=version, actions=actions, warnings=rendering.warnings)
+        return "replaced"
+    client.update_view(view.name, view.xml)
+    return "updated"
 
 
 def dry_run(params: ChainParams, out: str | os.PathLike[str], plugins: Iterable[str] = KNOWN_PLUGINS,
-            definitions: str | os.PathLike[str] | None = None) -> InstallReport:
+            definitions: str | os.PathLike[str] | None = None, pipeline: bool = False) -> InstallReport:
     """Write what install would upload, for review or for `mlops jenkins simulate --from OUT`."""
-    rendering = render(params, plugins, definitions)
+    rendering = (render_pipeline(params, (*plugins, *PIPELINE_PLUGINS), definitions) if pipeline
+                 else render(params, plugins, definitions))
     written = write_rendering(rendering, out)
     actions = [InstallAction(item.kind, str(path), "written") for item, path in zip(rendering.items, written)]
     return InstallReport(server=str(out), version=None, actions=actions, warnings=rendering.warnings)

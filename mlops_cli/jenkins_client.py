@@ -22,6 +22,16 @@ from mlops_cli.errors import JenkinsError, UsageError
 
 DEFAULT_TIMEOUT_S = 30.0
 _TAG = re.compile(r"<[^>]+>")
+_MISSING = re.compile(r"is missing (?:the (?P<one>[\w ]+/[\w ]+) permission|a permission, one of (?P<any>.+?) is required)")
+
+
+class PermissionDenied(JenkinsError):
+    """Jenkins answered 403 for a missing permission; `permission` is the one its page names (e.g.
+    "Overall/Administer"), so a caller can degrade (skip the plugin check) instead of failing."""
+
+    def __init__(self, message: str, hint: str | None = None, permission: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.permission = permission
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +104,12 @@ class JenkinsClient:
         return text
 
     def _first_line(self, text: str) -> str:
-        """Jenkins answers errors with HTML pages: keep the first meaningful line of text, short."""
+        """Jenkins answers errors with HTML pages: keep the first meaningful line of text, short; on an
+        access-denied page, the line that names the missing permission."""
         text = html.unescape(_TAG.sub(" ", text))
+        missing = next((line for line in text.splitlines() if _MISSING.search(line)), None)
+        if missing:
+            return self._redact(" ".join(missing.split())[:200])
         for line in text.splitlines():
             line = " ".join(line.split())
             if line and not line.startswith("Error in request"):
@@ -154,9 +168,15 @@ class JenkinsClient:
                                 "a proxy may drop the Jenkins-Crumb header or the session cookie; "
                                 "call Jenkins directly or use an API token")
         if status == 403:
-            return JenkinsError(f"{where} denied {who} (403{detail}) while {action}",
-                                "grant Overall/Read, Job/Create, Job/Configure, Job/Build, View/Create, View/Configure"
-                                if self.user else "set JENKINS_USER and JENKINS_TOKEN")
+            match = _MISSING.search(body)
+            permission = (match.group("one") or match.group("any")) if match else None
+            return PermissionDenied(f"{where} denied {who} (403{detail}) while {action}",
+                                    "grant Overall/Read, Job/Create, Job/Configure, Job/Build, View/Create, "
+                                    "View/Configure" if self.user else "set JENKINS_USER and JENKINS_TOKEN",
+                                    permission=permission)
+        if status == 409:
+            return JenkinsError(f"{where} refused ({status}{detail}) while {action}",
+                                "the job is disabled: enable it in Jenkins (or run `mlops jenkins install` again)")
         return JenkinsError(f"{where} failed ({status}{detail}) while {action}")
 
     # ---- server -------------------------------------------------------------------------------------------
@@ -171,7 +191,7 @@ class JenkinsClient:
             return str(self._server.get_version())
 
     def plugins(self) -> dict[str, str]:
-        """Active plugins as short name -> version."""
+        """Active plugins as short name -> version. Needs Overall/SystemRead (or Administer): PermissionDenied."""
         with self._calling("listing plugins"):
             info = self._server.get_plugins(depth=1)
         found: dict[str, str] = {}
@@ -179,6 +199,28 @@ class JenkinsClient:
             if plugin.get("active", True) and plugin.get("enabled", True):
                 found[keys[0]] = str(plugin.get("version", ""))
         return found
+
+    def label_nodes(self, label: str) -> list[str] | None:
+        """The nodes a label expression matches (Jenkins answers [] for a label no node has), or None when this
+        user may not see them."""
+        import json
+        from urllib.parse import quote
+
+        import jenkins
+        import requests
+
+        with self._calling(f"reading label {label}"):
+            try:
+                text = self._server.jenkins_open(requests.Request(
+                    "GET", f"{self.url}label/{quote(label, safe='')}/api/json?tree=nodes[nodeName]"))
+            except jenkins.NotFoundException:
+                return None
+            except jenkins.JenkinsException as exc:
+                if "[403]" in str(exc):
+                    return None
+                raise
+            nodes = json.loads(text).get("nodes") or []
+        return [str(node.get("nodeName") or "built-in") for node in nodes]
 
     # ---- jobs and views -----------------------------------------------------------------------------------
 
@@ -199,6 +241,10 @@ class JenkinsClient:
     def update_job(self, name: str, config_xml: str) -> None:
         with self._calling(f"updating job {name}"):
             self._server.reconfig_job(name, config_xml)
+
+    def delete_job(self, name: str) -> None:
+        with self._calling(f"deleting job {name}"):
+            self._server.delete_job(name)
 
     def view_config(self, name: str) -> str | None:
         import jenkins

@@ -77,6 +77,12 @@ class SmtpConfig:
             missing = "MLOPS_SMTP_PASSWORD" if user else "MLOPS_SMTP_USER"
             raise ConfigError(f"{missing} is not set but its partner is",
                               "set both for a server that needs a login, or neither")
+        for name, value in (("MLOPS_SMTP_USER", user), ("MLOPS_SMTP_PASSWORD", password)):
+            if value and not value.isascii():
+                raise ConfigError(f"{name} contains non-ASCII characters, which SMTP AUTH (smtplib) cannot send",
+                                  "use an ASCII password (an app password where the provider offers one)")
+        if any(ch.isspace() or ord(ch) < 32 for ch in host) or len(host) > 253:
+            raise ConfigError(f"MLOPS_SMTP_HOST={host[:60]!r} is not a host name", "e.g. smtp.example.com")
         if password and security == "none" and not _is_loopback(host):
             raise ConfigError(f"refusing to send the SMTP password unencrypted to {host}",
                               "set MLOPS_SMTP_SECURITY=starttls or ssl")
@@ -87,6 +93,9 @@ class SmtpConfig:
             timeout = float(env.get("MLOPS_SMTP_TIMEOUT") or 30)
         except ValueError:
             raise ConfigError("MLOPS_SMTP_TIMEOUT is not a number of seconds") from None
+        if not 0 < timeout <= 3600:
+            raise ConfigError(f"MLOPS_SMTP_TIMEOUT={timeout:g} must be a number of seconds from 0 to 3600",
+                              "e.g. 30")
         return cls(host=host, port=port, security=security, user=user, password=password,
                    sender=env.get("MLOPS_SMTP_FROM") or None, ca_file=ca_file, timeout=timeout)
 

@@ -23,11 +23,12 @@ from typing import Any
 from mlops_cli import mailer
 from mlops_cli import webhook as hooks
 from mlops_cli.config import Settings
-from mlops_cli.errors import ConfigError, NotifyError, UsageError
+from mlops_cli.errors import ConfigError, NotifyError, UsageError, WorkspaceError
 from mlops_cli.history import AttemptRow, describe_changes, format_table
 from mlops_cli.report import (
     GOOD, BAD, Summary, attempts_table_html, facts, fmt_metric, fmt_threshold, headline, summarize,
 )
+from mlops_cli.secrets import scrub, scrub_data
 from mlops_cli.workspace import Workspace, atomic_write_json, now_iso, read_json
 
 EVENTS = ("auto", "success", "failure", "gave-up", "crashed")
@@ -205,7 +206,7 @@ def compose_email(summary: Summary, event: str, row: AttemptRow, sender: str, re
                   plot_png: bytes | None) -> EmailMessage:
     """A multipart/alternative message: plain text, and HTML with the plot inline (multipart/related)."""
     message = EmailMessage()
-    message["Subject"] = subject_line(summary, event, row)
+    message["Subject"] = scrub(subject_line(summary, event, row))
     message["From"] = sender
     if recipients:
         message["To"] = ", ".join(recipients)
@@ -214,9 +215,9 @@ def compose_email(summary: Summary, event: str, row: AttemptRow, sender: str, re
     message["Auto-Submitted"] = "auto-generated"
     message["X-Mlops-Event"] = event
     message["X-Mlops-Run"] = row.run.id
-    message.set_content(_text_body(summary, event, row))
+    message.set_content(scrub(_text_body(summary, event, row)))
     plot_cid = make_msgid(idstring="plot", domain=_domain(sender)) if plot_png is not None else None
-    message.add_alternative(_html_body(summary, event, row, plot_cid), subtype="html")
+    message.add_alternative(scrub(_html_body(summary, event, row, plot_cid)), subtype="html")
     if plot_png is not None and plot_cid is not None:
         html_part = message.get_payload()[1]
         html_part.add_related(plot_png, "image", "png", cid=plot_cid, filename=PLOT_CID_NAME,
@@ -260,7 +261,7 @@ def slack_payload(summary: Summary, event: str, row: AttemptRow) -> dict[str, An
     if summary.build_url:
         context.insert(0, f"<{summary.build_url}|Jenkins build>")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-    return {"text": f"{SLACK_EMOJI[event]} {_slack_escape(subject)}", "blocks": blocks}
+    return scrub_data({"text": f"{SLACK_EMOJI[event]} {_slack_escape(subject)}", "blocks": blocks})
 
 
 # ---- the record of what was sent -----------------------------------------------------------------------------
@@ -282,8 +283,23 @@ def _record_path(ws: Workspace) -> Path:
     return ws.root / RECORD_FILE
 
 
+def _read_records(ws: Workspace) -> dict[str, Any]:
+    """notifications.json, checked to be {"RUN:EVENT": {"channels": {CHANNEL: {...}}}} (it sits in the workspace,
+    so it may have been rewritten: a wrong shape is one line, not a crash)."""
+    path = _record_path(ws)
+    records = read_json(path, {})
+    well_formed = isinstance(records, dict) and all(
+        isinstance(record, dict) and isinstance(record.get("channels", {}), dict)
+        and all(isinstance(entry, dict) for entry in record.get("channels", {}).values())
+        for record in records.values())
+    if not well_formed:
+        raise WorkspaceError(f"{path}: expected a JSON object of deliveries",
+                             "delete it (notify then sends again what it holds)")
+    return records
+
+
 def _record_delivery(ws: Workspace, key: str, subject: str, channel: str, entry: dict[str, Any]) -> None:
-    records = read_json(_record_path(ws), {}) or {}
+    records = _read_records(ws)
     run_id, _, event = key.partition(":")
     record = records.setdefault(key, {"run": run_id, "event": event, "channels": {}})
     record["subject"] = subject
@@ -347,7 +363,7 @@ def notify(settings: Settings, event: str = "auto", to: Sequence[str] | None = N
     subject = subject_line(summary, event, row)
     result = NotifyResult(event=event, run_id=row.run.id, subject=subject, outcomes=[])
     with _notify_lock(ws):
-        done = ((read_json(_record_path(ws), {}) or {}).get(key) or {}).get("channels", {})
+        done = (_read_records(ws).get(key) or {}).get("channels", {})
         pending = [c for c in chosen if force or c not in done]
         for channel in chosen:
             if channel not in pending:

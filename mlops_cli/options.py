@@ -21,4 +21,8 @@ metric_option = click.option("--metric", default=None,
                              help="Metric compared with the threshold (default: mlops.yaml, else val_accuracy).")
 
 runner_option = click.option("--runner", type=click.Choice(["local", "docker", "auto"]), default="local",
-                             show_default=True, help="Where training runs.")
+                             show_default=True,
+                             help="Where training runs. docker isolates the pushed script: it sees no secret and "
+                                  "writes only its own run. local passes no secret either, but the script runs as "
+                                  "you and can read and write whatever you can (other runs, best/, your files): "
+                                  "for your own code on a laptop; Jenkins jobs default to docker.")

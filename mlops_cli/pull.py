@@ -6,7 +6,9 @@ from mlops_cli.workspace import Workspace, now_iso
 
 
 def pull(ws: Workspace, url: str, branch: str | None = None) -> SyncResult:
-    """Clone or update the checkout; state.json then names the repo, branch and commit for later steps."""
+    """Clone or update the checkout; state.json then names the repo, branch and commit for later steps.
+
+    Credentials come from the environment Jenkins binds (see `gitrepo.remote_for`), never from a file."""
     ws.ensure()
     result = sync(ws.repo_dir, url, branch)
     ws.update_state(repo_url=redact_url(url), branch=result.branch, commit=result.commit, pulled_at=now_iso())

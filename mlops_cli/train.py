@@ -4,16 +4,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 from typing import Any
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MlopsError, RunnerError, UsageError, WorkspaceBusy
+from mlops_cli.harness.core import EXIT_BUSY
 from mlops_cli.records import RunMetrics
-from mlops_cli.runners import Runner
-from mlops_cli.workspace import RunRecord, RunStatus, normalize_run_id, now_iso
+from mlops_cli.runners import ProbeState, Runner, training_env
+from mlops_cli.workspace import RunRecord, RunStatus, Workspace, normalize_run_id, now_iso
 
 STAGED_SOURCE = "next-src"
 LOG_TAIL_LINES = 20
+START_WAIT_S = 120.0
 
 
 @dataclasses.dataclass
@@ -107,36 +110,59 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
     return record
 
 
+def _await_claim(ws: Workspace, runner: Runner, record: RunRecord, timeout_s: float = START_WAIT_S) -> None:
+    """Wait until the run's harness holds the training lock (or already ended, or its process is gone)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        holder = ws.training_holder() or ""
+        if f"run {record.id}," in holder or ws.load_run(record.id).status is not RunStatus.PENDING:
+            return
+        if runner.probe(ws, ws.load_run(record.id)).state is not ProbeState.ALIVE:
+            return
+        time.sleep(0.05)
+
+
 def train(settings: Settings, runner: str = "local", params: dict[str, Any] | None = None,
           resume: str | None = None, detach: bool = False,
           docker_options: dict[str, Any] | None = None) -> TrainResult:
-    """Train one attempt; with `resume`, continue that run at its last checkpoint instead of starting anew."""
+    """Train one attempt; with `resume`, continue that run at its last checkpoint instead of starting anew.
+
+    Deciding that nobody trains, creating the run and starting its harness happen under `Workspace.starting`,
+    so of three trains started at once one trains and two are refused as busy, leaving no run behind."""
     ws = settings.workspace.ensure()
-    holder = ws.training_holder()
-    if holder:
-        raise WorkspaceBusy(f"workspace {ws.root} is already training ({holder})",
-                            "wait for it, or let `mlops monitor` look after it")
-    if resume:
-        record = ws.load_run(normalize_run_id(resume))
-        if record.status is RunStatus.SUCCEEDED:
-            raise UsageError(f"run {record.id} already finished", "start a new attempt with `mlops train`")
-    else:
-        _ensure_detected(settings)
-    warnings: list[str] = []
-    chosen = make_runner(runner, settings, detach, warnings, docker_options)
-    if not resume:
-        record = _new_attempt(settings, params)
-    try:
-        chosen.start(ws, record)
-    except MlopsError as exc:
-        ws.update_run(record.id, status=RunStatus.FAILED, error=f"could not start: {exc}", finished=now_iso())
-        raise
+    with ws.starting():
+        holder = ws.training_holder()
+        if holder:
+            raise WorkspaceBusy(f"workspace {ws.root} is already training ({holder})",
+                                "wait for it, or let `mlops monitor` look after it")
+        if resume:
+            record = ws.load_run(normalize_run_id(resume))
+            if record.status is RunStatus.SUCCEEDED:
+                raise UsageError(f"run {record.id} already finished", "start a new attempt with `mlops train`")
+        else:
+            _ensure_detected(settings)
+        warnings: list[str] = []
+        chosen = make_runner(runner, settings, detach, warnings, docker_options)
+        training_env()   # a bad MLOPS_TRAIN_ENV is refused before a run exists to count against the budget
+        if not resume:
+            record = _new_attempt(settings, params)
+        try:
+            chosen.start(ws, record)
+        except Exception as exc:   # the run must not stay pending: it would count as an attempt in progress
+            reason = str(exc) if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"[:300]
+            ws.update_run(record.id, status=RunStatus.FAILED, error=f"could not start: {reason}", finished=now_iso())
+            raise
+        _await_claim(ws, chosen, record)
     record = ws.load_run(record.id)
     if detach:
         return TrainResult(run=record, metrics=None, exit_code=None, detached=True, metric_name=settings.metric,
                            warnings=warnings)
     code = chosen.wait(ws, record)
     record = ws.load_run(record.id)
+    if code == EXIT_BUSY and record.started is None and not resume:
+        ws.discard_run(record.id)
+        raise WorkspaceBusy(f"workspace {ws.root} is already training", "wait for it, or let `mlops monitor` "
+                            "look after it")
     if record.status is not RunStatus.SUCCEEDED and record.status is not RunStatus.FAILED:
         reason = f"killed by {signal.Signals(code - 128).name}" if code > 128 and code - 128 < 65 \
             else f"training process exited with code {code}"
@@ -145,4 +171,3 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
     return TrainResult(run=record, metrics=ws.read_metrics(record.id), exit_code=code, detached=False,
                        metric_name=settings.metric, log_tail=ws.log_tail(record.id, LOG_TAIL_LINES),
                        warnings=warnings)
-

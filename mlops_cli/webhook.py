@@ -1,11 +1,13 @@
 """The one adapter for chat webhooks (Slack, Mattermost, Rocket.Chat, Teams workflows): a JSON POST via urllib.
 
 A Slack incoming-webhook URL *is* the credential (its path holds the token), so this module never shows more of
-it than the scheme, the host and the first path segment: see `redact`.
+it than the scheme and the host (`secrets.redact_url`), registers it as a secret so that no output carries it,
+and never copies a server's answer raw (it may echo the URL).
 """
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import time
@@ -15,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from mlops_cli import secrets
 from mlops_cli.errors import ConfigError, NotifyError
 
 MAX_RETRY_AFTER_S = 60.0
@@ -26,26 +29,24 @@ def resolve_url(flag: str | None, env: dict[str, str] | None = None) -> str | No
     url = (flag or env.get("MLOPS_WEBHOOK_URL") or "").strip()
     if not url:
         return None
-    parts = urllib.parse.urlsplit(url)
+    secrets.register(url)
+    hint = "pass the incoming-webhook URL your chat gave you, via MLOPS_WEBHOOK_URL"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ConfigError(f"webhook URL {redact(url)} contains a space or a control character", hint)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - urllib checks the port only when asked
+    except ValueError as exc:
+        reason = "a port that is not a number from 1 to 65535" if "port" in str(exc).lower() else "a malformed host"
+        raise ConfigError(f"webhook URL {redact(url)} has {reason}", hint) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"webhook URL {redact(url)} is not an http(s) URL",
-                          "pass the incoming-webhook URL your chat gave you, via MLOPS_WEBHOOK_URL")
+        raise ConfigError(f"webhook URL {redact(url)} is not an http(s) URL", hint)
     return url
 
 
 def redact(url: str) -> str:
-    """scheme://host[:port]/first-segment/*** : enough to tell webhooks apart, never the token."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "?"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    segments = [s for s in parts.path.split("/") if s]
-    shown = f"{parts.scheme or '?'}://{host}"
-    if segments:
-        shown += f"/{segments[0]}"
-    if len(segments) > 1 or parts.query or parts.username or parts.password:
-        shown += "/***"
-    return shown
+    """scheme://host[:port]/*** : enough to tell webhooks apart, never the token (the whole path hides it)."""
+    return secrets.redact_url(url)
 
 
 @dataclasses.dataclass
@@ -83,15 +84,17 @@ def post(url: str, payload: dict[str, Any], *, retries: int = 3, backoff_s: floa
                 response.read()
                 return Delivery(tries=attempt, status=response.status)
         except urllib.error.HTTPError as exc:
-            detail = exc.read(300).decode("utf-8", "replace").strip()
-            last = f"HTTP {exc.code}{f' {detail}' if detail else ''}"
+            detail = " ".join(exc.read(300).decode("utf-8", "replace").split())
+            last = f"HTTP {exc.code}{f' {secrets.scrub(detail, [url])}' if detail else ''}"
             if exc.code not in (408, 429) and exc.code < 500:
                 raise NotifyError(f"webhook {shown} refused the message: {last}",
                                   "check MLOPS_WEBHOOK_URL: the webhook may be revoked or mistyped") from None
             wait = max(wait, _retry_after(exc) or 0.0)
         except urllib.error.URLError as exc:
             reason = exc.reason
-            last = f"cannot connect ({getattr(reason, 'strerror', None) or reason})"
+            last = f"cannot connect ({secrets.scrub(str(getattr(reason, 'strerror', None) or reason), [url])})"
+        except (ValueError, http.client.HTTPException) as exc:   # e.g. a server answering nonsense
+            last = f"bad answer ({type(exc).__name__})"
         except (TimeoutError, ConnectionError) as exc:
             last = f"connection failed ({exc.strerror or type(exc).__name__})"
         if attempt <= retries:

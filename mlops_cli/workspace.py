@@ -5,11 +5,18 @@ Layout (see README, "The workspace"):
     repo/            the pulled code
     state.json       what pull and detect found (commit, profile, entrypoint)
     next.json        the attempt that tweak proposed and train will run next
-    runs/0001/       run.json, params.json, metrics.json, progress.jsonl, train.log, model.keras|model.joblib
+    runs/0001/       run.json, params.json, metrics.json, progress.jsonl, train.log, model.keras|model.joblib,
+                     src/ (tweak's rewritten code), work/ (the Docker runner's per-run copy of the code)
     checkpoints/0001 Keras BackupAndRestore state while the attempt is unfinished
+    containers/      the Docker runner's record of each run's container (host-only)
     best/            a copy of the best run
     tuning.db        optuna study (search strategy)
-    .lock            held while state changes; .train.lock held by the process that trains
+    .lock            held while state changes; .train.lock held by the process that trains; .start.lock held
+                     by `mlops train` until its harness holds .train.lock
+
+Everything under runs/N and checkpoints/N may have been written by the pushed script: every record is read
+size-capped, without following links, type-checked (`RunRecord.from_dict`, `RunMetrics.from_dict`,
+`read_state`, `read_proposal`), and every path in one is confined (`confine`, `entry_path`).
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a kill at any moment
 leaves the old or the new file, never half of one.
@@ -25,6 +32,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from enum import Enum
@@ -33,11 +41,13 @@ from typing import Any
 
 from mlops_cli.errors import MlopsError, UsageError, WorkspaceBusy, WorkspaceError
 from mlops_cli.records import RunMetrics
+from mlops_cli.secrets import scrub, scrub_data
 
 DEFAULT_WORKSPACE = ".mlops"
 RUN_ID_WIDTH = 4
 RUN_ID = re.compile(r"^[0-9]{1,9}$")
 MAX_RECORD_BYTES = 32 * 1024 * 1024
+MAX_LOG_TAIL_BYTES = 64 * 1024
 SOURCES = ("repo", "src")
 
 
@@ -91,7 +101,8 @@ def strict_json_value(data: Any) -> Any:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    text = json.dumps(strict_json_value(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    """Strict JSON, with every known secret scrubbed from its strings: no record ever holds one."""
+    text = json.dumps(scrub_data(strict_json_value(data)), indent=2, sort_keys=True, default=str, allow_nan=False)
     atomic_write_text(path, text + "\n")
 
 
@@ -101,7 +112,11 @@ def read_json(path: Path, default: Any = None) -> Any:
     try:
         if path.is_symlink():
             raise WorkspaceError(f"{path} is a symbolic link", "records are plain files: delete it")
-        with open(path, "rb") as handle:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
+            if stat.S_ISDIR(os.fstat(handle.fileno()).st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise WorkspaceError(f"{path} is not a plain file", "records are plain files: delete it")
             raw = handle.read(MAX_RECORD_BYTES + 1)
     except FileNotFoundError:
         return default
@@ -121,15 +136,20 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 def copy_tree_confined(source: Path, target: Path, skip: tuple[str, ...] = ()) -> None:
     """Copy a checkout without ever following a symbolic link: links that stay inside `source` are copied as
-    links, a link that leaves it is refused with its name (a pushed `etc -> /etc` must not be copied in)."""
+    links, a link that leaves it is refused with its name (a pushed `etc -> /etc` must not be copied in); FIFOs
+    and devices are left out; the walk is bounded (`safe_source.walk`)."""
+    from mlops_cli.safe_source import walk
+
     root = source.resolve()
-    for directory, dirs, files in os.walk(source, followlinks=False):
-        here = Path(directory)
+
+    def skipped(name: str) -> bool:
+        return name in skip or any(Path(name).match(pattern) for pattern in skip)
+
+    for here, dirs, files in walk(source, skipped):
         rel_dir = here.relative_to(source)
-        dirs[:] = [d for d in dirs if d not in skip]
         (target / rel_dir).mkdir(parents=True, exist_ok=True)
-        for name in sorted(dirs) + sorted(files):
-            if name in skip or any(Path(name).match(pattern) for pattern in skip):
+        for name in dirs + files:
+            if skipped(name):
                 continue
             path = here / name
             if path.is_symlink():
@@ -138,7 +158,7 @@ def copy_tree_confined(source: Path, target: Path, skip: tuple[str, ...] = ()) -
                     raise WorkspaceError(f"{path.relative_to(source)} is a symbolic link to {os.readlink(path)}, "
                                          "outside the checkout", "commit the file itself instead of a link")
                 os.symlink(os.readlink(path), target / rel_dir / name)
-            elif name in files and path.is_file():
+            elif name in files and stat.S_ISREG(path.lstat().st_mode):
                 shutil.copy2(path, target / rel_dir / name)
 
 
@@ -264,9 +284,17 @@ def _canonical_run_dir(name: str) -> bool:
 
 
 def _promotion_ignore(directory: str, names: list[str]) -> set[str]:
-    """best/ gets the run's files, not its rewritten sources, temp files or links (a link could point anywhere)."""
-    return {name for name in names if name == "src" or (name.startswith(".") and name.endswith(".tmp"))
-            or os.path.islink(os.path.join(directory, name))}
+    """best/ gets the run's files, not its sources (rewritten or working copy), temp files, links (a link could
+    point anywhere) or anything but plain files and folders: the run folder is written by the pushed script, and
+    a FIFO or a device node there would make the copy block or read the device."""
+    ignored = set()
+    for name in names:
+        path = os.path.join(directory, name)
+        mode = os.lstat(path).st_mode
+        if name in ("src", "work") or (name.startswith(".") and name.endswith(".tmp")) \
+                or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            ignored.add(name)
+    return ignored
 
 
 _STATE_TYPES: dict[str, tuple[type, ...]] = {
@@ -298,6 +326,7 @@ class Workspace:
     tuning_db = property(lambda self: self.root / "tuning.db")
     lock_path = property(lambda self: self.root / ".lock")
     train_lock_path = property(lambda self: self.root / ".train.lock")
+    start_lock_path = property(lambda self: self.root / ".start.lock")
 
     def ensure(self) -> Workspace:
         """Create the layout; harmless to repeat."""
@@ -316,11 +345,33 @@ class Workspace:
         """A path inside the workspace, refused when it leaves it (`..`, absolute, symbolic links)."""
         return confine(self.root, rel, what)
 
+    def _open_lock(self, path: Path, mode: str) -> Any:
+        """Open a lock file, creating the layout only when it is missing: in a container the workspace root is
+        not writable and the lock files are bind-mounted alone (see runners/docker.py)."""
+        try:
+            return open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+        except FileNotFoundError:
+            self.ensure()
+        except OSError as exc:
+            raise WorkspaceError(f"cannot open {path}: {exc.strerror}", "check the workspace's permissions") from exc
+        return open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the state lock: read-modify-write of records happens under it, across processes."""
-        self.ensure()
-        with open(self.lock_path, "a+b") as handle:
+        with self._flock(self.lock_path):
+            yield
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        """Held by `train` from "is anyone training?" until its harness holds the training lock, so trains
+        started at the same instant queue here and see the first one busy, instead of each creating a run."""
+        with self._flock(self.start_lock_path):
+            yield
+
+    @contextlib.contextmanager
+    def _flock(self, path: Path) -> Iterator[None]:
+        with self._open_lock(path, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -334,8 +385,7 @@ class Workspace:
 
         Raises WorkspaceBusy naming the run that holds it.
         """
-        self.ensure()
-        handle = open(self.train_lock_path, "a+", encoding="utf-8")
+        handle = self._open_lock(self.train_lock_path, "a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -367,7 +417,7 @@ class Workspace:
 
     def read_state(self) -> dict[str, Any]:
         """state.json with the types of its known keys checked (pushed code could have rewritten it)."""
-        state = read_json(self.state_path, {}) or {}
+        state = read_json(self.state_path, {})
         if not isinstance(state, dict):
             raise WorkspaceError(f"{self.state_path}: expected a JSON object", "delete it and run `mlops pull`")
         for key, value in state.items():
@@ -402,8 +452,8 @@ class Workspace:
     def run_ids(self) -> list[str]:
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p.name for p in self.runs_dir.iterdir()
-                      if _canonical_run_dir(p.name) and (p / "run.json").is_file())
+        return sorted(p.name for p in self.runs_dir.iterdir()   # a linked run folder is not a run of this workspace
+                      if _canonical_run_dir(p.name) and not p.is_symlink() and (p / "run.json").is_file())
 
     def new_run(self, **fields: Any) -> RunRecord:
         """Allocate the next run number and write its run.json and params.json."""
@@ -436,6 +486,11 @@ class Workspace:
     def runs(self) -> list[RunRecord]:
         return [self.load_run(run_id) for run_id in self.run_ids()]
 
+    def discard_run(self, run_id: str) -> None:
+        """Remove a run that never started (its harness found the workspace busy): it is no attempt."""
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
+
     def update_run(self, run_id: str, **changes: Any) -> RunRecord:
         """Change fields of run.json under the lock (read, modify, atomic write)."""
         with self.lock():
@@ -461,12 +516,19 @@ class Workspace:
         return None if data is None else RunMetrics.from_dict(data, str(path))
 
     def log_tail(self, run_id: str, lines: int) -> list[str]:
-        """The last lines of a run's train.log: what a person needs to see first when training crashed."""
+        """The last lines of a run's train.log (what a person needs to see first when training crashed), read
+        from its last MAX_LOG_TAIL_BYTES only and scrubbed of secrets (it was written by the pushed script)."""
         try:
-            text = (self.run_dir(run_id) / "train.log").read_text(encoding="utf-8", errors="replace")
+            fd = os.open(self.run_dir(run_id) / "train.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return []
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - MAX_LOG_TAIL_BYTES))
+                text = handle.read().decode("utf-8", errors="replace")
         except OSError:
             return []
-        return text.rstrip().splitlines()[-lines:]
+        return [scrub(line) for line in text.rstrip().splitlines()[-lines:]]
 
     def write_metrics(self, run_id: str, metrics: RunMetrics | dict[str, Any]) -> None:
         """Write metrics.json; a dict in the on-disk shape is validated through RunMetrics first."""

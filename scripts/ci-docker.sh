@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: a real Docker engine with both training images, for the tests marked `docker`.
+# CI: a real Docker engine with every runtime's training image (keras, sklearn, keras2), for the tests marked `docker`.
 #   scripts/ci-docker.sh [ENV_FILE]   writes `export DOCKER_HOST=...` (and MLOPS_BASE_IMAGE) to ENV_FILE, else
 #                                     to stdout: `eval "$(scripts/ci-docker.sh)"`
 # Starts (or reuses) our own dockerd (scripts/docker-engine.sh), builds the registry-free base image once

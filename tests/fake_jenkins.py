@@ -1,37 +1,173 @@
-"""An HTTP fake of the Jenkins REST API that python-jenkins 1.8.3 calls, on 127.0.0.1, in a thread.
+"""An HTTP fake of Jenkins on 127.0.0.1 that answers like Jenkins core 2.5xx and its plugins, read from their
+sources (tests/jenkins_shapes.yaml names the commits), for the REST calls python-jenkins makes, and that runs
+the jobs it is given: shell steps for real, publishers, downstream triggers, cron and SCM polling.
 
-No jenkins.war can be had on these machines, so this speaks the real protocol instead: basic auth (401 for a
-wrong token, 403 for anonymous or read-only users), the CSRF crumb on every POST (crumbIssuer/api/json, 403
-"No valid crumb" otherwise), createItem / config.xml / createView / build / queue item / build info /
-consoleText, and the plugin list. Uploaded config.xml is stored the way Jenkins stores it: re-serialised with
-`plugin="name@version"` attributes, an XML 1.1 declaration and a default it adds, so that tests see what a
-real server hands back from `get_job_config`. A build runs the job's `hudson.tasks.Shell` steps with
-`/bin/sh -xe` and applies `unstableReturn`, so `trigger --wait` follows a real build to a real result.
+What it does as Jenkins does (and where in Jenkins' source):
+- Auth: basic auth with an API token (401 for a wrong one); a token request needs no CSRF crumb
+  (`ApiCrumbExclusion`), a password request needs one (`CrumbFilter`: 403 "No valid crumb was included in the
+  request").
+- Permissions per user: a missing one is 403 with Jenkins' access-denied page ("USER is missing the GROUP/NAME
+  permission") and `X-Required-Permission` / `X-You-Are-Authenticated-As` headers (`AccessDeniedException3`);
+  a disabled permission (Overall/SystemRead unless enabled) reports the one that implies it (`ACL.checkPermission`).
+  The plugin list needs Overall/SystemRead (`PluginManager.getApi`), createView View/Create, view config.xml
+  View/Configure, config.xml of a job Job/ExtendedRead (implied by Job/Configure).
+- config.xml is stored as Jenkins re-serialises it from memory (`Items.load` + XStream): unknown fields dropped,
+  primitive fields written with their default, elements of classes no installed plugin defines dropped, plugin
+  attributes with the version, a trigger whose cron spec does not parse dropped (`Trigger.readResolve`) while
+  the upload still answers 200; an unknown root class is 500, a type change on update 500 (`AbstractItem
+  .updateByXml`), a bad name 400 (`Jenkins.checkGoodName`), an existing name 400.
+- Builds: POST build is 409 on a disabled job (`ParameterizedJobMixIn.doBuild`), waits out the quiet period
+  (the job's, else the server's), merges a request for a job already waiting into that queue item (same Location),
+  runs one build of a job at a time on `executors` executors, and a left queue item answers for `left_item_ttl`
+  seconds (Jenkins: 5 minutes, `Queue.leftItems`), then 404.
+- A build runs the Shell steps as `/bin/sh -xe SCRIPT` in the job's workspace with Jenkins' variables, applies
+  `unstableReturn`, binds credentials (SecretBuildWrapper: username/password, SSH key file) and masks them in the
+  console, records JUnit results (failed tests: UNSTABLE; no report: FAILURE), triggers `BuildTrigger` children
+  when the result is at least the threshold, kills what the build left running (ProcessTreeKiller, by the build's
+  JENKINS_NODE_COOKIE; `dontKillMe` escapes), and discards old builds per LogRotator (keeping the last
+  successful and last stable build).
+- A clock (`minute_s` seconds per Jenkins minute) fires TimerTriggers and SCMTrigger polls on their cron specs,
+  with Jenkins' own `H` hash per job; a poll builds when the branch head moved (or on the first poll).
+
+Times are configurable (quiet period, left-item lifetime, minute length) so tests stay fast.
 """
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
+import datetime as dt
 import json
+import os
+import re
+import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-DEFAULT_PLUGINS = {"git": "5.2.1", "github": "1.38.0", "junit": "1265.v65b_14fa_f12f0",
-                   "credentials-binding": "657.v2b_19db_7d6e6d", "build-pipeline-plugin": "1.5.8"}
-CRUMB_FIELD = "Jenkins-Crumb"
+import yaml
 
+from mlops_cli import cron
+
+SHAPES = yaml.safe_load((Path(__file__).parent / "jenkins_shapes.yaml").read_text(encoding="utf-8"))["classes"]
+DEFAULT_PLUGINS = {"git": "5.7.0", "github": "1.40.0", "junit": "1312.v1a_235a_b_94a_31",
+                   "credentials-binding": "687.v619cb_15e923f", "build-pipeline-plugin": "2.0.2",
+                   "workflow-job": "1505.vea_4b_20a_4a_495", "workflow-cps": "4046.v90b_1b_9edec67",
+                   "pipeline-model-definition": "2.2247.va_423189a_7dff"}
+CRUMB_FIELD = "Jenkins-Crumb"
+#: permission titles as Jenkins shows them -> permission ids (X-Required-Permission)
+PERMISSIONS = {
+    "Overall/Administer": "hudson.model.Hudson.Administer", "Overall/Read": "hudson.model.Hudson.Read",
+    "Overall/SystemRead": "hudson.model.Hudson.SystemRead", "Job/Create": "hudson.model.Item.Create",
+    "Job/Configure": "hudson.model.Item.Configure", "Job/ExtendedRead": "hudson.model.Item.ExtendedRead",
+    "Job/Read": "hudson.model.Item.Read", "Job/Build": "hudson.model.Item.Build",
+    "Job/Delete": "hudson.model.Item.Delete", "View/Create": "hudson.model.View.Create",
+    "View/Configure": "hudson.model.View.Configure", "View/Delete": "hudson.model.View.Delete",
+    "View/Read": "hudson.model.View.Read",
+}
+#: permission -> the one that implies it (Jenkins' impliedBy chain, as far as the fake needs it)
+IMPLIED_BY = {"Overall/SystemRead": "Overall/Administer", "Job/ExtendedRead": "Job/Configure",
+              "View/Read": "Overall/Read"}
+ALL = frozenset(PERMISSIONS)
+RESULT_ORDER = {"SUCCESS": 0, "UNSTABLE": 1, "FAILURE": 2, "NOT_BUILT": 3, "ABORTED": 4}
+TRIGGER_CLASSES = ("hudson.triggers.SCMTrigger", "hudson.triggers.TimerTrigger", "com.cloudbees.jenkins.GitHubPushTrigger")
+ROOT_CLASSES = {"project": "hudson.model.FreeStyleProject", "flow-definition": "org.jenkinsci.plugins.workflow.job.WorkflowJob"}
+_UNSAFE = "?*/\\%!@#$^&|<>[]:;"
+
+
+class LoadError(Exception):
+    """What Items.load throws for a config.xml it cannot read (answered 500)."""
+
+
+# ---- re-serialisation: what Jenkins stores and hands back ------------------------------------------------------
+
+def jenkins_rewrite(xml: str, plugins: dict[str, str]) -> str:
+    """config.xml as Jenkins stores it after loading it into memory and writing it back (see the module doc)."""
+    try:
+        root = ET.fromstring(xml.encode("utf-8"))
+    except ET.ParseError as exc:
+        raise LoadError(f"Unable to read config.xml: {exc}") from None
+    out = _reserialise(root, root.get("class") or root.tag, plugins)
+    if out is None:
+        raise LoadError(f"com.thoughtworks.xstream.mapper.CannotResolveClassException: {root.tag}")
+    ET.indent(out, space="  ")
+    return "<?xml version='1.1' encoding='UTF-8'?>\n" + ET.tostring(out, encoding="unicode")
+
+
+def _kind(spec: str) -> tuple[str, str | None, bool]:
+    """'object(hudson.model.Result)!' -> ('object', 'hudson.model.Result', True)."""
+    always = spec.endswith("!")
+    spec = spec.rstrip("!")
+    match = re.fullmatch(r"(\w+)(?:\(([^)]*)\))?", spec)
+    assert match, spec
+    return match.group(1), match.group(2), always
+
+
+def _reserialise(element: ET.Element, cls: str, plugins: dict[str, str]) -> ET.Element | None:
+    shape = SHAPES.get(cls)
+    if shape is None or (shape.get("plugin") and shape["plugin"] not in plugins):
+        return None  # a class no installed plugin defines: RobustReflectionConverter drops it
+    if cls in TRIGGER_CLASSES:
+        try:
+            cron.parse(element.findtext("spec") or "")
+        except cron.CronError:
+            return None  # Trigger.readResolve throws: the trigger is gone, the upload still succeeds
+    out = ET.Element(element.tag, {k: v for k, v in element.attrib.items() if k == "class"})
+    if shape.get("plugin"):
+        out.set("plugin", f"{shape['plugin']}@{plugins[shape['plugin']]}")
+    for name, spec in (shape.get("fields") or {}).items():
+        kind, of, always = _kind(spec)
+        child = element.find(name)
+        if kind == "text":
+            if child is not None:
+                ET.SubElement(out, name).text = child.text or ""
+        elif kind in ("bool", "int"):
+            value = (child.text or "").strip() if child is not None else ""
+            if kind == "bool":
+                value = "true" if value == "true" else "false"
+            else:
+                value = value if re.fullmatch(r"-?\d+", value) else "0"
+            ET.SubElement(out, name).text = value
+        elif kind == "keep":
+            if child is not None:
+                out.append(copy.deepcopy(child))
+        elif kind == "list":
+            if child is None and not always:
+                continue
+            holder = ET.SubElement(out, name, {k: v for k, v in (child.attrib if child is not None else {}).items()
+                                               if k == "class"})
+            for item in (list(child) if child is not None else []):
+                kept = _reserialise(item, item.get("class") or item.tag, plugins)
+                if kept is not None:
+                    holder.append(kept)
+        elif kind == "object":
+            if child is None:
+                if always and of and of != "-":
+                    ET.SubElement(out, name, {"class": of})
+                continue
+            target = child.get("class") or (of if of != "-" else None)
+            kept = _reserialise(child, target, plugins) if target else None
+            if kept is not None:
+                kept.tag = name
+                out.append(kept)
+    return out
+
+
+# ---- state ------------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class FakeBuild:
     number: int
+    cause: str
     result: str | None = None
     building: bool = True
     console: str = ""
@@ -43,48 +179,79 @@ class FakeBuild:
 class FakeJob:
     config: str
     builds: list[FakeBuild] = dataclasses.field(default_factory=list)
+    next_number: int = 1
+    running: bool = False
+    polled: str | None = None  # the branch head the last poll saw
+
+    @property
+    def root(self) -> ET.Element:
+        return ET.fromstring(self.config.encode("utf-8"))
+
+    @property
+    def disabled(self) -> bool:
+        return (self.root.findtext("disabled") or "false").strip() == "true"
 
 
-def jenkins_rewrite(xml: str, plugins: dict[str, str]) -> str:
-    """Store config.xml as Jenkins would: versions on plugin attributes, XML 1.1, <actions/>, added defaults."""
-    root = ET.fromstring(xml.encode("utf-8"))
-    for element in root.iter():
-        plugin = element.get("plugin")
-        if plugin and "@" not in plugin:
-            element.set("plugin", f"{plugin}@{plugins.get(plugin, '1.0')}")
-        if element.tag == "hudson.tasks.junit.JUnitResultArchiver" and element.find("skipPublishingChecks") is None:
-            ET.SubElement(element, "skipPublishingChecks").text = "false"
-    if root.tag == "project" and root.find("actions") is None:
-        root.insert(0, ET.Element("actions"))
-    ET.indent(root, space="  ")
-    return "<?xml version='1.1' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode")
+@dataclasses.dataclass
+class QueueItem:
+    id: int
+    job: str
+    cause: str
+    due: float
+    why: str = "In the quiet period."
+    number: int | None = None
+    left_at: float | None = None
+    cancelled: bool = False
+
+
+@dataclasses.dataclass
+class Credential:
+    """A Jenkins credential: kind 'userpass' (username, secret) or 'ssh' (username, private key text)."""
+
+    kind: str
+    username: str
+    secret: str
 
 
 class FakeJenkins:
-    """Start with `with FakeJenkins(...) as fake:`; `fake.url` is the root URL."""
+    """`with FakeJenkins(...) as fake:`; `fake.url` is the root URL. See the module doc for what it models."""
 
     def __init__(self, users: dict[str, str] | None = None, plugins: dict[str, str] | None = None,
-                 csrf: bool = True, refuse_crumb: bool = False, read_only: tuple[str, ...] = (),
-                 version: str = "2.462.3", quiet_period: float = 0.2) -> None:
+                 permissions: dict[str, set[str]] | None = None, passwords: dict[str, str] | None = None,
+                 version: str = "2.528.1", csrf: bool = True, system_read: bool = False,
+                 quiet_period: float = 0.2, left_item_ttl: float = 300.0, executors: int = 2,
+                 minute_s: float | None = None, nodes: dict[str, set[str]] | None = None,
+                 credentials: dict[str, Credential] | None = None, agent_env: dict[str, str] | None = None,
+                 start: dt.datetime = dt.datetime(2026, 12, 2, 9, 0), drop_sessions: bool = False) -> None:
         self.users = users if users is not None else {"admin": "11aa22bb33cc44dd55ee66ff77889900"}
+        self.passwords = dict(passwords or {})
+        self.permissions = permissions if permissions is not None else {}
         self.plugins = dict(DEFAULT_PLUGINS if plugins is None else plugins)
-        self.csrf = csrf
-        self.refuse_crumb = refuse_crumb
-        self.read_only = set(read_only)
         self.version = version
+        self.csrf = csrf
+        self.system_read = system_read
         self.quiet_period = quiet_period
-        self.crumb = uuid.uuid4().hex
+        self.left_item_ttl = left_item_ttl
+        self.executors = executors
+        self.minute_s = minute_s
+        self.nodes = nodes if nodes is not None else {"built-in": {"built-in"}, "agent-1": {"mlops", "linux"}}
+        self.credentials = dict(credentials or {})
+        self.agent_env = dict(agent_env or {})
+        self.now = start
+        self.drop_sessions = drop_sessions  # a proxy that strips cookies: crumbs of password users never validate
+        self.sessions: dict[str, str] = {}  # session id -> crumb (DefaultCrumbIssuer ties a crumb to the session)
         self.jobs: dict[str, FakeJob] = {}
         self.views: dict[str, str] = {}
-        self.queue: dict[int, dict[str, Any]] = {}
+        self.queue: dict[int, QueueItem] = {}
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, user
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self._next_queue = 1
+        self._busy = 0
+        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._workdir = Path(tempfile.mkdtemp(prefix="fake-jenkins-"))
+        self.home = Path(tempfile.mkdtemp(prefix="fake-jenkins-"))
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
@@ -92,67 +259,306 @@ class FakeJenkins:
         return f"http://{host}:{port}/"
 
     def __enter__(self) -> FakeJenkins:
-        self._thread.start()
+        for target in (self._server.serve_forever, self._dispatch, self._clock):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
         self._server.shutdown()
         self._server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=30)
+        for thread in list(self._threads):
+            thread.join(timeout=60)
+        shutil.rmtree(self.home, ignore_errors=True)
 
-    # ---- builds -----------------------------------------------------------------------------------------------
+    # ---- permissions --------------------------------------------------------------------------------------
 
-    def _run_build(self, name: str, queue_id: int) -> None:
-        time.sleep(self.quiet_period)
+    def allowed(self, user: str, permission: str) -> bool:
+        granted = self.permissions.get(user, set() if user == "anonymous" else ALL)
+        if "Overall/Administer" in granted:
+            return True
+        return permission in granted or (IMPLIED_BY.get(permission) in granted)
+
+    def reported(self, permission: str) -> str:
+        """The permission a 403 names: a disabled one reports what implies it (SystemRead is off by default)."""
+        return "Overall/Administer" if permission == "Overall/SystemRead" and not self.system_read else permission
+
+    # ---- queue and builds ---------------------------------------------------------------------------------
+
+    def schedule(self, name: str, cause: str, quiet: float | None = None) -> QueueItem | None:
+        """Queue a build; a job already waiting gets the same item back (Queue.schedule2 merges them)."""
         with self.lock:
             job = self.jobs[name]
-            build = FakeBuild(number=len(job.builds) + 1)
-            job.builds.append(build)
-            self.queue[queue_id]["executable"] = {"number": build.number, "url": f"{self.url}job/{name}/{build.number}/"}
-            self.queue[queue_id]["why"] = None
-            config = job.config
+            if job.disabled:
+                return None
+            for item in self.queue.values():
+                if item.job == name and item.number is None and not item.cancelled:
+                    return item
+            if quiet is None:
+                text = (job.root.findtext("quietPeriod") or "").strip()
+                quiet = float(text) * (self.quiet_period / 5.0) if text else self.quiet_period
+            item = QueueItem(self._next_queue, name, cause, time.monotonic() + quiet)
+            self.queue[item.id] = item
+            self._next_queue += 1
+            return item
+
+    def _dispatch(self) -> None:
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            with self.lock:
+                for item_id in [i.id for i in self.queue.values()
+                                if i.left_at is not None and now - i.left_at > self.left_item_ttl]:
+                    del self.queue[item_id]
+                for item in sorted(self.queue.values(), key=lambda i: i.id):
+                    if item.number is not None or item.cancelled or item.due > now:
+                        continue
+                    job = self.jobs.get(item.job)
+                    if job is None:
+                        item.cancelled = True
+                        continue
+                    concurrent = (job.root.findtext("concurrentBuild") or "false").strip() == "true"
+                    if job.running and not concurrent:
+                        item.why = f"Build #{job.next_number - 1} is already in progress"
+                        continue
+                    if self._busy >= self.executors:
+                        item.why = "Waiting for next available executor"
+                        continue
+                    build = FakeBuild(job.next_number, item.cause)
+                    job.next_number += 1
+                    job.builds.append(build)
+                    job.running = True
+                    self._busy += 1
+                    item.number, item.why, item.left_at = build.number, None, now
+                    thread = threading.Thread(target=self._run, args=(item.job, build), daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
+
+    def _clock(self) -> None:
+        """Jenkins' Trigger.Cron: every (simulated) minute, timers fire and SCM polls run when their spec says."""
+        if not self.minute_s:
+            return
+        while not self._stop.wait(self.minute_s):
+            self.tick()
+
+    def tick(self, minutes: int = 1) -> None:
+        """Let `minutes` Jenkins minutes pass (what the clock thread does every `minute_s`; tests without a
+        clock call it themselves)."""
+        for _ in range(minutes):
+            with self.lock:
+                self.now += dt.timedelta(minutes=1)
+                now = self.now
+                jobs = list(self.jobs.items())
+            for name, job in jobs:
+                root = job.root
+                if (root.findtext("disabled") or "false").strip() == "true":
+                    continue
+                for trigger in root.find("triggers") if root.find("triggers") is not None else []:
+                    try:
+                        due = cron.parse(trigger.findtext("spec") or "", cron.Hash.from_seed(name)).matches(now)
+                    except cron.CronError:
+                        continue
+                    if due and trigger.tag == "hudson.triggers.TimerTrigger":
+                        self.schedule(name, "Started by timer", quiet=0)
+                    elif due and trigger.tag == "hudson.triggers.SCMTrigger":
+                        self.poll(name)
+
+    def poll(self, name: str) -> bool:
+        """SCMTrigger: build when the followed branch moved since the last poll (the first poll always builds)."""
+        job = self.jobs[name]
+        url = job.root.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/url")
+        branch = (job.root.findtext("scm/branches/hudson.plugins.git.BranchSpec/name") or "*/main").split("/")[-1]
+        if not url:
+            return False
+        env = {"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0"}
+        credential = self.credentials.get(
+            job.root.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/credentialsId") or "")
+        if credential is not None and credential.kind == "userpass":  # the git plugin polls with the credential
+            env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="credential.helper", POLL_USER=credential.username,
+                       POLL_PASSWORD=credential.secret, GIT_CONFIG_VALUE_0=(
+                           '!f() { printf "username=%s\\npassword=%s\\n" "$POLL_USER" "$POLL_PASSWORD"; }; f'))
+        out = subprocess.run(["git", "ls-remote", "--", url, f"refs/heads/{branch}"], capture_output=True,
+                             text=True, check=False, env=env)
+        head = out.stdout.split()[0] if out.stdout.split() else None
+        if head is None or head == job.polled:
+            return False
+        job.polled = head
+        return self.schedule(name, "Started by an SCM change") is not None
+
+    def _run(self, name: str, build: FakeBuild) -> None:
         started = time.monotonic()
-        build.console = "Started by user admin\nRunning as SYSTEM\n"
-        root = ET.fromstring(config.encode("utf-8"))
-        workspace = self._workdir / "workspace" / name
-        workspace.mkdir(parents=True, exist_ok=True)
-        result = "SUCCESS"
-        for step in root.findall("builders/hudson.tasks.Shell"):
-            script = workspace.parent / f"{name}-{build.number}.sh"
-            script.write_text(step.findtext("command") or "", encoding="utf-8")
-            build.console += f"[{name}] $ /bin/sh -xe {script}\n"
-            process = subprocess.Popen(["/bin/sh", "-xe", str(script)], cwd=workspace, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True,
-                                       env={"PATH": "/usr/bin:/bin", "WORKSPACE": str(workspace), "JOB_NAME": name,
-                                            "BUILD_NUMBER": str(build.number)})
-            assert process.stdout is not None
-            for line in process.stdout:
-                build.console += line
-            code = process.wait()
-            unstable = (step.findtext("unstableReturn") or "").strip()
-            if code == 0:
-                continue
-            if unstable and code == int(unstable):
-                build.console += "Build step 'Execute shell' changed build result to UNSTABLE\n"
-                result = "UNSTABLE"
-                continue
-            build.console += "Build step 'Execute shell' marked build as failure\n"
+        try:
+            result = self._execute(name, build)
+        except Exception as exc:  # a fake's own bug must show, not hang the test
+            build.console += f"FATAL: {type(exc).__name__}: {exc}\n"
             result = "FAILURE"
-            break
         build.console += f"Finished: {result}\n"
         build.duration = int((time.monotonic() - started) * 1000)
-        build.result = result
-        build.building = False
+        with self.lock:
+            build.result, build.building = result, False
+            job = self.jobs[name]
+            job.running = False
+            self._busy -= 1
+            self._discard(job)
+        self._trigger_downstream(name, build)
+
+    def _execute(self, name: str, build: FakeBuild) -> str:
+        root = self.jobs[name].root
+        workspace = self.home / "workspace" / name
+        workspace.mkdir(parents=True, exist_ok=True)
+        cookie = uuid.uuid4().hex
+        env = {"PATH": "/usr/bin:/bin", **self.agent_env, "WORKSPACE": str(workspace), "JOB_NAME": name,
+               "JOB_BASE_NAME": name, "BUILD_NUMBER": str(build.number), "BUILD_ID": str(build.number),
+               "BUILD_TAG": f"jenkins-{name}-{build.number}", "BUILD_URL": f"{self.url}job/{name}/{build.number}/",
+               "JOB_URL": f"{self.url}job/{name}/", "JENKINS_URL": self.url, "NODE_NAME": "agent-1",
+               "EXECUTOR_NUMBER": "0", "JENKINS_NODE_COOKIE": cookie, "JENKINS_HOME": str(self.home)}
+        build.console = f"{build.cause}\nRunning as SYSTEM\nBuilding remotely on agent-1 in workspace {workspace}\n"
+        secrets, files = self._bind(root, env, build)
+        result = "SUCCESS"
+        try:
+            for index, step in enumerate(root.findall("builders/hudson.tasks.Shell")):
+                script = self.home / "tmp" / f"{name}-{build.number}-{index}.sh"
+                script.parent.mkdir(exist_ok=True)
+                script.write_text(step.findtext("command") or "", encoding="utf-8")
+                build.console += f"[{name}] $ /bin/sh -xe {script}\n"
+                process = subprocess.Popen(["/bin/sh", "-xe", str(script)], cwd=workspace, env=env,
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    line = raw.decode("utf-8", errors="replace")
+                    for secret in secrets:
+                        line = line.replace(secret, "****")
+                    build.console += line
+                code = process.wait()
+                unstable = (step.findtext("unstableReturn") or "").strip()
+                if code == 0:
+                    continue
+                if unstable and code == int(unstable):
+                    build.console += "Build step 'Execute shell' marked build as unstable\n"
+                    result = "UNSTABLE"
+                    continue
+                build.console += "Build step 'Execute shell' marked build as failure\n"
+                result = "FAILURE"
+                break
+        finally:
+            for path in files:
+                path.unlink(missing_ok=True)
+            self._kill_leftovers(cookie, build)
+        for junit in root.findall("publishers/hudson.tasks.junit.JUnitResultArchiver"):
+            result = max(result, self._junit(junit, workspace, build), key=RESULT_ORDER.__getitem__)
+        return result
+
+    def _bind(self, root: ET.Element, env: dict[str, str], build: FakeBuild) -> tuple[list[str], list[Path]]:
+        """SecretBuildWrapper: credentials into variables for the whole build; an SSH key into a temp file."""
+        secrets: list[str] = []
+        files: list[Path] = []
+        prefix = "org.jenkinsci.plugins.credentialsbinding.impl."
+        for binding in root.findall(f"buildWrappers/{prefix}SecretBuildWrapper/bindings/*"):
+            cid = binding.findtext("credentialsId") or ""
+            credential = self.credentials.get(cid)
+            if credential is None:
+                raise RuntimeError(f"Could not find credentials entry with ID '{cid}'")
+            if binding.tag == prefix + "UsernamePasswordMultiBinding":
+                env[binding.findtext("usernameVariable") or ""] = credential.username
+                env[binding.findtext("passwordVariable") or ""] = credential.secret
+                secrets.append(credential.secret)
+            elif binding.tag == prefix + "SSHUserPrivateKeyBinding":
+                key = self.home / "secrets" / f"ssh{uuid.uuid4().hex}"
+                key.parent.mkdir(exist_ok=True)
+                key.write_text(credential.secret, encoding="utf-8")
+                key.chmod(0o400)
+                files.append(key)
+                env[binding.findtext("keyFileVariable") or ""] = str(key)
+                if binding.findtext("usernameVariable"):
+                    env[binding.findtext("usernameVariable") or ""] = credential.username
+        return secrets, files
+
+    def _kill_leftovers(self, cookie: str, build: FakeBuild) -> None:
+        mark = f"JENKINS_NODE_COOKIE={cookie}".encode()
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if mark in environ and b"BUILD_ID=dontKillMe" not in environ:
+                try:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    build.console += f"Killed process {proc.name} left running by this build\n"
+                except OSError:
+                    pass
+
+    def _junit(self, publisher: ET.Element, workspace: Path, build: FakeBuild) -> str:
+        pattern = publisher.findtext("testResults") or ""
+        files = [p for part in pattern.split(",") if part.strip() for p in workspace.glob(part.strip())]
+        build.console += "Recording test results\n"
+        if not files:
+            if (publisher.findtext("allowEmptyResults") or "") == "true":
+                return "SUCCESS"
+            build.console += "ERROR: Step 'Publish JUnit test result report' failed: No test report files were found.\n"
+            return "FAILURE"
+        failed = sum(1 for p in files for case in ET.parse(p).getroot().iter("testcase")
+                     if case.find("failure") is not None or case.find("error") is not None)
+        return "UNSTABLE" if failed and (publisher.findtext("skipMarkingBuildUnstable") or "") != "true" else "SUCCESS"
+
+    def _trigger_downstream(self, name: str, build: FakeBuild) -> None:
+        """BuildTrigger: schedule the children when the result is at least the threshold."""
+        for trigger in self.jobs[name].root.findall("publishers/hudson.tasks.BuildTrigger"):
+            threshold = trigger.findtext("threshold/name") or "SUCCESS"
+            if RESULT_ORDER[build.result or "FAILURE"] > RESULT_ORDER[threshold]:
+                continue
+            for child in (c.strip() for c in (trigger.findtext("childProjects") or "").split(",")):
+                if child in self.jobs:
+                    self.schedule(child, f'Started by upstream project "{name}" build number {build.number}')
+                    build.console += f"Triggering a new build of {child}\n"
+
+    def _discard(self, job: FakeJob) -> None:
+        """LogRotator: keep numToKeep builds (and daysToKeep days), never the last successful or stable one."""
+        strategy = job.root.find("properties/jenkins.model.BuildDiscarderProperty/strategy")
+        if strategy is None:
+            return
+        keep = int(strategy.findtext("numToKeep") or -1)
+        days = int(strategy.findtext("daysToKeep") or -1)
+        done = [b for b in job.builds if not b.building]
+        successful = next((b for b in reversed(done) if b.result in ("SUCCESS", "UNSTABLE")), None)
+        stable = next((b for b in reversed(done) if b.result == "SUCCESS"), None)
+        cutoff = (time.time() - days * 86400) * 1000 if days > 0 else None
+        kept = []
+        for index, b in enumerate(reversed(job.builds)):
+            old = (keep > 0 and index >= keep) or (cutoff is not None and b.timestamp < cutoff)
+            if not old or b.building or b is successful or b is stable:
+                kept.append(b)
+        job.builds = list(reversed(kept))
+
+    def wait_idle(self, timeout: float, settle: float = 1.0, jobs: Callable[[str], bool] = lambda n: True) -> bool:
+        """Wait until no (matching) job is queued or building for `settle` seconds."""
+        deadline = time.monotonic() + timeout
+        calm_since = None
+        while time.monotonic() < deadline:
+            with self.lock:
+                busy = any(j.running for n, j in self.jobs.items() if jobs(n)) or any(
+                    i.number is None and not i.cancelled and jobs(i.job) for i in self.queue.values())
+            if busy:
+                calm_since = None
+            elif calm_since is None:
+                calm_since = time.monotonic()
+            elif time.monotonic() - calm_since >= settle:
+                return True
+            time.sleep(0.1)
+        return False
+
+    # ---- HTTP ---------------------------------------------------------------------------------------------
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
+        class Denied(Exception):
+            pass
+
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
-
-            # ---- plumbing -----------------------------------------------------------------------------------
 
             def _send(self, status: int, body: str | bytes = b"", ctype: str = "text/html;charset=utf-8",
                       headers: dict[str, str] | None = None) -> None:
@@ -169,22 +575,56 @@ class FakeJenkins:
             def _json(self, data: Any) -> None:
                 self._send(200, json.dumps(data), "application/json;charset=utf-8")
 
-            def _error(self, status: int, message: str) -> None:
-                page = (f"<html>\n<head>\n<title>Error {status} {message}</title>\n</head>\n<body>\n"
-                        f"<h2>HTTP ERROR {status} {message}</h2>\n<p>URI: {self.path.split('?')[0]}</p>\n"
-                        "</body>\n</html>\n")
-                self._send(status, page)
+            def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+                """Jetty's error page, as Jenkins sends for sendError / HttpResponses.error."""
+                page = (f"<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>\n"
+                        f"<title>Error {status} {message}</title>\n</head>\n<body>\n<h2>HTTP ERROR {status} "
+                        f"{message}</h2>\n<table>\n<tr><th>URI:</th><td>{self.path.split('?')[0]}</td></tr>\n"
+                        f"<tr><th>STATUS:</th><td>{status}</td></tr>\n</table>\n</body>\n</html>\n")
+                self._send(status, page, headers=headers)
 
-            def _user(self) -> str | None | bool:
-                """The authenticated user, None for anonymous, False for wrong credentials."""
+            def _need(self, user: str, permission: str) -> None:
+                if fake.allowed(user, permission):
+                    return
+                shown = fake.reported(permission)
+                message = f"{user} is missing the {shown} permission"
+                page = ("<!DOCTYPE html><html class=\"\">\n<head resURL=\"/static/0a1b2c3d\">\n"
+                        "<title>Access Denied [Jenkins]</title>\n<meta name=\"ROBOTS\" content=\"INDEX,NOFOLLOW\">\n"
+                        "</head>\n<body id=\"jenkins\" class=\"yui-skin-sam one-column jenkins-2.528.1\">\n"
+                        "<header id=\"page-header\" class=\"page-header\"><a id=\"jenkins-home-link\" href=\"/\">"
+                        "Jenkins</a></header>\n<div id=\"page-body\" class=\"app-page-body\"><div id=\"main-panel\">\n"
+                        f"<h1>Access Denied</h1>\n<p class=\"error\">{message}</p>\n</div></div>\n</body></html>\n")
+                headers = {"X-You-Are-Authenticated-As": user, "X-Required-Permission": PERMISSIONS[shown]}
+                if shown != "Overall/Administer":
+                    headers["X-Permission-Implied-By"] = PERMISSIONS["Overall/Administer"]
+                self._send(403, page, headers=headers)
+                raise Denied
+
+            def _user(self) -> tuple[str | None | bool, bool]:
+                """(user, by API token); user None for anonymous, False for wrong credentials."""
                 header = self.headers.get("Authorization")
                 if not header:
-                    return None
+                    return None, False
                 try:
-                    user, _, token = base64.b64decode(header.split(" ", 1)[1]).decode().partition(":")
+                    user, _, secret = base64.b64decode(header.split(" ", 1)[1]).decode().partition(":")
                 except (IndexError, ValueError):
-                    return False
-                return user if fake.users.get(user) == token else False
+                    return False, False
+                if fake.users.get(user) == secret:
+                    return user, True
+                if fake.passwords.get(user) == secret:
+                    return user, False
+                return False, False
+
+            def _session(self) -> str | None:
+                if fake.drop_sessions:
+                    return None
+                match = re.search(r"JSESSIONID\.fake=(\w+)", self.headers.get("Cookie", ""))
+                return match.group(1) if match else None
+
+            def _crumb_ok(self) -> bool:
+                session = self._session()
+                crumb = self.headers.get(CRUMB_FIELD)
+                return bool(session and crumb and fake.sessions.get(session) == crumb)
 
             def _body(self) -> str:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -194,25 +634,24 @@ class FakeJenkins:
                 parts = urlsplit(self.path)
                 path = unquote(parts.path).strip("/")
                 query = parse_qs(parts.query)
-                user = self._user()
+                user, by_token = self._user()
                 with fake.lock:
                     fake.requests.append((method, path, user if isinstance(user, str) else None))
                 if user is False:
                     self._error(401, "Invalid password/token for user")
                     return
-                if user is None:
-                    self._error(403, "Authentication required")
+                if path == "git/notifyCommit":  # unauthenticated by design, crumb-exempt
+                    self._notify_commit(query)
                     return
-                if method == "POST":
-                    if fake.csrf and (fake.refuse_crumb or self.headers.get(CRUMB_FIELD) != fake.crumb):
-                        self._error(403, "No valid crumb was included in the request")
-                        return
-                    if user in fake.read_only:
-                        self._error(403, f"{user} is missing the Job/Configure permission")
-                        return
-                handler = getattr(self, f"_{method.lower()}", None)
-                assert handler is not None
-                handler(path, query, user)
+                user = "anonymous" if user is None else user  # anonymous has no permission unless granted
+                if method == "POST" and fake.csrf and not by_token and not self._crumb_ok():
+                    self._error(403, "No valid crumb was included in the request")
+                    return
+                try:
+                    self._need(user, "Overall/Read")
+                    getattr(self, f"_{method.lower()}")(path, query, user)
+                except Denied:
+                    pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 self._route("GET")
@@ -220,157 +659,231 @@ class FakeJenkins:
             def do_POST(self) -> None:  # noqa: N802
                 self._route("POST")
 
-            # ---- GET ----------------------------------------------------------------------------------------
+            def _notify_commit(self, query: dict[str, list[str]]) -> None:
+                url = query.get("url", [""])[0]
+                scheduled = []
+                for name, job in list(fake.jobs.items()):
+                    if job.root.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/url") == url:
+                        if fake.poll(name):
+                            scheduled.append(name)
+                self._send(200, "".join(f"Scheduled polling of {n}\n" for n in scheduled) or
+                           f"No git jobs using repository: {url}\n", "text/plain;charset=utf-8")
 
-            def _get(self, path: str, query: dict[str, list[str]], user: str | None) -> None:
+            # ---- GET --------------------------------------------------------------------------------------
+
+            def _get(self, path: str, query: dict[str, list[str]], user: str) -> None:
                 segments = path.split("/") if path else []
                 if path == "":
-                    self._send(200, "<html><body>Dashboard</body></html>")
+                    self._send(200, "<html><body>Dashboard [Jenkins]</body></html>")
                 elif path == "crumbIssuer/api/json":
                     if not fake.csrf:
                         self._error(404, "Not Found")
                     else:
-                        self._json({"_class": "hudson.security.csrf.DefaultCrumbIssuer", "crumb": fake.crumb,
-                                    "crumbRequestField": CRUMB_FIELD})
+                        session = self._session() or uuid.uuid4().hex
+                        crumb = fake.sessions.setdefault(session, uuid.uuid4().hex)
+                        self._send(200, json.dumps({"_class": "hudson.security.csrf.DefaultCrumbIssuer",
+                                                    "crumb": crumb, "crumbRequestField": CRUMB_FIELD}),
+                                   "application/json;charset=utf-8",
+                                   headers={"Set-Cookie": f"JSESSIONID.fake={session}; Path=/; HttpOnly"})
                 elif path == "me/api/json":
                     self._json({"_class": "hudson.model.User", "id": user, "fullName": user})
                 elif path == "pluginManager/api/json":
-                    self._json({"plugins": [{"shortName": n, "longName": f"{n} plugin", "version": v, "active": True,
-                                             "enabled": True, "bundled": False, "hasUpdate": False,
-                                             "dependencies": []} for n, v in fake.plugins.items()]})
+                    self._need(user, "Overall/SystemRead")
+                    self._json({"_class": "hudson.LocalPluginManager", "plugins": [
+                        {"shortName": n, "longName": f"{n} plugin", "version": v, "active": True, "enabled": True,
+                         "bundled": False, "hasUpdate": False, "dependencies": []} for n, v in fake.plugins.items()]})
                 elif path == "api/json":
                     with fake.lock:
                         jobs = [{"name": n, "url": f"{fake.url}job/{n}/", "color": "blue"} for n in fake.jobs]
                         views = [{"name": "all", "url": fake.url}] + [
                             {"name": n, "url": f"{fake.url}view/{n}/"} for n in fake.views]
                     self._json({"_class": "hudson.model.Hudson", "jobs": jobs, "views": views})
+                elif len(segments) == 4 and segments[0] == "label" and segments[2:] == ["api", "json"]:
+                    self._label(segments[1])
                 elif len(segments) == 5 and segments[:2] == ["queue", "item"] and segments[3:] == ["api", "json"]:
                     self._queue_item(int(segments[2]))
                 elif segments[:1] == ["job"] and len(segments) >= 3:
-                    self._job_get(segments[1], segments[2:])
+                    self._job_get(segments[1], segments[2:], user)
                 elif segments[:1] == ["view"] and segments[2:] in (["config.xml"], ["api", "json"]):
-                    name = segments[1]
+                    self._need(user, "View/Read")
                     with fake.lock:
-                        config = fake.views.get(name)
+                        config = fake.views.get(segments[1])
                     if config is None:
                         self._error(404, "Not Found")
                     elif segments[2] == "config.xml":
+                        self._need(user, "View/Configure")
                         self._send(200, config, "application/xml")
                     else:
-                        self._json({"name": name})
+                        self._json({"name": segments[1]})
                 else:
                     self._error(404, "Not Found")
+
+            def _label(self, expression: str) -> None:
+                """A label atom or `a && b` / `a || b`: the nodes whose labels satisfy it (Jenkins: [] if none)."""
+                def satisfies(labels: set[str]) -> bool:
+                    alternatives = [a.strip() for a in expression.split("||")]
+                    return any(all(term.strip() in labels for term in alt.split("&&")) for alt in alternatives)
+
+                names = [n for n, labels in fake.nodes.items() if satisfies(labels | {n})]
+                self._json({"_class": "hudson.model.labels.LabelAtom", "name": expression,
+                            "nodes": [{"nodeName": "" if n == "built-in" else n} for n in names]})
 
             def _queue_item(self, queue_id: int) -> None:
                 with fake.lock:
                     item = fake.queue.get(queue_id)
-                    item = dict(item) if item else None
-                if item is None:
-                    self._error(404, "Not Found")
-                else:
-                    self._json({"_class": "hudson.model.Queue$LeftItem" if item.get("executable") else
-                                "hudson.model.Queue$WaitingItem", "id": queue_id, **item})
+                    if item is None:
+                        self._error(404, "Not Found")
+                        return
+                    data = {"id": item.id, "task": {"name": item.job, "url": f"{fake.url}job/{item.job}/"},
+                            "why": item.why, "cancelled": item.cancelled,
+                            "executable": None if item.number is None else {
+                                "number": item.number, "url": f"{fake.url}job/{item.job}/{item.number}/"}}
+                cls = "hudson.model.Queue$LeftItem" if item.number is not None else "hudson.model.Queue$WaitingItem"
+                self._json({"_class": cls, **data})
 
-            def _job_get(self, name: str, rest: list[str]) -> None:
+            def _job_get(self, name: str, rest: list[str], user: str) -> None:
                 with fake.lock:
                     job = fake.jobs.get(name)
                 if job is None:
                     self._error(404, "Not Found")
-                elif rest == ["config.xml"]:
+                    return
+                self._need(user, "Job/Read")
+                if rest == ["config.xml"]:
+                    self._need(user, "Job/ExtendedRead")
                     self._send(200, job.config, "application/xml")
                 elif rest == ["api", "json"]:
-                    last = job.builds[-1] if job.builds else None
-                    self._json({"_class": "hudson.model.FreeStyleProject", "name": name, "fullName": name,
-                                "url": f"{fake.url}job/{name}/", "color": "blue",
+                    with fake.lock:
+                        builds = list(job.builds)
+                        last = builds[-1] if builds else None
+                        cls = ROOT_CLASSES.get(job.root.tag, job.root.tag)
+                        data = {"_class": cls, "name": name, "fullName": name, "url": f"{fake.url}job/{name}/",
+                                "buildable": not job.disabled, "color": "disabled" if job.disabled else "blue",
                                 "lastBuild": {"number": last.number, "url": f"{fake.url}job/{name}/{last.number}/"}
-                                if last else None, "nextBuildNumber": len(job.builds) + 1,
-                                "builds": [{"number": b.number} for b in reversed(job.builds)]})
+                                if last else None, "nextBuildNumber": job.next_number,
+                                "builds": [{"number": b.number, "url": f"{fake.url}job/{name}/{b.number}/"}
+                                           for b in reversed(builds)]}
+                    self._json(data)
                 elif len(rest) >= 2 and rest[0].isdigit():
-                    number = int(rest[0])
-                    build = next((b for b in job.builds if b.number == number), None)
+                    build = next((b for b in job.builds if b.number == int(rest[0])), None)
                     if build is None:
                         self._error(404, "Not Found")
                     elif rest[1:] == ["consoleText"]:
                         self._send(200, build.console, "text/plain;charset=utf-8")
                     else:
-                        self._json({"_class": "hudson.model.FreeStyleBuild", "number": number,
-                                    "url": f"{fake.url}job/{name}/{number}/", "result": build.result,
+                        self._json({"_class": "hudson.model.FreeStyleBuild", "number": build.number,
+                                    "url": f"{fake.url}job/{name}/{build.number}/", "result": build.result,
                                     "building": build.building, "timestamp": build.timestamp,
-                                    "duration": build.duration, "fullDisplayName": f"{name} #{number}"})
+                                    "duration": build.duration, "fullDisplayName": f"{name} #{build.number}",
+                                    "actions": [{"_class": "hudson.model.CauseAction",
+                                                 "causes": [{"shortDescription": build.cause}]}]})
                 else:
                     self._error(404, "Not Found")
 
-            # ---- POST ---------------------------------------------------------------------------------------
+            # ---- POST -------------------------------------------------------------------------------------
 
-            def _store(self, body: str) -> str | None:
+            def _load(self, body: str) -> str | None:
                 try:
                     return jenkins_rewrite(body, fake.plugins)
-                except ET.ParseError:
-                    self._error(500, "Unable to read config.xml: not well-formed")
+                except LoadError as exc:
+                    self._error(500, str(exc).splitlines()[0][:200])
                     return None
 
-            def _post(self, path: str, query: dict[str, list[str]], user: str | None) -> None:
+            def _good_name(self, name: str) -> bool:
+                """Jenkins.checkGoodName: a Failure, answered 400."""
+                problem = None
+                if not name:
+                    problem = "No name is specified"
+                elif name.strip() in (".", ".."):
+                    problem = f"“{name.strip()}” is not an allowed name"
+                elif any(ord(c) < 32 for c in name):
+                    problem = f"No control code is allowed: {name!r}"
+                elif any(c in _UNSAFE for c in name):
+                    problem = f"‘{next(c for c in name if c in _UNSAFE)}’ is an unsafe character"
+                elif name.strip().endswith("."):
+                    problem = "A name cannot end with ‘.’"
+                if problem:
+                    self._error(400, problem)
+                return problem is None
+
+            def _post(self, path: str, query: dict[str, list[str]], user: str) -> None:
                 segments = path.split("/")
                 body = self._body()
                 if path == "createItem":
+                    self._need(user, "Job/Create")
                     name = query.get("name", [""])[0]
-                    with fake.lock:
-                        exists = name in fake.jobs
-                    if exists:
-                        self._error(400, f"A job already exists with the name '{name}'")
-                        return
-                    config = self._store(body)
-                    if config is not None:
-                        with fake.lock:
-                            fake.jobs[name] = FakeJob(config)
-                        self._send(200)
-                elif path == "createView":
-                    name = query.get("name", [""])[0]
-                    if name in fake.views:
-                        self._error(400, f"A view already exists with the name {name}")
-                        return
-                    config = self._store(body)
-                    if config is not None:
-                        fake.views[name] = config
-                        self._send(200)
-                elif segments[0] == "view" and len(segments) == 3 and segments[1] in fake.views:
-                    name = segments[1]
-                    if segments[2] == "doDelete":
-                        del fake.views[name]
-                        self._send(200)
-                    elif segments[2] == "config.xml":
-                        config = self._store(body)
-                        if config is None:
-                            return
-                        old = ET.fromstring(fake.views[name].encode()).tag
-                        new = ET.fromstring(config.encode()).tag
-                        if old != new:
-                            self._error(500, f"Expecting view type: class {old} but got: class {new} instead.")
-                            return
-                        fake.views[name] = config
-                        self._send(200)
-                    else:
-                        self._error(404, "Not Found")
-                elif segments[0] == "job" and len(segments) == 3 and segments[1] in fake.jobs:
-                    name = segments[1]
-                    if segments[2] == "config.xml":
-                        config = self._store(body)
+                    if name in fake.jobs:
+                        self._error(400, f"A job already exists with the name ‘{name}’")
+                    elif self._good_name(name):
+                        config = self._load(body)
                         if config is not None:
                             with fake.lock:
-                                fake.jobs[name].config = config
+                                fake.jobs[name] = FakeJob(config)
                             self._send(200)
-                    elif segments[2] == "build":
-                        with fake.lock:
-                            queue_id = fake._next_queue
-                            fake._next_queue += 1
-                            fake.queue[queue_id] = {"why": "In the quiet period.", "executable": None,
-                                                    "task": {"name": name}}
-                        thread = threading.Thread(target=fake._run_build, args=(name, queue_id), daemon=True)
-                        fake._threads.append(thread)
-                        thread.start()
-                        self._send(201, headers={"Location": f"{fake.url}queue/item/{queue_id}/"})
-                    else:
-                        self._error(404, "Not Found")
+                elif path == "createView":
+                    self._need(user, "View/Create")
+                    name = query.get("name", [""])[0]
+                    if name in fake.views:
+                        self._error(400, f"A view already exists with the name \"{name}\"")
+                    elif self._good_name(name):
+                        config = self._load(body)
+                        if config is not None:
+                            fake.views[name] = config
+                            self._send(200)
+                elif segments[0] == "view" and len(segments) == 3 and segments[1] in fake.views:
+                    self._view_post(segments[1], segments[2], body, user)
+                elif segments[0] == "job" and len(segments) == 3 and segments[1] in fake.jobs:
+                    self._job_post(segments[1], segments[2], body, user)
+                else:
+                    self._error(404, "Not Found")
+
+            def _view_post(self, name: str, action: str, body: str, user: str) -> None:
+                if action == "doDelete":
+                    self._need(user, "View/Delete")
+                    del fake.views[name]
+                    self._send(200)
+                elif action == "config.xml":
+                    self._need(user, "View/Configure")
+                    config = self._load(body)
+                    if config is None:
+                        return
+                    old, new = ET.fromstring(fake.views[name].encode()).tag, ET.fromstring(config.encode()).tag
+                    if old != new:
+                        self._error(500, f"Expecting view type: class {old} but got: class {new} instead.")
+                        return
+                    fake.views[name] = config
+                    self._send(200)
+                else:
+                    self._error(404, "Not Found")
+
+            def _job_post(self, name: str, action: str, body: str, user: str) -> None:
+                job = fake.jobs[name]
+                if action == "config.xml":
+                    self._need(user, "Job/Configure")
+                    config = self._load(body)
+                    if config is None:
+                        return
+                    old = ROOT_CLASSES.get(job.root.tag, job.root.tag)
+                    new = ET.fromstring(config.encode()).tag
+                    if ROOT_CLASSES.get(new, new) != old:
+                        self._error(500, f"java.io.IOException: Expecting class {old} but got class "
+                                         f"{ROOT_CLASSES.get(new, new)} instead")
+                        return
+                    with fake.lock:
+                        job.config = config
+                    self._send(200)
+                elif action == "build":
+                    self._need(user, "Job/Build")
+                    if job.disabled:
+                        self._error(409, f"{name} is not buildable")
+                        return
+                    item = fake.schedule(name, f"Started by user {user}")
+                    assert item is not None
+                    self._send(201, headers={"Location": f"{fake.url}queue/item/{item.id}/"})
+                elif action == "doDelete":
+                    self._need(user, "Job/Delete")
+                    with fake.lock:
+                        del fake.jobs[name]
+                    self._send(200)
                 else:
                     self._error(404, "Not Found")
 

@@ -41,7 +41,7 @@ def images(engine: Engine) -> dict[str, ImageBuild]:
     """Both images for this checkout, built the way scripts/ci-docker.sh builds them (same inputs, same tag)."""
     base = os.environ.get("MLOPS_BASE_IMAGE") or (LOCAL_BASE if engine.image_id(LOCAL_BASE) else None)
     results = build_images("all", base_image=base, extra_ca=HOST_CA if HOST_CA.is_file() else None)
-    return {result.profile: result for result in results}
+    return {result.runtime: result for result in results}
 
 
 @pytest.fixture
@@ -87,8 +87,9 @@ def test_sklearn_trains_in_its_container_with_metrics_on_the_host(
     for name in ("model.joblib", "metrics.json", "run.json", "train.log"):
         assert (ws / "runs" / "0001" / name).stat().st_uid == os.getuid(), f"{name}: written as the mlops user"
     assert engine.state(record["container_id"]) is None, "an attached run's container is removed at its end"
-    spec = json.loads((ws / "runs" / "0001" / "container.json").read_text())
-    assert spec == {"image": "mlops-sklearn:latest", "cpus": 1.0, "memory": "1g", "network": "none", "gpus": None}
+    spec = json.loads((ws / "containers" / "0001.json").read_text())
+    assert spec == {"image": "mlops-sklearn:latest", "cpus": 1.0, "memory": "1g", "network": "none", "gpus": None,
+                    "container_id": record["container_id"]}
     assert run_mlops("evaluate", "-w", str(ws), "--threshold", "0.9").returncode == 0
 
 
@@ -250,14 +251,14 @@ def test_oom_killed_container_is_reported_and_restarted(
         pytest.skip("this engine does not enforce memory limits (no memory cgroup controller)")
     restarted = run_mlops("monitor", "-w", str(ws), "--once")
     assert restarted.returncode == 0 and "restarted (OOM-killed (exit code 137)" in restarted.stdout, restarted.stdout
-    assert json.loads((ws / "runs" / "0001" / "container.json").read_text())["memory"] == "256m"
+    assert json.loads((ws / "containers" / "0001.json").read_text())["memory"] == "256m"
     second = run_json(ws)["container_id"]
     wait_for(lambda: engine.state(second) is not None and not engine.state(second).running, what="the second kill")
     assert engine.state(second).oom_killed, "the restart kept the memory limit"
     resumed = run_mlops("train", "-w", str(ws), "--runner", "docker", "--resume", "0001", "--memory", "512m",
                         "--detach")
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((ws / "runs" / "0001" / "container.json").read_text())["memory"] == "512m"
+    assert json.loads((ws / "containers" / "0001.json").read_text())["memory"] == "512m"
 
 
 def test_engine_and_base_image_scripts_are_idempotent(engine: Engine, images: dict[str, ImageBuild]) -> None:

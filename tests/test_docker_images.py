@@ -10,13 +10,13 @@ import pytest
 
 from conftest import ROOT, make_remote, run_mlops
 from mlops_cli.errors import UsageError
-from mlops_cli.images import _source_files, inputs_hash
+from mlops_cli.images import REQUIREMENTS_NAME, _source_files, inputs_hash
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
-def files_of(root: Path, profile: str) -> list[tuple[str, bytes]]:
-    return [(name, path.read_bytes()) for name, path in _source_files(root, profile)]
+def files_of(root: Path, runtime: str) -> list[tuple[str, bytes]]:
+    return _source_files(root, runtime)
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def checkout(tmp_path: Path) -> Path:
     """A copy of the build inputs of this checkout, to change one at a time."""
     root = tmp_path / "checkout"
     shutil.copytree(ROOT / "mlops_cli", root / "mlops_cli", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("Dockerfile.keras", "Dockerfile.sklearn", "pyproject.toml"):
+    for name in ("Dockerfile.runtime", "pyproject.toml"):
         shutil.copy(ROOT / name, root / name)
     return root
 
@@ -32,19 +32,32 @@ def checkout(tmp_path: Path) -> Path:
 def test_build_context_holds_only_the_inputs(checkout: Path) -> None:
     (checkout / "mlops_cli" / "__pycache__").mkdir(exist_ok=True)
     (checkout / "mlops_cli" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"\0")
-    names = [name for name, _ in files_of(checkout, "keras")]
-    assert names[:2] == ["Dockerfile.keras", "pyproject.toml"]
-    assert "mlops_cli/cli.py" in names and "mlops_cli/harness/core.py" in names
+    files = dict(files_of(checkout, "keras2"))
+    names = list(files)
+    assert names[:2] == ["Dockerfile.runtime", "pyproject.toml"]
+    assert "mlops_cli/cli.py" in names and "mlops_cli/harness/compat.py" in names
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
-    assert "Dockerfile.sklearn" not in names
+    requirements = files[REQUIREMENTS_NAME].decode().splitlines()
+    assert requirements[0] == "# runtime keras2"
+    assert "tensorflow-cpu==2.15.1" in requirements and "click>=8.1" in requirements, "the runtime's and mlops' own"
+    assert not any(line.startswith("keras>=3") for line in requirements)
 
 
-@pytest.mark.parametrize("profile", ["keras", "sklearn"])
-def test_the_package_builds_from_the_context_alone(tmp_path: Path, profile: str) -> None:
-    """The image runs `pip install /src[profile]` on the context: that must build with nothing else present."""
-    for name, path in _source_files(ROOT, profile):
+@pytest.mark.parametrize("runtime", ["keras", "sklearn", "keras2"])
+def test_every_runtime_names_its_image_and_carries_matplotlib(runtime: str) -> None:
+    from mlops_cli import runtimes
+
+    chosen = runtimes.get(runtime)
+    assert chosen.default_image() == f"mlops-{runtime}:latest"
+    assert any(line.startswith("matplotlib") for line in chosen.requirements)
+    assert chosen.profile == ("sklearn" if runtime == "sklearn" else "keras")
+
+
+def test_the_package_builds_from_the_context_alone(tmp_path: Path) -> None:
+    """The image runs `pip install --no-deps /src` on the context: that must build with nothing else present."""
+    for name, data in _source_files(ROOT, "keras2"):
         (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, tmp_path / "src" / name)
+        (tmp_path / "src" / name).write_bytes(data)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path / "wheel"), str(tmp_path / "src")], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-2000:]
@@ -58,6 +71,8 @@ def test_hash_changes_with_each_input_and_only_then(checkout: Path) -> None:
     assert inputs_hash(files_of(checkout, "sklearn"), "mlops-local/python-base:bookworm", None) != base
     assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", "sha256:abc") != base
     assert inputs_hash(files_of(checkout, "keras"), "python:3.11-slim", None) != base
+    assert inputs_hash(files_of(checkout, "keras2"), "python:3.11-slim", None) != \
+        inputs_hash(files_of(checkout, "keras"), "python:3.11-slim", None)
     assert inputs_hash([*files_of(checkout, "sklearn"), ("extra-ca.crt", b"pem")], "python:3.11-slim", None) != base
 
     (checkout / "mlops_cli" / "__pycache__").mkdir(exist_ok=True)
@@ -70,8 +85,8 @@ def test_hash_changes_with_each_input_and_only_then(checkout: Path) -> None:
 
 
 def test_missing_dockerfile_is_a_usage_error(checkout: Path) -> None:
-    (checkout / "Dockerfile.keras").unlink()
-    with pytest.raises(UsageError, match="Dockerfile.keras not found"):
+    (checkout / "Dockerfile.runtime").unlink()
+    with pytest.raises(UsageError, match="Dockerfile.runtime not found"):
         _source_files(checkout, "keras")
 
 
@@ -84,8 +99,9 @@ def test_images_build_errors_are_one_line(tmp_path: Path) -> None:
     not_pem.write_text("not a certificate\n")
     bad_ca = run_mlops("images", "build", "--extra-ca", str(not_pem), env=NO_ENGINE)
     assert bad_ca.returncode == 2 and "holds no PEM certificate" in bad_ca.stderr
-    bad_profile = run_mlops("images", "build", "--profile", "torch")
-    assert bad_profile.returncode == 2 and "Traceback" not in bad_profile.stderr
+    bad_profile = run_mlops("images", "build", "--profile", "torch", env=NO_ENGINE)
+    assert bad_profile.returncode == 2
+    assert bad_profile.stderr == "mlops: error: runtime 'torch' is not one of keras, sklearn, keras2, all\n"
 
 
 def test_train_with_docker_unreachable(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_mlops
-from fake_jenkins import jenkins_rewrite
+from fake_jenkins import DEFAULT_PLUGINS, jenkins_rewrite
 from mlops_cli import jenkins as jk
 from mlops_cli.errors import JenkinsError, UsageError
 
@@ -85,13 +86,14 @@ def test_jobs_2_to_6_commands_unstable_codes_and_thresholds() -> None:
     assert downstream(jobs["5"]) == [("mlops-3-evaluate", "SUCCESS", "0")]
 
     monitor = jobs["6"]
-    assert monitor.findtext("triggers/hudson.triggers.TimerTrigger/spec") == "* * * * *"
-    assert "\nmlops monitor --once\n" in shell(monitor)[0].findtext("command")
+    assert monitor.findtext("triggers/hudson.triggers.TimerTrigger/spec") == "H/5 * * * *"
+    assert "mlops monitor --once --json" in shell(monitor)[0].findtext("command")
+    assert shell(monitor)[0].findtext("unstableReturn") == "6"
     assert downstream(monitor) == []
 
 
 def test_values_are_xml_escaped_and_shell_quoted(tmp_path: Path) -> None:
-    nasty = "/srv/git/it's a \"repo\" & <more> $(touch pwned) `id`;.git"
+    nasty = "https://git.example.com/it's a \"repo\" & <more> $(touch pwned) `id`;.git"
     rendering = jk.render(dataclasses.replace(PARAMS, repo_url=nasty, branch="feat/x y"))
     job1 = jobs_by_number(rendering)["1"]
     assert job1.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/url") == nasty
@@ -196,13 +198,13 @@ def test_dry_run_writes_one_file_per_job_and_the_view(tmp_path: Path) -> None:
 
 
 def test_comparison_sees_through_jenkins_rewriting_but_not_real_changes() -> None:
-    rendering = jk.render(PARAMS)
+    rendering = jk.render(dataclasses.replace(PARAMS, smtp_credentials="smtp", git_credentials="git"))
     for item in rendering.items:
-        stored = jenkins_rewrite(item.xml, {"git": "5.2.1", "junit": "1265.v"})
+        stored = jenkins_rewrite(item.xml, DEFAULT_PLUGINS)
         assert stored != item.xml
         assert jk.same_config(item.xml, stored), item.name
     evaluate = rendering.jobs[2].xml
-    stored = jenkins_rewrite(evaluate, {})
+    stored = jenkins_rewrite(evaluate, DEFAULT_PLUGINS)
     older_jenkins = stored.replace("<configuredLocalRules />", "")  # a field an older Jenkins does not store
     assert older_jenkins != stored and jk.same_config(evaluate, older_jenkins)
     assert not jk.same_config(evaluate.replace("<unstableReturn>3<", "<unstableReturn>4<"), stored)
@@ -212,4 +214,112 @@ def test_comparison_sees_through_jenkins_rewriting_but_not_real_changes() -> Non
     assert not jk.same_config(evaluate, extra)
     # a trigger we no longer define (e.g. the GitHub plugin is gone) must go away too
     pull_without_push = jk.render(PARAMS, plugins=["git", "junit"]).jobs[0].xml
-    assert not jk.same_config(pull_without_push, jenkins_rewrite(rendering.jobs[0].xml, {}))
+    assert not jk.same_config(pull_without_push, jenkins_rewrite(jk.render(PARAMS).jobs[0].xml, DEFAULT_PLUGINS))
+
+
+def binding(job: ET.Element, kind: str) -> ET.Element | None:
+    return job.find("buildWrappers/org.jenkinsci.plugins.credentialsbinding.impl.SecretBuildWrapper/bindings/"
+                    f"org.jenkinsci.plugins.credentialsbinding.impl.{kind}")
+
+
+def test_git_credential_is_bound_around_mlops_pull_only() -> None:
+    jobs = jobs_by_number(jk.render(dataclasses.replace(PARAMS, git_credentials="model-git")))
+    userpass = binding(jobs["1"], "UsernamePasswordMultiBinding")
+    assert userpass.findtext("credentialsId") == "model-git"
+    assert (userpass.findtext("usernameVariable"), userpass.findtext("passwordVariable")) == \
+        ("MLOPS_GIT_USER", "MLOPS_GIT_PASSWORD")
+    assert shell(jobs["1"])[0].findtext("command").rstrip().endswith("mlops pull --repo "
+                                                                    "https://git.example.com/team/wine.git --branch main")
+    assert jobs["1"].findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/credentialsId") == "model-git"
+    for number in "23456":
+        assert binding(jobs[number], "UsernamePasswordMultiBinding") is None
+    ssh = jobs_by_number(jk.render(dataclasses.replace(PARAMS, repo_url="git@git.example.com:team/wine.git",
+                                                       git_credentials="deploy-key")))["1"]
+    assert binding(ssh, "SSHUserPrivateKeyBinding").findtext("keyFileVariable") == "MLOPS_GIT_SSH_KEY"
+
+
+def test_smtp_credential_is_kept_from_the_training_commands() -> None:
+    jobs = jobs_by_number(jk.render(dataclasses.replace(PARAMS, smtp_credentials="mlops-smtp")))
+    command = shell(jobs["5"])[0].findtext("command")
+    strip = "env -u MLOPS_SMTP_USER -u MLOPS_SMTP_PASSWORD "
+    assert f"{strip}mlops train --runner docker --detach" in command
+    assert f"{strip}mlops jenkins wait" in command
+    assert f"{strip}mlops notify" not in command and "mlops notify --to" in command
+    assert binding(jobs["2"], "UsernamePasswordMultiBinding") is None  # job 2 trains: no SMTP at all
+
+
+def test_every_job_on_one_node_with_a_bounded_history() -> None:
+    rendering = jk.render(dataclasses.replace(PARAMS, keep_days=7, keep_builds=40, monitor_keep_builds=150))
+    for item in rendering.jobs:
+        root = ET.fromstring(item.xml.encode())
+        assert root.findtext("assignedNode") == "mlops" and root.findtext("canRoam") == "false"
+        rotator = root.find("properties/jenkins.model.BuildDiscarderProperty/strategy")
+        assert rotator.get("class") == "hudson.tasks.LogRotator" and rotator.findtext("daysToKeep") == "7"
+        assert rotator.findtext("numToKeep") == ("150" if item.name.endswith("6-monitor") else "40")
+    with pytest.raises(UsageError, match="--agent-label is empty"):
+        jk.render(dataclasses.replace(PARAMS, agent_label=" "))
+    with pytest.raises(UsageError, match="--keep-builds 0 must be at least 1"):
+        jk.render(dataclasses.replace(PARAMS, keep_builds=0))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"repo_url": "https://bot:ghp_0123456789abcdef@github.com/team/wine.git"}, "--repo carries a credential"),
+    ({"repo_url": "https://ghp_0123456789abcdef@github.com/team/wine.git"}, "--repo carries a credential"),
+    ({"repo_url": "--upload-pack=touch /tmp/x"}, "looks like a git option"),
+    ({"repo_url": "ext::sh -c id"}, "remote helper"),
+    ({"env": (("MLOPS_CHAT_TARGET", "https://hooks.slack.com/services/T000/B000/XXXX"),)}, "webhook key"),
+    ({"env": (("REPORT_URL", "https://reports.example.com/upload?access_token=abc123"),)}, "token in its query"),
+    ({"env": (("MIRROR", "https://user:pw@mirror.example.com/"),)}, "password or token in it"),
+])
+def test_credentials_in_urls_are_refused(change: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as caught:
+        jk.render(dataclasses.replace(PARAMS, **change))
+    assert "ghp_0123456789abcdef" not in str(caught.value) and "XXXX" not in str(caught.value)
+
+
+def test_ssh_user_and_plain_env_urls_are_fine() -> None:
+    jk.render(dataclasses.replace(PARAMS, repo_url="ssh://git@git.example.com/team/wine.git",
+                                  env=(("MLOPS_SMTP_HOST", "smtp.example.com"),
+                                       ("DOCS", "https://docs.example.com/mlops?page=2"))))
+
+
+def test_install_refuses_a_token_in_repo_before_rendering(tmp_path: Path) -> None:
+    result = run_mlops("jenkins", "install", "--dry-run", "--out", str(tmp_path / "out"), "--repo",
+                       "https://bot:TOKEN-5f5f@git.example.com/m.git")
+    assert result.returncode == 2 and "TOKEN-5f5f" not in result.stderr and not (tmp_path / "out").exists()
+    assert result.stderr.startswith("mlops: error: --repo carries a credential")
+
+
+def test_a_local_path_is_pulled_but_not_polled() -> None:
+    rendering = jk.render(dataclasses.replace(PARAMS, repo_url="/srv/git/wine.git"))
+    job1 = jobs_by_number(rendering)["1"]
+    assert job1.find("scm").get("class") == "hudson.scm.NullSCM"
+    assert any("git plugin refuses to poll or check out local paths" in w for w in rendering.warnings)
+
+
+def test_pipeline_job_checks_the_repository_out_and_defaults_every_parameter() -> None:
+    params = dataclasses.replace(PARAMS, git_credentials="model-git", smtp_credentials="smtp", threshold=0.9,
+                                 repo_url="https://git.example.com/team/it's.git")
+    rendering = jk.render_pipeline(params)
+    assert [item.name for item in rendering.jobs] == ["mlops-pipeline", "mlops-6-monitor"]
+    root = ET.fromstring(rendering.jobs[0].xml.encode())
+    assert root.tag == "flow-definition"
+    definition = root.find("definition")
+    assert definition.get("class") == "org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition"
+    script = definition.findtext("script")
+    assert "REPO_URL: 'https://git.example.com/team/it\\'s.git'," in script
+    assert "THRESHOLD: '0.9'," in script and "GIT_CREDENTIALS: 'model-git'," in script
+    assert "git(url: env.REPO_URL, branch: env.BRANCH" in script and "poll: true" in script
+    params_block = script[script.index("parameters {"):script.index("triggers {")]
+    declared = re.findall(r"string\(name: '(\w+)', defaultValue: DEFAULTS\.(\w+)", params_block)
+    assert len(declared) == params_block.count("string(") == 8 and all(a == b for a, b in declared)
+    defaults_block = script[script.index("mlops:defaults-begin"):script.index("mlops:defaults-end")]
+    assert all(f"    {name}: " in defaults_block for name, _ in declared)
+    assert "usernamePassword(credentialsId: env.GIT_CREDENTIALS" in script
+
+
+def test_jenkinsfile_as_shipped_defaults_every_parameter() -> None:
+    script = (ROOT / "jenkins" / "Jenkinsfile").read_text()
+    for line in re.findall(r"(?:string|choice)\(name: [^\n]*", script):
+        assert "defaultValue: DEFAULTS." in line, line
+    assert "pollSCM(" in script and "git(url:" in script

@@ -392,7 +392,7 @@ def test_webhook_posts_slack_blocks_and_retries_a_500(tmp_path: Path, hook_serve
     hook = hook_server((500, "internal error"), (200, "ok"))
     proc = notify_cli(ws, env={"MLOPS_WEBHOOK_URL": hook.url, "BUILD_URL": "https://ci.example.com/job/3/17/"})
     assert proc.returncode == 0, proc.stderr
-    shown = f"http://127.0.0.1:{hook.url.split(':')[2].split('/')[0]}/services/***"
+    shown = f"http://127.0.0.1:{hook.url.split(':')[2].split('/')[0]}/***"
     assert f"sent via webhook to {shown} (HTTP 200, 2 tries)" in proc.stdout
     assert "XyZsecretTOKEN123" not in proc.stdout + proc.stderr
     assert [r["path"] for r in hook.requests] == [TOKEN_PATH, TOKEN_PATH]
@@ -517,7 +517,7 @@ def test_bad_settings_are_usage_errors(tmp_path: Path, smtp_server: Any) -> None
         (["--to", "not-an-address"], {}, "'not-an-address' is not an e-mail address"),
         (["--to", "ana@example.com"], {"MLOPS_SMTP_SECURITY": "tls13"}, "MLOPS_SMTP_SECURITY='tls13' is not one of"),
         (["--channel", "webhook"], {}, "the webhook channel needs a URL"),
-        (["--webhook", "ftp://example.com/x/secret"], {}, "webhook URL ftp://example.com/x/*** is not an http(s)"),
+        (["--webhook", "ftp://example.com/x/secret"], {}, "webhook URL ftp://example.com/*** is not an http(s)"),
     ]
     for args, extra, expected in cases:
         proc = notify_cli(ws, *args, env={**server.env, **extra})

@@ -54,6 +54,8 @@ class Capture:
     train_data: tuple[Any, Any] | None = None
     holdout_data: tuple[Any, Any] | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    fit_failed: bool = False
 
     @property
     def progress_path(self) -> Path:

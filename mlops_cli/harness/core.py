@@ -17,7 +17,7 @@ from mlops_cli import runtime
 from mlops_cli.errors import WorkspaceBusy, WorkspaceError
 from mlops_cli.harness.capture import Capture
 from mlops_cli.records import RunMetrics
-from mlops_cli.workspace import RunStatus, Workspace, now_iso
+from mlops_cli.workspace import RunStatus, Workspace, confine, now_iso
 
 EXIT_BUSY = 75
 
@@ -96,14 +96,57 @@ def run(workspace: Path, run_id: str) -> int:
             return _train(ws, record)
 
 
+class _NoIPython:
+    """What `get_ipython()` returns to a notebook exported as a script: every magic or shell call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _run_script(entry: Path, source: Path) -> None:
+    """Run the entry script as `__main__`. An exported notebook runs as detect read it: its IPython lines
+    (`!pip install ...`, `%matplotlib inline`) are comments and `get_ipython()` answers every call with nothing."""
+    import types
+
+    from mlops_cli.detect import source_text
+
+    text = source_text(entry, source)
+    if "get_ipython" not in text and text == entry.read_text(encoding="utf-8", errors="replace"):
+        runpy.run_path(str(entry), run_name="__main__")
+        return
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=str(entry), get_ipython=_NoIPython)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(compile(text, str(entry), "exec"), module.__dict__)  # noqa: S102 - the training process runs user code
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _where_it_failed(source: Path) -> str:
+    """`file:line` of the innermost frame of the user's code in the traceback being handled."""
+    frames = traceback.extract_tb(sys.exc_info()[2])
+    resolved = source.resolve()
+    for frame in reversed(frames):
+        path = Path(frame.filename)
+        if path.is_absolute() and (resolved in path.resolve().parents):
+            return f"{path.resolve().relative_to(resolved).as_posix()}:{frame.lineno}"
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+
+
 def _train(ws: Workspace, record: Any) -> int:
     source = ws.source_dir(record)
     try:
         entry = ws.entry_path(record)
+        workdir = confine(source, record.workdir, "workdir") if record.workdir else source
     except WorkspaceError as exc:
         return _fail(ws, record.id, str(exc), 2)
     if not entry.is_file():
         return _fail(ws, record.id, f"entry script {entry} not found", 2)
+    if not workdir.is_dir():
+        return _fail(ws, record.id, f"working directory {record.workdir} not found in the code", 2)
     capture = Capture(run_dir=ws.run_dir(record.id), checkpoint_dir=ws.checkpoint_dir(record.id),
                       options={"holdout": 0.2, **record.options}, seed=record.seed)
     runtime.context.params = dict(record.params)
@@ -111,11 +154,12 @@ def _train(ws: Workspace, record: Any) -> int:
     hooks = _hooks(record.profile)
     hooks.install(capture)
     started = time.monotonic()
-    sys.path.insert(0, str(source))
-    os.chdir(source)
+    sys.path[:0] = [str(entry.parent)] + ([str(source)] if entry.parent != source else [])
+    os.chdir(workdir)
     sys.argv = [str(entry)]
+    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
-        runpy.run_path(str(entry), run_name="__main__")
+        _run_script(entry, source)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.__class__.__name__ == "Interrupted" or code >= 128:
@@ -123,13 +167,21 @@ def _train(ws: Workspace, record: Any) -> int:
                   file=sys.stderr)
             return code
         if code != 0:
-            return _fail(ws, record.id, f"the script exited with code {code}", 1)
+            if not _trained(capture):
+                return _fail(ws, record.id, f"the script exited with code {code}", 1)
+            capture.warnings.append(f"trained; the script then exited with code {code} at {_where_it_failed(source)}")
     except KeyboardInterrupt:
         print(f"mlops: run {record.id} interrupted; it resumes at its last checkpoint", file=sys.stderr)
         return 130
     except BaseException as exc:
         traceback.print_exc()
-        return _fail(ws, record.id, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], 1)
+        problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        if not _trained(capture):
+            return _fail(ws, record.id, f"{problem} (at {_where_it_failed(source)}{_what_to_add(exc)})", 1)
+        capture.warnings.append(f"trained; the script then failed at {_where_it_failed(source)}: {problem}")
+    if not _trained(capture) and not runtime.context.explicit_metrics:
+        return _fail(ws, record.id, "the script trained nothing: no fit() of a Keras model or scikit-learn "
+                     "estimator finished", 1)
     hooks.finish(capture)
     capture.metrics.update(runtime.context.explicit_metrics)
     model_file = hooks.save(capture)
@@ -138,10 +190,32 @@ def _train(ws: Workspace, record: Any) -> int:
     diagnostics.update(options=capture.options, notes=capture.notes, model_file=model_file)
     metrics = RunMetrics(values=dict(capture.metrics), curves=capture.diagnostics.get("curves", {}),
                          epochs=capture.diagnostics.get("epochs"), duration_s=round(time.monotonic() - started, 3),
-                         diagnostics=diagnostics)
+                         diagnostics=diagnostics, warnings=list(capture.warnings))
     ws.write_metrics(record.id, metrics)
     ws.update_run(record.id, status=RunStatus.SUCCEEDED, exit_code=0, finished=now_iso())
     shutil.rmtree(ws.checkpoint_dir(record.id), ignore_errors=True)
     summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(capture.metrics.items()) if isinstance(v, float))
     print(f"mlops: run {record.id} finished: {summary or 'no metrics captured'}", flush=True)
+    for warning in capture.warnings:
+        print(f"mlops: warning: {warning}", flush=True)
     return 0
+
+
+def _what_to_add(exc: BaseException) -> str:
+    """For a module the environment lacks, the requirement that provides it (detect's import -> package table)."""
+    name = getattr(exc, "name", None)
+    if not isinstance(exc, ModuleNotFoundError) or not name:
+        return ""
+    import importlib.util
+
+    from mlops_cli.detect import rules
+
+    top = name.split(".")[0]
+    if top != name and importlib.util.find_spec(top) is not None:
+        return ""
+    return f"; add {rules()['packages'].get(top, top)} to requirements.txt"
+
+
+def _trained(capture: Capture) -> bool:
+    """A fit finished and none failed after it: what the run keeps is the model of that last finished fit."""
+    return capture.model is not None and capture.fit_index > 0 and not capture.fit_failed

@@ -9,17 +9,77 @@ import numpy as np
 MAX_CLASSES = 100
 
 
-def as_array(value: Any) -> np.ndarray | None:
-    """A numpy view of array-likes (numpy, pandas, lists); None for datasets, generators, dicts."""
-    if value is None or isinstance(value, (dict, str, bytes)):
+def _is_structure(value: Any) -> bool:
+    """A list/tuple/dict of arrays (several inputs or outputs of one model), not a table of rows."""
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, (list, tuple)) and bool(value) and all(
+        hasattr(item, "__array__") and getattr(item, "ndim", 1) >= 1 for item in value)
+
+
+def as_array(value: Any, allow_object: bool = False) -> np.ndarray | None:
+    """A numpy view of array-likes (numpy, pandas, lists of rows); None for datasets, generators and structures
+    (lists or dicts of arrays); object arrays (strings) only with `allow_object`."""
+    if value is None or isinstance(value, (str, bytes)) or _is_structure(value):
         return None
     if hasattr(value, "__array__") or isinstance(value, (list, tuple)):
         try:
             array = np.asarray(value)
         except (ValueError, TypeError):
             return None
-        return array if array.dtype != object and array.ndim >= 1 else None
+        return array if (allow_object or array.dtype != object) and array.ndim >= 1 else None
     return None
+
+
+def numeric(value: Any) -> Any:
+    """What a Keras model can take: numeric numpy arrays, or lists/dicts of them. pandas frames with bool dummy
+    columns become float32 (as an object array they break tf.keras); None for datasets, generators and text."""
+    if _is_structure(value):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        converted = {key: numeric(item) for key, item in items}
+        if any(item is None for item in converted.values()):
+            return None
+        return converted if isinstance(value, dict) else type(value)(converted.values())
+    array = as_array(value, allow_object=True)
+    if array is None:
+        return None
+    if array.dtype == bool:
+        return array.astype(np.float32)
+    if array.dtype == object:
+        try:
+            return array.astype(np.float32)
+        except (ValueError, TypeError):
+            return None
+    return array if array.dtype.kind in "biuf" else None
+
+
+def n_rows(value: Any) -> int | None:
+    """The number of samples of an array or of each array of a structure (None when they differ)."""
+    if _is_structure(value):
+        lengths = {n_rows(item) for item in (value.values() if isinstance(value, dict) else value)}
+        return lengths.pop() if len(lengths) == 1 else None
+    array = as_array(value, allow_object=True)
+    return None if array is None else len(array)
+
+
+def take(value: Any, index: np.ndarray) -> Any:
+    """Rows `index` of an array, a pandas object (positions, not labels) or each array of a structure."""
+    if isinstance(value, dict):
+        return {key: take(item, index) for key, item in value.items()}
+    if _is_structure(value):
+        return type(value)(take(item, index) for item in value)
+    if hasattr(value, "iloc"):
+        return value.iloc[index]
+    return np.asarray(value)[index]
+
+
+def split_rows(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
+    """`split` for anything `take` can index: arrays, pandas objects, lists and dicts of arrays."""
+    count = n_rows(x)
+    indices = np.arange(count or 0)
+    labels = class_labels(as_array(y, allow_object=True))
+    train_idx, val_idx = split(indices, labels if labels is not None else indices, fraction, seed)[:2]
+    return take(x, train_idx), take(x, val_idx), take(y, train_idx), take(y, val_idx)
 
 
 def class_labels(y: np.ndarray | None) -> np.ndarray | None:
@@ -84,9 +144,11 @@ def input_stats(x: np.ndarray | None, names: Any = None) -> dict[str, Any]:
 
 def fingerprint(value: Any) -> str | None:
     """Identity of a data array, so the harness can tell a training-set score from a held-out one."""
-    array = as_array(value)
+    array = as_array(value, allow_object=True)
     if array is None:
         return None
+    if array.dtype == object:
+        array = array.astype(str)
     contiguous = np.ascontiguousarray(array)
     digest = hashlib.sha1(contiguous.tobytes()[:50_000_000]).hexdigest()[:16]
     return f"{array.shape}:{digest}"

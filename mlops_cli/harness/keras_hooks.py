@@ -10,7 +10,7 @@ import inspect
 import signal
 from typing import Any
 
-from mlops_cli.harness import data, dynamics, fixes
+from mlops_cli.harness import compat, data, dynamics, fixes
 from mlops_cli.harness.capture import Capture, safe
 
 DELEGATED_METHODS = ("predict", "evaluate", "save", "predict_on_batch", "test_on_batch")
@@ -24,6 +24,7 @@ def install(capture: Capture) -> None:
     """Seed Keras and replace Model.fit by the capturing wrapper; SIGTERM interrupts cleanly."""
     import keras
 
+    compat.install(keras)
     keras.utils.set_random_seed(capture.seed)
     original_fit = keras.Model.fit
     signature = inspect.signature(original_fit)
@@ -42,8 +43,12 @@ def install(capture: Capture) -> None:
         capture.depth += 1
         try:
             history = original_fit(model, **arguments)
+        except BaseException:
+            capture.fit_failed = True
+            raise
         finally:
             capture.depth -= 1
+        capture.fit_failed = False
         safe(_after_fit)(capture, self, model)
         return history
 
@@ -57,38 +62,60 @@ def install(capture: Capture) -> None:
 
 def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Decide the held-out data, wrap the model if tweak asked for it, and add our callbacks."""
+    import numpy as np
+
     options = capture.options
     bound_x = arguments.get("x")
-    x, y = data.as_array(bound_x), data.as_array(arguments.get("y"))
+    x, y = data.numeric(bound_x), data.numeric(arguments.get("y"))
+    if x is not None:
+        arguments["x"] = x
+    if y is not None:
+        arguments["y"] = y
     holdout_source = "none"
+    rows = data.n_rows(x)
     if arguments.get("validation_data") is not None:
         holdout_source = "validation_data"
         val = arguments["validation_data"]
         if isinstance(val, (tuple, list)) and len(val) >= 2:
-            capture.holdout_data = (data.as_array(val[0]), data.as_array(val[1]))
-    elif x is not None and y is not None and len(x) == len(y) and len(x) >= 10:
+            val_x, val_y = data.numeric(val[0]), data.numeric(val[1])
+            if val_x is not None and val_y is not None:
+                arguments["validation_data"] = (val_x, val_y, *val[2:])
+            capture.holdout_data = (val_x, val_y)
+    elif x is not None and y is not None and rows is not None and rows == data.n_rows(y) and rows >= 10:
         fraction = float(arguments.get("validation_split") or options.get("holdout", 0.2))
         if fraction > 0:
             holdout_source = "validation_split (shuffled, stratified)" if arguments.get("validation_split") \
                 else "harness"
-            x, x_val, y, y_val = data.split(x, y, fraction, capture.seed)
+            x, x_val, y, y_val = data.split_rows(x, y, fraction, capture.seed)
             arguments.update(x=x, y=y, validation_data=(x_val, y_val), validation_split=0.0)
             capture.holdout_data = (x_val, y_val)
+    if x is None:
+        capture.notes.append("the inputs are a dataset or generator: no hold-out can be cut; held-out metrics come "
+                             "from what the script validates on" if arguments.get("validation_data") is not None
+                             else "the inputs are a dataset or generator and the script validates on nothing: "
+                             "no held-out metric")
     capture.train_data = (x, y)
     if options.get("epochs"):
         arguments["epochs"] = int(options["epochs"])
+    if options.get("max_epochs"):
+        arguments["epochs"] = min(int(arguments.get("epochs") or 1), int(options["max_epochs"]))
     if arguments.get("verbose") == "auto":
         arguments["verbose"] = 2
-    stats = data.input_stats(x, getattr(bound_x, "columns", None))
+    single = x if isinstance(x, np.ndarray) else None
+    stats = data.input_stats(single, getattr(bound_x, "columns", None))
+    holdout_y = None if capture.holdout_data is None else data.as_array(capture.holdout_data[1])
     capture.diagnostics.update(
-        holdout=holdout_source, input_stats=stats,
-        n_train=None if x is None else int(len(x)),
-        n_holdout=None if capture.holdout_data is None or capture.holdout_data[0] is None
-        else int(len(capture.holdout_data[0])),
-        majority_share=None if capture.holdout_data is None else data.majority_share(capture.holdout_data[1]),
-        task="classification" if data.class_labels(y) is not None else "regression")
-    fixed = fixes.apply(capture, model, arguments, x, y)
-    trained = _wrap(capture, fixed, x) if x is not None else fixed
+        holdout=holdout_source, input_stats=stats, n_train=rows if holdout_source == "none" else data.n_rows(x),
+        n_holdout=None if capture.holdout_data is None else data.n_rows(capture.holdout_data[0]),
+        majority_share=data.majority_share(holdout_y),
+        task="classification" if data.class_labels(data.as_array(y)) is not None else "regression")
+    if single is not None and not getattr(model, "built", True):
+        try:
+            model.build((None, *single.shape[1:]))
+        except Exception:  # a subclassed model may not build from a shape; Keras builds it in fit
+            pass
+    fixed = fixes.apply(capture, model, arguments, single, y)
+    trained = _wrap(capture, fixed, single) if single is not None else fixed
     for name in DELEGATED_METHODS if trained is not model else ():
         object.__setattr__(model, name, getattr(trained, name))
     callbacks = list(arguments.get("callbacks") or [])
@@ -96,7 +123,10 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
     # The epoch is logged before its checkpoint is saved: a kill between the two redoes that one epoch
     # (logged again, same number) instead of leaving a checkpointed epoch missing from the curves.
     callbacks.append(_EpochRecorder(capture))
-    callbacks.append(_AtomicBackupAndRestore(str(capture.checkpoint_dir / f"fit{capture.fit_index}")))
+    if getattr(trained, "built", True):
+        callbacks.append(_AtomicBackupAndRestore(str(capture.checkpoint_dir / f"fit{capture.fit_index}")))
+    else:
+        capture.notes.append("the model is not built before fit(): this run cannot resume from a checkpoint")
     arguments["callbacks"] = callbacks
     return trained, arguments
 
@@ -141,7 +171,7 @@ class _EpochRecorder:
 
         class EpochRecorder(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-                safe(capture.record_epoch)(epoch, logs or {})
+                safe(capture.record_epoch)(epoch, compat.canonical_logs(logs or {}))
 
         return EpochRecorder()
 
@@ -159,6 +189,9 @@ class _AtomicBackupAndRestore:
         import os
 
         import keras
+
+        if compat.keras_major(keras) < 3:   # Keras 2 checkpoints through tf.train.Checkpoint, already atomic
+            return keras.callbacks.BackupAndRestore(backup_dir)
 
         class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             def _save_model(self) -> None:
@@ -215,34 +248,54 @@ def _flat_layers(model: Any) -> list[Any]:
     return out
 
 
+ACCURACY_ALIASES = ("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy")
+
+
 def finish(capture: Capture) -> None:
-    """Final metrics of the last fit: the merged per-epoch curves, and held-out accuracy computed directly
-    when the script compiled no accuracy metric."""
+    """Final metrics of the last fit: the merged per-epoch curves; held-out accuracy under one name
+    (`val_accuracy`, whatever the script compiled: acc, binary_accuracy...) or computed directly; `val_r2`
+    for regressors, so evaluate's default metric exists for every script that trains."""
     curves = capture.curves()
     capture.metrics.update({key: values[-1] for key, values in curves.items() if values})
     capture.diagnostics["curves"] = curves
     capture.diagnostics["epochs"] = len(next(iter(curves.values()), []))
     capture.metrics.update(capture.diagnostics.pop("restored_metrics", {}))
-    if "val_accuracy" not in capture.metrics and capture.holdout_data and capture.model is not None:
-        accuracy = _accuracy(capture.model, *capture.holdout_data)
-        if accuracy is not None:
-            capture.metrics["val_accuracy"] = accuracy
-    if "accuracy" not in capture.metrics and capture.train_data and capture.model is not None:
-        accuracy = _accuracy(capture.model, *capture.train_data)
-        if accuracy is not None:
-            capture.metrics["accuracy"] = accuracy
+    for prefix in ("val_", ""):
+        alias = next((f"{prefix}{name}" for name in ACCURACY_ALIASES if f"{prefix}{name}" in capture.metrics), None)
+        if f"{prefix}accuracy" not in capture.metrics and alias:
+            capture.metrics[f"{prefix}accuracy"] = capture.metrics[alias]
+    if capture.model is None:
+        return
+    classifier = capture.diagnostics.get("task") == "classification"
+    for prefix, held in (("val_", capture.holdout_data), ("", capture.train_data)):
+        if not held or held[0] is None or held[1] is None:
+            continue
+        if classifier and f"{prefix}accuracy" not in capture.metrics:
+            accuracy = _accuracy(capture.model, *held)
+            if accuracy is not None:
+                capture.metrics[f"{prefix}accuracy"] = accuracy
+        elif not classifier and f"{prefix}r2" not in capture.metrics:
+            r2 = _r2(capture.model, *held)
+            if r2 is not None:
+                capture.metrics[f"{prefix}r2"] = r2
 
 
-def _accuracy(model: Any, x: Any, y: Any) -> float | None:
+def _r2(model: Any, x: Any, y: Any) -> float | None:
+    """Coefficient of determination of the predictions, averaged over outputs (a list of arrays or columns)."""
     import numpy as np
 
-    labels = data.class_labels(data.as_array(y))
-    if x is None or labels is None:
-        return None
-    predicted = np.asarray(model.predict(x, verbose=0))
-    predicted = predicted.argmax(axis=1) if predicted.ndim == 2 and predicted.shape[1] > 1 \
-        else (predicted.reshape(-1) > 0.5).astype(int)
-    return float(np.mean(predicted == labels))
+    predicted = model.predict(x, verbose=0)
+    outputs = list(y.values()) if isinstance(y, dict) else list(y) if isinstance(y, (list, tuple)) else [y]
+    predictions = list(predicted.values()) if isinstance(predicted, dict) else \
+        list(predicted) if isinstance(predicted, (list, tuple)) else [predicted]
+    scores = []
+    for truth, guess in zip(outputs, predictions):
+        truth = np.asarray(truth, dtype=np.float64).reshape(len(truth), -1)
+        guess = np.asarray(guess, dtype=np.float64).reshape(truth.shape)
+        total = float(((truth - truth.mean(axis=0)) ** 2).sum())
+        if total > 0:
+            scores.append(1.0 - float(((truth - guess) ** 2).sum()) / total)
+    return float(np.mean(scores)) if scores else None
 
 
 def save(capture: Capture) -> str | None:

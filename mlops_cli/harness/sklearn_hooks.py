@@ -14,12 +14,15 @@ from mlops_cli.harness.capture import Capture, safe
 
 
 def install(capture: Capture) -> None:
-    """Wrap fit and score of every scikit-learn estimator class, and sklearn.metrics.accuracy_score."""
+    """Wrap fit and score of every scikit-learn estimator class, sklearn.metrics.accuracy_score and r2_score, and
+    the cross-validation helpers (their mean test score is a held-out score)."""
     import random
 
     import numpy as np
     import sklearn.metrics
     import sklearn.metrics._classification as classification
+    import sklearn.metrics._regression as regression
+    import sklearn.model_selection
     from sklearn.base import ClassifierMixin, RegressorMixin
     from sklearn.utils import all_estimators
 
@@ -41,6 +44,52 @@ def install(capture: Capture) -> None:
         return value
 
     sklearn.metrics.accuracy_score = accuracy_score
+    original_r2 = regression.r2_score
+
+    @functools.wraps(original_r2)
+    def r2_score(y_true: Any, y_pred: Any, *args: Any, **kwargs: Any) -> Any:
+        value = original_r2(y_true, y_pred, *args, **kwargs)
+        if not capture.depth:
+            safe(_record_score)(capture, "r2", y_true, value, by_labels=True)
+        return value
+
+    sklearn.metrics.r2_score = r2_score
+    for name in ("cross_val_score", "cross_validate"):
+        setattr(sklearn.model_selection, name, _wrap_cross_validation(capture, getattr(sklearn.model_selection, name)))
+
+
+def score_name(scoring: Any, classifier: bool) -> tuple[str, float] | None:
+    """The metric a scorer computes and the sign that makes it read naturally (`neg_mean_squared_error` is
+    recorded as `mean_squared_error`, lower is better); None for callables and multi-metric scorers."""
+    if scoring is None:
+        return ("accuracy" if classifier else "r2"), 1.0
+    if not isinstance(scoring, str):
+        return None
+    return (scoring.removeprefix("neg_"), -1.0) if scoring.startswith("neg_") else (scoring, 1.0)
+
+
+def _wrap_cross_validation(capture: Capture, original: Any) -> Any:
+    @functools.wraps(original)
+    def cross_validation(estimator: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(estimator, *args, **kwargs)
+        if not capture.depth:
+            safe(_record_cross_validation)(capture, estimator, kwargs.get("scoring"), result)
+        return result
+
+    return cross_validation
+
+
+def _record_cross_validation(capture: Capture, estimator: Any, scoring: Any, result: Any) -> None:
+    import numpy as np
+
+    named = score_name(scoring, _is_classifier(estimator))
+    scores = result.get("test_score") if isinstance(result, dict) else result
+    if named is None or scores is None:
+        return
+    name, sign = named
+    capture.metrics[f"val_{name}"] = sign * float(np.mean(scores))
+    capture.diagnostics.update(holdout=f"cross-validation ({len(scores)} folds, mean test score)",
+                               n_holdout=None)
 
 
 def _wrap_fit(capture: Capture, original: Any) -> Any:
@@ -53,8 +102,12 @@ def _wrap_fit(capture: Capture, original: Any) -> Any:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 result = original(self, *args, **kwargs)
+        except BaseException:
+            capture.fit_failed = True
+            raise
         finally:
             capture.depth -= 1
+        capture.fit_failed = False
         for warning in caught:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         X = args[0] if args else kwargs.get("X")
@@ -104,6 +157,11 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
         task="classification" if _is_classifier(estimator) else "regression",
         train_fingerprint=data.fingerprint(X), train_labels_fingerprint=data.fingerprint(y),
         model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
+    best = getattr(estimator, "best_score_", None)
+    named = score_name(getattr(estimator, "scoring", None), _is_classifier(estimator))
+    if best is not None and named is not None:
+        capture.metrics[f"val_{named[0]}"] = named[1] * float(best)
+        capture.diagnostics.update(holdout=f"cross-validation ({type(estimator).__name__}.best_score_)")
 
 
 def describe(estimator: Any, converged: bool = True) -> dict[str, Any]:
@@ -156,14 +214,15 @@ def _fitted(final: Any) -> dict[str, Any]:
 def _record_score(capture: Capture, name: str, data_or_labels: Any, value: Any, by_labels: bool) -> None:
     """A score on the training data is the training metric; on anything else, the held-out one."""
     key = "train_labels_fingerprint" if by_labels else "train_fingerprint"
-    on_training = data.fingerprint(data_or_labels) == capture.diagnostics.get(key)
+    seen = data.fingerprint(data_or_labels)
+    on_training = seen is not None and seen == capture.diagnostics.get(key)
     metric = name if on_training else f"val_{name}"
     capture.metrics[metric] = float(value)
     if not on_training:
         capture.diagnostics["holdout"] = "script"
         if by_labels:
-            capture.diagnostics["majority_share"] = data.majority_share(data.as_array(data_or_labels))
-            capture.diagnostics["n_holdout"] = int(len(data_or_labels))
+            capture.diagnostics["majority_share"] = data.majority_share(data.as_array(data_or_labels, True))
+            capture.diagnostics["n_holdout"] = data.n_rows(data_or_labels)
 
 
 def finish(capture: Capture) -> None:
@@ -179,13 +238,13 @@ def finish(capture: Capture) -> None:
         if name not in capture.metrics and y is not None:
             capture.metrics[name] = float(capture.model.score(X, y))
         fraction = float(capture.options.get("holdout", 0.2))
-        x_array, y_array = data.as_array(X), data.as_array(y)
-        if f"val_{name}" not in capture.metrics and fraction > 0 and x_array is not None and y_array is not None:
-            x_train, x_val, y_train, y_val = data.split(x_array, y_array, fraction, capture.seed)
+        rows = data.n_rows(X)
+        if f"val_{name}" not in capture.metrics and fraction > 0 and rows and rows == data.n_rows(y) and rows >= 5:
+            x_train, x_val, y_train, y_val = data.split_rows(X, y, fraction, capture.seed)
             refit = clone(capture.model).fit(x_train, y_train)
             capture.metrics[f"val_{name}"] = float(refit.score(x_val, y_val))
-            capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=int(len(x_val)),
-                                       majority_share=data.majority_share(y_val))
+            capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=data.n_rows(x_val),
+                                       majority_share=data.majority_share(data.as_array(y_val, True)))
     finally:
         capture.depth -= 1
 

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Protocol
 
 from mlops_cli.errors import ConfigError
-
+from mlops_cli.secrets import SENSITIVE_NAME, USERINFO, known_secrets
 from mlops_cli.workspace import RunRecord, Workspace
 
 
@@ -59,9 +59,6 @@ HOST_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", 
 RUN_ENV = ("MLOPS_STRICT", "MLOPS_PROFILE", "MLOPS_METRIC", "MLOPS_THRESHOLD", "MLOPS_SEED", "MLOPS_RUNTIME",
            "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")
 TRAIN_ENV_VAR = "MLOPS_TRAIN_ENV"
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|WEBHOOK|CREDENTIAL|API_?KEY|PRIVATE|SMTP|JENKINS|GIT_ASKPASS"
-                         r"|AUTH", re.IGNORECASE)
-_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*@", re.IGNORECASE)
 
 
 def declared_train_env(environ: Mapping[str, str]) -> list[str]:
@@ -72,7 +69,7 @@ def declared_train_env(environ: Mapping[str, str]) -> list[str]:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ConfigError(f"{TRAIN_ENV_VAR} names {name[:40]!r}, which is not a variable name",
                               "list names separated by commas")
-        if SECRET_NAME.search(name):
+        if SENSITIVE_NAME.search(name):
             raise ConfigError(f"{TRAIN_ENV_VAR} names {name}, which looks like a secret",
                               "secrets never reach the training process; pass data, not credentials")
     return names
@@ -80,9 +77,15 @@ def declared_train_env(environ: Mapping[str, str]) -> list[str]:
 
 def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True) -> dict[str, str]:
     """The allow-listed environment of the training process: host basics (local runner only), run settings and
-    the names declared in MLOPS_TRAIN_ENV. Proxy URLs that carry a password are left out."""
+    the names declared in MLOPS_TRAIN_ENV. Values that carry a password (a proxy URL with userinfo) or any
+    known secret (a declared name holding the SMTP password) are left out. Plots go to the non-interactive Agg
+    backend, so a script's `plt.show()` returns at once instead of waiting for a window."""
     environ = os.environ if environ is None else environ
-    allowed = (HOST_ENV if host else ()) + RUN_ENV + tuple(declared_train_env(environ))
-    env = {name: environ[name] for name in allowed if name in environ}
+    declared = declared_train_env(environ)
+    secrets = known_secrets(environ)
+    env = {name: environ[name] for name in (HOST_ENV if host else ()) + RUN_ENV if name in environ}
     env.update({name: value for name, value in environ.items() if host and name.startswith("LC_")})
-    return {name: value for name, value in env.items() if not _USERINFO.match(value)}
+    env.update({name: environ[name] for name in declared
+                if name in environ and not any(secret in environ[name] for secret in secrets)})
+    env["MPLBACKEND"] = "Agg"
+    return {name: value for name, value in env.items() if not USERINFO.search(value)}

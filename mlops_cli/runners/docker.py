@@ -1,38 +1,107 @@
-"""The docker runner: the harness of one run in a container of the profile's image, the workspace bind-mounted.
+"""The docker runner: the harness of one run in a container of its runtime's image, the workspace bind-mounted.
 
-Everything the harness writes (run.json status, metrics, train.log, checkpoints) lands in the host workspace,
-because paths in run.json are relative to the workspace. The container runs:
+The image is the run's runtime's (`mlops_cli.runtimes`: record.runtime, or record.profile for runs made before
+runtimes existed); a repository with its own requirements.txt / pyproject dependencies trains in a derived image
+`FROM` it, built once per set of requirements and reused (`images.derived_image`).
+
+The container sees only what its run needs of the workspace (the pushed script runs in it, so it is untrusted):
+
+    host                        container                         mode
+    runs/N/                     /workspace/runs/N                 read-write: run.json, metrics, train.log, model
+    checkpoints/N/              /workspace/checkpoints/N          read-write: Keras BackupAndRestore state
+    runs/N/work/                /workspace/repo (or runs/N/src)   read-write: a per-run copy of the source
+    .lock, .train.lock          /workspace/.lock, .train.lock     read-write files: the two locks
+    (nothing else)              /workspace                        the image's own folder, not the workspace
+
+So the script cannot touch the checkout (repo/, its .git and any credential in it), other runs, best/,
+state.json, next.json or tuning.db: the next evaluate or tweak reads only what the host wrote. The source is a
+copy made by the host for this run (links that leave the checkout refused, .git left out) because scripts write
+beside themselves (`model.save('model.h5')`); what they write stays in their own run. The two lock files are
+bind-mounted alone (created first, and refused when they are symbolic links) so that flock() in the container
+and on the host lock the same inode: the harness takes .train.lock, update_run takes .lock, exactly as with the
+whole workspace mounted, without the workspace root being writable. Every host path is checked to be itself (no
+symbolic link in it) before the engine sees it, since the engine would follow a link anywhere on the host.
+
+The container runs:
 
 * under an init (`init=True`), so `docker stop` delivers SIGTERM to the harness and it can save a checkpoint;
 * as the uid:gid of the process that runs mlops (the Jenkins agent's user, say), not as the image's own
-  `mlops` user: the container then reads and writes the workspace exactly as the local runner's process would
-  (our atomic writes create 0600 files, so any other uid could not even read run.json), later steps on the
-  host can rewrite what it wrote, and a bind mount owned by that user (or root, for root) is writable. The
-  image keeps its non-root `mlops` user as the default for plain `docker run -v VOL:/workspace IMAGE`, where
-  a fresh named volume takes the ownership of the image's /workspace;
+  `mlops` user: the container then reads and writes its run exactly as the local runner's process would
+  (our atomic writes create 0600 files), and later steps on the host can rewrite what it wrote;
+* with the allow-listed environment of `training_env(host=False)`: run settings, no secret;
 * with labels `mlops.project` (a digest of the workspace path) and `mlops.run`, so monitor finds it even when
   run.json lost the container id.
 
-The container options (image, limits, network, GPUs) are saved in runs/ID/container.json, so a restart by
-monitor starts the same container again; options given to a later `train --resume` override them.
+The container options (image, limits, network, GPUs) are saved in containers/ID.json (outside the run, so the
+script cannot widen its own network or GPU access for the restart), so a restart by monitor starts the same
+container again; options given to a later `train --resume` override them.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from mlops_cli import runtimes
 from mlops_cli.config import Settings
+from mlops_cli.deps import read_requirements
 from mlops_cli.docker_engine import ContainerSpec, Engine
 from mlops_cli.errors import ConfigError, RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command, training_env
-from mlops_cli.workspace import RunRecord, Workspace, atomic_write_json, read_json
+from mlops_cli.workspace import RunRecord, Workspace, atomic_write_json, copy_tree_confined, read_json
 
 MOUNT_POINT = "/workspace"
-SPEC_FILE = "container.json"
+SPECS_DIR = "containers"
+WORK_DIR = "work"
+
+
+def spec_path(ws: Workspace, run_id: str) -> Path:
+    """Where the options a run's container was started with are kept: host-only, outside the run."""
+    return ws.root / SPECS_DIR / f"{ws.run_dir(run_id).name}.json"
+
+
+def _exact(path: Path, root: Path) -> str:
+    """`path` as the engine must get it: absolute, inside the workspace, with no symbolic link anywhere in it."""
+    real = os.path.realpath(path)
+    if real != str(path) or not (real == str(root) or real.startswith(str(root) + os.sep)):
+        raise RunnerError(f"{path} is or passes through a symbolic link ({real})",
+                          "the workspace was tampered with: delete the link and train again")
+    return real
+
+
+def _lock_file(path: Path) -> None:
+    """Create a lock file if missing; a symbolic link in its place is refused (it would be mounted instead)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    except OSError as exc:
+        raise RunnerError(f"cannot use {path} as a lock file: {exc.strerror}", "delete it and train again") from exc
+
+
+def workspace_mounts(ws: Workspace, record: RunRecord) -> dict[str, str]:
+    """Host path -> container path: everything the training container sees of the workspace (module docstring)."""
+    root = Path(os.path.realpath(ws.root))
+    run_dir = root / "runs" / ws.run_dir(record.id).name
+    checkpoints = root / "checkpoints" / run_dir.name
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    work = run_dir / WORK_DIR
+    if not work.is_dir() or work.is_symlink():
+        staging = run_dir / f".{WORK_DIR}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        copy_tree_confined(ws.source_dir(record), staging, skip=(".git",))
+        os.replace(staging, work)
+    for lock in (ws.lock_path, ws.train_lock_path):
+        _lock_file(root / lock.name)
+    source = "repo" if record.source == "repo" else f"runs/{run_dir.name}/src"
+    pairs = {work: source, run_dir: f"runs/{run_dir.name}", checkpoints: f"checkpoints/{run_dir.name}",
+             root / ws.lock_path.name: ws.lock_path.name, root / ws.train_lock_path.name: ws.train_lock_path.name}
+    return {_exact(host, root): f"{MOUNT_POINT}/{target}" for host, target in pairs.items()}
+
+
 def project_label(ws: Workspace) -> str:
     """A stable, short name of the workspace for container labels."""
     return hashlib.sha256(str(ws.root).encode()).hexdigest()[:12]
@@ -41,7 +110,7 @@ def project_label(ws: Workspace) -> str:
 @dataclasses.dataclass(frozen=True)
 class DockerOptions:
     """How to start the container: flags win over MLOPS_DOCKER_CPUS, _MEMORY, _NETWORK, _GPUS; the image
-    defaults to MLOPS_IMAGE_<PROFILE>, else mlops-<profile>:latest."""
+    defaults to the runtime's (MLOPS_IMAGE_<RUNTIME>, else <image>:latest from runtimes.yaml)."""
 
     image: str | None = None
     cpus: float | None = None
@@ -71,17 +140,17 @@ class DockerOptions:
         return cls(**values)
 
 
-def image_for(ws: Workspace, profile: str | None, options: DockerOptions) -> str:
-    """The image to start: the explicit one, else the detected profile's `mlops-<profile>:latest`."""
-    from mlops_cli.images import default_image
-
+def image_for(ws: Workspace, record: RunRecord | None, options: DockerOptions) -> str:
+    """The image to start: the explicit one, else the run's runtime's (the detected one when no run is given)."""
     if options.image:
         return options.image
-    profile = profile or ws.read_state().get("profile")
-    if profile not in ("keras", "sklearn"):
-        raise RunnerError(f"workspace {ws.root} has no detected profile, so no image to pick",
+    if record is not None:
+        return runtimes.of_run(record.runtime, record.profile).default_image()
+    state = ws.read_state()
+    if not (state.get("runtime") or state.get("profile")):
+        raise RunnerError(f"workspace {ws.root} has no detected runtime, so no image to pick",
                           "run `mlops detect` first, or pass the image")
-    return default_image(profile)
+    return runtimes.of_run(state.get("runtime"), state.get("profile")).default_image()
 
 
 class DockerRunner:
@@ -91,11 +160,14 @@ class DockerRunner:
 
     def __init__(self, settings: Settings, detach: bool = False, *, image: str | None = None,
                  cpus: float | None = None, memory: str | None = None, network: str | None = None,
-                 gpus: str | None = None, on_output: Callable[[str], None] | None = None) -> None:
+                 gpus: str | None = None, on_output: Callable[[str], None] | None = None,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.detach = detach   # containers always run apart from this process; train reads it to skip wait()
         self.options = DockerOptions.from_env(image=image, cpus=cpus, memory=memory, network=network, gpus=gpus)
         self._on_output = on_output or (lambda line: print(line, file=sys.stdout, flush=True))
+        # what the runner itself says (derived image built or reused): stderr, so stdout stays the training's
+        self._on_notice = on_notice or (lambda line: print(line, file=sys.stderr, flush=True))
 
     @classmethod
     def if_available(cls, settings: Settings, detach: bool = False, **options: Any) -> DockerRunner:
@@ -110,7 +182,8 @@ class DockerRunner:
     def _options_for(self, ws: Workspace, record: RunRecord) -> DockerOptions:
         """The options the run was last started with (so monitor's restart keeps its limits), overridden by
         those given now (`train --resume ID --memory 8g` after an OOM kill)."""
-        saved = read_json(ws.run_dir(record.id) / SPEC_FILE) or {}
+        saved = read_json(spec_path(ws, record.id)) or {}
+        saved = saved if isinstance(saved, dict) else {}
         given = {key: value for key, value in dataclasses.asdict(self.options).items() if value is not None}
         known = {f.name for f in dataclasses.fields(DockerOptions)}
         return DockerOptions(**{**{k: v for k, v in saved.items() if k in known}, **given})
@@ -118,29 +191,44 @@ class DockerRunner:
     def start(self, ws: Workspace, record: RunRecord) -> None:
         """Start a container for this run (fresh, or again after a crash: the harness resumes the checkpoint)."""
         options = self._options_for(ws, record)
-        image = image_for(ws, record.profile, options)
+        runtime = runtimes.of_run(record.runtime, record.profile)
+        image = image_for(ws, record, options)
+        requirements = read_requirements(ws.source_dir(record))
+        for ignored in requirements.ignored:
+            self._on_notice(f"mlops: warning: {ignored}")
         labels = {"mlops.project": project_label(ws), "mlops.workspace": str(ws.root), "mlops.run": record.id}
-        spec = ContainerSpec(
-            image=image, command=harness_command(MOUNT_POINT, record.id),
-            mounts={str(ws.root): MOUNT_POINT}, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
-            environment=training_env(host=False),
-            working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
-            gpus=options.gpus)
+        saved = {**dataclasses.asdict(options), "image": image}   # a restart derives from the same image
         with Engine.connect() as engine:
             if engine.image_id(image) is None:
                 raise RunnerError(f"image {image} missing: run `mlops images build`")
+            if requirements:
+                from mlops_cli.images import derived_image
+
+                derived = derived_image(engine, runtime, image, requirements, on_output=self._on_notice)
+                self._on_notice(derived.summary(requirements))
+                image = derived.tag
+                saved.update(deps_image=derived.tag, deps_built=derived.built)
+            spec = ContainerSpec(
+                image=image, command=harness_command(MOUNT_POINT, record.id),
+                mounts=workspace_mounts(ws, record), labels=labels, user=f"{os.getuid()}:{os.getgid()}",
+                environment={**training_env(host=False), **runtime.env},
+                working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
+                gpus=options.gpus)
             # containers of this project that ended (this run's crashed one, finished runs) are done with:
             # everything they produced is in the workspace
             ended = [c for c in engine.find({"mlops.project": labels["mlops.project"]}) if not c.running]
             container_id = engine.run(spec)
             for old in ended:
                 engine.remove(old.id)
-        atomic_write_json(ws.run_dir(record.id) / SPEC_FILE, {**dataclasses.asdict(options), "image": image})
+        atomic_write_json(spec_path(ws, record.id), {**saved, "container_id": container_id})
         ws.update_run(record.id, runner=self.name, container_id=container_id, pid=None, host=engine.host)
 
     def _container_id(self, ws: Workspace, record: RunRecord, engine: Engine) -> str | None:
-        if record.container_id:
-            return record.container_id
+        """The run's container as the host recorded it (containers/ID.json: run.json is writable by the script,
+        which could name another container there), else found by its labels."""
+        saved = read_json(spec_path(ws, record.id)) or {}
+        if isinstance(saved, dict) and isinstance(saved.get("container_id"), str):
+            return saved["container_id"]
         found = engine.find({"mlops.project": project_label(ws), "mlops.run": record.id})
         return found[0].id if found else None
 

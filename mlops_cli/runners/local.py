@@ -1,12 +1,19 @@
-"""The local runner: the harness as a child process of this machine (laptops, CI, Jenkins agents without Docker)."""
+"""The local runner: the harness as a child process of this machine (laptops, CI, Jenkins agents without Docker).
+
+The process runs in the run's runtime (`mlops_cli.runtimes`): its cached venv (`mlops runtimes create NAME`), else
+this interpreter when it has what the runtime needs; a repository with its own requirements gets a cached venv
+layered on that one (`mlops_cli.venvs`)."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from mlops_cli import runtimes, venvs
+from mlops_cli.deps import read_requirements
 from mlops_cli.errors import RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command, training_env
 from mlops_cli.workspace import RunRecord, Workspace
@@ -28,19 +35,37 @@ def _pid_runs_harness(pid: int, run_id: str) -> bool:
 
 
 class LocalRunner:
-    """Starts `python -m mlops_cli.harness` with this interpreter.
+    """Starts `python -m mlops_cli.harness` with the run's runtime's interpreter.
 
     It passes only an allow-listed environment (no secret), but it cannot stop the script from reading or
     writing anything this user can: it is for a laptop's own code. Jenkins jobs use the Docker runner."""
 
     name = "local"
 
-    def __init__(self, detach: bool = False) -> None:
+    def __init__(self, detach: bool = False, on_notice: Callable[[str], None] | None = None) -> None:
         self.detach = detach
         self._process: subprocess.Popen[bytes] | None = None
+        # what the runner itself says (venvs made or reused): stderr, so stdout stays the command's result
+        self._on_notice = on_notice or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def interpreter(self, ws: Workspace, record: RunRecord) -> str:
+        """The runtime's Python, with the repository's requirements layered on it when it declares some."""
+        runtime = runtimes.of_run(record.runtime, record.profile)
+        python = venvs.interpreter_for(runtime)
+        requirements = read_requirements(ws.source_dir(record))
+        for ignored in requirements.ignored:
+            self._on_notice(f"mlops: warning: {ignored}")
+        if requirements:
+            venv = venvs.deps_venv(python, runtime, requirements, on_output=self._on_notice)
+            what = f"created in {venv.seconds:.1f} s" if venv.created else "reused"
+            self._on_notice(f"mlops: {' and '.join(requirements.sources)}: venv {venv.path} {what}")
+            python = venv.python
+        return python
 
     def start(self, ws: Workspace, record: RunRecord) -> None:
+        python = self.interpreter(ws, record)
         env = training_env()
+        env.update(runtimes.of_run(record.runtime, record.profile).env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env["PYTHONUNBUFFERED"] = "1"
@@ -48,7 +73,7 @@ class LocalRunner:
             env.update(BUILD_ID="dontKillMe", JENKINS_NODE_COOKIE="dontKillMe")
         output = subprocess.DEVNULL if self.detach else None
         try:
-            self._process = subprocess.Popen(harness_command(str(ws.root), record.id, sys.executable), env=env,
+            self._process = subprocess.Popen(harness_command(str(ws.root), record.id, python), env=env,
                                              stdin=subprocess.DEVNULL, stdout=output, stderr=output,
                                              start_new_session=self.detach)
         except OSError as exc:

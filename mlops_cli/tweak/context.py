@@ -9,6 +9,7 @@ from typing import Any
 
 from mlops_cli.config import Settings
 from mlops_cli.history import AttemptRow
+from mlops_cli.safe_source import MAX_REWRITE_BYTES, read_text
 
 
 @dataclasses.dataclass
@@ -44,7 +45,8 @@ class TweakContext:
 
     def entry_text(self, row: AttemptRow) -> str:
         """The entry script exactly as that attempt ran it (the checkout, or its rewritten copy)."""
-        return self.settings.workspace.entry_path(row.run).read_text(encoding="utf-8")
+        return read_text(self.settings.workspace.entry_path(row.run), self.source_dir(row),
+                         max_bytes=MAX_REWRITE_BYTES)
 
 
 def own_changes(reasons: list[str]) -> str:

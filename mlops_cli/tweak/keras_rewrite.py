@@ -19,6 +19,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
 from mlops_cli.errors import RewriteError
+from mlops_cli.safe_source import parse_cst
 
 DENSE = ("Dense",)
 CONV = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv2D", "Conv2DTranspose")
@@ -151,7 +152,7 @@ class _Parsed:
 
 def _parse(text: str, filename: str) -> _Parsed:
     try:
-        module = cst.parse_module(text)
+        module = parse_cst(text, filename)
     except cst.ParserSyntaxError as exc:
         raise RewriteError(f"{filename} is not valid Python (line {exc.raw_line}: {exc.message})",
                            "fix the syntax error first") from None

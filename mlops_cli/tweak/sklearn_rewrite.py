@@ -22,6 +22,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, ParentNodeProvider
 
 from mlops_cli.errors import RewriteError
+from mlops_cli.safe_source import MAX_REWRITE_BYTES, find_files, parse_cst, read_text
 
 SCALERS = frozenset({"StandardScaler", "MinMaxScaler", "RobustScaler", "MaxAbsScaler", "Normalizer",
                      "QuantileTransformer", "PowerTransformer"})
@@ -296,7 +297,7 @@ class _Transformer(cst.CSTTransformer):
 def apply(source: str, edit: Edit, filename: str = "train.py") -> str:
     """The script with `edit` made to every construction of the estimator; RewriteError when impossible."""
     try:
-        wrapper = MetadataWrapper(cst.parse_module(source))
+        wrapper = MetadataWrapper(parse_cst(source, filename))
     except cst.ParserSyntaxError as exc:
         raise RewriteError(f"{filename} is not valid Python ({str(exc).splitlines()[0]})",
                            "fix the syntax error first") from None
@@ -317,7 +318,7 @@ def apply(source: str, edit: Edit, filename: str = "train.py") -> str:
 
 def python_files(source_dir: Path, entry: str) -> list[str]:
     """The entry script first, then the other Python files of the code (a helper module may build the model)."""
-    others = sorted(str(path.relative_to(source_dir)) for path in source_dir.rglob("*.py")
+    others = sorted(str(path.relative_to(source_dir)) for path in find_files(source_dir, "*.py", SKIP_DIRS.__contains__)
                     if not any(part.startswith(".") or part in SKIP_DIRS
                                for part in path.relative_to(source_dir).parts))
     return [entry] + [rel for rel in others if rel != entry]
@@ -327,7 +328,7 @@ def rewrite_source(source_dir: Path, entry: str, edit: Edit) -> dict[str, str]:
     """{relpath: new text} for the first file (the entry script first) that constructs the estimator."""
     first_error: RewriteError | None = None
     for rel in python_files(source_dir, entry):
-        text = (source_dir / rel).read_text(encoding="utf-8")
+        text = read_text(source_dir / rel, source_dir, max_bytes=MAX_REWRITE_BYTES)
         if rel != entry and edit.estimator not in text:
             continue
         try:

@@ -1,0 +1,143 @@
+"""A model repository's own dependencies: read from its requirements.txt and pyproject.toml, layered on a runtime.
+
+The files come from pushed, untrusted code: they are read bounded (size), only plain requirement lines are kept
+(no `-r`, `--index-url` or other pip options, which could point pip at other files or servers), and nothing is
+installed here. The runners install what is left, into a derived image or venv named by `digest`; inside that
+environment `python -m mlops_cli.deps FILE` first drops the requirements the runtime already installs, so a
+repository pinning `tensorflow==2.4` keeps the runtime's TensorFlow instead of replacing it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+MAX_FILE_BYTES = 256 * 1024
+HASH_LENGTH = 12
+FILES = ("requirements.txt", "pyproject.toml")
+_PIP_FAILURES = (re.compile(r"No matching distribution found for (\S+)"),
+                 re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
+                 re.compile(r"Cannot install (\S+)"),
+                 re.compile(r"Failed to build (\S+)"),
+                 re.compile(r"Invalid requirement: '?([^'\s]+)"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+    """The requirement lines of a repository, where they came from, and the lines left out (with why)."""
+
+    lines: tuple[str, ...]
+    sources: tuple[str, ...]
+    ignored: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def text(self) -> str:
+        return "".join(f"{line}\n" for line in self.lines)
+
+    def digest(self, base: str) -> str:
+        """Names the derived image or venv: these requirements on that base (an image id, an interpreter)."""
+        return hashlib.sha256(f"base={base}\n{self.text()}".encode()).hexdigest()[:HASH_LENGTH]
+
+
+def _bounded_text(path: Path) -> str | None:
+    """The file's text if it is a regular file inside the checkout and not too large; None otherwise."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def _requirement(line: str) -> str | None:
+    """The line, normalised, when it is a plain requirement (`name[extra] spec ; marker`); None otherwise."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        parsed = Requirement(line)
+    except InvalidRequirement:
+        return None
+    return None if parsed.url else str(parsed)
+
+
+def read_requirements(source: Path) -> Requirements:
+    """The requirements of the checkout at `source` (its root requirements.txt and [project] dependencies)."""
+    lines: list[str] = []
+    sources: list[str] = []
+    ignored: list[str] = []
+    text = _bounded_text(source / "requirements.txt")
+    if text is not None:
+        sources.append("requirements.txt")
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+            if not line:
+                continue
+            requirement = None if line.startswith("-") else _requirement(line)
+            if requirement is None:
+                ignored.append(f"requirements.txt:{number}: {line[:80]} (only plain `name[extras] version` lines "
+                               "are installed)")
+            elif requirement not in lines:
+                lines.append(requirement)
+    text = _bounded_text(source / "pyproject.toml")
+    if text is not None:
+        import tomllib
+
+        try:
+            project = tomllib.loads(text).get("project") or {}
+        except (tomllib.TOMLDecodeError, RecursionError):
+            project = {}
+        declared = project.get("dependencies") if isinstance(project, dict) else None
+        if isinstance(declared, list) and declared:
+            sources.append("pyproject.toml")
+            for entry in declared:
+                requirement = _requirement(entry) if isinstance(entry, str) else None
+                if requirement is None:
+                    ignored.append(f"pyproject.toml: {str(entry)[:80]} (not a plain requirement)")
+                elif requirement not in lines:
+                    lines.append(requirement)
+    return Requirements(lines=tuple(lines), sources=tuple(sources), ignored=tuple(ignored))
+
+
+def split_provided(lines: list[str]) -> tuple[list[str], list[str]]:
+    """(to install, already installed by the runtime): run inside the target environment."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    installed = {canonicalize_name(dist.metadata["Name"] or "") for dist in metadata.distributions()}
+    install, provided = [], []
+    for line in lines:
+        (provided if canonicalize_name(Requirement(line).name) in installed else install).append(line)
+    return install, provided
+
+
+def pip_failure(output: str) -> str | None:
+    """The requirement pip names in its error output (the last one), or None when it names none."""
+    found = None
+    for line in output.splitlines():
+        for pattern in _PIP_FAILURES:
+            match = pattern.search(line)
+            if match:
+                found = match.group(1).strip("'\".,:")
+    return found
+
+
+def main(argv: list[str]) -> int:
+    """`python -m mlops_cli.deps FILE`: print FILE's requirements that this environment does not install yet
+    (what the derived image or venv must add); say on stderr which ones the runtime keeps."""
+    lines = [line.strip() for line in Path(argv[0]).read_text(encoding="utf-8").splitlines() if line.strip()]
+    install, provided = split_provided(lines)
+    for line in provided:
+        print(f"mlops: {line}: the runtime installs this package already; its version is kept", file=sys.stderr)
+    print("".join(f"{line}\n" for line in install), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,229 @@
+"""Cached venvs for the local runner: one per runtime (`mlops runtimes create NAME`), and one per set of a
+repository's requirements layered on it.
+
+Layout under `runtimes.cache_dir()`:
+    runtimes/<name>-<digest>/   a runtime's venv; <digest> hashes its requirements and the Python version
+    deps/<name>-<digest>/       a repository's requirements; a .pth file puts the base's site-packages behind
+                                its own, so only what the runtime lacks is installed; <digest> hashes the
+                                requirements and the base interpreter
+A venv is complete once its `.mlops-ready` file exists; one without (a creation killed half-way) is made again.
+Creating holds a lock, so two trainings that need the same venv build it once. pip runs with the training
+process' allow-listed environment (plus PIP_* settings): a repository's requirement may run its own build code.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from mlops_cli import runtimes
+from mlops_cli.deps import Requirements, pip_failure
+from mlops_cli.errors import RunnerError, UsageError
+from mlops_cli.runtimes import Runtime
+
+READY = ".mlops-ready"
+PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+PIP_TIMEOUT_S = 1800
+
+
+@dataclasses.dataclass(frozen=True)
+class Venv:
+    """A venv ready to train in, and whether this call had to create it."""
+
+    path: Path
+    created: bool
+    seconds: float
+
+    @property
+    def python(self) -> str:
+        return str(self.path / "bin" / "python")
+
+
+def _ready(path: Path) -> bool:
+    return (path / READY).is_file() and (path / "bin" / "python").exists()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _interpreter_for(runtime: Runtime) -> tuple[str, str]:
+    """(executable, version) of a Python its packages install on: this one if it fits, else python3.X on PATH."""
+    version = runtimes.python_version()
+    if runtime.python_fits(version):
+        return sys.executable, version
+    for minor in range(20, 7, -1):
+        candidate = shutil.which(f"python3.{minor}")
+        if candidate:
+            found = runtimes.python_version(candidate)
+            if found and runtime.python_fits(found):
+                return candidate, found
+    raise UsageError(f"runtime {runtime.name} needs Python {runtime.python}, and none is on PATH "
+                     f"(this one is {version})", f"install a matching python3.X, then `mlops runtimes create "
+                                                 f"{runtime.name}`")
+
+
+def runtime_venv_path(runtime: Runtime) -> Path:
+    """Where the venv of `runtime` is (or would be) for the Python it would be made with."""
+    _, version = _interpreter_for(runtime)
+    minor = ".".join(version.split(".")[:2])
+    return runtimes.cache_dir() / "runtimes" / f"{runtime.name}-{runtime.venv_digest(minor)}"
+
+
+def find_runtime_venv(runtime: Runtime) -> Venv | None:
+    """The runtime's cached venv when it is complete, else None."""
+    try:
+        path = runtime_venv_path(runtime)
+    except UsageError:
+        return None
+    return Venv(path, created=False, seconds=0.0) if _ready(path) else None
+
+
+def install_env() -> dict[str, str]:
+    """The environment of pip and of our helper in a venv being made: no secret (an sdist runs its own code), but
+    pip's own settings (PIP_INDEX_URL, PIP_FIND_LINKS...) unless they carry credentials."""
+    from mlops_cli.runners import training_env
+    from mlops_cli.secrets import SENSITIVE_NAME
+
+    env = training_env()
+    env.update({name: value for name, value in os.environ.items() if name.startswith("PIP_")
+                and not SENSITIVE_NAME.search(name) and "@" not in value})
+    env["PYTHONPATH"] = PACKAGE_PARENT
+    return env
+
+
+def _pip_install(python: str, args: list[str], what: str, on_output: Callable[[str], None]) -> None:
+    command = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *args]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
+                                stdin=subprocess.DEVNULL, env=install_env())
+    except subprocess.TimeoutExpired:
+        raise RunnerError(f"installing {what} took more than {PIP_TIMEOUT_S} s", "check the network and retry") \
+            from None
+    for line in result.stdout.splitlines():
+        if line.strip():
+            on_output(line)
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
+        requirement = pip_failure(output)
+        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip().startswith("ERROR")),
+                    f"pip exited with code {result.returncode}")
+        named = f"requirement {requirement} cannot be installed" if requirement else f"installing {what} failed"
+        raise RunnerError(f"{named}: {last[:240]}", f"fix {what} and train again")
+
+
+def _create(path: Path, python: str, fill: Callable[[str], None]) -> float:
+    """Make the venv at `path` with `python`, let `fill(venv_python)` install into it, then mark it ready."""
+    started = time.monotonic()
+    shutil.rmtree(path, ignore_errors=True)
+    made = subprocess.run([python, "-m", "venv", str(path)], capture_output=True, text=True, timeout=300)
+    if made.returncode != 0:
+        raise RunnerError(f"cannot create a venv at {path}: {made.stderr.strip()[-200:]}",
+                          "check the disk and that python3-venv is installed")
+    venv_python = str(path / "bin" / "python")
+    try:
+        fill(venv_python)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    (path / READY).write_text(json.dumps({"python": python, "created": time.time()}))
+    return time.monotonic() - started
+
+
+def create_runtime_venv(runtime: Runtime, on_output: Callable[[str], None] = lambda line: None) -> Venv:
+    """The runtime's venv, created (and its packages installed from PyPI) unless a complete one is cached."""
+    python, _ = _interpreter_for(runtime)
+    path = runtime_venv_path(runtime)
+    with _locked(path):
+        if _ready(path):
+            return Venv(path, created=False, seconds=0.0)
+        on_output(f"creating the {runtime.name} venv at {path} with {python}")
+        seconds = _create(path, python, lambda venv_python: _pip_install(
+            venv_python, list(runtime.venv_requirements()), f"the {runtime.name} runtime", on_output))
+    return Venv(path, created=True, seconds=seconds)
+
+
+def _site_packages(python: str) -> list[str]:
+    """The site-packages folders of an interpreter (a venv's own, or a system's)."""
+    code = "import json, site, sys; print(json.dumps([p for p in site.getsitepackages() if 'site-packages' in p]))"
+    if python == sys.executable:
+        import site
+
+        return [p for p in site.getsitepackages() if "site-packages" in p]
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+    return json.loads(out.stdout or "[]")
+
+
+def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
+              on_output: Callable[[str], None] = lambda line: None) -> Venv:
+    """A venv holding the repository's requirements on top of `base_python`'s packages, cached by their hash."""
+    base = str(Path(base_python).absolute())
+    path = runtimes.cache_dir() / "deps" / f"{runtime.name}-{requirements.digest(base)}"
+    with _locked(path):
+        if _ready(path):
+            return Venv(path, created=False, seconds=0.0)
+
+        def fill(venv_python: str) -> None:
+            site_dir = Path(_site_packages(venv_python)[0])
+            (site_dir / "zz-mlops-runtime.pth").write_text("".join(f"{p}\n" for p in _site_packages(base_python)))
+            wanted = path / "requirements.txt"
+            wanted.write_text(requirements.text())
+            split = subprocess.run([venv_python, "-m", "mlops_cli.deps", str(wanted)], capture_output=True,
+                                   text=True, timeout=120, env=install_env())
+            if split.returncode != 0:
+                raise RunnerError(f"cannot read the requirements: {split.stderr.strip()[-200:]}")
+            for line in split.stderr.splitlines():
+                on_output(line)
+            install = [line for line in split.stdout.splitlines() if line.strip()]
+            if install:
+                (path / "install.txt").write_text("".join(f"{line}\n" for line in install))
+                _pip_install(venv_python, ["-r", str(path / "install.txt")],
+                             f"the repository's {' and '.join(requirements.sources)}", on_output)
+
+        on_output(f"installing the repository's requirements into {path}")
+        seconds = _create(path, base_python, fill)
+    return Venv(path, created=True, seconds=seconds)
+
+
+def local_state(runtime: Runtime) -> str:
+    """How `train --runner local` would run this runtime here, in a few words."""
+    venv = find_runtime_venv(runtime)
+    if venv is not None:
+        return f"venv {venv.path}"
+    missing = runtime.missing_here()
+    if not missing:
+        return f"this Python ({sys.executable}) serves it"
+    return f"not here: this Python lacks {', '.join(missing)}; `mlops runtimes create {runtime.name}` makes its venv"
+
+
+def describe(name: str | None = None) -> list[dict[str, str]]:
+    """One row per runtime (or only `name`) for `mlops runtimes list`."""
+    chosen = [runtimes.get(name)] if name else list(runtimes.registry().values())
+    return [{"name": r.name, "profile": r.profile, "description": r.description, "image": r.default_image(),
+             "python": r.python, "requirements": ", ".join(r.requirements), "local": local_state(r)}
+            for r in chosen]
+
+
+def interpreter_for(runtime: Runtime) -> str:
+    """The Python that trains `runtime` locally: its cached venv, else this interpreter when it serves it;
+    a RunnerError saying which command creates the venv otherwise (before any training starts)."""
+    venv = find_runtime_venv(runtime)
+    if venv is not None:
+        return venv.python
+    missing = runtime.missing_here()
+    if missing:
+        raise RunnerError(f"runtime {runtime.name} has no venv here and this Python lacks {', '.join(missing)}",
+                          f"create it with `mlops runtimes create {runtime.name}`")
+    return sys.executable

@@ -1,0 +1,170 @@
+"""detect on the shapes of real public scripts: data paths and working directory, Keras 2 idioms and the keras2
+runtime, missing packages, test files, no fit, cross-validation only, CNN layers through partial and aliases."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import make_remote, run_mlops
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "realscripts"
+
+
+def _tree(tmp_path: Path, fixture: str, extra: dict[str, str] | None = None) -> Path:
+    root = tmp_path / "code"
+    shutil.copytree(FIXTURES / fixture, root)
+    for rel, text in (extra or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def _detect(root: Path) -> tuple[int, dict | None, str]:
+    result = run_mlops("detect", "--path", str(root), "--json")
+    return result.returncode, json.loads(result.stdout) if result.returncode == 0 else None, result.stderr
+
+
+def test_data_beside_the_script_sets_the_working_directory(tmp_path: Path) -> None:
+    files = {"06SVM/cell_samples.csv": "a,Class\n1,2\n", "06SVM/svm.py": (FIXTURES / "svm-subfolder/06SVM/svm.py")
+             .read_text()}
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, files))).returncode == 0
+    result = run_mlops("detect", "-w", str(ws))
+    assert result.returncode == 0, result.stderr
+    assert "entrypoint: 06SVM/svm.py (runs in 06SVM/)" in result.stdout
+    state = json.loads((ws / "state.json").read_text())
+    assert state["workdir"] == "06SVM" and state["runtime"] == "sklearn"
+
+
+def test_absolute_path_outside_the_repository_is_one_line_before_training(tmp_path: Path) -> None:
+    code, _, stderr = _detect(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n"}))
+    assert code == 2
+    assert stderr.strip() == ("mlops: error: train.py:5 reads /mycode/wines.csv, which is outside the repository "
+                              "(the repository has wines.csv (use a relative path))")
+
+
+def test_a_path_in_neither_folder_is_named_with_its_line(tmp_path: Path) -> None:
+    code, _, stderr = _detect(_tree(tmp_path, "tree-string-labels"))
+    assert code == 2
+    assert stderr.startswith("mlops: error: train.py:7 reads iris.csv, which is not in the repository (commit")
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_a_path_the_script_writes_or_checks_first_is_not_required(tmp_path: Path) -> None:
+    root = _tree(tmp_path, "cv-only", {"cache.py": "import os\nimport numpy as np\nfrom sklearn.svm import SVC\n"
+                                                   "if not os.path.isfile('x.npy'):\n    np.save('x.npy', [[1.0]])\n"
+                                                   "x = np.load('x.npy')\nopen('log.txt', 'w').write('ok')\n"
+                                                   "SVC().fit(x, [0])\n"})
+    (root / "evaluate_models.py").unlink()
+    code, data, stderr = _detect(root)
+    assert code == 0, stderr
+    assert data["workdir"] is None
+
+
+def test_keras2_idioms_pick_the_keras2_runtime_with_evidence(tmp_path: Path) -> None:
+    code, data, stderr = _detect(_tree(tmp_path, "keras2-idioms"))
+    assert code == 0, stderr
+    assert data["profile"] == "keras" and data["runtime"] == "keras2"
+    for line in ("train.py:6: np_utils (Keras 2 only)", "train.py:11: Adam(lr=...) (Keras 2 only)",
+                 "train.py:12: fit_generator (Keras 2 only)", "train.py:13: save_weights('weights.h5') (Keras 2 only)"):
+        assert line in data["evidence"]
+
+
+def test_runtime_in_mlops_yaml_overrides_and_is_validated(tmp_path: Path) -> None:
+    code, data, _ = _detect(_tree(tmp_path, "keras2-idioms", {"mlops.yaml": "runtime: keras\n"}))
+    assert code == 0 and data["runtime"] == "keras" and "mlops.yaml: runtime: keras" in data["evidence"]
+    code, _, stderr = _detect(_tree(tmp_path / "b", "keras2-idioms", {"mlops.yaml": "runtime: keras9\n"}))
+    assert code == 2 and "runtime 'keras9' is unknown" in stderr
+
+
+def test_third_party_imports_the_runtime_lacks_are_listed_with_what_to_add(tmp_path: Path) -> None:
+    script = ("import cv2\nimport seaborn as sns\ntry:\n    import xgboost_extras\nexcept ImportError:\n    pass\n"
+              "import pylab\nfrom sklearn.svm import SVC\n\ndef plot():\n    import plotly\n\n"
+              "SVC().fit([[0], [1]], [0, 1])\n")
+    code, _, stderr = _detect(_tree(tmp_path, "cv-only", {"train.py": script}))
+    assert code == 2
+    assert stderr.strip() == ("mlops: error: train.py:1: import cv2: the sklearn runtime lacks it (and 1 more) (add "
+                              "opencv-python-headless to requirements.txt; the repository has no requirements.txt)")
+    code, data, _ = _detect(_tree(tmp_path / "b", "cv-only", {"train.py": script, "requirements.txt": "seaborn==0.13\n"}))
+    assert code == 0
+    assert data["missing_packages"] == [
+        "train.py:1: import cv2: the sklearn runtime lacks it; add opencv-python-headless to requirements.txt",
+        "train.py:11: import plotly: the sklearn runtime lacks it; add plotly to requirements.txt"]
+    assert "mlops: warning: train.py:1: import cv2" in run_mlops("detect", "--path", str(tmp_path / "b" / "code")).stderr
+
+
+def test_a_test_file_that_trains_is_the_entry_when_nothing_else_trains(tmp_path: Path) -> None:
+    root = _tree(tmp_path, "linreg-default-metric", {"helpers.py": "def util():\n    return 1\n"})
+    code, data, stderr = _detect(root)
+    assert code == 0, stderr
+    assert data["entrypoint"] == "test_linear_regression.py" and data["profile"] == "sklearn"
+    assert any("looks like a test file" in warning for warning in data["warnings"])
+    (root / "test_linear_regression.py").unlink()
+    code, _, stderr = _detect(root)
+    assert code == 2 and "no training script found" in stderr and "no Python files" not in stderr
+
+
+def test_keras_model_without_fit_gets_its_profile_and_a_warning(tmp_path: Path) -> None:
+    script = ("from keras.models import Sequential\nfrom keras.layers import Dense\nmodel = Sequential()\n"
+              "model.add(Dense(1, input_dim=3))\nmodel.compile(loss='mse', optimizer='adam')\nmodel.summary()\n")
+    code, data, stderr = _detect(_tree(tmp_path, "keras-tfdata", {"train.py": script}))
+    assert code == 0, stderr
+    assert data["profile"] == "keras" and data["runtime"] == "keras"
+    assert any("never calls fit(): nothing will train" in warning for warning in data["warnings"])
+
+
+def test_cross_val_score_only_is_a_training_script(tmp_path: Path) -> None:
+    code, data, stderr = _detect(_tree(tmp_path, "cv-only"))
+    assert code == 0, stderr
+    assert data["profile"] == "sklearn" and data["entrypoint"] == "evaluate_models.py"
+    assert "evaluate_models.py:7: cross_val_score(...) trains the model" in data["evidence"]
+
+
+def test_cnn_layers_through_partial_and_aliases_are_seen(tmp_path: Path) -> None:
+    code, data, stderr = _detect(_tree(tmp_path, "keras-unbuilt-acc"))
+    assert code == 0, stderr
+    assert data["cnn"] is True
+    assert "main.py:6: Conv1D layer: convolutional network" in data["evidence"]
+
+
+def test_an_api_no_runtime_has_stops_before_training(tmp_path: Path) -> None:
+    script = ("from keras.wrappers.scikit_learn import KerasClassifier\nfrom sklearn.model_selection import "
+              "cross_val_score\nprint(cross_val_score(KerasClassifier(build_fn=None), [[0]], [0]))\n")
+    code, _, stderr = _detect(_tree(tmp_path, "keras-tfdata", {"train.py": script}))
+    assert code == 2
+    assert stderr.startswith("mlops: error: train.py:1: keras.wrappers.scikit_learn was removed in Keras 2.12 (use "
+                             "the scikeras package")
+
+
+def test_image_folders_read_from_the_repository_root(tmp_path: Path) -> None:
+    script = ("from tensorflow.keras.preprocessing.image import ImageDataGenerator\nimport tensorflow as tf\n"
+              "DATA = 'data'\ngen = ImageDataGenerator(rescale=1 / 255).flow_from_directory(DATA + '/train')\n"
+              "val = tf.keras.utils.image_dataset_from_directory(directory='data/validation')\n"
+              "model = tf.keras.Sequential([tf.keras.layers.Conv2D(4, 3)])\nmodel.fit(gen, validation_data=val)\n")
+    root = _tree(tmp_path, "keras-tfdata", {"src/train.py": script, "data/train/cat/a.txt": "x",
+                                            "data/validation/cat/b.txt": "x"})
+    (root / "train.py").unlink()
+    code, data, stderr = _detect(root)
+    assert code == 0, stderr
+    assert data["entrypoint"] == "src/train.py" and data["workdir"] is None and data["cnn"] is True
+    (root / "data" / "validation" / "cat" / "b.txt").unlink()
+    (root / "data" / "validation" / "cat").rmdir()
+    (root / "data" / "validation").rmdir()
+    code, _, stderr = _detect(root)
+    assert code == 2 and "src/train.py:5 reads data/validation, which is not in the repository" in stderr
+
+
+def test_reads_in_code_that_runs_stop_detect_and_reads_in_code_that_may_not_only_warn(tmp_path: Path) -> None:
+    script = ("import pandas as pd\nfrom sklearn.svm import SVC\n\ndef load():\n    return pd.read_csv('train.csv')\n\n"
+              "def predict(model):\n    return model.predict(pd.read_csv('new.csv'))\n\ndef main():\n"
+              "    data = load()\n    SVC().fit(data[['a']], data['b'])\n\nif __name__ == '__main__':\n    main()\n")
+    root = _tree(tmp_path, "cv-only", {"train.py": script, "train.csv": "a,b\n1,0\n2,1\n"})
+    (root / "evaluate_models.py").unlink()
+    code, data, stderr = _detect(root)
+    assert code == 0, stderr
+    assert data["warnings"] == ["train.py:8 reads new.csv, which is not in the repository (if that code runs: "
+                                "commit the file, or read a file that is committed)"]
+    (root / "train.csv").unlink()
+    code, _, stderr = _detect(root)
+    assert code == 2 and stderr.startswith("mlops: error: train.py:5 reads train.csv, which is not in the repository")

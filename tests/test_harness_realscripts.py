@@ -1,0 +1,187 @@
+"""The harness on the shapes of real public scripts, trained for real on tiny data through `mlops train` and
+`mlops evaluate` with default settings: each fixture is a minimal script of a shape that broke before."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import make_remote, run_mlops
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "realscripts"
+
+
+def _iris_csv() -> str:
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame["species"] = frame.pop("target").map({0: "setosa", 1: "versicolor", 2: "virginica"})
+    return frame.to_csv(index=False)
+
+
+def _customers_csv() -> str:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.integers(18, 80, 200), "spend": rng.normal(50, 10, 200),
+                          "plan": rng.choice(["basic", "pro", "team"], 200)})
+    frame["churn"] = ((frame.spend < 50) ^ (frame.plan == "pro")).astype(int)
+    return frame.to_csv(index=False)
+
+
+def _workspace(tmp_path: Path, fixture: str, data: dict[str, str] | None = None) -> Path:
+    work = tmp_path / "src"
+    shutil.copytree(FIXTURES / fixture, work)
+    for rel, text in (data or {}).items():
+        (work / rel).write_text(text)
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, work))).returncode == 0
+    return ws
+
+
+def _train(ws: Path) -> tuple[object, dict | None]:
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    path = ws / "runs" / "0001" / "metrics.json"
+    return result, json.loads(path.read_text()) if path.exists() else None
+
+
+def _verdict(ws: Path) -> object:
+    result = run_mlops("evaluate", "-w", str(ws))
+    assert result.returncode in (0, 3), result.stderr
+    return result
+
+
+def test_string_labels_from_a_csv_give_val_accuracy(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "tree-string-labels", {"iris.csv": _iris_csv()})
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] > 0.8 and metrics["diagnostics"]["holdout"] == "script"
+    assert "val_accuracy = " in _verdict(ws).stdout
+
+
+def test_script_reading_its_own_folder_runs_there(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i % 7},{(i * 3) % 5},{2 if i % 7 < 3 else 4}" for i in range(60))
+    ws = _workspace(tmp_path, "svm-subfolder", {"06SVM/cell_samples.csv": f"a,b,Class\n{rows}\n"})
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((ws / "runs" / "0001" / "run.json").read_text())["workdir"] == "06SVM"
+    assert metrics["val_accuracy"] > 0.5
+
+
+def test_regressor_gets_a_verdict_on_val_r2_by_default(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "linreg-default-metric")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["task"] == "regression" and "val_r2" in metrics
+    evaluation = _verdict(ws)
+    assert "val_r2 = " in evaluation.stdout and "the default metric for regression" in evaluation.stdout
+
+
+def test_cross_val_score_alone_is_the_held_out_score(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "cv-only")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["holdout"] == "cross-validation (4 folds, mean test score)"
+    assert metrics["val_accuracy"] > 0.85
+    assert _verdict(ws).returncode == 0
+
+
+def test_grid_search_best_score_is_the_held_out_score(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "grid-best-score")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["holdout"] == "cross-validation (GridSearchCV.best_score_)"
+    assert metrics["val_accuracy"] > 0.9
+    assert (ws / "runs" / "0001" / "model.joblib").exists()
+
+
+def test_failure_after_the_last_fit_keeps_the_model_with_a_warning(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "fails-after-fit")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["warnings"] == ["trained; the script then failed at train.py:8: FileNotFoundError: [Errno 2] "
+                                   "No such file or directory: 'reports/summary.txt'"]
+    assert (ws / "runs" / "0001" / "model.joblib").exists()
+    evaluation = _verdict(ws)
+    assert "mlops: warning: run 0001: trained; the script then failed at train.py:8" in evaluation.stderr
+
+
+def test_exit_zero_before_any_fit_is_a_failed_run(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "exits-before-fit")
+    result, metrics = _train(ws)
+    assert result.returncode == 1 and metrics is None
+    run = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"].startswith("the script trained nothing")
+
+
+@pytest.mark.slow
+def test_tf_keras_binary_classifier_on_dataframes_with_bool_dummies(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "keras-dataframe-bool", {"customers.csv": _customers_csv()})
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["holdout"] == "harness" and metrics["diagnostics"]["n_holdout"] == 32
+    assert metrics["val_accuracy"] == metrics["val_acc"] and metrics["epochs"] == 3
+    assert [c["name"] for c in metrics["diagnostics"]["input_stats"]["columns"]][-1] == "plan_team"
+    _verdict(ws)
+
+
+@pytest.mark.slow
+def test_functional_multi_output_regression_is_held_out_and_scored(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "keras-multi-output")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["holdout"] == "harness" and metrics["diagnostics"]["n_holdout"] == 40
+    assert metrics["diagnostics"]["task"] == "regression" and metrics["val_r2"] > 0.3
+    assert "val_r2 = " in _verdict(ws).stdout
+
+
+@pytest.mark.slow
+def test_unbuilt_sequential_with_categorical_accuracy_checkpoints_and_scores(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "keras-unbuilt-acc")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["holdout"] == "validation_split (shuffled, stratified)"
+    assert metrics["val_accuracy"] == metrics["val_categorical_accuracy"]
+    assert not any("cannot resume" in note for note in metrics["diagnostics"]["notes"])
+
+
+@pytest.mark.slow
+def test_keras2_weights_file_name_after_fit_keeps_the_trained_model(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "keras-save-weights-h5")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["warnings"][0].startswith("trained; the script then failed at train.py:11: ValueError")
+    assert (ws / "runs" / "0001" / "model.keras").exists() and "val_accuracy" in metrics
+    _verdict(ws)
+
+
+@pytest.mark.slow
+def test_tf_data_inputs_use_what_the_script_validates_on(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "keras-tfdata")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["holdout"] == "validation_data"
+    assert any("no hold-out can be cut" in note for note in metrics["diagnostics"]["notes"])
+    assert "val_accuracy" in metrics
+    _verdict(ws)
+
+
+def test_a_missing_package_fails_with_its_line_and_what_to_add(tmp_path: Path) -> None:
+    script = (FIXTURES / "fails-after-fit" / "train.py").read_text()
+    ws = _workspace(tmp_path, "fails-after-fit", {"plots.py": "import seaborn_not_installed_here as sns\n",
+                                                  "train.py": "import plots\n" + script})
+    result, _ = _train(ws)
+    assert result.returncode == 1
+    run = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert run["error"] == ("ModuleNotFoundError: No module named 'seaborn_not_installed_here' (at plots.py:1; add "
+                            "seaborn_not_installed_here to requirements.txt)")
+
+
+def test_notebook_exported_as_a_script_trains_with_its_magics_skipped(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "notebook-export")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] > 0.9 and metrics["diagnostics"]["holdout"] == "script"

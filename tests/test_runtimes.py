@@ -1,0 +1,268 @@
+"""Runtimes on the local runner: the registry, `mlops runtimes`, the one-line refusal when a runtime is missing,
+a repository's requirements in a real layered venv (created once, then reused), and a Keras 2-era script that
+trains and resumes after SIGKILL in the keras2 runtime's real venv (TensorFlow 2.15 + Keras 2.15)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, make_remote, progress, run_json, run_mlops, wait_for
+from mlops_cli import runtimes
+from mlops_cli.deps import pip_failure, read_requirements
+from mlops_cli.workspace import Workspace
+
+KERAS2_SCRIPT = (ROOT / "tests" / "keras2_era" / "train.py").read_text()
+SKLEARN_WITH_DEP = """\
+import mlops_tiny_dep
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+X, y = load_iris(return_X_y=True)
+LogisticRegression(max_iter=300).fit(X, y)
+print("dependency says", mlops_tiny_dep.VALUE)
+"""
+
+
+def pulled(tmp_path: Path, files: dict[str, str], runtime: str | None = None) -> Path:
+    """A workspace pulled from a real repository and detected; `runtime` then chosen as mlops.yaml would."""
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, files))).returncode == 0
+    detected = run_mlops("detect", "-w", str(ws))
+    assert detected.returncode == 0, detected.stderr
+    if runtime:
+        Workspace(ws).update_state(runtime=runtime)
+    return ws
+
+
+@pytest.fixture
+def tiny_wheels(tmp_path: Path) -> Path:
+    """A folder holding the wheel of a one-module package built here, so installing it needs no network."""
+    project = tmp_path / "tiny"
+    (project / "mlops_tiny_dep").mkdir(parents=True)
+    (project / "mlops_tiny_dep" / "__init__.py").write_text("VALUE = 42\n")
+    (project / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=68"]\n'
+                                            'build-backend = "setuptools.build_meta"\n'
+                                            '[project]\nname = "mlops-tiny-dep"\nversion = "0.1"\n')
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(project)], check=True, capture_output=True)
+    return wheels
+
+
+def test_registry_names_each_runtime_its_image_and_venv_pins() -> None:
+    registry = runtimes.registry()
+    assert set(registry) == {"keras", "sklearn", "keras2"}
+    assert {name: r.image for name, r in registry.items()} == {
+        "keras": "mlops-keras", "sklearn": "mlops-sklearn", "keras2": "mlops-keras2"}
+    keras2 = registry["keras2"]
+    assert keras2.profile == "keras" and "tensorflow-cpu==2.15.1" in keras2.requirements
+    assert keras2.python_fits("3.11.7") and not keras2.python_fits("3.12.1")
+    assert keras2.venv_requirements()[:1] == ["pyyaml>=6"], "the harness' own imports come first"
+    assert keras2.missing_here() == ["keras>=2.15,<3"], "this (Keras 3) interpreter cannot serve keras2"
+    assert registry["sklearn"].missing_here() == []
+
+
+def test_runtimes_list_says_how_each_trains_here(tmp_path: Path) -> None:
+    listed = run_mlops("runtimes", "list", "--json", env={"MLOPS_CACHE_DIR": str(tmp_path / "cache")})
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["sklearn"]["local"].startswith("this Python")
+    assert rows["keras2"]["local"].endswith("`mlops runtimes create keras2` makes its venv")
+    assert rows["keras2"]["image"] == "mlops-keras2:latest"
+    unknown = run_mlops("runtimes", "create", "torch")
+    assert unknown.returncode == 2
+    assert unknown.stderr == "mlops: error: runtime 'torch' is unknown (choose one of keras, keras2, sklearn)\n"
+
+
+def test_a_missing_runtime_venv_fails_before_training_in_one_line(tmp_path: Path) -> None:
+    ws = pulled(tmp_path, {"train.py": KERAS2_SCRIPT}, runtime="keras2")
+    result = run_mlops("train", "-w", str(ws), "--runner", "local",
+                       env={"MLOPS_CACHE_DIR": str(tmp_path / "empty-cache")})
+    assert result.returncode == 1
+    assert result.stderr == ("mlops: error: runtime keras2 has no venv here and this Python lacks keras>=2.15,<3 "
+                             "(create it with `mlops runtimes create keras2`)\n")
+    record = run_json(ws)
+    assert record["status"] == "failed" and record["pid"] is None, "no training process was started"
+    assert not (ws / "runs" / "0001" / "progress.jsonl").exists()
+
+
+def test_requirements_are_read_bounded_and_plain(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text(
+        "# data\nseaborn>=0.12  # plots\n\n-r other.txt\n--index-url https://evil.example/simple\n"
+        "git+https://example.com/x.git\ntabulate==0.9.0\nseaborn>=0.12\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "m"\ndependencies = ["pyyaml>=6", "x @ '
+                                             'https://example.com/x.whl"]\n')
+    found = read_requirements(tmp_path)
+    assert found.lines == ("seaborn>=0.12", "tabulate==0.9.0", "pyyaml>=6")
+    assert found.sources == ("requirements.txt", "pyproject.toml")
+    assert [line.split(" (")[0] for line in found.ignored] == [
+        "requirements.txt:4: -r other.txt", "requirements.txt:5: --index-url https://evil.example/simple",
+        "requirements.txt:6: git+https://example.com/x.git", "pyproject.toml: x @ https://example.com/x.whl"]
+    assert found.digest("base-a") != found.digest("base-b")
+    (tmp_path / "requirements.txt").write_text("x" * 300_000)
+    (tmp_path / "pyproject.toml").unlink()
+    assert not read_requirements(tmp_path), "an oversized file is not read"
+
+
+def test_pip_failure_names_the_requirement_from_real_pip_output(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(tmp_path),
+                          "--dry-run", "mlops-no-such-dep==9.9"], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert pip_failure(out.stdout + out.stderr) == "mlops-no-such-dep==9.9"
+
+
+def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_path: Path, tiny_wheels: Path) -> None:
+    ws = pulled(tmp_path, {"train.py": SKLEARN_WITH_DEP,
+                           "requirements.txt": "mlops-tiny-dep==0.1\nnumpy==1.0  # the runtime's numpy is kept\n"
+                                               "-e .\n"})
+    env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
+    first = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    created = [line for line in first.stderr.splitlines() if line.startswith("mlops: requirements.txt: venv ")]
+    assert len(created) == 1 and " created in " in created[0], first.stderr
+    assert "mlops: numpy==1.0: the runtime installs this package already; its version is kept" in first.stderr
+    assert "mlops: warning: requirements.txt:3: -e ." in first.stderr
+    assert "requirements.txt" not in first.stdout, "stdout stays the training output and the result"
+    assert "dependency says 42" in (ws / "runs" / "0001" / "train.log").read_text()
+    venv = Path(created[0].split(" venv ")[1].split(" created")[0])
+    site = next(venv.glob("lib/python3*/site-packages"))
+    assert (site / "mlops_tiny_dep").is_dir() and not (site / "numpy").exists(), "only what the runtime lacks"
+    ready = (venv / ".mlops-ready").stat().st_mtime_ns
+
+    second = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"mlops: requirements.txt: venv {venv} reused" in second.stderr
+    assert (venv / ".mlops-ready").stat().st_mtime_ns == ready, "the venv was not made again"
+    assert [p.name for p in (tmp_path / "cache" / "deps").iterdir() if not p.name.startswith(".")] == [venv.name]
+
+
+def test_an_uninstallable_requirement_fails_in_one_line_naming_it(tmp_path: Path, tiny_wheels: Path) -> None:
+    ws = pulled(tmp_path, {"train.py": SKLEARN_WITH_DEP, "requirements.txt": "mlops-no-such-dep==9.9\n"})
+    env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
+    result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mlops: error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "mlops: error: requirement mlops-no-such-dep==9.9 cannot be installed: ERROR: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "cache" / "deps").glob("*/.mlops-ready")), "no half-made venv is kept"
+
+
+@pytest.fixture(scope="session")
+def keras2_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding the keras2 runtime's venv, made once per session by `mlops runtimes create keras2`
+    (MLOPS_TEST_CACHE_DIR reuses one across sessions)."""
+    cache = Path(os.environ.get("MLOPS_TEST_CACHE_DIR") or tmp_path_factory.mktemp("runtime-cache"))
+    created = subprocess.run([sys.executable, "-m", "mlops_cli", "runtimes", "create", "keras2", "--quiet"],
+                             capture_output=True, text=True, timeout=1800,
+                             env={**os.environ, "MLOPS_CACHE_DIR": str(cache),
+                                  "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    if created.returncode == 2 and "needs Python" in created.stderr:
+        pytest.skip(created.stderr.strip())   # TensorFlow 2.15 installs on Python 3.9-3.11 only
+    assert created.returncode == 0, created.stderr[-2000:]
+    return cache
+
+
+@pytest.mark.slow
+def test_keras2_era_script_trains_and_resumes_after_sigkill_in_its_venv(tmp_path: Path, keras2_cache: Path) -> None:
+    again = run_mlops("runtimes", "create", "keras2", env={"MLOPS_CACHE_DIR": str(keras2_cache)})
+    assert again.returncode == 0 and "(already there)" in again.stdout
+    ws = pulled(tmp_path, {"train.py": KERAS2_SCRIPT}, runtime="keras2")
+    env = {"MLOPS_CACHE_DIR": str(keras2_cache)}
+    started = run_mlops("train", "-w", str(ws), "--runner", "local", "--detach", env=env)
+    assert started.returncode == 0, started.stderr
+    pid = run_json(ws)["pid"]
+    wait_for(lambda: len(progress(ws)) >= 3, timeout=300, what="three epochs in the keras2 venv", step=0.05)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid), what="the kill")
+    killed_at = max(line["epoch"] for line in progress(ws))
+    assert killed_at < 11, "the kill must land mid-training"
+
+    resumed = run_mlops("train", "-w", str(ws), "--resume", "1", "--runner", "local", env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    log = (ws / "runs" / "0001" / "train.log").read_text()
+    assert "resuming run 0001" in log and "training accuracy:" in log
+    second = [line["epoch"] for line in progress(ws) if line["pid"] != pid]
+    assert second and second[0] in (killed_at, killed_at + 1) and second == list(range(second[0], 12))
+    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    assert metrics["epochs"] == 12 and len(metrics["curves"]["val_accuracy"]) == 12, "acc named accuracy"
+    assert metrics["val_accuracy"] > 0.85
+    assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.005), "Adam(lr=0.005) honoured"
+    assert (ws / "repo" / "w.h5").is_file(), "save_weights('w.h5') worked"
+    assert (ws / "runs" / "0001" / "model.keras").is_file()
+
+
+KERAS2_IDIOMS_ON_KERAS3 = """\
+import numpy as np
+from keras.layers.core import Dense
+from keras.models import Sequential
+from keras.optimizers import Adam, RMSprop
+from keras.utils import np_utils
+from sklearn.datasets import load_digits
+
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+Y = np_utils.to_categorical(y, 10)
+RMSprop(lr=0.01, decay=1e-6)
+
+
+def batches():
+    while True:
+        for start in range(0, 1400, 50):
+            yield X[start:start + 50], Y[start:start + 50]
+
+
+model = Sequential([Dense(32, activation="relu", input_shape=(64,)), Dense(10, activation="softmax")])
+model.compile(optimizer=Adam(lr=0.004), loss="categorical_crossentropy", metrics=["acc"])
+history = model.fit_generator(batches(), steps_per_epoch=28, epochs=6, validation_data=(X[1400:], Y[1400:]),
+                              workers=2, use_multiprocessing=False)
+print("history keys", sorted(history.history))
+"""
+
+
+def test_keras2_idioms_the_harness_brings_back_on_keras3(tmp_path: Path) -> None:
+    ws = pulled(tmp_path, {"train.py": KERAS2_IDIOMS_ON_KERAS3}, runtime="keras")
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (ws / "runs" / "0001" / "train.log").read_text()
+    assert "history keys ['acc', 'loss', 'val_acc', 'val_loss']" in log, "the script sees its own key names"
+    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.004), "Adam(lr=0.004) honoured"
+    assert len(metrics["curves"]["val_accuracy"]) == 6 and metrics["val_accuracy"] > 0.8
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "zombie"
+
+
+def test_runtimes_list_is_a_light_command(tmp_path: Path) -> None:
+    code = ("import sys; from mlops_cli.cli import cli\n"
+            "try: cli.main(['runtimes', 'list'], standalone_mode=False)\n"
+            "except SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras', 'sklearn', 'optuna', 'matplotlib', 'docker')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "MLOPS_CACHE_DIR": str(tmp_path)})
+    assert out.stdout.strip().endswith("[]")
+
+
+def test_pip_gets_no_secret_but_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_cli.venvs import install_env
+
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv("JENKINS_API_TOKEN", "t0ken")
+    monkeypatch.setenv("PIP_FIND_LINKS", "/srv/wheels")
+    monkeypatch.setenv("PIP_INDEX_URL", "https://user:pw@pypi.example/simple")
+    env = install_env()
+    assert env["PIP_FIND_LINKS"] == "/srv/wheels" and env["MPLBACKEND"] == "Agg"
+    assert "hunter2" not in env.values() and "t0ken" not in env.values()
+    assert "PIP_INDEX_URL" not in env, "an index URL with credentials stays with the trusted steps"
