@@ -345,7 +345,8 @@ def table(outcomes: list[Outcome], budget: int) -> str:
         hits = [o.attempts for o in runs if o.repaired]
         lines.append(f"{method}: repaired {sum(o.repaired for o in runs)}/{len(runs)} runs ({repaired_cases}/"
                      f"{len(cases)} cases on most of {len(seeds)} seeds), median attempts when repaired "
-                     f"{statistics.median(hits) if hits else '-'}, mean attempts used {statistics.mean(o.attempts for o in runs):.2f}"
+                     f"{statistics.median(hits) if hits else '-'}, mean attempts used "
+                     f"{statistics.mean(o.attempts for o in runs):.2f}"
                      f" (budget {budget}), training time {sum(o.train_s for o in runs):.0f}s")
     return "\n".join(lines)
 
@@ -369,11 +370,12 @@ def main() -> None:
               "| --- | --- | --- | --- | --- |", flush=True)
         for name, plain, probed, share in overhead():
             rows.append((name, plain, probed, share))
-            print(f"| {name} | {plain:.2f} | {probed:.2f} | {100 * (probed - plain) / plain:+.1f}% | {100 * share:.1f}% |",
-                  flush=True)
+            print(f"| {name} | {plain:.2f} | {probed:.2f} | {100 * (probed - plain) / plain:+.1f}% | "
+                  f"{100 * share:.1f}% |", flush=True)
         total_plain, total_probed = sum(r[1] for r in rows), sum(r[2] for r in rows)
-        print(f"| all | {total_plain:.2f} | {total_probed:.2f} | {100 * (total_probed - total_plain) / total_plain:+.1f}%"
-              f" | {100 * statistics.median(r[3] for r in rows):.1f}% (median) |")
+        print(f"| all | {total_plain:.2f} | {total_probed:.2f} | "
+              f"{100 * (total_probed - total_plain) / total_plain:+.1f}% | "
+              f"{100 * statistics.median(r[3] for r in rows):.1f}% (median) |")
         return
     if args.summarize:
         loaded = [Outcome(**o) for path in args.summarize for o in json.loads(Path(path).read_text())]

@@ -136,10 +136,11 @@ def _finding_moves(f: Finding, d: Diagnosis, options: dict[str, Any], current_ep
                      options={"epochs": new, "early_stopping": True})]
     if f.name == "loss_plateau" and d.dense_units[:-1]:
         factor = table["loss_plateau"]["width_factor"]
+        widest = max(16, max(d.dense_units[:-1]))
         return [Move("units", ("all", factor), f"hidden units x{factor} ({', '.join(map(str, d.dense_units[:-1]))})"
                      f": {f.evidence}", strength=f.strength),
-                Move("add_layer", max(16, max(d.dense_units[:-1])), f"a hidden Dense({max(16, max(d.dense_units[:-1]))})"
-                     f" before the output: {f.evidence}", strength=weaker)]
+                Move("add_layer", widest, f"a hidden Dense({widest}) before the output: {f.evidence}",
+                     strength=weaker)]
     return []
 
 

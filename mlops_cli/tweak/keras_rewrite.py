@@ -1,7 +1,8 @@
 """Rewrite a plain Keras script with libcst, and the `rewrite` strategy that uses it.
 
 A script with no `params` in mlops.yaml can still be improved without an edit by hand: the ladder's moves
-(keras_ladder, which calls this module; this module knows nothing of the ladder) are made in the script itself, in the next run's source copy, never on the user's branch:
+(keras_ladder, which calls this module; this module knows nothing of the ladder) are made in the script itself,
+in the next run's source copy, never on the user's branch:
 `epochs=` of `fit`, the units of `Dense`, the filters of `Conv2D`, the optimizer's `learning_rate`, and a hidden
 `Dense` layer before the output layer (`model.add(...)` style, `Sequential([...])` lists, the functional API).
 libcst keeps the formatting and the comments, so the diff a developer reviews shows only the change.
