@@ -53,10 +53,10 @@ def keras_callback(capture: Capture) -> Any:
         def _begin(self) -> None:
             self.epochs = int((self.params or {}).get("epochs") or 1)
             self.check_epochs = {0, self.epochs // 2, self.epochs - 1}
-            x, y = capture.train_data or (None, None)
-            if x is not None and y is not None and len(x):
+            x, y = (_one_array(value) for value in (capture.train_data or (None, None)))
+            if x is not None and y is not None and len(x) and len(x) == len(y):
                 rows = np.random.default_rng(capture.seed).permutation(len(x))[:SAMPLE_ROWS]
-                self.sample = (np.asarray(x)[rows].astype("float32"), np.asarray(y)[rows])
+                self.sample = (x[rows].astype("float32"), y[rows])
             capture.diagnostics["dynamics"] = {"framework": "keras",
                                                "output": output_spec(self.model, y)}
 
@@ -180,6 +180,15 @@ def output_spec(model: Any, y: Any) -> dict[str, Any]:
     return spec
 
 
+def _one_array(value: Any) -> np.ndarray | None:
+    """The training inputs or labels as one array, or None for several (lists or dicts of arrays, multi-output
+    labels): the sample of the probes needs rows it can index."""
+    if value is None or isinstance(value, (list, tuple, dict)):
+        return None
+    array = np.asarray(value)
+    return array if array.ndim >= 1 and array.dtype != object else None
+
+
 def gradient_norms(model: Any, x: np.ndarray, y: np.ndarray) -> list[float]:
     """The norm of the loss gradient for each layer's kernel, input side first (TensorFlow backend)."""
     import keras
@@ -188,12 +197,14 @@ def gradient_norms(model: Any, x: np.ndarray, y: np.ndarray) -> list[float]:
         return []
     import tensorflow as tf
 
-    import inspect
-
-    keyword = {"training": False} if "training" in inspect.signature(model.compute_loss).parameters else {}
+    loss_fn = keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
+    if not callable(loss_fn):   # one loss per output (a list or dict): no single gradient to read
+        return []
     with tf.GradientTape() as tape:
         predicted = model(x, training=False)
-        loss = model.compute_loss(x=x, y=y, y_pred=predicted, **keyword)
+        if y.ndim == len(predicted.shape) - 1 and predicted.shape[-1] == 1:
+            y = y[..., None]   # what compile's loss container does for a (n,) label against a (n, 1) output
+        loss = tf.reduce_mean(loss_fn(y, predicted))
     kernels = _kernel_variables(model)
     gradients = tape.gradient(loss, kernels)
     return [float(tf.norm(g)) if g is not None else 0.0 for g in gradients]
