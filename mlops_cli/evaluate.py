@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError
-from mlops_cli.records import Goal, RunMetrics
+from mlops_cli.records import Goal
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes, normalize_run_id
 
 
@@ -35,18 +35,6 @@ class EvaluationResult:
                 + (f"; {best}" if best else "") + (f" ({self.note})" if self.note else ""))
 
 
-DEFAULT_METRIC = "val_accuracy"
-TASK_METRICS = {"classification": "val_accuracy", "regression": "val_r2"}
-
-
-def metric_for(metrics: RunMetrics | None, metric: str) -> str:
-    """The metric to judge a run by: the one asked for, except that the default (held-out accuracy) follows the
-    run's task, so a regressor is judged by its held-out R² (`val_r2`) when nobody chose a metric for it."""
-    if metrics is None or metric != DEFAULT_METRIC or metrics.value(metric) is not None:
-        return metric
-    return TASK_METRICS.get(metrics.task, metric)
-
-
 def metric_value(ws: Workspace, run_id: str, metric: str) -> float | None:
     """A run's metric as a float, or None when missing or not a number."""
     metrics = ws.read_metrics(run_id)
@@ -71,7 +59,7 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
                           + (f" ({record.error})" if record.error else ""),
                           "see its train.log, fix the script or `mlops train --resume`")
     metrics = ws.read_metrics(record.id)
-    metric = metric_for(metrics, settings.metric)
+    metric = metrics.judged_by(settings.metric) if metrics else settings.metric
     goal = Goal(metric, settings.threshold)
     value = metrics.value(metric) if metrics else None
     if value is None:

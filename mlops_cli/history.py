@@ -20,8 +20,13 @@ class AttemptRow:
     is_best: bool = False
 
     @property
+    def judged_by(self) -> str:
+        """The metric this run is judged by (the default follows the task: `val_r2` for a regressor)."""
+        return self.metrics.judged_by(self.metric_name) if self.metrics else self.metric_name
+
+    @property
     def metric(self) -> float | None:
-        return self.metrics.value(self.metric_name) if self.metrics else None
+        return self.metrics.value(self.judged_by) if self.metrics else None
 
     @property
     def duration_s(self) -> float | None:
@@ -35,7 +40,7 @@ class AttemptRow:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.run.id, "status": self.run.status.value, "attempt": self.run.attempt,
                 "params": self.run.params, "options": self.run.options, "reasons": self.run.reasons,
-                "metric": self.metric_name, "value": self.metric, "duration_s": self.duration_s,
+                "metric": self.judged_by, "value": self.metric, "duration_s": self.duration_s,
                 "commit": self.run.commit, "best": self.is_best, "strategy": self.run.strategy}
 
 
@@ -64,7 +69,7 @@ def format_table(rows: list[AttemptRow]) -> str:
         value = "-" if row.metric is None else f"{row.metric:.4f}"
         duration = "-" if row.duration_s is None else f"{row.duration_s:.1f}s"
         lines.append((row.run.id + (" *" if row.is_best else ""), row.run.status.value,
-                      f"{row.metric_name}={value}", duration, (row.run.commit or "-")[:10], describe_changes(row)))
+                      f"{row.judged_by}={value}", duration, (row.run.commit or "-")[:10], describe_changes(row)))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths)) + "  " + str(line[-1])
                      for line in lines)

@@ -15,6 +15,8 @@ from mlops_cli.errors import WorkspaceError
 
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse")
 RESERVED = ("curves", "epochs", "duration_s", "diagnostics", "warnings")
+DEFAULT_METRIC = "val_accuracy"
+TASK_METRICS = {"classification": "val_accuracy", "regression": "val_r2"}
 
 
 def lower_is_better(metric: str) -> bool:
@@ -52,6 +54,13 @@ class RunMetrics:
 
     def value(self, name: str) -> float | None:
         return self.values.get(name)
+
+    def judged_by(self, metric: str) -> str:
+        """The metric to judge this run by: the one asked for, except that the default (held-out accuracy)
+        follows the run's task, so a regressor is judged by its held-out R² (`val_r2`) when nobody chose."""
+        if metric != DEFAULT_METRIC or self.value(metric) is not None:
+            return metric
+        return TASK_METRICS.get(self.task, metric)
 
     def numeric_names(self) -> list[str]:
         return sorted(name for name, value in self.values.items() if value is not None)

@@ -42,8 +42,9 @@ class TrainResult:
             return f"run {run.id} training in the background ({run.runner}, {where}); `mlops monitor` watches it"
         if self.failed:
             return f"run {run.id} failed: {run.error or f'exit code {self.exit_code}'}"
-        value = self.metrics.value(self.metric_name) if self.metrics else None
-        shown = f"{self.metric_name}={value:.4f}" if value is not None else f"no {self.metric_name}"
+        name = self.metrics.judged_by(self.metric_name) if self.metrics else self.metric_name
+        value = self.metrics.value(name) if self.metrics else None
+        shown = f"{name}={value:.4f}" if value is not None else f"no {name}"
         duration = self.metrics.duration_s if self.metrics else None
         return f"run {run.id} succeeded: {shown}" + (f" ({duration:.1f}s)" if duration else "")
 

@@ -199,7 +199,8 @@ def test_a_move_that_made_things_worse_is_reverted_and_a_stronger_family_tried(t
     result = propose(ws, threshold=0.9)
     assert result.proposal.parent == first
     revert, stronger = result.proposal.reasons
-    assert revert.startswith(f"run {second} (max_depth None -> 8 and min_samples_leaf 1 -> 10: training")
+    assert revert.startswith(f"run {second} (max_depth None -> 8 and min_samples_leaf 1 -> 10) scored"), \
+        "one flat line: what the reverted run changed, not its reasons in full"
     assert "scored val_accuracy 0.8100, not better than run 0001 (0.8300): its change is reverted" in revert
     assert stronger.startswith("DecisionTreeClassifier -> RandomForestClassifier: moves within the decision tree "
                                "stopped helping (best val_accuracy 0.8300 after 2 attempts with it)")
@@ -368,3 +369,36 @@ def test_every_estimator_in_the_table_names_a_real_class_and_its_real_hyperparam
         for param, knob in spec["params"].items():
             assert knob.get("role", "both") in ("both", "capacity", "regularise", "converge"), (name, param)
             assert len(knob["grid"]) >= 2, (name, param)
+
+
+def circles() -> tuple[Any, Any]:
+    from sklearn.datasets import make_circles
+
+    return make_circles(n_samples=400, noise=0.08, factor=0.5, random_state=0)
+
+
+def test_a_linear_kernel_that_under_fits_becomes_rbf(tmp_path: Path) -> None:
+    from sklearn.svm import SVC
+
+    X, y = circles()
+    svc = SVC(kernel="linear").fit(X, y)
+    ws = checkout(tmp_path, "from sklearn.svm import SVC\nmodel = SVC(kernel='linear')\nmodel.fit(X, y)\n")
+    record(ws, describe(svc), val=0.55, train=float(svc.score(X, y)), stats=UNIT_STATS)
+    result = propose(ws, threshold=0.9)
+    [reason] = result.proposal.reasons
+    assert reason.startswith("kernel 'linear' -> 'rbf': training accuracy") and "limits the support vector" in reason
+    assert "SVC(kernel='rbf')" in result.proposal.files["train.py"]
+
+
+def test_a_linear_model_under_fitting_rings_goes_to_a_stronger_family_first(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = circles()
+    model = LogisticRegression().fit(X, y)
+    train = float(model.score(X, y))
+    assert train < 0.7, "no straight line separates two rings"
+    ws = checkout(tmp_path, "from sklearn.linear_model import LogisticRegression\nm = LogisticRegression()\n")
+    record(ws, describe(model), val=0.5, train=train, stats=UNIT_STATS)
+    [reason] = propose(ws, threshold=0.9).proposal.reasons
+    assert reason.startswith(f"LogisticRegression -> RandomForestClassifier: the linear model under-fits its own "
+                             f"training data (accuracy {train:.3f}): the classes are not separated by a linear")

@@ -10,7 +10,7 @@ import inspect
 import signal
 from typing import Any
 
-from mlops_cli.harness import compat, data
+from mlops_cli.harness import compat, data, dynamics, fixes
 from mlops_cli.harness.capture import Capture, safe
 
 DELEGATED_METHODS = ("predict", "evaluate", "save", "predict_on_batch", "test_on_batch")
@@ -130,8 +130,12 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
             model.build((None, *single.shape[1:]))
         except Exception:  # a subclassed model may not build from a shape; Keras builds it in fit
             pass
-    trained = _wrap(capture, model, single) if single is not None else model
+    fixed = fixes.apply(capture, model, arguments, single, y)
+    trained = _wrap(capture, fixed, single) if single is not None else fixed
+    for name in DELEGATED_METHODS if trained is not model else ():
+        object.__setattr__(model, name, getattr(trained, name))
     callbacks = list(arguments.get("callbacks") or [])
+    callbacks += [probe for probe in [safe(dynamics.keras_callback)(capture)] if probe is not None]
     # The epoch is logged before its checkpoint is saved: a kill between the two redoes that one epoch
     # (logged again, same number) instead of leaving a checkpointed epoch missing from the curves.
     callbacks.append(_EpochRecorder(capture))
@@ -225,7 +229,9 @@ def _after_fit(capture: Capture, user_model: Any, trained: Any) -> None:
     capture.framework = "keras"
     capture.model = trained
     capture.fit_index += 1
-    capture.diagnostics["model"] = describe(trained, user_model)
+    capture.diagnostics["model"] = describe(trained, trained.layers[-1] if trained.name.startswith("mlops_")
+                                            else trained)
+    fixes.after_fit(capture, trained)
 
 
 def describe(model: Any, user_model: Any) -> dict[str, Any]:
@@ -273,6 +279,7 @@ def finish(capture: Capture) -> None:
     capture.metrics.update(cross_validated)
     capture.diagnostics["curves"] = curves
     capture.diagnostics["epochs"] = len(next(iter(curves.values()), []))
+    capture.metrics.update(capture.diagnostics.pop("restored_metrics", {}))
     for prefix in ("val_", ""):
         alias = next((f"{prefix}{name}" for name in ACCURACY_ALIASES if f"{prefix}{name}" in capture.metrics), None)
         if f"{prefix}accuracy" not in capture.metrics and alias:

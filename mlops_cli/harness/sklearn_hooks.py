@@ -9,7 +9,7 @@ import functools
 import warnings
 from typing import Any
 
-from mlops_cli.harness import data
+from mlops_cli.harness import data, dynamics
 from mlops_cli.harness.capture import Capture, safe
 
 
@@ -148,6 +148,8 @@ def _is_classifier(estimator: Any) -> bool:
 def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[Any]) -> None:
     from sklearn.exceptions import ConvergenceWarning
 
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    capture.diagnostics["dynamics"] = safe(dynamics.sklearn_facts)(estimator, converged)
     x_array = data.as_array(X)
     capture.framework = "sklearn"
     capture.model = estimator

@@ -4,63 +4,27 @@ The part that *proposes* (a strategy: ladder, search, rewrite) is separate from 
 as in Keras Tuner's Oracle and Tuner; a Proposal passes between them through WORKSPACE/next.json, so each
 Jenkins job is a separate process that reads its state from the workspace.
 
-Strategies are modules with one function, `propose(ctx: TweakContext) -> Proposal | None` (None: nothing left
-to try). Keras and scikit-learn each have a ladder and a rewrite module; search (optuna) serves both.
+A strategy is a function `propose(ctx: TweakContext) -> Proposal | None` (None: nothing left to try), listed in
+one registry (`strategies()`) by name and framework: the ladders diagnose (tweak/diagnoses.py for Keras,
+sklearn_ladder for scikit-learn), plan ranked moves and realise them as harness options, params or rewrites;
+search (optuna) serves both frameworks. The types live in tweak/context.py, so no strategy imports this package.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import shutil
+from collections.abc import Callable
 from enum import Enum
-from pathlib import Path
-from typing import Any
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError, UsageError
-from mlops_cli.history import AttemptRow, history
-from mlops_cli.safe_source import MAX_REWRITE_BYTES, read_text
+from mlops_cli.history import history
 from mlops_cli.train import STAGED_SOURCE
+from mlops_cli.tweak.context import Proposal, TweakContext
 from mlops_cli.workspace import atomic_write_text, confine, copy_tree_confined
 
 STRATEGIES = ("auto", "ladder", "search", "rewrite")
-
-
-@dataclasses.dataclass
-class Proposal:
-    """The next attempt: parameters, harness options and/or rewritten files, each change with its reason."""
-
-    strategy: str
-    reasons: list[str]
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    files: dict[str, str] = dataclasses.field(default_factory=dict)
-    parent: str | None = None
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class TweakContext:
-    """What a strategy reads: settings, this commit's attempts (oldest first), the latest and the best one."""
-
-    settings: Settings
-    rows: list[AttemptRow]
-    latest: AttemptRow
-    best: AttemptRow | None
-    state: dict[str, Any]
-    requested: str = "auto"
-
-    @property
-    def profile(self) -> str:
-        return str(self.latest.run.profile or self.state.get("profile"))
-
-    def source_dir(self, row: AttemptRow) -> Path:
-        return self.settings.workspace.source_dir(row.run)
-
-    def entry_text(self, row: AttemptRow) -> str:
-        """The entry script exactly as that attempt ran it (the checkout, or its rewritten copy)."""
-        return read_text(self.settings.workspace.entry_path(row.run), self.source_dir(row),
-                         max_bytes=MAX_REWRITE_BYTES)
 
 
 class Outcome(str, Enum):
@@ -80,20 +44,25 @@ class TweakResult:
     commit: str | None = None
 
 
-def _strategy_module(name: str, profile: str) -> Any:
-    """search is shared; ladder and rewrite exist once per framework."""
-    import importlib
+Strategy = Callable[[TweakContext], "Proposal | None"]
 
-    if name == "search":
-        return importlib.import_module("mlops_cli.tweak.search")
-    return importlib.import_module(f"mlops_cli.tweak.{profile}_{name}")
+
+def strategies() -> dict[tuple[str, str], Strategy]:
+    """The strategy registry: (strategy, framework profile) -> propose function. Imported here, on first use,
+    because the strategies pull in libcst and optuna, which `mlops status` and the other light commands never need."""
+    from mlops_cli.tweak import keras_ladder, search, sklearn_ladder
+
+    return {("ladder", "keras"): keras_ladder.propose, ("rewrite", "keras"): keras_ladder.propose_rewrite,
+            ("ladder", "sklearn"): sklearn_ladder.propose, ("rewrite", "sklearn"): sklearn_ladder.propose_rewrite,
+            ("search", "keras"): search.propose, ("search", "sklearn"): search.propose}
 
 
 def choose_strategy(requested: str, ctx: TweakContext) -> str:
-    """auto: search over declared params; else rewrite the script (led by the ladder's reasoning)."""
+    """auto: search over declared params; else the ladder (harness options inside the model first, a rewrite of
+    the script for what no option can do)."""
     if requested != "auto":
         return requested
-    return "search" if ctx.settings.params else "rewrite"
+    return "search" if ctx.settings.params else "ladder"
 
 
 def _context(settings: Settings) -> TweakContext:
@@ -149,7 +118,11 @@ def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None 
     proposal = None
     if not spent:
         chosen = choose_strategy(strategy, ctx)
-        proposal = _strategy_module(chosen, ctx.profile).propose(ctx)
+        registry = strategies()
+        if (chosen, ctx.profile) not in registry:
+            raise UsageError(f"no {chosen} strategy for {ctx.profile} runs",
+                             f"choose one of {', '.join(sorted({name for name, _ in registry}))}")
+        proposal = registry[(chosen, ctx.profile)](ctx)
         if proposal is None:
             spent = f"strategy {chosen} has nothing left to try"
     if spent:

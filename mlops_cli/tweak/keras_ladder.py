@@ -1,4 +1,4 @@
-"""The Keras ladder: explainable moves read from the learning curves the harness recorded.
+"""The Keras ladder: plan and realise explainable moves from what the harness recorded (diagnoses.py).
 
 `diagnose` turns a run's metrics.json into findings (the model predicts one class, inputs on raw scales, still
 rising, diverging, over-fitting...); `plan` turns the findings into ordered moves, each with a reason a person
@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from typing import Any
 
-from mlops_cli.records import RunMetrics, lower_is_better
-from mlops_cli.history import AttemptRow
 from mlops_cli.errors import RewriteError
-from mlops_cli.tweak import Proposal, TweakContext
+from mlops_cli.history import AttemptRow
+from mlops_cli.tweak import keras_rewrite as rewrite
+from mlops_cli.tweak.context import Proposal, TweakContext, own_changes
+from mlops_cli.tweak.diagnoses import Diagnosis, Finding, diagnose, round_lr, strength, thresholds
 
 ADAPTIVE = {"Adam", "AdamW", "RMSprop", "Nadam", "Adamax", "Adagrad", "Adadelta", "Lion", "Ftrl"}
 DEFAULT_LEARNING_RATE = {"SGD": 0.01}
@@ -29,136 +29,23 @@ PARAM_NAMES = {"epochs": ("epochs", "n_epochs", "num_epochs"),
                "units": ("units", "hidden_units", "n_units", "neurons", "width"),
                "layers": ("hidden_layers", "layers", "n_layers", "num_layers", "depth"),
                "learning_rate": ("learning_rate", "lr")}
-HARNESS_KEYS = ("standardize", "augment", "epochs")
+HARNESS_KEYS = ("standardize", "augment", "epochs", "activation", "optimizer", "learning_rate", "output",
+                "batchnorm", "width", "early_stopping", "class_weight")
 
 
-# ---- reading a run ------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Diagnosis:
-    """What the curves and diagnostics of one run say, as facts a reason can quote."""
-
-    metric: float | None
-    train: float | None
-    epochs: int
-    majority_share: float | None = None
-    n_holdout: int | None = None
-    collapsed: bool = False
-    raw_scale: bool = False
-    scale_note: str = ""
-    image: bool = False
-    still_rising: bool = False
-    rise: float = 0.0
-    best_epoch: int | None = None
-    peaked_early: bool = False
-    diverged: bool = False
-    oscillating: bool = False
-    ups: int = 0
-    smooth: bool = False
-    overfit: bool = False
-    underfit: bool = False
-    flat_train: bool = False
-    optimizer: str | None = None
-    learning_rate: float | None = None
-    dense_units: list[int] = dataclasses.field(default_factory=list)
-    conv_filters: list[int] = dataclasses.field(default_factory=list)
-
-
-def _finite(values: list[Any]) -> list[float]:
-    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-
-
-def _round_lr(value: float) -> float:
-    return float(f"{value:.3g}")
-
-
-def _scale_note(stats: dict[str, Any]) -> str:
-    columns = stats.get("columns") or []
-    typical = [(abs(c["mean"]) + c["std"], i) for i, c in enumerate(columns) if abs(c["mean"]) + c["std"] > 0]
-    if len(typical) >= 2:
-        (high, hi_col), (low, lo_col) = max(typical), min(typical)
-        label = [c.get("name") or f"column {i + 1}" for i, c in enumerate(columns)]
-        return f"{label[hi_col]} ~{_size(high)} vs {label[lo_col]} ~{_size(low)}"
-    return f"values up to ~{_size(float(stats.get('magnitude', 0)))}"
-
-
-def _size(value: float) -> str:
-    return f"{value:.0f}" if value >= 100 else f"{value:.2g}"
-
-
-def diagnose(row: AttemptRow, threshold: float) -> Diagnosis:
-    """Findings on one finished run, from its final metrics, its per-epoch curves and its diagnostics."""
-    metrics = row.metrics or RunMetrics()
-    name = row.metric_name
-    train_name = name[4:] if name.startswith("val_") else name
-    curves = metrics.curves
-    model = metrics.model
-    stats = metrics.input_stats
-    shape = stats.get("shape") or []
-    val_curve = _finite(curves.get(name, []))
-    train_curve = _finite(curves.get(train_name, []))
-    loss = curves.get("loss", [])
-    train = metrics.value(train_name)
-    diagnosis = Diagnosis(
-        metric=row.metric, train=train, epochs=int(metrics.epochs or len(val_curve) or 0),
-        majority_share=metrics.majority_share, n_holdout=metrics.n_holdout,
-        raw_scale=bool(stats.get("raw_scale")), scale_note=_scale_note(stats) if stats else "",
-        image=len(shape) == 4, optimizer=model.get("optimizer"),
-        learning_rate=_round_lr(model["learning_rate"]) if model.get("learning_rate") else None,
-        dense_units=[int(layer["units"]) for layer in model.get("layers", []) if layer.get("class") == "Dense"
-                     and isinstance(layer.get("units"), int)],
-        conv_filters=[int(layer["filters"]) for layer in model.get("layers", [])
-                      if isinstance(layer.get("filters"), int)])
-    sign = -1.0 if lower_is_better(name) else 1.0
-    resolution = 1.0 / diagnosis.n_holdout if diagnosis.n_holdout else 0.01
-    if len(val_curve) >= 2:
-        window = max(2, len(val_curve) // 5)
-        recent, before = val_curve[-window:], val_curve[:-window] or val_curve[:1]
-        diagnosis.rise = sign * (max(sign * v for v in recent) - max(sign * v for v in before))
-        best = max(range(len(val_curve)), key=lambda i: (sign * val_curve[i], -i))
-        diagnosis.best_epoch = best + 1
-        diagnosis.still_rising = diagnosis.rise * sign > resolution / 2
-        diagnosis.peaked_early = best + 1 <= 0.6 * len(val_curve) and \
-            sign * (val_curve[best] - val_curve[-1]) >= 2 * resolution
-    val_loss = _finite(curves.get("val_loss", []))
-    if not diagnosis.still_rising and len(val_loss) >= 5:
-        window = max(2, len(val_loss) // 5)
-        diagnosis.still_rising = min(val_loss[-window:]) < 0.97 * min(val_loss[:-window]) and \
-            (diagnosis.majority_share is None or (diagnosis.metric or 0) > diagnosis.majority_share + resolution)
-    if loss:
-        finite_loss = _finite(loss)
-        diagnosis.diverged = len(finite_loss) < len(loss) or (
-            len(finite_loss) >= 3 and finite_loss[-1] > 1.5 * min(finite_loss) and finite_loss[-1] > finite_loss[0])
-        half = finite_loss[len(finite_loss) // 2:]
-        steps = [b - a for a, b in zip(half, half[1:])]
-        diagnosis.ups = sum(1 for step in steps if step > 0)
-        mean = sum(half) / len(half) if half else 0.0
-        amplitude = (sum(abs(s) for s in steps) / len(steps) / mean) if steps and mean > 0 else 0.0
-        diagnosis.oscillating = len(steps) >= 4 and diagnosis.ups >= 0.4 * len(steps) and amplitude > 0.05
-        diagnosis.smooth = len(steps) >= 1 and diagnosis.ups == 0
-    if train_curve:
-        tail = train_curve[len(train_curve) // 2:]
-        diagnosis.flat_train = len(train_curve) >= 4 and max(tail) - min(tail) < 0.02
-    if diagnosis.majority_share is not None and diagnosis.metric is not None and not lower_is_better(name):
-        at_majority = diagnosis.metric <= diagnosis.majority_share + resolution + 1e-9
-        train_stuck = diagnosis.flat_train or (train is not None and train <= diagnosis.majority_share + 0.1)
-        diagnosis.collapsed = at_majority and train_stuck
-    if train is not None and diagnosis.metric is not None and not lower_is_better(name):
-        diagnosis.underfit = train < threshold
-        diagnosis.overfit = train - diagnosis.metric >= max(0.05, 3 * resolution) and train >= threshold
-    return diagnosis
-
-
-# ---- moves --------------------------------------------------------------------------------------------------
+# ---- plan: findings to ranked moves --------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class Move:
-    """One change with its reason; `confident` moves come from a clear signature in the curves."""
+    """One change with its reason and the strength of the evidence behind it; `options` are harness options the
+    move sets; `confident` moves come from a clear signature."""
 
-    kind: str  # standardize | augment | epochs | learning_rate | units | add_layer
+    kind: str  # standardize | augment | epochs | learning_rate | units | add_layer | options
     value: Any
     reason: str
     confident: bool = True
+    strength: float = 0.1
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _epochs_move(d: Diagnosis, current: int) -> Move:
@@ -166,77 +53,173 @@ def _epochs_move(d: Diagnosis, current: int) -> Move:
     factor = 3.0 if short else (2.0 if d.rise >= 0.02 else 1.5)
     new = min(MAX_EPOCHS, max(current + 10, int(round(current * factor))))
     gain = f"+{d.rise:.3f} over the last {max(2, d.epochs // 5)} epochs" if d.rise else "val_loss still falling"
-    return Move("epochs", new, f"epochs {current} -> {new}: the metric was still rising in the last epochs ({gain})")
+    return Move("epochs", new, f"epochs {current} -> {new}: the metric was still rising in the last epochs ({gain})",
+                strength=strength("still_rising"))
+
+
+def _lr(d: Diagnosis) -> float:
+    return d.learning_rate or DEFAULT_LEARNING_RATE.get(d.optimizer or "", 0.001)
+
+
+def _hidden_activations(d: Diagnosis) -> str:
+    return "/".join(sorted(set(d.activations[:-1]))) or "hidden"
+
+
+def _lr_down(lr: float, f: Finding, divide: float) -> float:
+    """A smaller learning rate: by `divide`, or by the power of ten that brings the first epoch's measured
+    update/weight ratio (momentum included) to a healthy one, at most 100."""
+    ratio = f.facts.get("ratio")
+    if isinstance(ratio, (int, float)) and ratio > 0:
+        target = thresholds()["slow_convergence"]["target_update_ratio"]
+        while divide < min(ratio / target, 100):
+            divide *= 10 if divide >= 10 else 10 / divide
+    return round_lr(lr / divide)
+
+
+def _finding_moves(f: Finding, d: Diagnosis, options: dict[str, Any], current_epochs: int) -> list[Move]:
+    """The moves one finding leads to, strongest first (the first one carries the finding's strength)."""
+    lr = _lr(d)
+    table = thresholds()
+    sgd = d.optimizer == "SGD"
+    weaker = f.strength - 0.2
+    if f.name == "wrong_output":
+        return [Move("options", "output", f"output layer and loss fitted to the labels: {f.evidence}",
+                     strength=f.strength, options={"output": "fix"})]
+    if f.name in ("diverging_loss", "exploding_gradient", "oscillating_loss"):
+        divide = table[f.name].get("divide_by", 10)
+        if f.name == "oscillating_loss":
+            divide = 10 if f.facts.get("spike", 1.0) >= table[f.name]["spike_factor"] else 3
+        new = _lr_down(lr, f, divide) if f.name == "oscillating_loss" else round_lr(lr / divide)
+        return [Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: {f.evidence}", strength=f.strength)]
+    if f.name in ("vanishing_gradient", "saturated_activations"):
+        swap = {"activation": "relu", **({"optimizer": "Adam"} if sgd else {})}
+        what = f"hidden activations {_hidden_activations(d)} -> relu with he_normal initialisation " \
+            f"(zero biases)" + (", optimizer SGD -> Adam" if sgd else "")
+        moves = [Move("options", "activation", f"{what}: {f.evidence}", strength=f.strength, options=swap)]
+        if not options.get("batchnorm"):
+            moves.append(Move("options", "batchnorm", f"BatchNormalization after each hidden layer: {f.evidence}",
+                              strength=weaker, options={"batchnorm": True}))
+        return moves
+    if f.name == "dying_relu":
+        swap = Move("options", "activation", f"hidden activations relu -> leaky_relu with he_normal "
+                    f"initialisation (zero biases): {f.evidence}", strength=f.strength,
+                    options={"activation": "leaky_relu"})
+        new = _lr_down(lr, f, 10) if f.facts.get("large_steps") else round_lr(lr / 10)
+        slower = Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: {f.evidence}", strength=weaker)
+        if f.facts.get("large_steps"):
+            swap.strength, slower.strength = weaker, f.strength
+        return [slower, swap] if f.facts.get("large_steps") else [swap, slower]
+    if f.name == "slow_convergence":
+        spec = table["slow_convergence"]
+        wanted = spec["target_update_ratio"] / max(f.facts["ratio"], 1e-12)
+        factor = 10.0
+        while factor < min(wanted, spec["max_factor"]):
+            factor *= 10
+        family = "adaptive" if (d.optimizer or "Adam") in ADAPTIVE else "SGD"
+        new = round_lr(min(MAX_LEARNING_RATE[family], lr * factor))
+        moves = []
+        if new > lr:
+            moves.append(Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: {f.evidence}",
+                              strength=f.strength))
+        if sgd:
+            moves.append(Move("options", "optimizer", f"optimizer SGD -> Adam: {f.evidence}", strength=weaker,
+                              options={"optimizer": "Adam"}))
+        return moves
+    if f.name == "class_imbalance":
+        return [Move("options", "class_weight", f"balanced class weights in fit: {f.evidence}", strength=f.strength,
+                     options={"class_weight": "balanced"})]
+    if f.name == "stopped_early" and current_epochs:
+        spec = table["stopped_early"]
+        new = min(MAX_EPOCHS, max(spec["target_epochs"], current_epochs * spec["factor"]))
+        return [Move("options", "epochs", f"epochs {current_epochs} -> {new} with early stopping that restores the "
+                     f"best weights: {f.evidence}", strength=f.strength,
+                     options={"epochs": new, "early_stopping": True})]
+    if f.name == "loss_plateau" and d.dense_units[:-1]:
+        factor = table["loss_plateau"]["width_factor"]
+        widest = max(16, max(d.dense_units[:-1]))
+        return [Move("units", ("all", factor), f"hidden units x{factor} ({', '.join(map(str, d.dense_units[:-1]))})"
+                     f": {f.evidence}", strength=f.strength),
+                Move("add_layer", widest, f"a hidden Dense({widest}) before the output: {f.evidence}",
+                     strength=weaker)]
+    return []
 
 
 def plan(d: Diagnosis, base: AttemptRow, threshold: float) -> list[Move]:
-    """The moves worth trying from `base`, best first."""
+    """The moves worth trying from `base`, strongest evidence first (stable for equal strength)."""
     moves: list[Move] = []
     options = base.run.options
     current_epochs = d.epochs or int(options.get("epochs") or 0)
-    lr = d.learning_rate or DEFAULT_LEARNING_RATE.get(d.optimizer or "", 0.001)
+    lr = _lr(d)
     family = "adaptive" if (d.optimizer or "Adam") in ADAPTIVE else "SGD"
+    for finding in d.findings:
+        moves += _finding_moves(finding, d, options, current_epochs)
     if d.raw_scale and not options.get("standardize") and not d.image:
         why = (f"held-out {d.metric:.3f} equals the majority class share {d.majority_share:.3f} and training "
                f"accuracy is flat at {d.train:.3f}: the model predicts one class; "
                if d.collapsed and d.train is not None else "")
         moves.append(Move("standardize", True, f"{why}inputs on raw scales ({d.scale_note}): standardise "
-                          "(Normalization layer in the model)"))
+                          "(Normalization layer in the model)",
+                          strength=strength("collapsed_unscaled" if d.collapsed else "unscaled_inputs")))
     if d.diverged or d.oscillating:
-        new = _round_lr(lr / (10 if d.diverged else 3))
+        new = round_lr(lr / (10 if d.diverged else 3))
         what = "diverged (the loss ended above where it started)" if d.diverged else \
             f"oscillated (it went up in {d.ups} of the last {max(1, d.epochs // 2)} epochs)"
-        moves.append(Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: the training loss {what}"))
+        moves.append(Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: the training loss {what}",
+                          strength=strength("diverging_loss" if d.diverged else "oscillating_loss")))
     if d.collapsed and not d.raw_scale and len(d.dense_units) > 1:
         narrow = min(d.dense_units[:-1])
         new_units = max(8, 4 * narrow)
         moves.append(Move("units", ("narrowest", new_units),
                           f"narrowest hidden layer {narrow} -> {new_units} units: the model predicts one class "
                           f"(held-out {d.metric:.3f} = majority share {d.majority_share:.3f}), a sign of dead "
-                          "ReLU units in a narrow layer"))
+                          "ReLU units in a narrow layer", strength=strength("collapsed_narrow")))
     if d.image and d.overfit and not options.get("augment"):
         moves.append(Move("augment", True, f"training {d.train:.3f} vs held-out {d.metric:.3f}: over-fitting on "
-                          "images: augment (random shifts and rotations, layers inside the model)"))
+                          "images: augment (random shifts and rotations, layers inside the model)",
+                          strength=strength("overfitting")))
     if d.overfit and d.peaked_early and d.best_epoch:
         new = max(1, int(round(d.best_epoch * 1.2)))
         moves.append(Move("epochs", new, f"epochs {current_epochs} -> {new}: the held-out metric peaked at epoch "
-                          f"{d.best_epoch} and fell after (over-fitting)"))
+                          f"{d.best_epoch} and fell after (over-fitting)", strength=strength("overfitting")))
     rising_move = _epochs_move(d, current_epochs) if d.still_rising and current_epochs else None
     if d.smooth and d.still_rising and d.underfit and lr < MAX_LEARNING_RATE[family] - 1e-12:
-        new = _round_lr(min(MAX_LEARNING_RATE[family], lr * 10))
+        new = round_lr(min(MAX_LEARNING_RATE[family], lr * 10))
         moves.append(Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: the training loss fell in "
                           f"every one of the last epochs (no oscillation) and training accuracy is only "
-                          f"{d.train:.3f}: larger steps converge in fewer epochs"))
+                          f"{d.train:.3f}: larger steps converge in fewer epochs", strength=strength("smooth_slow")))
     if rising_move:
         moves.append(rising_move)
     if d.underfit and not d.still_rising and not d.collapsed and d.dense_units[:-1]:
         widest = max(d.dense_units[:-1])
         if widest < 128:
             moves.append(Move("units", ("all", 2), f"hidden units x2 ({', '.join(map(str, d.dense_units[:-1]))}"
-                              f"): training accuracy {d.train:.3f} is low too and no longer rising (under-fitting)"))
+                              f"): training accuracy {d.train:.3f} is low too and no longer rising (under-fitting)",
+                              strength=strength("underfitting")))
         moves.append(Move("add_layer", max(16, widest), f"a hidden Dense({max(16, widest)}) before the output: "
-                          f"training accuracy {d.train:.3f} is low too and no longer rising (under-fitting)"))
+                          f"training accuracy {d.train:.3f} is low too and no longer rising (under-fitting)",
+                          strength=strength("underfitting")))
     # fallbacks when no signature is clear: still explained, but not confident
+    weak = strength("no_signature")
     if current_epochs:
         new = min(MAX_EPOCHS, max(current_epochs + 10, int(current_epochs * 1.5)))
         moves.append(Move("epochs", new, f"epochs {current_epochs} -> {new}: no clear signature in the curves; "
-                          "train longer", confident=False))
+                          "train longer", confident=False, strength=weak))
     if d.dense_units[:-1]:
         moves.append(Move("units", ("all", 2), "hidden units x2: no clear signature in the curves; more capacity",
-                          confident=False))
+                          confident=False, strength=weak))
         moves.append(Move("add_layer", max(16, max(d.dense_units[:-1])),
-                          "one more hidden layer: no clear signature in the curves", confident=False))
+                          "one more hidden layer: no clear signature in the curves", confident=False, strength=weak))
     if lr > 1e-4:
-        new = _round_lr(lr / 3)
+        new = round_lr(lr / 3)
         moves.append(Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: no clear signature; smaller "
-                          "steps", confident=False))
-    return moves
+                          "steps", confident=False, strength=weak))
+    return sorted(moves, key=lambda move: -move.strength)
 
 
 COMPANIONS = {"learning_rate", "units", "add_layer", "augment"}
 
 
-# ---- making moves -------------------------------------------------------------------------------------------
+# ---- realise: moves to the next attempt's configuration ------------------------------------------------------
 
 @dataclasses.dataclass
 class Candidate:
@@ -267,13 +250,20 @@ class _Unrealizable(Exception):
 
 
 def _apply(ctx: TweakContext, candidate: Candidate, move: Move, realize: str, d: Diagnosis) -> str | None:
-    """Make `move` on `candidate` through params, a harness option, or a rewrite (see module docstring);
-    returns a note when the move was made another way than asked."""
-    from mlops_cli.tweak import keras_rewrite as rewrite
-
+    """Make `move` on `candidate`: through a declared param, else a harness option inside the saved model
+    (realize "ladder"), else a rewrite of the script (realize "rewrite", or what no option can do: a layer);
+    realize "options" (search's hint) allows params and standardisation only. Returns a note when the move was
+    made another way than asked."""
     if move.kind in ("standardize", "augment"):
         candidate.options[move.kind] = True
-        return
+        return None
+    if move.kind == "options":
+        if realize == "options":
+            raise _Unrealizable("the search explores only the declared params")
+        if not d.epochs:
+            raise _Unrealizable("the run recorded no Model.fit, where the harness applies its options")
+        candidate.options.update(move.options)
+        return None
     param = _param_for(ctx, "layers" if move.kind == "add_layer" else move.kind)
     if param and realize != "rewrite":
         spec = ctx.settings.params[param]
@@ -287,12 +277,17 @@ def _apply(ctx: TweakContext, candidate: Candidate, move: Move, realize: str, d:
         if value == current:
             raise _Unrealizable(f"{param} is at the end of its declared range")
         candidate.params[param] = value
-        return
-    if move.kind == "epochs" and realize != "rewrite":
-        candidate.options["epochs"] = int(move.value)
-        return
-    if ctx.settings.params and realize != "rewrite":
+        return None
+    if realize == "options" or (ctx.settings.params and realize != "rewrite"):
         raise _Unrealizable(f"mlops.yaml declares no parameter for {move.kind}")
+    if realize == "ladder" and move.kind in ("epochs", "learning_rate"):
+        candidate.options[move.kind] = move.value
+        return None
+    if realize == "ladder" and move.kind == "units":
+        mode, amount = move.value
+        narrow = min(d.dense_units[:-1] or [1])
+        candidate.options["width"] = amount if mode == "all" else round(amount / narrow, 2)
+        return None
     if candidate.text is None:
         raise _Unrealizable("no script text to rewrite")
     filename = ctx.latest.run.entrypoint or "train.py"
@@ -307,16 +302,14 @@ def _apply(ctx: TweakContext, candidate: Candidate, move: Move, realize: str, d:
         elif move.kind == "add_layer":
             candidate.text = rewrite.add_hidden_dense(candidate.text, int(move.value), filename=filename)
     except RewriteError as exc:
-        if move.kind == "epochs":
-            candidate.options["epochs"] = int(move.value)
+        if move.kind in ("epochs", "learning_rate") and (d.epochs or move.kind == "epochs"):
+            candidate.options[move.kind] = move.value
             return f"set by the harness, as the script cannot be rewritten: {exc.message}"
         raise _Unrealizable(str(exc)) from exc
     return None
 
 
 def _rewrite_units(text: str, move: Move, d: Diagnosis, filename: str) -> str:
-    from mlops_cli.tweak import keras_rewrite as rewrite
-
     sites = rewrite.inspect_script(text, filename).dense
     if len(sites) != len(d.dense_units):
         raise _Unrealizable(f"{filename} has {len(sites)} Dense(...) calls but the model had {len(d.dense_units)} "
@@ -340,19 +333,19 @@ def _base(ctx: TweakContext) -> tuple[AttemptRow, list[str]]:
         return best, []
     name = ctx.settings.metric
     if latest.metric is None:
-        what = f"run {latest.run.id} failed ({latest.run.error or 'no metric'})"
+        what = f"run {latest.run.id} failed ({(latest.run.error or 'no metric')[:80]})"
     else:
-        what = f"run {latest.run.id} ({'; '.join(latest.run.reasons) or 'its change'}) scored {latest.metric:.4f}"
+        what = f"run {latest.run.id} ({own_changes(latest.run.reasons) or 'its change'}) scored {latest.metric:.4f}"
     return best, [f"revert to run {best.run.id} ({name} {best.metric:.4f}): {what}"]
 
 
 def candidates(ctx: TweakContext, realize: str, confident_only: bool = False,
                why_not: list[str] | None = None) -> list[Candidate]:
-    """Untried configurations from the best run, in the ladder's order of preference; the reasons moves could
-    not be made are appended to `why_not`."""
+    """Untried configurations from the best run, strongest evidence first; the reasons moves could not be made
+    are appended to `why_not`."""
     base, revert = _base(ctx)
     d = diagnose(base, ctx.settings.threshold)
-    text = ctx.entry_text(base) if realize in ("rewrite", "params") and base.run.entrypoint else None
+    text = ctx.entry_text(base) if realize in ("rewrite", "ladder") and base.run.entrypoint else None
     tried = set()
     for row in ctx.rows:
         try:
@@ -395,8 +388,9 @@ def _carried(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in HARNESS_KEYS}
 
 
-def propose(ctx: TweakContext, realize: str = "params") -> Proposal | None:
-    """The ladder's next attempt; realize = "params" (ladder: params, options, then rewrite) or "rewrite"."""
+def propose(ctx: TweakContext, realize: str = "ladder") -> Proposal | None:
+    """The next attempt: realize = "ladder" (params, harness options, then rewrite) or "rewrite" (the script
+    itself where it can, harness options for what no rewrite expresses)."""
     why_not: list[str] = []
     found = candidates(ctx, realize, why_not=why_not)
     if not found:
@@ -410,7 +404,13 @@ def propose(ctx: TweakContext, realize: str = "params") -> Proposal | None:
     if best.text is not None and best.text != ctx.entry_text(base):
         files[base.run.entrypoint or "train.py"] = best.text
     return Proposal(strategy="rewrite" if realize == "rewrite" else "ladder", reasons=best.reasons,
-                    params=best.params, options=best.options, files=files, parent=base.run.id)
+                    params=best.params, options=best.options, files=files, parent=base.run.id,
+                    extra={"moves": [move.kind if move.kind != "options" else move.value for move in best.moves]})
+
+
+def propose_rewrite(ctx: TweakContext) -> Proposal | None:
+    """`--strategy rewrite`: the ladder's moves made in the script itself."""
+    return propose(ctx, realize="rewrite")
 
 
 def search_hint(ctx: TweakContext) -> tuple[dict[str, Any], dict[str, Any], list[str]] | None:

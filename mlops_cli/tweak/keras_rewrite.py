@@ -1,7 +1,8 @@
 """Rewrite a plain Keras script with libcst, and the `rewrite` strategy that uses it.
 
 A script with no `params` in mlops.yaml can still be improved without an edit by hand: the ladder's moves
-(keras_ladder) are made in the script itself, in the next run's source copy, never on the user's branch:
+(keras_ladder, which calls this module; this module knows nothing of the ladder) are made in the script itself,
+in the next run's source copy, never on the user's branch:
 `epochs=` of `fit`, the units of `Dense`, the filters of `Conv2D`, the optimizer's `learning_rate`, and a hidden
 `Dense` layer before the output layer (`model.add(...)` style, `Sequential([...])` lists, the functional API).
 libcst keeps the formatting and the comments, so the diff a developer reviews shows only the change.
@@ -20,7 +21,6 @@ from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvide
 
 from mlops_cli.errors import RewriteError
 from mlops_cli.safe_source import parse_cst
-from mlops_cli.tweak import Proposal, TweakContext
 
 DENSE = ("Dense",)
 CONV = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv2D", "Conv2DTranspose")
@@ -456,12 +456,3 @@ def add_hidden_dense(text: str, units: int, activation: str = "relu", filename: 
                            "assign the output layer's input to a variable first")
     raise RewriteError(f"{filename}:{output.line}: the output layer {func}(...) is not in model.add(...), a "
                        "Sequential([...]) list or a functional call, so a hidden layer cannot be added before it")
-
-
-# ---- the strategy -------------------------------------------------------------------------------------------
-
-def propose(ctx: TweakContext) -> Proposal | None:
-    """The ladder's moves, made in the script itself (standardisation and augmentation stay harness options)."""
-    from mlops_cli.tweak import keras_ladder
-
-    return keras_ladder.propose(ctx, realize="rewrite")

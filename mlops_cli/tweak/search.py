@@ -13,14 +13,14 @@ TPE decides.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
 from mlops_cli.errors import ConfigError
 from mlops_cli.records import lower_is_better
 from mlops_cli.history import AttemptRow
-from mlops_cli.tweak import Proposal, TweakContext
+from mlops_cli.tweak import keras_ladder, sklearn_ladder
+from mlops_cli.tweak.context import Proposal, TweakContext
 
 STANDARDIZE = "harness.standardize"
 STARTUP_TRIALS = 4
@@ -138,13 +138,12 @@ def _tell(study: Any, number: int, row: AttemptRow) -> None:
         study.tell(number, state=TrialState.FAIL)
 
 
+HINTS = {"keras": keras_ladder.search_hint, "sklearn": sklearn_ladder.search_hint}
+
+
 def _hint(ctx: TweakContext) -> tuple[dict[str, Any], dict[str, Any], list[str]] | None:
-    """The framework ladder's confident move, when it offers `search_hint` (keras does)."""
-    try:
-        ladder = importlib.import_module(f"mlops_cli.tweak.{ctx.profile}_ladder")
-    except ImportError:
-        return None
-    hint = getattr(ladder, "search_hint", None)
+    """The framework ladder's confident move, as the next trial."""
+    hint = HINTS.get(ctx.profile)
     return hint(ctx) if hint is not None else None
 
 

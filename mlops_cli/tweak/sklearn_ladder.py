@@ -22,7 +22,7 @@ from typing import Any
 from mlops_cli.errors import MetricError
 from mlops_cli.records import RunMetrics, lower_is_better
 from mlops_cli.history import AttemptRow
-from mlops_cli.tweak import Proposal, TweakContext
+from mlops_cli.tweak.context import Proposal, TweakContext, own_changes
 from mlops_cli.tweak.sklearn_rewrite import SCALERS, Edit, RewriteError, rewrite_source
 
 TABLE = Path(__file__).with_name("estimators.yaml")
@@ -227,7 +227,7 @@ def _converge_moves(diag: Diagnosis) -> list[Move]:
     return _param_moves(diag, "converge", +1, why)[:1]
 
 
-def _stronger_move(diag: Diagnosis, ctx: TweakContext, limit: bool) -> list[Move]:
+def _stronger_move(diag: Diagnosis, ctx: TweakContext, limit: bool, linear: bool = False) -> list[Move]:
     """Swap to the table's stronger family, carrying over the arguments both classes know (random_state, and
     shared knobs such as min_samples_leaf, whose tuned value still says how noisy the data is)."""
     data = table()
@@ -239,7 +239,9 @@ def _stronger_move(diag: Diagnosis, ctx: TweakContext, limit: bool) -> list[Move
     tuned = [f"{name}={_shown(diag.params[name])}" for name in shared
              if name in diag.params and diag.params[name] != _defaults(diag).get(name, diag.params[name])]
     tried = sum(1 for row in ctx.rows if _estimator_of(row) == diag.estimator)
-    why = (f"the {diag.family} is at its limit (training and held-out scores are close)" if limit
+    why = (f"the {diag.family} under-fits its own training data ({diag.train_name} {diag.train:.3f}): the classes "
+           "are not separated by a linear boundary" if linear and diag.train is not None
+           else f"the {diag.family} is at its limit (training and held-out scores are close)" if limit
            else f"moves within the {diag.family} stopped helping")
     return [Move("stronger", _edit(diag, swap_to=stronger, swap_module=target["module"],
                                    keep=tuple(data["keep"]) + tuple(shared)),
@@ -274,15 +276,51 @@ def stalled(ctx: TweakContext, best: AttemptRow) -> bool:
     return gain < MIN_GAIN
 
 
+def _string_moves(diag: Diagnosis, threshold: float) -> list[Move]:
+    """A string hyperparameter the table knows a stronger value for (kernel 'linear' -> 'rbf'), when the
+    estimator under-fits its own training data."""
+    if diag.train is None or diag.train >= threshold + UNDERFIT_MARGIN:
+        return []
+    moves = []
+    for name, better in ((diag.spec or {}).get("strings") or {}).items():
+        current = diag.params.get(name)
+        if isinstance(current, str) and current in better and name not in diag.searched:
+            moves.append(Move("string", _edit(diag, set_params={name: better[current]}), [
+                f"{name} {current!r} -> {better[current]!r}: training {diag.train_name} {diag.train:.3f} is below "
+                f"the threshold {threshold:g}, and {name}={current!r} limits the {diag.family} to simpler "
+                "boundaries than the data needs"]))
+    return moves
+
+
+def _over_regularised(diag: Diagnosis) -> bool:
+    """Some hyperparameter sits on the less-capacity side of its class default (C=0.01 where 1.0 is the
+    default): then the under-fit is the setting's, not the family's."""
+    defaults = _defaults(diag)
+    for name, spec in ((diag.spec or {}).get("params") or {}).items():
+        grid = [_key(value) for value in spec["grid"]]
+        current, default = _key(diag.params.get(name)), _key(defaults.get(name))
+        if None in (current, default) or len(grid) < 2 or None in (grid[0], grid[-1]) or current == default:
+            continue
+        rising = grid[-1] > grid[0]
+        if (current < default) == rising:
+            return True
+    return False
+
+
 def plan(ctx: TweakContext, base: AttemptRow) -> list[Move]:
-    """Candidate moves from `base`, most promising first: scale and convergence fixes, then the fit moves,
-    or a stronger family first when moves stopped helping or the fit is at the estimator's limit."""
+    """Candidate moves from `base`, most promising first: scale and convergence fixes, a limiting string
+    hyperparameter, then the fit moves, or a stronger family first when moves stopped helping, the fit is at
+    the estimator's limit, or a linear family under-fits its own training data (the data is not linear)."""
     diag = diagnose(ctx, base)
+    threshold = ctx.settings.threshold
     moves: list[Move] = [move for move in [_scale_move(diag)] if move] + _converge_moves(diag)
-    fit, clear = _fit_moves(diag, ctx.settings.threshold)
+    moves += _string_moves(diag, threshold)
+    fit, clear = _fit_moves(diag, threshold)
     was_stalled = stalled(ctx, base)
-    stronger = _stronger_move(diag, ctx, limit=not (was_stalled or clear))
-    first, then = (fit, stronger) if clear and fit and not was_stalled else (stronger, fit)
+    linear_underfit = bool((diag.spec or {}).get("linear")) and diag.train is not None and diag.train < threshold \
+        and diag.converged and not _over_regularised(diag)
+    stronger = _stronger_move(diag, ctx, limit=not (was_stalled or clear), linear=linear_underfit)
+    first, then = (fit, stronger) if clear and fit and not was_stalled and not linear_underfit else (stronger, fit)
     return moves + first + then
 
 
@@ -290,7 +328,7 @@ def _revert_reason(ctx: TweakContext, base: AttemptRow) -> list[str]:
     latest = ctx.latest
     if latest.run.id == base.run.id:
         return []
-    change = "; ".join(latest.run.reasons)[:160] or "its change"
+    change = own_changes(latest.run.reasons)[:160] or "its change"
     score = "failed" if latest.metric is None else f"scored {ctx.settings.metric} {latest.metric:.4f}"
     return [f"run {latest.run.id} ({change}) {score}, not better than run {base.run.id} ({base.metric:.4f}): "
             f"its change is reverted and the next attempt starts from run {base.run.id}"]
@@ -364,6 +402,11 @@ def _same(a: Any, b: Any) -> bool:
 def propose(ctx: TweakContext) -> Proposal | None:
     """`mlops tweak --strategy ladder` on a scikit-learn script: the ladder's first untried move."""
     return realise(ctx, strategy="ladder")
+
+
+def propose_rewrite(ctx: TweakContext) -> Proposal | None:
+    """`--strategy rewrite`: the same moves (a scikit-learn move is always a rewrite of the script)."""
+    return realise(ctx, strategy="rewrite")
 
 
 SCALE_PARAMS = ("scale", "standardize", "standardise", "scaler")

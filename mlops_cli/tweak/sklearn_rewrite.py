@@ -336,10 +336,3 @@ def rewrite_source(source_dir: Path, entry: str, edit: Edit) -> dict[str, str]:
         except RewriteError as exc:
             first_error = first_error or exc
     raise first_error or RewriteError(f"no file of the code constructs {edit.estimator}")
-
-
-def propose(ctx: Any) -> Any:
-    """The ladder's moves for scikit-learn, realised by rewriting the script (see sklearn_ladder)."""
-    from mlops_cli.tweak import sklearn_ladder
-
-    return sklearn_ladder.realise(ctx, strategy="rewrite")
