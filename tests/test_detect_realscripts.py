@@ -79,18 +79,19 @@ def test_runtime_in_mlops_yaml_overrides_and_is_validated(tmp_path: Path) -> Non
 
 
 def test_third_party_imports_the_runtime_lacks_are_listed_with_what_to_add(tmp_path: Path) -> None:
-    script = ("import cv2\nimport seaborn as sns\ntry:\n    import xgboost_extras\nexcept ImportError:\n    pass\n"
+    script = ("import cv2\nimport tabulate\nimport seaborn as sns\ntry:\n    import xgboost_extras\nexcept ImportError:\n    pass\n"
               "import pylab\nfrom sklearn.svm import SVC\n\ndef plot():\n    import plotly\n\n"
               "SVC().fit([[0], [1]], [0, 1])\n")
     code, _, stderr = _detect(_tree(tmp_path, "cv-only", {"train.py": script}))
     assert code == 2
     assert stderr.strip() == ("mlops: error: train.py:1: import cv2: the sklearn runtime lacks it (and 1 more) (add "
                               "opencv-python-headless to requirements.txt; the repository has no requirements.txt)")
-    code, data, _ = _detect(_tree(tmp_path / "b", "cv-only", {"train.py": script, "requirements.txt": "seaborn==0.13\n"}))
+    code, data, _ = _detect(_tree(tmp_path / "b", "cv-only", {"train.py": script, "requirements.txt": "tabulate==0.9\n"}))
     assert code == 0
     assert data["missing_packages"] == [
         "train.py:1: import cv2: the sklearn runtime lacks it; add opencv-python-headless to requirements.txt",
-        "train.py:11: import plotly: the sklearn runtime lacks it; add plotly to requirements.txt"]
+        "train.py:12: import plotly: the sklearn runtime lacks it; add plotly to requirements.txt"], \
+        "seaborn comes with every runtime"
     assert "mlops: warning: train.py:1: import cv2" in run_mlops("detect", "--path", str(tmp_path / "b" / "code")).stderr
 
 
@@ -129,12 +130,23 @@ def test_cnn_layers_through_partial_and_aliases_are_seen(tmp_path: Path) -> None
 
 
 def test_an_api_no_runtime_has_stops_before_training(tmp_path: Path) -> None:
-    script = ("from keras.wrappers.scikit_learn import KerasClassifier\nfrom sklearn.model_selection import "
-              "cross_val_score\nprint(cross_val_score(KerasClassifier(build_fn=None), [[0]], [0]))\n")
-    code, _, stderr = _detect(_tree(tmp_path, "keras-tfdata", {"train.py": script}))
+    script = ("from sklearn.cross_validation import cross_val_score\nfrom sklearn.svm import SVC\n"
+              "print(cross_val_score(SVC(), [[0]], [0]))\n")
+    code, _, stderr = _detect(_tree(tmp_path, "cv-only", {"evaluate_models.py": script}))
     assert code == 2
-    assert stderr.startswith("mlops: error: train.py:1: keras.wrappers.scikit_learn was removed in Keras 2.12 (use "
-                             "the scikeras package")
+    assert stderr.startswith("mlops: error: evaluate_models.py:1: sklearn.cross_validation was removed in "
+                             "scikit-learn 0.20 (import from sklearn.model_selection)")
+
+
+def test_keras_scikit_learn_wrappers_pick_the_keras2_runtime(tmp_path: Path) -> None:
+    code, data, stderr = _detect(_tree(tmp_path, "keras-sklearn-wrapper"))
+    assert code == 0, stderr
+    assert data["profile"] == "keras" and data["runtime"] == "keras2"
+    assert "train.py:5: keras.wrappers.scikit_learn (Keras 2 only)" in data["evidence"]
+    script = "from tensorflow.keras.wrappers.scikit_learn import KerasRegressor\n" + \
+        (FIXTURES / "keras-sklearn-wrapper" / "train.py").read_text()
+    code, data, stderr = _detect(_tree(tmp_path / "b", "keras-sklearn-wrapper", {"train.py": script}))
+    assert code == 0 and data["runtime"] == "keras2", stderr
 
 
 def test_image_folders_read_from_the_repository_root(tmp_path: Path) -> None:

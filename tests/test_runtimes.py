@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -266,3 +267,51 @@ def test_pip_gets_no_secret_but_its_own_settings(monkeypatch: pytest.MonkeyPatch
     assert env["PIP_FIND_LINKS"] == "/srv/wheels" and env["MPLBACKEND"] == "Agg"
     assert "hunter2" not in env.values() and "t0ken" not in env.values()
     assert "PIP_INDEX_URL" not in env, "an index URL with credentials stays with the trusted steps"
+
+
+KERAS_SKLEARN_WRAPPER = (ROOT / "tests" / "fixtures" / "realscripts" / "keras-sklearn-wrapper" / "train.py").read_text()
+
+
+def _wrapper_verdict(ws: Path, env: dict[str, str] | None = None) -> dict:
+    result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (ws / "runs" / "0001" / "train.log").read_text()
+    assert "built with units 16" in log and "built with units 4" not in log, "build_fn gets units=16, as in Keras 2"
+    printed = re.search(r"^folds 3 mean (\S+)$", log, re.M)
+    assert printed, log[-2000:]
+    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    assert metrics["val_accuracy"] == pytest.approx(float(printed.group(1))), "the script's own CV mean is held out"
+    assert metrics["diagnostics"]["holdout"] == "cross-validation (3 folds, mean test score)"
+    evaluated = run_mlops("evaluate", "-w", str(ws), env=env)
+    assert evaluated.returncode in (0, 3), evaluated.stdout + evaluated.stderr
+    return metrics
+
+
+def test_keras_scikit_learn_wrapper_trains_and_gets_a_verdict_on_keras3(tmp_path: Path) -> None:
+    _wrapper_verdict(pulled(tmp_path, {"train.py": KERAS_SKLEARN_WRAPPER}, runtime="keras"))
+
+
+@pytest.mark.slow
+def test_keras_scikit_learn_wrapper_trains_and_gets_a_verdict_in_the_keras2_venv(tmp_path: Path,
+                                                                                  keras2_cache: Path) -> None:
+    ws = pulled(tmp_path, {"train.py": KERAS_SKLEARN_WRAPPER})
+    assert json.loads((ws / "state.json").read_text())["runtime"] == "keras2", "detect picks keras2 on its own"
+    _wrapper_verdict(ws, env={"MLOPS_CACHE_DIR": str(keras2_cache)})
+
+
+def test_tf_keras_wrapper_path_and_a_grid_over_build_fn_arguments_on_keras3() -> None:
+    script = (
+        "import keras\nfrom mlops_cli.harness import compat\ncompat.install(keras)\n"
+        "from tensorflow.keras.wrappers.scikit_learn import KerasClassifier, KerasRegressor\n"
+        "from sklearn.datasets import make_classification\nfrom sklearn.model_selection import GridSearchCV\n"
+        "x, y = make_classification(60, 4, random_state=0)\n"
+        "def build(optimizer='adam'):\n    print('optimizer', optimizer)\n"
+        "    m = keras.Sequential([keras.layers.Dense(1, activation='sigmoid', input_dim=4)])\n"
+        "    m.compile(optimizer=optimizer, loss='binary_crossentropy')\n    return m\n"
+        "KerasClassifier(build_fn=build, epochs=1, verbose=0).fit(x, y)\n"
+        "GridSearchCV(KerasClassifier(build_fn=build, epochs=1, verbose=0), {'optimizer': ['sgd', 'rmsprop']}, "
+        "cv=2, refit=False).fit(x, y)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["optimizer", "adam"] + ["optimizer", "sgd"] * 2 + ["optimizer", "rmsprop"] * 2, \
+        "the build function's own default unless set, and each value a grid sets (scikeras' default included)"

@@ -10,7 +10,9 @@ meaning, so the script runs as its author ran it:
   another learning rate than written) becomes `learning_rate=`; `decay=` is dropped, with a note, where the
   optimizer refuses it;
 - `Model.fit_generator`, `evaluate_generator`, `predict_generator` (gone in Keras 3) call fit, evaluate, predict;
-- history keys `acc` / `val_acc` (`metrics=['acc']`) get their `accuracy` / `val_accuracy` names in what we record.
+- history keys `acc` / `val_acc` (`metrics=['acc']`) get their `accuracy` / `val_accuracy` names in what we record;
+- `keras.wrappers.scikit_learn` / `tensorflow.keras.wrappers.scikit_learn` (gone since Keras 2.12): KerasClassifier
+  and KerasRegressor from scikeras, imported on first use (harness/keras_sklearn.py; scikeras is in the runtimes).
 Keras 2's BackupAndRestore keeps its state with tf.train.Checkpoint (written to a temp name, then renamed), not
 Keras 3's weights file and JSON: `keras_major()` tells keras_hooks which one it has.
 Importing this module imports no Keras; everything here works under both majors.
@@ -28,6 +30,7 @@ LEGACY_LAYER_MODULES = ("core", "convolutional", "pooling", "recurrent", "normal
 OPTIMIZERS = ("SGD", "RMSprop", "Adam", "AdamW", "Adadelta", "Adagrad", "Adamax", "Nadam", "Ftrl")
 GENERATOR_METHODS = {"fit_generator": "fit", "evaluate_generator": "evaluate", "predict_generator": "predict"}
 LOG_ALIASES = {"acc": "accuracy", "val_acc": "val_accuracy"}
+SKLEARN_WRAPPERS = ("keras.wrappers.scikit_learn", "tensorflow.keras.wrappers.scikit_learn")
 _PATCHED = "_mlops_compat"
 
 
@@ -43,6 +46,7 @@ def install(keras: Any) -> None:
     _module_aliases(keras)
     _optimizer_arguments(keras)
     _generator_methods(keras)
+    _sklearn_wrappers()
     setattr(keras, _PATCHED, True)
 
 
@@ -126,3 +130,40 @@ def _generator_methods(keras: Any) -> None:
 
         method.__name__ = old
         setattr(model, old, method)
+
+
+def _importable(name: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def _sklearn_wrapper_attribute(name: str) -> Any:
+    """KerasClassifier & co., from scikeras once the script asks for one."""
+    from mlops_cli.harness import keras_sklearn
+
+    try:
+        return getattr(keras_sklearn, name)
+    except AttributeError:
+        raise AttributeError(f"keras.wrappers.scikit_learn has no {name!r} here (mlops serves it from scikeras: "
+                             "KerasClassifier, KerasRegressor)") from None
+
+
+def _sklearn_wrappers() -> None:
+    """Register the removed scikit-learn wrapper modules (and a `wrappers` parent where the Keras lacks one)."""
+    for name in SKLEARN_WRAPPERS:
+        parent, _, leaf = name.rpartition(".")
+        if name in sys.modules or not _importable(parent.rpartition(".")[0]):
+            continue
+        if not _importable(parent):
+            sys.modules[parent] = types.ModuleType(parent, "mlops: Keras 2's wrappers package")
+            setattr(sys.modules[parent.rpartition(".")[0]], "wrappers", sys.modules[parent])
+        module = types.ModuleType(name, "mlops: Keras 2's scikit-learn wrappers, served by scikeras")
+        module.__dict__["__getattr__"] = _sklearn_wrapper_attribute
+        module.__dict__["__all__"] = ["KerasClassifier", "KerasRegressor"]
+        sys.modules[name] = module
+        setattr(sys.modules[parent], leaf, module)

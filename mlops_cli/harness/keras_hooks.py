@@ -53,11 +53,27 @@ def install(capture: Capture) -> None:
         return history
 
     keras.Model.fit = fit
+    _cross_validation(capture)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise Interrupted(128 + signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _cross_validation(capture: Capture) -> None:
+    """A Keras model in scikit-learn's cross-validation (keras.wrappers.scikit_learn): its mean test score is the
+    held-out metric, as in the sklearn profile. Nothing to do where scikit-learn is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        return
+    import sklearn.model_selection
+
+    from mlops_cli.harness.sklearn_hooks import wrap_cross_validation
+
+    for name in ("cross_val_score", "cross_validate"):
+        setattr(sklearn.model_selection, name, wrap_cross_validation(capture, getattr(sklearn.model_selection, name)))
 
 
 def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -252,11 +268,15 @@ ACCURACY_ALIASES = ("accuracy", "acc", "binary_accuracy", "categorical_accuracy"
 
 
 def finish(capture: Capture) -> None:
-    """Final metrics of the last fit: the merged per-epoch curves; held-out accuracy under one name
+    """Final metrics of the last fit: the merged per-epoch curves, unless cross-validation came last (its mean
+    test score stays the held-out metric); held-out accuracy under one name
     (`val_accuracy`, whatever the script compiled: acc, binary_accuracy...) or computed directly; `val_r2`
     for regressors, so evaluate's default metric exists for every script that trains."""
     curves = capture.curves()
+    cross_validated = dict(capture.metrics) if str(capture.diagnostics.get("holdout")).startswith("cross-valid") \
+        else {}
     capture.metrics.update({key: values[-1] for key, values in curves.items() if values})
+    capture.metrics.update(cross_validated)
     capture.diagnostics["curves"] = curves
     capture.diagnostics["epochs"] = len(next(iter(curves.values()), []))
     capture.metrics.update(capture.diagnostics.pop("restored_metrics", {}))

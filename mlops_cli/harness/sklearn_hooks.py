@@ -55,7 +55,7 @@ def install(capture: Capture) -> None:
 
     sklearn.metrics.r2_score = r2_score
     for name in ("cross_val_score", "cross_validate"):
-        setattr(sklearn.model_selection, name, _wrap_cross_validation(capture, getattr(sklearn.model_selection, name)))
+        setattr(sklearn.model_selection, name, wrap_cross_validation(capture, getattr(sklearn.model_selection, name)))
 
 
 def score_name(scoring: Any, classifier: bool) -> tuple[str, float] | None:
@@ -68,7 +68,10 @@ def score_name(scoring: Any, classifier: bool) -> tuple[str, float] | None:
     return (scoring.removeprefix("neg_"), -1.0) if scoring.startswith("neg_") else (scoring, 1.0)
 
 
-def _wrap_cross_validation(capture: Capture, original: Any) -> Any:
+def wrap_cross_validation(capture: Capture, original: Any) -> Any:
+    """cross_val_score / cross_validate recording their mean test score as the held-out metric (the keras
+    profile uses it too: a KerasClassifier scored by cross_val_score)."""
+
     @functools.wraps(original)
     def cross_validation(estimator: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(estimator, *args, **kwargs)
