@@ -39,8 +39,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CASES_DIR = Path(__file__).with_name("repair_cases")
+
+from benchutil import quiet_output  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,30 +105,6 @@ def make_remote(case: Case, where: Path) -> Path:
     return where / "origin.git"
 
 
-class _quiet:
-    """Training output (fd 1 and 2) to a log file, so the bench prints only its lines."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-
-    def __enter__(self) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.saved = os.dup(1), os.dup(2)
-        self.handle = open(self.log, "ab")
-        os.dup2(self.handle.fileno(), 1)
-        os.dup2(self.handle.fileno(), 2)
-
-    def __exit__(self, *exc: Any) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(self.saved[0], 1)
-        os.dup2(self.saved[1], 2)
-        os.close(self.saved[0])
-        os.close(self.saved[1])
-        self.handle.close()
-
-
 def _outcome(case: Case, method: str, seed: int, rows: list[Any], met: bool) -> Outcome:
     scored = [row.metric for row in rows if row.metric is not None]
     return Outcome(case.name, method, seed, met, len(rows), round(sum(row.duration_s or 0.0 for row in rows), 2),
@@ -144,7 +123,7 @@ def first_attempt(case: Case, seed: int, where: Path, log: Path) -> tuple[Path, 
 
     remote = make_remote(case, where)
     ws = Workspace(where / "ws")
-    with _quiet(log):
+    with quiet_output(log):
         pull(ws, str(remote))
         settings = load_settings(ws.root, threshold=case.threshold, seed=seed)
         detect_and_record(settings)
@@ -160,7 +139,7 @@ def run_mlops(case: Case, seed: int, budget: int, log: Path, remote: Path, ws_ro
     from mlops_cli.history import history
     from mlops_cli.loop import run_loop
 
-    with _quiet(log):
+    with quiet_output(log):
         try:
             result = run_loop(str(ws_root), str(remote), max_attempts=budget, threshold=case.threshold,
                               seed=seed, notify=False)
@@ -183,7 +162,7 @@ def run_manual(case: Case, seed: int, budget: int, log: Path, ws_root: Path, met
     rng = random.Random(f"{case.name}-{seed}-{method}")
     settings = load_settings(str(ws_root), threshold=case.threshold, seed=seed)
     met = False
-    with _quiet(log):
+    with quiet_output(log):
         for _ in range(budget - 1):
             next_change(settings, history(settings), rng)
             result = train(settings)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tasks_keras import TASKS as KERAS_TASKS  # noqa: E402
+from benchutil import quiet_output  # noqa: E402
 
 try:
     from tasks_sklearn import TASKS as SKLEARN_TASKS  # noqa: E402
@@ -85,7 +86,7 @@ def run_strategy(task: Any, strategy: str, seed: int, quiet_log: Path) -> Outcom
         where = Path(tmp)
         remote = make_remote(task, where)
         started = time.monotonic()
-        with _quiet(quiet_log):
+        with quiet_output(quiet_log):
             try:
                 result = run_loop(str(where / "ws"), str(remote), strategy=strategy,
                                   max_attempts=getattr(task, "max_attempts", BASELINE_ATTEMPTS),
@@ -120,7 +121,7 @@ def run_baseline(task: Any, seed: int, quiet_log: Path) -> Outcome:
         started = time.monotonic()
         ws = Workspace(where / "ws")
         met = False
-        with _quiet(quiet_log):
+        with quiet_output(quiet_log):
             pull(ws, str(remote))
             settings = load_settings(ws.root, threshold=task.threshold, seed=seed)
             detect_and_record(settings)
@@ -142,30 +143,6 @@ def run_baseline(task: Any, seed: int, quiet_log: Path) -> Outcome:
         scored = [row.metric for row in rows if row.metric is not None]
         return Outcome(task.name, "baseline", seed, met, len(rows), epochs_total, train_s, wall,
                        max(scored) if scored else None)
-
-
-class _quiet:
-    """Send the training processes' output (fd 1 and 2) to a log file, so the bench prints only its lines."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-
-    def __enter__(self) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.saved = os.dup(1), os.dup(2)
-        self.handle = open(self.log, "ab")
-        os.dup2(self.handle.fileno(), 1)
-        os.dup2(self.handle.fileno(), 2)
-
-    def __exit__(self, *exc: Any) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(self.saved[0], 1)
-        os.dup2(self.saved[1], 2)
-        os.close(self.saved[0])
-        os.close(self.saved[1])
-        self.handle.close()
 
 
 def _median(values: list[float]) -> float | None:

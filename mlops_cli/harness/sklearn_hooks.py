@@ -34,26 +34,8 @@ def install(capture: Capture) -> None:
             setattr(cls, "fit", _wrap_fit(capture, cls.__dict__["fit"]))
         if "score" in cls.__dict__ and callable(cls.__dict__["score"]):
             setattr(cls, "score", _wrap_score(capture, cls.__dict__["score"]))
-    original_accuracy = classification.accuracy_score
-
-    @functools.wraps(original_accuracy)
-    def accuracy_score(y_true: Any, y_pred: Any, *args: Any, **kwargs: Any) -> Any:
-        value = original_accuracy(y_true, y_pred, *args, **kwargs)
-        if not capture.depth:
-            safe(_record_score)(capture, "accuracy", y_true, value, by_labels=True)
-        return value
-
-    sklearn.metrics.accuracy_score = accuracy_score
-    original_r2 = regression.r2_score
-
-    @functools.wraps(original_r2)
-    def r2_score(y_true: Any, y_pred: Any, *args: Any, **kwargs: Any) -> Any:
-        value = original_r2(y_true, y_pred, *args, **kwargs)
-        if not capture.depth:
-            safe(_record_score)(capture, "r2", y_true, value, by_labels=True)
-        return value
-
-    sklearn.metrics.r2_score = r2_score
+    for name, module, function in (("accuracy", classification, "accuracy_score"), ("r2", regression, "r2_score")):
+        setattr(sklearn.metrics, function, _wrap_metric(capture, name, getattr(module, function)))
     for name in ("cross_val_score", "cross_validate"):
         setattr(sklearn.model_selection, name, wrap_cross_validation(capture, getattr(sklearn.model_selection, name)))
 
@@ -93,6 +75,20 @@ def _record_cross_validation(capture: Capture, estimator: Any, scoring: Any, res
     capture.metrics[f"val_{name}"] = sign * float(np.mean(scores))
     capture.diagnostics.update(holdout=f"cross-validation ({len(scores)} folds, mean test score)",
                                n_holdout=None)
+
+
+def _wrap_metric(capture: Capture, name: str, original: Any) -> Any:
+    """`sklearn.metrics.<name>_score` that also records the score it returns (held out unless on the training
+    labels); scores computed inside our own or sklearn's fitting (capture.depth) are not the script's."""
+
+    @functools.wraps(original)
+    def score(y_true: Any, y_pred: Any, *args: Any, **kwargs: Any) -> Any:
+        value = original(y_true, y_pred, *args, **kwargs)
+        if not capture.depth:
+            safe(_record_score)(capture, name, y_true, value, by_labels=True)
+        return value
+
+    return score
 
 
 def _wrap_fit(capture: Capture, original: Any) -> Any:

@@ -1,0 +1,31 @@
+"""What the benchmark scripts share."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class quiet_output:
+    """Send the training processes' output (fd 1 and 2) to a log file, so a bench prints only its own lines."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def __enter__(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = os.dup(1), os.dup(2)
+        self.handle = open(self.log, "ab")
+        os.dup2(self.handle.fileno(), 1)
+        os.dup2(self.handle.fileno(), 2)
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        os.close(self.saved[0])
+        os.close(self.saved[1])
+        self.handle.close()
