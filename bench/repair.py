@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 CASES_DIR = Path(__file__).with_name("repair_cases")
 
-from benchutil import quiet_output  # noqa: E402
+from benchutil import bare_repo, quiet_output  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +96,7 @@ def make_remote(case: Case, where: Path) -> Path:
     work = where / "src"
     work.mkdir(parents=True)
     (work / "train.py").write_text((CASES_DIR / f"{case.name}.py").read_text())
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@localhost",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@localhost"}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "case"]):
-        subprocess.run(["git", *args], cwd=work, check=True, env=env, capture_output=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(where / "origin.git")], check=True)
-    return where / "origin.git"
+    return bare_repo(work, where, "case")
 
 
 def _outcome(case: Case, method: str, seed: int, rows: list[Any], met: bool) -> Outcome:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tasks_keras import TASKS as KERAS_TASKS  # noqa: E402
-from benchutil import quiet_output  # noqa: E402
+from benchutil import bare_repo, quiet_output  # noqa: E402
 
 try:
     from tasks_sklearn import TASKS as SKLEARN_TASKS  # noqa: E402
@@ -64,12 +64,7 @@ def make_remote(task: Any, where: Path) -> Path:
         if old not in text:
             raise SystemExit(f"task {task.name}: {rel} does not contain {old!r}")
         path.write_text(text.replace(old, new, 1))
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@localhost",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@localhost"}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "task"]):
-        subprocess.run(["git", *args], cwd=work, check=True, env=env, capture_output=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(where / "origin.git")], check=True)
-    return where / "origin.git"
+    return bare_repo(work, where, "task")
 
 
 def _totals(ws_root: Path, commit_rows: list[Any]) -> tuple[int, float]:
