@@ -88,7 +88,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 300, step: float = 0
 def kill(ws: Path, run_id: str, runner: str) -> None:
     record = run_json(ws, run_id)
     if runner == "docker":
-        from mlops_cli.docker_engine import Engine
+        from mlops_cli.adapters.docker_engine import Engine
 
         with Engine.connect() as engine:
             engine.kill(record["container_id"], "SIGKILL")
@@ -100,7 +100,7 @@ def remove_containers(ws: Path, runner: str) -> None:
     """A detached run's last container stays until the project's next start: the bench removes its own."""
     if runner != "docker":
         return
-    from mlops_cli.docker_engine import Engine
+    from mlops_cli.adapters.docker_engine import Engine
 
     with Engine.connect() as engine:
         for state in engine.find({"mlops.workspace": str(ws)}):
@@ -167,7 +167,7 @@ def trial_over(base: Path, runner: str, epochs: int, kill_at: int) -> dict:
 
 def docker_ready() -> str | None:
     """None when the docker runner can be benchmarked, else why not."""
-    from mlops_cli.docker_engine import Engine
+    from mlops_cli.adapters.docker_engine import Engine
     from mlops_cli.errors import RunnerError
 
     try:

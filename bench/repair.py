@@ -109,10 +109,10 @@ def first_attempt(case: Case, seed: int, where: Path, log: Path) -> tuple[Path, 
     """Pull, detect and train the script as written once: (remote, workspace, met). Every method continues from
     a copy of this workspace, so the attempt as written is trained once per case and seed, not once per method."""
     from mlops_cli.config import load_settings
-    from mlops_cli.detect import detect_and_record
-    from mlops_cli.evaluate import evaluate
-    from mlops_cli.pull import pull
-    from mlops_cli.train import train
+    from mlops_cli.steps.detect import detect_and_record
+    from mlops_cli.steps.evaluate import evaluate
+    from mlops_cli.steps.pull import pull
+    from mlops_cli.steps.train import train
     from mlops_cli.workspace import Workspace
 
     remote = make_remote(case, where)
@@ -131,7 +131,7 @@ def run_mlops(case: Case, seed: int, budget: int, log: Path, remote: Path, ws_ro
     from mlops_cli.config import load_settings
     from mlops_cli.errors import MlopsError
     from mlops_cli.history import history
-    from mlops_cli.loop import run_loop
+    from mlops_cli.steps.loop import run_loop
 
     with quiet_output(log):
         try:
@@ -149,9 +149,9 @@ def run_manual(case: Case, seed: int, budget: int, log: Path, ws_root: Path, met
     """Up to budget-1 more attempts, each the change `next_change(settings, rows, rng)` makes (a proposal in
     next.json, as tweak writes one); stop when the threshold is met."""
     from mlops_cli.config import load_settings
-    from mlops_cli.evaluate import evaluate
     from mlops_cli.history import history
-    from mlops_cli.train import train
+    from mlops_cli.steps.evaluate import evaluate
+    from mlops_cli.steps.train import train
 
     rng = random.Random(f"{case.name}-{seed}-{method}")
     settings = load_settings(str(ws_root), threshold=case.threshold, seed=seed)
@@ -191,7 +191,6 @@ def keras_knobs(model: dict[str, Any], epochs: int) -> dict[str, list[Any]]:
 
 
 def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
-    from mlops_cli.train import STAGED_SOURCE
 
     first = rows[0]
     metrics = first.metrics
@@ -201,12 +200,12 @@ def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
         settings.workspace.write_proposal({"strategy": "random", "parent": first.run.id,
                                            "reasons": [f"random: {options}"], "params": {}, "options": options})
         return
-    from mlops_cli.tweak.sklearn_rewrite import rewrite_source
+    from mlops_cli.steps.tweak.sklearn_rewrite import rewrite_source
 
     edit = sklearn_random_edit(metrics.model if metrics else {}, rng)
     source = settings.workspace.source_dir(first.run)
     files = rewrite_source(source, first.run.entrypoint or "train.py", edit)
-    staged = settings.workspace.root / STAGED_SOURCE
+    staged = settings.workspace.staged_source_dir
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git"))
     for rel, text in files.items():
@@ -219,8 +218,8 @@ def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
 def sklearn_random_edit(model: dict[str, Any], rng: random.Random) -> Any:
     """A random point of the scikit-learn knobs tweak can turn: a scaler, each tabled hyperparameter (grid
     value or as written), each tabled string hyperparameter, or the stronger family."""
-    from mlops_cli.tweak.sklearn_ladder import table
-    from mlops_cli.tweak.sklearn_rewrite import Edit
+    from mlops_cli.steps.tweak.sklearn_ladder import table
+    from mlops_cli.steps.tweak.sklearn_rewrite import Edit
 
     data = table()
     name = model.get("estimator")

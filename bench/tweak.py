@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tasks_keras import TASKS as KERAS_TASKS  # noqa: E402
 from benchutil import bare_repo, quiet_output  # noqa: E402
+from tasks_keras import TASKS as KERAS_TASKS  # noqa: E402
 
 try:
     from tasks_sklearn import TASKS as SKLEARN_TASKS  # noqa: E402
@@ -75,7 +75,7 @@ def _totals(ws_root: Path, commit_rows: list[Any]) -> tuple[int, float]:
 
 def run_strategy(task: Any, strategy: str, seed: int, quiet_log: Path) -> Outcome:
     from mlops_cli.errors import MlopsError
-    from mlops_cli.loop import run_loop
+    from mlops_cli.steps.loop import run_loop
 
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         where = Path(tmp)
@@ -103,11 +103,11 @@ def run_strategy(task: Any, strategy: str, seed: int, quiet_log: Path) -> Outcom
 def run_baseline(task: Any, seed: int, quiet_log: Path) -> Outcome:
     """The seeds' tweak: the same model, 10 more epochs each attempt (harness `epochs` option)."""
     from mlops_cli.config import load_settings
-    from mlops_cli.detect import detect_and_record
-    from mlops_cli.evaluate import evaluate
     from mlops_cli.history import history
-    from mlops_cli.pull import pull
-    from mlops_cli.train import train
+    from mlops_cli.steps.detect import detect_and_record
+    from mlops_cli.steps.evaluate import evaluate
+    from mlops_cli.steps.pull import pull
+    from mlops_cli.steps.train import train
     from mlops_cli.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:

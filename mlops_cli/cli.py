@@ -113,7 +113,7 @@ def pull(workspace: str | None, url: str, branch: str | None) -> None:
     A private repository: set MLOPS_GIT_USER and MLOPS_GIT_PASSWORD (http, https) or MLOPS_GIT_SSH_KEY (a key
     file, ssh), as Jenkins' job 1 binds them; git gets them for the fetch only, never in a file."""
     from mlops_cli.config import resolve_workspace
-    from mlops_cli.pull import pull as do_pull
+    from mlops_cli.steps.pull import pull as do_pull
 
     result = do_pull(resolve_workspace(workspace), url, branch)
     for warning in result.warnings:
@@ -130,7 +130,7 @@ def pull(workspace: str | None, url: str, branch: str | None) -> None:
 def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
     """Read the model code without running it and pick the runtime (keras or sklearn)."""
     from mlops_cli.config import load_settings
-    from mlops_cli.detect import detect_and_record
+    from mlops_cli.steps.detect import detect_and_record
 
     settings = load_settings(workspace, repo_dir=None if path is None else Path(path))
     result = detect_and_record(settings, None if path is None else Path(path))
@@ -166,7 +166,7 @@ def train(workspace: str | None, runner: str, params_json: str | None, resume: s
           memory: str | None, network: str | None, gpus: str | None) -> None:
     """Train the detected entry script under the harness (metrics, checkpoints, model)."""
     from mlops_cli.config import load_settings
-    from mlops_cli.train import train as do_train
+    from mlops_cli.steps.train import train as do_train
 
     settings = load_settings(workspace, holdout=holdout, seed=seed)
     result = do_train(settings, runner=runner, params=_parse_json_option(params_json, "--params"),
@@ -188,7 +188,7 @@ def evaluate(workspace: str | None, threshold: float | None, metric: str | None,
              junit: str | None) -> None:
     """Compare the held-out metric with the threshold: exit 0 when met, 3 when below."""
     from mlops_cli.config import load_settings
-    from mlops_cli.evaluate import evaluate as do_evaluate
+    from mlops_cli.steps.evaluate import evaluate as do_evaluate
 
     settings = load_settings(workspace, threshold=threshold, metric=metric)
     result = do_evaluate(settings, run_id=run_id, junit_path=junit)
@@ -231,8 +231,8 @@ def tweak(workspace: str | None, threshold: float | None, metric: str | None, st
           time_budget: float | None, commit_branch: str | None, push: bool) -> None:
     """Below the threshold, propose the next attempt (exit 0); exit 4 when the budget is spent."""
     from mlops_cli.config import load_settings
-    from mlops_cli.tweak import Outcome
-    from mlops_cli.tweak import tweak as do_tweak
+    from mlops_cli.steps.tweak import Outcome
+    from mlops_cli.steps.tweak import tweak as do_tweak
 
     settings = load_settings(workspace, threshold=threshold, metric=metric)
     result = do_tweak(settings, strategy=strategy, time_budget=time_budget, commit_branch=commit_branch, push=push)
@@ -270,7 +270,7 @@ def notify(workspace: str | None, as_json: bool, threshold: float | None, metric
     _CA_FILE; retries from MLOPS_NOTIFY_RETRIES and MLOPS_NOTIFY_BACKOFF (seconds, doubled per retry).
     """
     from mlops_cli.config import load_settings
-    from mlops_cli.notify import notify as do_notify
+    from mlops_cli.steps.notify import notify as do_notify
 
     settings = load_settings(workspace, threshold=threshold, metric=metric)
     result = do_notify(settings, event=event, to=list(to), webhook=webhook, force=force,
@@ -296,7 +296,7 @@ def report(workspace: str | None, as_json: bool, threshold: float | None, metric
            out_dir: str | None) -> None:
     """Write the attempts table, the metric per attempt and the best run's learning curves as a report."""
     from mlops_cli.config import load_settings
-    from mlops_cli.report import report as do_report
+    from mlops_cli.steps.report import report as do_report
 
     settings = load_settings(workspace, threshold=threshold, metric=metric)
     result = do_report(settings, fmt=fmt, out_dir=None if out_dir is None else Path(out_dir))
@@ -371,7 +371,7 @@ def _server_options(func: Any) -> Any:
 
 
 def _connect(url: str | None, user: str | None, token: str | None) -> Any:
-    from mlops_cli.jenkins_client import connect
+    from mlops_cli.adapters.jenkins_client import connect
 
     register(token)   # a --token flag is scrubbed from every output like one from the environment
     if not url:
@@ -484,7 +484,7 @@ def jenkins_simulate(from_dir: str | None, out: str | None, start: tuple[str, ..
     import tempfile
 
     from mlops_cli import jenkins as jk
-    from mlops_cli.simulate import load_jobs, simulate
+    from mlops_cli.jenkins.simulate import load_jobs, simulate
 
     home = Path(out) if out else Path(tempfile.mkdtemp(prefix="mlops-jenkins-sim-"))
     if from_dir:
@@ -552,7 +552,7 @@ def run_cmd(workspace: str | None, runner: str, threshold: float | None, url: st
             no_notify: bool, verbose: bool) -> None:
     """Pull, detect, train, evaluate, tweak, train ... until met (exit 0) or the budget is spent (exit 4)."""
     from mlops_cli.history import format_table
-    from mlops_cli.loop import run_loop
+    from mlops_cli.steps.loop import run_loop
 
     result = run_loop(workspace, url, branch=branch, strategy=strategy, max_attempts=max_attempts,
                       threshold=threshold, seed=seed, time_budget=time_budget, runner=runner,
@@ -572,7 +572,7 @@ def run_cmd(workspace: str | None, runner: str, threshold: float | None, url: st
 def retrain(workspace: str | None, runner: str, detach: bool) -> None:
     """Train the attempt that `mlops tweak` proposed (job 5); the same as `mlops train` with no --params."""
     from mlops_cli.config import load_settings
-    from mlops_cli.train import train as do_train
+    from mlops_cli.steps.train import train as do_train
 
     settings = load_settings(workspace)
     if settings.workspace.read_proposal() is None:
@@ -599,7 +599,7 @@ def images() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Do not show the build output.")
 def images_build(runtime: str, base_image: str | None, extra_ca: Path | None, quiet: bool) -> None:
     """Build the images whose inputs changed; unchanged ones are found by their content-hash tag."""
-    from mlops_cli.images import build_images
+    from mlops_cli.runtimes.images import build_images
 
     def progress(line: str) -> None:
         if not quiet:
@@ -622,7 +622,7 @@ def runtimes_group() -> None:
 @click.argument("name", required=False)
 def runtimes_list(as_json: bool, name: str | None) -> None:
     """Each runtime (or NAME): what it holds, its image, and whether this machine can train it locally."""
-    from mlops_cli.venvs import describe
+    from mlops_cli.runtimes.venvs import describe
 
     rows = describe(name)
     if as_json:
@@ -639,7 +639,7 @@ def runtimes_list(as_json: bool, name: str | None) -> None:
 def runtimes_create(name: str, quiet: bool) -> None:
     """Create (once) and cache the venv of runtime NAME, which `train --runner local` then uses."""
     from mlops_cli import runtimes
-    from mlops_cli.venvs import create_runtime_venv
+    from mlops_cli.runtimes.venvs import create_runtime_venv
 
     def progress(line: str) -> None:
         if not quiet:
@@ -665,7 +665,7 @@ def monitor(workspace: str | None, as_json: bool, mode: str, interval: float, ma
             window: float) -> None:
     """Restart crashed training from its checkpoint: exit 0, or 1 when a crash loop made it give up."""
     from mlops_cli.config import load_settings
-    from mlops_cli.monitor import check, watch
+    from mlops_cli.steps.monitor import check, watch
 
     settings = load_settings(workspace)
     shown: list[str] = []

@@ -17,6 +17,8 @@ class ExitCode(IntEnum):
     BELOW_THRESHOLD = 3
     BUDGET_SPENT = 4
     INTERNAL = 70
+    #: between `mlops train` and its harness only: the workspace was already training, nothing ran
+    HARNESS_BUSY = 75
 
 
 class MlopsError(Exception):

@@ -324,6 +324,7 @@ class Workspace:
     state_path = property(lambda self: self.root / "state.json")
     proposal_path = property(lambda self: self.root / "next.json")
     tuning_db = property(lambda self: self.root / "tuning.db")
+    staged_source_dir = property(lambda self: self.root / "next-src")
     lock_path = property(lambda self: self.root / ".lock")
     train_lock_path = property(lambda self: self.root / ".train.lock")
     start_lock_path = property(lambda self: self.root / ".start.lock")

@@ -56,7 +56,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from mlops_cli import cron
+from mlops_cli.jenkins import cron
 
 SHAPES = yaml.safe_load((Path(__file__).parent / "jenkins_shapes.yaml").read_text(encoding="utf-8"))["classes"]
 DEFAULT_PLUGINS = {"git": "5.7.0", "github": "1.40.0", "junit": "1312.v1a_235a_b_94a_31",

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pulled_example, run_mlops
 
 import mlops_cli
-from conftest import pulled_example, run_mlops
 
 HEAVY = ("tensorflow", "keras", "sklearn", "optuna", "matplotlib")
 

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import MODELS, make_remote, monitors_at_once, progress, run_json, run_mlops, wait_for
-from mlops_cli.docker_engine import ContainerSpec, Engine
-from mlops_cli.errors import RunnerError
-from mlops_cli.images import ImageBuild, build_images
 from test_monitor import EPOCHS, SELF_KILLER, SLOW_KERAS, epochs_begun
+
+from mlops_cli.adapters.docker_engine import ContainerSpec, Engine
+from mlops_cli.errors import RunnerError
+from mlops_cli.runtimes.images import ImageBuild, build_images
 
 pytestmark = pytest.mark.docker
 

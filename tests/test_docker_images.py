@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, make_remote, run_mlops
+
 from mlops_cli.errors import UsageError
-from mlops_cli.images import REQUIREMENTS_NAME, _source_files, inputs_hash
+from mlops_cli.runtimes.images import REQUIREMENTS_NAME, _source_files, inputs_hash
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import make_remote, run_mlops
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "realscripts"

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import make_remote, run_mlops
+
 from mlops_cli.workspace import Workspace
 
 IRIS = """from sklearn.datasets import load_iris

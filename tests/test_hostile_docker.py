@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_mlops
-from mlops_cli.docker_engine import Engine
-from mlops_cli.workspace import RunStatus, Workspace
 from test_docker import containers, engine, pull  # noqa: F401  (fixtures shared with test_docker)
+
+from mlops_cli.adapters.docker_engine import Engine
+from mlops_cli.workspace import RunStatus, Workspace
 
 pytestmark = pytest.mark.docker
 BASE = "mlops-sklearn:latest"

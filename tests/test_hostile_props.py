@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlops_cli.config import CONFIG_FILE, load_settings
-from mlops_cli.detect import detect
 from mlops_cli.errors import MlopsError
+from mlops_cli.steps.detect import detect
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 KEYS = ["entrypoint", "profile", "metric", "threshold", "max_attempts", "holdout", "seed", "time_budget", "params",

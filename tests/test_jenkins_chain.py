@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import MODELS, ROOT, make_remote, run_mlops, wait_for
 from fake_jenkins import Credential, FakeJenkins
 from git_http_server import GitHttpServer

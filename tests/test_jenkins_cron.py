@@ -1,4 +1,4 @@
-"""Jenkins' cron dialect (mlops_cli/cron.py) against cases read from Jenkins core's CronTabTest and grammar
+"""Jenkins' cron dialect (mlops_cli/jenkins/cron.py) against cases read from Jenkins core's CronTabTest and grammar
 (jenkinsci/jenkins ff9430ee1dc6e319349a488650d914444fe141f3, core/src/test/java/hudson/scheduler/CronTabTest.java,
 core/src/main/antlr4/hudson/scheduler/CrontabParser.g4), and `install` refusing a bad spec naming the option."""
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from conftest import run_mlops
-from mlops_cli import cron
+
 from mlops_cli.errors import UsageError
+from mlops_cli.jenkins import cron
 
 
 def minutes(spec: str, seed: str, hour: int = 11) -> list[int]:

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import git, make_remote, run_mlops
 
 WINE = '''

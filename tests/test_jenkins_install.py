@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import run_mlops
 from fake_jenkins import FakeJenkins
 
@@ -164,7 +163,7 @@ def job_xml(command: str, unstable: int | None = None) -> str:
 ])
 def test_trigger_wait_follows_the_build(fake: FakeJenkins, command: str, unstable: int | None, code: int,
                                         result: str) -> None:
-    from mlops_cli.jenkins_client import connect
+    from mlops_cli.adapters.jenkins_client import connect
 
     connect(fake.url, "admin", TOKEN).create_job("mlops-3-evaluate", job_xml(command, unstable))
     out = run_mlops("jenkins", "trigger", "evaluate", "--wait", env=env_for(fake))
@@ -175,7 +174,7 @@ def test_trigger_wait_follows_the_build(fake: FakeJenkins, command: str, unstabl
 
 
 def test_trigger_without_wait_and_unknown_job(fake: FakeJenkins) -> None:
-    from mlops_cli.jenkins_client import connect
+    from mlops_cli.adapters.jenkins_client import connect
 
     connect(fake.url, "admin", TOKEN).create_job("mlops-1-pull", job_xml("true"))
     queued = run_mlops("jenkins", "trigger", "1", env=env_for(fake))
@@ -185,7 +184,7 @@ def test_trigger_without_wait_and_unknown_job(fake: FakeJenkins) -> None:
 
 
 def test_status_shows_the_last_build_of_each_job(fake: FakeJenkins) -> None:
-    from mlops_cli.jenkins_client import connect
+    from mlops_cli.adapters.jenkins_client import connect
 
     client = connect(fake.url, "admin", TOKEN)
     client.create_job("mlops-3-evaluate", job_xml("exit 3", 3))
@@ -219,7 +218,7 @@ def test_install_pipeline_as_a_pipeline_job(fake: FakeJenkins) -> None:
 def test_real_jenkins_install_is_idempotent_and_cleans_up() -> None:
     """On a real server: install creates, a second install changes nothing (the configs Jenkins hands back say
     what ours say), status and trigger see the jobs; whatever happens, the jobs and the view are deleted."""
-    from mlops_cli.jenkins_client import connect
+    from mlops_cli.adapters.jenkins_client import connect
 
     prefix = f"mlops-test-{uuid.uuid4().hex[:6]}-"
     client = connect(os.environ["JENKINS_URL"], os.environ.get("JENKINS_USER"), os.environ.get("JENKINS_TOKEN"))

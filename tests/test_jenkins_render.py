@@ -9,9 +9,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_mlops
 from fake_jenkins import DEFAULT_PLUGINS, jenkins_rewrite
+
 from mlops_cli import jenkins as jk
 from mlops_cli.errors import JenkinsError, UsageError
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-
 from conftest import ROOT, git, make_remote, run_mlops
 from fake_jenkins import DEFAULT_PLUGINS, SHAPES, FakeJenkins, jenkins_rewrite
+
 from mlops_cli import jenkins as jk
-from mlops_cli.jenkins_client import connect
+from mlops_cli.adapters.jenkins_client import connect
 
 TOKEN = "11aa22bb33cc44dd55ee66ff77889900"
 REPO = "https://git.example.com/team/wine.git"
@@ -240,7 +240,7 @@ def test_downstream_thresholds_and_discarder() -> None:
 
 
 def test_timer_fires_on_jenkins_minute_and_scm_poll_builds_on_a_push(tmp_path: Path) -> None:
-    from mlops_cli import cron
+    from mlops_cli.jenkins import cron
 
     remote = make_remote(tmp_path, {"train.py": ""})
     with FakeJenkins(users={"admin": TOKEN}, quiet_period=0.05) as server:

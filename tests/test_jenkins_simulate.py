@@ -10,9 +10,9 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
-
 from conftest import run_mlops
-from mlops_cli.simulate import SimBuild, load_jobs, simulate
+
+from mlops_cli.jenkins.simulate import SimBuild, load_jobs, simulate
 
 THRESHOLDS = {"SUCCESS": (0, "BLUE"), "UNSTABLE": (1, "YELLOW"), "FAILURE": (2, "RED")}
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from conftest import ROOT, run_mlops
+
 from mlops_cli.workspace import RunStatus, Workspace
 
 TRAINER = """

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import MODELS, make_remote, run_mlops
 
 

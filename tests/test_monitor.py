@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import make_remote, monitors_at_once, progress, run_json, run_mlops, wait_for
 
 EPOCHS = 14

@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-
 from conftest import run_mlops
+from test_report import COMMIT, PLOT_SIZE, add_run, png_size, wine_history
+
 from mlops_cli.config import load_settings
 from mlops_cli.errors import NotifyError, UsageError
-from mlops_cli.notify import notify
+from mlops_cli.steps.notify import notify
 from mlops_cli.workspace import RunStatus, Workspace, read_json
-from test_report import COMMIT, PLOT_SIZE, add_run, png_size, wine_history
 
 USER, PASSWORD = "ci-bot", "s3cr3t-Pa55w0rd!"
 SENDER = "Model CI <mlops@ci.example.com>"
@@ -360,8 +360,8 @@ def test_slack_table_keeps_the_latest_attempts_when_long(tmp_path: Path) -> None
     for units in range(1, 61):
         add_run(ws, params={"epochs": 30, "units": units, "learning_rate": 0.01, "note": "x" * 40},
                 val_accuracy=0.5 + units / 200, promote=units == 60)
-    from mlops_cli.notify import resolve_event, slack_payload
-    from mlops_cli.report import summarize
+    from mlops_cli.steps.notify import resolve_event, slack_payload
+    from mlops_cli.steps.report import summarize
 
     summary = summarize(load_settings(ws.root, threshold=0.9, max_attempts=100))
     payload = slack_payload(summary, *resolve_event(summary, "auto"))

@@ -102,7 +102,7 @@ def test_no_network(workspace: Path) -> None:
 
 
 def test_credentials_in_the_url_are_not_recorded(tmp_path: Path, workspace: Path) -> None:
-    from mlops_cli.gitrepo import redact_url
+    from mlops_cli.adapters.git import redact_url
 
     assert redact_url("https://bot:s3cret@git.example.com/team/model.git") == "https://git.example.com/team/model.git"
     assert redact_url("/srv/git/model.git") == "/srv/git/model.git"

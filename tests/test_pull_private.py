@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_remote, run_mlops
 from git_http_server import GitHttpServer
 
@@ -185,7 +184,7 @@ def test_a_killed_pull_leaves_no_clone_folder(server: GitHttpServer, tmp_path: P
 def test_a_reviewed_change_is_pushed_with_the_bound_credential(server: GitHttpServer, tmp_path: Path,
                                                                workspace: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_cli.gitrepo import commit_to_branch
+    from mlops_cli.adapters.git import commit_to_branch
 
     env = {**_home(tmp_path), "MLOPS_GIT_USER": "bot", "MLOPS_GIT_PASSWORD": PASSWORD}
     assert run_mlops("pull", "-w", str(workspace), "--repo", server.url + "model.git", env=env).returncode == 0

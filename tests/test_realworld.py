@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from conftest import ROOT, git, make_remote
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "realscripts"

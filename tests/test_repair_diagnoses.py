@@ -22,8 +22,8 @@ from mlops_cli.harness.capture import Capture  # noqa: E402
 from mlops_cli.harness.keras_hooks import describe  # noqa: E402
 from mlops_cli.history import AttemptRow  # noqa: E402
 from mlops_cli.records import RunMetrics  # noqa: E402
-from mlops_cli.tweak.diagnoses import Diagnosis, diagnose  # noqa: E402
-from mlops_cli.tweak.keras_ladder import plan  # noqa: E402
+from mlops_cli.steps.tweak.diagnoses import Diagnosis, diagnose  # noqa: E402
+from mlops_cli.steps.tweak.keras_ladder import plan  # noqa: E402
 from mlops_cli.workspace import RunRecord  # noqa: E402
 
 

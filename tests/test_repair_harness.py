@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import make_remote, run_mlops
+
 from mlops_cli.workspace import Workspace
 
 SOFTMAX_ONE_UNIT = (Path(__file__).resolve().parent.parent / "bench" / "repair_cases" / "softmax_one_unit.py")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli.config import load_settings
-from mlops_cli.tweak import Outcome, strategies, tweak
+from mlops_cli.steps.tweak import Outcome, strategies, tweak
 from mlops_cli.workspace import RunStatus, Workspace
 
 COMMIT = "c0ffee0000000000000000000000000000000000"
@@ -152,16 +152,16 @@ def test_the_tweak_modules_import_no_cycle() -> None:
     folder = ROOT / "mlops_cli" / "tweak"
     graph: dict[str, set[str]] = {}
     for path in folder.glob("*.py"):
-        name = "mlops_cli.tweak" if path.stem == "__init__" else f"mlops_cli.tweak.{path.stem}"
+        name = "mlops_cli.steps.tweak" if path.stem == "__init__" else f"mlops_cli.steps.tweak.{path.stem}"
         edges: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlops_cli.tweak"):
-                # `from mlops_cli.tweak import keras_rewrite` needs the submodule, not the package's names
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlops_cli.steps.tweak"):
+                # `from mlops_cli.steps.tweak import keras_rewrite` needs the submodule, not the package's names
                 names = [f"{node.module}.{alias.name}" for alias in node.names]
                 submodules = [name for name in names if (folder / f"{name.rsplit('.', 1)[1]}.py").is_file()]
                 edges.update(submodules if submodules else [node.module])
             elif isinstance(node, ast.Import):
-                edges.update(alias.name for alias in node.names if alias.name.startswith("mlops_cli.tweak"))
+                edges.update(alias.name for alias in node.names if alias.name.startswith("mlops_cli.steps.tweak"))
         graph[name] = edges
     modules = set(graph)
     graph = {name: {edge for edge in edges if edge in modules and edge != name} for name, edges in graph.items()}
@@ -171,4 +171,4 @@ def test_the_tweak_modules_import_no_cycle() -> None:
 
     cycles = [name for name in graph if reaches(name, name, {name})]
     assert cycles == [], f"import cycles through {cycles}"
-    assert "mlops_cli.tweak.keras_ladder" not in graph["mlops_cli.tweak.keras_rewrite"]
+    assert "mlops_cli.steps.tweak.keras_ladder" not in graph["mlops_cli.steps.tweak.keras_rewrite"]

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import run_mlops
+
 from mlops_cli.config import load_settings
 from mlops_cli.workspace import Workspace
 
@@ -177,7 +177,7 @@ def test_sklearn_run_without_curves_says_so(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws")
     add_run(ws, params={"n_neighbors": 5}, val_accuracy=0.6667, curves=False, promote=True)
     settings = load_settings(ws.root, threshold=0.9)
-    from mlops_cli.report import report
+    from mlops_cli.steps.report import report
 
     result = report(settings)
     page = _Page()
@@ -211,7 +211,7 @@ def test_report_out_pointing_at_a_file_is_refused(tmp_path: Path) -> None:
     target.write_text("keep me")
     settings = load_settings(ws.root)
     from mlops_cli.errors import UsageError
-    from mlops_cli.report import report
+    from mlops_cli.steps.report import report
 
     with pytest.raises(UsageError, match="is a file"):
         report(settings, out_dir=target)
@@ -219,7 +219,7 @@ def test_report_out_pointing_at_a_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_light_modules_do_not_import_matplotlib() -> None:
-    code = ("import sys, mlops_cli.cli, mlops_cli.notify, mlops_cli.report, mlops_cli.mailer, mlops_cli.webhook; "
+    code = ("import sys, mlops_cli.cli, mlops_cli.steps.notify, mlops_cli.steps.report, mlops_cli.adapters.smtp, mlops_cli.adapters.webhook; "
             "heavy = [m for m in ('matplotlib', 'tensorflow', 'keras', 'sklearn', 'optuna') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

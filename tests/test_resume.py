@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import make_remote, progress, run_json, run_mlops
 
 SCRIPT = """\

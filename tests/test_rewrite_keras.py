@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import MODELS
+
 from mlops_cli.errors import RewriteError
-from mlops_cli.tweak import keras_rewrite as rw
+from mlops_cli.steps.tweak import keras_rewrite as rw
 
 WINE_DATA = "from sklearn.datasets import load_wine\nX, y = load_wine(return_X_y=True)\nX = X / X.max(axis=0)\n"
 

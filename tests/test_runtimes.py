@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, make_remote, progress, run_json, run_mlops, wait_for
+
 from mlops_cli import runtimes
-from mlops_cli.deps import pip_failure, read_requirements
+from mlops_cli.runtimes.deps import pip_failure, read_requirements
 from mlops_cli.workspace import Workspace
 
 KERAS2_SCRIPT = (ROOT / "tests" / "keras2_era" / "train.py").read_text()
@@ -257,7 +257,7 @@ def test_runtimes_list_is_a_light_command(tmp_path: Path) -> None:
 
 
 def test_pip_gets_no_secret_but_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_cli.venvs import install_env
+    from mlops_cli.runtimes.venvs import install_env
 
     monkeypatch.setenv("SMTP_PASSWORD", "hunter2")
     monkeypatch.setenv("JENKINS_API_TOKEN", "t0ken")

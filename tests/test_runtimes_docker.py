@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, make_remote, progress, run_json, run_mlops, wait_for
-from mlops_cli.docker_engine import Engine
-from mlops_cli.images import ImageBuild
-from mlops_cli.workspace import Workspace
 from test_docker import containers, engine, images  # noqa: F401  (the session's engine and images)
+
+from mlops_cli.adapters.docker_engine import Engine
+from mlops_cli.runtimes.images import ImageBuild
+from mlops_cli.workspace import Workspace
 
 pytestmark = pytest.mark.docker
 
@@ -77,7 +77,7 @@ def test_requirements_build_a_derived_image_once_and_the_next_run_reuses_it(
         tmp_path: Path, engine: Engine, images: dict[str, ImageBuild], containers: Path) -> None:
     ws = pulled(tmp_path, containers, {"train.py": WITH_TABULATE,
                                        "requirements.txt": "tabulate==0.9.0\nscikit-learn==0.24.2\n"})
-    from mlops_cli.deps import read_requirements
+    from mlops_cli.runtimes.deps import read_requirements
 
     derived = f"mlops-sklearn-deps:{read_requirements(ws / 'repo').digest(images['sklearn'].image_id)}"
     engine.remove_image(derived)   # left by an earlier session: this one must build it
@@ -100,8 +100,8 @@ def test_requirements_build_a_derived_image_once_and_the_next_run_reuses_it(
 def test_a_new_runtime_image_retires_the_derived_images_of_the_old_one(
         engine: Engine, images: dict[str, ImageBuild]) -> None:
     from mlops_cli import runtimes
-    from mlops_cli.deps import Requirements
-    from mlops_cli.images import derived_image
+    from mlops_cli.runtimes.deps import Requirements
+    from mlops_cli.runtimes.images import derived_image
 
     sklearn = runtimes.get("sklearn")
     requirements = Requirements(lines=("tabulate==0.9.0",), sources=("requirements.txt",))

@@ -6,8 +6,8 @@ import io
 import pytest
 
 from mlops_cli import secrets
+from mlops_cli.boundary import training_env
 from mlops_cli.errors import ConfigError
-from mlops_cli.runners import training_env
 from mlops_cli.secrets import ScrubbingStream, known_secrets, redact_url, scrub, scrub_data
 
 ENV = {

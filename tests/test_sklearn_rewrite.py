@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_cli.tweak.sklearn_rewrite import Edit, RewriteError, apply, rewrite_source
+from mlops_cli.steps.tweak.sklearn_rewrite import Edit, RewriteError, apply, rewrite_source
 
 WINE = """from sklearn.datasets import load_wine
 from sklearn.model_selection import train_test_split

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import MODELS, make_remote, run_mlops
-from mlops_cli.config import load_settings
-from mlops_cli.tweak import _context
-from mlops_cli.tweak.sklearn_ladder import search_hint
 from test_sklearn_tweak_ladder import RAW_STATS, UNIT_STATS, checkout, fitted_model, record
 
-needs_search = pytest.mark.skipif(importlib.util.find_spec("mlops_cli.tweak.search") is None,
-                                  reason="mlops_cli.tweak.search (optuna search, issue 3) is not on this branch")
+from mlops_cli.config import load_settings
+from mlops_cli.steps.tweak import _context
+from mlops_cli.steps.tweak.sklearn_ladder import search_hint
+
+needs_search = pytest.mark.skipif(importlib.util.find_spec("mlops_cli.steps.tweak.search") is None,
+                                  reason="mlops_cli.steps.tweak.search (optuna search, issue 3) is not on this branch")
 
 
 def test_the_ladder_hints_search_to_switch_on_the_declared_scaler(tmp_path: Path) -> None:

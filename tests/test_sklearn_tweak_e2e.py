@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import MODELS, git, make_remote, run_mlops
 
 
@@ -91,8 +90,8 @@ def test_commit_branch_puts_the_rewritten_script_on_a_branch_for_review(tmp_path
     assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=ws / "repo") != "mlops/scale"
 
 
-needs_run = pytest.mark.skipif(importlib.util.find_spec("mlops_cli.loop") is None,
-                               reason="`mlops run` (mlops_cli.loop, issue 3) is not on this branch")
+needs_run = pytest.mark.skipif(importlib.util.find_spec("mlops_cli.steps.loop") is None,
+                               reason="`mlops run` (mlops_cli.steps.loop, issue 3) is not on this branch")
 
 
 @needs_run

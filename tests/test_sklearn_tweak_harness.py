@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import make_remote, run_mlops
 
 SEARCH = """import pandas as pd

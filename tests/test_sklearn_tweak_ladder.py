@@ -12,7 +12,7 @@ import pytest
 
 from mlops_cli.config import load_settings
 from mlops_cli.harness.sklearn_hooks import describe
-from mlops_cli.tweak import Outcome, tweak
+from mlops_cli.steps.tweak import Outcome, tweak
 from mlops_cli.workspace import RunStatus, Workspace
 
 COMMIT = "c0ffee0000000000000000000000000000000000"
@@ -348,7 +348,7 @@ def test_no_move_goes_back_to_a_model_already_trained(tmp_path: Path) -> None:
 ])
 def test_a_step_moves_one_place_along_the_tables_grid(value: Any, grid: list[Any], direction: int,
                                                      expected: tuple[bool, Any]) -> None:
-    from mlops_cli.tweak.sklearn_ladder import step
+    from mlops_cli.steps.tweak.sklearn_ladder import step
 
     assert step(value, grid, direction) == expected
 
@@ -357,7 +357,7 @@ def test_every_estimator_in_the_table_names_a_real_class_and_its_real_hyperparam
     import importlib
     import inspect
 
-    from mlops_cli.tweak.sklearn_ladder import table
+    from mlops_cli.steps.tweak.sklearn_ladder import table
 
     data = table()
     for name, spec in data["estimators"].items():

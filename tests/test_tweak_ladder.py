@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import MODELS, run_mlops
+
 from mlops_cli.config import load_settings
 from mlops_cli.errors import RewriteError
-from mlops_cli.tweak import Outcome, tweak
+from mlops_cli.steps.tweak import Outcome, tweak
 from mlops_cli.workspace import RunStatus, Workspace
 
 COMMIT = "c0ffee0000000000000000000000000000000000"

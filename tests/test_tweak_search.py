@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
-
 from conftest import make_remote, run_mlops
+from optuna.trial import TrialState
 
 SCRIPT = '''"""k-NN on the wine data, hyperparameters from mlops.yaml."""
 from sklearn.datasets import load_wine

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli import runtime
-from mlops_cli.errors import WorkspaceBusy, WorkspaceError
+from mlops_cli.errors import ExitCode, WorkspaceBusy, WorkspaceError
 from mlops_cli.harness.capture import Capture
 from mlops_cli.records import RunMetrics
 from mlops_cli.workspace import RunStatus, Workspace, confine, now_iso
-
-EXIT_BUSY = 75
 
 
 @contextlib.contextmanager
@@ -85,7 +83,7 @@ def run(workspace: Path, run_id: str) -> int:
             lock = ws.acquire_training(run_id)
         except WorkspaceBusy as exc:
             print(f"mlops: error: {exc}", file=sys.stderr)
-            return EXIT_BUSY
+            return ExitCode.HARNESS_BUSY
         with lock:
             resumed = record.started is not None
             record = ws.update_run(run_id, status=RunStatus.RUNNING, pid=os.getpid(), host=os.uname().nodename,
@@ -108,7 +106,7 @@ def _run_script(entry: Path, source: Path) -> None:
     (`!pip install ...`, `%matplotlib inline`) are comments and `get_ipython()` answers every call with nothing."""
     import types
 
-    from mlops_cli.detect import source_text
+    from mlops_cli.pycode import source_text
 
     text = source_text(entry, source)
     if "get_ipython" not in text and text == entry.read_text(encoding="utf-8", errors="replace"):
@@ -208,12 +206,12 @@ def _what_to_add(exc: BaseException) -> str:
         return ""
     import importlib.util
 
-    from mlops_cli.detect import rules
+    from mlops_cli.pycode import requirement_for
 
     top = name.split(".")[0]
     if top != name and importlib.util.find_spec(top) is not None:
         return ""
-    return f"; add {rules()['packages'].get(top, top)} to requirements.txt"
+    return f"; add {requirement_for(top)} to requirements.txt"
 
 
 def _trained(capture: Capture) -> bool:

@@ -48,11 +48,12 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli import runtimes
+from mlops_cli.adapters.docker_engine import ContainerSpec, Engine
+from mlops_cli.boundary import training_env
 from mlops_cli.config import Settings
-from mlops_cli.deps import read_requirements
-from mlops_cli.docker_engine import ContainerSpec, Engine
 from mlops_cli.errors import ConfigError, RunnerError
-from mlops_cli.runners import Probe, ProbeState, harness_command, training_env
+from mlops_cli.runners import Probe, ProbeState, harness_command
+from mlops_cli.runtimes.deps import read_requirements
 from mlops_cli.workspace import RunRecord, Workspace, atomic_write_json, copy_tree_confined, read_json
 
 MOUNT_POINT = "/workspace"
@@ -202,7 +203,7 @@ class DockerRunner:
             if engine.image_id(image) is None:
                 raise RunnerError(f"image {image} missing: run `mlops images build`")
             if requirements:
-                from mlops_cli.images import derived_image
+                from mlops_cli.runtimes.images import derived_image
 
                 derived = derived_image(engine, runtime, image, requirements, on_output=self._on_notice)
                 self._on_notice(derived.summary(requirements))

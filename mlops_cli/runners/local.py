@@ -2,7 +2,7 @@
 
 The process runs in the run's runtime (`mlops_cli.runtimes`): its cached venv (`mlops runtimes create NAME`), else
 this interpreter when it has what the runtime needs; a repository with its own requirements gets a cached venv
-layered on that one (`mlops_cli.venvs`)."""
+layered on that one (`mlops_cli.runtimes.venvs`)."""
 from __future__ import annotations
 
 import os
@@ -12,10 +12,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mlops_cli import runtimes, venvs
-from mlops_cli.deps import read_requirements
+from mlops_cli import runtimes
+from mlops_cli.boundary import training_env
 from mlops_cli.errors import RunnerError
-from mlops_cli.runners import Probe, ProbeState, harness_command, training_env
+from mlops_cli.runners import Probe, ProbeState, harness_command
+from mlops_cli.runtimes import venvs
+from mlops_cli.runtimes.deps import read_requirements
 from mlops_cli.workspace import RunRecord, Workspace
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])

@@ -97,11 +97,11 @@ def run_loop(workspace: str | None, url: str, branch: str | None = None, strateg
     """Pull, detect, then train/evaluate/tweak until met or budget spent; `on_attempt` sees each attempt as
     it finishes (the CLI prints it); `quiet` keeps the training output in train.log only. Raises TrainingFailed
     when no attempt of the commit trains at all."""
-    from mlops_cli.detect import detect_and_record
-    from mlops_cli.evaluate import evaluate
-    from mlops_cli.pull import pull
-    from mlops_cli.train import train
-    from mlops_cli.tweak import Outcome, tweak
+    from mlops_cli.steps.detect import detect_and_record
+    from mlops_cli.steps.evaluate import evaluate
+    from mlops_cli.steps.pull import pull
+    from mlops_cli.steps.train import train
+    from mlops_cli.steps.tweak import Outcome, tweak
 
     ws = resolve_workspace(workspace)
     pulled = pull(ws, url, branch)
@@ -149,7 +149,7 @@ def send_notification(settings: Settings, met: bool) -> str:
     """Announce the outcome through `mlops notify` (an .eml in the workspace outbox unless SMTP or a webhook
     is configured). A notification that cannot be sent is reported, not fatal: the model is trained."""
     try:
-        from mlops_cli import notify as notifier
+        from mlops_cli.steps import notify as notifier
     except ImportError:
         return "not sent: this build has no notify module"
     try:

@@ -16,9 +16,9 @@ from typing import Any
 
 from mlops_cli.errors import RewriteError
 from mlops_cli.history import AttemptRow
-from mlops_cli.tweak import keras_rewrite as rewrite
-from mlops_cli.tweak.context import Proposal, TweakContext, own_changes
-from mlops_cli.tweak.diagnoses import Diagnosis, Finding, diagnose, round_lr, strength, thresholds
+from mlops_cli.steps.tweak import keras_rewrite as rewrite
+from mlops_cli.steps.tweak.context import Proposal, TweakContext, own_changes
+from mlops_cli.steps.tweak.diagnoses import Diagnosis, Finding, diagnose, round_lr, strength, thresholds
 
 ADAPTIVE = {"Adam", "AdamW", "RMSprop", "Nadam", "Adamax", "Adagrad", "Adadelta", "Lion", "Ftrl"}
 DEFAULT_LEARNING_RATE = {"SGD": 0.01}

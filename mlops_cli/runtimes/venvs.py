@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlops_cli import runtimes
-from mlops_cli.deps import Requirements, pip_failure
 from mlops_cli.errors import RunnerError, UsageError
 from mlops_cli.runtimes import Runtime
+from mlops_cli.runtimes.deps import Requirements, pip_failure
 
 READY = ".mlops-ready"
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 PIP_TIMEOUT_S = 1800
 
 
@@ -94,7 +94,7 @@ def find_runtime_venv(runtime: Runtime) -> Venv | None:
 def install_env() -> dict[str, str]:
     """The environment of pip and of our helper in a venv being made: no secret (an sdist runs its own code), but
     pip's own settings (PIP_INDEX_URL, PIP_FIND_LINKS...) unless they carry credentials."""
-    from mlops_cli.runners import training_env
+    from mlops_cli.boundary import training_env
     from mlops_cli.secrets import SENSITIVE_NAME
 
     env = training_env()
@@ -180,7 +180,7 @@ def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
             (site_dir / "zz-mlops-runtime.pth").write_text("".join(f"{p}\n" for p in _site_packages(base_python)))
             wanted = path / "requirements.txt"
             wanted.write_text(requirements.text())
-            split = subprocess.run([venv_python, "-m", "mlops_cli.deps", str(wanted)], capture_output=True,
+            split = subprocess.run([venv_python, "-m", "mlops_cli.runtimes.deps", str(wanted)], capture_output=True,
                                    text=True, timeout=120, env=install_env())
             if split.returncode != 0:
                 raise RunnerError(f"cannot read the requirements: {split.stderr.strip()[-200:]}")

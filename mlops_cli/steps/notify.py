@@ -20,15 +20,23 @@ from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any
 
-from mlops_cli import mailer
-from mlops_cli import webhook as hooks
+from mlops_cli.adapters import smtp as mailer
+from mlops_cli.adapters import webhook as hooks
 from mlops_cli.config import Settings
 from mlops_cli.errors import ConfigError, NotifyError, UsageError, WorkspaceError
 from mlops_cli.history import AttemptRow, describe_changes, format_table
-from mlops_cli.report import (
-    GOOD, BAD, Summary, attempts_table_html, facts, fmt_metric, fmt_threshold, headline, summarize,
-)
 from mlops_cli.secrets import scrub, scrub_data
+from mlops_cli.steps.report import (
+    BAD,
+    GOOD,
+    Summary,
+    attempts_table_html,
+    facts,
+    fmt_metric,
+    fmt_threshold,
+    headline,
+    summarize,
+)
 from mlops_cli.workspace import Workspace, atomic_write_json, now_iso, read_json
 
 EVENTS = ("auto", "success", "failure", "gave-up", "crashed")
@@ -404,7 +412,7 @@ def notify(settings: Settings, event: str = "auto", to: Sequence[str] | None = N
 def _plot_or_warn(summary: Summary, warnings: list[str]) -> bytes | None:
     """The plot makes the mail worth opening, but a missing matplotlib must not stop the message."""
     try:
-        from mlops_cli.report import plot_attempts
+        from mlops_cli.steps.report import plot_attempts
 
         return plot_attempts(summary)
     except ImportError:

@@ -3,7 +3,7 @@
 The files come from pushed, untrusted code: they are read bounded (size), only plain requirement lines are kept
 (no `-r`, `--index-url` or other pip options, which could point pip at other files or servers), and nothing is
 installed here. The runners install what is left, into a derived image or venv named by `digest`; inside that
-environment `python -m mlops_cli.deps FILE` first drops the requirements the runtime already installs, so a
+environment `python -m mlops_cli.runtimes.deps FILE` first drops the requirements the runtime already installs, so a
 repository pinning `tensorflow==2.4` keeps the runtime's TensorFlow instead of replacing it.
 """
 from __future__ import annotations
@@ -129,7 +129,7 @@ def pip_failure(output: str) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m mlops_cli.deps FILE`: print FILE's requirements that this environment does not install yet
+    """`python -m mlops_cli.runtimes.deps FILE`: print FILE's requirements that this environment does not install yet
     (what the derived image or venv must add); say on stderr which ones the runtime keeps."""
     lines = [line.strip() for line in Path(argv[0]).read_text(encoding="utf-8").splitlines() if line.strip()]
     install, provided = split_provided(lines)

@@ -1,5 +1,5 @@
 """What a tweak strategy reads (`TweakContext`) and returns (`Proposal`): the types every strategy module
-imports, kept apart from the strategy registry (mlops_cli.tweak) so no strategy imports the package that lists it.
+imports, kept apart from the strategy registry (mlops_cli.steps.tweak) so no strategy imports the package that lists it.
 """
 from __future__ import annotations
 

@@ -20,8 +20,7 @@ from enum import Enum
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError, UsageError
 from mlops_cli.history import history
-from mlops_cli.train import STAGED_SOURCE
-from mlops_cli.tweak.context import Proposal, TweakContext
+from mlops_cli.steps.tweak.context import Proposal, TweakContext
 from mlops_cli.workspace import atomic_write_text, confine, copy_tree_confined
 
 STRATEGIES = ("auto", "ladder", "search", "rewrite")
@@ -50,7 +49,7 @@ Strategy = Callable[[TweakContext], "Proposal | None"]
 def strategies() -> dict[tuple[str, str], Strategy]:
     """The strategy registry: (strategy, framework profile) -> propose function. Imported here, on first use,
     because the strategies pull in libcst and optuna, which `mlops status` and the other light commands never need."""
-    from mlops_cli.tweak import keras_ladder, search, sklearn_ladder
+    from mlops_cli.steps.tweak import keras_ladder, search, sklearn_ladder
 
     return {("ladder", "keras"): keras_ladder.propose, ("rewrite", "keras"): keras_ladder.propose_rewrite,
             ("ladder", "sklearn"): sklearn_ladder.propose, ("rewrite", "sklearn"): sklearn_ladder.propose_rewrite,
@@ -86,7 +85,7 @@ def _stage_source(ctx: TweakContext, proposal: Proposal) -> str:
     ws = ctx.settings.workspace
     parent = next((row for row in ctx.rows if row.run.id == proposal.parent), ctx.latest)
     source = ctx.source_dir(parent)
-    staged = ws.root / STAGED_SOURCE
+    staged = ws.staged_source_dir
     shutil.rmtree(staged, ignore_errors=True)
     copy_tree_confined(source, staged, skip=(".git", "__pycache__", "*.h5", "*.keras"))
     diff = []
@@ -135,7 +134,7 @@ def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None 
     diff = _stage_source(ctx, proposal) if proposal.files else ""
     commit = None
     if commit_branch and proposal.files:
-        from mlops_cli.gitrepo import commit_to_branch
+        from mlops_cli.adapters.git import commit_to_branch
 
         commit = commit_to_branch(ws.repo_dir, commit_branch, proposal.files,
                                   "mlops tweak: " + "; ".join(proposal.reasons), push=push)

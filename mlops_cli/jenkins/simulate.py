@@ -199,7 +199,7 @@ class _Simulator:
         """`mlops` on the builds' PATH runs the mlops that runs this simulation (same Python, same code)."""
         bin_dir = self.home / "bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
-        package_parent = Path(__file__).resolve().parent.parent
+        package_parent = Path(__file__).resolve().parents[2]
         shim = bin_dir / "mlops"
         shim.write_text("#!/bin/sh\n"
                         f"PYTHONPATH='{package_parent}'${{PYTHONPATH:+:$PYTHONPATH}}\nexport PYTHONPATH\n"

@@ -136,7 +136,7 @@ def _lock_holder_after_exit(ws: Workspace) -> str | None:
 def _notify_crash(settings: Settings) -> tuple[str | None, list[str]]:
     """Tell people the run gave up; a missing or failing notify is a warning, the run is failed regardless."""
     try:
-        from mlops_cli.notify import notify
+        from mlops_cli.steps.notify import notify
     except ImportError:
         return None, ["notify is not available in this installation: nobody was told"]
     try:

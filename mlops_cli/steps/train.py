@@ -7,14 +7,13 @@ import signal
 import time
 from typing import Any
 
+from mlops_cli.boundary import training_env
 from mlops_cli.config import Settings
-from mlops_cli.errors import MlopsError, RunnerError, UsageError, WorkspaceBusy
-from mlops_cli.harness.core import EXIT_BUSY
+from mlops_cli.errors import ExitCode, MlopsError, RunnerError, UsageError, WorkspaceBusy
 from mlops_cli.records import RunMetrics
-from mlops_cli.runners import ProbeState, Runner, training_env
+from mlops_cli.runners import ProbeState, Runner
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, normalize_run_id, now_iso
 
-STAGED_SOURCE = "next-src"
 LOG_TAIL_LINES = 20
 START_WAIT_S = 120.0
 
@@ -69,8 +68,8 @@ def make_runner(kind: str, settings: Settings, detach: bool, warnings: list[str]
 
 def _ensure_detected(settings: Settings) -> dict[str, Any]:
     """Detect when nothing was detected yet, or the code changed since: train must never guess the profile."""
-    from mlops_cli.detect import detect_and_record
-    from mlops_cli.gitrepo import head_commit
+    from mlops_cli.adapters.git import head_commit
+    from mlops_cli.steps.detect import detect_and_record
 
     ws = settings.workspace
     state = ws.read_state()
@@ -103,7 +102,7 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
         options={"holdout": settings.holdout, **proposal.get("options", {})},
         reasons=list(proposal.get("reasons", [])), strategy=proposal.get("strategy"),
         seed=int(proposal.get("seed", settings.seed)))
-    staged = ws.root / STAGED_SOURCE
+    staged = ws.staged_source_dir
     if proposal.get("source") and staged.is_dir():
         os.replace(staged, ws.run_dir(record.id) / "src")
         record = ws.update_run(record.id, source="src")
@@ -160,7 +159,7 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
                            warnings=warnings)
     code = chosen.wait(ws, record)
     record = ws.load_run(record.id)
-    if code == EXIT_BUSY and record.started is None and not resume:
+    if code == ExitCode.HARNESS_BUSY and record.started is None and not resume:
         ws.discard_run(record.id)
         raise WorkspaceBusy(f"workspace {ws.root} is already training", "wait for it, or let `mlops monitor` "
                             "look after it")

@@ -1,7 +1,7 @@
 """Step 1: bring the pushed model code into WORKSPACE/repo and record which commit the chain now works on."""
 from __future__ import annotations
 
-from mlops_cli.gitrepo import SyncResult, redact_url, sync
+from mlops_cli.adapters.git import SyncResult, redact_url, sync
 from mlops_cli.workspace import Workspace, now_iso
 
 

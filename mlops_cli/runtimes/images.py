@@ -1,4 +1,4 @@
-"""`mlops images build`: one training image per runtime (mlops_cli/runtimes.yaml), tagged by a hash of its inputs;
+"""`mlops images build`: one training image per runtime (mlops_cli/runtimes/runtimes.yaml), tagged by a hash of its inputs;
 and the derived images that add a model repository's own requirements to a runtime's image.
 
 The tag `<image>:<hash>` (mlops-keras, mlops-sklearn, mlops-keras2) is a digest of the build inputs (Dockerfile.runtime,
@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_cli import runtimes
-from mlops_cli.deps import Requirements, pip_failure
 from mlops_cli.errors import RunnerError, UsageError
+from mlops_cli.runtimes.deps import Requirements, pip_failure
 
 if TYPE_CHECKING:
-    from mlops_cli.docker_engine import Engine
+    from mlops_cli.adapters.docker_engine import Engine
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DOCKERFILE = "Dockerfile.runtime"
@@ -32,7 +32,7 @@ REQUIREMENTS_NAME = "runtime-requirements.txt"
 DEPS_DOCKERFILE = Path(__file__).with_name("deps.Dockerfile")
 EXTRA_CA_NAME = "extra-ca.crt"
 HASH_LENGTH = 12
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +125,7 @@ def build_images(runtime: str = "all", *, base_image: str | None = None, extra_c
     """Build the image of `runtime` (or of every runtime), skipping those whose inputs hash already names one."""
     import os
 
-    from mlops_cli.docker_engine import Engine
+    from mlops_cli.adapters.docker_engine import Engine
 
     known = runtimes.registry()
     if runtime not in (*known, "all"):

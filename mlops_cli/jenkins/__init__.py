@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from mlops_cli import cron
+from mlops_cli.adapters.jenkins_client import BuildInfo, JenkinsClient, PermissionDenied
 from mlops_cli.errors import ConfigError, JenkinsError, TrainingFailed, UsageError
-from mlops_cli.jenkins_client import BuildInfo, JenkinsClient, PermissionDenied
+from mlops_cli.jenkins import cron
 from mlops_cli.secrets import SECRET_NAME, url_secret
 from mlops_cli.workspace import RunStatus, Workspace, atomic_write_text
 
@@ -91,7 +91,7 @@ class ChainParams:
 
     def validate(self) -> ChainParams:
         """Refuse values that would break a job definition or leak a secret, naming the option to fix."""
-        from mlops_cli.gitrepo import check_url
+        from mlops_cli.adapters.git import check_url
 
         if not self.repo_url.strip():
             raise UsageError("--repo is empty", "give the git URL (or path) of the model repository")
@@ -199,7 +199,7 @@ def find_definitions(path: str | os.PathLike[str] | None = None) -> Path:
     """The jenkins/ folder: --definitions, else $JENKINS_DEFINITIONS, else the checkout's (beside this package),
     else the copy a wheel installs under PREFIX/share/mlops/jenkins."""
     given = [Path(p) for p in (path, os.environ.get(DEFINITIONS_ENV)) if p]
-    installed = [Path(__file__).resolve().parent.parent / "jenkins", Path(sys.prefix) / "share" / "mlops" / "jenkins"]
+    installed = [Path(__file__).resolve().parents[2] / "jenkins", Path(sys.prefix) / "share" / "mlops" / "jenkins"]
     folder = given[0] if given else next((c for c in installed if (c / "jobs").is_dir()), installed[0])
     if not (folder / "jobs").is_dir():
         raise DefinitionError(f"no job definitions in {folder} (expected {folder / 'jobs'}/*.xml)",
@@ -279,13 +279,13 @@ def _preamble(params: ChainParams) -> str:
 
 def is_local_repo(url: str) -> bool:
     """A path or file:// URL: `mlops pull` reads it, the git plugin refuses it on the built-in node."""
-    from mlops_cli.gitrepo import _SCP_LIKE
+    from mlops_cli.adapters.git import _SCP_LIKE
 
     return url.lower().startswith("file://") or ("://" not in url and not _SCP_LIKE.match(url))
 
 
 def _is_ssh(url: str) -> bool:
-    from mlops_cli.gitrepo import _SCP_LIKE
+    from mlops_cli.adapters.git import _SCP_LIKE
 
     return url.lower().startswith(("ssh://", "git+ssh://", "ssh+git://")) or ("://" not in url and bool(_SCP_LIKE.match(url)))
 

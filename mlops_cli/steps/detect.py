@@ -20,6 +20,7 @@ from typing import Any
 from mlops_cli import safe_source
 from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsupportedFramework
+from mlops_cli.pycode import requirement_for, source_text
 from mlops_cli.workspace import now_iso
 
 RULES_FILE = Path(__file__).with_name("detect.yaml")
@@ -38,7 +39,6 @@ SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "_
              ".ipynb_checkpoints"}
 TEST_DIRS = {"tests", "test"}
 MAX_DATA_SEARCH = 20_000
-MAGIC_LINE = re.compile(r"^\s*[!%]")
 
 
 @functools.cache
@@ -99,14 +99,6 @@ class DetectResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def source_text(path: Path, root: Path) -> str:
-    """The file's code; IPython magics (`!pip ...`, `%matplotlib`) of exported notebooks become comments."""
-    text = safe_source.read_text(path, root, what="file", strict=False)
-    if any(MAGIC_LINE.match(line) for line in text.splitlines()):
-        text = "\n".join(f"# {line}" if MAGIC_LINE.match(line) else line for line in text.splitlines())
-    return text
 
 
 def _dotted(node: ast.AST) -> str:
@@ -408,7 +400,7 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
 def _requirement_names(root: Path) -> tuple[set[str], bool]:
     """Normalised distribution names the repository declares (`deps.read_requirements`), and whether it has a
     requirements file at all."""
-    from mlops_cli.deps import read_requirements
+    from mlops_cli.runtimes.deps import read_requirements
 
     requirements = read_requirements(root)
     names = {_normalise(match.group(1)) for line in requirements.lines
@@ -443,7 +435,7 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
                     or top in info.guarded_imports or top in problems or top in warnings \
                     or text.startswith(("importlib", "__import__")):
                 continue
-            package = table["packages"].get(top, top)
+            package = requirement_for(top)
             if _normalise(package) in required or _normalise(top) in required:
                 continue
             certain = info is entry and line in info.top_level_imports and not declared

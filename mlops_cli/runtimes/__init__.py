@@ -2,7 +2,7 @@
 
 Steps and runners ask this registry (never build module or image names themselves): detect for what a runtime
 provides, `images` for what to build, the docker runner for the image to start, the local runner for the venv
-(`mlops_cli.venvs`) or whether this interpreter can serve the runtime itself.
+(`mlops_cli.runtimes.venvs`) or whether this interpreter can serve the runtime itself.
 """
 from __future__ import annotations
 

@@ -119,8 +119,9 @@ class JenkinsClient:
     @contextlib.contextmanager
     def _calling(self, action: str) -> Iterator[None]:
         """Translate whatever python-jenkins or requests raise during `action` into one JenkinsError line."""
-        import jenkins
         import requests
+
+        import jenkins
 
         where = f"Jenkins at {self.url}"
         try:
@@ -206,8 +207,9 @@ class JenkinsClient:
         import json
         from urllib.parse import quote
 
-        import jenkins
         import requests
+
+        import jenkins
 
         with self._calling(f"reading label {label}"):
             try:

@@ -17,10 +17,10 @@ import logging
 from typing import Any
 
 from mlops_cli.errors import ConfigError
-from mlops_cli.records import lower_is_better
 from mlops_cli.history import AttemptRow
-from mlops_cli.tweak import keras_ladder, sklearn_ladder
-from mlops_cli.tweak.context import Proposal, TweakContext
+from mlops_cli.records import lower_is_better
+from mlops_cli.steps.tweak import keras_ladder, sklearn_ladder
+from mlops_cli.steps.tweak.context import Proposal, TweakContext
 
 STANDARDIZE = "harness.standardize"
 STARTUP_TRIALS = 4
