@@ -79,7 +79,7 @@ def test_hash_changes_with_each_input_and_only_then(checkout: Path) -> None:
     (checkout / "mlops_cli" / "__pycache__" / "x.pyc").write_bytes(b"junk")
     assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None) == base, "caches are no input"
 
-    monitor = checkout / "mlops_cli" / "monitor.py"
+    monitor = checkout / "mlops_cli" / "steps" / "monitor.py"
     monitor.write_text(monitor.read_text() + "\n")
     assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None) != base
 
