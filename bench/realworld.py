@@ -131,7 +131,7 @@ def run_entry(entry: dict, base: Path, timeout: float, max_epochs: int) -> Row:
                                                   "reasons": [f"bench: Keras epochs capped at {max_epochs}"]}))
         trained = _mlops("train", "-w", str(ws), "--runner", "local", timeout=timeout)
         row.train_exit = trained.returncode
-        metrics_files = sorted((ws / "runs").glob("*/metrics.json"))
+        metrics_files = sorted((ws / "runs").glob("*/out/metrics.json"))
         if metrics_files:
             metrics = json.loads(metrics_files[-1].read_text())
             row.warnings += metrics.get("warnings") or []

@@ -66,12 +66,12 @@ def run_json(ws: Path, run_id: str) -> dict:
 
 
 def progress(ws: Path, run_id: str) -> list[dict]:
-    path = ws / "runs" / run_id / "progress.jsonl"
+    path = ws / "runs" / run_id / "out" / "progress.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def epochs_begun(ws: Path, run_id: str) -> int:
-    log = ws / "runs" / run_id / "train.log"
+    log = ws / "runs" / run_id / "out" / "train.log"
     return len(re.findall(r"^Epoch \d+/\d+", log.read_text(), re.M)) if log.exists() else 0
 
 

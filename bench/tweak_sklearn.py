@@ -59,7 +59,7 @@ def run_task(task: Task, seed: int, strategy: str) -> dict[str, object]:
                 moves.append(f"train failed: {done.stderr.strip().splitlines()[-1:]}")
                 break
             latest = sorted((where / "ws" / "runs").iterdir())[-1]
-            metrics = json.loads((latest / "metrics.json").read_text())
+            metrics = json.loads((latest / "out" / "metrics.json").read_text())
             values.append(float(metrics[task.metric]))
             train_s += float(metrics.get("duration_s") or 0.0)
             if mlops("evaluate", "--workspace", ws, "--threshold", str(task.threshold)).returncode == 0:

@@ -24,6 +24,9 @@ MAX_CONFIG_BYTES = 256 * 1024
 MAX_YAML_DEPTH = 16
 MAX_PARAMS = 200
 MAX_ATTEMPTS_CAP = 10_000
+#: a run's wall-time limit unless mlops.yaml `time_limit` or --time-limit says otherwise: a grid search of days
+#: must not hold the workspace (and the Jenkins agent) until someone notices
+DEFAULT_TIME_LIMIT_S = 6 * 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Settings:
     holdout: float = 0.2
     seed: int = 0
     time_budget: float | None = None
+    time_limit: float = DEFAULT_TIME_LIMIT_S
     params: dict[str, ParamSpec] = dataclasses.field(default_factory=dict)
 
     def param_defaults(self) -> dict[str, Any]:
@@ -217,10 +221,11 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "holdout": ("a number in [0, 1) (0 disables the held-out split)", lambda v: _number(v) and 0.0 <= v < 1.0),
     "seed": ("a whole number from 0 to 2**32-1", lambda v: _is_int(v) and 0 <= v < 2 ** 32),
     "time_budget": ("a positive number of seconds", lambda v: _number(v) and v > 0),
+    "time_limit": ("a positive number of seconds (a run's wall-time limit)", lambda v: _number(v) and v > 0),
     "runtime": ("a runtime name (`mlops runtimes list`)", _text),
 }
 _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
-        "profile": "MLOPS_PROFILE"}
+        "profile": "MLOPS_PROFILE", "time_limit": "MLOPS_TIME_LIMIT"}
 
 
 def _from_env(key: str) -> Any:
@@ -280,5 +285,6 @@ def load_settings(workspace: str | os.PathLike[str] | None = None, *, repo_dir: 
         holdout=float(values.get("holdout", 0.2)),
         seed=int(values.get("seed", 0)),
         time_budget=float(values["time_budget"]) if values.get("time_budget") is not None else None,
+        time_limit=float(values.get("time_limit", DEFAULT_TIME_LIMIT_S)),
         params=parse_params(data.get("params"), str(config_path)),
     )

@@ -45,8 +45,11 @@ class AttemptRow:
 
 
 def history(settings: Settings) -> list[AttemptRow]:
-    """Every run in order, with its metric and whether it is the one in best/."""
+    """Every run in order, with its metric and whether it is the one in best/ (a detached training that ended
+    since the last look is recorded first: `Workspace.settle`)."""
     ws = settings.workspace
+    if ws.runs_dir.is_dir():
+        ws.settle()
     best = ws.best_run_id()
     return [AttemptRow(run=record, metrics=ws.read_metrics(record.id), metric_name=settings.metric,
                        is_best=record.id == best) for record in ws.runs()]

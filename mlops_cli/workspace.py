@@ -1,22 +1,28 @@
 """The persistent workspace: the one place every Jenkins job, container and restart reads the truth from.
 
-Layout (see README, "The workspace"):
+`Workspace` owns the layout: no other module spells a file name of it (see README, "The workspace"):
 
     repo/            the pulled code
-    state.json       what pull and detect found (commit, profile, entrypoint)
-    next.json        the attempt that tweak proposed and train will run next
-    runs/0001/       run.json, params.json, metrics.json, progress.jsonl, train.log, model.keras|model.joblib,
-                     src/ (tweak's rewritten code), work/ (the Docker runner's per-run copy of the code)
+    state.json       what pull and detect found (`State`)
+    next.json        the attempt that tweak proposed and train will run next (`NextAttempt`)
+    next-src/        the rewritten code staged with that proposal
+    runs/0001/       run.json, params.json (host-only: written by mlops, never by the training process),
+                     src/ (tweak's rewritten code), work/ (the per-run copy of the code a container runs in),
+                     out/ (the run's output area: the only place the training process writes: metrics.json,
+                     progress.jsonl, train.log, model.keras|model.joblib, outcome.json, anything the script saves)
     checkpoints/0001 Keras BackupAndRestore state while the attempt is unfinished
     containers/      the Docker runner's record of each run's container (host-only)
-    best/            a copy of the best run
+    best/            a copy of the best run (its run.json and its output files)
     tuning.db        optuna study (search strategy)
-    .lock            held while state changes; .train.lock held by the process that trains; .start.lock held
-                     by `mlops train` until its harness holds .train.lock
+    outbox/, report/ notifications and reports written by the host
+    .lock            held while records change; .train.lock held by the process that trains; .start.lock held
+                     by `mlops train` until its harness holds .train.lock; .monitor.lock, .notify.lock
 
-Everything under runs/N and checkpoints/N may have been written by the pushed script: every record is read
-size-capped, without following links, type-checked (`RunRecord.from_dict`, `RunMetrics.from_dict`,
-`read_state`, `read_proposal`), and every path in one is confined (`confine`, `entry_path`).
+The trust boundary is drawn around data: everything under runs/N/out, runs/N/work and checkpoints/N may have been
+written by the pushed script, so it is read size-capped, without following links and type-checked
+(`RunMetrics.from_dict`, `RunOutcome.from_dict`, `follow_log`), and nothing in it chooses a runner, a path or a
+command: run.json (runner, pid, container, status, restarts) is written by the host only, and the host decides a
+run's end (`finish_run`) from the exit status and the validated outcome the harness left.
 
 Every write goes to a temporary file in the same directory and is renamed into place, so a kill at any moment
 leaves the old or the new file, never half of one.
@@ -34,7 +40,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,7 +54,14 @@ RUN_ID_WIDTH = 4
 RUN_ID = re.compile(r"^[0-9]{1,9}$")
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 MAX_LOG_TAIL_BYTES = 64 * 1024
+MAX_LOG_CHUNK_BYTES = 1024 * 1024
+MAX_ERROR_CHARS = 500
 SOURCES = ("repo", "src")
+#: the files of a run's output area that the host reads back (everything else there is the script's own)
+OUTPUT_FILES = ("metrics.json", "progress.jsonl", "train.log", "outcome.json")
+#: schema versions of the host records; a record without one was written before versions existed (version 1)
+STATE_SCHEMA = 2
+PROPOSAL_SCHEMA = 2
 
 
 class RunStatus(str, Enum):
@@ -215,6 +228,7 @@ class RunRecord:
     host: str | None = None
     container_id: str | None = None
     restarts: list[str] = dataclasses.field(default_factory=list)
+    time_limit_s: float | None = None
     exit_code: int | None = None
     error: str | None = None
     created: str = dataclasses.field(default_factory=now_iso)
@@ -224,6 +238,15 @@ class RunRecord:
     @property
     def number(self) -> int:
         return int(self.id)
+
+    def time_left(self, now: float | None = None) -> float | None:
+        """Seconds until the run's time limit (counted from its first start, restarts included), or None when
+        it has no limit or has not started."""
+        if not self.time_limit_s or not self.started:
+            return None
+        elapsed = (now if now is not None else _dt.datetime.now(_dt.timezone.utc).timestamp()) \
+            - _dt.datetime.fromisoformat(self.started).timestamp()
+        return self.time_limit_s - elapsed
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -274,9 +297,145 @@ _RUN_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "status": (str,), "attempt": (int,), "parent": _OPT_STR, "commit": _OPT_STR,
     "profile": _OPT_STR, "runtime": _OPT_STR, "entrypoint": _OPT_STR, "workdir": _OPT_STR, "source": (str,), "params": (dict,), "options": (dict,),
     "reasons": (list,), "strategy": _OPT_STR, "seed": (int,), "runner": _OPT_STR, "pid": _OPT_INT,
-    "host": _OPT_STR, "container_id": _OPT_STR, "restarts": (list,), "exit_code": _OPT_INT, "error": _OPT_STR,
+    "host": _OPT_STR, "container_id": _OPT_STR, "restarts": (list,), "time_limit_s": (int, float, type(None)),
+    "exit_code": _OPT_INT, "error": _OPT_STR,
     "created": (str,), "started": _OPT_STR, "finished": _OPT_STR,
 }
+
+
+def _check_types(data: Any, types: dict[str, tuple[type, ...]], where: str, hint: str) -> dict[str, Any]:
+    """The known fields of a JSON object with their types checked (bool is no number); unknown keys dropped."""
+    if not isinstance(data, dict):
+        raise WorkspaceError(f"{where}: expected a JSON object", hint)
+    values = {key: value for key, value in data.items() if key in types}
+    for key, value in values.items():
+        kinds = types[key]
+        if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+            raise WorkspaceError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})", hint)
+    return values
+
+
+def _strings(values: Any, where: str, field: str, hint: str) -> list[str]:
+    if not all(isinstance(item, str) for item in values):
+        raise WorkspaceError(f"{where}: field {field!r} must be a list of strings", hint)
+    return list(values)
+
+
+class OutcomeStatus(str, Enum):
+    """How the harness says the script ended (data from the training process, judged by the host)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """out/outcome.json: the harness' last word on a run. Written by the training process, so only a claim:
+    the host accepts `succeeded` only with exit status 0 and valid metrics (`Workspace.finish_run`)."""
+
+    status: OutcomeStatus
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status.value, "error": self.error, "exit_code": self.exit_code}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "outcome.json") -> RunOutcome:
+        hint = "the run's outcome is unreadable: train it again"
+        values = _check_types(data, {"status": (str,), "error": _OPT_STR, "exit_code": (int,)}, where, hint)
+        try:
+            status = OutcomeStatus(values.get("status"))
+        except ValueError:
+            raise WorkspaceError(f"{where}: field 'status' has an unknown value", hint) from None
+        error = values.get("error")
+        return cls(status, None if error is None else scrub(error)[:MAX_ERROR_CHARS], values.get("exit_code", 0))
+
+
+@dataclasses.dataclass
+class State:
+    """state.json: what pull and detect found, read by every later step (schema `STATE_SCHEMA`)."""
+
+    commit: str | None = None
+    branch: str | None = None
+    repo_url: str | None = None
+    pulled_at: str | None = None
+    profile: str | None = None
+    runtime: str | None = None
+    entrypoint: str | None = None
+    workdir: str | None = None
+    cnn: bool | None = None
+    uses_params: bool | None = None
+    estimators: list[str] = dataclasses.field(default_factory=list)
+    detected_commit: str | None = None
+    detected_at: str | None = None
+    budget_spent: bool = False
+    schema: int = STATE_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "state.json") -> State:
+        hint = "delete it and run `mlops pull`"
+        values = _check_types(data, _STATE_TYPES, where, hint)
+        try:
+            for key in ("entrypoint", "workdir"):
+                if values.get(key) is not None:
+                    relative_path(values[key], key)
+        except WorkspaceError as exc:
+            raise WorkspaceError(f"{where}: {exc.message}", "delete it and run `mlops detect`") from None
+        if values.get("budget_spent") is None:
+            values.pop("budget_spent", None)
+        values["estimators"] = _strings(values.get("estimators", []), where, "estimators", hint)
+        values["schema"] = STATE_SCHEMA
+        return cls(**values)
+
+
+@dataclasses.dataclass
+class NextAttempt:
+    """next.json: the attempt tweak proposed, which the next train runs (schema `PROPOSAL_SCHEMA`).
+
+    `source` is "src" when tweak staged rewritten code in next-src/; `options` are harness options."""
+
+    strategy: str | None = None
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parent: str | None = None
+    source: str | None = None
+    entrypoint: str | None = None
+    seed: int | None = None
+    moves: list[str] = dataclasses.field(default_factory=list)
+    schema: int = PROPOSAL_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "next.json") -> NextAttempt:
+        hint = "delete it and run `mlops tweak`"
+        values = _check_types(data, _PROPOSAL_TYPES, where, hint)
+        if isinstance(data.get("move"), str) and "moves" not in values:   # schema 1 (0.1.0) named one move
+            values["moves"] = [data["move"]]
+        try:
+            if values.get("entrypoint") is not None:
+                relative_path(values["entrypoint"], "entrypoint")
+            if values.get("parent") is not None:
+                values["parent"] = normalize_run_id(values["parent"])
+            if values.get("source") not in (None, "src"):
+                raise WorkspaceError("source must be null or 'src'")
+        except MlopsError as exc:
+            raise WorkspaceError(f"{where}: {exc.message}", hint) from None
+        values["reasons"] = _strings(values.get("reasons", []), where, "reasons", hint)
+        values["moves"] = _strings(values.get("moves", []), where, "moves", hint)
+        values["schema"] = PROPOSAL_SCHEMA
+        return cls(**values)
+
+
+def _printable(text: str) -> str:
+    """One short line of what another process wrote (a lock holder's note), safe to show."""
+    return scrub("".join(ch if ch.isprintable() else " " for ch in text.strip()))[:200]
 
 
 def _canonical_run_dir(name: str) -> bool:
@@ -291,7 +450,7 @@ def _promotion_ignore(directory: str, names: list[str]) -> set[str]:
     for name in names:
         path = os.path.join(directory, name)
         mode = os.lstat(path).st_mode
-        if name in ("src", "work") or (name.startswith(".") and name.endswith(".tmp")) \
+        if name in ("src", "work", "out") or (name.startswith(".") and name.endswith(".tmp")) \
                 or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             ignored.add(name)
     return ignored
@@ -299,12 +458,13 @@ def _promotion_ignore(directory: str, names: list[str]) -> set[str]:
 
 _STATE_TYPES: dict[str, tuple[type, ...]] = {
     "commit": _OPT_STR, "branch": _OPT_STR, "profile": _OPT_STR, "runtime": _OPT_STR, "entrypoint": _OPT_STR,
-    "workdir": _OPT_STR, "repo_url": _OPT_STR,
-    "detected_commit": _OPT_STR, "budget_spent": (bool,), "pulled_at": _OPT_STR, "cnn": (bool, type(None)),
+    "workdir": _OPT_STR, "repo_url": _OPT_STR, "detected_commit": _OPT_STR, "detected_at": _OPT_STR,
+    "budget_spent": (bool, type(None)), "pulled_at": _OPT_STR, "cnn": (bool, type(None)), "schema": (int,),
+    "uses_params": (bool, type(None)), "estimators": (list,),
 }
 _PROPOSAL_TYPES: dict[str, tuple[type, ...]] = {
     "strategy": _OPT_STR, "reasons": (list,), "params": (dict,), "options": (dict,), "parent": _OPT_STR,
-    "source": _OPT_STR, "entrypoint": _OPT_STR, "seed": (int,),
+    "source": _OPT_STR, "entrypoint": _OPT_STR, "seed": _OPT_INT, "schema": (int,), "moves": (list,),
 }
 
 
@@ -325,9 +485,15 @@ class Workspace:
     proposal_path = property(lambda self: self.root / "next.json")
     tuning_db = property(lambda self: self.root / "tuning.db")
     staged_source_dir = property(lambda self: self.root / "next-src")
+    containers_dir = property(lambda self: self.root / "containers")
+    outbox_dir = property(lambda self: self.root / "outbox")
+    report_dir = property(lambda self: self.root / "report")
+    notifications_path = property(lambda self: self.root / "notifications.json")
     lock_path = property(lambda self: self.root / ".lock")
     train_lock_path = property(lambda self: self.root / ".train.lock")
     start_lock_path = property(lambda self: self.root / ".start.lock")
+    monitor_lock_path = property(lambda self: self.root / ".monitor.lock")
+    notify_lock_path = property(lambda self: self.root / ".notify.lock")
 
     def ensure(self) -> Workspace:
         """Create the layout; harmless to repeat."""
@@ -371,7 +537,20 @@ class Workspace:
             yield
 
     @contextlib.contextmanager
+    def monitoring(self) -> Iterator[None]:
+        """Only one monitor decides at a time (its own file: the state lock is taken inside by update_run)."""
+        with self._flock(self.monitor_lock_path):
+            yield
+
+    @contextlib.contextmanager
+    def notifying(self) -> Iterator[None]:
+        """One notify at a time, so a Jenkins re-run and a manual notify cannot both send the same event."""
+        with self._flock(self.notify_lock_path):
+            yield
+
+    @contextlib.contextmanager
     def _flock(self, path: Path) -> Iterator[None]:
+        """The one lock helper: an exclusive flock on `path`, released when the block ends (or the process dies)."""
         with self._open_lock(path, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -391,7 +570,7 @@ class Workspace:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another run"
+            holder = _printable(handle.read(200)) or "another run"
             handle.close()
             raise WorkspaceBusy(f"workspace {self.root} is already training ({holder})",
                                 "wait for it to finish, or stop it first") from None
@@ -410,36 +589,26 @@ class Workspace:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
-                return handle.read().strip() or "another run"
+                return _printable(handle.read(200)) or "another run"
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             return None
 
     # ---- state.json ------------------------------------------------------------------------------------------
 
-    def read_state(self) -> dict[str, Any]:
-        """state.json with the types of its known keys checked (pushed code could have rewritten it)."""
-        state = read_json(self.state_path, {})
-        if not isinstance(state, dict):
-            raise WorkspaceError(f"{self.state_path}: expected a JSON object", "delete it and run `mlops pull`")
-        for key, value in state.items():
-            kinds = _STATE_TYPES.get(key)
-            if kinds and not isinstance(value, kinds):
-                raise WorkspaceError(f"{self.state_path}: field {key!r} has the wrong type "
-                                     f"({type(value).__name__})", "delete it and run `mlops pull`")
-        try:
-            for key in ("entrypoint", "workdir"):
-                if state.get(key) is not None:
-                    relative_path(state[key], key)
-        except WorkspaceError as exc:
-            raise WorkspaceError(f"{self.state_path}: {exc.message}", "delete it and run `mlops detect`") from None
-        return state
+    def read_state(self) -> State:
+        """state.json, typed and checked (a missing file is an empty State)."""
+        data = read_json(self.state_path)
+        return State() if data is None else State.from_dict(data, str(self.state_path))
 
-    def update_state(self, **values: Any) -> dict[str, Any]:
-        """Merge values into state.json under the lock and return the new state."""
+    def update_state(self, **values: Any) -> State:
+        """Change fields of state.json under the lock and return the new state."""
         with self.lock():
             state = self.read_state()
-            state.update(values)
-            atomic_write_json(self.state_path, state)
+            for key, value in values.items():
+                if key not in State.__dataclass_fields__ or key == "schema":
+                    raise AttributeError(f"state.json has no field {key!r}")
+                setattr(state, key, value)
+            atomic_write_json(self.state_path, state.to_dict())
             return state
 
     # ---- runs -----------------------------------------------------------------------------------------------
@@ -463,6 +632,7 @@ class Workspace:
             ids = [int(p.name) for p in self.runs_dir.iterdir() if _canonical_run_dir(p.name)]
             run_id = f"{max(ids, default=0) + 1:0{RUN_ID_WIDTH}d}"
             self.run_dir(run_id).mkdir(parents=True)
+            (self.run_dir(run_id) / "out").mkdir()
             record = RunRecord(id=run_id, **fields)
             self._write_run(record)
             return record
@@ -510,31 +680,141 @@ class Workspace:
                 return record
         return None
 
+    # ---- a run's output area: written by the training process, read back as data ---------------------------
+
+    def output_dir(self, run_id: str) -> Path:
+        """runs/N/out: the only place the training process writes (the Docker runner mounts nothing else of
+        the run read-write). Runs made before the output area existed kept their files in runs/N itself."""
+        run_dir = self.run_dir(run_id)
+        out = run_dir / "out"
+        if not out.is_dir() and any((run_dir / name).exists() for name in OUTPUT_FILES):
+            return run_dir
+        return out
+
+    def work_dir(self, run_id: str) -> Path:
+        """runs/N/work: the per-run copy of the code that a container runs in (the script writes beside itself)."""
+        return self.run_dir(run_id) / "work"
+
+    def container_record_path(self, run_id: str) -> Path:
+        """containers/N.json: the options and id of a run's container, kept by the host outside the run."""
+        return self.containers_dir / f"{normalize_run_id(run_id)}.json"
+
     def read_metrics(self, run_id: str) -> RunMetrics | None:
         """The run's validated metrics, or None when it wrote none."""
-        path = self.run_dir(run_id) / "metrics.json"
+        path = self.output_dir(run_id) / "metrics.json"
         data = read_json(path)
         return None if data is None else RunMetrics.from_dict(data, str(path))
+
+    def read_outcome(self, run_id: str) -> RunOutcome | None:
+        """What the harness said of the run's end (a claim, validated), or None when it said nothing."""
+        path = self.output_dir(run_id) / "outcome.json"
+        data = read_json(path)
+        return None if data is None else RunOutcome.from_dict(data, str(path))
+
+    def clear_outcome(self, run_id: str) -> None:
+        """Forget how an earlier start of the run ended, before the host starts it again (resume, restart)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.output_dir(run_id) / "outcome.json").unlink()
+
+    def write_outcome(self, run_id: str, outcome: RunOutcome) -> None:
+        """The harness' last word on a run (training process side)."""
+        atomic_write_json(self.output_dir(run_id) / "outcome.json", outcome.to_dict())
+
+    def _open_log(self, run_id: str) -> Any:
+        """train.log opened without following a link, or None when it is missing, a link or not a plain file:
+        the training process could have replaced it by a link to any file of the host."""
+        try:
+            fd = os.open(self.output_dir(run_id) / "train.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        handle = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            handle.close()
+            return None
+        return handle
 
     def log_tail(self, run_id: str, lines: int) -> list[str]:
         """The last lines of a run's train.log (what a person needs to see first when training crashed), read
         from its last MAX_LOG_TAIL_BYTES only and scrubbed of secrets (it was written by the pushed script)."""
-        try:
-            fd = os.open(self.run_dir(run_id) / "train.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            with os.fdopen(fd, "rb") as handle:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    return []
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - MAX_LOG_TAIL_BYTES))
-                text = handle.read().decode("utf-8", errors="replace")
-        except OSError:
+        handle = self._open_log(run_id)
+        if handle is None:
             return []
+        with handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - MAX_LOG_TAIL_BYTES))
+            text = handle.read().decode("utf-8", errors="replace")
         return [scrub(line) for line in text.rstrip().splitlines()[-lines:]]
+
+    def follow_log(self, run_id: str, offset: int, limit: int = MAX_LOG_CHUNK_BYTES) -> tuple[str, int]:
+        """The complete lines train.log gained since byte `offset` (at most `limit` bytes), scrubbed, and the
+        offset to continue from: linear in what is new, never following a link. A log that shrank (rewritten
+        by the script) is followed from its start again."""
+        handle = self._open_log(run_id)
+        if handle is None:
+            return "", offset
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < offset:
+                offset = 0
+            handle.seek(offset)
+            chunk = handle.read(limit)
+        end = chunk.rfind(b"\n") + 1 if len(chunk) == limit or not chunk.endswith(b"\n") else len(chunk)
+        if end == 0 and len(chunk) == limit:
+            end = len(chunk)   # one line longer than a chunk: shown in pieces rather than never
+        text = chunk[:end].decode("utf-8", errors="replace")
+        return "".join(scrub(line) for line in text.splitlines(keepends=True)), offset + end
 
     def write_metrics(self, run_id: str, metrics: RunMetrics | dict[str, Any]) -> None:
         """Write metrics.json; a dict in the on-disk shape is validated through RunMetrics first."""
         record = metrics if isinstance(metrics, RunMetrics) else RunMetrics.from_dict(metrics, "metrics")
-        atomic_write_json(self.run_dir(run_id) / "metrics.json", record.to_dict())
+        atomic_write_json(self.output_dir(run_id) / "metrics.json", record.to_dict())
+
+    def finish_run(self, run_id: str, exit_code: int | None, crash: str | None = None) -> RunRecord:
+        """Decide how a run ended, on the host, from what its process left: succeeded only when it exited 0,
+        its outcome says so and its metrics are valid; else failed with the outcome's error (scrubbed, capped)
+        or `crash` (what the runner saw: killed by a signal, time limit). The per-run code copy goes."""
+        record = self.load_run(run_id)
+        if record.status.finished:
+            return record
+        error: str | None = crash
+        try:
+            outcome = self.read_outcome(run_id)
+            metrics = self.read_metrics(run_id)
+        except WorkspaceError as exc:
+            outcome, metrics, error = None, None, error or exc.message
+        succeeded = crash is None and outcome is not None and outcome.status is OutcomeStatus.SUCCEEDED \
+            and exit_code in (0, None) and metrics is not None
+        if not succeeded and error is None:
+            if outcome is not None and outcome.status is OutcomeStatus.FAILED:
+                error = outcome.error or f"the script failed (exit code {exit_code})"
+            elif outcome is not None and metrics is None:
+                error = "the run claims success but left no valid metrics.json"
+            else:
+                error = f"the training process exited with code {exit_code} without saying how it ended"
+        code = exit_code if exit_code is not None else (outcome.exit_code if outcome else None)
+        record = self.update_run(run_id, status=RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED,
+                                 exit_code=code, finished=now_iso(), error=None if succeeded else error)
+        shutil.rmtree(self.work_dir(run_id), ignore_errors=True)
+        if succeeded:
+            shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
+        return record
+
+    def settle(self) -> list[RunRecord]:
+        """Finish the runs whose harness said how they ended and no longer holds the training lock (a detached
+        training that nobody waited for): the lock, not a pid or the engine, tells that the process is gone."""
+        pending = [run for run in self.runs() if run.status is RunStatus.RUNNING]
+        if not pending or self.training_holder():
+            return []
+        settled = []
+        for run in pending:
+            try:
+                outcome = self.read_outcome(run.id)
+            except WorkspaceError:
+                outcome = RunOutcome(OutcomeStatus.FAILED, "its outcome.json is unreadable")
+            if outcome is not None:
+                settled.append(self.finish_run(run.id, outcome.exit_code if outcome.status is OutcomeStatus.FAILED
+                                               else None))
+        return settled
 
     def source_dir(self, record: RunRecord) -> Path:
         """Where the code of a run lives: the checkout, or the run's own rewritten copy."""
@@ -548,34 +828,25 @@ class Workspace:
 
     # ---- the next attempt, proposed by tweak -----------------------------------------------------------------
 
-    def read_proposal(self) -> dict[str, Any] | None:
-        """next.json with its fields type-checked and its paths confined."""
+    def read_proposal(self) -> NextAttempt | None:
+        """next.json, typed, or None when nothing is proposed."""
         data = read_json(self.proposal_path)
-        if data is None:
-            return None
-        where = str(self.proposal_path)
-        if not isinstance(data, dict):
-            raise WorkspaceError(f"{where}: expected a JSON object", "delete it and run `mlops tweak`")
-        for key, value in data.items():
-            kinds = _PROPOSAL_TYPES.get(key)
-            if kinds and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
-                raise WorkspaceError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})",
-                                     "delete it and run `mlops tweak`")
-        try:
-            if data.get("entrypoint") is not None:
-                relative_path(data["entrypoint"], "entrypoint")
-            if data.get("parent") is not None:
-                data["parent"] = normalize_run_id(data["parent"])
-            if data.get("source") not in (None, "src"):
-                raise WorkspaceError("source must be null or 'src'")
-            if not all(isinstance(reason, str) for reason in data.get("reasons", [])):
-                raise WorkspaceError("reasons must be a list of strings")
-        except MlopsError as exc:
-            raise WorkspaceError(f"{where}: {exc.message}", "delete it and run `mlops tweak`") from None
-        return data
+        return None if data is None else NextAttempt.from_dict(data, str(self.proposal_path))
 
-    def write_proposal(self, proposal: dict[str, Any]) -> None:
-        atomic_write_json(self.proposal_path, proposal)
+    def write_proposal(self, proposal: NextAttempt) -> None:
+        atomic_write_json(self.proposal_path, proposal.to_dict())
+
+    def stage_source(self, fill: Callable[[Path], None]) -> None:
+        """Build the next attempt's code with `fill(folder)` in a temporary folder, then swap it in whole as
+        next-src/: a kill while tweak copies leaves the old staged code or the new, never part of one."""
+        staging, old = self.root / ".next-src.tmp", self.root / ".next-src.old"
+        shutil.rmtree(staging, ignore_errors=True)
+        fill(staging)
+        shutil.rmtree(old, ignore_errors=True)
+        if self.staged_source_dir.exists():
+            os.replace(self.staged_source_dir, old)
+        os.replace(staging, self.staged_source_dir)
+        shutil.rmtree(old, ignore_errors=True)
 
     def clear_proposal(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -595,7 +866,9 @@ class Workspace:
             staging = self.root / "best.new"
             old = self.root / "best.old"
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(self.run_dir(run_id), staging, ignore=_promotion_ignore)
+            shutil.copytree(self.output_dir(run_id), staging, ignore=_promotion_ignore)
+            shutil.copy2(self.run_dir(run_id) / "run.json", staging / "run.json")
+            shutil.copy2(self.run_dir(run_id) / "params.json", staging / "params.json")
             if self.best_dir.exists():
                 os.replace(self.best_dir, old)
             os.replace(staging, self.best_dir)

@@ -25,7 +25,8 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("MLOPS_STRICT", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.delenv("MLOPS_WORKSPACE", raising=False)
-    for name in ("MLOPS_THRESHOLD", "MLOPS_METRIC", "MLOPS_PROFILE", "MLOPS_MAX_ATTEMPTS", "BUILD_URL"):
+    for name in ("MLOPS_THRESHOLD", "MLOPS_METRIC", "MLOPS_PROFILE", "MLOPS_MAX_ATTEMPTS", "MLOPS_TIME_LIMIT",
+                 "BUILD_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -85,7 +86,7 @@ def run_json(ws: Path, run_id: str = "0001") -> dict:
 
 def progress(ws: Path, run_id: str = "0001") -> list[dict]:
     """The epoch lines of a run; a line a kill cut in half is skipped, as the harness does."""
-    path = ws / "runs" / run_id / "progress.jsonl"
+    path = ws / "runs" / run_id / "out" / "progress.jsonl"
     lines = []
     for raw in path.read_text().splitlines() if path.exists() else []:
         try:

@@ -81,9 +81,9 @@ def test_sklearn_trains_in_its_container_with_metrics_on_the_host(
     assert "held-out accuracy:" in result.stdout, "the container's output is streamed to the console"
     record = run_json(ws)
     assert record["status"] == "succeeded" and record["runner"] == "docker" and len(record["container_id"]) == 64
-    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["val_accuracy"] > 0.9
-    assert "held-out accuracy:" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "held-out accuracy:" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
     for name in ("model.joblib", "metrics.json", "run.json", "train.log"):
         assert (ws / "runs" / "0001" / name).stat().st_uid == os.getuid(), f"{name}: written as the mlops user"
     assert engine.state(record["container_id"]) is None, "an attached run's container is removed at its end"
@@ -177,9 +177,9 @@ def test_killed_keras_container_resumes_losing_at_most_one_epoch(
     assert watched.returncode == 0, watched.stdout + watched.stderr
     record = run_json(ws)
     assert record["status"] == "succeeded" and len(record["restarts"]) == 1
-    assert "mlops: resuming run 0001" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "mlops: resuming run 0001" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
     assert epochs_begun(ws) <= EPOCHS + 1, "at most the epoch in progress was trained again"
-    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["epochs"] == EPOCHS and len(metrics["curves"]["loss"]) == EPOCHS
     wait_for(lambda: not running_containers(engine, ws), what="the container to exit after the run")
     assert engine.state(second).exit_code == 0

@@ -43,7 +43,7 @@ def _workspace(tmp_path: Path, fixture: str, data: dict[str, str] | None = None)
 
 def _train(ws: Path) -> tuple[object, dict | None]:
     result = run_mlops("train", "-w", str(ws), "--runner", "local")
-    path = ws / "runs" / "0001" / "metrics.json"
+    path = ws / "runs" / "0001" / "out" / "metrics.json"
     return result, json.loads(path.read_text()) if path.exists() else None
 
 
@@ -94,7 +94,7 @@ def test_grid_search_best_score_is_the_held_out_score(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert metrics["diagnostics"]["holdout"] == "cross-validation (GridSearchCV.best_score_)"
     assert metrics["val_accuracy"] > 0.9
-    assert (ws / "runs" / "0001" / "model.joblib").exists()
+    assert (ws / "runs" / "0001" / "out" / "model.joblib").exists()
 
 
 def test_failure_after_the_last_fit_keeps_the_model_with_a_warning(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_failure_after_the_last_fit_keeps_the_model_with_a_warning(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert metrics["warnings"] == ["trained; the script then failed at train.py:8: FileNotFoundError: [Errno 2] "
                                    "No such file or directory: 'reports/summary.txt'"]
-    assert (ws / "runs" / "0001" / "model.joblib").exists()
+    assert (ws / "runs" / "0001" / "out" / "model.joblib").exists()
     evaluation = _verdict(ws)
     assert "mlops: warning: run 0001: trained; the script then failed at train.py:8" in evaluation.stderr
 
@@ -153,7 +153,7 @@ def test_keras2_weights_file_name_after_fit_keeps_the_trained_model(tmp_path: Pa
     result, metrics = _train(ws)
     assert result.returncode == 0, result.stderr
     assert metrics["warnings"][0].startswith("trained; the script then failed at train.py:11: ValueError")
-    assert (ws / "runs" / "0001" / "model.keras").exists() and "val_accuracy" in metrics
+    assert (ws / "runs" / "0001" / "out" / "model.keras").exists() and "val_accuracy" in metrics
     _verdict(ws)
 
 

@@ -105,7 +105,7 @@ def outbox_clean(ws: Path, proc: Any) -> None:
 
 
 def env_not_in_log(ws: Path, _proc: Any) -> None:
-    log = (ws / "runs" / "0002" / "train.log").read_text()
+    log = (ws / "runs" / "0002" / "out" / "train.log").read_text()
     assert "ENV-DUMP" in log and "proxy.example.com" not in log
 
 
@@ -250,24 +250,24 @@ CASES = [
     Case("run-json-deep", ("evaluate",), 1, r"run\.json is nested too deeply", trained=True,
          files={"runs/0001/run.json": nested(100_000)}),
     Case("metrics-json-list", ("evaluate",), 1, r"metrics\.json: field '\(top level\)' must be a JSON object",
-         trained=True, files={"runs/0001/metrics.json": "[]"}),
+         trained=True, files={"runs/0001/out/metrics.json": "[]"}),
     Case("metrics-json-curves-text", ("evaluate",), 1, r"field 'curves' must be an object of lists", trained=True,
-         files={"runs/0001/metrics.json": modify(lambda d: {**d, "curves": "x"})}),
+         files={"runs/0001/out/metrics.json": modify(lambda d: {**d, "curves": "x"})}),
     Case("metrics-value-text", ("evaluate",), 1, r"metric 'val_accuracy' of run 0001 is missing", trained=True,
-         files={"runs/0001/metrics.json": modify(lambda d: {**d, "val_accuracy": "0.99"})},
+         files={"runs/0001/out/metrics.json": modify(lambda d: {**d, "val_accuracy": "0.99"})},
          check=no_best),
     Case("metrics-value-inf-as-null", ("evaluate",), 1, r"'val_accuracy' of run 0001 is not a finite number",
          trained=True, check=no_best,
-         files={"runs/0001/metrics.json": modify(lambda d: {**d, "val_accuracy": None})}),
+         files={"runs/0001/out/metrics.json": modify(lambda d: {**d, "val_accuracy": None})}),
     Case("metrics-bare-infinity", ("evaluate",), 1, r"'val_accuracy' of run 0001 is not a finite number",
          trained=True, check=no_best,
-         files={"runs/0001/metrics.json": "{\"val_accuracy\": Infinity}"}),
+         files={"runs/0001/out/metrics.json": "{\"val_accuracy\": Infinity}"}),
     Case("metrics-link-out", ("evaluate",), 1, r"metrics\.json is a symbolic link", trained=True,
-         files={"runs/0001/metrics.json": Link("{outside}/secret.txt")}),
+         files={"runs/0001/out/metrics.json": Link("{outside}/secret.txt")}),
     Case("metrics-fifo", ("evaluate",), 1, r"metrics\.json is not a plain file", trained=True,
-         files={"runs/0001/metrics.json": FIFO}),
+         files={"runs/0001/out/metrics.json": FIFO}),
     Case("metrics-too-large", ("evaluate",), 1, r"metrics\.json is larger than 32 MiB", trained=True,
-         files={"runs/0001/metrics.json": lambda p: p.write_bytes(b" " * (33 << 20))}),
+         files={"runs/0001/out/metrics.json": lambda p: p.write_bytes(b" " * (33 << 20))}),
     Case("state-json-list", ("detect",), 1, r"state\.json: expected a JSON object", trained=True,
          files={"state.json": "[]"}),
     Case("state-json-entrypoint-abs", ("train",), 1, r"state\.json: entrypoint '/etc/passwd' leaves", trained=True,
@@ -298,9 +298,9 @@ CASES = [
     Case("monitor-run-json-pid-text", ("monitor",), 1, r"field 'pid' must be int or null, got str", trained=True,
          files={"runs/0001/run.json": modify(lambda d: {**d, "pid": "1; kill"})}),
     Case("tweak-metrics-wrong-shape", ("tweak", "--threshold", "0.999"), 1, r"field 'diagnostics' must be an object",
-         trained=True, files={"runs/0001/metrics.json": modify(lambda d: {**d, "diagnostics": [1]})}),
+         trained=True, files={"runs/0001/out/metrics.json": modify(lambda d: {**d, "diagnostics": [1]})}),
     Case("report-metrics-wrong-shape", ("report",), 1, r"field 'epochs' must be a whole number", trained=True,
-         files={"runs/0001/metrics.json": modify(lambda d: {**d, "epochs": "ten"})}),
+         files={"runs/0001/out/metrics.json": modify(lambda d: {**d, "epochs": "ten"})}),
     Case("notifications-json-wrong-shape", ("notify", "--threshold", "0.5"), 1,
          r"notifications\.json: expected a JSON object", trained=True, files={"notifications.json": "[1]"}),
     Case("pull-url-password-never-printed", ("pull", "--repo", "https://bob:pull-secret-99@127.0.0.1:9/x.git"), 1,
@@ -346,7 +346,7 @@ CASES = [
          r"is not an e-mail address", trained=True),
     Case("secrets-in-train-log-scrubbed-from-mail", ("notify", "--event", "crashed", "--channel", "outbox"), 0,
          None, trained=True, check=outbox_clean,
-         files={"runs/0001/train.log": "Traceback: login smtp-P4ss@word-77 to https://bob:jenkins-t0ken-5e3f1a@ci/\n"
+         files={"runs/0001/out/train.log": "Traceback: login smtp-P4ss@word-77 to https://bob:jenkins-t0ken-5e3f1a@ci/\n"
                                        "apikey-9d8c7b6a5f\n"}),
     Case("error-line-scrubbed", ("detect", "--path", "/nonexistent/jenkins-t0ken-5e3f1a"), 2,
          r"no model code at /nonexistent/\*\*\*"),
@@ -525,7 +525,7 @@ def test_three_trains_at_the_same_instant_leave_one_run(tmp_path: Path) -> None:
 def test_an_infinite_logged_metric_is_never_promoted(tmp_path: Path) -> None:
     ws = _fresh(tmp_path, IRIS + "import mlops_cli\nmlops_cli.log_metrics(val_accuracy=float('inf'))\n")
     assert run_mlops("train", "--workspace", str(ws)).returncode == 0
-    raw = (ws / "runs" / "0001" / "metrics.json").read_text()
+    raw = (ws / "runs" / "0001" / "out" / "metrics.json").read_text()
     assert json.loads(raw)["val_accuracy"] is None and "Infinity" not in raw
     proc = run_mlops("evaluate", "--workspace", str(ws), "--threshold", "0.5")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
@@ -569,4 +569,4 @@ def test_the_harness_never_runs_an_entry_script_linked_out_of_the_checkout(tmp_p
     assert proc.returncode == 1, proc.stderr
     record = json.loads((ws / "runs" / "0001" / "run.json").read_text())
     assert record["status"] == "failed" and "leads outside" in record["error"]
-    assert "OUTSIDE CODE RAN" not in (ws / "runs" / "0001" / "train.log").read_text() + proc.stdout
+    assert "OUTSIDE CODE RAN" not in (ws / "runs" / "0001" / "out" / "train.log").read_text() + proc.stdout

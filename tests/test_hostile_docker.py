@@ -28,7 +28,7 @@ X, y = load_iris(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
 model = LogisticRegression(max_iter=300).fit(X_train, y_train)
 open("written-beside-me.txt", "w").write("mine")
-for target in ["state.json", "next.json", "runs/0001/metrics.json", "runs/0001/run.json", "best/run.json",
+for target in ["state.json", "next.json", "runs/0001/out/metrics.json", "runs/0001/run.json", "best/run.json",
                "repo/train.py", "tuning.db", "containers/0002.json"]:
     path = pathlib.Path("/workspace") / target
     try:
@@ -69,7 +69,7 @@ def test_a_tampering_script_in_docker_changes_only_its_own_run(tmp_path: Path, c
     run = earlier.new_run(entrypoint="train.py", profile="sklearn", status=RunStatus.SUCCEEDED)
     earlier.write_metrics(run.id, {"val_accuracy": 0.5})
     assert run_mlops("detect", "-w", str(ws)).returncode == 0
-    snapshot = {p: p.read_bytes() for p in [ws / "state.json", ws / "runs/0001/metrics.json", ws / "runs/0001/run.json",
+    snapshot = {p: p.read_bytes() for p in [ws / "state.json", ws / "runs/0001/out/metrics.json", ws / "runs/0001/run.json",
                                             ws / "repo/train.py"]}
     proc = run_mlops("train", "-w", str(ws), "--runner", "docker", "--image", checkout_image, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -77,6 +77,6 @@ def test_a_tampering_script_in_docker_changes_only_its_own_run(tmp_path: Path, c
     assert not (ws / "next.json").exists() and not (ws / "best").exists() and not (ws / "tuning.db").exists()
     assert json.loads((ws / "containers" / "0002.json").read_text())["image"] == checkout_image
     assert (ws / "runs" / "0002" / "work" / "written-beside-me.txt").read_text() == "mine"
-    assert "SECRET? None None" in (ws / "runs" / "0002" / "train.log").read_text()
+    assert "SECRET? None None" in (ws / "runs" / "0002" / "out" / "train.log").read_text()
     evaluation = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.6")
     assert evaluation.returncode == 0 and "run 0002" in evaluation.stdout and "now the best" in evaluation.stdout

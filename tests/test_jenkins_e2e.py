@@ -31,7 +31,7 @@ model.fit(x, y, epochs=60, verbose=2)
 def kill_first_training(workspace: Path, killed: list[str], stop: threading.Event) -> None:
     """Once the first run trains (a few epochs logged), kill its process with SIGKILL, like a crash would."""
     run_json = workspace / "runs" / "0001" / "run.json"
-    log = workspace / "runs" / "0001" / "train.log"
+    log = workspace / "runs" / "0001" / "out" / "train.log"
     while not stop.wait(0.2):
         try:
             record = json.loads(run_json.read_text())

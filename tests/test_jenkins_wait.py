@@ -20,7 +20,7 @@ record = ws.load_run(run_id)
 if record.status is RunStatus.RUNNING:
     ws.update_run(run_id, restarts=[*record.restarts, now_iso()])
 ws.update_run(run_id, status="running")
-log = ws.run_dir(run_id) / "train.log"
+log = ws.output_dir(run_id) / "train.log"
 done = len(log.read_text().splitlines()) if log.exists() else 0
 for epoch in range(done + 1, epochs + 1):
     time.sleep(0.15)
@@ -42,7 +42,7 @@ def test_wait_follows_the_run_through_a_restart(tmp_path: Path) -> None:
     first = start_trainer(tmp_path, ws.root, run.id, 12)
     waiter = subprocess.Popen([sys.executable, "-m", "mlops_cli", "jenkins", "wait", "--workspace", str(ws.root),
                                "--poll", "0.1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = ws.run_dir(run.id) / "train.log"
+    log = ws.output_dir(run.id) / "train.log"
     deadline = time.monotonic() + 20
     while not log.exists() or len(log.read_text().splitlines()) < 3:
         assert time.monotonic() < deadline

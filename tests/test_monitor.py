@@ -59,7 +59,7 @@ def harness_pids(ws: Path) -> list[int]:
 
 def epochs_begun(ws: Path, run_id: str = "0001") -> int:
     """Epochs started by every process of the run (Keras prints `Epoch k/N` when one begins)."""
-    return len(re.findall(r"^Epoch \d+/\d+", (ws / "runs" / run_id / "train.log").read_text(), re.M))
+    return len(re.findall(r"^Epoch \d+/\d+", (ws / "runs" / run_id / "out" / "train.log").read_text(), re.M))
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_killed_training_resumes_losing_at_most_one_epoch(pulled: Callable[[str]
     resumed_at = min(line["epoch"] for line in lines if line["pid"] == pids[1])
     assert resumed_at >= max(epochs_before), "the new process resumed from the checkpoint, not epoch 0"
     assert epochs_begun(ws) <= EPOCHS + 1, "at most the epoch in progress was trained again"
-    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["epochs"] == EPOCHS and len(metrics["curves"]["loss"]) == EPOCHS
 
 

@@ -17,7 +17,7 @@ def test_metrics_round_trip_as_strict_json(tmp_path: Path) -> None:
     run = ws.new_run()
     ws.write_metrics(run.id, RunMetrics(values={"val_accuracy": float("inf"), "accuracy": 0.9},
                                         curves={"loss": [1.0, float("nan")]}, epochs=2))
-    text = (ws.run_dir(run.id) / "metrics.json").read_text()
+    text = (ws.output_dir(run.id) / "metrics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
     metrics = ws.read_metrics(run.id)
@@ -30,7 +30,7 @@ def test_metrics_round_trip_as_strict_json(tmp_path: Path) -> None:
                                  {"diagnostics": "x"}, {"warnings": [1]}, {"duration_s": "fast"}])
 def test_metrics_of_the_wrong_shape_are_one_error(bad: object) -> None:
     with pytest.raises(WorkspaceError, match="metrics.json"):
-        RunMetrics.from_dict(bad, "runs/0001/metrics.json")
+        RunMetrics.from_dict(bad, "runs/0001/out/metrics.json")
 
 
 def test_a_bool_is_not_a_metric() -> None:

@@ -33,7 +33,7 @@ def test_keras_dynamics_are_recorded_and_the_output_fix_lives_in_the_saved_model
     ws = pulled(tmp_path, SOFTMAX_ONE_UNIT.read_text())
     proc = run_mlops("train", "--workspace", str(ws))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    first = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    first = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     dynamics = first["diagnostics"]["dynamics"]
     assert dynamics["output"]["activation"] == "softmax" and dynamics["output"]["units"] == 1
     assert len(dynamics["points"]) == 3 and len(dynamics["points"][0]["grad_norms"]) == 3
@@ -42,11 +42,11 @@ def test_keras_dynamics_are_recorded_and_the_output_fix_lives_in_the_saved_model
                                   "options": {"output": "fix", "activation": "relu", "early_stopping": True}})
     proc = run_mlops("retrain", "--workspace", str(ws))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    second = json.loads((ws / "runs" / "0002" / "metrics.json").read_text())
+    second = json.loads((ws / "runs" / "0002" / "out" / "metrics.json").read_text())
     assert second["val_accuracy"] >= 0.9
     notes = " | ".join(second["diagnostics"]["notes"])
     assert "output layer sigmoid x1 with binary_crossentropy" in notes and "early stopping" in notes
-    model = keras.models.load_model(ws / "runs" / "0002" / "model.keras")
+    model = keras.models.load_model(ws / "runs" / "0002" / "out" / "model.keras")
     dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
     assert dense[-1].get_config()["activation"] == "sigmoid"
     assert {layer.get_config()["activation"] for layer in dense[:-1]} == {"relu"}
@@ -57,7 +57,7 @@ def test_sklearn_dynamics_record_iterations_against_the_limit(tmp_path: Path) ->
     ws = pulled(tmp_path, SHALLOW_MLP)
     proc = run_mlops("train", "--workspace", str(ws))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    dynamics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())["diagnostics"]["dynamics"]
+    dynamics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())["diagnostics"]["dynamics"]
     assert dynamics["framework"] == "sklearn" and dynamics["converged"] is False
     assert dynamics["n_iter"] == dynamics["max_iter"] == 5
     assert dynamics["strings"]["activation"] == "logistic" and dynamics["strings"]["solver"] == "adam"

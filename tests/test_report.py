@@ -46,7 +46,7 @@ def add_run(ws: Workspace, *, params: dict[str, Any], val_accuracy: float | None
                         params=params, options=options or {}, reasons=reasons or [], runner="local", seed=0)
     started = _dt.datetime(2025, 5, 1, 10, 0, tzinfo=_dt.timezone.utc) + _dt.timedelta(minutes=attempt)
     ws.update_run(record.id, status="running", started=started.isoformat(), pid=4242)
-    (ws.run_dir(record.id) / "train.log").write_text(log or f"Epoch 1/{epochs}\n...\nEpoch {epochs}/{epochs}\n")
+    (ws.output_dir(record.id) / "train.log").write_text(log or f"Epoch 1/{epochs}\n...\nEpoch {epochs}/{epochs}\n")
     if val_accuracy is None:
         ws.update_run(record.id, status="failed", exit_code=1, error=error,
                       finished=(started + _dt.timedelta(seconds=4)).isoformat())

@@ -45,7 +45,7 @@ def test_sigkill_mid_fit_then_resume(tmp_path: Path) -> None:
 
     resumed = run_mlops("train", "-w", str(ws), "--resume", "1")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming run 0001" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "resuming run 0001" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
     lines = progress(ws)
     second = [line["epoch"] for line in lines if line["pid"] != pid]
     assert second, "the resumed process trained no epoch"
@@ -54,7 +54,7 @@ def test_sigkill_mid_fit_then_resume(tmp_path: Path) -> None:
     assert second == list(range(second[0], epochs))
     total_epochs_run = len(lines)
     assert total_epochs_run <= epochs + 1
-    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["epochs"] == epochs and len(metrics["curves"]["val_accuracy"]) == epochs
     assert metrics["val_accuracy"] > 0.8
     assert not (ws / "checkpoints" / "0001").exists()

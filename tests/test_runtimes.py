@@ -90,7 +90,7 @@ def test_a_missing_runtime_venv_fails_before_training_in_one_line(tmp_path: Path
                              "(create it with `mlops runtimes create keras2`)\n")
     record = run_json(ws)
     assert record["status"] == "failed" and record["pid"] is None, "no training process was started"
-    assert not (ws / "runs" / "0001" / "progress.jsonl").exists()
+    assert not (ws / "runs" / "0001" / "out" / "progress.jsonl").exists()
 
 
 def test_requirements_are_read_bounded_and_plain(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_p
     assert "mlops: numpy==1.0: the runtime installs this package already; its version is kept" in first.stderr
     assert "mlops: warning: requirements.txt:3: -e ." in first.stderr
     assert "requirements.txt" not in first.stdout, "stdout stays the training output and the result"
-    assert "dependency says 42" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "dependency says 42" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
     venv = Path(created[0].split(" venv ")[1].split(" created")[0])
     site = next(venv.glob("lib/python3*/site-packages"))
     assert (site / "mlops_tiny_dep").is_dir() and not (site / "numpy").exists(), "only what the runtime lacks"
@@ -187,16 +187,16 @@ def test_keras2_era_script_trains_and_resumes_after_sigkill_in_its_venv(tmp_path
 
     resumed = run_mlops("train", "-w", str(ws), "--resume", "1", "--runner", "local", env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    log = (ws / "runs" / "0001" / "train.log").read_text()
+    log = (ws / "runs" / "0001" / "out" / "train.log").read_text()
     assert "resuming run 0001" in log and "training accuracy:" in log
     second = [line["epoch"] for line in progress(ws) if line["pid"] != pid]
     assert second and second[0] in (killed_at, killed_at + 1) and second == list(range(second[0], 12))
-    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["epochs"] == 12 and len(metrics["curves"]["val_accuracy"]) == 12, "acc named accuracy"
     assert metrics["val_accuracy"] > 0.85
     assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.005), "Adam(lr=0.005) honoured"
     assert (ws / "repo" / "w.h5").is_file(), "save_weights('w.h5') worked"
-    assert (ws / "runs" / "0001" / "model.keras").is_file()
+    assert (ws / "runs" / "0001" / "out" / "model.keras").is_file()
 
 
 KERAS2_IDIOMS_ON_KERAS3 = """\
@@ -231,9 +231,9 @@ def test_keras2_idioms_the_harness_brings_back_on_keras3(tmp_path: Path) -> None
     ws = pulled(tmp_path, {"train.py": KERAS2_IDIOMS_ON_KERAS3}, runtime="keras")
     result = run_mlops("train", "-w", str(ws), "--runner", "local")
     assert result.returncode == 0, result.stdout + result.stderr
-    log = (ws / "runs" / "0001" / "train.log").read_text()
+    log = (ws / "runs" / "0001" / "out" / "train.log").read_text()
     assert "history keys ['acc', 'loss', 'val_acc', 'val_loss']" in log, "the script sees its own key names"
-    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.004), "Adam(lr=0.004) honoured"
     assert len(metrics["curves"]["val_accuracy"]) == 6 and metrics["val_accuracy"] > 0.8
 
@@ -275,11 +275,11 @@ KERAS_SKLEARN_WRAPPER = (ROOT / "tests" / "fixtures" / "realscripts" / "keras-sk
 def _wrapper_verdict(ws: Path, env: dict[str, str] | None = None) -> dict:
     result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    log = (ws / "runs" / "0001" / "train.log").read_text()
+    log = (ws / "runs" / "0001" / "out" / "train.log").read_text()
     assert "built with units 16" in log and "built with units 4" not in log, "build_fn gets units=16, as in Keras 2"
     printed = re.search(r"^folds 3 mean (\S+)$", log, re.M)
     assert printed, log[-2000:]
-    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["val_accuracy"] == pytest.approx(float(printed.group(1))), "the script's own CV mean is held out"
     assert metrics["diagnostics"]["holdout"] == "cross-validation (3 folds, mean test score)"
     evaluated = run_mlops("evaluate", "-w", str(ws), env=env)

@@ -65,12 +65,12 @@ def test_keras2_era_script_resumes_after_its_container_is_killed(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     second = [line["epoch"] for line in progress(ws)[logged:]]
     assert second and second[0] in (killed_at, killed_at + 1) and second == list(range(second[0], 12))
-    metrics = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["epochs"] == 12 and metrics["val_accuracy"] > 0.85
     assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.005), "Adam(lr=0.005) honoured"
-    assert (ws / "runs" / "0001" / "work" / "w.h5").is_file() and (ws / "runs" / "0001" / "model.keras").is_file()
+    assert (ws / "runs" / "0001" / "work" / "w.h5").is_file() and (ws / "runs" / "0001" / "out" / "model.keras").is_file()
     assert not (ws / "repo" / "w.h5").exists(), "what the script writes beside itself stays in its run"
-    assert "resuming run 0001" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "resuming run 0001" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
 
 
 def test_requirements_build_a_derived_image_once_and_the_next_run_reuses_it(
@@ -87,7 +87,7 @@ def test_requirements_build_a_derived_image_once_and_the_next_run_reuses_it(
     assert spec(ws, "0001")["deps_image"] == derived and spec(ws, "0001")["deps_built"] is True
     assert f"mlops: requirements.txt: image {derived} built in" in first.stderr
     assert "scikit-learn==0.24.2: the runtime installs this package already" in first.stderr
-    assert "held-out accuracy" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "held-out accuracy" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
     image_id = engine.image_id(derived)
 
     second = run_mlops("train", "-w", str(ws), "--runner", "docker")

@@ -53,7 +53,7 @@ def search_loop(tmp_path: Path, strategy: str, attempts: int) -> list[float]:
         done = run_mlops("train", "--workspace", str(ws))
         assert done.returncode == 0, done.stdout + done.stderr
         latest = sorted((ws / "runs").iterdir())[-1]
-        scores.append(json.loads((latest / "metrics.json").read_text())["val_accuracy"])
+        scores.append(json.loads((latest / "out" / "metrics.json").read_text())["val_accuracy"])
         if run_mlops("evaluate", "--workspace", str(ws)).returncode == 0:
             break
         done = run_mlops("tweak", "--workspace", str(ws), "--strategy", strategy)

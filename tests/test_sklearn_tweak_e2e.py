@@ -35,7 +35,7 @@ def chain(tmp_path: Path, example: str, threshold: str, attempts: int = 3) -> tu
 
 
 def metric(ws: Path, run_id: str) -> float:
-    return json.loads((ws / "runs" / run_id / "metrics.json").read_text())["val_accuracy"]
+    return json.loads((ws / "runs" / run_id / "out" / "metrics.json").read_text())["val_accuracy"]
 
 
 def test_knn_on_raw_wine_passes_090_within_three_attempts_and_its_pipeline_takes_raw_rows(tmp_path: Path) -> None:
@@ -59,9 +59,9 @@ def test_knn_on_raw_wine_passes_090_within_three_attempts_and_its_pipeline_takes
     best = joblib.load(ws / "best" / "model.joblib")
     assert [name for name, _ in best.steps] == ["standardscaler", "kneighborsclassifier"]
     assert (best.predict(raw) == labels).mean() >= 0.9, "the saved pipeline scales raw rows itself"
-    naive = joblib.load(ws / "runs" / "0001" / "model.joblib")
+    naive = joblib.load(ws / "runs" / "0001" / "out" / "model.joblib")
     assert (naive.predict(raw) == labels).mean() < 0.85
-    diagnostics = json.loads((ws / "runs" / runs[-1] / "metrics.json").read_text())["diagnostics"]
+    diagnostics = json.loads((ws / "runs" / runs[-1] / "out" / "metrics.json").read_text())["diagnostics"]
     assert diagnostics["model"]["steps"] == ["StandardScaler", "KNeighborsClassifier"]
     assert diagnostics["input_stats"]["columns"][-1]["name"] == "proline"
 
@@ -71,7 +71,7 @@ def test_an_over_fitting_tree_is_regularised_until_it_passes(tmp_path: Path) -> 
     runs = sorted(p.name for p in (ws / "runs").iterdir())
     assert len(runs) <= 3
     assert metric(ws, "0001") < 0.85 <= metric(ws, runs[-1])
-    first = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    first = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert first["accuracy"] == 1.0
     assert first["diagnostics"]["model"]["fitted"]["depth"] > 8
     assert "over-fits" in tweaks[0] and "max_depth None -> 8" in tweaks[0]

@@ -41,7 +41,7 @@ def train(tmp_path: Path, script: str) -> dict:
     assert run_mlops("pull", "--repo", str(remote), "--workspace", str(ws)).returncode == 0
     done = run_mlops("train", "--workspace", str(ws))
     assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    return json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
 
 
 def test_a_search_over_a_pipeline_records_its_final_estimator_and_tuned_params(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from conftest import make_remote, pulled_example, run_mlops
 
 
 def _metrics(ws: Path, run: str = "0001") -> dict:
-    return json.loads((ws / "runs" / run / "metrics.json").read_text())
+    return json.loads((ws / "runs" / run / "out" / "metrics.json").read_text())
 
 
 def test_sklearn_example_trains_scores_and_saves_a_model(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_sklearn_example_trains_scores_and_saves_a_model(tmp_path: Path) -> None
     assert metrics["accuracy"] >= metrics["val_accuracy"]
     assert metrics["diagnostics"]["holdout"] == "script"
     assert metrics["diagnostics"]["model"]["estimator"] == "RandomForestClassifier"
-    assert "held-out accuracy" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "held-out accuracy" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
     junit = tmp_path / "result.xml"
     evaluation = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.9", "--junit", str(junit))
     assert evaluation.returncode == 0, evaluation.stderr
@@ -49,7 +49,7 @@ def test_cnn_example_validates_on_its_own_split(tmp_path: Path) -> None:
     assert metrics["diagnostics"]["holdout"] == "validation_data"
     assert metrics["epochs"] == 10 and len(metrics["curves"]["val_accuracy"]) == 10
     assert metrics["val_accuracy"] > 0.85
-    assert (ws / "runs" / "0001" / "model.keras").exists()
+    assert (ws / "runs" / "0001" / "out" / "model.keras").exists()
     assert not (ws / "checkpoints" / "0001").exists()
 
 
@@ -104,7 +104,7 @@ def test_params_and_explicit_metrics(tmp_path: Path) -> None:
     assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, files))).returncode == 0
     result = run_mlops("train", "-w", str(ws), "--params", '{"c": 3.5}')
     assert result.returncode == 0, result.stderr
-    assert "C is 3.5" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "C is 3.5" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
     metrics = _metrics(ws)
     assert metrics["val_accuracy"] == 0.5 and metrics["custom"] == 1.25
     assert json.loads((ws / "runs" / "0001" / "params.json").read_text()) == {"c": 3.5}

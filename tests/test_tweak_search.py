@@ -39,7 +39,7 @@ def study(ws: Path) -> optuna.Study:
 
 
 def metric(ws: Path, run_id: str) -> float:
-    return json.loads((ws / "runs" / run_id / "metrics.json").read_text())["val_accuracy"]
+    return json.loads((ws / "runs" / run_id / "out" / "metrics.json").read_text())["val_accuracy"]
 
 
 def step(*args: str) -> str:

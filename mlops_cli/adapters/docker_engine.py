@@ -111,6 +111,7 @@ class ContainerSpec:
     command: list[str]
     mounts: dict[str, str]            # absolute host path (bind) or volume name -> path in the container
     labels: dict[str, str]
+    read_only: frozenset[str] = frozenset()   # container paths of `mounts` that the container may only read
     user: str | None = None
     environment: dict[str, str] = dataclasses.field(default_factory=dict)
     working_dir: str | None = None
@@ -259,7 +260,8 @@ class Engine:
             "command": spec.command, "init": True, "labels": spec.labels,
             "environment": spec.environment,
             # Mounts (not Binds): a host path the engine cannot see is an error, not a new empty directory
-            "mounts": [docker.types.Mount(target, source, type="bind" if source.startswith("/") else "volume")
+            "mounts": [docker.types.Mount(target, source, type="bind" if source.startswith("/") else "volume",
+                                          read_only=target in spec.read_only)
                        for source, target in spec.mounts.items()],
         }
         if spec.user:
@@ -333,6 +335,16 @@ class Engine:
             except docker.errors.APIError as exc:
                 if "is not running" not in _explanation(exc):
                     raise
+
+    def stop(self, container_id: str, grace_s: int) -> None:
+        """SIGTERM, then SIGKILL after `grace_s` seconds; a container that is gone or not running is no error."""
+        import docker.errors
+
+        with translate():
+            try:
+                self._client.containers.get(container_id).stop(timeout=grace_s)
+            except docker.errors.NotFound:
+                return
 
     def remove(self, container_id: str) -> None:
         import docker.errors

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import os
 import runpy
-import shutil
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from mlops_cli import runtime
 from mlops_cli.errors import ExitCode, WorkspaceBusy, WorkspaceError
 from mlops_cli.harness.capture import Capture
 from mlops_cli.records import RunMetrics
-from mlops_cli.workspace import RunStatus, Workspace, confine, now_iso
+from mlops_cli.workspace import OutcomeStatus, RunOutcome, Workspace, confine
 
 
 @contextlib.contextmanager
@@ -68,26 +67,28 @@ def _hooks(profile: str | None) -> Any:
 
 
 def _fail(ws: Workspace, run_id: str, message: str, code: int = 1) -> int:
+    """Say how the run failed, in the output area (the host decides the run's status from it)."""
     print(f"mlops: run {run_id} failed: {message}", file=sys.stderr)
-    ws.update_run(run_id, status=RunStatus.FAILED, error=message, exit_code=code, finished=now_iso())
+    ws.write_outcome(run_id, RunOutcome(OutcomeStatus.FAILED, message, code))
     return code
 
 
 def run(workspace: Path, run_id: str) -> int:
-    """Train run `run_id`: returns the process exit code (0 ok, 1 script failed, 75 busy, 143 interrupted)."""
+    """Train run `run_id`: returns the process exit code (0 ok, 1 script failed, 75 busy, 143 interrupted).
+
+    The harness reads run.json (written by the host, read-only in a container) and writes only the run's output
+    area and its checkpoints; the host records the run's status from the exit code and outcome.json."""
     ws = Workspace(workspace)
     record = ws.load_run(run_id)
-    run_dir = ws.run_dir(run_id)
-    with tee_output(run_dir / "train.log"):
+    out = ws.output_dir(run_id)
+    with tee_output(out / "train.log"):
         try:
             lock = ws.acquire_training(run_id)
         except WorkspaceBusy as exc:
             print(f"mlops: error: {exc}", file=sys.stderr)
             return ExitCode.HARNESS_BUSY
         with lock:
-            resumed = record.started is not None
-            record = ws.update_run(run_id, status=RunStatus.RUNNING, pid=os.getpid(), host=os.uname().nodename,
-                                   started=record.started or now_iso(), error=None, exit_code=None)
+            resumed = bool(record.restarts) or ws.checkpoint_dir(run_id).is_dir()
             print(f"mlops: {'resuming' if resumed else 'starting'} run {run_id} ({record.profile}, "
                   f"{record.entrypoint}, params {record.params or 'as written'}, options {record.options or '-'})",
                   flush=True)
@@ -145,7 +146,7 @@ def _train(ws: Workspace, record: Any) -> int:
         return _fail(ws, record.id, f"entry script {entry} not found", 2)
     if not workdir.is_dir():
         return _fail(ws, record.id, f"working directory {record.workdir} not found in the code", 2)
-    capture = Capture(run_dir=ws.run_dir(record.id), checkpoint_dir=ws.checkpoint_dir(record.id),
+    capture = Capture(run_dir=ws.output_dir(record.id), checkpoint_dir=ws.checkpoint_dir(record.id),
                       options={"holdout": 0.2, **record.options}, seed=record.seed)
     runtime.context.params = dict(record.params)
     runtime.context.in_harness = True
@@ -190,8 +191,7 @@ def _train(ws: Workspace, record: Any) -> int:
                          epochs=capture.diagnostics.get("epochs"), duration_s=round(time.monotonic() - started, 3),
                          diagnostics=diagnostics, warnings=list(capture.warnings))
     ws.write_metrics(record.id, metrics)
-    ws.update_run(record.id, status=RunStatus.SUCCEEDED, exit_code=0, finished=now_iso())
-    shutil.rmtree(ws.checkpoint_dir(record.id), ignore_errors=True)
+    ws.write_outcome(record.id, RunOutcome(OutcomeStatus.SUCCEEDED))
     summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(capture.metrics.items()) if isinstance(v, float))
     print(f"mlops: run {record.id} finished: {summary or 'no metrics captured'}", flush=True)
     for warning in capture.warnings:

@@ -689,26 +689,38 @@ def wait_for_run(workspace: Workspace, run_id: str | None = None, timeout: float
     """Follow a training run to its end through restarts by job 6 (monitor), streaming its train.log.
 
     It follows the run's record, not a process: when the training process dies and monitor starts it again,
-    the run stays `running` and the wait goes on. It gives up when the run failed, when nothing has held the
-    training lock for `stale_after` seconds while the run is unfinished (no monitor running?), or at `timeout`.
+    the run stays `running` and the wait goes on; when the harness has said how the run ended and let go of the
+    training lock, the wait records the end (`Workspace.settle`). It gives up when the run failed, when nothing
+    has held the training lock for `stale_after` seconds while the run is unfinished (no monitor running?), or
+    at `timeout`. The log is read through `Workspace.follow_log`, which never follows a link the run planted.
     """
     record = workspace.load_run(run_id) if run_id else workspace.latest_run()
     if record is None:
         raise UsageError(f"no training run in {workspace.root} to wait for", "start one with `mlops train --detach`")
     run_id = record.id
-    log = workspace.run_dir(run_id) / "train.log"
     start = time.monotonic()
     idle_since: float | None = None
     offset = 0
+
+    def stream() -> None:
+        nonlocal offset
+        while True:
+            text, offset = workspace.follow_log(run_id, offset)
+            if not text:
+                return
+            if on_output is not None:
+                on_output(text)
+
     while True:
-        offset = _stream(log, offset, on_output)
+        stream()
+        workspace.settle()
         record = workspace.load_run(run_id)
         if record.status.finished:
-            offset = _stream(log, offset, on_output)
+            stream()
             waited = time.monotonic() - start
             if record.status is RunStatus.FAILED:
                 raise TrainingFailed(f"run {run_id} failed{': ' + record.error if record.error else ''}",
-                                     f"see {log}")
+                                     "see `mlops status` and the run's train.log")
             return WaitResult(run_id, record.status.value, len(record.restarts), waited)
         now = time.monotonic()
         if workspace.training_holder() is None:
@@ -722,21 +734,3 @@ def wait_for_run(workspace: Workspace, run_id: str | None = None, timeout: float
             raise TrainingFailed(f"run {run_id} still {record.status.value} after {timeout:.0f} s",
                                  "raise --timeout, or look at its train.log")
         time.sleep(poll)
-
-
-def _stream(log: Path, offset: int, on_output: Callable[[str], None] | None) -> int:
-    """Pass what was appended to train.log since `offset`; a restart that rewrote the log starts over."""
-    try:
-        size = log.stat().st_size
-    except FileNotFoundError:
-        return 0
-    if size < offset:
-        offset = 0
-    if size == offset:
-        return offset
-    with open(log, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read(size - offset)
-    if on_output is not None:
-        on_output(data.decode("utf-8", errors="replace"))
-    return offset + len(data)

@@ -7,7 +7,8 @@ runtimes existed); a repository with its own requirements.txt / pyproject depend
 The container sees only what its run needs of the workspace (the pushed script runs in it, so it is untrusted):
 
     host                        container                         mode
-    runs/N/                     /workspace/runs/N                 read-write: run.json, metrics, train.log, model
+    runs/N/                     /workspace/runs/N                 read-only: run.json, params.json, src/
+    runs/N/out/                 /workspace/runs/N/out             read-write: the run's output area
     checkpoints/N/              /workspace/checkpoints/N          read-write: Keras BackupAndRestore state
     runs/N/work/                /workspace/repo (or runs/N/src)   read-write: a per-run copy of the source
     .lock, .train.lock          /workspace/.lock, .train.lock     read-write files: the two locks
@@ -54,16 +55,23 @@ from mlops_cli.config import Settings
 from mlops_cli.errors import ConfigError, RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command
 from mlops_cli.runtimes.deps import read_requirements
-from mlops_cli.workspace import RunRecord, Workspace, atomic_write_json, copy_tree_confined, read_json
+from mlops_cli.workspace import (
+    RunRecord,
+    RunStatus,
+    Workspace,
+    atomic_write_json,
+    copy_tree_confined,
+    now_iso,
+    read_json,
+)
 
 MOUNT_POINT = "/workspace"
-SPECS_DIR = "containers"
-WORK_DIR = "work"
+STOP_GRACE_S = 10
 
 
 def spec_path(ws: Workspace, run_id: str) -> Path:
     """Where the options a run's container was started with are kept: host-only, outside the run."""
-    return ws.root / SPECS_DIR / f"{ws.run_dir(run_id).name}.json"
+    return ws.container_record_path(run_id)
 
 
 def _exact(path: Path, root: Path) -> str:
@@ -83,24 +91,30 @@ def _lock_file(path: Path) -> None:
         raise RunnerError(f"cannot use {path} as a lock file: {exc.strerror}", "delete it and train again") from exc
 
 
-def workspace_mounts(ws: Workspace, record: RunRecord) -> dict[str, str]:
-    """Host path -> container path: everything the training container sees of the workspace (module docstring)."""
+def workspace_mounts(ws: Workspace, record: RunRecord) -> tuple[dict[str, str], frozenset[str]]:
+    """Host path -> container path: everything the training container sees of the workspace (module docstring),
+    and the container paths it may only read."""
     root = Path(os.path.realpath(ws.root))
-    run_dir = root / "runs" / ws.run_dir(record.id).name
-    checkpoints = root / "checkpoints" / run_dir.name
+    name = ws.run_dir(record.id).name
+    run_dir = root / "runs" / name
+    out = run_dir / "out"
+    out.mkdir(exist_ok=True)
+    checkpoints = root / "checkpoints" / name
     checkpoints.mkdir(parents=True, exist_ok=True)
-    work = run_dir / WORK_DIR
+    work = run_dir / ws.work_dir(record.id).name
     if not work.is_dir() or work.is_symlink():
-        staging = run_dir / f".{WORK_DIR}.tmp"
+        staging = run_dir / f".{work.name}.tmp"   # in runs/N, which the container cannot write
         shutil.rmtree(staging, ignore_errors=True)
         copy_tree_confined(ws.source_dir(record), staging, skip=(".git",))
         os.replace(staging, work)
     for lock in (ws.lock_path, ws.train_lock_path):
         _lock_file(root / lock.name)
-    source = "repo" if record.source == "repo" else f"runs/{run_dir.name}/src"
-    pairs = {work: source, run_dir: f"runs/{run_dir.name}", checkpoints: f"checkpoints/{run_dir.name}",
-             root / ws.lock_path.name: ws.lock_path.name, root / ws.train_lock_path.name: ws.train_lock_path.name}
-    return {_exact(host, root): f"{MOUNT_POINT}/{target}" for host, target in pairs.items()}
+    source = "repo" if record.source == "repo" else f"runs/{name}/src"
+    pairs = {run_dir: f"runs/{name}", out: f"runs/{name}/out", work: source,
+             checkpoints: f"checkpoints/{name}", root / ws.lock_path.name: ws.lock_path.name,
+             root / ws.train_lock_path.name: ws.train_lock_path.name}
+    mounts = {_exact(host, root): f"{MOUNT_POINT}/{target}" for host, target in pairs.items()}
+    return mounts, frozenset({f"{MOUNT_POINT}/runs/{name}"})
 
 
 def project_label(ws: Workspace) -> str:
@@ -148,10 +162,10 @@ def image_for(ws: Workspace, record: RunRecord | None, options: DockerOptions) -
     if record is not None:
         return runtimes.of_run(record.runtime, record.profile).default_image()
     state = ws.read_state()
-    if not (state.get("runtime") or state.get("profile")):
+    if not (state.runtime or state.profile):
         raise RunnerError(f"workspace {ws.root} has no detected runtime, so no image to pick",
                           "run `mlops detect` first, or pass the image")
-    return runtimes.of_run(state.get("runtime"), state.get("profile")).default_image()
+    return runtimes.of_run(state.runtime, state.profile).default_image()
 
 
 class DockerRunner:
@@ -191,6 +205,7 @@ class DockerRunner:
 
     def start(self, ws: Workspace, record: RunRecord) -> None:
         """Start a container for this run (fresh, or again after a crash: the harness resumes the checkpoint)."""
+        ws.clear_outcome(record.id)
         options = self._options_for(ws, record)
         runtime = runtimes.of_run(record.runtime, record.profile)
         image = image_for(ws, record, options)
@@ -209,9 +224,10 @@ class DockerRunner:
                 self._on_notice(derived.summary(requirements))
                 image = derived.tag
                 saved.update(deps_image=derived.tag, deps_built=derived.built)
+            mounts, read_only = workspace_mounts(ws, record)
             spec = ContainerSpec(
                 image=image, command=harness_command(MOUNT_POINT, record.id),
-                mounts=workspace_mounts(ws, record), labels=labels, user=f"{os.getuid()}:{os.getgid()}",
+                mounts=mounts, read_only=read_only, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
                 environment={**training_env(host=False), **runtime.env},
                 working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
                 gpus=options.gpus)
@@ -222,7 +238,8 @@ class DockerRunner:
             for old in ended:
                 engine.remove(old.id)
         atomic_write_json(spec_path(ws, record.id), {**saved, "container_id": container_id})
-        ws.update_run(record.id, runner=self.name, container_id=container_id, pid=None, host=engine.host)
+        ws.update_run(record.id, runner=self.name, container_id=container_id, pid=None, host=engine.host,
+                      status=RunStatus.RUNNING, started=record.started or now_iso(), error=None, exit_code=None)
 
     def _container_id(self, ws: Workspace, record: RunRecord, engine: Engine) -> str | None:
         """The run's container as the host recorded it (containers/ID.json: run.json is writable by the script,
@@ -248,6 +265,13 @@ class DockerRunner:
             code = engine.wait(container_id)
             engine.remove(container_id)   # its output is in train.log; monitor has nothing to restart
             return code
+
+    def stop(self, ws: Workspace, record: RunRecord) -> None:
+        """`docker stop`: SIGTERM through the init to the harness, SIGKILL after STOP_GRACE_S."""
+        with Engine.connect() as engine:
+            container_id = self._container_id(ws, record, engine)
+            if container_id:
+                engine.stop(container_id, STOP_GRACE_S)
 
     def probe(self, ws: Workspace, record: RunRecord) -> Probe:
         """alive, exited (code, OOM-killed) or vanished (the engine no longer knows the container)."""

@@ -5,10 +5,12 @@ this interpreter when it has what the runtime needs; a repository with its own r
 layered on that one (`mlops_cli.runtimes.venvs`)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,9 +20,10 @@ from mlops_cli.errors import RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command
 from mlops_cli.runtimes import venvs
 from mlops_cli.runtimes.deps import read_requirements
-from mlops_cli.workspace import RunRecord, Workspace
+from mlops_cli.workspace import RunRecord, RunStatus, Workspace, now_iso
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+STOP_GRACE_S = 10.0
 
 
 def _pid_runs_harness(pid: int, run_id: str) -> bool:
@@ -66,6 +69,7 @@ class LocalRunner:
 
     def start(self, ws: Workspace, record: RunRecord) -> None:
         python = self.interpreter(ws, record)
+        ws.clear_outcome(record.id)
         env = training_env()
         env.update(runtimes.of_run(record.runtime, record.profile).env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")]))
@@ -81,7 +85,8 @@ class LocalRunner:
         except OSError as exc:
             raise RunnerError(f"cannot start the training process: {exc.strerror}") from exc
         ws.update_run(record.id, runner=self.name, pid=self._process.pid, host=os.uname().nodename,
-                      container_id=None)
+                      container_id=None, status=RunStatus.RUNNING, started=record.started or now_iso(),
+                      error=None, exit_code=None)
 
     def wait(self, ws: Workspace, record: RunRecord) -> int:
         if self._process is None:
@@ -92,6 +97,19 @@ class LocalRunner:
             self._process.send_signal(signal.SIGTERM)
             code = self._process.wait()
         return 128 - code if code < 0 else code
+
+    def stop(self, ws: Workspace, record: RunRecord) -> None:
+        """SIGTERM to the harness (it keeps its checkpoint), SIGKILL to its whole group after STOP_GRACE_S."""
+        pid = self._process.pid if self._process is not None else record.pid
+        if not pid or not _pid_runs_harness(pid, record.id):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline and _pid_runs_harness(pid, record.id):
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
     def probe(self, ws: Workspace, record: RunRecord) -> Probe:
         if record.pid and record.host in (None, os.uname().nodename) and _pid_runs_harness(record.pid, record.id):

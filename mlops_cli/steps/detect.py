@@ -622,5 +622,5 @@ def detect_and_record(settings: Settings, repo_dir: Path | None = None) -> Detec
         ws.update_state(profile=result.profile, runtime=result.runtime, workdir=result.workdir,
                         entrypoint=result.entrypoint, cnn=result.cnn,
                         uses_params=result.uses_params, estimators=result.estimators,
-                        detected_commit=ws.read_state().get("commit"), detected_at=now_iso())
+                        detected_commit=ws.read_state().commit, detected_at=now_iso())
     return result

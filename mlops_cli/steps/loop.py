@@ -136,7 +136,7 @@ def run_loop(workspace: str | None, url: str, branch: str | None = None, strateg
 
 
 def _finish(settings: Settings, met: bool, message: str, attempts: list[Attempt], notify: bool) -> LoopResult:
-    rows = [row for row in history(settings) if row.run.commit == settings.workspace.read_state().get("commit")]
+    rows = [row for row in history(settings) if row.run.commit == settings.workspace.read_state().commit]
     best = next((row for row in rows if row.is_best), None)
     result = LoopResult(met=met, message=message, attempts=attempts, rows=rows,
                         best_id=best.run.id if best else None, best_value=best.metric if best else None)

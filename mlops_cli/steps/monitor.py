@@ -1,8 +1,11 @@
 """Step 6: notice that training died and start it again for the same run, which resumes at its checkpoint.
 
 One check: find the workspace's unfinished run (run.json says pending or running and names a pid or
-container), ask its runner what became of it, and when it is gone without having recorded an end (killed,
-OOM-killed, a non-zero exit, or vanished) start it again through the same runner. The harness resumes from
+container), ask its runner what became of it, and when it is gone without having said how it ended (killed,
+OOM-killed, or vanished: no outcome.json in its output area) start it again through the same runner. A run that
+ended by itself is recorded as such (`Workspace.finish_run`), and one past its time limit is stopped and failed.
+Everything the decision reads is host-only (run.json, containers/N.json): nothing the run wrote chooses the
+runner, the command or a path. The harness resumes from
 checkpoints/ID, so at most the epoch in progress is lost. Every restart is recorded in run.json `restarts`;
 more than `max_restarts` within `window_s` is a crash loop: the run is marked failed and `notify` tells people.
 
@@ -11,22 +14,20 @@ it, so two monitors at once (a Jenkins cron overlapping a manual run) start one 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
-import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from mlops_cli import runners
 from mlops_cli.config import Settings
 from mlops_cli.errors import MlopsError
 from mlops_cli.runners import Probe, ProbeState, Runner
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, now_iso
 
-LOCK_FILE = ".monitor.lock"
 DEFAULT_MAX_RESTARTS = 3
 DEFAULT_WINDOW_S = 600.0
 LOCK_GRACE_S = 10.0
@@ -38,7 +39,8 @@ class Action(str, Enum):
     IDLE = "idle"                  # no unfinished run to look after
     STARTING = "starting"          # the run has no pid or container yet: train is starting it
     ALIVE = "alive"                # its process or container is running
-    FINISHED = "finished"          # it recorded its end (succeeded or failed) by itself
+    FINISHED = "finished"          # it ended by itself (succeeded or failed): recorded
+    TIMED_OUT = "timed-out"        # past its time limit: stopped and marked failed
     BUSY = "busy"                  # dead by its runner, but someone holds the training lock: left alone
     ELSEWHERE = "elsewhere"        # a local process of another machine: only a monitor there can see it
     RESTARTED = "restarted"        # started again; it resumes at its checkpoint
@@ -71,27 +73,9 @@ class MonitorResult:
                 "warnings": list(self.warnings)}
 
 
-@contextlib.contextmanager
-def monitor_lock(ws: Workspace) -> Iterator[None]:
-    """Only one monitor decides at a time (a separate file: the state lock is taken by update_run inside)."""
-    ws.ensure()
-    with open(ws.root / LOCK_FILE, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def runner_for(settings: Settings, record: RunRecord) -> Runner:
-    """The runner that started the run, able to probe and restart it (detached: monitor does not wait)."""
-    if record.runner == "docker":
-        from mlops_cli.runners.docker import DockerRunner
-
-        return DockerRunner(settings, detach=True)
-    from mlops_cli.runners.local import LocalRunner
-
-    return LocalRunner(detach=True)
+    """The runner that started the run (host-only run.json), able to probe and restart it without waiting."""
+    return runners.make(record.runner, settings, detach=True)
 
 
 def _watched_run(ws: Workspace) -> RunRecord | None:
@@ -149,8 +133,8 @@ def _notify_crash(settings: Settings) -> tuple[str | None, list[str]]:
 def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
           window_s: float = DEFAULT_WINDOW_S) -> MonitorResult:
     """Look at the workspace's unfinished run once and restart it if it died; see the module docstring."""
-    ws = settings.workspace
-    with monitor_lock(ws):
+    ws = settings.workspace.ensure()
+    with ws.monitoring():
         record = _watched_run(ws)
         if record is None:
             latest = ws.latest_run()
@@ -164,15 +148,24 @@ def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
                                  f"pid {record.pid} on host {record.host}, not {here}: run monitor there")
         runner = runner_for(settings, record)
         probe = runner.probe(ws, record)
-        record = ws.load_run(record.id)   # it may have recorded its end while we looked
+        record = ws.load_run(record.id)   # a train that waited for it may have recorded its end meanwhile
         if record.status.finished:
             return MonitorResult(Action.FINISHED, record.id, f"{record.status.value} by itself")
+        left = record.time_left()
+        if probe.state is ProbeState.ALIVE and left is not None and left <= 0:
+            runner.stop(ws, record)
+            record = ws.finish_run(record.id, None, crash=f"stopped after its time limit of "
+                                   f"{record.time_limit_s:g} s (time_limit in mlops.yaml)")
+            return MonitorResult(Action.TIMED_OUT, record.id, record.error or "time limit")
         if probe.state is ProbeState.ALIVE:
             return MonitorResult(Action.ALIVE, record.id, probe.detail or "training")
         how = _describe(probe)
         holder = _lock_holder_after_exit(ws)
         if holder:
             return MonitorResult(Action.BUSY, record.id, f"{how}, but the workspace is training ({holder})")
+        if (ws.output_dir(record.id) / "outcome.json").exists():
+            record = ws.finish_run(record.id, probe.exit_code)
+            return MonitorResult(Action.FINISHED, record.id, f"{record.status.value} by itself ({how})")
         recent = _recent(record.restarts, time.time(), window_s)
         if len(recent) >= max_restarts:
             reason = (f"crash loop: {how} after {len(recent)} restarts within {window_s:g} s; "
@@ -195,6 +188,6 @@ def watch(settings: Settings, *, interval_s: float, max_restarts: int = DEFAULT_
     while True:
         result = check(settings, max_restarts=max_restarts, window_s=window_s)
         on_result(result)
-        if result.action in (Action.IDLE, Action.FINISHED, Action.GAVE_UP):
+        if result.action in (Action.IDLE, Action.FINISHED, Action.GAVE_UP, Action.TIMED_OUT):
             return result
         time.sleep(interval_s)

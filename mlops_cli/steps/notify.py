@@ -7,14 +7,12 @@ failure it sends only the channels that failed. `--force` sends again.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
-import fcntl
 import html
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
@@ -41,7 +39,6 @@ from mlops_cli.workspace import Workspace, atomic_write_json, now_iso, read_json
 
 EVENTS = ("auto", "success", "failure", "gave-up", "crashed")
 CHANNELS = ("smtp", "webhook", "outbox")
-RECORD_FILE = "notifications.json"
 STATE_EVENTS = {"met": "success", "gave-up": "gave-up", "crashed": "crashed", "below": "failure"}
 TITLES = {"success": "Model ready", "failure": "Below threshold", "gave-up": "Gave up", "crashed": "Training crashed"}
 SLACK_EMOJI = {"success": ":white_check_mark:", "failure": ":warning:", "gave-up": ":no_entry:",
@@ -274,21 +271,8 @@ def slack_payload(summary: Summary, event: str, row: AttemptRow) -> dict[str, An
 
 # ---- the record of what was sent -----------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _notify_lock(ws: Workspace) -> Iterator[None]:
-    """Serialise notifiers of one workspace (two Jenkins re-runs at once) without holding the state lock while
-    a slow server is retried."""
-    ws.ensure()
-    with open(ws.root / ".notify.lock", "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _record_path(ws: Workspace) -> Path:
-    return ws.root / RECORD_FILE
+    return ws.notifications_path
 
 
 def _read_records(ws: Workspace) -> dict[str, Any]:
@@ -349,7 +333,7 @@ def _choose_channels(channels: Sequence[str] | None, smtp: mailer.SmtpConfig | N
 
 
 def _outbox_dir(ws: Workspace) -> Path:
-    return Path(os.environ.get("MLOPS_OUTBOX") or ws.root / "outbox")
+    return Path(os.environ.get("MLOPS_OUTBOX") or ws.outbox_dir)
 
 
 def notify(settings: Settings, event: str = "auto", to: Sequence[str] | None = None, webhook: str | None = None,
@@ -370,7 +354,7 @@ def notify(settings: Settings, event: str = "auto", to: Sequence[str] | None = N
     key = f"{row.run.id}:{event}"
     subject = subject_line(summary, event, row)
     result = NotifyResult(event=event, run_id=row.run.id, subject=subject, outcomes=[])
-    with _notify_lock(ws):
+    with ws.ensure().notifying():
         done = (_read_records(ws).get(key) or {}).get("channels", {})
         pending = [c for c in chosen if force or c not in done]
         for channel in chosen:

@@ -90,7 +90,7 @@ class Summary:
     @property
     def commit(self) -> str | None:
         row = self.best or self.latest
-        return row.run.commit or self.settings.workspace.read_state().get("commit")
+        return row.run.commit or self.settings.workspace.read_state().commit
 
     def log_tail(self, row: AttemptRow, lines: int = LOG_TAIL_LINES) -> list[str]:
         return self.settings.workspace.log_tail(row.run.id, lines)
@@ -99,7 +99,7 @@ class Summary:
 def _project_name(settings: Settings) -> str:
     ws = settings.workspace
     state = ws.read_state()
-    url = state.get("repo_url")
+    url = state.repo_url
     if isinstance(url, str) and url.strip():
         return Path(url.rstrip("/")).name.removesuffix(".git") or url
     return ws.root.parent.name if ws.root.name == DEFAULT_WORKSPACE else ws.root.name
@@ -111,7 +111,7 @@ def summarize(settings: Settings) -> Summary:
     if not rows:
         raise UsageError(f"no runs in workspace {settings.workspace.root} yet", "run `mlops train` first")
     state = settings.workspace.read_state()
-    budget_spent = bool(state.get("budget_spent")) or len(rows) >= settings.max_attempts
+    budget_spent = state.budget_spent or len(rows) >= settings.max_attempts
     return Summary(settings=settings, project=_project_name(settings), rows=rows, budget_spent=budget_spent,
                    build_url=os.environ.get("BUILD_URL") or None)
 
@@ -462,7 +462,7 @@ def report(settings: Settings, fmt: str = "html", out_dir: Path | None = None) -
     if fmt not in FORMATS:
         raise UsageError(f"report format {fmt!r} is not one of {', '.join(FORMATS)}")
     summary = summarize(settings)
-    out = Path(out_dir) if out_dir is not None else settings.workspace.root / "report"
+    out = Path(out_dir) if out_dir is not None else settings.workspace.report_dir
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file", "pass a directory; the report files are written into it")
     attempts_png = plot_attempts(summary)

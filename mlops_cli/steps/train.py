@@ -4,15 +4,25 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 import time
 from typing import Any
 
+from mlops_cli import runners
 from mlops_cli.boundary import training_env
 from mlops_cli.config import Settings
 from mlops_cli.errors import ExitCode, MlopsError, RunnerError, UsageError, WorkspaceBusy
 from mlops_cli.records import RunMetrics
 from mlops_cli.runners import ProbeState, Runner
-from mlops_cli.workspace import RunRecord, RunStatus, Workspace, normalize_run_id, now_iso
+from mlops_cli.workspace import (
+    NextAttempt,
+    RunRecord,
+    RunStatus,
+    State,
+    Workspace,
+    normalize_run_id,
+    now_iso,
+)
 
 LOG_TAIL_LINES = 20
 START_WAIT_S = 120.0
@@ -50,32 +60,29 @@ class TrainResult:
 
 def make_runner(kind: str, settings: Settings, detach: bool, warnings: list[str],
                 docker_options: dict[str, Any] | None = None) -> Runner:
-    """The runner for --runner local|docker|auto; auto falls back to local with a warning."""
-    from mlops_cli.runners.local import LocalRunner
+    """The runner for --runner local|docker|auto; auto trains in Docker when an engine has the image, else
+    locally with a warning."""
+    if kind != "auto":
+        return runners.make(kind, settings, detach=detach, options=docker_options if kind == "docker" else None)
+    from mlops_cli.runners.docker import DockerRunner
 
-    if kind == "local":
-        return LocalRunner(detach=detach)
-    from mlops_cli.runners import docker as docker_runner
-
-    if kind == "docker":
-        return docker_runner.DockerRunner(settings, detach=detach, **(docker_options or {}))
     try:
-        return docker_runner.DockerRunner.if_available(settings, detach=detach, **(docker_options or {}))
+        return DockerRunner.if_available(settings, detach=detach, **(docker_options or {}))
     except RunnerError as exc:
         warnings.append(f"training locally: {exc}")
-        return LocalRunner(detach=detach)
+        return runners.make("local", settings, detach=detach)
 
 
-def _ensure_detected(settings: Settings) -> dict[str, Any]:
+def _ensure_detected(settings: Settings) -> State:
     """Detect when nothing was detected yet, or the code changed since: train must never guess the profile."""
     from mlops_cli.adapters.git import head_commit
     from mlops_cli.steps.detect import detect_and_record
 
     ws = settings.workspace
     state = ws.read_state()
-    commit = state.get("commit") or head_commit(ws.repo_dir)
-    if not state.get("profile") or state.get("detected_commit") != commit:
-        if commit and commit != state.get("commit"):
+    commit = state.commit or head_commit(ws.repo_dir)
+    if not state.profile or state.detected_commit != commit:
+        if commit and commit != state.commit:
             ws.update_state(commit=commit)
         detect_and_record(settings)
         state = ws.read_state()
@@ -86,24 +93,24 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
     """A new run from explicit params, else from tweak's proposal (next.json), else the declared defaults."""
     ws = settings.workspace
     state = _ensure_detected(settings)
-    proposal = ws.read_proposal() if params is None else None
-    proposal = proposal or {}
+    proposal = (ws.read_proposal() if params is None else None) or NextAttempt()
     unknown = set(params or {}) - set(settings.params) if settings.params else set()
     if unknown:
         raise UsageError(f"--params names {', '.join(sorted(unknown))}, not declared in mlops.yaml",
                          f"declared: {', '.join(sorted(settings.params))}")
-    commit = state.get("commit")
-    attempt = 1 + sum(1 for run in ws.runs() if run.commit == commit)
+    if not state.profile or not state.entrypoint:
+        raise UsageError("nothing detected to train", "run `mlops detect`")
+    attempt = 1 + sum(1 for run in ws.runs() if run.commit == state.commit and run.started)
     record = ws.new_run(
-        attempt=attempt, parent=proposal.get("parent"), commit=commit, profile=state["profile"],
-        runtime=state.get("runtime") or state["profile"], workdir=state.get("workdir"),
-        entrypoint=proposal.get("entrypoint") or state["entrypoint"],
-        params={**settings.param_defaults(), **proposal.get("params", {}), **(params or {})},
-        options={"holdout": settings.holdout, **proposal.get("options", {})},
-        reasons=list(proposal.get("reasons", [])), strategy=proposal.get("strategy"),
-        seed=int(proposal.get("seed", settings.seed)))
+        attempt=attempt, parent=proposal.parent, commit=state.commit, profile=state.profile,
+        runtime=state.runtime or state.profile, workdir=state.workdir,
+        entrypoint=proposal.entrypoint or state.entrypoint,
+        params={**settings.param_defaults(), **proposal.params, **(params or {})},
+        options={"holdout": settings.holdout, **proposal.options},
+        reasons=list(proposal.reasons), strategy=proposal.strategy,
+        seed=settings.seed if proposal.seed is None else proposal.seed, time_limit_s=settings.time_limit)
     staged = ws.staged_source_dir
-    if proposal.get("source") and staged.is_dir():
+    if proposal.source and staged.is_dir():
         os.replace(staged, ws.run_dir(record.id) / "src")
         record = ws.update_run(record.id, source="src")
     ws.clear_proposal()
@@ -111,15 +118,37 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
 
 
 def _await_claim(ws: Workspace, runner: Runner, record: RunRecord, timeout_s: float = START_WAIT_S) -> None:
-    """Wait until the run's harness holds the training lock (or already ended, or its process is gone)."""
+    """Wait until the run's harness holds the training lock (or already said how it ended, or its process is
+    gone), so that a train started meanwhile finds the workspace busy."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         holder = ws.training_holder() or ""
-        if f"run {record.id}," in holder or ws.load_run(record.id).status is not RunStatus.PENDING:
+        if f"run {record.id}," in holder or (ws.output_dir(record.id) / "outcome.json").exists():
             return
         if runner.probe(ws, ws.load_run(record.id)).state is not ProbeState.ALIVE:
             return
         time.sleep(0.05)
+
+
+class _Watchdog:
+    """Stops an attached training when its time limit passes (`mlops monitor` enforces it for detached ones)."""
+
+    def __init__(self, ws: Workspace, runner: Runner, record: RunRecord) -> None:
+        self.fired = threading.Event()
+        self._timer: threading.Timer | None = None
+        left = record.time_left()
+        if left is not None:
+            self._timer = threading.Timer(max(0.0, left), self._fire, args=(ws, runner, record))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, ws: Workspace, runner: Runner, record: RunRecord) -> None:
+        self.fired.set()
+        runner.stop(ws, record)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def train(settings: Settings, runner: str = "local", params: dict[str, Any] | None = None,
@@ -128,7 +157,9 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
     """Train one attempt; with `resume`, continue that run at its last checkpoint instead of starting anew.
 
     Deciding that nobody trains, creating the run and starting its harness happen under `Workspace.starting`,
-    so of three trains started at once one trains and two are refused as busy, leaving no run behind."""
+    so of three trains started at once one trains and two are refused as busy, leaving no run behind. A run
+    whose training process never started (no engine, no image, a venv that cannot be made) is marked failed but
+    is no attempt: it does not use the budget."""
     ws = settings.workspace.ensure()
     with ws.starting():
         holder = ws.training_holder()
@@ -143,7 +174,7 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
             _ensure_detected(settings)
         warnings: list[str] = []
         chosen = make_runner(runner, settings, detach, warnings, docker_options)
-        training_env()   # a bad MLOPS_TRAIN_ENV is refused before a run exists to count against the budget
+        training_env()   # a bad MLOPS_TRAIN_ENV is refused before a run exists
         if not resume:
             record = _new_attempt(settings, params)
         try:
@@ -157,17 +188,28 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
     if detach:
         return TrainResult(run=record, metrics=None, exit_code=None, detached=True, metric_name=settings.metric,
                            warnings=warnings)
-    code = chosen.wait(ws, record)
-    record = ws.load_run(record.id)
-    if code == ExitCode.HARNESS_BUSY and record.started is None and not resume:
+    watchdog = _Watchdog(ws, chosen, record)
+    try:
+        code = chosen.wait(ws, record)
+    finally:
+        watchdog.cancel()
+    if code == ExitCode.HARNESS_BUSY and not resume and not record.restarts \
+            and not (ws.output_dir(record.id) / "outcome.json").exists():
         ws.discard_run(record.id)
         raise WorkspaceBusy(f"workspace {ws.root} is already training", "wait for it, or let `mlops monitor` "
                             "look after it")
-    if record.status is not RunStatus.SUCCEEDED and record.status is not RunStatus.FAILED:
-        reason = f"killed by {signal.Signals(code - 128).name}" if code > 128 and code - 128 < 65 \
-            else f"training process exited with code {code}"
-        record = ws.update_run(record.id, status=RunStatus.FAILED, exit_code=code, finished=now_iso(),
-                               error=f"{reason}; `mlops train --resume {record.id}` continues at the last checkpoint")
+    record = ws.finish_run(record.id, code, crash=_crash_reason(record, code, watchdog.fired.is_set(), ws))
     return TrainResult(run=record, metrics=ws.read_metrics(record.id), exit_code=code, detached=False,
                        metric_name=settings.metric, log_tail=ws.log_tail(record.id, LOG_TAIL_LINES),
                        warnings=warnings)
+
+
+def _crash_reason(record: RunRecord, code: int, timed_out: bool, ws: Workspace) -> str | None:
+    """What the runner saw, when the harness did not say how the run ended (or the time limit cut it)."""
+    if timed_out:
+        return f"stopped after its time limit of {record.time_limit_s:g} s (time_limit in mlops.yaml)"
+    if (ws.output_dir(record.id) / "outcome.json").exists():
+        return None
+    how = f"killed by {signal.Signals(code - 128).name}" if 128 < code < 128 + 65 \
+        else f"training process exited with code {code}"
+    return f"{how}; `mlops train --resume {record.id}` continues at the last checkpoint"

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import shutil
 from collections.abc import Callable
 from enum import Enum
+from pathlib import Path
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError, UsageError
 from mlops_cli.history import history
 from mlops_cli.steps.tweak.context import Proposal, TweakContext
-from mlops_cli.workspace import atomic_write_text, confine, copy_tree_confined
+from mlops_cli.workspace import NextAttempt, atomic_write_text, confine, copy_tree_confined
 
 STRATEGIES = ("auto", "ladder", "search", "rewrite")
 
@@ -67,10 +67,10 @@ def choose_strategy(requested: str, ctx: TweakContext) -> str:
 def _context(settings: Settings) -> TweakContext:
     ws = settings.workspace
     state = ws.read_state()
-    rows = [row for row in history(settings) if row.run.commit == state.get("commit") or not state.get("commit")]
+    rows = [row for row in history(settings) if row.run.commit == state.commit or not state.commit]
     finished = [row for row in rows if row.run.status.finished]
     if not finished:
-        raise MetricError(f"no finished attempt of commit {str(state.get('commit'))[:12]} to tweak",
+        raise MetricError(f"no finished attempt of commit {str(state.commit)[:12]} to tweak",
                           "run `mlops train` first")
     scored = [row for row in finished if row.metric is not None]
     best = None
@@ -85,16 +85,18 @@ def _stage_source(ctx: TweakContext, proposal: Proposal) -> str:
     ws = ctx.settings.workspace
     parent = next((row for row in ctx.rows if row.run.id == proposal.parent), ctx.latest)
     source = ctx.source_dir(parent)
-    staged = ws.staged_source_dir
-    shutil.rmtree(staged, ignore_errors=True)
-    copy_tree_confined(source, staged, skip=(".git", "__pycache__", "*.h5", "*.keras"))
-    diff = []
-    for rel, text in proposal.files.items():
-        original = confine(source, rel, "rewritten file")
-        before = original.read_text(encoding="utf-8") if original.is_file() else ""
-        atomic_write_text(confine(staged, rel, "rewritten file"), text)
-        diff += difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
-                                     fromfile=f"a/{rel}", tofile=f"b/{rel}")
+    diff: list[str] = []
+
+    def fill(staged: Path) -> None:
+        copy_tree_confined(source, staged, skip=(".git", "__pycache__", "*.h5", "*.keras"))
+        for rel, text in proposal.files.items():
+            original = confine(source, rel, "rewritten file")
+            before = original.read_text(encoding="utf-8") if original.is_file() else ""
+            atomic_write_text(confine(staged, rel, "rewritten file"), text)
+            diff.extend(difflib.unified_diff(before.splitlines(keepends=True), text.splitlines(keepends=True),
+                                             fromfile=f"a/{rel}", tofile=f"b/{rel}"))
+
+    ws.stage_source(fill)
     return "".join(diff)
 
 
@@ -131,6 +133,7 @@ def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None 
         return TweakResult(Outcome.BUDGET_SPENT, f"budget spent ({spent}); {where}", best_id=best_id,
                            best_value=best_value)
     proposal.parent = proposal.parent or ctx.latest.run.id
+    ws.clear_proposal()   # a kill from here on leaves no proposal, never an old one beside new staged code
     diff = _stage_source(ctx, proposal) if proposal.files else ""
     commit = None
     if commit_branch and proposal.files:
@@ -138,12 +141,18 @@ def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None 
 
         commit = commit_to_branch(ws.repo_dir, commit_branch, proposal.files,
                                   "mlops tweak: " + "; ".join(proposal.reasons), push=push)
-    ws.write_proposal({"strategy": proposal.strategy, "reasons": proposal.reasons, "params": proposal.params,
-                       "options": proposal.options, "parent": proposal.parent,
-                       "source": "src" if proposal.files else None, **proposal.extra})
+    ws.write_proposal(NextAttempt(strategy=proposal.strategy, reasons=proposal.reasons, params=proposal.params,
+                                  options=proposal.options, parent=proposal.parent,
+                                  source="src" if proposal.files else None, moves=_moves(proposal)))
     ws.update_state(budget_spent=False)
     return TweakResult(Outcome.PROPOSED, "next attempt: " + "; ".join(proposal.reasons), proposal=proposal,
                        diff=diff, best_id=best_id, best_value=best_value, commit=commit)
+
+
+def _moves(proposal: Proposal) -> list[str]:
+    """The kinds of move a strategy made, as next.json records them (for the run and its tracking)."""
+    moves = proposal.extra.get("moves") or ([proposal.extra["move"]] if "move" in proposal.extra else [])
+    return [str(move) for move in moves]
 
 
 def _budget_spent(ctx: TweakContext, time_budget: float | None) -> str | None:

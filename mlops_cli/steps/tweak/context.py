@@ -10,6 +10,7 @@ from typing import Any
 from mlops_cli.config import Settings
 from mlops_cli.history import AttemptRow
 from mlops_cli.safe_source import MAX_REWRITE_BYTES, read_text
+from mlops_cli.workspace import State
 
 
 @dataclasses.dataclass
@@ -33,12 +34,12 @@ class TweakContext:
     rows: list[AttemptRow]
     latest: AttemptRow
     best: AttemptRow | None
-    state: dict[str, Any]
+    state: State
     requested: str = "auto"
 
     @property
     def profile(self) -> str:
-        return str(self.latest.run.profile or self.state.get("profile"))
+        return str(self.latest.run.profile or self.state.profile)
 
     def source_dir(self, row: AttemptRow) -> Path:
         return self.settings.workspace.source_dir(row.run)

@@ -82,7 +82,7 @@ def _open_study(ctx: TweakContext) -> Any:
 
     optuna.logging.set_verbosity(logging.WARNING)
     ws = ctx.settings.workspace
-    commit = str(ctx.state.get("commit") or "uncommitted")[:12]
+    commit = str(ctx.state.commit or "uncommitted")[:12]
     direction = "minimize" if lower_is_better(ctx.settings.metric) else "maximize"
     try:
         return optuna.create_study(study_name=f"mlops-{commit}-{ctx.settings.metric}",

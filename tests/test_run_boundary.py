@@ -1,0 +1,153 @@
+"""Host-only records: what a run leaves in its output area is data the host judges, never an instruction.
+
+The training process writes only runs/N/out (and its checkpoints); run.json is the host's. These tests run real
+trainings (scikit-learn, a second each) through the CLI as Jenkins would, with real signals and time limits."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import make_remote, run_json, run_mlops, wait_for
+
+from mlops_cli.errors import WorkspaceError
+from mlops_cli.workspace import OutcomeStatus, RunOutcome, Workspace
+
+IRIS = ("from sklearn.datasets import load_iris\nfrom sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.model_selection import train_test_split\n"
+        "X, y = load_iris(return_X_y=True)\n"
+        "a, b, ya, yb = train_test_split(X, y, random_state=0, stratify=y)\n"
+        "model = LogisticRegression(max_iter=500).fit(a, ya)\nprint('held-out', model.score(b, yb))\n")
+
+
+def checkout(tmp_path: Path, script: str) -> Path:
+    remote = make_remote(tmp_path, {"train.py": script})
+    ws = tmp_path / "ws"
+    pulled = run_mlops("pull", "--workspace", str(ws), "--repo", str(remote))
+    assert pulled.returncode == 0, pulled.stderr
+    return ws
+
+
+def test_outputs_written_after_the_end_reopen_nothing(tmp_path: Path) -> None:
+    """What lands in a finished run's output area later (a forged outcome, a lingering process) is not read as
+    an instruction: the host's run.json says the run ended, so monitor restarts nothing and status keeps it."""
+    ws = checkout(tmp_path, IRIS)
+    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local")
+    assert trained.returncode == 0, trained.stderr
+    (ws / "runs" / "0001" / "out" / "outcome.json").write_text(json.dumps({"status": "failed", "error": "x"}))
+    monitor = run_mlops("monitor", "--workspace", str(ws), "--once")
+    assert monitor.returncode == 0 and "idle" in monitor.stdout, monitor.stdout
+    assert run_mlops("status", "--workspace", str(ws)).returncode == 0
+    assert run_json(ws)["status"] == "succeeded"
+
+
+def test_an_outcome_is_a_claim_judged_by_the_host(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    record = ws.new_run(entrypoint="train.py", profile="sklearn")
+    ws.update_run(record.id, status="running")
+    ws.write_outcome(record.id, RunOutcome(OutcomeStatus.SUCCEEDED))
+    finished = ws.finish_run(record.id, 0)
+    assert finished.status.value == "failed" and "no valid metrics.json" in finished.error
+    other = ws.new_run(entrypoint="train.py", profile="sklearn")
+    ws.update_run(other.id, status="running")
+    ws.write_outcome(other.id, RunOutcome(OutcomeStatus.FAILED, "boom token=" + "x" * 2000, 1))
+    failed = ws.finish_run(other.id, 1)
+    assert failed.status.value == "failed" and failed.error.startswith("boom") and len(failed.error) <= 500
+    (ws.output_dir(other.id) / "outcome.json").write_text('{"status": "bogus"}')
+    with pytest.raises(WorkspaceError, match="unknown value"):
+        ws.read_outcome(other.id)
+
+
+def test_a_linked_train_log_is_never_followed(tmp_path: Path) -> None:
+    """`runs/N/out/train.log` made a link to a host file: jobs 2 and 5 (`mlops jenkins wait`) and the failure
+    tail must not show that file."""
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("HOST SECRET LINE\n")
+    ws = checkout(tmp_path, IRIS)
+    assert run_mlops("train", "--workspace", str(ws), "--runner", "local").returncode == 0
+    log = ws / "runs" / "0001" / "out" / "train.log"
+    log.unlink()
+    log.symlink_to(secret)
+    waited = run_mlops("jenkins", "wait", "--workspace", str(ws), "--run", "1", "--timeout", "20")
+    assert "HOST SECRET" not in waited.stdout + waited.stderr
+    assert Workspace(ws).follow_log("0001", 0) == ("", 0)
+    assert Workspace(ws).log_tail("0001", 10) == []
+
+
+def test_follow_log_is_incremental_and_keeps_partial_lines(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    record = ws.new_run(entrypoint="train.py")
+    log = ws.output_dir(record.id) / "train.log"
+    log.write_text("one\ntw")
+    assert ws.follow_log(record.id, 0) == ("one\n", 4)
+    with open(log, "a") as handle:
+        handle.write("o\nthree\n")
+    assert ws.follow_log(record.id, 4) == ("two\nthree\n", 14)
+    log.write_text("new\n")   # rewritten shorter: followed from its start again
+    assert ws.follow_log(record.id, 14) == ("new\n", 4)
+
+
+def test_a_run_past_its_time_limit_is_stopped_and_failed(tmp_path: Path) -> None:
+    """An infinite loop after fit must not hold the workspace: the attached train stops it at its limit."""
+    ws = checkout(tmp_path, IRIS + "import time\nwhile True:\n    time.sleep(1)\n")
+    started = time.monotonic()
+    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local", "--time-limit", "8", timeout=120)
+    assert trained.returncode == 1, trained.stdout + trained.stderr
+    assert time.monotonic() - started < 60
+    record = run_json(ws)
+    assert record["status"] == "failed" and "time limit of 8 s" in record["error"]
+    again = run_mlops("train", "--workspace", str(ws), "--runner", "local", "--time-limit", "8", timeout=120)
+    assert "already training" not in again.stderr, "the workspace is free again"
+
+
+def test_monitor_stops_a_detached_run_past_its_limit(tmp_path: Path) -> None:
+    ws = checkout(tmp_path, IRIS + "import time\nwhile True:\n    time.sleep(1)\n")
+    started = run_mlops("train", "--workspace", str(ws), "--runner", "local", "--detach", "--time-limit", "3")
+    assert started.returncode == 0, started.stderr
+    pid = run_json(ws)["pid"]
+    time.sleep(4)
+    checked = run_mlops("monitor", "--workspace", str(ws), "--once")
+    assert "timed-out" in checked.stdout, checked.stdout
+    assert run_json(ws)["status"] == "failed"
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or b"mlops_cli.harness" not in
+             Path(f"/proc/{pid}/cmdline").read_bytes(), 30, "the training process to end")
+
+
+def test_a_detached_run_is_recorded_when_read(tmp_path: Path) -> None:
+    """Nobody waited for a detached training: the next command that reads the runs records how it ended."""
+    ws = checkout(tmp_path, IRIS)
+    assert run_mlops("train", "--workspace", str(ws), "--runner", "local", "--detach").returncode == 0
+    wait_for(lambda: (ws / "runs" / "0001" / "out" / "outcome.json").exists() and
+             Workspace(ws).training_holder() is None, 90, "the detached training to end")
+    assert run_json(ws)["status"] == "running", "run.json is the host's: the harness did not write it"
+    status = run_mlops("status", "--workspace", str(ws), "--json")
+    assert status.returncode == 0, status.stderr
+    assert run_json(ws)["status"] == "succeeded"
+    assert not (ws / "runs" / "0001" / "work").exists()
+
+
+def test_a_run_that_never_started_training_uses_no_attempt(tmp_path: Path) -> None:
+    ws = checkout(tmp_path, IRIS)
+    env = {"MLOPS_IMAGE_SKLEARN": "mlops-no-such-image:none", "DOCKER_HOST": "unix:///nonexistent.sock"}
+    refused = run_mlops("train", "--workspace", str(ws), "--runner", "docker", env=env)
+    assert refused.returncode == 1 and refused.stderr.startswith("mlops: error:"), refused.stderr
+    assert run_mlops("train", "--workspace", str(ws), "--runner", "local").returncode == 0
+    runs = sorted((ws / "runs").iterdir())
+    assert json.loads((runs[-1] / "run.json").read_text())["attempt"] == 1
+
+
+def test_staged_code_is_swapped_in_whole(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    ws.stage_source(lambda folder: (folder.mkdir(), (folder / "train.py").write_text("old")))
+
+    def half(folder: Path) -> None:
+        folder.mkdir()
+        (folder / "train.py").write_text("new")
+        raise KeyboardInterrupt   # killed half-way through the copy
+
+    with pytest.raises(KeyboardInterrupt):
+        ws.stage_source(half)
+    assert (ws.staged_source_dir / "train.py").read_text() == "old"
+    assert sorted(os.listdir(ws.staged_source_dir)) == ["train.py"]
