@@ -772,7 +772,8 @@ class Workspace:
     def finish_run(self, run_id: str, exit_code: int | None, crash: str | None = None) -> RunRecord:
         """Decide how a run ended, on the host, from what its process left: succeeded only when it exited 0,
         its outcome says so and its metrics are valid; else failed with the outcome's error (scrubbed, capped)
-        or `crash` (what the runner saw: killed by a signal, time limit). The per-run code copy goes."""
+        or `crash` (what the runner saw: killed by a signal, time limit). The per-run code copy is pruned to
+        what the script wrote."""
         record = self.load_run(run_id)
         if record.status.finished:
             return record
@@ -794,10 +795,37 @@ class Workspace:
         code = exit_code if exit_code is not None else (outcome.exit_code if outcome else None)
         record = self.update_run(run_id, status=RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED,
                                  exit_code=code, finished=now_iso(), error=None if succeeded else error)
-        shutil.rmtree(self.work_dir(run_id), ignore_errors=True)
+        self._prune_work(record)
         if succeeded:
             shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
         return record
+
+    def _prune_work(self, record: RunRecord) -> None:
+        """Drop from the run's code copy (work/) every file still as it was copied from the checkout, so a
+        100 MB data file does not cost 100 MB per attempt; what the script wrote beside itself stays. Nothing
+        is followed: links are compared as links, and only plain files and folders are touched."""
+        work, source = self.work_dir(record.id), self.source_dir(record)
+        if not work.is_dir() or work.is_symlink():
+            return
+        for here, dirs, files in os.walk(work, topdown=False):
+            for name in files:
+                path = Path(here) / name
+                original = source / path.relative_to(work)
+                try:
+                    mine, theirs = path.lstat(), original.lstat()
+                except OSError:
+                    continue
+                same_file = stat.S_ISREG(mine.st_mode) and stat.S_ISREG(theirs.st_mode) \
+                    and (mine.st_size, mine.st_mtime_ns) == (theirs.st_size, theirs.st_mtime_ns)
+                same_link = stat.S_ISLNK(mine.st_mode) and stat.S_ISLNK(theirs.st_mode) \
+                    and os.readlink(path) == os.readlink(original)
+                if same_file or same_link:
+                    path.unlink()
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    (Path(here) / name).rmdir()   # only when empty
+        with contextlib.suppress(OSError):
+            work.rmdir()
 
     def settle(self) -> list[RunRecord]:
         """Finish the runs whose harness said how they ended and no longer holds the training lock (a detached

@@ -29,7 +29,8 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
 model = LogisticRegression(max_iter=300).fit(X_train, y_train)
 open("written-beside-me.txt", "w").write("mine")
 for target in ["state.json", "next.json", "runs/0001/out/metrics.json", "runs/0001/run.json", "best/run.json",
-               "repo/train.py", "tuning.db", "containers/0002.json"]:
+               "repo/train.py", "tuning.db", "containers/0002.json", "runs/0002/run.json", "runs/0002/params.json",
+               "runs/0002/out/../run.json"]:
     path = pathlib.Path("/workspace") / target
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +77,10 @@ def test_a_tampering_script_in_docker_changes_only_its_own_run(tmp_path: Path, c
     assert all(path.read_bytes() == data for path, data in snapshot.items())
     assert not (ws / "next.json").exists() and not (ws / "best").exists() and not (ws / "tuning.db").exists()
     assert json.loads((ws / "containers" / "0002.json").read_text())["image"] == checkout_image
+    own = json.loads((ws / "runs" / "0002" / "run.json").read_text())
+    assert (own["runner"], own["status"], own["id"]) == ("docker", "succeeded", "0002"), "run.json is the host's"
     assert (ws / "runs" / "0002" / "work" / "written-beside-me.txt").read_text() == "mine"
+    assert not (ws / "runs" / "0002" / "work" / "train.py").exists(), "the code copy is pruned at the end"
     assert "SECRET? None None" in (ws / "runs" / "0002" / "out" / "train.log").read_text()
     evaluation = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.6")
     assert evaluation.returncode == 0 and "run 0002" in evaluation.stdout and "now the best" in evaluation.stdout

@@ -125,7 +125,6 @@ def test_a_detached_run_is_recorded_when_read(tmp_path: Path) -> None:
     status = run_mlops("status", "--workspace", str(ws), "--json")
     assert status.returncode == 0, status.stderr
     assert run_json(ws)["status"] == "succeeded"
-    assert not (ws / "runs" / "0001" / "work").exists()
 
 
 def test_a_run_that_never_started_training_uses_no_attempt(tmp_path: Path) -> None:
@@ -151,3 +150,23 @@ def test_staged_code_is_swapped_in_whole(tmp_path: Path) -> None:
         ws.stage_source(half)
     assert (ws.staged_source_dir / "train.py").read_text() == "old"
     assert sorted(os.listdir(ws.staged_source_dir)) == ["train.py"]
+
+
+def test_the_code_copy_keeps_only_what_the_script_wrote(tmp_path: Path) -> None:
+    """A run's work/ copy (Docker runner) is pruned when the run ends: a large data file of the checkout costs
+    nothing per attempt, while the model the script saved beside itself stays."""
+    from mlops_cli.workspace import copy_tree_confined
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    ws.repo_dir.mkdir()
+    (ws.repo_dir / "train.py").write_text("print(1)\n")
+    (ws.repo_dir / "data").mkdir()
+    (ws.repo_dir / "data" / "big.csv").write_bytes(b"1,2\n" * 100_000)
+    record = ws.new_run(entrypoint="train.py", profile="sklearn")
+    copy_tree_confined(ws.repo_dir, ws.work_dir(record.id))
+    (ws.work_dir(record.id) / "w.h5").write_bytes(b"\x89HDF\r\n")
+    (ws.work_dir(record.id) / "train.py").write_text("print(2)\n")   # the script rewrote itself: kept
+    ws.update_run(record.id, status="running")
+    ws.finish_run(record.id, 1, crash="killed")
+    left = sorted(str(p.relative_to(ws.work_dir(record.id))) for p in ws.work_dir(record.id).rglob("*"))
+    assert left == ["train.py", "w.h5"]
