@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mlops_cli.workspace import NextAttempt, Workspace  # noqa: E402
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
            "GIT_COMMITTER_EMAIL": "bench@example.com"}
 FILE_LINE = re.compile(r"[\w./ -]+\.py:\d+")
@@ -127,13 +130,14 @@ def run_entry(entry: dict, base: Path, timeout: float, max_epochs: int) -> Row:
         row.profile = data.get("profile", "-") + (" CNN" if data.get("cnn") else "")
         row.runtime = data.get("runtime") or "-"
         row.warnings = list(data.get("warnings") or [])
-        (ws / "next.json").write_text(json.dumps({"options": {"max_epochs": max_epochs},
-                                                  "reasons": [f"bench: Keras epochs capped at {max_epochs}"]}))
+        Workspace(ws).write_proposal(NextAttempt(options={"max_epochs": max_epochs},
+                                                 reasons=[f"bench: Keras epochs capped at {max_epochs}"]))
         trained = _mlops("train", "-w", str(ws), "--runner", "local", timeout=timeout)
         row.train_exit = trained.returncode
-        metrics_files = sorted((ws / "runs").glob("*/out/metrics.json"))
-        if metrics_files:
-            metrics = json.loads(metrics_files[-1].read_text())
+        latest = Workspace(ws).latest_run()
+        metrics_file = Workspace(ws).output_dir(latest.id) / "metrics.json" if latest else None
+        if metrics_file is not None and metrics_file.is_file():
+            metrics = json.loads(metrics_file.read_text())
             row.warnings += metrics.get("warnings") or []
         if trained.returncode:
             row.reason = _reason(trained)

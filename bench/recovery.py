@@ -33,6 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from mlops_cli.workspace import Workspace  # noqa: E402
+
 SCRIPT = '''
 import keras
 from sklearn.datasets import load_digits
@@ -62,17 +65,17 @@ def monitor_process(ws: Path, interval: float) -> subprocess.Popen[str]:
 
 
 def run_json(ws: Path, run_id: str) -> dict:
-    return json.loads((ws / "runs" / run_id / "run.json").read_text())
+    return Workspace(ws).load_run(run_id).to_dict()
 
 
 def progress(ws: Path, run_id: str) -> list[dict]:
-    path = ws / "runs" / run_id / "out" / "progress.jsonl"
+    path = Workspace(ws).output_dir(run_id) / "progress.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def epochs_begun(ws: Path, run_id: str) -> int:
-    log = ws / "runs" / run_id / "out" / "train.log"
-    return len(re.findall(r"^Epoch \d+/\d+", log.read_text(), re.M)) if log.exists() else 0
+    text, _ = Workspace(ws).follow_log(run_id, 0, limit=1 << 30)
+    return len(re.findall(r"^Epoch \d+/\d+", text, re.M))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 300, step: float = 0.02) -> Any:

@@ -108,7 +108,7 @@ def run_baseline(task: Any, seed: int, quiet_log: Path) -> Outcome:
     from mlops_cli.steps.evaluate import evaluate
     from mlops_cli.steps.pull import pull
     from mlops_cli.steps.train import train
-    from mlops_cli.workspace import Workspace
+    from mlops_cli.workspace import NextAttempt, Workspace
 
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         where = Path(tmp)
@@ -128,10 +128,9 @@ def run_baseline(task: Any, seed: int, quiet_log: Path) -> Outcome:
                 if met:
                     break
                 epochs = int((result.metrics or {}).get("epochs") or 0)
-                ws.write_proposal({"strategy": "baseline", "parent": result.run.id,
-                                   "reasons": [f"epochs {epochs} -> {epochs + BASELINE_STEP}"],
-                                   "params": result.run.params,
-                                   "options": {"epochs": epochs + BASELINE_STEP}})
+                ws.write_proposal(NextAttempt(strategy="baseline", parent=result.run.id,
+                                              reasons=[f"epochs {epochs} -> {epochs + BASELINE_STEP}"],
+                                              params=result.run.params, options={"epochs": epochs + BASELINE_STEP}))
         wall = time.monotonic() - started
         rows = history(settings)
         epochs_total, train_s = _totals(where, rows)

@@ -22,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tasks_sklearn import TASKS, Task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mlops_cli.workspace import Workspace  # noqa: E402
 TARGET_ATTEMPTS = 3
 
 
@@ -58,8 +61,9 @@ def run_task(task: Task, seed: int, strategy: str) -> dict[str, object]:
             if done.returncode != 0:
                 moves.append(f"train failed: {done.stderr.strip().splitlines()[-1:]}")
                 break
-            latest = sorted((where / "ws" / "runs").iterdir())[-1]
-            metrics = json.loads((latest / "out" / "metrics.json").read_text())
+            workspace = Workspace(where / "ws")
+            latest = workspace.latest_run()
+            metrics = json.loads((workspace.output_dir(latest.id) / "metrics.json").read_text())
             values.append(float(metrics[task.metric]))
             train_s += float(metrics.get("duration_s") or 0.0)
             if mlops("evaluate", "--workspace", ws, "--threshold", str(task.threshold)).returncode == 0:

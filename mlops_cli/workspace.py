@@ -239,6 +239,11 @@ class RunRecord:
     def number(self) -> int:
         return int(self.id)
 
+    @property
+    def is_attempt(self) -> bool:
+        """Its training process started: a run that failed before that (no engine, no image) used no budget."""
+        return self.started is not None
+
     def time_left(self, now: float | None = None) -> float | None:
         """Seconds until the run's time limit (counted from its first start, restarts included), or None when
         it has no limit or has not started."""

@@ -135,6 +135,9 @@ def test_a_run_that_never_started_training_uses_no_attempt(tmp_path: Path) -> No
     assert run_mlops("train", "--workspace", str(ws), "--runner", "local").returncode == 0
     runs = sorted((ws / "runs").iterdir())
     assert json.loads((runs[-1] / "run.json").read_text())["attempt"] == 1
+    budget = {"MLOPS_MAX_ATTEMPTS": "2", "MLOPS_THRESHOLD": "0.999"}
+    tweaked = run_mlops("tweak", "--workspace", str(ws), env=budget)
+    assert tweaked.returncode == 0 and "budget spent" not in tweaked.stdout, tweaked.stdout + tweaked.stderr
 
 
 def test_staged_code_is_swapped_in_whole(tmp_path: Path) -> None:

@@ -93,28 +93,26 @@ def _lock_file(path: Path) -> None:
 
 def workspace_mounts(ws: Workspace, record: RunRecord) -> tuple[dict[str, str], frozenset[str]]:
     """Host path -> container path: everything the training container sees of the workspace (module docstring),
-    and the container paths it may only read."""
-    root = Path(os.path.realpath(ws.root))
-    name = ws.run_dir(record.id).name
-    run_dir = root / "runs" / name
-    out = run_dir / "out"
+    and the container paths it may only read. Both sides are laid out by `Workspace` (the host's at its real
+    path, so that no link hides in it; the container's at MOUNT_POINT)."""
+    host, inside = Workspace(os.path.realpath(ws.root)), Workspace(MOUNT_POINT)
+    run_dir, out = host.run_dir(record.id), host.run_dir(record.id) / "out"
     out.mkdir(exist_ok=True)
-    checkpoints = root / "checkpoints" / name
+    checkpoints = host.checkpoint_dir(record.id)
     checkpoints.mkdir(parents=True, exist_ok=True)
-    work = run_dir / ws.work_dir(record.id).name
+    work = host.work_dir(record.id)
     if not work.is_dir() or work.is_symlink():
         staging = run_dir / f".{work.name}.tmp"   # in runs/N, which the container cannot write
         shutil.rmtree(staging, ignore_errors=True)
         copy_tree_confined(ws.source_dir(record), staging, skip=(".git",))
         os.replace(staging, work)
-    for lock in (ws.lock_path, ws.train_lock_path):
-        _lock_file(root / lock.name)
-    source = "repo" if record.source == "repo" else f"runs/{name}/src"
-    pairs = {run_dir: f"runs/{name}", out: f"runs/{name}/out", work: source,
-             checkpoints: f"checkpoints/{name}", root / ws.lock_path.name: ws.lock_path.name,
-             root / ws.train_lock_path.name: ws.train_lock_path.name}
-    mounts = {_exact(host, root): f"{MOUNT_POINT}/{target}" for host, target in pairs.items()}
-    return mounts, frozenset({f"{MOUNT_POINT}/runs/{name}"})
+    for lock in (host.lock_path, host.train_lock_path):
+        _lock_file(lock)
+    pairs = {run_dir: inside.run_dir(record.id), out: inside.output_dir(record.id),
+             work: inside.source_dir(record), checkpoints: inside.checkpoint_dir(record.id),
+             host.lock_path: inside.lock_path, host.train_lock_path: inside.train_lock_path}
+    mounts = {_exact(source, host.root): str(target) for source, target in pairs.items()}
+    return mounts, frozenset({str(inside.run_dir(record.id))})
 
 
 def project_label(ws: Workspace) -> str:

@@ -111,7 +111,7 @@ def summarize(settings: Settings) -> Summary:
     if not rows:
         raise UsageError(f"no runs in workspace {settings.workspace.root} yet", "run `mlops train` first")
     state = settings.workspace.read_state()
-    budget_spent = state.budget_spent or len(rows) >= settings.max_attempts
+    budget_spent = state.budget_spent or sum(1 for row in rows if row.run.is_attempt) >= settings.max_attempts
     return Summary(settings=settings, project=_project_name(settings), rows=rows, budget_spent=budget_spent,
                    build_url=os.environ.get("BUILD_URL") or None)
 

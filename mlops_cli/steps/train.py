@@ -100,7 +100,7 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
                          f"declared: {', '.join(sorted(settings.params))}")
     if not state.profile or not state.entrypoint:
         raise UsageError("nothing detected to train", "run `mlops detect`")
-    attempt = 1 + sum(1 for run in ws.runs() if run.commit == state.commit and run.started)
+    attempt = 1 + sum(1 for run in ws.runs() if run.commit == state.commit and run.is_attempt)
     record = ws.new_run(
         attempt=attempt, parent=proposal.parent, commit=state.commit, profile=state.profile,
         runtime=state.runtime or state.profile, workdir=state.workdir,

@@ -157,7 +157,7 @@ def _moves(proposal: Proposal) -> list[str]:
 
 def _budget_spent(ctx: TweakContext, time_budget: float | None) -> str | None:
     """The reason the budget is spent, or None: attempts of this commit, or training time."""
-    attempts = len(ctx.rows)
+    attempts = sum(1 for row in ctx.rows if row.run.is_attempt)
     if attempts >= ctx.settings.max_attempts:
         return f"{attempts} of {ctx.settings.max_attempts} attempts used"
     if time_budget is not None:
