@@ -355,7 +355,7 @@ def _chain_options(func: Any) -> Any:
 
 def _chain_params(repo_url: str | None, env_pairs: tuple[str, ...], agent_workspace: str | None,
                   notify_to: tuple[str, ...], **values: Any) -> Any:
-    from mlops_cli.jenkins import ChainParams, parse_env_pairs
+    from mlops_cli.jenkins.params import ChainParams, parse_env_pairs
 
     if not repo_url:
         raise UsageError("--repo is required", "the git URL (or path) of the model repository job 1 pulls")
@@ -399,14 +399,15 @@ def jenkins_install(url: str | None, user: str | None, token: str | None, dry_ru
                     without_plugin: tuple[str, ...], plugin_list: str | None, pipeline: bool,
                     definitions: str | None, **chain: Any) -> None:
     """Create or update the six jobs and the view (idempotent: reports created / updated / unchanged)."""
-    from mlops_cli import jenkins as jk
+    from mlops_cli.jenkins import install as jk
+    from mlops_cli.jenkins.render import KNOWN_PLUGINS
 
     params = _chain_params(**chain)
     plugins = [p.strip() for p in plugin_list.split(",") if p.strip()] if plugin_list is not None else None
     if dry_run:
         if not out:
             raise UsageError("--dry-run needs --out DIR", "the folder to write one JOB.xml per job into")
-        have = plugins if plugins is not None else [p for p in jk.KNOWN_PLUGINS if p not in without_plugin]
+        have = plugins if plugins is not None else [p for p in KNOWN_PLUGINS if p not in without_plugin]
         report = jk.dry_run(params, out, have, definitions, pipeline=pipeline)
     else:
         if out or without_plugin:
@@ -430,7 +431,7 @@ def jenkins_trigger(url: str | None, user: str | None, token: str | None, job: s
                     prefix: str, definitions: str | None) -> None:
     """Start a build of JOB (a name, or 1-6 / evaluate / 3-evaluate). Exit codes with --wait: SUCCESS 0,
     UNSTABLE 3, FAILURE or ABORTED 1."""
-    from mlops_cli import jenkins as jk
+    from mlops_cli.jenkins import builds as jk
 
     name = jk.resolve_job(job, prefix, definitions)
     result = jk.trigger(_connect(url, user, token), name, wait=wait, timeout=timeout,
@@ -450,7 +451,7 @@ def jenkins_status(url: str | None, user: str | None, token: str | None, prefix:
     """The last build of each job of the chain."""
     import datetime as dt
 
-    from mlops_cli.jenkins import status
+    from mlops_cli.jenkins.builds import status
 
     for row in status(_connect(url, user, token), prefix, definitions):
         if not row.installed:
@@ -483,7 +484,7 @@ def jenkins_simulate(from_dir: str | None, out: str | None, start: tuple[str, ..
     """Run the chain as the job definitions say, without a Jenkins: shell steps, unstable codes, triggers."""
     import tempfile
 
-    from mlops_cli import jenkins as jk
+    from mlops_cli.jenkins.render import render
     from mlops_cli.jenkins.simulate import load_jobs, simulate
 
     home = Path(out) if out else Path(tempfile.mkdtemp(prefix="mlops-jenkins-sim-"))
@@ -495,7 +496,7 @@ def jenkins_simulate(from_dir: str | None, out: str | None, start: tuple[str, ..
     else:
         if not chain["agent_workspace"]:
             chain["agent_workspace"] = str((home / "mlops-workspace").absolute())
-        jobs = load_jobs(jk.render(_chain_params(**chain), definitions=definitions))
+        jobs = load_jobs(render(_chain_params(**chain), definitions=definitions))
 
     def show(build: Any) -> None:
         click.echo(f"{build.job:<32} #{build.number:<3} {build.result:<9} {build.duration_s:6.1f} s  {build.cause}")
@@ -522,7 +523,7 @@ def jenkins_wait(workspace: str | None, run_id: str | None, timeout: float, stal
     """Follow a training started with `mlops train --detach` to its end, through restarts by `mlops monitor`
     (what jobs 2 and 5 run). Exit 0 when it succeeded, 1 when it failed or went stale."""
     from mlops_cli.config import resolve_workspace
-    from mlops_cli.jenkins import wait_for_run
+    from mlops_cli.jenkins.wait import wait_for_run
 
     result = wait_for_run(resolve_workspace(workspace), run_id, timeout=timeout, stale_after=stale, poll=poll,
                           on_output=lambda text: click.echo(text, nl=False))

@@ -12,10 +12,12 @@ import pytest
 from conftest import ROOT, run_mlops
 from fake_jenkins import DEFAULT_PLUGINS, jenkins_rewrite
 
-from mlops_cli import jenkins as jk
+from mlops_cli.jenkins import render as jk
+from mlops_cli.jenkins.install import same_config
+from mlops_cli.jenkins.params import ChainParams
 from mlops_cli.errors import JenkinsError, UsageError
 
-PARAMS = jk.ChainParams(repo_url="https://git.example.com/team/wine.git", notify_to=("ml-team@example.com",))
+PARAMS = ChainParams(repo_url="https://git.example.com/team/wine.git", notify_to=("ml-team@example.com",))
 
 
 def jobs_by_number(rendering: jk.Rendering) -> dict[str, ET.Element]:
@@ -202,19 +204,19 @@ def test_comparison_sees_through_jenkins_rewriting_but_not_real_changes() -> Non
     for item in rendering.items:
         stored = jenkins_rewrite(item.xml, DEFAULT_PLUGINS)
         assert stored != item.xml
-        assert jk.same_config(item.xml, stored), item.name
+        assert same_config(item.xml, stored), item.name
     evaluate = rendering.jobs[2].xml
     stored = jenkins_rewrite(evaluate, DEFAULT_PLUGINS)
     older_jenkins = stored.replace("<configuredLocalRules />", "")  # a field an older Jenkins does not store
-    assert older_jenkins != stored and jk.same_config(evaluate, older_jenkins)
-    assert not jk.same_config(evaluate.replace("<unstableReturn>3<", "<unstableReturn>4<"), stored)
-    assert not jk.same_config(evaluate, stored.replace("<ordinal>1</ordinal>", "<ordinal>0</ordinal>"))
+    assert older_jenkins != stored and same_config(evaluate, older_jenkins)
+    assert not same_config(evaluate.replace("<unstableReturn>3<", "<unstableReturn>4<"), stored)
+    assert not same_config(evaluate, stored.replace("<ordinal>1</ordinal>", "<ordinal>0</ordinal>"))
     # a publisher added by hand on the server is not ours: install puts the job back as defined
     extra = stored.replace("<publishers>", "<publishers><hudson.tasks.Mailer><recipients>x</recipients></hudson.tasks.Mailer>")
-    assert not jk.same_config(evaluate, extra)
+    assert not same_config(evaluate, extra)
     # a trigger we no longer define (e.g. the GitHub plugin is gone) must go away too
     pull_without_push = jk.render(PARAMS, plugins=["git", "junit"]).jobs[0].xml
-    assert not jk.same_config(pull_without_push, jenkins_rewrite(jk.render(PARAMS).jobs[0].xml, DEFAULT_PLUGINS))
+    assert not same_config(pull_without_push, jenkins_rewrite(jk.render(PARAMS).jobs[0].xml, DEFAULT_PLUGINS))
 
 
 def binding(job: ET.Element, kind: str) -> ET.Element | None:

@@ -13,7 +13,9 @@ import yaml
 from conftest import ROOT, git, make_remote, run_mlops
 from fake_jenkins import DEFAULT_PLUGINS, SHAPES, FakeJenkins, jenkins_rewrite
 
-from mlops_cli import jenkins as jk
+from mlops_cli.jenkins import render as jk
+from mlops_cli.jenkins.install import same_config
+from mlops_cli.jenkins.params import ChainParams
 from mlops_cli.adapters.jenkins_client import connect
 
 TOKEN = "11aa22bb33cc44dd55ee66ff77889900"
@@ -115,14 +117,14 @@ def _fields(element: ET.Element, cls: str, where: str) -> list[str]:
 def test_golden_every_rendered_job_has_only_current_fields(variant: dict) -> None:
     """Golden test: each job, view and the Pipeline job holds only fields the current core and plugins
     serialise (tests/jenkins_shapes.yaml), in their order, so Jenkins drops nothing and a reinstall converges."""
-    params = dataclasses.replace(jk.ChainParams(repo_url=REPO, notify_to=("a@example.com",)), **variant)
+    params = dataclasses.replace(ChainParams(repo_url=REPO, notify_to=("a@example.com",)), **variant)
     items = jk.render(params).items + jk.render_pipeline(params).jobs[:1]
     for item in items:
         root = ET.fromstring(item.xml.encode())
         assert _fields(root, root.get("class") or root.tag, item.name) == []
         assert "keepLongStdio" not in item.xml and "submoduleCfg" not in item.xml
         stored = jenkins_rewrite(item.xml, DEFAULT_PLUGINS)
-        assert jk.same_config(item.xml, stored), item.name
+        assert same_config(item.xml, stored), item.name
 
 
 def test_shape_table_names_its_sources() -> None:
