@@ -73,3 +73,33 @@ def test_wait_fails_when_the_run_fails_or_nobody_trains_it(tmp_path: Path) -> No
     assert "job 6" in stale.stderr
     empty = run_mlops("jenkins", "wait", "--workspace", str(tmp_path / "empty"))
     assert empty.returncode == 2 and "no training run" in empty.stderr
+
+
+def test_a_train_log_made_a_link_to_a_host_file_is_not_streamed(tmp_path: Path) -> None:
+    """The training script can replace runs/N/train.log with a link to any file the host can read; `jenkins wait`
+    runs on the agent and prints into the Jenkins console, so it must refuse the link, not follow it."""
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("ssh-private-key-material-4711\n")
+    ws = Workspace(tmp_path / "ws")
+    run = ws.new_run()
+    (ws.run_dir(run.id) / "train.log").symlink_to(secret)
+    ws.update_run(run.id, status=RunStatus.SUCCEEDED)
+    out = run_mlops("jenkins", "wait", "--workspace", str(ws.root), "--poll", "0.05")
+    assert out.returncode == 0, out.stderr
+    assert "ssh-private-key-material" not in out.stdout + out.stderr
+    assert "train.log is not a plain file" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith(f"run {run.id} succeeded")
+
+
+def test_a_log_rewritten_by_a_restart_is_shown_from_its_start(tmp_path: Path) -> None:
+    from mlops_cli.jenkins.wait import _follow
+
+    ws = Workspace(tmp_path / "ws")
+    run = ws.new_run()
+    log = ws.run_dir(run.id) / "train.log"
+    assert _follow(ws, run.id, 0) == ("", 0)
+    log.write_text("epoch 1\nepoch 2\n")
+    text, offset = _follow(ws, run.id, 0)
+    assert (text, offset) == ("epoch 1\nepoch 2\n", 16)
+    log.write_text("again\n")   # shorter than what was shown: a new log
+    assert _follow(ws, run.id, offset) == ("again\n", 6)
