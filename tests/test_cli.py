@@ -60,7 +60,8 @@ def test_status_lists_attempts(tmp_path: Path) -> None:
     assert run_mlops("evaluate", "-w", str(ws)).returncode == 0
     table = run_mlops("status", "-w", str(ws))
     assert table.returncode == 0
-    header, row = table.stdout.splitlines()[:2]
+    goal, header, row = table.stdout.splitlines()[:3]
+    assert goal == "goal: val_accuracy >= 0.8 (higher is better), at most 8 attempts"
     assert header.split()[:3] == ["run", "status", "metric"]
     assert row.startswith("0001 *") and "succeeded" in row and "val_accuracy=0.9" in row
     rows = json.loads(run_mlops("status", "-w", str(ws), "--json").stdout)

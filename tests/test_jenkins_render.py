@@ -43,7 +43,8 @@ def test_six_freestyle_jobs_and_a_pipeline_view() -> None:
         assert root.tag == "project"
         assert [s.tag for s in root.find("builders")] == ["hudson.tasks.Shell"]
         assert "export MLOPS_WORKSPACE=/var/lib/mlops/mlops" in shell(root)[0].findtext("command")
-        assert "export MLOPS_THRESHOLD=0.8" in shell(root)[0].findtext("command")
+        # the goal was not given to install: no job exports it, so mlops.yaml (else the default) decides
+        assert "MLOPS_THRESHOLD" not in shell(root)[0].findtext("command")
     view = ET.fromstring(rendering.view.xml.encode())
     assert view.tag == "au.com.centrumsystems.hudson.plugin.buildpipeline.BuildPipelineView"
     assert view.findtext("gridBuilder/firstJob") == "mlops-1-pull"
@@ -82,8 +83,9 @@ def test_jobs_2_to_6_commands_unstable_codes_and_thresholds() -> None:
 
     retrain = shell(jobs["5"])[0]
     assert "mlops notify --to ml-team@example.com" in retrain.findtext("command")
-    assert "mlops train --runner docker --detach" in retrain.findtext("command")
+    assert "mlops retrain --runner docker --detach || code=$?" in retrain.findtext("command")
     assert retrain.findtext("unstableReturn") == "5" and "exit 5" in retrain.findtext("command")
+    assert "next.json" not in retrain.findtext("command")   # job 5 asks mlops, it does not test workspace files
     # the loop's back edge fires on SUCCESS only, and the notify branch ends UNSTABLE: the chain stops there
     assert downstream(jobs["5"]) == [("mlops-3-evaluate", "SUCCESS", "0")]
 
@@ -161,6 +163,8 @@ def test_parameters_agent_label_images_prefix() -> None:
 
 @pytest.mark.parametrize("change, message", [
     ({"threshold": 1.5}, "between 0 and 1"),
+    ({"threshold": 2.0, "metric": "val_loss"}, "val_loss is lower-is-better"),
+    ({"max_attempts": 0}, "--max-attempts: max_attempts must be a whole number"),
     ({"prefix": "a/b-"}, "cannot be part of a Jenkins job name"),
     ({"branch": "main\nrm -rf /"}, "control character"),
     ({"notify_to": ("not an address",)}, "not an email address"),
@@ -244,7 +248,7 @@ def test_smtp_credential_is_kept_from_the_training_commands() -> None:
     jobs = jobs_by_number(jk.render(dataclasses.replace(PARAMS, smtp_credentials="mlops-smtp")))
     command = shell(jobs["5"])[0].findtext("command")
     strip = "env -u MLOPS_SMTP_USER -u MLOPS_SMTP_PASSWORD "
-    assert f"{strip}mlops train --runner docker --detach" in command
+    assert f"{strip}mlops retrain --runner docker --detach" in command
     assert f"{strip}mlops jenkins wait" in command
     assert f"{strip}mlops notify" not in command and "mlops notify --to" in command
     assert binding(jobs["2"], "UsernamePasswordMultiBinding") is None  # job 2 trains: no SMTP at all
@@ -318,6 +322,20 @@ def test_pipeline_job_checks_the_repository_out_and_defaults_every_parameter() -
     defaults_block = script[script.index("mlops:defaults-begin"):script.index("mlops:defaults-end")]
     assert all(f"    {name}: " in defaults_block for name, _ in declared)
     assert "usernamePassword(credentialsId: env.GIT_CREDENTIALS" in script
+    # nothing proposed is `mlops retrain`'s exit 5; no Groovy line names a file of the workspace
+    assert "sh(script: 'mlops retrain --runner \"$RUNNER\" --detach', returnStatus: true)" in script
+    assert "retrain == 5" in script and "next.json" not in script and "$MLOPS_WORKSPACE/" not in script
+
+
+def test_pipeline_exports_only_the_goal_it_was_given() -> None:
+    def script_of(rendering: jk.Rendering) -> str:
+        return ET.fromstring(rendering.jobs[0].xml.encode()).findtext("definition/script")
+
+    script = script_of(jk.render_pipeline(PARAMS))
+    assert "THRESHOLD: ''," in script and "METRIC: ''," in script and "MAX_ATTEMPTS: ''," in script
+    script = script_of(jk.render_pipeline(dataclasses.replace(PARAMS, metric="val_loss", threshold=0.05,
+                                                              max_attempts=3)))
+    assert "THRESHOLD: '0.05'," in script and "METRIC: 'val_loss'," in script and "MAX_ATTEMPTS: '3'," in script
 
 
 def test_jenkinsfile_as_shipped_defaults_every_parameter() -> None:

@@ -5,7 +5,9 @@ import dataclasses
 import re
 from collections.abc import Iterable
 
+from mlops_cli.config import check_setting
 from mlops_cli.errors import UsageError
+from mlops_cli.records import DEFAULT_METRIC
 from mlops_cli.jenkins import cron
 from mlops_cli.secrets import SECRET_NAME, url_secret
 
@@ -22,7 +24,8 @@ class ChainParams:
     repo_url: str
     branch: str = "main"
     workspace: str | None = None  # MLOPS_WORKSPACE on the agent; default /var/lib/mlops/<prefix>
-    threshold: float = 0.80
+    # the goal: None = not given, not exported, so each job reads mlops.yaml, else the default (config.Settings)
+    threshold: float | None = None
     max_attempts: int | None = None
     metric: str | None = None
     notify_to: tuple[str, ...] = ()
@@ -63,10 +66,9 @@ class ChainParams:
                               ("--monitor-keep-builds", self.monitor_keep_builds)):
             if value < 1:
                 raise UsageError(f"{option} {value} must be at least 1")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise UsageError(f"--threshold {self.threshold} must be between 0 and 1")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise UsageError(f"--max-attempts {self.max_attempts} must be at least 1")
+        for key in ("metric", "threshold", "max_attempts"):   # the rules every command applies to them
+            if getattr(self, key) is not None:
+                check_setting(key, getattr(self, key), f"--{key.replace('_', '-')}", self.metric or DEFAULT_METRIC)
         if self.runner not in ("local", "docker", "auto"):
             raise UsageError(f"--runner {self.runner!r} must be local, docker or auto")
         if self.train_timeout < 1:

@@ -131,18 +131,24 @@ def job_names(params: ChainParams, definitions: Path) -> dict[str, str]:
     return {number: params.prefix + path.stem for number, path in job_files(definitions).items()}
 
 
+def goal_env(params: ChainParams) -> dict[str, str]:
+    """The goal settings install was given, as the environment every job exports; one not given is not exported,
+    so that the jobs read it from mlops.yaml, else its default, as `mlops run` does."""
+    given = {"MLOPS_THRESHOLD": None if params.threshold is None else repr(float(params.threshold)),
+             "MLOPS_MAX_ATTEMPTS": None if params.max_attempts is None else str(params.max_attempts),
+             "MLOPS_METRIC": params.metric}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _preamble(params: ChainParams) -> str:
-    """The shell lines every job starts with: where the workspace is and how to judge a model."""
+    """The shell lines every job starts with: where the workspace is and the goal settings given to install."""
     q = shlex.quote
     lines = ["# mlops chain settings, rendered by `mlops jenkins install` (secrets come from Jenkins credentials)"]
     if params.mlops_path:
         lines.append(f'export PATH={q(params.mlops_path)}:"$PATH"')
     lines.append(f"export MLOPS_WORKSPACE={q(params.agent_workspace())}")
-    lines.append(f"export MLOPS_THRESHOLD={q(repr(float(params.threshold)))}")
-    if params.max_attempts is not None:
-        lines.append(f"export MLOPS_MAX_ATTEMPTS={q(str(params.max_attempts))}")
-    if params.metric:
-        lines.append(f"export MLOPS_METRIC={q(params.metric)}")
+    for name, value in goal_env(params).items():
+        lines.append(f"export {name}={q(value)}")
     if params.image_keras:
         lines.append(f"export MLOPS_IMAGE_KERAS={q(params.image_keras)}")
     if params.image_sklearn:
@@ -240,7 +246,7 @@ def _values(params: ChainParams, names: Mapping[str, str]) -> dict[str, str]:
     """The placeholder values of the job definitions."""
     return {
         "repo_url": params.repo_url, "branch": params.branch, "workspace": params.agent_workspace(),
-        "threshold": repr(float(params.threshold)), "runner": params.runner,
+        "runner": params.runner,
         "poll_schedule": params.poll_schedule, "monitor_schedule": params.monitor_schedule,
         "train_timeout": str(params.train_timeout), "prefix": params.prefix,
         "agent_label": params.agent_label, "smtp_credentials_id": params.smtp_credentials or "",
@@ -277,7 +283,9 @@ def render_pipeline(params: ChainParams, plugins: Iterable[str] = (*KNOWN_PLUGIN
     chain = render(params, plugins, definitions)
     monitor = next(item for item in chain.jobs if item.template.stem.startswith("6-"))
     script = _read(folder / "Jenkinsfile")
-    defaults = {"REPO_URL": params.repo_url, "BRANCH": params.branch, "THRESHOLD": repr(float(params.threshold)),
+    goal = goal_env(params)
+    defaults = {"REPO_URL": params.repo_url, "BRANCH": params.branch, "THRESHOLD": goal.get("MLOPS_THRESHOLD", ""),
+                "METRIC": goal.get("MLOPS_METRIC", ""), "MAX_ATTEMPTS": goal.get("MLOPS_MAX_ATTEMPTS", ""),
                 "NOTIFY_TO": " ".join(params.notify_to), "AGENT_LABEL": params.agent_label,
                 "RUNNER": params.runner, "WORKSPACE_DIR": params.agent_workspace(),
                 "GIT_CREDENTIALS": params.git_credentials or "", "SMTP_CREDENTIALS": params.smtp_credentials or "",

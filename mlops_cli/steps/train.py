@@ -101,7 +101,7 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
         params={**settings.param_defaults(), **proposal.get("params", {}), **(params or {})},
         options={"holdout": settings.holdout, **proposal.get("options", {})},
         reasons=list(proposal.get("reasons", [])), strategy=proposal.get("strategy"),
-        seed=int(proposal.get("seed", settings.seed)))
+        seed=int(proposal.get("seed", settings.seed)), goal=settings.goal)
     staged = ws.staged_source_dir
     if proposal.get("source") and staged.is_dir():
         os.replace(staged, ws.run_dir(record.id) / "src")
