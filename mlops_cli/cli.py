@@ -583,13 +583,13 @@ def retrain(workspace: str | None, runner: str, detach: bool) -> None:
     """Train the attempt that `mlops tweak` proposed (job 5); the same as `mlops train` with no --params.
     Exit 5 when tweak proposed nothing (the threshold is met or the budget is spent): then notify."""
     from mlops_cli.config import load_settings
-    from mlops_cli.errors import NothingProposed
     from mlops_cli.steps.train import train as do_train
 
     settings = load_settings(workspace)
     if settings.workspace.read_proposal() is None:
-        raise NothingProposed("nothing to retrain: tweak proposed no attempt (the threshold is met or the budget "
-                              "is spent)", "`mlops notify` says which; `mlops tweak` proposes one")
+        click.echo("nothing to retrain: tweak proposed no attempt (the threshold is met or the budget is spent; "
+                   "`mlops notify` says which)")
+        sys.exit(int(ExitCode.NOTHING_PROPOSED))
     result = do_train(settings, runner=runner, detach=detach)
     _echo_train_result(result)
 

@@ -56,12 +56,6 @@ class WorkspaceBusy(WorkspaceError):
     """Another training of the same workspace is running."""
 
 
-class NothingProposed(MlopsError):
-    """`mlops retrain` found no proposal to train: exit 5, which job 5 and the Jenkinsfile read as "notify"."""
-
-    exit_code = ExitCode.NOTHING_PROPOSED
-
-
 class GitError(MlopsError):
     """Cloning or fetching the model repository failed."""
 
