@@ -7,14 +7,11 @@ the Jenkins jobs), read with `default_of`; options of settings default to None (
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from mlops_cli.config import Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def default_of(cls: type, name: str) -> Any:

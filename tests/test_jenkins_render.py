@@ -12,10 +12,10 @@ import pytest
 from conftest import ROOT, run_mlops
 from fake_jenkins import DEFAULT_PLUGINS, jenkins_rewrite
 
+from mlops_cli.errors import JenkinsError, UsageError
 from mlops_cli.jenkins import render as jk
 from mlops_cli.jenkins.install import same_config
 from mlops_cli.jenkins.params import ChainParams
-from mlops_cli.errors import JenkinsError, UsageError
 
 PARAMS = ChainParams(repo_url="https://git.example.com/team/wine.git", notify_to=("ml-team@example.com",))
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 from mlops_cli.config import check_setting
 from mlops_cli.errors import UsageError
-from mlops_cli.records import DEFAULT_METRIC
 from mlops_cli.jenkins import cron
+from mlops_cli.records import DEFAULT_METRIC
 from mlops_cli.secrets import SECRET_NAME, url_secret
 
 #: the label every chain job is tied to unless --agent-label says otherwise: give it to the agent that has mlops
