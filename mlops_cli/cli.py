@@ -435,7 +435,7 @@ def jenkins_install(url: str | None, user: str | None, token: str | None, dry_ru
 @click.argument("job")
 @click.option("--wait", is_flag=True, help="Follow the build, print its console, exit with its result.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds --wait waits at most.")
-@click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix used at install.")
+@_chain_option("--prefix", help="Job name prefix used at install.")
 @click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR", hidden=True)
 def jenkins_trigger(url: str | None, user: str | None, token: str | None, job: str, wait: bool, timeout: float,
                     prefix: str, definitions: str | None) -> None:
@@ -455,7 +455,7 @@ def jenkins_trigger(url: str | None, user: str | None, token: str | None, job: s
 
 @jenkins.command(name="status")
 @_server_options
-@click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix used at install.")
+@_chain_option("--prefix", help="Job name prefix used at install.")
 @click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR", hidden=True)
 def jenkins_status(url: str | None, user: str | None, token: str | None, prefix: str, definitions: str | None) -> None:
     """The last build of each job of the chain."""
