@@ -13,7 +13,9 @@ from typing import Any
 import click
 
 from mlops_cli import options as opt
+from mlops_cli.config import Settings
 from mlops_cli.errors import ExitCode, MlopsError, UsageError
+from mlops_cli.jenkins.params import ChainParams
 from mlops_cli.secrets import ScrubbingStream, register, scrub
 
 
@@ -99,7 +101,8 @@ def _parse_json_option(value: str | None, name: str) -> dict[str, Any] | None:
 def cli() -> None:
     """Continuous training: pull, detect, train, evaluate, tweak, notify, monitor.
 
-    Exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 below the threshold, 4 tweak budget spent.
+    Exit codes: 0 done, 1 failed, 2 bad usage or configuration, 3 below the threshold, 4 tweak budget spent,
+    5 nothing proposed to retrain.
     """
 
 
@@ -152,8 +155,8 @@ def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
 @click.option("--params", "params_json", default=None, metavar="JSON", help="Hyperparameters for this attempt.")
 @click.option("--resume", default=None, metavar="RUN", help="Continue an unfinished run at its last checkpoint.")
 @click.option("--holdout", type=click.FloatRange(0, 0.9), default=None,
-              help="Share held out when the script validates on nothing (default 0.2; 0 disables).")
-@click.option("--seed", type=int, default=None, help="Random seed for the attempt (default: mlops.yaml, else 0).")
+              help=opt.setting_help("Share held out when the script validates on nothing; 0 disables", "holdout"))
+@opt.seed_option
 @click.option("--detach", is_flag=True, help="Start training and return at once (monitor watches it).")
 @click.option("--time-limit", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
               help="Stop the run after this wall time (default: mlops.yaml time_limit, else 6 hours).")
@@ -205,16 +208,16 @@ def evaluate(workspace: str | None, threshold: float | None, metric: str | None,
 @opt.workspace_option
 @opt.json_option
 def status_cmd(workspace: str | None, as_json: bool) -> None:
-    """List the attempts: params, metric, status, commit."""
+    """List the attempts: params, metric, status, commit, and the goal they were judged by."""
     from mlops_cli.config import load_settings
-    from mlops_cli.history import history
+    from mlops_cli.history import format_goal, format_table, status
 
-    rows = history(load_settings(workspace))
+    goal, rows = status(load_settings(workspace))
     if as_json:
         _echo_json([row.to_dict() for row in rows])
         return
-    from mlops_cli.history import format_table
-
+    if rows:
+        click.echo(format_goal(goal))
     click.echo(format_table(rows))
 
 
@@ -309,42 +312,49 @@ def report(workspace: str | None, as_json: bool, threshold: float | None, metric
 
 # ---- mlops jenkins: install / trigger / status / simulate / wait (issue 5) -----------------------------------------
 
+def _chain_option(*decls: str, **attrs: Any) -> Any:
+    """A `ChainParams` field as an option: its default is the field's (named by the last declaration)."""
+    name = decls[-1] if not decls[-1].startswith("-") else decls[0].lstrip("-").replace("-", "_")
+    default = opt.default_of(ChainParams, name)
+    return click.option(*decls, default=list(default) if isinstance(default, tuple) else default,
+                        show_default=default not in (None, ()), **attrs)
+
+
 def _chain_options(func: Any) -> Any:
-    """The parameters of the job definitions, shared by `install` and `simulate`."""
+    """The parameters of the job definitions, shared by `install` and `simulate`; defaults from ChainParams. A
+    setting left out (threshold, metric, max attempts) is not exported by the jobs: mlops.yaml, else the default."""
+    not_exported = "not exported: the jobs read mlops.yaml, else {}"
     options = [
         click.option("--repo", "repo_url", default=None, help="Git URL of the model repository (job 1 pulls it)."),
-        click.option("--branch", default="main", show_default=True, help="Branch job 1 follows."),
+        _chain_option("--branch", help="Branch job 1 follows."),
         click.option("--workspace", "agent_workspace", default=None, metavar="DIR",
                      help="MLOPS_WORKSPACE on the agent (default /var/lib/mlops/<prefix>; simulate: OUT/mlops-workspace)."),
-        click.option("--threshold", type=float, default=0.80, show_default=True, help="Metric value to reach."),
-        click.option("--max-attempts", type=int, default=None, help="Tweak budget (default: mlops.yaml, else 8)."),
-        click.option("--metric", default=None, help="Metric compared with the threshold (default: mlops.yaml)."),
-        click.option("--notify-to", multiple=True, metavar="ADDR", help="Who job 5 notifies (repeatable)."),
-        click.option("--agent-label", default="mlops", show_default=True,
-                     help="Label of the one node that runs every job (it has mlops and the workspace)."),
-        click.option("--runner", type=click.Choice(["docker", "local", "auto"]), default="docker", show_default=True,
-                     help="Where jobs 2 and 5 train."),
-        click.option("--image-keras", default=None, help="Image for Keras training (exported as MLOPS_IMAGE_KERAS)."),
-        click.option("--image-sklearn", default=None,
-                     help="Image for scikit-learn training (exported as MLOPS_IMAGE_SKLEARN)."),
-        click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix (several projects side by side)."),
-        click.option("--mlops-path", default=None, metavar="DIR", help="Directory with `mlops` on the agent, put first on PATH."),
-        click.option("--poll", "poll_schedule", default="H/5 * * * *", show_default=True,
-                     help="Job 1's SCM polling schedule (Jenkins cron syntax: H, H/5, ranges, @daily, lines)."),
-        click.option("--monitor-schedule", default="H/5 * * * *", show_default=True,
-                     help="Job 6's cron schedule (Jenkins syntax)."),
-        click.option("--keep-days", type=int, default=30, show_default=True, help="Days of builds every job keeps."),
-        click.option("--keep-builds", type=int, default=100, show_default=True,
-                     help="Builds jobs 1-5 keep at most."),
-        click.option("--monitor-keep-builds", type=int, default=288, show_default=True,
-                     help="Builds job 6 keeps at most (288 = one day at the default schedule)."),
-        click.option("--train-timeout", type=int, default=6 * 3600, show_default=True,
-                     help="Seconds jobs 2 and 5 wait for a training to finish."),
-        click.option("--smtp-credentials", default=None, metavar="ID",
-                     help="Jenkins username/password credentials bound to MLOPS_SMTP_USER/MLOPS_SMTP_PASSWORD."),
-        click.option("--git-credentials", default=None, metavar="ID",
-                     help="Jenkins credentials for a private repository: the git plugin polls with it and job 1 "
-                          "binds it around `mlops pull` (username/password for http(s), SSH key for ssh)."),
+        _chain_option("--threshold", type=float,
+                      help=f"Metric value to reach, in 0..1 (default: {not_exported.format(opt.default_of(Settings, 'threshold'))})."),
+        _chain_option("--max-attempts", type=int,
+                      help=f"Tweak budget (default: {not_exported.format(opt.default_of(Settings, 'max_attempts'))})."),
+        _chain_option("--metric", help=f"Metric compared with the threshold (default: "
+                                       f"{not_exported.format(opt.default_of(Settings, 'metric'))})."),
+        _chain_option("--notify-to", multiple=True, metavar="ADDR", help="Who job 5 notifies (repeatable)."),
+        _chain_option("--agent-label", help="Label of the one node that runs every job (it has mlops and the workspace)."),
+        _chain_option("--runner", type=click.Choice(["docker", "local", "auto"]), help="Where jobs 2 and 5 train."),
+        _chain_option("--image-keras", help="Image for Keras training (exported as MLOPS_IMAGE_KERAS)."),
+        _chain_option("--image-sklearn", help="Image for scikit-learn training (exported as MLOPS_IMAGE_SKLEARN)."),
+        _chain_option("--prefix", help="Job name prefix (several projects side by side)."),
+        _chain_option("--mlops-path", metavar="DIR", help="Directory with `mlops` on the agent, put first on PATH."),
+        _chain_option("--poll", "poll_schedule",
+                      help="Job 1's SCM polling schedule (Jenkins cron syntax: H, H/5, ranges, @daily, lines)."),
+        _chain_option("--monitor-schedule", help="Job 6's cron schedule (Jenkins syntax)."),
+        _chain_option("--keep-days", type=int, help="Days of builds every job keeps."),
+        _chain_option("--keep-builds", type=int, help="Builds jobs 1-5 keep at most."),
+        _chain_option("--monitor-keep-builds", type=int,
+                      help="Builds job 6 keeps at most (the default is one day at the default schedule)."),
+        _chain_option("--train-timeout", type=int, help="Seconds jobs 2 and 5 wait for a training to finish."),
+        _chain_option("--smtp-credentials", metavar="ID",
+                      help="Jenkins username/password credentials bound to MLOPS_SMTP_USER/MLOPS_SMTP_PASSWORD."),
+        _chain_option("--git-credentials", metavar="ID",
+                      help="Jenkins credentials for a private repository: the git plugin polls with it and job 1 "
+                           "binds it around `mlops pull` (username/password for http(s), SSH key for ssh)."),
         click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
                      help="Extra non-secret variable exported in every job (repeatable)."),
         click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR",
@@ -357,7 +367,7 @@ def _chain_options(func: Any) -> Any:
 
 def _chain_params(repo_url: str | None, env_pairs: tuple[str, ...], agent_workspace: str | None,
                   notify_to: tuple[str, ...], **values: Any) -> Any:
-    from mlops_cli.jenkins import ChainParams, parse_env_pairs
+    from mlops_cli.jenkins.params import parse_env_pairs
 
     if not repo_url:
         raise UsageError("--repo is required", "the git URL (or path) of the model repository job 1 pulls")
@@ -401,14 +411,15 @@ def jenkins_install(url: str | None, user: str | None, token: str | None, dry_ru
                     without_plugin: tuple[str, ...], plugin_list: str | None, pipeline: bool,
                     definitions: str | None, **chain: Any) -> None:
     """Create or update the six jobs and the view (idempotent: reports created / updated / unchanged)."""
-    from mlops_cli import jenkins as jk
+    from mlops_cli.jenkins import install as jk
+    from mlops_cli.jenkins.render import KNOWN_PLUGINS
 
     params = _chain_params(**chain)
     plugins = [p.strip() for p in plugin_list.split(",") if p.strip()] if plugin_list is not None else None
     if dry_run:
         if not out:
             raise UsageError("--dry-run needs --out DIR", "the folder to write one JOB.xml per job into")
-        have = plugins if plugins is not None else [p for p in jk.KNOWN_PLUGINS if p not in without_plugin]
+        have = plugins if plugins is not None else [p for p in KNOWN_PLUGINS if p not in without_plugin]
         report = jk.dry_run(params, out, have, definitions, pipeline=pipeline)
     else:
         if out or without_plugin:
@@ -426,13 +437,13 @@ def jenkins_install(url: str | None, user: str | None, token: str | None, dry_ru
 @click.argument("job")
 @click.option("--wait", is_flag=True, help="Follow the build, print its console, exit with its result.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds --wait waits at most.")
-@click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix used at install.")
+@_chain_option("--prefix", help="Job name prefix used at install.")
 @click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR", hidden=True)
 def jenkins_trigger(url: str | None, user: str | None, token: str | None, job: str, wait: bool, timeout: float,
                     prefix: str, definitions: str | None) -> None:
     """Start a build of JOB (a name, or 1-6 / evaluate / 3-evaluate). Exit codes with --wait: SUCCESS 0,
     UNSTABLE 3, FAILURE or ABORTED 1."""
-    from mlops_cli import jenkins as jk
+    from mlops_cli.jenkins import builds as jk
 
     name = jk.resolve_job(job, prefix, definitions)
     result = jk.trigger(_connect(url, user, token), name, wait=wait, timeout=timeout,
@@ -446,13 +457,13 @@ def jenkins_trigger(url: str | None, user: str | None, token: str | None, job: s
 
 @jenkins.command(name="status")
 @_server_options
-@click.option("--prefix", default="mlops-", show_default=True, help="Job name prefix used at install.")
+@_chain_option("--prefix", help="Job name prefix used at install.")
 @click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR", hidden=True)
 def jenkins_status(url: str | None, user: str | None, token: str | None, prefix: str, definitions: str | None) -> None:
     """The last build of each job of the chain."""
     import datetime as dt
 
-    from mlops_cli.jenkins import status
+    from mlops_cli.jenkins.builds import status
 
     for row in status(_connect(url, user, token), prefix, definitions):
         if not row.installed:
@@ -485,7 +496,7 @@ def jenkins_simulate(from_dir: str | None, out: str | None, start: tuple[str, ..
     """Run the chain as the job definitions say, without a Jenkins: shell steps, unstable codes, triggers."""
     import tempfile
 
-    from mlops_cli import jenkins as jk
+    from mlops_cli.jenkins.render import render
     from mlops_cli.jenkins.simulate import load_jobs, simulate
 
     home = Path(out) if out else Path(tempfile.mkdtemp(prefix="mlops-jenkins-sim-"))
@@ -497,7 +508,7 @@ def jenkins_simulate(from_dir: str | None, out: str | None, start: tuple[str, ..
     else:
         if not chain["agent_workspace"]:
             chain["agent_workspace"] = str((home / "mlops-workspace").absolute())
-        jobs = load_jobs(jk.render(_chain_params(**chain), definitions=definitions))
+        jobs = load_jobs(render(_chain_params(**chain), definitions=definitions))
 
     def show(build: Any) -> None:
         click.echo(f"{build.job:<32} #{build.number:<3} {build.result:<9} {build.duration_s:6.1f} s  {build.cause}")
@@ -524,7 +535,7 @@ def jenkins_wait(workspace: str | None, run_id: str | None, timeout: float, stal
     """Follow a training started with `mlops train --detach` to its end, through restarts by `mlops monitor`
     (what jobs 2 and 5 run). Exit 0 when it succeeded, 1 when it failed or went stale."""
     from mlops_cli.config import resolve_workspace
-    from mlops_cli.jenkins import wait_for_run
+    from mlops_cli.jenkins.wait import wait_for_run
 
     result = wait_for_run(resolve_workspace(workspace), run_id, timeout=timeout, stale_after=stale, poll=poll,
                           on_output=lambda text: click.echo(text, nl=False))
@@ -542,11 +553,10 @@ def jenkins_wait(workspace: str | None, run_id: str | None, timeout: float, stal
 @click.option("--branch", default=None, help="Branch to follow (default: the remote's HEAD).")
 @click.option("--strategy", type=click.Choice(["auto", "ladder", "search", "rewrite"]), default="auto",
               show_default=True, help="How tweak changes the model between attempts.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=None,
-              help="Attempts for this commit, the first included (default: mlops.yaml, else 8).")
+@opt.max_attempts_option
 @click.option("--time-budget", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Stop tweaking once this much training time is spent on this commit.")
-@click.option("--seed", type=int, default=None, help="Random seed of every attempt (default: mlops.yaml, else 0).")
+@opt.seed_option
 @click.option("--no-notify", is_flag=True, help="Do not announce the outcome.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the training output (else it is only in train.log).")
 def run_cmd(workspace: str | None, runner: str, threshold: float | None, url: str, branch: str | None,
@@ -572,13 +582,16 @@ def run_cmd(workspace: str | None, runner: str, threshold: float | None, url: st
 @opt.runner_option
 @click.option("--detach", is_flag=True, help="Start training and return at once (monitor watches it).")
 def retrain(workspace: str | None, runner: str, detach: bool) -> None:
-    """Train the attempt that `mlops tweak` proposed (job 5); the same as `mlops train` with no --params."""
+    """Train the attempt that `mlops tweak` proposed (job 5); the same as `mlops train` with no --params.
+    Exit 5 when tweak proposed nothing (the threshold is met or the budget is spent): then notify."""
     from mlops_cli.config import load_settings
     from mlops_cli.steps.train import train as do_train
 
     settings = load_settings(workspace)
     if settings.workspace.read_proposal() is None:
-        raise UsageError("nothing to retrain: no proposal in next.json", "run `mlops tweak` first")
+        click.echo("nothing to retrain: tweak proposed no attempt (the threshold is met or the budget is spent; "
+                   "`mlops notify` says which)")
+        sys.exit(int(ExitCode.NOTHING_PROPOSED))
     result = do_train(settings, runner=runner, detach=detach)
     _echo_train_result(result)
 

@@ -1,6 +1,9 @@
-"""Settings: mlops.yaml in the model repository, then MLOPS_* environment variables, then command-line flags.
+"""Settings: the defaults below, overridden by mlops.yaml in the model repository, then by MLOPS_* environment
+variables, then by command-line flags (flags > environment > mlops.yaml > defaults).
 
-One Settings object is built per command, so every step reads the same, validated values.
+One Settings object is built per command, so every step reads the same, validated values. The field defaults of
+`Settings` are the only place a default is written: the click options and their help read them from there
+(`options.default_of`), and a Jenkins job exports a setting only when `mlops jenkins install` was given it.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Any
 import yaml
 
 from mlops_cli.errors import ConfigError, MlopsError
-from mlops_cli.records import Goal
+from mlops_cli.records import DEFAULT_METRIC, Goal, valid_threshold
 from mlops_cli.workspace import DEFAULT_WORKSPACE, Workspace, relative_path
 
 CONFIG_FILE = "mlops.yaml"
@@ -59,7 +62,7 @@ class Settings:
     workspace: Workspace
     entrypoint: str | None = None
     profile: str = "auto"
-    metric: str = "val_accuracy"
+    metric: str = DEFAULT_METRIC
     threshold: float = 0.80
     max_attempts: int = 8
     holdout: float = 0.2
@@ -67,13 +70,22 @@ class Settings:
     time_budget: float | None = None
     time_limit: float = DEFAULT_TIME_LIMIT_S
     params: dict[str, ParamSpec] = dataclasses.field(default_factory=dict)
+    #: setting -> where its value came from (`--threshold`, `MLOPS_THRESHOLD`, the mlops.yaml path); absent: default
+    origins: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def param_defaults(self) -> dict[str, Any]:
         return {name: spec.default for name, spec in self.params.items()}
 
+    def given(self, key: str) -> bool:
+        """Whether `key` was given for this command (a flag or the environment), not read from mlops.yaml or the
+        defaults: such a value also overrides the goal recorded with the runs when they are shown."""
+        origin = self.origins.get(key, "")
+        return origin.startswith("--") or origin in _ENV.values()
+
     @property
     def goal(self) -> Goal:
-        return Goal(self.metric, self.threshold)
+        """The goal a new run is judged by, recorded with it."""
+        return Goal(self.metric, self.threshold, max_attempts=self.max_attempts, time_budget=self.time_budget)
 
 
 def resolve_workspace(path: str | os.PathLike[str] | None) -> Workspace:
@@ -215,7 +227,7 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "entrypoint": ("a relative path to a .py file", lambda v: _text(v) and v.endswith(".py")),
     "profile": (f"one of {', '.join(PROFILES)}", lambda v: v in PROFILES),
     "metric": ("a metric name (a short single-line string)", _text),
-    "threshold": ("a number between 0 and 1", lambda v: _number(v) and 0.0 <= v <= 1.0),
+    "threshold": ("a number between 0 and 1", valid_threshold),
     "max_attempts": (f"a whole number from 1 to {MAX_ATTEMPTS_CAP}",
                      lambda v: _is_int(v) and 1 <= v <= MAX_ATTEMPTS_CAP),
     "holdout": ("a number in [0, 1) (0 disables the held-out split)", lambda v: _number(v) and 0.0 <= v < 1.0),
@@ -224,8 +236,12 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "time_limit": ("a positive number of seconds (a run's wall-time limit)", lambda v: _number(v) and v > 0),
     "runtime": ("a runtime name (`mlops runtimes list`)", _text),
 }
+#: the settings the environment can give (a Jenkins job exports those `mlops jenkins install` was given)
 _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
         "profile": "MLOPS_PROFILE", "time_limit": "MLOPS_TIME_LIMIT"}
+#: how a checked value becomes the Settings field's type (mlops.yaml's 1 is the threshold 1.0)
+_CONVERT: dict[str, Callable[[Any], Any]] = {"threshold": float, "max_attempts": int, "holdout": float, "seed": int,
+                                            "time_budget": float, "time_limit": float}
 
 
 def _from_env(key: str) -> Any:
@@ -241,12 +257,17 @@ def _from_env(key: str) -> Any:
     return int(number) if key == "max_attempts" and number.is_integer() else number
 
 
-def _checked(key: str, value: Any, source: str) -> Any:
-    """`value` if it has the type and range of setting `key`, else a ConfigError naming the key and its source."""
+def check_setting(key: str, value: Any, source: str, metric: str | None = None) -> Any:
+    """`value` if it has the type and range of setting `key`, else a ConfigError naming the key and its source
+    (`--threshold`, `MLOPS_THRESHOLD`, the mlops.yaml path). A threshold lies in 0..1 whatever the direction of
+    `metric`: a loss is met at or below it."""
     what, check = _CHECKS[key]
     if not check(value):
         shown = "true" if value is True else "false" if value is False else repr(value)[:60]
-        raise ConfigError(f"{source}: {key} must be {what}, got {shown}", "fix the value")
+        hint = "fix the value"
+        if key == "threshold" and metric and Goal(metric, 0.0).lower_is_better:
+            hint = f"{metric} is lower-is-better: a run meets a threshold in 0..1 at or below it"
+        raise ConfigError(f"{source}: {key} must be {what}, got {shown}", hint)
     if key == "entrypoint":
         try:
             relative_path(value, "entrypoint")
@@ -267,24 +288,15 @@ def load_settings(workspace: str | os.PathLike[str] | None = None, *, repo_dir: 
         raise ConfigError(f"{config_path}: unknown setting(s) {', '.join(sorted(map(str, unknown)))[:200]}",
                           "see README, 'mlops.yaml'")
     values: dict[str, Any] = {}
-    for key in _CHECKS:
+    origins: dict[str, str] = {}
+    for key in _CHECKS:   # metric before threshold: the threshold's message names the metric's direction
         env = _from_env(key) if key in _ENV else None
-        if flags.get(key) is not None:
-            values[key] = _checked(key, flags[key], f"--{key.replace('_', '-')}")
-        elif env is not None:
-            values[key] = _checked(key, env, _ENV[key])
-        elif data.get(key) is not None:
-            values[key] = _checked(key, data[key], str(config_path))
-    return Settings(
-        workspace=ws,
-        entrypoint=values.get("entrypoint"),
-        profile=values.get("profile", "auto"),
-        metric=values.get("metric", "val_accuracy"),
-        threshold=float(values.get("threshold", 0.80)),
-        max_attempts=int(values.get("max_attempts", 8)),
-        holdout=float(values.get("holdout", 0.2)),
-        seed=int(values.get("seed", 0)),
-        time_budget=float(values["time_budget"]) if values.get("time_budget") is not None else None,
-        time_limit=float(values.get("time_limit", DEFAULT_TIME_LIMIT_S)),
-        params=parse_params(data.get("params"), str(config_path)),
-    )
+        given = [(flags.get(key), f"--{key.replace('_', '-')}"), (env, _ENV.get(key, "")),
+                 (data.get(key), str(config_path))]
+        value, origin = next(((v, o) for v, o in given if v is not None), (None, ""))
+        if value is not None:
+            values[key] = check_setting(key, value, origin, values.get("metric", DEFAULT_METRIC))
+            origins[key] = origin
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    return Settings(workspace=ws, params=parse_params(data.get("params"), str(config_path)), origins=origins,
+                    **{key: _CONVERT.get(key, str)(value) for key, value in values.items() if key in fields})

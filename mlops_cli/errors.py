@@ -16,6 +16,9 @@ class ExitCode(IntEnum):
     USAGE = 2
     BELOW_THRESHOLD = 3
     BUDGET_SPENT = 4
+    #: `mlops retrain`: tweak proposed no attempt (the threshold is met or the budget is spent); job 5 then
+    #: notifies and ends UNSTABLE with the same code
+    NOTHING_PROPOSED = 5
     INTERNAL = 70
     #: between `mlops train` and its harness only: the workspace was already training, nothing ran
     HARNESS_BUSY = 75

@@ -6,7 +6,7 @@ import datetime as _dt
 from typing import Any
 
 from mlops_cli.config import Settings
-from mlops_cli.records import RunMetrics
+from mlops_cli.records import Goal, RunMetrics
 from mlops_cli.workspace import RunRecord
 
 
@@ -41,18 +41,39 @@ class AttemptRow:
         return {"id": self.run.id, "status": self.run.status.value, "attempt": self.run.attempt,
                 "params": self.run.params, "options": self.run.options, "reasons": self.run.reasons,
                 "metric": self.judged_by, "value": self.metric, "duration_s": self.duration_s,
-                "commit": self.run.commit, "best": self.is_best, "strategy": self.run.strategy}
+                "commit": self.run.commit, "best": self.is_best, "strategy": self.run.strategy,
+                "goal": self.run.goal.to_dict() if self.run.goal else None}
 
 
-def history(settings: Settings) -> list[AttemptRow]:
-    """Every run in order, with its metric and whether it is the one in best/ (a detached training that ended
-    since the last look is recorded first: `Workspace.settle`)."""
+def history(settings: Settings, goal: Goal | None = None) -> list[AttemptRow]:
+    """Every run in order, with its metric (that of `goal`, else of the settings) and whether it is in best/ (a
+    detached training that ended since the last look is recorded first: `Workspace.settle`)."""
     ws = settings.workspace
     if ws.runs_dir.is_dir():
         ws.settle()
     best = ws.best_run_id()
-    return [AttemptRow(run=record, metrics=ws.read_metrics(record.id), metric_name=settings.metric,
+    metric = (goal or settings.goal).metric
+    return [AttemptRow(run=record, metrics=ws.read_metrics(record.id), metric_name=metric,
                        is_best=record.id == best) for record in ws.runs()]
+
+
+def judged_goal(settings: Settings, runs: list[RunRecord]) -> Goal:
+    """The goal the runs were judged by: the one recorded with the latest run, except what this command was
+    given by a flag or the environment; the settings' goal for runs recorded before goals were (no `goal`).
+    So a report written by hand after a chain at 0.90 says 0.90, not the default."""
+    recorded = next((run.goal for run in reversed(runs) if run.goal is not None), None)
+    if recorded is None:
+        return settings.goal
+    mine = settings.goal
+    return dataclasses.replace(recorded, **{key: getattr(mine, key) for key in ("metric", "threshold",
+                                                                                 "max_attempts", "time_budget")
+                                             if settings.given(key)})
+
+
+def status(settings: Settings) -> tuple[Goal, list[AttemptRow]]:
+    """What `mlops status` shows: the goal the runs were judged by, and every run measured by it."""
+    goal = judged_goal(settings, settings.workspace.runs())
+    return goal, history(settings, goal)
 
 
 def describe_changes(row: AttemptRow) -> str:
@@ -60,6 +81,10 @@ def describe_changes(row: AttemptRow) -> str:
     parts = [f"{k}={v}" for k, v in sorted(row.run.params.items())]
     parts += [f"{k}={v}" for k, v in sorted(row.run.options.items()) if v not in (None, False)]
     return ", ".join(parts) or "as written"
+
+
+def format_goal(goal: Goal) -> str:
+    return f"goal: {goal.describe()}"
 
 
 def format_table(rows: list[AttemptRow]) -> str:

@@ -135,16 +135,24 @@ class RunMetrics:
                    warnings=list(warnings))
 
 
+def valid_threshold(value: Any) -> bool:
+    """A threshold is a number in 0..1 whatever the metric's direction (a loss is met at or below it)."""
+    return finite_number(value) is not None and 0.0 <= value <= 1.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Goal:
-    """The one verdict model: which direction is better for a metric, and when the threshold is met.
+    """The one verdict model: which direction is better for a metric, when the threshold is met, and the budget.
 
     evaluate, tweak, notify and report all ask this object, so `--metric val_loss` means "lower is better"
-    everywhere.
+    everywhere. Every run records the goal it was started with (run.json `goal`), so what is shown later says
+    what the runs were judged by, whatever the defaults are by then.
     """
 
     metric: str
     threshold: float
+    max_attempts: int | None = None
+    time_budget: float | None = None
 
     @property
     def lower_is_better(self) -> bool:
@@ -175,3 +183,28 @@ class Goal:
     def gain(self, new: float, old: float) -> float:
         """How much better `new` is than `old` (positive when better), whatever the direction."""
         return old - new if self.lower_is_better else new - old
+
+    def describe(self) -> str:
+        """One line for people: `val_accuracy >= 0.9 (higher is better), at most 8 attempts`."""
+        op = "<=" if self.lower_is_better else ">="
+        budget = [f"at most {self.max_attempts} attempts"] if self.max_attempts else []
+        budget += [f"{self.time_budget:g} s of training"] if self.time_budget else []
+        return f"{self.metric} {op} {self.threshold:g} ({self.direction})" + "".join(f", {b}" for b in budget)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The direction is written out for people and jq; it is derived from the metric when read back."""
+        return {"metric": self.metric, "direction": "lower" if self.lower_is_better else "higher",
+                "threshold": self.threshold, "max_attempts": self.max_attempts, "time_budget": self.time_budget}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "run.json goal") -> Goal:
+        """Validate (run.json may have been rewritten by the pushed script) and convert."""
+        _require(isinstance(data, dict), where, "(goal)", "a JSON object")
+        metric, threshold = data.get("metric"), data.get("threshold")
+        _require(isinstance(metric, str) and 0 < len(metric) <= 200, where, "metric", "a short name")
+        _require(valid_threshold(threshold), where, "threshold", "a number between 0 and 1")
+        attempts, budget = data.get("max_attempts"), data.get("time_budget")
+        _require(attempts is None or isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 1,
+                 where, "max_attempts", "a whole number of at least 1")
+        _require(budget is None or (finite_number(budget) or 0) > 0, where, "time_budget", "a positive number")
+        return cls(metric, float(threshold), attempts, None if budget is None else float(budget))

@@ -46,7 +46,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlops_cli.errors import MlopsError, UsageError, WorkspaceBusy, WorkspaceError
-from mlops_cli.records import RunMetrics
+from mlops_cli.records import Goal, RunMetrics
 from mlops_cli.secrets import scrub, scrub_data
 
 DEFAULT_WORKSPACE = ".mlops"
@@ -234,6 +234,7 @@ class RunRecord:
     created: str = dataclasses.field(default_factory=now_iso)
     started: str | None = None
     finished: str | None = None
+    goal: Goal | None = None   # what the run is judged by (None: written before goals were recorded)
 
     @property
     def number(self) -> int:
@@ -256,6 +257,7 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["status"] = self.status.value
+        data["goal"] = self.goal.to_dict() if self.goal else None
         return data
 
     @classmethod
@@ -287,6 +289,9 @@ class RunRecord:
             for field in ("reasons", "restarts"):
                 if not all(isinstance(item, str) for item in values.get(field, [])):
                     raise WorkspaceError("must be a list of strings")
+            field = "goal"
+            if values.get("goal") is not None:
+                values["goal"] = Goal.from_dict(values["goal"], "goal")
         except ValueError:
             raise WorkspaceError(f"{where}: field {field!r} has an unknown value",
                                  "delete the run or train it again") from None
@@ -304,7 +309,7 @@ _RUN_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "reasons": (list,), "strategy": _OPT_STR, "seed": (int,), "runner": _OPT_STR, "pid": _OPT_INT,
     "host": _OPT_STR, "container_id": _OPT_STR, "restarts": (list,), "time_limit_s": (int, float, type(None)),
     "exit_code": _OPT_INT, "error": _OPT_STR,
-    "created": (str,), "started": _OPT_STR, "finished": _OPT_STR,
+    "created": (str,), "started": _OPT_STR, "finished": _OPT_STR, "goal": (dict, type(None)),
 }
 
 

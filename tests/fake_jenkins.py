@@ -18,8 +18,15 @@ What it does as Jenkins does (and where in Jenkins' source):
   .updateByXml`), a bad name 400 (`Jenkins.checkGoodName`), an existing name 400.
 - Builds: POST build is 409 on a disabled job (`ParameterizedJobMixIn.doBuild`), waits out the quiet period
   (the job's, else the server's), merges a request for a job already waiting into that queue item (same Location),
-  runs one build of a job at a time on `executors` executors, and a left queue item answers for `left_item_ttl`
-  seconds (Jenkins: 5 minutes, `Queue.leftItems`), then 404.
+  runs one build of a job at a time, and a left queue item answers for `left_item_ttl` seconds (Jenkins: 5
+  minutes, `Queue.leftItems`), then 404.
+- Nodes: each has labels (its name is one too), a number of executors and an online state; a job tied to a label
+  expression (`assignedNode`, `canRoam` false: `a`, `a && b`, `a || b`, `!a`, parentheses) runs only on a node
+  that satisfies it and has a free executor, and its queue item says why it waits as Jenkins does
+  (`Queue.BuildableItem.getWhy`, `CauseOfBlockage`: "There are no nodes with the label ‘x’", "All nodes of label
+  ‘x’ are offline", "Waiting for next available executor on ‘x’"); a build gets NODE_NAME and EXECUTOR_NUMBER,
+  the build's `builtOn`, and GET /computer/api/json answers the ComputerSet (`hudson.model.ComputerSet`:
+  `computer` with each Computer's exported fields, `busyExecutors` and `totalExecutors` counting online nodes).
 - A build runs the Shell steps as `/bin/sh -xe SCRIPT` in the job's workspace with Jenkins' variables, applies
   `unstableReturn`, binds credentials (SecretBuildWrapper: username/password, SSH key file) and masks them in the
   console, records JUnit results (failed tests: UNSTABLE; no report: FAILURE), triggers `BuildTrigger` children
@@ -173,6 +180,8 @@ class FakeBuild:
     console: str = ""
     timestamp: int = dataclasses.field(default_factory=lambda: int(time.time() * 1000))
     duration: int = 0
+    node: str = "built-in"
+    executor: int = 0
 
 
 @dataclasses.dataclass
@@ -205,6 +214,77 @@ class QueueItem:
 
 
 @dataclasses.dataclass
+class FakeNode:
+    """A Jenkins node and its Computer: labels, executors (their numbers in use), online or not."""
+
+    name: str
+    labels: set[str]
+    executors: int = 2
+    offline: bool = False
+    busy: set[int] = dataclasses.field(default_factory=set)
+
+    @property
+    def built_in(self) -> bool:
+        return self.name == "built-in"
+
+    def free_executor(self) -> int | None:
+        return next((n for n in range(self.executors) if n not in self.busy), None)
+
+    def api(self) -> dict[str, Any]:
+        """The fields Computer (and Hudson$MasterComputer / SlaveComputer) export at depth 0."""
+        return {"_class": "hudson.model.Hudson$MasterComputer" if self.built_in else "hudson.slaves.SlaveComputer",
+                "actions": [], "assignedLabels": [{"name": label} for label in sorted(self.labels | {self.name})],
+                "description": "the Jenkins controller's built-in node" if self.built_in else "",
+                "displayName": "Built-In Node" if self.built_in else self.name,
+                "executors": [{} for _ in range(self.executors)], "icon": "symbol-computer",
+                "iconClassName": "symbol-computer", "idle": not self.busy, "jnlpAgent": not self.built_in,
+                "launchSupported": True, "loadStatistics": {"_class": "hudson.model.Label$1"},
+                "manualLaunchAllowed": True, "monitorData": {}, "numExecutors": self.executors,
+                "offline": self.offline, "offlineCause": None, "offlineCauseReason": "", "oneOffExecutors": [],
+                "temporarilyOffline": False}
+
+
+def label_matches(expression: str, labels: set[str]) -> bool:
+    """Jenkins' label expression (hudson.model.labels): atoms, `!`, `&&`, `||`, parentheses."""
+    tokens = re.findall(r"\(|\)|!|&&|\|\||[^\s()!&|]+", expression)
+    position = 0
+
+    def peek() -> str | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def take() -> str:
+        nonlocal position
+        position += 1
+        return tokens[position - 1]
+
+    def atom() -> bool:
+        token = take()
+        if token == "!":
+            return not atom()
+        if token == "(":
+            value = either()
+            take()
+            return value
+        return token in labels
+
+    def both() -> bool:
+        value = atom()
+        while peek() == "&&":
+            take()
+            value = atom() and value
+        return value
+
+    def either() -> bool:
+        value = both()
+        while peek() == "||":
+            take()
+            value = both() or value
+        return value
+
+    return bool(tokens) and either()
+
+
+@dataclasses.dataclass
 class Credential:
     """A Jenkins credential: kind 'userpass' (username, secret) or 'ssh' (username, private key text)."""
 
@@ -219,8 +299,9 @@ class FakeJenkins:
     def __init__(self, users: dict[str, str] | None = None, plugins: dict[str, str] | None = None,
                  permissions: dict[str, set[str]] | None = None, passwords: dict[str, str] | None = None,
                  version: str = "2.528.1", csrf: bool = True, system_read: bool = False,
-                 quiet_period: float = 0.2, left_item_ttl: float = 300.0, executors: int = 2,
+                 quiet_period: float = 0.2, left_item_ttl: float = 300.0, executors: int | dict[str, int] = 2,
                  minute_s: float | None = None, nodes: dict[str, set[str]] | None = None,
+                 offline: set[str] = frozenset(),
                  credentials: dict[str, Credential] | None = None, agent_env: dict[str, str] | None = None,
                  start: dt.datetime = dt.datetime(2026, 12, 2, 9, 0), drop_sessions: bool = False) -> None:
         self.users = users if users is not None else {"admin": "11aa22bb33cc44dd55ee66ff77889900"}
@@ -232,9 +313,11 @@ class FakeJenkins:
         self.system_read = system_read
         self.quiet_period = quiet_period
         self.left_item_ttl = left_item_ttl
-        self.executors = executors
         self.minute_s = minute_s
-        self.nodes = nodes if nodes is not None else {"built-in": {"built-in"}, "agent-1": {"mlops", "linux"}}
+        labels = nodes if nodes is not None else {"built-in": {"built-in"}, "agent-1": {"mlops", "linux"}}
+        per_node = executors if isinstance(executors, dict) else {name: executors for name in labels}
+        self.nodes = {name: FakeNode(name, set(own) | {name}, per_node.get(name, 2), name in offline)
+                      for name, own in labels.items()}
         self.credentials = dict(credentials or {})
         self.agent_env = dict(agent_env or {})
         self.now = start
@@ -246,7 +329,6 @@ class FakeJenkins:
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, user
         self.lock = threading.RLock()
         self._next_queue = 1
-        self._busy = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.home = Path(tempfile.mkdtemp(prefix="fake-jenkins-"))
@@ -322,18 +404,37 @@ class FakeJenkins:
                     if job.running and not concurrent:
                         item.why = f"Build #{job.next_number - 1} is already in progress"
                         continue
-                    if self._busy >= self.executors:
-                        item.why = "Waiting for next available executor"
+                    node, item.why = self._place(job)
+                    if node is None:
                         continue
-                    build = FakeBuild(job.next_number, item.cause)
+                    build = FakeBuild(job.next_number, item.cause, node=node.name, executor=node.free_executor())
+                    node.busy.add(build.executor)
                     job.next_number += 1
                     job.builds.append(build)
                     job.running = True
-                    self._busy += 1
-                    item.number, item.why, item.left_at = build.number, None, now
+                    item.number, item.left_at = build.number, now
                     thread = threading.Thread(target=self._run, args=(item.job, build), daemon=True)
                     self._threads.append(thread)
                     thread.start()
+
+    def _place(self, job: FakeJob) -> tuple[FakeNode | None, str | None]:
+        """The node a build of `job` starts on now, or why it waits (Queue.BuildableItem.getWhy's messages)."""
+        root = job.root
+        label = (root.findtext("assignedNode") or "").strip()
+        if (root.findtext("canRoam") or "true").strip() == "true":
+            label = ""
+        nodes = [n for n in self.nodes.values() if not label or label_matches(label, n.labels)]
+        if not nodes:
+            return None, f"There are no nodes with the label \u2018{label}\u2019"
+        online = [n for n in nodes if not n.offline]
+        if not online:
+            return None, (f"All nodes of label \u2018{label}\u2019 are offline" if len(nodes) > 1
+                          else f"{nodes[0].name} is offline")
+        free = next((n for n in online if n.free_executor() is not None), None)
+        if free is None:
+            return None, (f"Waiting for next available executor on \u2018{label}\u2019" if label
+                          else "Waiting for next available executor")
+        return free, None
 
     def _clock(self) -> None:
         """Jenkins' Trigger.Cron: every (simulated) minute, timers fire and SCM polls run when their spec says."""
@@ -399,7 +500,7 @@ class FakeJenkins:
             build.result, build.building = result, False
             job = self.jobs[name]
             job.running = False
-            self._busy -= 1
+            self.nodes[build.node].busy.discard(build.executor)
             self._discard(job)
         self._trigger_downstream(name, build)
 
@@ -411,9 +512,10 @@ class FakeJenkins:
         env = {"PATH": "/usr/bin:/bin", **self.agent_env, "WORKSPACE": str(workspace), "JOB_NAME": name,
                "JOB_BASE_NAME": name, "BUILD_NUMBER": str(build.number), "BUILD_ID": str(build.number),
                "BUILD_TAG": f"jenkins-{name}-{build.number}", "BUILD_URL": f"{self.url}job/{name}/{build.number}/",
-               "JOB_URL": f"{self.url}job/{name}/", "JENKINS_URL": self.url, "NODE_NAME": "agent-1",
-               "EXECUTOR_NUMBER": "0", "JENKINS_NODE_COOKIE": cookie, "JENKINS_HOME": str(self.home)}
-        build.console = f"{build.cause}\nRunning as SYSTEM\nBuilding remotely on agent-1 in workspace {workspace}\n"
+               "JOB_URL": f"{self.url}job/{name}/", "JENKINS_URL": self.url, "NODE_NAME": build.node,
+               "EXECUTOR_NUMBER": str(build.executor), "JENKINS_NODE_COOKIE": cookie, "JENKINS_HOME": str(self.home)}
+        where = "on the built-in node" if build.node == "built-in" else f"remotely on {build.node}"
+        build.console = f"{build.cause}\nRunning as SYSTEM\nBuilding {where} in workspace {workspace}\n"
         secrets, files = self._bind(root, env, build)
         result = "SUCCESS"
         try:
@@ -698,6 +800,14 @@ class FakeJenkins:
                         views = [{"name": "all", "url": fake.url}] + [
                             {"name": n, "url": f"{fake.url}view/{n}/"} for n in fake.views]
                     self._json({"_class": "hudson.model.Hudson", "jobs": jobs, "views": views})
+                elif path == "computer/api/json":
+                    with fake.lock:
+                        nodes = list(fake.nodes.values())
+                        computers = [node.api() for node in nodes]
+                    online = [node for node in nodes if not node.offline]
+                    self._json({"_class": "hudson.model.ComputerSet", "busyExecutors": sum(len(n.busy) for n in online),
+                                "computer": computers, "displayName": "Nodes",
+                                "totalExecutors": sum(n.executors for n in online)})
                 elif len(segments) == 4 and segments[0] == "label" and segments[2:] == ["api", "json"]:
                     self._label(segments[1])
                 elif len(segments) == 5 and segments[:2] == ["queue", "item"] and segments[3:] == ["api", "json"]:
@@ -719,12 +829,8 @@ class FakeJenkins:
                     self._error(404, "Not Found")
 
             def _label(self, expression: str) -> None:
-                """A label atom or `a && b` / `a || b`: the nodes whose labels satisfy it (Jenkins: [] if none)."""
-                def satisfies(labels: set[str]) -> bool:
-                    alternatives = [a.strip() for a in expression.split("||")]
-                    return any(all(term.strip() in labels for term in alt.split("&&")) for alt in alternatives)
-
-                names = [n for n, labels in fake.nodes.items() if satisfies(labels | {n})]
+                """A label expression: the nodes whose labels satisfy it (Jenkins: [] if none)."""
+                names = [n.name for n in fake.nodes.values() if label_matches(expression, n.labels)]
                 self._json({"_class": "hudson.model.labels.LabelAtom", "name": expression,
                             "nodes": [{"nodeName": "" if n == "built-in" else n} for n in names]})
 
@@ -774,6 +880,7 @@ class FakeJenkins:
                                     "url": f"{fake.url}job/{name}/{build.number}/", "result": build.result,
                                     "building": build.building, "timestamp": build.timestamp,
                                     "duration": build.duration, "fullDisplayName": f"{name} #{build.number}",
+                                    "builtOn": "" if build.node == "built-in" else build.node,
                                     "actions": [{"_class": "hudson.model.CauseAction",
                                                  "causes": [{"shortDescription": build.cause}]}]})
                 else:

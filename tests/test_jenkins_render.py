@@ -12,10 +12,12 @@ import pytest
 from conftest import ROOT, run_mlops
 from fake_jenkins import DEFAULT_PLUGINS, jenkins_rewrite
 
-from mlops_cli import jenkins as jk
 from mlops_cli.errors import JenkinsError, UsageError
+from mlops_cli.jenkins import render as jk
+from mlops_cli.jenkins.install import same_config
+from mlops_cli.jenkins.params import ChainParams
 
-PARAMS = jk.ChainParams(repo_url="https://git.example.com/team/wine.git", notify_to=("ml-team@example.com",))
+PARAMS = ChainParams(repo_url="https://git.example.com/team/wine.git", notify_to=("ml-team@example.com",))
 
 
 def jobs_by_number(rendering: jk.Rendering) -> dict[str, ET.Element]:
@@ -41,7 +43,8 @@ def test_six_freestyle_jobs_and_a_pipeline_view() -> None:
         assert root.tag == "project"
         assert [s.tag for s in root.find("builders")] == ["hudson.tasks.Shell"]
         assert "export MLOPS_WORKSPACE=/var/lib/mlops/mlops" in shell(root)[0].findtext("command")
-        assert "export MLOPS_THRESHOLD=0.8" in shell(root)[0].findtext("command")
+        # the goal was not given to install: no job exports it, so mlops.yaml (else the default) decides
+        assert "MLOPS_THRESHOLD" not in shell(root)[0].findtext("command")
     view = ET.fromstring(rendering.view.xml.encode())
     assert view.tag == "au.com.centrumsystems.hudson.plugin.buildpipeline.BuildPipelineView"
     assert view.findtext("gridBuilder/firstJob") == "mlops-1-pull"
@@ -80,8 +83,9 @@ def test_jobs_2_to_6_commands_unstable_codes_and_thresholds() -> None:
 
     retrain = shell(jobs["5"])[0]
     assert "mlops notify --to ml-team@example.com" in retrain.findtext("command")
-    assert "mlops train --runner docker --detach" in retrain.findtext("command")
+    assert "mlops retrain --runner docker --detach || code=$?" in retrain.findtext("command")
     assert retrain.findtext("unstableReturn") == "5" and "exit 5" in retrain.findtext("command")
+    assert "next.json" not in retrain.findtext("command")   # job 5 asks mlops, it does not test workspace files
     # the loop's back edge fires on SUCCESS only, and the notify branch ends UNSTABLE: the chain stops there
     assert downstream(jobs["5"]) == [("mlops-3-evaluate", "SUCCESS", "0")]
 
@@ -159,6 +163,8 @@ def test_parameters_agent_label_images_prefix() -> None:
 
 @pytest.mark.parametrize("change, message", [
     ({"threshold": 1.5}, "between 0 and 1"),
+    ({"threshold": 2.0, "metric": "val_loss"}, "val_loss is lower-is-better"),
+    ({"max_attempts": 0}, "--max-attempts: max_attempts must be a whole number"),
     ({"prefix": "a/b-"}, "cannot be part of a Jenkins job name"),
     ({"branch": "main\nrm -rf /"}, "control character"),
     ({"notify_to": ("not an address",)}, "not an email address"),
@@ -202,19 +208,19 @@ def test_comparison_sees_through_jenkins_rewriting_but_not_real_changes() -> Non
     for item in rendering.items:
         stored = jenkins_rewrite(item.xml, DEFAULT_PLUGINS)
         assert stored != item.xml
-        assert jk.same_config(item.xml, stored), item.name
+        assert same_config(item.xml, stored), item.name
     evaluate = rendering.jobs[2].xml
     stored = jenkins_rewrite(evaluate, DEFAULT_PLUGINS)
     older_jenkins = stored.replace("<configuredLocalRules />", "")  # a field an older Jenkins does not store
-    assert older_jenkins != stored and jk.same_config(evaluate, older_jenkins)
-    assert not jk.same_config(evaluate.replace("<unstableReturn>3<", "<unstableReturn>4<"), stored)
-    assert not jk.same_config(evaluate, stored.replace("<ordinal>1</ordinal>", "<ordinal>0</ordinal>"))
+    assert older_jenkins != stored and same_config(evaluate, older_jenkins)
+    assert not same_config(evaluate.replace("<unstableReturn>3<", "<unstableReturn>4<"), stored)
+    assert not same_config(evaluate, stored.replace("<ordinal>1</ordinal>", "<ordinal>0</ordinal>"))
     # a publisher added by hand on the server is not ours: install puts the job back as defined
     extra = stored.replace("<publishers>", "<publishers><hudson.tasks.Mailer><recipients>x</recipients></hudson.tasks.Mailer>")
-    assert not jk.same_config(evaluate, extra)
+    assert not same_config(evaluate, extra)
     # a trigger we no longer define (e.g. the GitHub plugin is gone) must go away too
     pull_without_push = jk.render(PARAMS, plugins=["git", "junit"]).jobs[0].xml
-    assert not jk.same_config(pull_without_push, jenkins_rewrite(jk.render(PARAMS).jobs[0].xml, DEFAULT_PLUGINS))
+    assert not same_config(pull_without_push, jenkins_rewrite(jk.render(PARAMS).jobs[0].xml, DEFAULT_PLUGINS))
 
 
 def binding(job: ET.Element, kind: str) -> ET.Element | None:
@@ -242,7 +248,7 @@ def test_smtp_credential_is_kept_from_the_training_commands() -> None:
     jobs = jobs_by_number(jk.render(dataclasses.replace(PARAMS, smtp_credentials="mlops-smtp")))
     command = shell(jobs["5"])[0].findtext("command")
     strip = "env -u MLOPS_SMTP_USER -u MLOPS_SMTP_PASSWORD "
-    assert f"{strip}mlops train --runner docker --detach" in command
+    assert f"{strip}mlops retrain --runner docker --detach" in command
     assert f"{strip}mlops jenkins wait" in command
     assert f"{strip}mlops notify" not in command and "mlops notify --to" in command
     assert binding(jobs["2"], "UsernamePasswordMultiBinding") is None  # job 2 trains: no SMTP at all
@@ -316,6 +322,20 @@ def test_pipeline_job_checks_the_repository_out_and_defaults_every_parameter() -
     defaults_block = script[script.index("mlops:defaults-begin"):script.index("mlops:defaults-end")]
     assert all(f"    {name}: " in defaults_block for name, _ in declared)
     assert "usernamePassword(credentialsId: env.GIT_CREDENTIALS" in script
+    # nothing proposed is `mlops retrain`'s exit 5; no Groovy line names a file of the workspace
+    assert "sh(script: 'mlops retrain --runner \"$RUNNER\" --detach', returnStatus: true)" in script
+    assert "retrain == 5" in script and "next.json" not in script and "$MLOPS_WORKSPACE/" not in script
+
+
+def test_pipeline_exports_only_the_goal_it_was_given() -> None:
+    def script_of(rendering: jk.Rendering) -> str:
+        return ET.fromstring(rendering.jobs[0].xml.encode()).findtext("definition/script")
+
+    script = script_of(jk.render_pipeline(PARAMS))
+    assert "THRESHOLD: ''," in script and "METRIC: ''," in script and "MAX_ATTEMPTS: ''," in script
+    script = script_of(jk.render_pipeline(dataclasses.replace(PARAMS, metric="val_loss", threshold=0.05,
+                                                              max_attempts=3)))
+    assert "THRESHOLD: '0.05'," in script and "METRIC: 'val_loss'," in script and "MAX_ATTEMPTS: '3'," in script
 
 
 def test_jenkinsfile_as_shipped_defaults_every_parameter() -> None:

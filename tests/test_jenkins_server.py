@@ -6,14 +6,17 @@ import dataclasses
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 import requests
 import yaml
-from conftest import ROOT, git, make_remote, run_mlops
+from conftest import ROOT, git, make_remote, run_mlops, wait_for
 from fake_jenkins import DEFAULT_PLUGINS, SHAPES, FakeJenkins, jenkins_rewrite
 
-from mlops_cli import jenkins as jk
+from mlops_cli.jenkins import render as jk
+from mlops_cli.jenkins.install import same_config
+from mlops_cli.jenkins.params import ChainParams
 from mlops_cli.adapters.jenkins_client import connect
 
 TOKEN = "11aa22bb33cc44dd55ee66ff77889900"
@@ -115,14 +118,14 @@ def _fields(element: ET.Element, cls: str, where: str) -> list[str]:
 def test_golden_every_rendered_job_has_only_current_fields(variant: dict) -> None:
     """Golden test: each job, view and the Pipeline job holds only fields the current core and plugins
     serialise (tests/jenkins_shapes.yaml), in their order, so Jenkins drops nothing and a reinstall converges."""
-    params = dataclasses.replace(jk.ChainParams(repo_url=REPO, notify_to=("a@example.com",)), **variant)
+    params = dataclasses.replace(ChainParams(repo_url=REPO, notify_to=("a@example.com",)), **variant)
     items = jk.render(params).items + jk.render_pipeline(params).jobs[:1]
     for item in items:
         root = ET.fromstring(item.xml.encode())
         assert _fields(root, root.get("class") or root.tag, item.name) == []
         assert "keepLongStdio" not in item.xml and "submoduleCfg" not in item.xml
         stored = jenkins_rewrite(item.xml, DEFAULT_PLUGINS)
-        assert jk.same_config(item.xml, stored), item.name
+        assert same_config(item.xml, stored), item.name
 
 
 def test_shape_table_names_its_sources() -> None:
@@ -271,3 +274,50 @@ def test_timer_fires_on_jenkins_minute_and_scm_poll_builds_on_a_push(tmp_path: P
         assert server.wait_idle(10, settle=0.05)
         assert len(server.jobs["poll"].builds) == 2
         assert server.jobs["poll"].builds[-1].cause == "Started by an SCM change"
+
+
+def tied(label: str, command: str) -> str:
+    return job(escape(command), extra=f"<assignedNode>{escape(label)}</assignedNode><canRoam>false</canRoam>")
+
+
+def test_nodes_labels_and_executors_decide_where_and_when_a_build_runs(tmp_path: Path) -> None:
+    """What issue 20's parallel attempts will lean on: /computer/api/json as Jenkins serves it, a job runs only on
+    a node its label expression matches and that has a free executor, and the queue says why it waits."""
+    go = tmp_path / "go"
+    hold = f"while [ ! -f {go} ]; do sleep 0.05; done; echo on $NODE_NAME executor $EXECUTOR_NUMBER"
+    nodes = {"built-in": {"built-in"}, "gpu-1": {"gpu", "linux"}, "gpu-2": {"gpu"}, "old": {"gpu", "linux"}}
+    with FakeJenkins(users={"admin": TOKEN}, quiet_period=0.05, nodes=nodes,
+                     executors={"built-in": 1, "gpu-1": 1, "gpu-2": 2, "old": 4}, offline={"old"}) as server:
+        client = connect(server.url, "admin", TOKEN)
+        computers = requests.get(f"{server.url}computer/api/json", auth=("admin", TOKEN), timeout=10).json()
+        assert computers["_class"] == "hudson.model.ComputerSet" and computers["displayName"] == "Nodes"
+        assert computers["totalExecutors"] == 4 and computers["busyExecutors"] == 0   # offline nodes do not count
+        by_name = {c["displayName"]: c for c in computers["computer"]}
+        assert list(by_name) == ["Built-In Node", "gpu-1", "gpu-2", "old"]
+        assert by_name["Built-In Node"]["_class"] == "hudson.model.Hudson$MasterComputer"
+        assert by_name["gpu-1"]["assignedLabels"] == [{"name": "gpu"}, {"name": "gpu-1"}, {"name": "linux"}]
+        assert by_name["gpu-2"]["numExecutors"] == 2 and len(by_name["gpu-2"]["executors"]) == 2
+        assert by_name["old"]["offline"] is True and by_name["gpu-1"]["idle"] is True
+
+        for name, label in (("a", "gpu && linux"), ("b", "gpu && linux"), ("c", "gpu && !linux"),
+                            ("arm", "arm"), ("legacy", "old")):
+            client.create_job(name, tied(label, hold))
+        queued = {name: client.build(name) for name in ("a", "b", "c", "arm", "legacy")}
+        assert wait_for(lambda: client.queue_state(queued["a"]).number and client.queue_state(queued["c"]).number,
+                        timeout=10, what="a and c started")
+        time.sleep(0.3)
+        assert client.queue_state(queued["b"]).why == "Waiting for next available executor on \u2018gpu && linux\u2019"
+        assert client.queue_state(queued["arm"]).why == "There are no nodes with the label \u2018arm\u2019"
+        assert client.queue_state(queued["legacy"]).why == "old is offline"
+        busy = requests.get(f"{server.url}computer/api/json", auth=("admin", TOKEN), timeout=10).json()
+        assert busy["busyExecutors"] == 2
+        assert [c["idle"] for c in busy["computer"]] == [True, False, False, True]
+        go.write_text("")
+        assert wait_for(lambda: client.queue_state(queued["b"]).number, timeout=10, what="b started after a")
+        assert server.wait_idle(20, jobs=lambda name: name in {"a", "b", "c"})
+        assert "on gpu-1 executor 0" in server.jobs["a"].builds[0].console
+        assert "on gpu-1 executor 0" in server.jobs["b"].builds[0].console
+        assert "Building remotely on gpu-2" in server.jobs["c"].builds[0].console
+        built_on = requests.get(f"{server.url}job/c/1/api/json", auth=("admin", TOKEN), timeout=10).json()
+        assert built_on["builtOn"] == "gpu-2"
+        assert not server.jobs["arm"].builds and not server.jobs["legacy"].builds

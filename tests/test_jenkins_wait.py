@@ -73,3 +73,26 @@ def test_wait_fails_when_the_run_fails_or_nobody_trains_it(tmp_path: Path) -> No
     assert "job 6" in stale.stderr
     empty = run_mlops("jenkins", "wait", "--workspace", str(tmp_path / "empty"))
     assert empty.returncode == 2 and "no training run" in empty.stderr
+
+
+def test_a_train_log_made_a_link_to_a_host_file_is_not_streamed(tmp_path: Path) -> None:
+    """The training script can replace its train.log with a link to any file the host can read; `jenkins wait`
+    runs on the agent and prints into the Jenkins console, so it must refuse the link, not follow it."""
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("ssh-private-key-material-4711\n")
+    ws = Workspace(tmp_path / "ws")
+    log_dir = ws.output_dir   # where the run writes its log (runs/N/out once merged)
+    plain = ws.new_run()
+    log_dir(plain.id).mkdir(parents=True, exist_ok=True)
+    (log_dir(plain.id) / "train.log").write_text("epoch 1/1 from the run\n")
+    ws.update_run(plain.id, status=RunStatus.SUCCEEDED)
+    shown = run_mlops("jenkins", "wait", "--workspace", str(ws.root), "--run", plain.id, "--poll", "0.05")
+    assert shown.returncode == 0 and "epoch 1/1 from the run" in shown.stdout   # the log wait follows
+    linked = ws.new_run()
+    log_dir(linked.id).mkdir(parents=True, exist_ok=True)
+    (log_dir(linked.id) / "train.log").symlink_to(secret)
+    ws.update_run(linked.id, status=RunStatus.SUCCEEDED)
+    out = run_mlops("jenkins", "wait", "--workspace", str(ws.root), "--run", linked.id, "--poll", "0.05")
+    assert out.returncode == 0, out.stderr
+    assert "ssh-private-key-material" not in out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1].startswith(f"run {linked.id} succeeded")

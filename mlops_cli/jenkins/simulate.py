@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mlops_cli.errors import UsageError
-from mlops_cli.jenkins import DefinitionError, Rendering
+from mlops_cli.jenkins.render import DefinitionError, Rendering
 
 RESULT_ORDER = {"SUCCESS": 0, "UNSTABLE": 1, "FAILURE": 2, "NOT_BUILT": 3, "ABORTED": 4}
 SCM_TRIGGERS = ("hudson.triggers.SCMTrigger", "com.cloudbees.jenkins.GitHubPushTrigger")

@@ -148,12 +148,10 @@ def _finish(settings: Settings, met: bool, message: str, attempts: list[Attempt]
 def send_notification(settings: Settings, met: bool) -> str:
     """Announce the outcome through `mlops notify` (an .eml in the workspace outbox unless SMTP or a webhook
     is configured). A notification that cannot be sent is reported, not fatal: the model is trained."""
+    from mlops_cli.steps.notify import notify
+
     try:
-        from mlops_cli.steps import notify as notifier
-    except ImportError:
-        return "not sent: this build has no notify module"
-    try:
-        sent = notifier.notify(settings, event="success" if met else "gave-up")
+        sent = notify(settings, event="success" if met else "gave-up")
     except MlopsError as exc:
         return f"not sent: {exc}"
-    return sent.summary() if hasattr(sent, "summary") else str(sent)
+    return sent.summary()

@@ -110,7 +110,7 @@ def resolve_event(summary: Summary, event: str) -> tuple[str, AttemptRow]:
 
 def subject_line(summary: Summary, event: str, row: AttemptRow) -> str:
     metric, thr = summary.metric, fmt_threshold(summary.threshold)
-    used = f"attempt {len(summary.rows)}/{summary.settings.max_attempts}"
+    used = f"attempt {len(summary.rows)}/{summary.max_attempts}"
     if event == "success":
         detail = f"{metric} {fmt_metric(row.metric)} >= {thr} (run {row.run.id})"
     elif event == "failure":
@@ -149,7 +149,7 @@ def _text_body(summary: Summary, event: str, row: AttemptRow) -> str:
         if best.is_best:
             lines.append(f"  model    {summary.settings.workspace.best_dir}")
         lines.append("")
-    lines += [f"Attempts ({len(summary.rows)} of at most {summary.settings.max_attempts}, threshold "
+    lines += [f"Attempts ({len(summary.rows)} of at most {summary.max_attempts}, threshold "
               f"{fmt_threshold(summary.threshold)})", format_table(summary.rows), ""]
     if event == "crashed" or row.run.status.value == "failed":
         lines.append(f"Run {row.run.id} failed" + (f": {row.run.error}" if row.run.error else "."))

@@ -16,7 +16,7 @@ from typing import Any
 
 from mlops_cli.config import Settings
 from mlops_cli.errors import UsageError
-from mlops_cli.history import AttemptRow, describe_changes, history
+from mlops_cli.history import AttemptRow, describe_changes, history, judged_goal
 from mlops_cli.records import Goal, RunMetrics
 from mlops_cli.workspace import DEFAULT_WORKSPACE, RunStatus, atomic_write_bytes, atomic_write_text, now_iso
 
@@ -39,19 +39,20 @@ class Summary:
     rows: list[AttemptRow]
     budget_spent: bool
     build_url: str | None
+    goal: Goal   # what the runs were judged by (history.judged_goal), not necessarily today's defaults
     generated: str = dataclasses.field(default_factory=now_iso)
 
     @property
     def metric(self) -> str:
-        return self.settings.metric
+        return self.goal.metric
 
     @property
     def threshold(self) -> float:
-        return self.settings.threshold
+        return self.goal.threshold
 
     @property
-    def goal(self) -> Goal:
-        return self.settings.goal
+    def max_attempts(self) -> int:
+        return self.goal.max_attempts or self.settings.max_attempts
 
     @property
     def latest(self) -> AttemptRow:
@@ -107,13 +108,15 @@ def _project_name(settings: Settings) -> str:
 
 def summarize(settings: Settings) -> Summary:
     """Read every attempt and the budget state; UsageError when there is nothing to tell yet."""
-    rows = history(settings)
+    goal = judged_goal(settings, settings.workspace.runs())
+    rows = history(settings, goal)
     if not rows:
         raise UsageError(f"no runs in workspace {settings.workspace.root} yet", "run `mlops train` first")
     state = settings.workspace.read_state()
-    budget_spent = state.budget_spent or sum(1 for row in rows if row.run.is_attempt) >= settings.max_attempts
+    budget_spent = state.budget_spent or \
+        sum(1 for row in rows if row.run.is_attempt) >= (goal.max_attempts or settings.max_attempts)
     return Summary(settings=settings, project=_project_name(settings), rows=rows, budget_spent=budget_spent,
-                   build_url=os.environ.get("BUILD_URL") or None)
+                   build_url=os.environ.get("BUILD_URL") or None, goal=goal)
 
 
 # ---- formatting shared by the report and the notification ---------------------------------------------------
@@ -142,7 +145,7 @@ def headline(summary: Summary) -> str:
     """One or two sentences saying where things stand, the first line of every message and report."""
     metric, thr = summary.metric, fmt_threshold(summary.threshold)
     best, latest = summary.best, summary.latest
-    used = f"{len(summary.rows)} of {summary.settings.max_attempts} attempts used"
+    used = f"{len(summary.rows)} of {summary.max_attempts} attempts used"
     best_text = f"Best so far: {metric} {fmt_metric(best.metric)} (run {best.run.id})" if best else \
         "No attempt produced the metric yet"
     state = summary.state
@@ -340,7 +343,7 @@ def facts(summary: Summary) -> list[tuple[str, str]]:
     items = [("metric", f"<code>{html.escape(summary.metric)}</code> ({summary.goal.direction})"),
              ("threshold", fmt_threshold(summary.threshold)),
              ("best run", f"{best.run.id}: {fmt_metric(best.metric)}" if best else "none yet"),
-             ("attempts", f"{len(summary.rows)} of at most {summary.settings.max_attempts}"
+             ("attempts", f"{len(summary.rows)} of at most {summary.max_attempts}"
                           + (" (budget spent)" if summary.budget_spent else "")),
              ("commit", f"<code>{html.escape(summary.commit or '—')}</code>")]
     if summary.build_url:
@@ -425,7 +428,7 @@ def render_markdown(summary: Summary, attempts_name: str, curves_name: str | Non
     lines = [f"## {_md_cell(summary.project)}: model report", "", f"**{_md_cell(headline(summary))}**", ""]
     commit = summary.commit
     lines.append(f"- metric `{summary.metric}`, threshold {fmt_threshold(summary.threshold)}")
-    lines.append(f"- attempts: {len(summary.rows)} of at most {summary.settings.max_attempts}"
+    lines.append(f"- attempts: {len(summary.rows)} of at most {summary.max_attempts}"
                  + (" (budget spent)" if summary.budget_spent else ""))
     if commit:
         lines.append(f"- commit `{commit}`")

@@ -108,7 +108,8 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
         params={**settings.param_defaults(), **proposal.params, **(params or {})},
         options={"holdout": settings.holdout, **proposal.options},
         reasons=list(proposal.reasons), strategy=proposal.strategy,
-        seed=settings.seed if proposal.seed is None else proposal.seed, time_limit_s=settings.time_limit)
+        seed=settings.seed if proposal.seed is None else proposal.seed, time_limit_s=settings.time_limit,
+        goal=settings.goal)
     staged = ws.staged_source_dir
     if proposal.source and staged.is_dir():
         os.replace(staged, ws.run_dir(record.id) / "src")
