@@ -38,6 +38,7 @@ BUNDLED = re.compile(r"load_(?:iris|digits|wine|breast_cancer|diabetes|linnerud)
 READER = re.compile(r"read_(?:csv|excel|table|json|parquet|fwf)\(|loadtxt\(|genfromtxt\(|np\.load\(|flow_from_directory\("
                     r"|image_dataset_from_directory\(|ImageFolder\(|\bopen\(")
 MAX_FILES, MAX_BYTES = 2000, 50 * 2**20
+ABSENT_NAMES: set[str] = set()
 
 
 def git(gdir: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -122,7 +123,8 @@ def check_entry(gdir: Path, files: dict, path: str) -> tuple[str | None, list[st
         for match in DATA_LITERAL.finditer(line):
             name = match.group(2).replace("\\", "/").rsplit("/", 1)[-1]
             if name not in by_name:
-                return f"C4 data not in the repository: {match.group(2)[:80]}", [], ""
+                where = "left out of the snapshot (4 MiB or more)" if name in ABSENT_NAMES else "not in the repository"
+                return f"C4 data {where}: {match.group(2)[:80]}", [], ""
             data += [p for p in sorted(by_name[name]) if p not in data][:1]
     if not data and (READER.search(text) or not BUNDLED.search(text)):
         return "C4 no committed, bundled or generated data found", [], ""
@@ -142,12 +144,16 @@ def mlproject_entry(gdir: Path, files: dict, path: str) -> str | None:
 
 
 def examine(cand: dict, gdir: Path) -> tuple[dict | None, str]:
-    files = tree(gdir)
+    everything = tree(gdir)
+    files = {path: meta for path, meta in everything.items() if meta[1] >= 0}
     if len(files) > MAX_FILES or sum(size for _, size in files.values()) > MAX_BYTES:
         return None, f"C5 tree too large ({len(files)} files, {sum(s for _, s in files.values()) >> 20} MiB)"
-    if any(size < 0 for _, size in files.values()):
-        return None, "C5 a blob is absent from the snapshot (a file of 4 MiB or more)"
+    absent = sorted(set(everything) - set(files))
+    ABSENT_NAMES.clear()
+    ABSENT_NAMES.update(p.rsplit("/", 1)[-1] for p in absent)
     named = cand["path"]
+    if named in absent:
+        return None, "C5 the named file is left out of the snapshot (4 MiB or more)"
     if cand.get("listing", "").endswith(".csv"):
         if named not in files:
             return None, "C1 named path not at HEAD"
@@ -176,8 +182,9 @@ def member(cand: dict, gdir: Path, files: dict, entry: str, data: list[str], fra
     paths = [entry] + data
     shape = "notebook" if entry.endswith(".ipynb") else "mlproject" if "MLproject" in files else "script"
     commit = git(gdir, "rev-parse", "HEAD").decode().strip()
+    left_out = sum(1 for _, size in tree(gdir).values() if size < 0)
     return {"repo": cand["repo"], "commit": commit, "entry": entry, "paths": paths,
-            "blobs": {p: files[p][0] for p in paths}, "framework": framework, "shape": shape,
+            "blobs": {p: files[p][0] for p in paths}, "left_out": left_out, "framework": framework, "shape": shape,
             "source": cand.get("listing") or f"q{cand['q']}", "rank": cand.get("rank"), "half": half(cand["repo"])}
 
 
