@@ -246,12 +246,12 @@ def main() -> None:
             members.append(found)
             owners.add(owner)
     (CORPUS / "selection-log.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
-    if to_fetch:
-        print(f"{len(members)} members so far; fetch next:\n" + "\n".join(to_fetch))
-        sys.exit(3)
     header = ("# The corpus of issue 18, drawn by bench/corpus_select.py under bench/corpus/PROCEDURE.md. References only:\n"
               "# the code and data are fetched at measuring time (bench/corpus.py) and never committed here.\n")
     (CORPUS / "manifest.yaml").write_text(header + yaml.safe_dump({"entries": members}, sort_keys=False, width=140))
+    if to_fetch:
+        print(f"{len(members)} members so far; fetch next:\n" + "\n".join(to_fetch))
+        sys.exit(3)
     print(f"{len(members)} members; {sum(m['half'] == 'dev' for m in members)} dev, "
           f"{sum(m['half'] == 'heldout' for m in members)} held-out")
 

@@ -47,6 +47,8 @@ class Row:
     reason: str = ""
     seconds: float = 0.0
     control: bool = False
+    detected: str = "-"
+    one_line: bool = True
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -105,45 +107,67 @@ def _reason(result: subprocess.CompletedProcess[str]) -> str:
     return re.sub(r"^mlops: run \d+ failed: ", "", line)[:240]
 
 
+def _one_line(result: subprocess.CompletedProcess[str]) -> bool:
+    """Whether a failing step said why in one `mlops: error:` line, without a traceback of its own."""
+    stderr = result.stderr or ""
+    return result.returncode in (1, 2, 3, 4) and "mlops: error:" in stderr and not any(
+        line.startswith("Traceback") for line in stderr.splitlines())
+
+
 def run_entry(entry: dict, base: Path, timeout: float, max_epochs: int) -> Row:
     """Pull, detect, train and evaluate one script; never raises for the script's own failures."""
     row = Row(id=entry["id"], repo=entry["repo"], entry=entry["entry"], control=bool(entry.get("control")))
-    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="realworld-") as tmp_name:
         tmp = Path(tmp_name)
-        bare = _materialise(entry, base, tmp)
-        ws = tmp / "ws"
-        pulled = _mlops("pull", "-w", str(ws), "--repo", str(bare), timeout=120)
-        if pulled.returncode:
-            row.reason = f"pull: {_reason(pulled)}"
-            return row
-        detected = _mlops("detect", "-w", str(ws), "--json", timeout=120)
-        row.detect_exit = detected.returncode
-        if detected.returncode:
-            row.reason = _reason(detected)
-            row.seconds = time.monotonic() - started
-            return row
+        return run_chain(row, _materialise(entry, base, tmp), tmp, timeout, max_epochs)
+
+
+def run_chain(row: Row, bare: Path, tmp: Path, timeout: float, max_epochs: int) -> Row:
+    """The chain a new user runs on the repository `bare`, with default settings, recorded into `row`."""
+    started = time.monotonic()
+    ws = tmp / "ws"
+    pulled = _mlops("pull", "-w", str(ws), "--repo", str(bare), timeout=120)
+    if pulled.returncode:
+        row.reason = f"pull: {_reason(pulled)}"
+        row.one_line = _one_line(pulled)
+        return row
+    detected = _mlops("detect", "-w", str(ws), "--json", timeout=120)
+    row.detect_exit = detected.returncode
+    if detected.returncode:
+        row.reason = _reason(detected)
+        row.one_line = _one_line(detected)
+        row.seconds = time.monotonic() - started
+        return row
+    try:
         data = json.loads(detected.stdout)
-        row.profile = data.get("profile", "-") + (" CNN" if data.get("cnn") else "")
-        row.runtime = data.get("runtime") or "-"
-        row.warnings = list(data.get("warnings") or [])
-        (ws / "next.json").write_text(json.dumps({"options": {"max_epochs": max_epochs},
-                                                  "reasons": [f"bench: Keras epochs capped at {max_epochs}"]}))
-        trained = _mlops("train", "-w", str(ws), "--runner", "local", timeout=timeout)
-        row.train_exit = trained.returncode
-        metrics_files = sorted((ws / "runs").glob("*/metrics.json"))
-        if metrics_files:
-            metrics = json.loads(metrics_files[-1].read_text())
-            row.warnings += metrics.get("warnings") or []
-        if trained.returncode:
-            row.reason = _reason(trained)
-        evaluated = _mlops("evaluate", "-w", str(ws), timeout=120)
-        row.evaluate_exit = evaluated.returncode
-        match = re.search(r"(\w+) = ([-\d.]+)", evaluated.stdout)
-        if match:
-            row.metric = f"{match.group(1)}={float(match.group(2)):.3f}"
-        elif not row.reason:
-            row.reason = _reason(evaluated)
+    except ValueError:
+        row.reason = f"detect --json printed no JSON: {detected.stdout.strip()[-120:]!r}"
+        row.one_line = False
+        row.seconds = time.monotonic() - started
+        return row
+    row.profile = data.get("profile", "-") + (" CNN" if data.get("cnn") else "")
+    row.detected = data.get("entrypoint") or "-"
+    row.runtime = data.get("runtime") or "-"
+    row.warnings = list(data.get("warnings") or [])
+    (ws / "next.json").write_text(json.dumps({"options": {"max_epochs": max_epochs},
+                                              "reasons": [f"bench: Keras epochs capped at {max_epochs}"]}))
+    trained = _mlops("train", "-w", str(ws), "--runner", "local", timeout=timeout)
+    row.train_exit = trained.returncode
+    metrics_files = sorted((ws / "runs").glob("*/metrics.json"))
+    if metrics_files:
+        metrics = json.loads(metrics_files[-1].read_text())
+        row.warnings += metrics.get("warnings") or []
+    if trained.returncode:
+        row.reason = _reason(trained)
+        row.one_line = _one_line(trained)
+    evaluated = _mlops("evaluate", "-w", str(ws), timeout=120)
+    row.evaluate_exit = evaluated.returncode
+    match = re.search(r"(\w+) = ([-\d.]+)", evaluated.stdout)
+    if match:
+        row.metric = f"{match.group(1)}={float(match.group(2)):.3f}"
+    elif not row.reason:
+        row.reason = _reason(evaluated)
+        row.one_line = _one_line(evaluated)
     row.seconds = time.monotonic() - started
     return row
 
