@@ -39,6 +39,8 @@ READER = re.compile(r"read_(?:csv|excel|table|json|parquet|fwf)\(|loadtxt\(|genf
                     r"|image_dataset_from_directory\(|ImageFolder\(|\bopen\(")
 MAX_FILES, MAX_BYTES = 2000, 50 * 2**20
 ABSENT_NAMES: set[str] = set()
+MAIN_LISTINGS = ("train.csv", "data.csv", "train.ipynb", "MLproject")
+RESERVE_LISTINGS = ("dataset.csv", "main.ipynb")  # walked only after the main listings are exhausted
 
 
 def git(gdir: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -195,10 +197,10 @@ def ordered(candidates: list[dict]) -> list[dict]:
     queries = sorted({c["q"] for c in source_a})
     per_query = {q: [c for c in source_a if c["q"] == q] for q in queries}
     order = [per_query[q][i] for i in range(4) for q in queries if i < len(per_query[q])]
-    listings = list(dict.fromkeys(c["listing"] for c in source_b))
-    per_listing = {name: [c for c in source_b if c["listing"] == name] for name in listings}
-    depth = max((len(v) for v in per_listing.values()), default=0)
-    order += [per_listing[n][i] for i in range(depth) for n in listings if i < len(per_listing[n])]
+    for group in (MAIN_LISTINGS, RESERVE_LISTINGS):
+        per_listing = {name: [c for c in source_b if c["listing"] == name] for name in group}
+        depth = max((len(v) for v in per_listing.values()), default=0)
+        order += [per_listing[n][i] for i in range(depth) for n in group if i < len(per_listing[n])]
     return order
 
 
@@ -222,7 +224,8 @@ def main() -> None:
             log.append({**where, "repo": repo, "path": cand["path"], "decision": "skip: repository already drawn or seen"})
             continue
         if owner in owners or ("listing" in cand and (cand["listing"], owner) in examined_owners):
-            log.append({**where, "repo": repo, "path": cand["path"], "decision": "skip: owner already has a member"})
+            log.append({**where, "repo": repo, "path": cand["path"],
+                        "decision": "skip: owner already has a member or was examined in this listing"})
             continue
         gdir = git_dir(args.mirror, repo)
         if (args.mirror / repo.replace("/", "+") / "UNFETCHABLE").exists():
