@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -79,32 +80,44 @@ def materialise(entry: dict, gdir: Path, tmp: Path) -> Path:
     return bare_repo(work, tmp, f"{entry['repo']}@{entry['commit'][:12]}")
 
 
-def classify(row: Row, causes: list[dict]) -> tuple[str, str]:
-    """(class, cause) of one row; the cause is the causes.yaml name, else the reason line itself."""
+MISSING_DATA = re.compile(r"reads (.+?), which is not in the repository")
+
+
+def classify(row: Row, causes: list[dict], names: set[str]) -> tuple[str, str]:
+    """(class, cause) of one row; the cause is the causes.yaml name, else the reason line itself. `names` are the base
+    names of the pushed files: a data file the script cannot find, but the repository holds, is the tool's to serve."""
     if row.verdict:
         return "verdict", ""
     if row.train_exit in (124, 70) or row.detect_exit == 70 or row.evaluate_exit == 70 or not row.one_line:
         return "tool failure", "timeout" if row.train_exit == 124 else "no one-line cause" if not row.one_line \
             else "internal error (exit 70)"
+    missing = MISSING_DATA.search(row.reason)
+    if missing:
+        if re.split(r"[\\/]", missing.group(1))[-1] in names:
+            return "tool failure", "data path to a file the repository holds, not served (item 4)"
+        return "correct stop", "reads a data file the repository does not hold"
     for cause in causes:
         if re.search(cause["pattern"], row.reason):
             return cause["class"], cause["cause"]
     return "unjudged", row.reason
 
 
-def run(entry: dict, mirror: Path, timeout: float, max_epochs: int) -> Row:
+def run(entry: dict, mirror: Path, timeout: float, max_epochs: int) -> tuple[Row, set[str]]:
+    """The chain on one entry, and the base names of the files pushed."""
     row = Row(id=entry["repo"], repo=entry["repo"], entry=entry["entry"])
     gdir = git_dir(mirror, entry["repo"])
     if gdir is None:
         row.reason = f"not fetched: call fetch github:{entry['repo']} (see this file's docstring)"
-        return row
+        row.one_line = False
+        return row, set()
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp_name:
         tmp = Path(tmp_name)
         started = time.monotonic()
         bare = materialise(entry, gdir, tmp)
+        names = {path.name for path in (tmp / "work").rglob("*") if path.is_file()}
         row = run_chain(row, bare, tmp, timeout, max_epochs)
         row.seconds = time.monotonic() - started
-    return row
+    return row, names
 
 
 def table(title: str, results: list[dict], key: str) -> None:
@@ -126,23 +139,58 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300, help="seconds per training (default 300)")
     parser.add_argument("--max-epochs", type=int, default=5, help="cap on each Keras fit's epochs (default 5)")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--reclassify", type=Path, default=None,
+                        help="do not run: classify the raw results of an earlier --json again (after causes.yaml changed)")
     args = parser.parse_args()
     entries = [e for e in yaml.safe_load(args.manifest.read_text())["entries"] if e["half"] == args.half]
     wanted = {name for name in args.only.split(",") if name}
     entries = [e for e in entries if not wanted or e["repo"] in wanted]
     causes = yaml.safe_load((CORPUS / "causes.yaml").read_text())["causes"]
     print(f"{args.half} half: {len(entries)} repositories; timeout {args.timeout:.0f} s, Keras epochs <= {args.max_epochs}")
+    if args.reclassify:
+        by_repo = {e["repo"]: e for e in entries}
+        results = []
+        for result in json.loads(args.reclassify.read_text()):
+            entry = by_repo[result["repo"]]
+            row = Row(**{k: v for k, v in result.items() if k in Row.__dataclass_fields__})
+            kind, cause = classify(row, causes, pushed_names(entry, args.mirror))
+            results.append({**result, "class": kind, "cause": cause})
+            print_result(entry, row, kind, cause)
+        report(results)
+        return
     results = []
     for entry in entries:
-        row = run(entry, args.mirror, args.timeout, args.max_epochs)
-        kind, cause = classify(row, causes)
+        row, names = run(entry, args.mirror, args.timeout, args.max_epochs)
+        kind, cause = classify(row, causes, names)
         result = {**dataclasses.asdict(row), "framework": entry["framework"], "shape": entry["shape"],
                   "class": kind, "cause": cause}
         results.append(result)
-        print(f"{entry['repo'][:48]:48} {entry['framework']:8} {entry['shape']:9} {kind:13} {row.seconds:5.0f}s "
-              f"{row.metric if kind == 'verdict' else cause[:110]}", flush=True)
+        print_result(entry, row, kind, cause)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
+    report(results)
+
+
+def pushed_names(entry: dict, mirror: Path) -> set[str]:
+    """Base names of the files `materialise` pushes for this entry (read from the snapshot, no checkout)."""
+    gdir = git_dir(mirror, entry["repo"])
+    if gdir is None:
+        return set()
+    names = set()
+    for record in filter(None, _git(gdir, "ls-tree", "-r", "-l", "-z", entry["commit"]).split("\0")):
+        meta, path = record.split("\t", 1)
+        if meta.split()[1] == "blob" and meta.split()[3].isdigit():
+            names.add(path.rsplit("/", 1)[-1])
+    return names
+
+
+def print_result(entry: dict, row: Row, kind: str, cause: str) -> None:
+    print(f"{entry['repo'][:48]:48} {entry['framework']:8} {entry['shape']:9} {kind:13} {row.seconds:5.0f}s "
+          f"{row.metric if kind == 'verdict' else cause[:110]}", flush=True)
+
+
+def report(results: list[dict]) -> None:
+    """Tables by framework and by shape, and the causes of every stop and failure."""
     if not results:
         return
     table("framework", results, "framework")
@@ -150,6 +198,9 @@ def main() -> None:
     failures = sum(r["class"] == "tool failure" for r in results)
     print(f"\ntool failures: {failures}/{len(results)} ({100 * failures / len(results):.0f}%); "
           f"unjudged stops: {sum(r['class'] == 'unjudged' for r in results)}")
+    print("\ncauses of stops and failures:")
+    for cause, count in Counter(f"{r['class']}: {r['cause']}" for r in results if r["class"] != "verdict").most_common():
+        print(f"{count:4}  {cause[:150]}")
 
 
 if __name__ == "__main__":

@@ -108,10 +108,12 @@ def _reason(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def _one_line(result: subprocess.CompletedProcess[str]) -> bool:
-    """Whether a failing step said why in one `mlops: error:` line, without a traceback of its own."""
-    stderr = result.stderr or ""
-    return result.returncode in (1, 2, 3, 4) and "mlops: error:" in stderr and not any(
-        line.startswith("Traceback") for line in stderr.splitlines())
+    """Whether a failing step said why in one line (`mlops: error: ...` or `run N failed: ...`), without a traceback of
+    its own (the user's traceback, shown indented as the end of the training log, does not count)."""
+    out = (result.stderr or "") + (result.stdout or "")
+    said = "mlops: error:" in out or re.search(r"^(?:mlops: )?run \d+ failed: ", out, re.M) is not None
+    own_traceback = any(line.startswith("Traceback") for line in out.splitlines())
+    return result.returncode in (1, 2, 3, 4) and said and not own_traceback
 
 
 def run_entry(entry: dict, base: Path, timeout: float, max_epochs: int) -> Row:
