@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ class Row:
     control: bool = False
     detected: str = "-"
     one_line: bool = True
+    tail: str = ""
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -92,11 +94,17 @@ def _mlops(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLOPS_STRICT", None)
-    try:
-        return subprocess.run([sys.executable, "-m", "mlops_cli", *args], capture_output=True, text=True,
-                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", f"mlops: error: timed out after {timeout:.0f} s")
+    # A session of its own, so that a timeout ends the training process the step started, not only the step.
+    with subprocess.Popen([sys.executable, "-m", "mlops_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            return subprocess.CompletedProcess(proc.args, 124, stdout or "",
+                                               (stderr or "") + f"\nmlops: error: timed out after {timeout:.0f} s")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def _reason(result: subprocess.CompletedProcess[str]) -> str:
@@ -108,12 +116,15 @@ def _reason(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def _one_line(result: subprocess.CompletedProcess[str]) -> bool:
-    """Whether a failing step said why in one line (`mlops: error: ...` or `run N failed: ...`), without a traceback of
-    its own (the user's traceback, shown indented as the end of the training log, does not count)."""
+    """Whether a failing step said why in one line: `mlops: error: ...`, or train's `run N failed: ...` summary (the
+    training process's own output, a user's traceback included, comes before it and does not count)."""
     out = (result.stderr or "") + (result.stdout or "")
     said = "mlops: error:" in out or re.search(r"^(?:mlops: )?run \d+ failed: ", out, re.M) is not None
-    own_traceback = any(line.startswith("Traceback") for line in out.splitlines())
-    return result.returncode in (1, 2, 3, 4) and said and not own_traceback
+    return result.returncode in (1, 2, 3, 4) and said
+
+
+def _tail(result: subprocess.CompletedProcess[str]) -> str:
+    return ((result.stdout or "") + "\n--- stderr ---\n" + (result.stderr or ""))[-2000:]
 
 
 def run_entry(entry: dict, base: Path, timeout: float, max_epochs: int) -> Row:
@@ -131,13 +142,13 @@ def run_chain(row: Row, bare: Path, tmp: Path, timeout: float, max_epochs: int) 
     pulled = _mlops("pull", "-w", str(ws), "--repo", str(bare), timeout=120)
     if pulled.returncode:
         row.reason = f"pull: {_reason(pulled)}"
-        row.one_line = _one_line(pulled)
+        row.one_line, row.tail = _one_line(pulled), _tail(pulled)
         return row
     detected = _mlops("detect", "-w", str(ws), "--json", timeout=120)
     row.detect_exit = detected.returncode
     if detected.returncode:
         row.reason = _reason(detected)
-        row.one_line = _one_line(detected)
+        row.one_line, row.tail = _one_line(detected), _tail(detected)
         row.seconds = time.monotonic() - started
         return row
     try:
@@ -161,7 +172,7 @@ def run_chain(row: Row, bare: Path, tmp: Path, timeout: float, max_epochs: int) 
         row.warnings += metrics.get("warnings") or []
     if trained.returncode:
         row.reason = _reason(trained)
-        row.one_line = _one_line(trained)
+        row.one_line, row.tail = _one_line(trained), _tail(trained)
     evaluated = _mlops("evaluate", "-w", str(ws), timeout=120)
     row.evaluate_exit = evaluated.returncode
     match = re.search(r"(\w+) = ([-\d.]+)", evaluated.stdout)
@@ -169,7 +180,7 @@ def run_chain(row: Row, bare: Path, tmp: Path, timeout: float, max_epochs: int) 
         row.metric = f"{match.group(1)}={float(match.group(2)):.3f}"
     elif not row.reason:
         row.reason = _reason(evaluated)
-        row.one_line = _one_line(evaluated)
+        row.one_line, row.tail = _one_line(evaluated), _tail(evaluated)
     row.seconds = time.monotonic() - started
     return row
 
