@@ -80,7 +80,7 @@ def materialise(entry: dict, gdir: Path, tmp: Path) -> Path:
     return bare_repo(work, tmp, f"{entry['repo']}@{entry['commit'][:12]}")
 
 
-MISSING_DATA = re.compile(r"reads (.+?), which is not in the repository")
+MISSING_DATA = re.compile(r"reads (.+?), which is (?:not in|outside) the repository")
 
 
 def classify(row: Row, causes: list[dict], names: set[str]) -> tuple[str, str]:
@@ -156,6 +156,8 @@ def main() -> None:
             kind, cause = classify(row, causes, pushed_names(entry, args.mirror))
             results.append({**result, "class": kind, "cause": cause})
             print_result(entry, row, kind, cause)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
         report(results)
         return
     results = []
