@@ -72,11 +72,11 @@ def materialise(entry: dict, gdir: Path, tmp: Path) -> Path:
         meta, path = record.split("\t", 1)
         if meta.split()[1] == "blob" and not meta.split()[3].isdigit():
             absent.append(path)
-    if absent:
-        subprocess.run(["git", f"--git-dir={gdir}", "rm", "-q", "--cached", "--", *absent], check=True,
-                       env={**os.environ, **index}, capture_output=True)
     work = tmp / "work"
-    _git(gdir, "checkout-index", "-a", f"--prefix={work}/", env=index)
+    work.mkdir()
+    if absent:
+        _git(gdir, f"--work-tree={work}", "rm", "-q", "--cached", "--", *absent, env=index)
+    _git(gdir, f"--work-tree={work}", "checkout-index", "-a", env=index)
     return bare_repo(work, tmp, f"{entry['repo']}@{entry['commit'][:12]}")
 
 
