@@ -40,8 +40,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import bare_repo  # noqa: E402
-from realworld import Row, run_chain  # noqa: E402
+from benchutil import bare_repo
+from realworld import Row, run_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "bench" / "corpus"

@@ -25,14 +25,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "bench" / "corpus"
 FRAMEWORKS = ("xgboost", "lightgbm", "catboost", "torch", "keras", "sklearn")
-IMPORT = re.compile(r"^\s*(?:import|from)\s+(sklearn|keras|tensorflow|xgboost|lightgbm|catboost|torch)\b", re.M)
+IMPORT = re.compile(r"^\s*(?:import|from)\s+(sklearn|keras|tensorflow|xgboost|lightgbm|catboost|torch)\b", re.MULTILINE)
 TRAIN_CALL = re.compile(r"\.(?:fit|train)\(")
 DATA_EXT = r"csv|tsv|txt|data|dat|json|xlsx|xls|npy|npz|parquet|arff|pkl|zip|gz"
-DATA_LITERAL = re.compile(r"""(['"])([^'"\n]+?\.(?:%s))\1""" % DATA_EXT, re.I)
+DATA_LITERAL = re.compile(r"""(['"])([^'"\n]+?\.(?:""" + DATA_EXT + r"""))\1""", re.IGNORECASE)
 WRITES = re.compile(r"to_csv|to_excel|to_json|savetxt|np\.save|dump|savefig|write|open\([^)]*['\"][wa]b?['\"]")
 DOWNLOADS = re.compile(r"keras\.datasets|keras import datasets|\bfetch_\w+\(|tensorflow_datasets|torchvision\.datasets"
                        r"|torchvision import datasets|load_dataset\(|\bkaggle\b|get_file\(|urlretrieve|requests\.get"
-                       r"""|(['"])https?://[^'"\n]*\.(?:%s)\1""" % DATA_EXT, re.I)
+                       r"""|(['"])https?://[^'"\n]*\.(?:""" + DATA_EXT + r""")\1""", re.IGNORECASE)
 BUNDLED = re.compile(r"load_(?:iris|digits|wine|breast_cancer|diabetes|linnerud)\(|make_(?:classification|regression"
                      r"|blobs|moons|circles)\(|(?:np|numpy)\.random\.(?:rand|randn|randint|normal|uniform|random)\(")
 READER = re.compile(r"read_(?:csv|excel|table|json|parquet|fwf)\(|loadtxt\(|genfromtxt\(|np\.load\(|flow_from_directory\("
@@ -63,7 +63,7 @@ def tree(gdir: Path) -> dict[str, tuple[str, int]]:
     files = {}
     for record in filter(None, out.split("\0")):
         meta, path = record.split("\t", 1)
-        mode, kind, blob, size = meta.split()
+        _mode, kind, blob, size = meta.split()
         if kind == "blob":
             files[path] = (blob, int(size) if size.isdigit() else -1)
     return files

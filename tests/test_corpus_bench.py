@@ -76,7 +76,7 @@ def test_bench_checks_out_a_snapshot_pushes_it_and_classifies(tmp_path: Path) ->
     out = tmp_path / "rows.json"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "corpus.py"), "--half", "dev", "--manifest",
                              str(manifest), "--mirror", str(mirror), "--json", str(out)],
-                            capture_output=True, text=True, timeout=600)
+                            check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     rows_out = {row["repo"]: row for row in json.loads(out.read_text())}
     assert set(rows_out) == {"someone/trains", "other/missing-data"}, "only the asked half runs"
@@ -89,5 +89,5 @@ def test_bench_checks_out_a_snapshot_pushes_it_and_classifies(tmp_path: Path) ->
     manifest.write_text(yaml.safe_dump({"entries": entries}))
     tampered = subprocess.run([sys.executable, str(ROOT / "bench" / "corpus.py"), "--half", "dev", "--manifest",
                                str(manifest), "--mirror", str(mirror), "--only", "someone/trains"],
-                              capture_output=True, text=True, timeout=120)
+                              check=False, capture_output=True, text=True, timeout=120)
     assert tampered.returncode != 0 and "the manifest says 0000" in tampered.stderr
