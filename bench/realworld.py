@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,9 @@ class Row:
     reason: str = ""
     seconds: float = 0.0
     control: bool = False
+    detected: str = "-"
+    one_line: bool = True
+    tail: str = ""
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -93,11 +97,17 @@ def _mlops(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLOPS_STRICT", None)
-    try:
-        return subprocess.run([sys.executable, "-m", "mlops_cli", *args], capture_output=True, text=True,
-                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", f"mlops: error: timed out after {timeout:.0f} s")
+    # A session of its own, so that a timeout ends the training process the step started, not only the step.
+    with subprocess.Popen([sys.executable, "-m", "mlops_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            return subprocess.CompletedProcess(proc.args, 124, stdout or "",
+                                               (stderr or "") + f"\nmlops: error: timed out after {timeout:.0f} s")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def _reason(result: subprocess.CompletedProcess[str]) -> str:
@@ -108,46 +118,73 @@ def _reason(result: subprocess.CompletedProcess[str]) -> str:
     return re.sub(r"^mlops: run \d+ failed: ", "", line)[:240]
 
 
+def _one_line(result: subprocess.CompletedProcess[str]) -> bool:
+    """Whether a failing step said why in one line: `mlops: error: ...`, or train's `run N failed: ...` summary (the
+    training process's own output, a user's traceback included, comes before it and does not count)."""
+    out = (result.stderr or "") + (result.stdout or "")
+    said = "mlops: error:" in out or re.search(r"^(?:mlops: )?run \d+ failed: ", out, re.M) is not None
+    return result.returncode in (1, 2, 3, 4) and said
+
+
+def _tail(result: subprocess.CompletedProcess[str]) -> str:
+    return ((result.stdout or "") + "\n--- stderr ---\n" + (result.stderr or ""))[-2000:]
+
+
 def run_entry(entry: dict, base: Path, timeout: float, max_epochs: int) -> Row:
     """Pull, detect, train and evaluate one script; never raises for the script's own failures."""
     row = Row(id=entry["id"], repo=entry["repo"], entry=entry["entry"], control=bool(entry.get("control")))
-    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="realworld-") as tmp_name:
         tmp = Path(tmp_name)
-        bare = _materialise(entry, base, tmp)
-        ws = tmp / "ws"
-        pulled = _mlops("pull", "-w", str(ws), "--repo", str(bare), timeout=120)
-        if pulled.returncode:
-            row.reason = f"pull: {_reason(pulled)}"
-            return row
-        detected = _mlops("detect", "-w", str(ws), "--json", timeout=120)
-        row.detect_exit = detected.returncode
-        if detected.returncode:
-            row.reason = _reason(detected)
-            row.seconds = time.monotonic() - started
-            return row
+        return run_chain(row, _materialise(entry, base, tmp), tmp, timeout, max_epochs)
+
+
+def run_chain(row: Row, bare: Path, tmp: Path, timeout: float, max_epochs: int) -> Row:
+    """The chain a new user runs on the repository `bare`, with default settings, recorded into `row`."""
+    started = time.monotonic()
+    ws = tmp / "ws"
+    pulled = _mlops("pull", "-w", str(ws), "--repo", str(bare), timeout=120)
+    if pulled.returncode:
+        row.reason = f"pull: {_reason(pulled)}"
+        row.one_line, row.tail = _one_line(pulled), _tail(pulled)
+        return row
+    detected = _mlops("detect", "-w", str(ws), "--json", timeout=120)
+    row.detect_exit = detected.returncode
+    if detected.returncode:
+        row.reason = _reason(detected)
+        row.one_line, row.tail = _one_line(detected), _tail(detected)
+        row.seconds = time.monotonic() - started
+        return row
+    try:
         data = json.loads(detected.stdout)
-        row.profile = data.get("profile", "-") + (" CNN" if data.get("cnn") else "")
-        row.runtime = data.get("runtime") or "-"
-        row.warnings = list(data.get("warnings") or [])
-        Workspace(ws).write_proposal(NextAttempt(options={"max_epochs": max_epochs},
-                                                 reasons=[f"bench: Keras epochs capped at {max_epochs}"]))
-        trained = _mlops("train", "-w", str(ws), "--runner", "local", timeout=timeout)
-        row.train_exit = trained.returncode
-        latest = Workspace(ws).latest_run()
-        metrics_file = Workspace(ws).output_dir(latest.id) / "metrics.json" if latest else None
-        if metrics_file is not None and metrics_file.is_file():
-            metrics = json.loads(metrics_file.read_text())
-            row.warnings += metrics.get("warnings") or []
-        if trained.returncode:
-            row.reason = _reason(trained)
-        evaluated = _mlops("evaluate", "-w", str(ws), timeout=120)
-        row.evaluate_exit = evaluated.returncode
-        match = re.search(r"(\w+) = ([-\d.]+)", evaluated.stdout)
-        if match:
-            row.metric = f"{match.group(1)}={float(match.group(2)):.3f}"
-        elif not row.reason:
-            row.reason = _reason(evaluated)
+    except ValueError:
+        row.reason = f"detect --json printed no JSON: {detected.stdout.strip()[-120:]!r}"
+        row.one_line = False
+        row.seconds = time.monotonic() - started
+        return row
+    row.profile = data.get("profile", "-") + (" CNN" if data.get("cnn") else "")
+    row.detected = data.get("entrypoint") or "-"
+    row.runtime = data.get("runtime") or "-"
+    row.warnings = list(data.get("warnings") or [])
+    Workspace(ws).write_proposal(NextAttempt(options={"max_epochs": max_epochs},
+                                             reasons=[f"bench: Keras epochs capped at {max_epochs}"]))
+    trained = _mlops("train", "-w", str(ws), "--runner", "local", timeout=timeout)
+    row.train_exit = trained.returncode
+    latest = Workspace(ws).latest_run()
+    metrics_file = Workspace(ws).output_dir(latest.id) / "metrics.json" if latest else None
+    if metrics_file is not None and metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        row.warnings += metrics.get("warnings") or []
+    if trained.returncode:
+        row.reason = _reason(trained)
+        row.one_line, row.tail = _one_line(trained), _tail(trained)
+    evaluated = _mlops("evaluate", "-w", str(ws), timeout=120)
+    row.evaluate_exit = evaluated.returncode
+    match = re.search(r"(\w+) = ([-\d.]+)", evaluated.stdout)
+    if match:
+        row.metric = f"{match.group(1)}={float(match.group(2)):.3f}"
+    elif not row.reason:
+        row.reason = _reason(evaluated)
+        row.one_line, row.tail = _one_line(evaluated), _tail(evaluated)
     row.seconds = time.monotonic() - started
     return row
 

@@ -1,0 +1,263 @@
+"""Draw the corpus of issue 18 by the rule in bench/corpus/PROCEDURE.md: walk the recorded candidates in order, check
+criteria C1-C5 on each fetched snapshot, and write the members to bench/corpus/manifest.yaml.
+
+Usage: python bench/corpus_select.py [--mirror /work/.mirror] [--want 80]
+
+Candidates come from bench/corpus/candidates.yaml (source A: named search results; source B: path listings). Each
+candidate's repository must have been fetched with the search tool's `fetch` (a bare git directory under
+MIRROR/OWNER+NAME/repo); when the next candidate is not there the script stops and prints the repositories to fetch
+next, so the walk can be resumed after fetching them. Every decision (member, or the criterion that failed) is written
+to bench/corpus/selection-log.yaml, so the draw can be audited and repeated.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "bench" / "corpus"
+FRAMEWORKS = ("xgboost", "lightgbm", "catboost", "torch", "keras", "sklearn")
+IMPORT = re.compile(r"^\s*(?:import|from)\s+(sklearn|keras|tensorflow|xgboost|lightgbm|catboost|torch)\b", re.MULTILINE)
+TRAIN_CALL = re.compile(r"\.(?:fit|train)\(")
+DATA_EXT = r"csv|tsv|txt|data|dat|json|xlsx|xls|npy|npz|parquet|arff|pkl|zip|gz"
+DATA_LITERAL = re.compile(r"""(['"])([^'"\n]+?\.(?:""" + DATA_EXT + r"""))\1""", re.IGNORECASE)
+WRITES = re.compile(r"to_csv|to_excel|to_json|savetxt|np\.save|dump|savefig|write|open\([^)]*['\"][wa]b?['\"]")
+DOWNLOADS = re.compile(r"keras\.datasets|keras import datasets|\bfetch_\w+\(|tensorflow_datasets|torchvision\.datasets"
+                       r"|torchvision import datasets|load_dataset\(|\bkaggle\b|get_file\(|urlretrieve|requests\.get"
+                       r"""|(['"])https?://[^'"\n]*\.(?:""" + DATA_EXT + r""")\1""", re.IGNORECASE)
+BUNDLED = re.compile(r"load_(?:iris|digits|wine|breast_cancer|diabetes|linnerud)\(|make_(?:classification|regression"
+                     r"|blobs|moons|circles)\(|(?:np|numpy)\.random\.(?:rand|randn|randint|normal|uniform|random)\(")
+READER = re.compile(r"read_(?:csv|excel|table|json|parquet|fwf)\(|loadtxt\(|genfromtxt\(|np\.load\(|flow_from_directory\("
+                    r"|image_dataset_from_directory\(|ImageFolder\(|\bopen\(")
+MAX_FILES, MAX_BYTES = 2000, 50 * 2**20
+ABSENT_NAMES: set[str] = set()
+MAIN_LISTINGS = ("train.csv", "data.csv", "train.ipynb", "MLproject")
+RESERVE_LISTINGS = ("dataset.csv", "main.ipynb")  # walked only after the main listings are exhausted
+
+
+def git(gdir: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(["git", f"--git-dir={gdir}", *args], input=stdin, capture_output=True, check=True).stdout
+
+
+def git_dir(mirror: Path, repo: str) -> Path | None:
+    """The fetched snapshot's git directory (`fetch` leaves either OWNER+NAME/repo or OWNER+NAME/repo/.git)."""
+    folder = mirror / repo.replace("/", "+")
+    return next((c for c in (folder / "repo" / ".git", folder / "repo") if (c / "HEAD").is_file()), None)
+
+
+def half(repo: str) -> str:
+    """dev when the last hex digit of sha256("OWNER/NAME") is even, else heldout."""
+    return "dev" if int(hashlib.sha256(repo.encode()).hexdigest()[-1], 16) % 2 == 0 else "heldout"
+
+
+def tree(gdir: Path) -> dict[str, tuple[str, int]]:
+    out = git(gdir, "ls-tree", "-r", "-l", "-z", "HEAD").decode("utf-8", "replace")
+    files = {}
+    for record in filter(None, out.split("\0")):
+        meta, path = record.split("\t", 1)
+        _mode, kind, blob, size = meta.split()
+        if kind == "blob":
+            files[path] = (blob, int(size) if size.isdigit() else -1)
+    return files
+
+
+def text_of(gdir: Path, blob: str, path: str) -> str:
+    raw = git(gdir, "cat-file", "blob", blob).decode("utf-8", "replace")
+    if path.endswith(".ipynb"):
+        try:
+            cells = json.loads(raw).get("cells", [])
+        except (ValueError, AttributeError):
+            return ""
+        return "\n".join("".join(c.get("source", "")) if isinstance(c.get("source"), list) else str(c.get("source", ""))
+                         for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")
+    return raw
+
+
+def does_something(text: str, path: str) -> bool:
+    """C3: a notebook, or a script with a top-level statement beyond imports, definitions and constants."""
+    if path.endswith(".ipynb"):
+        return True
+    try:
+        module = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return True
+    for node in module.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, (ast.Constant, ast.List, ast.Tuple,
+                                                                                    ast.Dict)):
+            continue
+        return True
+    return False
+
+
+def check_entry(gdir: Path, files: dict, path: str) -> tuple[str | None, list[str], str]:
+    """C2-C4 for one file: (failure or None, data paths, framework)."""
+    if not path.endswith((".py", ".ipynb")):
+        return "C2 not a .py or .ipynb", [], ""
+    text = text_of(gdir, files[path][0], path)
+    imported = {m.replace("tensorflow", "keras") for m in IMPORT.findall(text)}
+    if not imported:
+        return "C2 imports no training framework", [], ""
+    if not TRAIN_CALL.search(text):
+        return "C2 no .fit( or .train( call", [], ""
+    if not does_something(text, path):
+        return "C3 only definitions at top level", [], ""
+    if DOWNLOADS.search(text):
+        return f"C4 downloads its data ({DOWNLOADS.search(text).group(0)[:40]})", [], ""
+    by_name: dict[str, list[str]] = {}
+    for candidate in files:
+        by_name.setdefault(candidate.rsplit("/", 1)[-1], []).append(candidate)
+    data: list[str] = []
+    for line in text.splitlines():
+        if WRITES.search(line):
+            continue
+        for match in DATA_LITERAL.finditer(line):
+            name = match.group(2).replace("\\", "/").rsplit("/", 1)[-1]
+            if name not in by_name:
+                where = "left out of the snapshot (4 MiB or more)" if name in ABSENT_NAMES else "not in the repository"
+                return f"C4 data {where}: {match.group(2)[:80]}", [], ""
+            data += [p for p in sorted(by_name[name]) if p not in data][:1]
+    if not data and (READER.search(text) or not BUNDLED.search(text)):
+        return "C4 no committed, bundled or generated data found", [], ""
+    framework = next(f for f in FRAMEWORKS if f in imported)
+    return None, data, framework
+
+
+def mlproject_entry(gdir: Path, files: dict, path: str) -> str | None:
+    try:
+        spec = yaml.safe_load(text_of(gdir, files[path][0], path)) or {}
+        command = str(spec["entry_points"]["main"]["command"])
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+    base = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+    script = next((tok for tok in command.split() if tok.endswith(".py")), None)
+    return base + script if script else None
+
+
+def examine(cand: dict, gdir: Path) -> tuple[dict | None, str]:
+    everything = tree(gdir)
+    files = {path: meta for path, meta in everything.items() if meta[1] >= 0}
+    if len(files) > MAX_FILES or sum(size for _, size in files.values()) > MAX_BYTES:
+        return None, f"C5 tree too large ({len(files)} files, {sum(s for _, s in files.values()) >> 20} MiB)"
+    absent = sorted(set(everything) - set(files))
+    ABSENT_NAMES.clear()
+    ABSENT_NAMES.update(p.rsplit("/", 1)[-1] for p in absent)
+    named = cand["path"]
+    if named in absent:
+        return None, "C5 the named file is left out of the snapshot (4 MiB or more)"
+    if cand.get("listing", "").endswith(".csv"):
+        if named not in files:
+            return None, "C1 named path not at HEAD"
+        entries = sorted(p for p in files if p.endswith((".py", ".ipynb")))
+        reasons = []
+        for path in entries:
+            failure, data, framework = check_entry(gdir, files, path)
+            if failure is None:
+                return member(cand, gdir, files, path, data, framework), "member"
+            reasons.append(failure)
+        return None, "no file meets C2-C4" + (f" ({len(entries)} files checked)" if entries else " (no .py/.ipynb)")
+    if named not in files:
+        return None, "C1 named path not at HEAD"
+    entry = named
+    if named.rsplit("/", 1)[-1] == "MLproject":
+        entry = mlproject_entry(gdir, files, named)
+        if entry is None or entry not in files:
+            return None, f"C1 MLproject main command names no script of the tree ({entry})"
+    failure, data, framework = check_entry(gdir, files, entry)
+    if failure:
+        return None, failure
+    return member(cand, gdir, files, entry, data, framework), "member"
+
+
+def member(cand: dict, gdir: Path, files: dict, entry: str, data: list[str], framework: str) -> dict:
+    paths = [entry] + data
+    shape = "notebook" if entry.endswith(".ipynb") else "mlproject" if "MLproject" in files else "script"
+    commit = git(gdir, "rev-parse", "HEAD").decode().strip()
+    left_out = sum(1 for _, size in tree(gdir).values() if size < 0)
+    return {"repo": cand["repo"], "commit": commit, "entry": entry, "paths": paths,
+            "blobs": {p: files[p][0] for p in paths}, "left_out": left_out, "framework": framework, "shape": shape,
+            "source": cand.get("listing") or f"q{cand['q']}", "rank": cand.get("rank"), "half": half(cand["repo"])}
+
+
+def ordered(candidates: list[dict]) -> list[dict]:
+    """Source A round-robin by rank over queries, then source B round-robin over listings."""
+    source_a = [c for c in candidates if "q" in c]
+    source_b = [c for c in candidates if "listing" in c]
+    queries = sorted({c["q"] for c in source_a})
+    per_query = {q: [c for c in source_a if c["q"] == q] for q in queries}
+    order = [per_query[q][i] for i in range(4) for q in queries if i < len(per_query[q])]
+    for group in (MAIN_LISTINGS, RESERVE_LISTINGS):
+        per_listing = {name: [c for c in source_b if c["listing"] == name] for name in group}
+        depth = max((len(v) for v in per_listing.values()), default=0)
+        order += [per_listing[n][i] for i in range(depth) for n in group if i < len(per_listing[n])]
+    return order
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
+    parser.add_argument("--want", type=int, default=80)
+    parser.add_argument("--ahead", type=int, default=12, help="how many missing repositories to list for fetching")
+    args = parser.parse_args()
+    candidates = yaml.safe_load((CORPUS / "candidates.yaml").read_text())["candidates"]
+    seen_before = {e["repo"] for e in yaml.safe_load((ROOT / "bench" / "realworld.yaml").read_text())["scripts"]}
+    members, log, owners, repos = [], [], set(), set()
+    examined_owners: set[tuple[str, str]] = set()
+    to_fetch: list[str] = []
+    for cand in ordered(candidates):
+        if len(members) >= args.want:
+            break
+        repo, owner = cand["repo"], cand["repo"].split("/")[0].lower()
+        where = {k: cand[k] for k in ("q", "rank", "listing") if k in cand}
+        if repo in repos or repo in seen_before:
+            log.append({**where, "repo": repo, "path": cand["path"], "decision": "skip: repository already drawn or seen"})
+            continue
+        if owner in owners or ("listing" in cand and (cand["listing"], owner) in examined_owners):
+            log.append({**where, "repo": repo, "path": cand["path"],
+                        "decision": "skip: owner already has a member or was examined in this listing"})
+            continue
+        gdir = git_dir(args.mirror, repo)
+        if (args.mirror / repo.replace("/", "+") / "UNFETCHABLE").exists():
+            reason = (args.mirror / repo.replace("/", "+") / "UNFETCHABLE").read_text().strip()
+            log.append({**where, "repo": repo, "path": cand["path"], "decision": f"C1 no snapshot: {reason}"})
+            repos.add(repo)
+            continue
+        if gdir is None:
+            to_fetch.append(repo)
+            if len(to_fetch) >= args.ahead:
+                break
+            continue
+        if to_fetch:
+            continue
+        if "listing" in cand:
+            examined_owners.add((cand["listing"], owner))
+        found, decision = examine(cand, gdir)
+        repos.add(repo)
+        log.append({**where, "repo": repo, "path": cand["path"], "decision": decision})
+        if found:
+            members.append(found)
+            owners.add(owner)
+    (CORPUS / "selection-log.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
+    header = ("# The corpus of issue 18, drawn by bench/corpus_select.py under bench/corpus/PROCEDURE.md. References only:\n"
+              "# the code and data are fetched at measuring time (bench/corpus.py) and never committed here.\n")
+    (CORPUS / "manifest.yaml").write_text(header + yaml.safe_dump({"entries": members}, sort_keys=False, width=140))
+    if to_fetch:
+        print(f"{len(members)} members so far; fetch next:\n" + "\n".join(to_fetch))
+        sys.exit(3)
+    print(f"{len(members)} members; {sum(m['half'] == 'dev' for m in members)} dev, "
+          f"{sum(m['half'] == 'heldout' for m in members)} held-out")
+
+
+if __name__ == "__main__":
+    main()
