@@ -460,7 +460,7 @@ def _promotion_ignore(directory: str, names: list[str]) -> set[str]:
     for name in names:
         path = os.path.join(directory, name)
         mode = os.lstat(path).st_mode
-        if name in ("src", "work", "out") or (name.startswith(".") and name.endswith(".tmp")) \
+        if name in ("src", "work", "out", "outcome.json") or (name.startswith(".") and name.endswith(".tmp")) \
                 or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             ignored.add(name)
     return ignored

@@ -289,7 +289,7 @@ CASES = [
          files={"runs/0002": Link("{outside}/fake-run")}, check=lambda ws, p: (
              None if "run 0001" in p.stdout else pytest.fail(p.stdout))),
     Case("run-dir-fifo-and-link-not-promoted", ("evaluate", "--threshold", "0.5"), 0, None, trained=True,
-         files={"runs/0001/pipe": FIFO, "runs/0001/leak.txt": Link("{outside}/secret.txt")},
+         files={"runs/0001/out/pipe": FIFO, "runs/0001/out/leak.txt": Link("{outside}/secret.txt")},
          check=lambda ws, p: sorted(x.name for x in (ws / "best").iterdir()) == [
              "metrics.json", "model.joblib", "params.json", "run.json", "train.log"] or pytest.fail(str(
                  sorted(x.name for x in (ws / "best").iterdir())))),

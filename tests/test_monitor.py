@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import make_remote, monitors_at_once, progress, run_json, run_mlops, wait_for
 
+from mlops_cli.workspace import Workspace
+
 EPOCHS = 14
 # Digits with small batches: a few tenths of a second per epoch, so a kill lands mid-training.
 SLOW_KERAS = f'''
@@ -167,10 +169,12 @@ def test_a_run_that_failed_by_itself_is_not_restarted(pulled: Callable[[str], Pa
     ws = pulled("from sklearn.svm import SVC\nraise RuntimeError('bad data')\nSVC().fit([[0], [1]], [0, 1])\n")
     started = run_mlops("train", "-w", str(ws), "--detach")
     assert started.returncode == 0, started.stderr
-    wait_for(lambda: run_json(ws)["status"] == "failed", what="the script to fail")
+    wait_for(lambda: (ws / "runs" / "0001" / "out" / "outcome.json").exists()
+             and Workspace(ws).training_holder() is None, what="the script to fail")
     result = run_mlops("monitor", "-w", str(ws), "--once")
-    assert result.returncode == 0 and "idle (latest run 0001 failed)" in result.stdout
-    assert run_json(ws)["restarts"] == []
+    assert result.returncode == 0 and result.stdout.startswith("run 0001: finished (failed by itself"), result.stdout
+    assert run_json(ws)["restarts"] == [] and run_json(ws)["status"] == "failed"
+    assert "bad data" in run_json(ws)["error"]
 
 
 def test_a_pending_run_that_never_started_does_not_hide_a_crash(pulled: Callable[[str], Path]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import make_remote, run_mlops
 
-from mlops_cli.workspace import Workspace
+from mlops_cli.workspace import NextAttempt, Workspace
 
 SOFTMAX_ONE_UNIT = (Path(__file__).resolve().parent.parent / "bench" / "repair_cases" / "softmax_one_unit.py")
 SHALLOW_MLP = """from sklearn.datasets import make_moons
@@ -38,8 +38,9 @@ def test_keras_dynamics_are_recorded_and_the_output_fix_lives_in_the_saved_model
     assert dynamics["output"]["activation"] == "softmax" and dynamics["output"]["units"] == 1
     assert len(dynamics["points"]) == 3 and len(dynamics["points"][0]["grad_norms"]) == 3
     assert first["val_accuracy"] <= 0.6, "a softmax over one unit predicts one class"
-    Workspace(ws).write_proposal({"strategy": "ladder", "parent": "0001", "reasons": ["output fix"],
-                                  "options": {"output": "fix", "activation": "relu", "early_stopping": True}})
+    Workspace(ws).write_proposal(NextAttempt(strategy="ladder", parent="0001", reasons=["output fix"],
+                                             options={"output": "fix", "activation": "relu",
+                                                      "early_stopping": True}))
     proc = run_mlops("retrain", "--workspace", str(ws))
     assert proc.returncode == 0, proc.stderr[-2000:]
     second = json.loads((ws / "runs" / "0002" / "out" / "metrics.json").read_text())

@@ -94,7 +94,7 @@ def test_raw_scales_and_a_distance_based_estimator_get_a_scaler_in_a_pipeline(tm
     assert "+model = make_pipeline(StandardScaler(), KNeighborsClassifier())" in result.diff
     staged = (ws.root / "next-src" / "train.py").read_text()
     assert staged == new
-    assert ws.read_proposal()["source"] == "src"
+    assert ws.read_proposal().source == "src"
 
 
 def test_raw_scales_do_not_matter_to_a_tree_which_over_fits_and_is_regularised(tmp_path: Path) -> None:
@@ -267,7 +267,7 @@ def test_when_every_move_was_run_the_budget_is_spent(tmp_path: Path) -> None:
     result = propose(ws)
     assert result.outcome is Outcome.BUDGET_SPENT
     assert "nothing left to try" in result.message
-    assert ws.read_state()["budget_spent"] is True
+    assert ws.read_state().budget_spent is True
 
 
 def test_a_move_the_script_cannot_take_gives_way_to_the_next_one(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from conftest import MODELS, run_mlops
 from mlops_cli.config import load_settings
 from mlops_cli.errors import RewriteError
 from mlops_cli.steps.tweak import Outcome, tweak
-from mlops_cli.workspace import RunStatus, Workspace
+from mlops_cli.workspace import NextAttempt, RunStatus, Workspace
 
 COMMIT = "c0ffee0000000000000000000000000000000000"
 SEED_SCRIPT = (MODELS / "wine-seed" / "train.py").read_text()
@@ -77,7 +77,7 @@ def test_one_class_on_raw_inputs_standardises_first(tmp_path: Path) -> None:
     assert "Normalization layer" in reason
     assert not result.proposal.files, "standardisation is a harness option, not a script change"
     written = ws.read_proposal()
-    assert written["options"]["standardize"] is True and written["parent"] == "0001"
+    assert written.options["standardize"] is True and written.parent == "0001"
 
 
 def test_still_rising_asks_for_more_epochs(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_met_threshold_does_nothing(tmp_path: Path) -> None:
     record(ws, [0.389] * 10, [0.401] * 10, [1.087] * 10, stats=RAW)
     record(ws, curve(0.5, 0.95, 10), curve(0.5, 0.97, 10), curve(1.0, 0.1, 10), stats=RAW,
            options={"standardize": True})
-    ws.write_proposal({"params": {}, "reasons": ["stale"]})
+    ws.write_proposal(NextAttempt(reasons=["stale"]))
     proc = run_mlops("tweak", "--workspace", str(ws.root), "--threshold", "0.9")
     assert proc.returncode == 0, proc.stderr
     assert "threshold met by run 0002" in proc.stdout and "nothing to tweak" in proc.stdout
