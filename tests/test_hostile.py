@@ -210,7 +210,7 @@ CASES = [
     Case("env-max-attempts-fraction", ("detect",), 2, r"MLOPS_MAX_ATTEMPTS: max_attempts must be .* got 2.5",
          env={"MLOPS_MAX_ATTEMPTS": "2.5"}),
     Case("flag-threshold-2", ("evaluate", "--threshold", "2"), 2,
-         r"Invalid value for .--threshold.: 2.0 is not in the range", trained=True),
+         r"--threshold: threshold must be a number between 0 and 1, got 2\.0", trained=True),
     # ---- pushed code: links, devices, size, nesting -----------------------------------------------------------
     Case("py-link-dev-zero", ("detect",), 2, r"zero\.py is a symbolic link to /dev/zero, outside the checkout",
          {"repo/zero.py": Link("/dev/zero")}),

@@ -241,7 +241,6 @@ def test_retrain_without_a_proposal_says_to_tweak_first(tmp_path: Path) -> None:
     ws = workspace(tmp_path)
     record(ws, [0.389] * 10, [0.401] * 10, [1.087] * 10, stats=RAW)
     proc = run_mlops("retrain", "--workspace", str(ws.root))
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == ("mlops: error: nothing to retrain: no proposal in next.json "
-                                   "(run `mlops tweak` first)")
+    assert proc.returncode == 5, "exit 5: nothing proposed, the answer job 5 reads"
+    assert proc.stdout.startswith("nothing to retrain: tweak proposed no attempt")
     assert len(ws.runs()) == 1

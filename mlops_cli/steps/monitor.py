@@ -135,7 +135,11 @@ def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
     """Look at the workspace's unfinished run once and restart it if it died; see the module docstring."""
     ws = settings.workspace.ensure()
     with ws.monitoring():
+        settled = {run.id: run for run in ws.settle()}   # ended by itself: the harness left its outcome and lock
         record = _watched_run(ws)
+        if record is None and settled:
+            last = list(settled.values())[-1]
+            return MonitorResult(Action.FINISHED, last.id, f"{last.status.value} by itself")
         if record is None:
             latest = ws.latest_run()
             detail = f"latest run {latest.id} {latest.status.value}" if latest else "no runs yet"
