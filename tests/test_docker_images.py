@@ -10,13 +10,13 @@ import pytest
 from conftest import ROOT, make_remote, run_mlops
 
 from mlops_cli.errors import UsageError
-from mlops_cli.runtimes.images import REQUIREMENTS_NAME, _source_files, inputs_hash
+from mlops_cli.runtimes.images import Sources, _source_files, inputs_hash
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def files_of(root: Path, runtime: str) -> list[tuple[str, bytes]]:
-    return _source_files(root, runtime)
+    return _source_files(Sources.checkout(root), runtime)
 
 
 @pytest.fixture
@@ -24,8 +24,9 @@ def checkout(tmp_path: Path) -> Path:
     """A copy of the build inputs of this checkout, to change one at a time."""
     root = tmp_path / "checkout"
     shutil.copytree(ROOT / "mlops_cli", root / "mlops_cli", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("Dockerfile.runtime", "pyproject.toml"):
-        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "jenkins", root / "jenkins")
+    for path in [ROOT / "pyproject.toml", *ROOT.glob("Dockerfile.*")]:
+        shutil.copy(path, root / path.name)
     return root
 
 
@@ -34,13 +35,16 @@ def test_build_context_holds_only_the_inputs(checkout: Path) -> None:
     (checkout / "mlops_cli" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"\0")
     files = dict(files_of(checkout, "keras2"))
     names = list(files)
-    assert names[:2] == ["Dockerfile.runtime", "pyproject.toml"]
+    assert names[:2] == ["Dockerfile.keras2", "pyproject.toml"], "its own Dockerfile, no other"
+    assert not any(name.startswith("Dockerfile.") for name in names[1:])
     assert "mlops_cli/cli.py" in names and "mlops_cli/harness/compat.py" in names
+    assert "jenkins/jobs/2-train.xml" in names, "the data files its wheel carries"
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
-    requirements = files[REQUIREMENTS_NAME].decode().splitlines()
-    assert requirements[0] == "# runtime keras2"
-    assert "tensorflow-cpu==2.15.1" in requirements and "click>=8.1" in requirements, "the runtime's and mlops' own"
-    assert not any(line.startswith("keras>=3") for line in requirements)
+    requirements = files["mlops_cli/runtimes/requirements/keras2.txt"].decode().splitlines()
+    assert "tensorflow-cpu==2.15.1" in requirements and not any(line.startswith("keras>=3") for line in requirements)
+    assert b"image-setup.sh runtime keras2" in files["Dockerfile.keras2"]
+    assert "mlops_cli/runtimes/image-setup.sh" in names
+    assert "runtime-requirements.txt" not in names, "nothing is generated into the context"
 
 
 @pytest.mark.parametrize("runtime", ["keras", "sklearn", "keras2"])
@@ -55,7 +59,7 @@ def test_every_runtime_names_its_image_and_carries_matplotlib(runtime: str) -> N
 
 def test_the_package_builds_from_the_context_alone(tmp_path: Path) -> None:
     """The image runs `pip install --no-deps /src` on the context: that must build with nothing else present."""
-    for name, data in _source_files(ROOT, "keras2"):
+    for name, data in files_of(ROOT, "keras2"):
         (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "src" / name).write_bytes(data)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -74,6 +78,10 @@ def test_hash_changes_with_each_input_and_only_then(checkout: Path) -> None:
     assert inputs_hash(files_of(checkout, "keras2"), "python:3.11-slim", None) != \
         inputs_hash(files_of(checkout, "keras"), "python:3.11-slim", None)
     assert inputs_hash([*files_of(checkout, "sklearn"), ("extra-ca.crt", b"pem")], "python:3.11-slim", None) != base
+    keras = inputs_hash(files_of(checkout, "keras"), "python:3.11-slim", None)
+    (checkout / "Dockerfile.keras").write_text((checkout / "Dockerfile.keras").read_text() + "# another line\n")
+    assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None) == base, "not sklearn's Dockerfile"
+    assert inputs_hash(files_of(checkout, "keras"), "python:3.11-slim", None) != keras
 
     (checkout / "mlops_cli" / "__pycache__").mkdir(exist_ok=True)
     (checkout / "mlops_cli" / "__pycache__" / "x.pyc").write_bytes(b"junk")
@@ -81,13 +89,17 @@ def test_hash_changes_with_each_input_and_only_then(checkout: Path) -> None:
 
     monitor = checkout / "mlops_cli" / "steps" / "monitor.py"
     monitor.write_text(monitor.read_text() + "\n")
-    assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None) != base
+    changed = inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None)
+    assert changed != base
+    pins = checkout / "mlops_cli" / "runtimes" / "requirements" / "sklearn.txt"
+    pins.write_text(pins.read_text().replace("pandas>=2", "pandas==2.2.3"))
+    assert inputs_hash(files_of(checkout, "sklearn"), "python:3.11-slim", None) != changed, "a new pin rebuilds"
 
 
 def test_missing_dockerfile_is_a_usage_error(checkout: Path) -> None:
-    (checkout / "Dockerfile.runtime").unlink()
-    with pytest.raises(UsageError, match="Dockerfile.runtime not found"):
-        _source_files(checkout, "keras")
+    (checkout / "Dockerfile.keras").unlink()
+    with pytest.raises(UsageError, match=r"Dockerfile.keras not found \(restore Dockerfile.keras"):
+        _source_files(Sources.checkout(checkout), "keras")
 
 
 def test_images_build_errors_are_one_line(tmp_path: Path) -> None:
