@@ -1,6 +1,7 @@
 """Image inputs, content hashes and the one-line errors of the Docker path that need no engine."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -153,3 +154,60 @@ def test_help_of_light_commands_imports_no_docker_sdk() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'tensorflow', 'sklearn')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("[]")
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined and comments left out."""
+    joined = re.sub(r"\\\n(\s*#[^\n]*\n)*", " ", dockerfile.read_text())
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip()) for line in joined.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_runtimes_requirement_files_and_dockerfiles_agree() -> None:
+    """Every runtime has its Dockerfile at the root, every Dockerfile installs its runtime's committed file, and
+    nothing is left over on either side."""
+    from mlops_cli import runtimes
+
+    known = runtimes.registry()
+    folder = ROOT / "mlops_cli" / "runtimes" / "requirements"
+    assert sorted(p.name for p in ROOT.glob("Dockerfile.*")) == sorted(f"Dockerfile.{name}" for name in known)
+    assert sorted(p.name for p in folder.glob("*.txt")) == sorted(f"{name}.txt" for name in known)
+    for name, runtime in known.items():
+        assert runtime.requirements_file == folder / f"{name}.txt"
+        assert runtime.requirements and runtime.requirements == runtimes.read_requirements_file(folder / f"{name}.txt")
+        steps = instructions(ROOT / f"Dockerfile.{name}")
+        assert steps[:2] == [("ARG", "BASE_IMAGE=python:3.11-slim"), ("FROM", "${BASE_IMAGE}")], name
+        assert ("LABEL", f"mlops.runtime={name}") in steps
+        copies = [args.split() for op, args in steps if op == "COPY"]
+        assert ["mlops_cli/runtimes/image-setup.sh", f"mlops_cli/runtimes/requirements/{name}.txt",
+                "extra-ca.cr[t]", "/etc/mlops/"] in copies, f"Dockerfile.{name} copies its own requirement file"
+        runs = [args for op, args in steps if op == "RUN"]
+        assert runs == [f"sh /etc/mlops/image-setup.sh runtime {name}",
+                        f"sh /etc/mlops/image-setup.sh dependencies {name}", "sh /etc/mlops/image-setup.sh mlops"]
+        assert ("USER", "mlops") in steps and steps[-1][0] == "CMD"
+        assert f"docker build -f Dockerfile.{name} " in (ROOT / f"Dockerfile.{name}").read_text(), "how to build it"
+
+
+def test_a_requirement_list_in_runtimes_yaml_or_a_bad_line_is_a_config_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_cli import runtimes
+    from mlops_cli.errors import ConfigError
+
+    table = tmp_path / "runtimes.yaml"
+    body = "runtimes:\n  boost:\n    profile: sklearn\n    description: d\n    image: mlops-boost\n"
+    monkeypatch.setattr(runtimes, "TABLE", table)
+    runtimes.registry.cache_clear()
+    try:
+        table.write_text(body + "    requirements: [xgboost>=2]\n")
+        with pytest.raises(ConfigError, match=r"runtime boost: `requirements:` must name a file beside it "
+                                              r"\(requirements/boost.txt\)"):
+            runtimes.registry()
+        table.write_text(body + "    requirements: requirements/boost.txt\n")
+        (tmp_path / "requirements").mkdir()
+        (tmp_path / "requirements" / "boost.txt").write_text("# pins\nxgboost>=2  # comment\n-r other.txt\n")
+        with pytest.raises(ConfigError, match="'-r other.txt' is not a requirement"):
+            runtimes.registry()
+        (tmp_path / "requirements" / "boost.txt").write_text("# pins\n\nxgboost>=2  # comment\nscikit-learn>=1.4\n")
+        assert runtimes.registry()["boost"].requirements == ("xgboost>=2", "scikit-learn>=1.4")
+    finally:
+        runtimes.registry.cache_clear()
