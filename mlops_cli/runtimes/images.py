@@ -144,14 +144,13 @@ def build_images(runtime: str = "all", *, base_image: str | None = None, extra_c
     base = base_image or os.environ.get("MLOPS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
     ca = _read_extra_ca(extra_ca)
     sources = sources or find_sources()
+    inputs = {name: _source_files(sources, name) + ([(EXTRA_CA_NAME, ca)] if ca is not None else [])
+              for name in (known if runtime == "all" else (runtime,))}   # a missing input fails before the engine
     results = []
     with Engine.connect() as engine:
         base_id = engine.image_id(base)
-        for name in known if runtime == "all" else (runtime,):
+        for name, files in inputs.items():
             repository = known[name].image
-            files = _source_files(sources, name)
-            if ca is not None:
-                files.append((EXTRA_CA_NAME, ca))
             digest = inputs_hash(files, base, base_id)
             tag = f"{repository}:{digest}"
             started = time.monotonic()
