@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, git, make_remote
+from test_docker import HOST_CA, LOCAL_BASE, engine  # noqa: F401  (the session's engine)
 
 from mlops_cli import runtimes
+from mlops_cli.adapters.docker_engine import Engine
 from mlops_cli.runtimes.images import SHARE, Sources, _source_files, inputs_hash
 
 NO_ENGINE = "unix:///nonexistent/docker.sock"
@@ -98,8 +100,8 @@ def _linked_install(venv: Path, wheel: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
                            "--no-deps", str(wheel)], capture_output=True, text=True, timeout=300, env=_outside_env())
     assert done.returncode == 0, done.stderr[-2000:]
-    purelib = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; "
-                                   "print(sysconfig.get_paths()['purelib'])"],
+    where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = Path(subprocess.run([str(venv / "bin" / "python"), "-c", where],
                                   check=True, capture_output=True, text=True).stdout.strip())
     (purelib / "zz-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
@@ -136,9 +138,9 @@ def test_the_readme_set_up_commands_run_from_the_wheel(installed: Installed, tmp
     assert version.returncode == 0 and "0.1.0" in version.stdout, version.stderr
 
     images = installed.mlops("images", "build", "--profile", "all", DOCKER_HOST=NO_ENGINE)
-    assert (images.returncode, images.stderr) == (1, "mlops: error: Docker engine unreachable at "
-                                                  f"{NO_ENGINE}: start dockerd or set DOCKER_HOST (no socket there)\n"), \
-        "every Dockerfile and input was found before the engine was asked"
+    unreachable = (f"mlops: error: Docker engine unreachable at {NO_ENGINE}: start dockerd or set DOCKER_HOST "
+                   "(no socket there)\n")
+    assert (images.returncode, images.stderr) == (1, unreachable), "every input was found before asking the engine"
 
     jobs = tmp_path / "jobs"
     install = installed.mlops("jenkins", "install", "--dry-run", "--out", str(jobs),
@@ -156,3 +158,53 @@ def test_the_readme_set_up_commands_run_from_the_wheel(installed: Installed, tmp
     assert detected.returncode == 0, detected.stderr
     decision = json.loads(detected.stdout)
     assert (decision["entrypoint"], decision["runtime"]) == ("train.py", "sklearn"), decision
+
+
+def _base_and_ca(engine: Engine) -> tuple[str, Path | None]:
+    """The base image and extra CA that scripts/ci-docker.sh builds with, so that cached layers are reused."""
+    base = os.environ.get("MLOPS_BASE_IMAGE") or (LOCAL_BASE if engine.image_id(LOCAL_BASE) else "python:3.11-slim")
+    return base, HOST_CA if HOST_CA.is_file() else None
+
+
+@pytest.mark.docker
+def test_the_wheel_builds_the_sklearn_image_the_checkout_builds(
+        installed: Installed, clean_copy: Path, engine: Engine) -> None:
+    base, ca = _base_and_ca(engine)
+    built = installed.mlops("images", "build", "--profile", "sklearn", "--base-image", base, "--quiet",
+                            *(["--extra-ca", str(ca)] if ca else []))
+    assert built.returncode == 0, built.stderr[-3000:]
+    files = _source_files(Sources.checkout(clean_copy), "sklearn") + ([("extra-ca.crt", ca.read_bytes())] if ca else [])
+    tag = f"mlops-sklearn:{inputs_hash(files, base, engine.image_id(base))}"
+    assert built.stdout.startswith(f"sklearn: {tag} ("), "the same tag as from the checkout: the same inputs"
+    inside = subprocess.run(["docker", "run", "--rm", tag, "sh", "-c",
+                             "id -un; mlops --version; python -c 'import sklearn, seaborn'; cat /etc/mlops/sklearn.txt"],
+                            capture_output=True, text=True, timeout=120)
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout.startswith("mlops\nmlops, version 0.1.0\n")
+    assert runtimes.get("sklearn").requirements_file.read_text() in inside.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_dockerfile_sklearn_builds_by_hand_from_a_clean_checkout(
+        clean_copy: Path, engine: Engine, tmp_path: Path) -> None:
+    """`docker build -f Dockerfile.sklearn .` as the README says, with the classic builder (the cache of `mlops
+    images build`) and the CI's extra CA in the context: no generated file is needed."""
+    base, ca = _base_and_ca(engine)
+    context = tmp_path / "mlops"
+    shutil.copytree(clean_copy, context, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    if ca:
+        shutil.copy(ca, context / "extra-ca.crt")
+    tag = f"mlops-test-handbuilt-sklearn:{os.getpid()}"
+    try:
+        built = subprocess.run(["docker", "build", "-q", "-f", "Dockerfile.sklearn", "--build-arg",
+                                f"BASE_IMAGE={base}", "-t", tag, "."], cwd=context, capture_output=True, text=True,
+                               timeout=900, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        assert built.returncode == 0, built.stderr[-3000:]
+        probe = "id -un; mlops --version; python -c 'import sklearn, mlops_cli.runtimes.images'"
+        inside = subprocess.run(["docker", "run", "--rm", tag, "sh", "-c", probe],
+                                capture_output=True, text=True, timeout=120)
+        assert (inside.returncode, inside.stdout) == (0, "mlops\nmlops, version 0.1.0\n"), inside.stderr
+        assert engine.image_labels(tag)["mlops.runtime"] == "sklearn"
+    finally:
+        engine.remove_image(tag)

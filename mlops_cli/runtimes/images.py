@@ -40,6 +40,23 @@ PACKAGE = Path(__file__).resolve().parents[1]          # mlops_cli/, in a checko
 SHARE = Path("share") / "mlops"                          # where a wheel puts the root files (pyproject.toml's data-files)
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageBuild:
+    """The outcome for one runtime."""
+
+    runtime: str
+    tag: str
+    image_id: str
+    built: bool                 # False: an image with these inputs existed, nothing was built
+    seconds: float
+    size_bytes: int
+    base_image: str
+
+    def summary(self) -> str:
+        what = f"built in {self.seconds:.1f} s" if self.built else "unchanged, not rebuilt"
+        return f"{self.runtime}: {self.tag} ({what}; {self.size_bytes / 1e6:.0f} MB; base {self.base_image})"
+
+
 def dockerfile_name(runtime: str) -> str:
     """Each runtime's image is built from its own file at the root of mlops: Dockerfile.keras, Dockerfile.sklearn..."""
     return f"Dockerfile.{runtime}"
