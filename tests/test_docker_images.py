@@ -211,3 +211,20 @@ def test_a_requirement_list_in_runtimes_yaml_or_a_bad_line_is_a_config_error(
         assert runtimes.registry()["boost"].requirements == ("xgboost>=2", "scikit-learn>=1.4")
     finally:
         runtimes.registry.cache_clear()
+
+
+def test_sources_are_the_checkout_else_the_wheels_copy_else_a_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_cli.runtimes import images
+
+    assert images.find_sources() == Sources.checkout(ROOT)
+    package = tmp_path / "lib" / "site-packages" / "mlops_cli"
+    package.mkdir(parents=True)
+    monkeypatch.setattr(images, "PACKAGE", package)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
+    with pytest.raises(UsageError, match=r"holds mlops' Dockerfiles \(reinstall mlops-cli from its wheel"):
+        images.find_sources()
+    share = tmp_path / "prefix" / "share" / "mlops"
+    share.mkdir(parents=True)
+    (share / "pyproject.toml").write_text("[project]\n")
+    assert images.find_sources() == Sources(root=share, package=package)
