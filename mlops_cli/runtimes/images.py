@@ -188,13 +188,19 @@ def build_images(runtime: str = "all", *, base_image: str | None = None, extra_c
                                           "--base-image (or MLOPS_BASE_IMAGE)") from None
                     raise
             engine.tag(tag, repository, "latest")
-            for stale in engine.untag_others(repository, keep=tag):
-                on_progress(f"{name}: removed the outdated tag {stale}")
+            try:   # housekeeping: an engine too busy to answer in time costs disk until the next build, not it
+                for stale in engine.untag_others(repository, keep=tag):
+                    on_progress(f"{name}: removed the outdated tag {stale}")
+            except RunnerError as exc:
+                on_progress(f"{name}: outdated tags left for the next build ({exc.message})")
             results.append(ImageBuild(runtime=name, tag=tag, image_id=image_id, built=built,
                                       seconds=time.monotonic() - started, size_bytes=engine.image_size(tag),
                                       base_image=base))
-        if engine.prune_untagged("mlops.inputs"):
-            on_progress("removed untagged outdated mlops images")
+        try:
+            if engine.prune_untagged("mlops.inputs"):
+                on_progress("removed untagged outdated mlops images")
+        except RunnerError as exc:
+            on_progress(f"untagged outdated mlops images left for the next build ({exc.message})")
     return results
 
 
