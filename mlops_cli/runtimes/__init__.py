@@ -31,6 +31,7 @@ class Runtime:
     image: str                       # image repository: mlops-keras
     python: str                      # a version specifier: ">=3.9,<3.12"
     requirements: tuple[str, ...]    # pip requirements of its image and venv (mlops' own dependencies aside)
+    requirements_file: Path          # where they are written: what Dockerfile.<name> installs
     serves: tuple[str, ...]          # installed distributions that let an interpreter train it without a venv
     env: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -66,15 +67,43 @@ def _load() -> dict[str, Any]:
     return data
 
 
+def read_requirements_file(path: Path) -> tuple[str, ...]:
+    """The requirement lines of a runtime's file, comments and blank lines left out: one file is the source of
+    both the image (its Dockerfile runs `pip install -r` on it) and the venv, so they cannot drift apart."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}", "restore it from the mlops package") from None
+    lines = tuple(line.split(" #")[0].strip() for line in text.splitlines())
+    for line in (line for line in lines if line and not line.startswith("#")):
+        try:
+            Requirement(line)
+        except InvalidRequirement:
+            raise ConfigError(f"{path}: {line!r} is not a requirement",
+                              "write one requirement per line (no pip options: the venv reads it too)") from None
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+def _runtime(name: str, body: dict[str, Any]) -> Runtime:
+    listed = body.get("requirements")
+    if not isinstance(listed, str):
+        raise ConfigError(f"{TABLE}: runtime {name}: `requirements:` must name a file beside it "
+                          f"(requirements/{name}.txt)", f"write its requirements in requirements/{name}.txt, "
+                          f"installed by Dockerfile.{name}")
+    path = TABLE.parent / listed
+    return Runtime(name=name, profile=body["profile"], description=body["description"],
+                   provides=frozenset(body.get("provides", [])), image=body["image"],
+                   python=str(body.get("python", ">=3.11")), requirements=read_requirements_file(path),
+                   requirements_file=path, serves=tuple(body.get("serves", [])),
+                   env={str(k): str(v) for k, v in (body.get("env") or {}).items()})
+
+
 @functools.cache
 def registry() -> dict[str, Runtime]:
     """Every known runtime by name (keras, sklearn, keras2)."""
-    return {name: Runtime(name=name, profile=body["profile"], description=body["description"],
-                          provides=frozenset(body.get("provides", [])), image=body["image"],
-                          python=str(body.get("python", ">=3.11")),
-                          requirements=tuple(body.get("requirements", [])), serves=tuple(body.get("serves", [])),
-                          env={str(k): str(v) for k, v in (body.get("env") or {}).items()})
-            for name, body in _load()["runtimes"].items()}
+    return {name: _runtime(name, body) for name, body in _load()["runtimes"].items()}
 
 
 @functools.cache

@@ -1,12 +1,18 @@
 """`mlops images build`: one training image per runtime (mlops_cli/runtimes/runtimes.yaml), tagged by a hash of its inputs;
 and the derived images that add a model repository's own requirements to a runtime's image.
 
-The tag `<image>:<hash>` (mlops-keras, mlops-sklearn, mlops-keras2) is a digest of the build inputs (Dockerfile.runtime,
-the runtime's pip requirements, the mlops_cli sources, the jenkins/ definitions that its wheel carries,
-pyproject.toml, README.md, the base image's name and local id, the extra CA), so an image whose inputs did not
-change is found by name and not rebuilt; `<image>:latest` points at the newest build and is what the docker runner
-starts. The build context is assembled here from exactly those files, so the hash and the context can never
-disagree, and nothing else from the checkout (runs, venvs, .git) is sent to the engine.
+Each runtime's image is built from `Dockerfile.<runtime>` at the root of mlops, the file a hand-run `docker build -f
+Dockerfile.keras .` builds: it installs the runtime's committed requirement file (mlops_cli/runtimes/requirements/)
+with the shared steps of mlops_cli/runtimes/image-setup.sh, so nothing is generated into the context. The inputs come
+from the checkout this package runs from, or from an installed wheel (mlops_cli in site-packages, the Dockerfiles,
+pyproject.toml, README.md and jenkins/ under PREFIX/share/mlops), laid out the same way.
+
+The tag `<image>:<hash>` (mlops-keras, mlops-sklearn, mlops-keras2) is a digest of the build inputs (the Dockerfile,
+the mlops_cli sources with the requirement files, the jenkins/ definitions that its wheel carries, pyproject.toml,
+README.md, the base image's name and local id, the extra CA), so an image whose inputs did not change is found by
+name and not rebuilt; `<image>:latest` points at the newest build and is what the docker runner starts. The build
+context is assembled here from exactly those files, so the hash and the context can never disagree, and nothing
+else from the checkout (runs, venvs, .git) is sent to the engine.
 """
 from __future__ import annotations
 
@@ -27,12 +33,11 @@ if TYPE_CHECKING:
     from mlops_cli.adapters.docker_engine import Engine
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
-DOCKERFILE = "Dockerfile.runtime"
-REQUIREMENTS_NAME = "runtime-requirements.txt"
 DEPS_DOCKERFILE = Path(__file__).with_name("deps.Dockerfile")
 EXTRA_CA_NAME = "extra-ca.crt"
 HASH_LENGTH = 12
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = Path(__file__).resolve().parents[1]          # mlops_cli/, in a checkout or in site-packages
+SHARE = Path("share") / "mlops"                          # where a wheel puts the root files (pyproject.toml's data-files)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,35 +57,58 @@ class ImageBuild:
         return f"{self.runtime}: {self.tag} ({what}; {self.size_bytes / 1e6:.0f} MB; base {self.base_image})"
 
 
-def _pyproject_dependencies(pyproject: Path) -> list[str]:
-    import tomllib
-
-    return list(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"])
-
-
-def requirements_text(runtime: str, root: Path = SOURCE_ROOT) -> str:
-    """The pip requirements of a runtime's image: mlops' own dependencies, then the runtime's packages."""
-    lines = [f"# runtime {runtime}", *_pyproject_dependencies(root / "pyproject.toml"),
-             *runtimes.get(runtime).requirements]
-    return "".join(f"{line}\n" for line in lines)
+def dockerfile_name(runtime: str) -> str:
+    """Each runtime's image is built from its own file at the root of mlops: Dockerfile.keras, Dockerfile.sklearn..."""
+    return f"Dockerfile.{runtime}"
 
 
-def _source_files(root: Path, runtime: str) -> list[tuple[str, bytes]]:
-    """(name in the context, content) of every build input of `runtime`'s image found in the checkout."""
-    dockerfile = root / DOCKERFILE
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """Where the build inputs are: `root` holds the Dockerfiles, pyproject.toml, README.md and jenkins/ (a checkout,
+    or PREFIX/share/mlops of an installed wheel), `package` the mlops_cli sources."""
+
+    root: Path
+    package: Path
+
+    @classmethod
+    def checkout(cls, root: Path) -> Sources:
+        return cls(root=root, package=root / "mlops_cli")
+
+
+def find_sources() -> Sources:
+    """The checkout this package runs from, else the copy its wheel installed (PREFIX/share/mlops beside
+    site-packages: a venv's, the interpreter's, or the user's for `pip install --user`)."""
+    import site
+    import sys
+    import sysconfig
+
+    if (PACKAGE.parent / "pyproject.toml").is_file():
+        return Sources.checkout(PACKAGE.parent)
+    prefixes = [sys.prefix, sysconfig.get_path("data"), site.getuserbase()]
+    for prefix in dict.fromkeys(Path(p) for p in prefixes if p):
+        if (prefix / SHARE / "pyproject.toml").is_file():
+            return Sources(root=prefix / SHARE, package=PACKAGE)
+    raise UsageError(f"neither {PACKAGE.parent} nor {Path(sys.prefix) / SHARE} holds mlops' Dockerfiles",
+                     "reinstall mlops-cli from its wheel, or run `mlops images build` from a checkout of mlops")
+
+
+def _tree(folder: Path, prefix: str) -> list[tuple[str, Path]]:
+    return [(f"{prefix}/{path.relative_to(folder).as_posix()}", path) for path in sorted(folder.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo")]
+
+
+def _source_files(sources: Sources, runtime: str) -> list[tuple[str, bytes]]:
+    """(name in the context, content) of every build input of `runtime`'s image: the context a hand-run
+    `docker build -f Dockerfile.NAME .` sends from a checkout (.dockerignore), laid out the same from a wheel."""
+    dockerfile = sources.root / dockerfile_name(runtime)
     if not dockerfile.is_file():
-        raise UsageError(f"{dockerfile} not found",
-                         "run `mlops images build` from a checkout of mlops (it holds the Dockerfile)")
-    paths = [(DOCKERFILE, dockerfile), ("pyproject.toml", root / "pyproject.toml")]
-    if (root / "README.md").is_file():
-        paths.append(("README.md", root / "README.md"))
-    for folder in (root / "mlops_cli", root / "jenkins"):  # jenkins/: data files of the package's wheel
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-                paths.append((path.relative_to(root).as_posix(), path))
-    files = [(name, path.read_bytes()) for name, path in paths]
-    files.append((REQUIREMENTS_NAME, requirements_text(runtime, root).encode()))
-    return files
+        raise UsageError(f"{dockerfile} not found", f"restore {dockerfile.name} (every runtime of "
+                         "mlops_cli/runtimes/runtimes.yaml has its Dockerfile at the root of mlops)")
+    paths = [(dockerfile.name, dockerfile), ("pyproject.toml", sources.root / "pyproject.toml")]
+    if (sources.root / "README.md").is_file():
+        paths.append(("README.md", sources.root / "README.md"))
+    paths += _tree(sources.package, "mlops_cli") + _tree(sources.root / "jenkins", "jenkins")
+    return [(name, path.read_bytes()) for name, path in paths]
 
 
 def _context(files: Iterable[tuple[str, bytes]]) -> bytes:
@@ -121,7 +149,7 @@ def _read_extra_ca(extra_ca: Path | None) -> bytes | None:
 
 def build_images(runtime: str = "all", *, base_image: str | None = None, extra_ca: Path | None = None,
                  on_progress: Callable[[str], None] = lambda line: None,
-                 source_root: Path = SOURCE_ROOT) -> list[ImageBuild]:
+                 sources: Sources | None = None) -> list[ImageBuild]:
     """Build the image of `runtime` (or of every runtime), skipping those whose inputs hash already names one."""
     import os
 
@@ -132,14 +160,14 @@ def build_images(runtime: str = "all", *, base_image: str | None = None, extra_c
         raise UsageError(f"runtime {runtime!r} is not one of {', '.join([*known, 'all'])}")
     base = base_image or os.environ.get("MLOPS_BASE_IMAGE") or DEFAULT_BASE_IMAGE
     ca = _read_extra_ca(extra_ca)
+    sources = sources or find_sources()
+    inputs = {name: _source_files(sources, name) + ([(EXTRA_CA_NAME, ca)] if ca is not None else [])
+              for name in (known if runtime == "all" else (runtime,))}   # a missing input fails before the engine
     results = []
     with Engine.connect() as engine:
         base_id = engine.image_id(base)
-        for name in known if runtime == "all" else (runtime,):
+        for name, files in inputs.items():
             repository = known[name].image
-            files = _source_files(source_root, name)
-            if ca is not None:
-                files.append((EXTRA_CA_NAME, ca))
             digest = inputs_hash(files, base, base_id)
             tag = f"{repository}:{digest}"
             started = time.monotonic()
@@ -148,8 +176,8 @@ def build_images(runtime: str = "all", *, base_image: str | None = None, extra_c
             if built:
                 on_progress(f"{name}: building {tag} from {base}")
                 try:
-                    image_id = engine.build(_context(files), dockerfile=DOCKERFILE, tag=tag,
-                                            buildargs={"BASE_IMAGE": base, "RUNTIME": name},
+                    image_id = engine.build(_context(files), dockerfile=dockerfile_name(name), tag=tag,
+                                            buildargs={"BASE_IMAGE": base},
                                             labels={"mlops.runtime": name, "mlops.inputs": digest,
                                                     "mlops.base-image": base},
                                             on_line=lambda line, n=name: on_progress(f"{n}: {line}"))
@@ -160,13 +188,19 @@ def build_images(runtime: str = "all", *, base_image: str | None = None, extra_c
                                           "--base-image (or MLOPS_BASE_IMAGE)") from None
                     raise
             engine.tag(tag, repository, "latest")
-            for stale in engine.untag_others(repository, keep=tag):
-                on_progress(f"{name}: removed the outdated tag {stale}")
+            try:   # housekeeping: an engine too busy to answer in time costs disk until the next build, not it
+                for stale in engine.untag_others(repository, keep=tag):
+                    on_progress(f"{name}: removed the outdated tag {stale}")
+            except RunnerError as exc:
+                on_progress(f"{name}: outdated tags left for the next build ({exc.message})")
             results.append(ImageBuild(runtime=name, tag=tag, image_id=image_id, built=built,
                                       seconds=time.monotonic() - started, size_bytes=engine.image_size(tag),
                                       base_image=base))
-        if engine.prune_untagged("mlops.inputs"):
-            on_progress("removed untagged outdated mlops images")
+        try:
+            if engine.prune_untagged("mlops.inputs"):
+                on_progress("removed untagged outdated mlops images")
+        except RunnerError as exc:
+            on_progress(f"untagged outdated mlops images left for the next build ({exc.message})")
     return results
 
 
