@@ -20,19 +20,19 @@ from typing import Any
 from mlops_cli import safe_source
 from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsupportedFramework
-from mlops_cli.pycode import requirement_for, source_text
+from mlops_cli.pycode import NOTEBOOK_SUFFIX, normalise, repository_copy, requirement_for, source_text
 from mlops_cli.workspace import now_iso
 
 RULES_FILE = Path(__file__).with_name("detect.yaml")
 
 KERAS_ROOTS = {"tensorflow", "keras", "tf_keras"}
-UNSUPPORTED_ROOTS = {"torch": "PyTorch", "xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost",
-                     "jax": "JAX", "mxnet": "MXNet", "paddle": "PaddlePaddle", "pytorch_lightning": "PyTorch Lightning",
+BOOSTING_ROOTS = {"xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost"}
+UNSUPPORTED_ROOTS = {"torch": "PyTorch", "jax": "JAX", "mxnet": "MXNet", "paddle": "PaddlePaddle", "pytorch_lightning": "PyTorch Lightning",
                      "lightning": "PyTorch Lightning"}
 SKLEARN_ESTIMATOR_MODULES = {"linear_model", "ensemble", "tree", "neighbors", "svm", "naive_bayes",
                              "neural_network", "discriminant_analysis", "gaussian_process", "kernel_ridge",
                              "semi_supervised", "multiclass", "multioutput", "dummy", "cluster", "calibration"}
-TRAIN_METHODS = {"fit", "fit_generator", "train_on_batch"}
+TRAIN_METHODS = {"fit", "fit_generator", "train_on_batch", "backward"}
 EXISTENCE_CHECKS = {"exists", "isfile", "isdir", "is_file", "is_dir"}
 CONV_PATTERN = re.compile(r"^(Conv[123]D|Conv[123]DTranspose|Convolution[123]D|SeparableConv[12]D|DepthwiseConv[12]D)$")
 SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", "build", "dist",
@@ -116,6 +116,8 @@ def _is_main_guard(node: ast.stmt) -> bool:
 
 def module_name(rel: str) -> str:
     """`pkg/model.py` -> `pkg.model`, `pkg/__init__.py` -> `pkg`: how other files import it."""
+    if rel.endswith(NOTEBOOK_SUFFIX):
+        return rel
     return rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
@@ -203,6 +205,8 @@ def _keras2_idioms(tree: ast.Module, imports: list[tuple[str, int, str]]) -> lis
             for keyword in node.keywords:
                 if keyword.arg in table["optimizer_keywords"]:
                     found.append((node.lineno, f"{name}({table['optimizer_keywords'][keyword.arg]}...)"))
+        if name in table["checkpoint_callbacks"]:
+            found += _h5_checkpoint(node, name, table)
         receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
         target = node.args[0] if node.args else None
         if isinstance(receiver, ast.Name) and receiver.id in models and isinstance(target, ast.Constant) \
@@ -212,6 +216,18 @@ def _keras2_idioms(tree: ast.Module, imports: list[tuple[str, int, str]]) -> lis
             elif name == "save" and not target.value.endswith(tuple(table["model_suffixes"])):
                 found.append((node.lineno, f"save({target.value!r}) as a SavedModel"))
     return sorted(set(found))
+
+
+def _h5_checkpoint(node: ast.Call, name: str, table: dict[str, Any]) -> list[tuple[int, str]]:
+    """`ModelCheckpoint('w-{epoch:02d}.hdf5')`: Keras 3 wants `.keras` (or `.weights.h5` with
+    save_weights_only); a plain `.h5`/`.hdf5` path, literal or f-string, is Keras 2."""
+    target = _path_argument(node, "filepath")
+    if isinstance(target, ast.JoinedStr) and target.values and isinstance(target.values[-1], ast.Constant):
+        target = target.values[-1]
+    text = _literal_path(target, {})
+    if text is None or not text.endswith(tuple(table["h5_suffixes"])) or text.endswith(table["weights_suffix"]):
+        return []
+    return [(node.lineno, f"{name}({text!r})")]
 
 
 def _removed_apis(imports: list[tuple[str, int, str]]) -> list[tuple[int, str, str]]:
@@ -313,9 +329,10 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
         if isinstance(node, ast.Call):
             name = _dotted(node.func)
             last = name.rsplit(".", 1)[-1]
-            if isinstance(node.func, ast.Attribute) and last in TRAIN_METHODS or last in training_functions:
+            if isinstance(node.func, ast.Attribute) and last in TRAIN_METHODS or last in training_functions \
+                    or name in table["training_calls"]:
                 train_calls.append(node.lineno)
-                train_names.setdefault(node.lineno, f".{last}(...)" if last in TRAIN_METHODS else f"{last}(...)")
+                train_names.setdefault(node.lineno, f".{last}(...)" if last in TRAIN_METHODS else f"{name}(...)")
             if last in table["keras_model_calls"]:
                 keras_model_lines.append(node.lineno)
             if last == "params" and "mlops" in name:
@@ -345,9 +362,12 @@ def _is_test(path: Path, root: Path) -> bool:
 
 
 def _python_files(root: Path) -> list[Path]:
-    """Every .py file of the checkout but virtualenvs, build output and packaging (test files included)."""
+    """Every .py file and notebook of the checkout but virtualenvs, build output and packaging (test files
+    included)."""
     files = []
-    for path in safe_source.find_files(root, "*.py", skip=lambda name: name in SKIP_DIRS or name.startswith(".")):
+    skip = lambda name: name in SKIP_DIRS or name.startswith(".")  # noqa: E731
+    for path in sorted(safe_source.find_files(root, "*.py", skip=skip)
+                       + safe_source.find_files(root, f"*{NOTEBOOK_SUFFIX}", skip=skip)):
         parts = path.relative_to(root).parts
         if any(part in SKIP_DIRS or part.startswith(".") for part in parts[:-1]):
             continue
@@ -403,13 +423,9 @@ def _requirement_names(root: Path) -> tuple[set[str], bool]:
     from mlops_cli.runtimes.deps import read_requirements
 
     requirements = read_requirements(root)
-    names = {_normalise(match.group(1)) for line in requirements.lines
+    names = {normalise(match.group(1)) for line in requirements.lines
              if (match := re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line))}
     return names, bool(requirements.sources)
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dict[str, ModuleInfo],
@@ -436,7 +452,7 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
                     or text.startswith(("importlib", "__import__")):
                 continue
             package = requirement_for(top)
-            if _normalise(package) in required or _normalise(top) in required:
+            if normalise(package) in required or normalise(top) in required:
                 continue
             certain = info is entry and line in info.top_level_imports and not declared
             (problems if certain else warnings)[top] = (f"{info.rel}:{line}: {text}: the {runtime_name} runtime "
@@ -505,6 +521,22 @@ def _find_in_repo(root: Path, name: str) -> str | None:
     return None
 
 
+def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], settings: Settings,
+                     evidence: list[str]) -> str | None:
+    """The script an MLflow Project's entry point runs (`main` first), when mlops.yaml names none; its argv is
+    built from the command template and the parameter defaults (mlops.yaml's params win), here only to stop a
+    parameter without any default before training."""
+    from mlops_cli import mlproject
+
+    project = mlproject.read(root)
+    point = project.entry_for() if project else None
+    if project is None or point is None or point.script() not in {info.rel for info in modules.values()}:
+        return None
+    argv = point.argv(settings.param_defaults())
+    evidence.append(f"{project.path}: entry point {point.name} runs {point.script()} {' '.join(argv)}".rstrip())
+    return point.script()
+
+
 def _runtime_override(root: Path) -> str | None:
     """`runtime:` in the repository's mlops.yaml, validated against the registry."""
     from mlops_cli import runtimes
@@ -529,11 +561,12 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     if not modules:
         raise DetectError(f"no Python files in {root}", "push the training script")
     tests = {info.rel for info in modules.values() if _is_test(info.path, root)}
-    entry = _choose_entry(modules, settings.entrypoint, root, tests)
-    closure = _closure(entry, modules)
     evidence: list[str] = []
+    explicit = settings.entrypoint or _mlproject_entry(root, modules, settings, evidence)
+    entry = _choose_entry(modules, explicit, root, tests)
+    closure = _closure(entry, modules)
     warnings: list[str] = []
-    keras_lines, unsupported, sklearn_lines = [], [], []
+    keras_lines, unsupported, sklearn_lines, boosting_lines = [], [], [], []
     for info in closure:
         for module, line, text in info.imports:
             root_name = module.split(".")[0]
@@ -542,6 +575,8 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
                 keras_lines.append(where)
             elif root_name in UNSUPPORTED_ROOTS:
                 unsupported.append((UNSUPPORTED_ROOTS[root_name], where))
+            elif root_name in BOOSTING_ROOTS:
+                boosting_lines.append(f"{where} ({BOOSTING_ROOTS[root_name]} gradient boosting)")
             elif root_name == "sklearn" and len(module.split(".")) > 1 \
                     and module.split(".")[1] in SKLEARN_ESTIMATOR_MODULES:
                 sklearn_lines.append(where)
@@ -572,9 +607,9 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
             f"{entry.rel} trains with {', '.join(names)}, which mlops has no image for "
             f"(evidence: {'; '.join(where for _, where in unsupported[:3])})",
             "use Keras/TensorFlow or scikit-learn, or set `profile:` in mlops.yaml to force one")
-    elif sklearn_lines:
+    elif sklearn_lines or boosting_lines:
         profile = "sklearn"
-        evidence += [f"{line} (scikit-learn estimator)" for line in sklearn_lines]
+        evidence += boosting_lines + [f"{line} (scikit-learn estimator)" for line in sklearn_lines]
     else:
         raise DetectError(f"{entry.rel} calls fit() but imports no framework mlops knows "
                           "(TensorFlow/Keras or a scikit-learn estimator)",
