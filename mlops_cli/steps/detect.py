@@ -461,10 +461,11 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
 
 
 def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
-                   root: Path) -> tuple[str | None, list[str], list[str]]:
+                   root: Path) -> tuple[str | None, list[str], list[str], list[str]]:
     """The working directory (relative to the root, None for the root) that makes the literal data paths exist,
     and one line per path that exists in neither the repository root nor the script's folder: problems for the
-    reads that run when the script starts, warnings for reads in code that may never run."""
+    reads that run when the script starts, warnings for reads in code that may never run; and the absolute paths
+    outside it that name exactly one file of the repository (served by the harness, with a warning)."""
     reads = [(info, read) for info in closure for read in info.reads]
     root_resolved = root.resolve()
     folders = [entry.path.parent.resolve()]
@@ -483,12 +484,19 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
     chosen = folders[counts.index(max(counts))] if relative else root_resolved
     problems: list[str] = []
     warnings: list[str] = []
+    served: list[str] = []
     for info, read in reads:
         where = f"{info.rel}:{read.line} reads {read.path}"
         bucket = problems if read.certain else warnings
         if PurePosixPath(read.path).is_absolute():
             absolute = Path(read.path)
             if inside(absolute.resolve()) or read.optional:
+                continue
+            copy = repository_copy(read.path, root)
+            if copy is not None:
+                served.append(f"{where}, which is outside the repository: the harness serves "
+                              f"{copy.relative_to(root).as_posix()} of the repository instead (read-only; "
+                              "use a relative path)")
                 continue
             match = _find_in_repo(root, absolute.name)
             bucket.append(f"{where}, which is outside the repository; " + (
@@ -506,7 +514,7 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
                                 + (f"the repository has {match} (use that path)" if match
                                    else "commit the file, or read a file that is committed"))
     workdir = chosen.relative_to(root_resolved).as_posix() if chosen != root_resolved else None
-    return workdir, problems, warnings
+    return workdir, problems, warnings, served
 
 
 def _find_in_repo(root: Path, name: str) -> str | None:
@@ -628,8 +636,9 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
                         "(call model.fit, or set `entrypoint:` in mlops.yaml to the script that trains)")
     if entry.rel in tests:
         warnings.append(f"{entry.rel} looks like a test file, but it is the only script that trains")
-    workdir, problems, read_warnings = _resolve_reads(entry, closure, root)
+    workdir, problems, read_warnings, served = _resolve_reads(entry, closure, root)
     warnings += [f"{line.partition('; ')[0]} (if that code runs: {line.partition('; ')[2]})" for line in read_warnings]
+    warnings += served
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         message, _, hint = problems[0].partition("; ")
