@@ -16,6 +16,7 @@ NOTEBOOK_SUFFIX = ".ipynb"
 MAX_NOTEBOOK_BYTES = 8 * 1024 * 1024      # outputs (plots as base64) make notebooks larger than scripts
 SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", ".ipynb_checkpoints"}
 MAX_SEARCH = 20_000
+PYTHON_CELL_MAGICS = {"%%time", "%%timeit", "%%capture", "%%prun"}
 
 
 def _parses(text: str) -> bool:
@@ -34,6 +35,18 @@ def ipython_to_python(text: str) -> str:
     return TransformerManager().transform_cell(text)
 
 
+def cell_python(source: str) -> str:
+    """One notebook cell as Python. A cell under a magic that only measures or silences its Python (`%%time`,
+    `%%capture`...) is that Python (the magic's line left blank, so line numbers stay the cell's); any other
+    cell goes through IPython's transformer."""
+    first, _, rest = source.lstrip("\n").partition("\n")
+    words = first.split()
+    if words and words[0] in PYTHON_CELL_MAGICS:
+        blank = "\n" * (len(source) - len(source.lstrip("\n")) + 1)
+        return blank + ipython_to_python(rest)
+    return ipython_to_python(source)
+
+
 def notebook_cells(path: Path, root: Path) -> list[str]:
     """The code cells of a notebook, in order, each as Python (IPython syntax transformed)."""
     import nbformat
@@ -43,7 +56,7 @@ def notebook_cells(path: Path, root: Path) -> list[str]:
         notebook = nbformat.reads(text, as_version=4)
     except Exception as exc:   # nbformat raises json, validation and reader errors alike
         raise SyntaxError(f"not a readable notebook ({type(exc).__name__})") from None
-    return [ipython_to_python(cell.source) for cell in notebook.cells if cell.cell_type == "code"]
+    return [cell_python(cell.source) for cell in notebook.cells if cell.cell_type == "code"]
 
 
 def source_text(path: Path, root: Path) -> str:

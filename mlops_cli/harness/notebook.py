@@ -150,7 +150,7 @@ def run_notebook(entry: Path, root: Path, output_dir: Path | None, notes: list[s
     execution counts) to `output_dir`, also when a cell fails (the error is then raised on)."""
     import nbformat
 
-    from mlops_cli.pycode import MAX_NOTEBOOK_BYTES, ipython_to_python
+    from mlops_cli.pycode import MAX_NOTEBOOK_BYTES, cell_python
     from mlops_cli.safe_source import read_text
 
     notebook = nbformat.reads(read_text(entry, root, max_bytes=MAX_NOTEBOOK_BYTES, what="notebook", strict=False),
@@ -170,7 +170,7 @@ def run_notebook(entry: Path, root: Path, output_dir: Path | None, notes: list[s
             sys.stdout, sys.stderr = out, err
             started = time.monotonic()
             try:
-                code = compile(ipython_to_python(cell.source), f"{entry}#cell{index + 1}", "exec")
+                code = compile(cell_python(cell.source), f"{entry}#cell{index + 1}", "exec")
                 exec(code, module.__dict__)  # noqa: S102 - the training process runs the user's notebook
             except BaseException as exc:
                 cell.outputs = _outputs(out, err) + [nbformat.v4.new_output(
