@@ -30,9 +30,13 @@ def _parses(text: str) -> bool:
 def ipython_to_python(text: str) -> str:
     """IPython input (magics, `!shell`, `%%cell` magics) as the Python IPython itself runs: `get_ipython()` calls.
     Done by IPython's own TransformerManager, never by a pattern of ours."""
+    import warnings
+
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager().transform_cell(text)
+    with warnings.catch_warnings():   # its tokenizer warns on odd line endings; the result is checked by parsing
+        warnings.simplefilter("ignore")
+        return TransformerManager().transform_cell(text)
 
 
 def cell_python(source: str) -> str:
@@ -67,7 +71,10 @@ def source_text(path: Path, root: Path) -> str:
     text = safe_source.read_text(path, root, what="file", strict=False)
     if _parses(text):
         return text
-    transformed = ipython_to_python(text)
+    try:
+        transformed = ipython_to_python(text)
+    except Exception:   # IPython's transformer on text that is neither Python nor IPython: parsed as it is
+        return text
     return transformed if _parses(transformed) else text
 
 

@@ -265,3 +265,14 @@ def test_a_valid_script_with_a_percent_continuation_line_runs_unchanged(tmp_path
     result, metrics = _train(ws)
     assert result.returncode == 0, result.stderr
     assert "accuracy with a standard deviation of" in (next((ws / "runs" / "0001").rglob("train.log"))).read_text()
+
+
+def test_an_over_fitting_xgboost_model_gets_a_boosting_move_from_tweak(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "xgb-eval-set")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["model"]["estimator"] == "XGBClassifier"
+    proposal = run_mlops("tweak", "-w", str(ws), "--threshold", "0.99")
+    assert proposal.returncode == 0, proposal.stderr
+    assert "the XGBoost gradient boosting over-fits its training data" in proposal.stdout
+    assert "learning_rate 0.2 -> 0.1" in proposal.stdout

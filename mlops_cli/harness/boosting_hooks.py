@@ -136,7 +136,8 @@ def _validation_sets(library: str, train_set: Any, args: tuple[Any, ...], kwargs
         given = kwargs.get("evals") if "evals" in kwargs else (args[1] if len(args) > 1 else None)
         pairs = [(name, dataset) for dataset, name in (given or [])]
     else:
-        sets = kwargs.get("valid_sets") or []
+        sets = kwargs.get("valid_sets") if "valid_sets" in kwargs else (args[1] if len(args) > 1 else None)
+        sets = [sets] if sets is not None and not isinstance(sets, (list, tuple)) else list(sets or [])
         names = kwargs.get("valid_names") or [f"valid_{index}" for index in range(len(sets))]
         pairs = list(zip(names, sets))
     return [(name, dataset) for name, dataset in pairs if dataset is not train_set]
