@@ -203,14 +203,15 @@ def test_notebook_runs_cell_by_cell_and_its_executed_copy_is_kept(tmp_path: Path
 
 
 def test_a_failing_notebook_cell_is_named_and_kept_with_its_error(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path, "notebook-ipynb")     # no iris.csv: the second cell fails
+    ws = _workspace(tmp_path, "notebook-ipynb", {"iris.csv": "a,b\n1,2\n"})    # no species: cell 3 fails
     result = run_mlops("train", "-w", str(ws), "--runner", "local")
     assert result.returncode != 0
-    assert "(at train.ipynb#cell3:" in result.stderr and "FileNotFoundError" in result.stderr
+    assert "(at train.ipynb#cell3:" in result.stderr and "KeyError" in result.stderr
     import nbformat
 
     executed = nbformat.read(next((ws / "runs" / "0001").rglob("train.ipynb")), as_version=4)
-    assert executed.cells[2].outputs[-1]["ename"] == "FileNotFoundError"
+    assert executed.cells[2].outputs[-1]["ename"] == "KeyError"
+    assert executed.cells[3].execution_count is None, "cells after the failing one did not run"
 
 
 @pytest.mark.parametrize("fixture,metric,holdout", [
@@ -225,6 +226,13 @@ def test_gradient_boosting_gets_a_held_out_metric(tmp_path: Path, fixture: str, 
     assert result.returncode == 0, result.stderr
     assert metrics[metric] > 0.8 and metrics["diagnostics"]["holdout"] == holdout
     assert (ws / "runs" / "0001").rglob("model.joblib")
+
+
+def test_an_eval_set_gives_the_per_round_curves(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "xgb-eval-set")
+    _, metrics = _train(ws)
+    assert 10 < len(metrics["curves"]["val_logloss"]) <= 60 and metrics["epochs"] == len(
+        metrics["curves"]["val_logloss"])
 
 
 def test_native_boosting_records_its_curves_at_the_best_round(tmp_path: Path) -> None:

@@ -84,8 +84,29 @@ def _score_eval_set(capture: Capture, estimator: Any, eval_set: Any) -> None:
         capture.depth -= 1
     capture.metrics[f"val_{name}"] = float(value)
     capture.diagnostics.update(holdout="script (the fit's eval_set)", n_holdout=data.n_rows(x_val))
+    curves = _estimator_curves(estimator)
+    if curves:
+        capture.diagnostics.update(curves=curves, epochs=max(len(values) for values in curves.values()))
     if name == "accuracy":
         capture.diagnostics["majority_share"] = data.majority_share(data.as_array(y_val, True))
+
+
+def _estimator_curves(estimator: Any) -> dict[str, list[float]]:
+    """Per-round metrics of the last validation set an estimator kept (XGBoost `evals_result()`, LightGBM
+    `evals_result_`, CatBoost `get_evals_result()`), named `val_<metric>`."""
+    if hasattr(estimator, "get_evals_result"):
+        results = estimator.get_evals_result()
+    elif callable(getattr(estimator, "evals_result", None)):
+        results = estimator.evals_result()
+    else:
+        results = getattr(estimator, "evals_result_", None)
+    if not isinstance(results, dict) or not results:
+        return {}
+    validation = [name for name in results if name not in ("learn", "training")]
+    if not validation:
+        return {}
+    return {f"val_{metric}": [float(value) for value in values]
+            for metric, values in (results[validation[-1]] or {}).items()}
 
 
 def _remember_data(init: Any) -> Any:
