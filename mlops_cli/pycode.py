@@ -51,8 +51,8 @@ def cell_python(source: str) -> str:
     return ipython_to_python(source)
 
 
-def notebook_cells(path: Path, root: Path) -> list[str]:
-    """The code cells of a notebook, in order, each as Python (IPython syntax transformed)."""
+def notebook_cells(path: Path, root: Path) -> list[tuple[int, str]]:
+    """The code cells of a notebook, in order, each as (its number among all cells, from 1; its Python)."""
     import nbformat
 
     text = safe_source.read_text(path, root, max_bytes=MAX_NOTEBOOK_BYTES, what="notebook", strict=False)
@@ -60,14 +60,24 @@ def notebook_cells(path: Path, root: Path) -> list[str]:
         notebook = nbformat.reads(text, as_version=4)
     except Exception as exc:   # nbformat raises json, validation and reader errors alike
         raise SyntaxError(f"not a readable notebook ({type(exc).__name__})") from None
-    return [cell_python(cell.source) for cell in notebook.cells if cell.cell_type == "code"]
+    return [(index, cell_python(cell.source)) for index, cell in enumerate(notebook.cells, 1)
+            if cell.cell_type == "code"]
+
+
+def notebook_lines(cells: list[tuple[int, str]]) -> list[str]:
+    """For each line of the cells joined as `source_text` joins them, where it is: `#cell3:2` (the harness names
+    a failing cell's line the same way)."""
+    where: list[str] = []
+    for number, code in cells:
+        where += [f"#cell{number}:{line}" for line in range(1, code.count("\n") + 2)]
+    return where
 
 
 def source_text(path: Path, root: Path) -> str:
     """The code as Python. A file that parses is returned as it is, never rewritten; an exported notebook that
     does not (`!pip install ...`, `%matplotlib inline`) and a `.ipynb` notebook go through IPython's transformer."""
     if path.suffix == NOTEBOOK_SUFFIX:
-        return "\n".join(notebook_cells(path, root))
+        return "\n".join(code for _, code in notebook_cells(path, root))
     text = safe_source.read_text(path, root, what="file", strict=False)
     if _parses(text):
         return text

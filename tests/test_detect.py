@@ -143,7 +143,16 @@ def test_a_notebook_is_an_entry_point_and_its_magics_are_read_by_ipython(tmp_pat
     (tmp_path / "helpers.py").write_text("def load():\n    return 1\n")
     data = json.loads(_detect(tmp_path).stdout)
     assert data["entrypoint"] == "train.ipynb" and data["profile"] == "sklearn"
-    assert any(line.startswith("train.ipynb:") and "SVC" in line for line in data["evidence"])
+    assert "train.ipynb#cell2:3: from sklearn.svm import SVC (scikit-learn estimator)" in data["evidence"]
+    assert "train.ipynb#cell3:2: .fit(...) trains the model" in data["evidence"], "%%time cells read as Python"
+
+
+def test_a_syntax_error_in_a_notebook_names_its_cell(tmp_path: Path) -> None:
+    _notebook(tmp_path / "train.ipynb", "import os", "x = (1,\n  2")
+    result = _detect(tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("mlops: error: train.ipynb#cell3:1: syntax error: '(' was never closed "
+                             "(fix the script and push again)\n")
 
 
 def test_entrypoint_may_name_a_notebook(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 from mlops_cli import safe_source
 from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsupportedFramework
-from mlops_cli.pycode import NOTEBOOK_SUFFIX, normalise, repository_copy, requirement_for, source_text
+from mlops_cli.pycode import (NOTEBOOK_SUFFIX, normalise, notebook_cells, notebook_lines, repository_copy,
+                              requirement_for, source_text)
 from mlops_cli.workspace import now_iso
 
 RULES_FILE = Path(__file__).with_name("detect.yaml")
@@ -79,6 +80,13 @@ class ModuleInfo:
     guarded_imports: set[str] = dataclasses.field(default_factory=set)
     train_names: dict[int, str] = dataclasses.field(default_factory=dict)
     top_level_imports: set[int] = dataclasses.field(default_factory=set)
+    cell_lines: list[str] = dataclasses.field(default_factory=list)
+
+    def at(self, line: int | None) -> str:
+        """`train.py:12`, or for a notebook `train.ipynb#cell3:2` (cell number, line in the cell)."""
+        if self.cell_lines and line and 0 < line <= len(self.cell_lines):
+            return f"{self.rel}{self.cell_lines[line - 1]}"
+        return f"{self.rel}:{line}"
 
 
 @dataclasses.dataclass
@@ -289,10 +297,18 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
 def analyse(path: Path, root: Path) -> ModuleInfo:
     """Parse one file; a syntax error becomes a DetectError naming file:line."""
     rel = path.relative_to(root).as_posix()
+    cell_lines: list[str] = []
     try:
-        tree = safe_source.parse_python(source_text(path, root), rel)
+        if path.suffix == NOTEBOOK_SUFFIX:
+            cells = notebook_cells(path, root)
+            cell_lines = notebook_lines(cells)
+            text = "\n".join(code for _, code in cells)
+        else:
+            text = source_text(path, root)
+        tree = safe_source.parse_python(text, rel)
     except SyntaxError as exc:
-        raise DetectError(f"{rel}:{exc.lineno}: syntax error: {exc.msg}", "fix the script and push again") from None
+        where = ModuleInfo(path, rel, [], [], [], set(), False, False, [], cell_lines=cell_lines).at(exc.lineno)
+        raise DetectError(f"{where}: syntax error: {exc.msg}", "fix the script and push again") from None
     imports: list[tuple[str, int, str]] = []
     local: set[str] = set()
     train_calls: list[int] = []
@@ -353,7 +369,8 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                       reads=_data_reads(tree), keras_model_lines=sorted(keras_model_lines),
                       guarded_imports=_guarded_imports(tree), train_names=train_names,
                       top_level_imports={stmt.lineno for stmt in tree.body
-                                         if isinstance(stmt, (ast.Import, ast.ImportFrom))})
+                                         if isinstance(stmt, (ast.Import, ast.ImportFrom))},
+                      cell_lines=cell_lines)
 
 
 def _is_test(path: Path, root: Path) -> bool:
@@ -455,7 +472,7 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
             if normalise(package) in required or normalise(top) in required:
                 continue
             certain = info is entry and line in info.top_level_imports and not declared
-            (problems if certain else warnings)[top] = (f"{info.rel}:{line}: {text}: the {runtime_name} runtime "
+            (problems if certain else warnings)[top] = (f"{info.at(line)}: {text}: the {runtime_name} runtime "
                                                         f"lacks it; add {package} to requirements.txt")
     return list(problems.values()), list(warnings.values())
 
@@ -486,7 +503,7 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
     warnings: list[str] = []
     served: list[str] = []
     for info, read in reads:
-        where = f"{info.rel}:{read.line} reads {read.path}"
+        where = f"{info.at(read.line)} reads {read.path}"
         bucket = problems if read.certain else warnings
         if PurePosixPath(read.path).is_absolute():
             absolute = Path(read.path)
@@ -578,7 +595,7 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     for info in closure:
         for module, line, text in info.imports:
             root_name = module.split(".")[0]
-            where = f"{info.rel}:{line}: {text}"
+            where = f"{info.at(line)}: {text}"
             if root_name in KERAS_ROOTS:
                 keras_lines.append(where)
             elif root_name in UNSUPPORTED_ROOTS:
@@ -591,13 +608,13 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     removed = [(info, line, prefix, advice) for info in closure for line, prefix, advice in info.removed]
     if removed:
         info, line, prefix, advice = removed[0]
-        raise DetectError(f"{info.rel}:{line}: {prefix} {advice.split(' (')[0]}",
+        raise DetectError(f"{info.at(line)}: {prefix} {advice.split(' (')[0]}",
                           advice.split(" (", 1)[1].rstrip(")") if " (" in advice else "update the import")
-    fit_lines = [f"{info.rel}:{line}: {info.train_names.get(line, '.fit(...)')} trains the model"
+    fit_lines = [f"{info.at(line)}: {info.train_names.get(line, '.fit(...)')} trains the model"
                  for info in closure for line in info.train_calls]
-    conv_lines = [f"{info.rel}:{line}: {name} layer: convolutional network"
+    conv_lines = [f"{info.at(line)}: {name} layer: convolutional network"
                   for info in closure for line, name in info.conv_calls]
-    keras2_lines = [f"{info.rel}:{line}: {what} (Keras 2 only)" for info in closure for line, what in info.keras2]
+    keras2_lines = [f"{info.at(line)}: {what} (Keras 2 only)" for info in closure for line, what in info.keras2]
     runtime_name = _runtime_override(root)
     if settings.profile != "auto":
         profile = settings.profile
