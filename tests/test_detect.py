@@ -218,7 +218,23 @@ def test_pytorch_gets_one_answer_whatever_its_training_loop(tmp_path: Path, loop
     (tmp_path / "train.py").write_text("import torch\nnet = torch.nn.Linear(4, 2)\n" + loop)
     result = _detect(tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("mlops: error: train.py trains with PyTorch, which mlops has no image for")
+    assert result.stderr.startswith("mlops: error: train.py trains with PyTorch in its own loop, whose held-out "
+                                    "metric mlops cannot see (evidence: train.py:1: import torch) (report it ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("source", [
+    "import torch\nimport mlops_cli\nloss.backward()\nmlops_cli.log_metrics(val_accuracy=0.9)\n",
+    "import torch\nfrom mlops_cli import log_metrics\nloss.backward()\nlog_metrics(val_accuracy=0.9)\n",
+    "import lightning as L\ntrainer = L.Trainer()\ntrainer.fit(model, train, valid)\n",
+    "import pytorch_lightning as pl\npl.Trainer().fit(model)\n",
+])
+def test_pytorch_whose_metric_mlops_sees_gets_the_torch_runtime(tmp_path: Path, source: str) -> None:
+    (tmp_path / "train.py").write_text(source)
+    result = _detect(tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["profile"] == "torch" and data["runtime"] == "torch"
 
 
 def test_mlproject_entry_point_names_the_script(tmp_path: Path) -> None:

@@ -284,3 +284,19 @@ def test_an_over_fitting_xgboost_model_gets_a_boosting_move_from_tweak(tmp_path:
     assert proposal.returncode == 0, proposal.stderr
     assert "the XGBoost gradient boosting over-fits its training data" in proposal.stdout
     assert "learning_rate 0.2 -> 0.1" in proposal.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture,holdout", [("torch-log-metrics", None),
+                                             ("lightning-val", "script (Lightning Trainer.fit)")])
+def test_pytorch_trains_in_the_torch_runtime_with_its_held_out_metric(tmp_path: Path, fixture: str,
+                                                                      holdout: str | None) -> None:
+    pytest.importorskip("lightning" if fixture.startswith("lightning") else "torch")
+    ws = _workspace(tmp_path, fixture)
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] > 0.9 and metrics["diagnostics"].get("holdout") == holdout
+    assert json.loads((ws / "runs" / "0001" / "run.json").read_text())["runtime"] == "torch"
+    assert ("val_accuracy = " in _verdict(ws).stdout)
+    if holdout:
+        assert metrics["diagnostics"]["model_file"] == "model.pt"

@@ -58,10 +58,10 @@ def tiny_wheels(tmp_path: Path) -> Path:
 
 def test_registry_names_each_runtime_its_image_and_venv_pins() -> None:
     registry = runtimes.registry()
-    assert set(registry) == {"keras", "sklearn", "keras2"}
+    assert set(registry) == {"keras", "sklearn", "keras2", "torch"}
     assert {"xgboost", "lightgbm", "catboost"} <= registry["sklearn"].provides
     assert {name: r.image for name, r in registry.items()} == {
-        "keras": "mlops-keras", "sklearn": "mlops-sklearn", "keras2": "mlops-keras2"}
+        "keras": "mlops-keras", "sklearn": "mlops-sklearn", "keras2": "mlops-keras2", "torch": "mlops-torch"}
     keras2 = registry["keras2"]
     assert keras2.profile == "keras" and "tensorflow-cpu==2.15.1" in keras2.requirements
     assert keras2.python_fits("3.11.7") and not keras2.python_fits("3.12.1")
@@ -77,9 +77,9 @@ def test_runtimes_list_says_how_each_trains_here(tmp_path: Path) -> None:
     assert rows["sklearn"]["local"].startswith("this Python")
     assert rows["keras2"]["local"].endswith("`mlops runtimes create keras2` makes its venv")
     assert rows["keras2"]["image"] == "mlops-keras2:latest"
-    unknown = run_mlops("runtimes", "create", "torch")
+    unknown = run_mlops("runtimes", "create", "jax")
     assert unknown.returncode == 2
-    assert unknown.stderr == "mlops: error: runtime 'torch' is unknown (choose one of keras, keras2, sklearn)\n"
+    assert unknown.stderr == "mlops: error: runtime 'jax' is unknown (choose one of keras, keras2, sklearn, torch)\n"
 
 
 def test_offline_a_missing_runtime_venv_fails_before_training_in_one_line(tmp_path: Path) -> None:

@@ -58,11 +58,15 @@ def tee_output(log_path: Path) -> Iterator[None]:
 
 
 def _hooks(profile: str | None) -> Any:
-    """The capture of the profile's framework; the sklearn profile's includes the gradient boosting libraries."""
+    """The capture of the profile's framework (keras, torch, else sklearn with the gradient boosting libraries)."""
     if profile == "keras":
         from mlops_cli.harness import keras_hooks
 
         return keras_hooks
+    if profile == "torch":
+        from mlops_cli.harness import torch_hooks
+
+        return torch_hooks
     from mlops_cli.harness import boosting_hooks
 
     return boosting_hooks

@@ -28,8 +28,8 @@ RULES_FILE = Path(__file__).with_name("detect.yaml")
 
 KERAS_ROOTS = {"tensorflow", "keras", "tf_keras"}
 BOOSTING_ROOTS = {"xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost"}
-UNSUPPORTED_ROOTS = {"torch": "PyTorch", "jax": "JAX", "mxnet": "MXNet", "paddle": "PaddlePaddle", "pytorch_lightning": "PyTorch Lightning",
-                     "lightning": "PyTorch Lightning"}
+TORCH_ROOTS = {"torch": "PyTorch", "pytorch_lightning": "PyTorch Lightning", "lightning": "PyTorch Lightning"}
+UNSUPPORTED_ROOTS = {"jax": "JAX", "mxnet": "MXNet", "paddle": "PaddlePaddle"}
 SKLEARN_ESTIMATOR_MODULES = {"linear_model", "ensemble", "tree", "neighbors", "svm", "naive_bayes",
                              "neural_network", "discriminant_analysis", "gaussian_process", "kernel_ridge",
                              "semi_supervised", "multiclass", "multioutput", "dummy", "cluster", "calibration"}
@@ -80,6 +80,7 @@ class ModuleInfo:
     guarded_imports: set[str] = dataclasses.field(default_factory=set)
     train_names: dict[int, str] = dataclasses.field(default_factory=dict)
     top_level_imports: set[int] = dataclasses.field(default_factory=set)
+    logs_metrics: bool = False
     cell_lines: list[str] = dataclasses.field(default_factory=list)
 
     def at(self, line: int | None) -> str:
@@ -317,6 +318,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
     keras_model_lines: list[int] = []
     train_names: dict[int, str] = {}
     uses_params = False
+    logs_metrics = False
     table = rules()
     training_functions = set(table["training_functions"])
     for node in ast.walk(tree):
@@ -353,6 +355,8 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                 keras_model_lines.append(node.lineno)
             if last == "params" and "mlops" in name:
                 uses_params = True
+            if last == "log_metrics" and ("mlops" in name or name == "log_metrics"):
+                logs_metrics = True
             if name in ("importlib.import_module", "__import__") and node.args \
                     and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 imports.append((node.args[0].value, node.lineno, f"{name}({node.args[0].value!r})"))
@@ -370,7 +374,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                       guarded_imports=_guarded_imports(tree), train_names=train_names,
                       top_level_imports={stmt.lineno for stmt in tree.body
                                          if isinstance(stmt, (ast.Import, ast.ImportFrom))},
-                      cell_lines=cell_lines)
+                      logs_metrics=logs_metrics, cell_lines=cell_lines)
 
 
 def _is_test(path: Path, root: Path) -> bool:
@@ -546,6 +550,18 @@ def _find_in_repo(root: Path, name: str) -> str | None:
     return None
 
 
+def _torch_profile(entry: ModuleInfo, closure: list[ModuleInfo], torch_lines: list[tuple[str, str]]) -> str:
+    """`torch` when mlops can see the held-out metric: Lightning's Trainer (what the module logs as val_*) or
+    mlops_cli.log_metrics; a plain loop reporting nothing is refused with what to add, whatever its loop."""
+    if any(name == "PyTorch Lightning" for name, _ in torch_lines) or any(info.logs_metrics for info in closure):
+        return "torch"
+    raise UnsupportedFramework(
+        f"{entry.rel} trains with PyTorch in its own loop, whose held-out metric mlops cannot see "
+        f"(evidence: {'; '.join(where for _, where in torch_lines[:3])})",
+        "report it after validating with mlops_cli.log_metrics(val_accuracy=...), or train with Lightning's "
+        "Trainer logging val_* metrics: the torch runtime then trains it")
+
+
 def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], settings: Settings,
                      evidence: list[str]) -> str | None:
     """The script an MLflow Project's entry point runs (`main` first), when mlops.yaml names none; its argv is
@@ -591,13 +607,15 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     entry = _choose_entry(modules, explicit, root, tests)
     closure = _closure(entry, modules)
     warnings: list[str] = []
-    keras_lines, unsupported, sklearn_lines, boosting_lines = [], [], [], []
+    keras_lines, unsupported, sklearn_lines, boosting_lines, torch_lines = [], [], [], [], []
     for info in closure:
         for module, line, text in info.imports:
             root_name = module.split(".")[0]
             where = f"{info.at(line)}: {text}"
             if root_name in KERAS_ROOTS:
                 keras_lines.append(where)
+            elif root_name in TORCH_ROOTS:
+                torch_lines.append((TORCH_ROOTS[root_name], where))
             elif root_name in UNSUPPORTED_ROOTS:
                 unsupported.append((UNSUPPORTED_ROOTS[root_name], where))
             elif root_name in BOOSTING_ROOTS:
@@ -626,6 +644,9 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     elif keras_lines:
         profile = "keras"
         evidence += [f"{line} (TensorFlow/Keras)" for line in keras_lines]
+    elif torch_lines:
+        profile = _torch_profile(entry, closure, torch_lines)
+        evidence += [f"{where} ({name})" for name, where in torch_lines[:3]]
     elif unsupported:
         names = sorted({name for name, _ in unsupported})
         raise UnsupportedFramework(
