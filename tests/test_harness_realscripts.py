@@ -300,3 +300,13 @@ def test_pytorch_trains_in_the_torch_runtime_with_its_held_out_metric(tmp_path: 
     assert ("val_accuracy = " in _verdict(ws).stdout)
     if holdout:
         assert metrics["diagnostics"]["model_file"] == "model.pt"
+
+
+def test_a_colab_notebook_reading_its_drive_runs_on_the_repository_file(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i % 9},{(i * 7) % 11},{int(i % 9 > 4)}" for i in range(80))
+    ws = _workspace(tmp_path, "colab-notebook", {"wine.csv": f"a,b,quality\n{rows}\n"})
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert "skipped drive.mount('/content/drive'): files under it are read from the repository" in \
+        metrics["diagnostics"]["notes"]
+    assert any(w.startswith("/content/drive/MyDrive/course/wine.csv is not on this machine") for w in metrics["warnings"])

@@ -111,8 +111,47 @@ def display(*objects: Any, **kwargs: Any) -> None:
         print(item)
 
 
+def _colab(notes: list[str]) -> None:
+    """`google.colab` where it is not installed: `drive.mount` does nothing (absolute paths under it are served
+    from the repository when it holds the file, harness/paths.py), `files.upload` has nothing to upload."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("google.colab") is not None:
+            return
+    except (ImportError, ValueError):
+        pass
+    colab = types.ModuleType("google.colab")
+    drive = types.ModuleType("google.colab.drive")
+    files = types.ModuleType("google.colab.files")
+
+    def mount(mountpoint: str, *args: Any, **kwargs: Any) -> None:
+        message = f"skipped drive.mount({mountpoint!r}): files under it are read from the repository"
+        if message not in notes:
+            notes.append(message)
+
+    def upload(*args: Any, **kwargs: Any) -> dict[str, bytes]:
+        raise RuntimeError("google.colab.files.upload() needs a person at a browser; commit the file and read it")
+
+    drive.mount = mount
+    drive.flush_and_unmount = lambda *args, **kwargs: None
+    files.upload = upload
+    files.download = lambda *args, **kwargs: None
+    colab.drive, colab.files = drive, files
+    try:
+        import google   # the namespace package protobuf and TensorFlow live in, when installed: kept as it is
+    except ImportError:
+        google = types.ModuleType("google")
+        google.__path__ = []
+        sys.modules["google"] = google
+    google.colab = colab
+    sys.modules.update({"google.colab": colab, "google.colab.drive": drive, "google.colab.files": files})
+
+
 def new_main(entry: Path, notes: list[str]) -> types.ModuleType:
-    """A `__main__` module whose namespace has `get_ipython` and `display`, as a notebook's has."""
+    """A `__main__` module whose namespace has `get_ipython` and `display`, as a notebook's has (and Colab's
+    `google.colab` importable)."""
+    _colab(notes)
     module = types.ModuleType("__main__")
     shell = Shell(module.__dict__, notes)
     module.__dict__.update(__file__=str(entry), __builtins__=__builtins__, get_ipython=lambda: shell,

@@ -470,7 +470,8 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
             top = module.split(".")[0]
             if not top or top in sys.stdlib_module_names or top in provided or top in local_roots \
                     or top in info.guarded_imports or top in problems or top in warnings \
-                    or text.startswith(("importlib", "__import__")):
+                    or text.startswith(("importlib", "__import__")) \
+                    or any(module == name or module.startswith(name + ".") for name in table["harness_provides"]):
                 continue
             package = requirement_for(top)
             if normalise(package) in required or normalise(top) in required:
