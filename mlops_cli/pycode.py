@@ -163,4 +163,4 @@ def repository_copy(absolute: str, root: Path) -> Path | None:
         found.append(path)
     if not found or len({path.stat().st_size for path in found}) != 1:
         return None
-    return sorted(found, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))[0]
+    return min(found, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))

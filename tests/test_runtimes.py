@@ -107,9 +107,12 @@ def test_a_missing_runtime_venv_is_created_on_first_use_with_a_progress_line(tmp
     assert not list((tmp_path / "cache").rglob(".mlops-ready")), "no half-made venv is kept"
 
 
-def test_an_uninstallable_requirement_nothing_imports_is_left_out(tmp_path: Path, tiny_wheels: Path) -> None:
-    ws = pulled(tmp_path, {"train.py": SKLEARN_WITH_DEP,
-                           "requirements.txt": "mlops-tiny-dep==0.1\nwinonly-connector==8.0.21\n"})
+@pytest.mark.parametrize("others", ["mlops-tiny-dep==0.1\n", ""])
+def test_an_uninstallable_requirement_nothing_imports_is_left_out(tmp_path: Path, tiny_wheels: Path,
+                                                                  others: str) -> None:
+    script = SKLEARN_WITH_DEP if others else SKLEARN_WITH_DEP.replace("import mlops_tiny_dep\n", "").replace(
+        'print("dependency says", mlops_tiny_dep.VALUE)', 'print("dependency says", 42)')
+    ws = pulled(tmp_path, {"train.py": script, "requirements.txt": f"{others}winonly-connector==8.0.21\n"})
     env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
     result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
     assert result.returncode == 0, result.stderr

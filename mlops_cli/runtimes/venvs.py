@@ -195,7 +195,6 @@ def _install_needed(venv_python: str, install: list[str], list_file: Path, what:
             remaining = [line for line in remaining if line not in dropped]
             on_output(f"mlops: warning: requirement {dropped[0]} cannot be installed and the training does not "
                       "import it: installing the rest without it")
-    del canonicalize_name
 
 
 def _requirement_name(text: str | None) -> str | None:

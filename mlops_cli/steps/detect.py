@@ -20,8 +20,15 @@ from typing import Any
 from mlops_cli import safe_source
 from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsupportedFramework
-from mlops_cli.pycode import (NOTEBOOK_SUFFIX, normalise, notebook_cells, notebook_lines, repository_copy,
-                              requirement_for, source_text)
+from mlops_cli.pycode import (
+    NOTEBOOK_SUFFIX,
+    normalise,
+    notebook_cells,
+    notebook_lines,
+    repository_copy,
+    requirement_for,
+    source_text,
+)
 from mlops_cli.workspace import now_iso
 
 RULES_FILE = Path(__file__).with_name("detect.yaml")
@@ -386,7 +393,10 @@ def _python_files(root: Path) -> list[Path]:
     """Every .py file and notebook of the checkout but virtualenvs, build output and packaging (test files
     included)."""
     files = []
-    skip = lambda name: name in SKIP_DIRS or name.startswith(".")  # noqa: E731
+
+    def skip(name: str) -> bool:
+        return name in SKIP_DIRS or name.startswith(".")
+
     for path in sorted(safe_source.find_files(root, "*.py", skip=skip)
                        + safe_source.find_files(root, f"*{NOTEBOOK_SUFFIX}", skip=skip)):
         parts = path.relative_to(root).parts
