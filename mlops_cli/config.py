@@ -224,7 +224,8 @@ def _text(value: Any) -> bool:
 
 # key -> (what it must be, the check)
 _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "entrypoint": ("a relative path to a .py file", lambda v: _text(v) and v.endswith(".py")),
+    "entrypoint": ("a relative path to a .py file or .ipynb notebook",
+                   lambda v: _text(v) and v.endswith((".py", ".ipynb"))),
     "profile": (f"one of {', '.join(PROFILES)}", lambda v: v in PROFILES),
     "metric": ("a metric name (a short single-line string)", _text),
     "threshold": ("a number between 0 and 1", valid_threshold),

@@ -1,23 +1,91 @@
 """Reading pushed Python as data, shared by detect (host) and the harness (training process): the text of a
-script as detect parses it, and which requirement provides an import. Core: no step, no heavy import."""
+script or notebook as detect parses it, which requirement provides an import, the modules an entry imports, and
+where a file the code names by an absolute path lies in the checkout. Core: no step, no heavy import."""
 from __future__ import annotations
 
+import ast
 import functools
+import os
 import re
 from pathlib import Path
 
 from mlops_cli import safe_source
 
-MAGIC_LINE = re.compile(r"^\s*[!%]")
 PACKAGES_FILE = Path(__file__).with_name("packages.yaml")
+NOTEBOOK_SUFFIX = ".ipynb"
+MAX_NOTEBOOK_BYTES = 8 * 1024 * 1024      # outputs (plots as base64) make notebooks larger than scripts
+SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", ".ipynb_checkpoints"}
+MAX_SEARCH = 20_000
+PYTHON_CELL_MAGICS = {"%%time", "%%timeit", "%%capture", "%%prun"}
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def ipython_to_python(text: str) -> str:
+    """IPython input (magics, `!shell`, `%%cell` magics) as the Python IPython itself runs: `get_ipython()` calls.
+    Done by IPython's own TransformerManager, never by a pattern of ours."""
+    import warnings
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    with warnings.catch_warnings():   # its tokenizer warns on odd line endings; the result is checked by parsing
+        warnings.simplefilter("ignore")
+        return TransformerManager().transform_cell(text)
+
+
+def cell_python(source: str) -> str:
+    """One notebook cell as Python. A cell under a magic that only measures or silences its Python (`%%time`,
+    `%%capture`...) is that Python (the magic's line left blank, so line numbers stay the cell's); any other
+    cell goes through IPython's transformer."""
+    first, _, rest = source.lstrip("\n").partition("\n")
+    words = first.split()
+    if words and words[0] in PYTHON_CELL_MAGICS:
+        blank = "\n" * (len(source) - len(source.lstrip("\n")) + 1)
+        return blank + ipython_to_python(rest)
+    return ipython_to_python(source)
+
+
+def notebook_cells(path: Path, root: Path) -> list[tuple[int, str]]:
+    """The code cells of a notebook, in order, each as (its number among all cells, from 1; its Python)."""
+    import nbformat
+
+    text = safe_source.read_text(path, root, max_bytes=MAX_NOTEBOOK_BYTES, what="notebook", strict=False)
+    try:
+        notebook = nbformat.reads(text, as_version=4)
+    except Exception as exc:   # nbformat raises json, validation and reader errors alike
+        raise SyntaxError(f"not a readable notebook ({type(exc).__name__})") from None
+    return [(index, cell_python(cell.source)) for index, cell in enumerate(notebook.cells, 1)
+            if cell.cell_type == "code"]
+
+
+def notebook_lines(cells: list[tuple[int, str]]) -> list[str]:
+    """For each line of the cells joined as `source_text` joins them, where it is: `#cell3:2` (the harness names
+    a failing cell's line the same way)."""
+    where: list[str] = []
+    for number, code in cells:
+        where += [f"#cell{number}:{line}" for line in range(1, code.count("\n") + 2)]
+    return where
 
 
 def source_text(path: Path, root: Path) -> str:
-    """The file's code; IPython magics (`!pip ...`, `%matplotlib`) of exported notebooks become comments."""
+    """The code as Python. A file that parses is returned as it is, never rewritten; an exported notebook that
+    does not (`!pip install ...`, `%matplotlib inline`) and a `.ipynb` notebook go through IPython's transformer."""
+    if path.suffix == NOTEBOOK_SUFFIX:
+        return "\n".join(code for _, code in notebook_cells(path, root))
     text = safe_source.read_text(path, root, what="file", strict=False)
-    if any(MAGIC_LINE.match(line) for line in text.splitlines()):
-        text = "\n".join(f"# {line}" if MAGIC_LINE.match(line) else line for line in text.splitlines())
-    return text
+    if _parses(text):
+        return text
+    try:
+        transformed = ipython_to_python(text)
+    except Exception:   # IPython's transformer on text that is neither Python nor IPython: parsed as it is
+        return text
+    return transformed if _parses(transformed) else text
 
 
 @functools.lru_cache(maxsize=1)
@@ -31,3 +99,68 @@ def _packages() -> dict[str, str]:
 def requirement_for(module: str) -> str:
     """The pip requirement that provides top-level module `module` (`cv2` -> opencv-python-headless)."""
     return _packages().get(module, module)
+
+
+def normalise(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def imported_roots(root: Path, entry: str) -> set[str]:
+    """Top-level names of every module the entry script (or notebook) and the local modules it imports import,
+    transitively: what a requirement must provide to matter to this training. Files that do not parse count as
+    importing nothing."""
+    seen: set[str] = set()
+    roots: set[str] = set()
+    todo = [entry]
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        path = root / rel
+        try:
+            tree = ast.parse(source_text(path, root))
+        except (SyntaxError, ValueError, RecursionError, OSError, safe_source.UnsafeSource):
+            continue
+        for node in ast.walk(tree):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            for name in names:
+                roots.add(name.split(".")[0])
+                for candidate in (f"{name.replace('.', '/')}.py", f"{name.replace('.', '/')}/__init__.py"):
+                    for base in {root, path.parent}:
+                        if (base / candidate).is_file():
+                            todo.append((base / candidate).relative_to(root).as_posix())
+    return roots
+
+
+def requirement_imported(requirement_name: str, roots: set[str]) -> bool:
+    """Whether a requirement may provide one of the imported top-level names. In doubt, yes: a name that shares
+    its first word with an import (`mysql-connector-python` and `import mysql`) counts as imported."""
+    wanted = normalise(requirement_name)
+    for module in roots:
+        if normalise(requirement_for(module)) == wanted or normalise(module) == wanted:
+            return True
+        if wanted.split("-")[0] == normalise(module).split("-")[0]:
+            return True
+    return False
+
+
+def repository_copy(absolute: str, root: Path) -> Path | None:
+    """The one file of the checkout that an absolute path outside it names: the files called like it, when there
+    is exactly one, or when all of them have one size (copies of one file); None otherwise."""
+    name = os.path.basename(absolute.rstrip("/"))
+    if not name or not os.path.isabs(absolute):
+        return None
+    found: list[Path] = []
+    for index, path in enumerate(root.rglob(name)):
+        if index > MAX_SEARCH:
+            return None
+        parts = path.relative_to(root).parts
+        if any(part in SKIP_DIRS for part in parts[:-1]) or path.is_symlink() or not path.is_file():
+            continue
+        found.append(path)
+    if not found or len({path.stat().st_size for path in found}) != 1:
+        return None
+    return min(found, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a Python base image without any registry: debootstrap Debian bookworm (minbase + python3, venv, pip,
-# CA certificates) from the machine's apt mirror and `docker import` it. Skipped when the tag already exists.
+# CA certificates, and libgomp1 for LightGBM) from the machine's apt mirror and `docker import` it. Skipped when the tag already exists.
 #
 #   scripts/base-image.sh [TAG]          default TAG: mlops-local/python-base:bookworm
 #   MIRROR=http://deb.debian.org/debian  override the apt mirror (default: the one apt on this host uses)
@@ -28,7 +28,7 @@ ROOTFS=$(mktemp -d /var/tmp/mlops-rootfs.XXXXXX)
 trap 'rm -rf "$ROOTFS"' EXIT
 start=$(date +%s)
 log "debootstrap bookworm from $MIRROR into $ROOTFS"
-debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates,libgomp1 \
     bookworm "$ROOTFS" "$MIRROR" >&2
 # apt caches and lists are useless in the image (~100 MB)
 rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/log/*.log

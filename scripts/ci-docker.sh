@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: a real Docker engine with every runtime's training image (keras, sklearn, keras2), for the tests marked `docker`.
+# CI: a real Docker engine with the training images the tests use (keras, sklearn, keras2), for the tests marked `docker`.
 #   scripts/ci-docker.sh [ENV_FILE]   writes `export DOCKER_HOST=...` (and MLOPS_BASE_IMAGE) to ENV_FILE, else
 #                                     to stdout: `eval "$(scripts/ci-docker.sh)"`
 # Starts (or reuses) our own dockerd (scripts/docker-engine.sh), builds the registry-free base image once
@@ -31,7 +31,10 @@ if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
     ca_args=(--extra-ca /etc/ssl/certs/ca-certificates.crt)   # this host's proxy CA: pip must trust it
 fi
 start=$(date +%s)
-"$PYTHON" -m mlops_cli images build --profile all --base-image "$BASE_TAG" "${ca_args[@]}" --quiet >&2
+# every runtime the tests train in Docker; not torch (PyPI's Linux torch wheel is the CUDA build, several GB)
+for runtime in ${MLOPS_CI_RUNTIMES:-sklearn keras keras2}; do
+    "$PYTHON" -m mlops_cli images build --runtime "$runtime" --base-image "$BASE_TAG" "${ca_args[@]}" --quiet >&2
+done
 log "images ready ($(( $(date +%s) - start )) s)"
 
 printf 'export DOCKER_HOST=%s\nexport MLOPS_BASE_IMAGE=%s\n' "$DOCKER_HOST" "$BASE_TAG" >"$OUT"

@@ -37,8 +37,17 @@ def test_data_beside_the_script_sets_the_working_directory(tmp_path: Path) -> No
     assert state["workdir"] == "06SVM" and state["runtime"] == "sklearn"
 
 
-def test_absolute_path_outside_the_repository_is_one_line_before_training(tmp_path: Path) -> None:
-    code, _, stderr = _detect(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n"}))
+def test_absolute_path_to_one_file_of_the_repository_is_served_with_a_warning(tmp_path: Path) -> None:
+    code, data, stderr = _detect(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n",
+                                                                        "copy/wines.csv": "a,target\n1,0\n"}))
+    assert code == 0, stderr
+    assert ("train.py:5 reads /mycode/wines.csv, which is outside the repository: the harness serves wines.csv of "
+            "the repository instead (read-only; use a relative path)") in data["warnings"]
+
+
+def test_absolute_path_matching_several_different_files_is_one_line_before_training(tmp_path: Path) -> None:
+    code, _, stderr = _detect(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n",
+                                                                     "old/wines.csv": "a,target\n1,0\n2,1\n"}))
     assert code == 2
     assert stderr.strip() == ("mlops: error: train.py:5 reads /mycode/wines.csv, which is outside the repository "
                               "(the repository has wines.csv (use a relative path))")

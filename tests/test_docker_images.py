@@ -112,9 +112,9 @@ def test_images_build_errors_are_one_line(tmp_path: Path) -> None:
     not_pem.write_text("not a certificate\n")
     bad_ca = run_mlops("images", "build", "--extra-ca", str(not_pem), env=NO_ENGINE)
     assert bad_ca.returncode == 2 and "holds no PEM certificate" in bad_ca.stderr
-    bad_profile = run_mlops("images", "build", "--profile", "torch", env=NO_ENGINE)
+    bad_profile = run_mlops("images", "build", "--profile", "pytorch", env=NO_ENGINE)
     assert bad_profile.returncode == 2
-    assert bad_profile.stderr == "mlops: error: runtime 'torch' is not one of keras, sklearn, keras2, all\n"
+    assert bad_profile.stderr == "mlops: error: runtime 'pytorch' is not one of keras, sklearn, keras2, torch, all\n"
 
 
 def test_train_with_docker_unreachable(tmp_path: Path) -> None:

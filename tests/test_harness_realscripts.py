@@ -184,3 +184,129 @@ def test_notebook_exported_as_a_script_trains_with_its_magics_skipped(tmp_path: 
     result, metrics = _train(ws)
     assert result.returncode == 0, result.stderr
     assert metrics["val_accuracy"] > 0.9 and metrics["diagnostics"]["holdout"] == "script"
+
+
+def test_notebook_runs_cell_by_cell_and_its_executed_copy_is_kept(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "notebook-ipynb", {"iris.csv": _iris_csv()})
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] > 0.8 and metrics["diagnostics"]["holdout"] == "script"
+    assert any(note.startswith("skipped `!pip install scikit-learn==0.0.1`")
+               for note in metrics["diagnostics"]["notes"])
+    import nbformat
+
+    executed = nbformat.read(next((ws / "runs" / "0001").rglob("train.ipynb")), as_version=4)
+    code = [cell for cell in executed.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == [1, 2, 3]
+    printed = "".join(output.get("text", "") for output in code[2].outputs)
+    assert "csv there: True" in printed and "accuracy 1.000" in printed
+
+
+def test_a_failing_notebook_cell_is_named_and_kept_with_its_error(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "notebook-ipynb", {"iris.csv": "a,b\n1,2\n"})    # no species: cell 3 fails
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert result.returncode != 0
+    assert "(at train.ipynb#cell3:" in result.stderr and "KeyError" in result.stderr
+    import nbformat
+
+    executed = nbformat.read(next((ws / "runs" / "0001").rglob("train.ipynb")), as_version=4)
+    assert executed.cells[2].outputs[-1]["ename"] == "KeyError"
+    assert executed.cells[3].execution_count is None, "cells after the failing one did not run"
+
+
+@pytest.mark.parametrize("fixture,metric,holdout", [
+    ("xgb-eval-set", "val_accuracy", "script (the fit's eval_set)"),
+    ("xgb-native", "val_r2", "script (validation set 'valid')"),
+    ("lgb-native", "val_accuracy", "script (validation set 'valid')"),
+    ("catboost-holdout", "val_accuracy", "harness (a clone refit on the rest)"),
+])
+def test_gradient_boosting_gets_a_held_out_metric(tmp_path: Path, fixture: str, metric: str, holdout: str) -> None:
+    ws = _workspace(tmp_path, fixture)
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics[metric] > 0.8 and metrics["diagnostics"]["holdout"] == holdout
+    assert (ws / "runs" / "0001").rglob("model.joblib")
+
+
+def test_an_eval_set_gives_the_per_round_curves(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "xgb-eval-set")
+    _, metrics = _train(ws)
+    assert 10 < len(metrics["curves"]["val_logloss"]) <= 60 and metrics["epochs"] == len(
+        metrics["curves"]["val_logloss"])
+
+
+def test_native_boosting_records_its_curves_at_the_best_round(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "xgb-native")
+    _, metrics = _train(ws)
+    curve = metrics["curves"]["val_rmse"]
+    assert 5 < len(curve) <= 50 and metrics["val_rmse"] == min(curve)
+
+
+def test_mlproject_parameter_defaults_become_the_script_argv(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "mlproject-argv")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert "alpha=0.5 l1_ratio=0.1" in (next((ws / "runs" / "0001").rglob("train.log"))).read_text()
+    assert "MLproject: entry point main: argv ['0.5', '0.1']" in metrics["diagnostics"]["notes"]
+
+
+def test_mlops_yaml_params_win_over_mlproject_defaults(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "mlproject-argv", {"mlops.yaml": "params:\n  alpha: {default: 0.01, min: 0.001, "
+                                                               "max: 1.0}\n"})
+    result, _ = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert "alpha=0.01 l1_ratio=0.1" in (next((ws / "runs" / "0001").rglob("train.log"))).read_text()
+
+
+def test_absolute_path_to_a_file_the_repository_holds_is_served_from_it(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i % 9},{(i * 7) % 11},{int(i % 9 > 4)}" for i in range(80))
+    ws = _workspace(tmp_path, "absolute-repo-path", {"diabetes.csv": f"a,b,Outcome\n{rows}\n"})
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] > 0.5
+    assert any(warning.startswith("/home/someone/projects/diabetes/diabetes.csv is not on this machine: read "
+                                  "diabetes.csv of the repository") for warning in metrics["warnings"])
+
+
+def test_a_valid_script_with_a_percent_continuation_line_runs_unchanged(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "percent-continuation")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert "accuracy with a standard deviation of" in (next((ws / "runs" / "0001").rglob("train.log"))).read_text()
+
+
+def test_an_over_fitting_xgboost_model_gets_a_boosting_move_from_tweak(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "xgb-eval-set")
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["model"]["estimator"] == "XGBClassifier"
+    proposal = run_mlops("tweak", "-w", str(ws), "--threshold", "0.99")
+    assert proposal.returncode == 0, proposal.stderr
+    assert "the XGBoost gradient boosting over-fits its training data" in proposal.stdout
+    assert "learning_rate 0.2 -> 0.1" in proposal.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture,holdout", [("torch-log-metrics", None),
+                                             ("lightning-val", "script (Lightning Trainer.fit)")])
+def test_pytorch_trains_in_the_torch_runtime_with_its_held_out_metric(tmp_path: Path, fixture: str,
+                                                                      holdout: str | None) -> None:
+    pytest.importorskip("lightning" if fixture.startswith("lightning") else "torch")
+    ws = _workspace(tmp_path, fixture)
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] > 0.9 and metrics["diagnostics"].get("holdout") == holdout
+    assert json.loads((ws / "runs" / "0001" / "run.json").read_text())["runtime"] == "torch"
+    assert ("val_accuracy = " in _verdict(ws).stdout)
+    if holdout:
+        assert metrics["diagnostics"]["model_file"] == "model.pt"
+
+
+def test_a_colab_notebook_reading_its_drive_runs_on_the_repository_file(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i % 9},{(i * 7) % 11},{int(i % 9 > 4)}" for i in range(80))
+    ws = _workspace(tmp_path, "colab-notebook", {"wine.csv": f"a,b,quality\n{rows}\n"})
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert "skipped drive.mount('/content/drive'): files under it are read from the repository" in \
+        metrics["diagnostics"]["notes"]
+    assert any(w.startswith("/content/drive/MyDrive/course/wine.csv is not on this machine") for w in metrics["warnings"])

@@ -58,9 +58,10 @@ def tiny_wheels(tmp_path: Path) -> Path:
 
 def test_registry_names_each_runtime_its_image_and_venv_pins() -> None:
     registry = runtimes.registry()
-    assert set(registry) == {"keras", "sklearn", "keras2"}
+    assert set(registry) == {"keras", "sklearn", "keras2", "torch"}
+    assert {"xgboost", "lightgbm", "catboost"} <= registry["sklearn"].provides
     assert {name: r.image for name, r in registry.items()} == {
-        "keras": "mlops-keras", "sklearn": "mlops-sklearn", "keras2": "mlops-keras2"}
+        "keras": "mlops-keras", "sklearn": "mlops-sklearn", "keras2": "mlops-keras2", "torch": "mlops-torch"}
     keras2 = registry["keras2"]
     assert keras2.profile == "keras" and "tensorflow-cpu==2.15.1" in keras2.requirements
     assert keras2.python_fits("3.11.7") and not keras2.python_fits("3.12.1")
@@ -76,21 +77,48 @@ def test_runtimes_list_says_how_each_trains_here(tmp_path: Path) -> None:
     assert rows["sklearn"]["local"].startswith("this Python")
     assert rows["keras2"]["local"].endswith("`mlops runtimes create keras2` makes its venv")
     assert rows["keras2"]["image"] == "mlops-keras2:latest"
-    unknown = run_mlops("runtimes", "create", "torch")
+    unknown = run_mlops("runtimes", "create", "jax")
     assert unknown.returncode == 2
-    assert unknown.stderr == "mlops: error: runtime 'torch' is unknown (choose one of keras, keras2, sklearn)\n"
+    assert unknown.stderr == "mlops: error: runtime 'jax' is unknown (choose one of keras, keras2, sklearn, torch)\n"
 
 
-def test_a_missing_runtime_venv_fails_before_training_in_one_line(tmp_path: Path) -> None:
+def test_offline_a_missing_runtime_venv_fails_before_training_in_one_line(tmp_path: Path) -> None:
     ws = pulled(tmp_path, {"train.py": KERAS2_SCRIPT}, runtime="keras2")
     result = run_mlops("train", "-w", str(ws), "--runner", "local",
-                       env={"MLOPS_CACHE_DIR": str(tmp_path / "empty-cache")})
+                       env={"MLOPS_CACHE_DIR": str(tmp_path / "empty-cache"), "MLOPS_OFFLINE": "1"})
     assert result.returncode == 1
     assert result.stderr == ("mlops: error: runtime keras2 has no venv here and this Python lacks keras>=2.15,<3 "
+                             "(MLOPS_OFFLINE=1: not created on first use) "
                              "(create it with `mlops runtimes create keras2`)\n")
     record = run_json(ws)
     assert record["status"] == "failed" and record["pid"] is None, "no training process was started"
     assert not (ws / "runs" / "0001" / "out" / "progress.jsonl").exists()
+
+
+def test_a_missing_runtime_venv_is_created_on_first_use_with_a_progress_line(tmp_path: Path) -> None:
+    ws = pulled(tmp_path, {"train.py": KERAS2_SCRIPT}, runtime="keras2")
+    env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
+    result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("mlops: runtime keras2 has no venv here: creating it now (once; pip installs "
+                               "tensorflow-cpu==2.15.1"), result.stderr
+    assert result.returncode == 1, "no package index here: pip fails, in one line"
+    assert lines[-1].startswith("mlops: error: requirement ") and "cannot be installed" in lines[-1]
+    assert not list((tmp_path / "cache").rglob(".mlops-ready")), "no half-made venv is kept"
+
+
+@pytest.mark.parametrize("others", ["mlops-tiny-dep==0.1\n", ""])
+def test_an_uninstallable_requirement_nothing_imports_is_left_out(tmp_path: Path, tiny_wheels: Path,
+                                                                  others: str) -> None:
+    script = SKLEARN_WITH_DEP if others else SKLEARN_WITH_DEP.replace("import mlops_tiny_dep\n", "").replace(
+        'print("dependency says", mlops_tiny_dep.VALUE)', 'print("dependency says", 42)')
+    ws = pulled(tmp_path, {"train.py": script, "requirements.txt": f"{others}winonly-connector==8.0.21\n"})
+    env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
+    result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    assert result.returncode == 0, result.stderr
+    assert ("mlops: warning: requirement winonly-connector==8.0.21 cannot be installed and the training does not "
+            "import it: installing the rest without it") in result.stderr
+    assert "dependency says 42" in (ws / "runs" / "0001" / "train.log").read_text()
 
 
 def test_requirements_are_read_bounded_and_plain(tmp_path: Path) -> None:
@@ -109,6 +137,17 @@ def test_requirements_are_read_bounded_and_plain(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("x" * 300_000)
     (tmp_path / "pyproject.toml").unlink()
     assert not read_requirements(tmp_path), "an oversized file is not read"
+
+
+def test_mlproject_environment_requirements_are_read_like_requirements_txt(tmp_path: Path) -> None:
+    (tmp_path / "MLproject").write_text("name: x\nconda_env: conda.yaml\nentry_points:\n  main:\n"
+                                        "    command: python train.py\n")
+    (tmp_path / "conda.yaml").write_text("channels: [conda-forge]\ndependencies:\n  - python=3.8\n  - pip\n"
+                                         "  - numpy=1.19\n  - scipy>=1.5\n  - pip:\n    - mlflow\n"
+                                         "    - tabulate==0.9.0\n")
+    found = read_requirements(tmp_path)
+    assert found.lines == ("numpy==1.19.*", "scipy>=1.5", "mlflow", "tabulate==0.9.0")
+    assert found.sources == ("conda.yaml",)
 
 
 def test_pip_failure_names_the_requirement_from_real_pip_output(tmp_path: Path) -> None:
@@ -143,8 +182,10 @@ def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_p
     assert [p.name for p in (tmp_path / "cache" / "deps").iterdir() if not p.name.startswith(".")] == [venv.name]
 
 
-def test_an_uninstallable_requirement_fails_in_one_line_naming_it(tmp_path: Path, tiny_wheels: Path) -> None:
-    ws = pulled(tmp_path, {"train.py": SKLEARN_WITH_DEP, "requirements.txt": "mlops-no-such-dep==9.9\n"})
+def test_an_uninstallable_requirement_the_training_imports_fails_in_one_line(tmp_path: Path,
+                                                                             tiny_wheels: Path) -> None:
+    script = SKLEARN_WITH_DEP.replace("import mlops_tiny_dep", "import mlops_no_such_dep as mlops_tiny_dep")
+    ws = pulled(tmp_path, {"train.py": script, "requirements.txt": "mlops-no-such-dep==9.9\n"})
     env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
     result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
     assert result.returncode == 1

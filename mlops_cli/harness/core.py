@@ -57,13 +57,18 @@ def tee_output(log_path: Path) -> Iterator[None]:
 
 
 def _hooks(profile: str | None) -> Any:
+    """The capture of the profile's framework (keras, torch, else sklearn with the gradient boosting libraries)."""
     if profile == "keras":
         from mlops_cli.harness import keras_hooks
 
         return keras_hooks
-    from mlops_cli.harness import sklearn_hooks
+    if profile == "torch":
+        from mlops_cli.harness import torch_hooks
 
-    return sklearn_hooks
+        return torch_hooks
+    from mlops_cli.harness import boosting_hooks
+
+    return boosting_hooks
 
 
 def _fail(ws: Workspace, run_id: str, message: str, code: int = 1) -> int:
@@ -95,26 +100,31 @@ def run(workspace: Path, run_id: str) -> int:
             return _train(ws, record)
 
 
-class _NoIPython:
-    """What `get_ipython()` returns to a notebook exported as a script: every magic or shell call does nothing."""
+def _run_script(entry: Path, source: Path, capture: Capture) -> None:
+    """Run the entry as `__main__`: a notebook cell by cell (its executed copy kept in the run's output area), a
+    script that parses as it is, an exported notebook as IPython's transformer reads it. An MLflow Project's
+    entry point gives the script its argv (its parameter defaults, mlops' params winning); absolute paths to files
+    the repository holds are served from it."""
+    from mlops_cli import mlproject
+    from mlops_cli.harness import notebook, paths
+    from mlops_cli.pycode import NOTEBOOK_SUFFIX, source_text
 
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
-
-
-def _run_script(entry: Path, source: Path) -> None:
-    """Run the entry script as `__main__`. An exported notebook runs as detect read it: its IPython lines
-    (`!pip install ...`, `%matplotlib inline`) are comments and `get_ipython()` answers every call with nothing."""
-    import types
-
-    from mlops_cli.pycode import source_text
-
+    notes = capture.notes
+    paths.install(source, capture.warnings)
+    rel = entry.resolve().relative_to(source.resolve()).as_posix()
+    project = mlproject.read(source)
+    point = project.entry_for(rel) if project else None
+    if point is not None:
+        sys.argv = [str(entry), *point.argv(runtime.context.params)]
+        notes.append(f"{project.path}: entry point {point.name}: argv {sys.argv[1:]}")
+    if entry.suffix == NOTEBOOK_SUFFIX:
+        notebook.run_notebook(entry, source, capture.run_dir, notes)   # run_dir: the run's output area
+        return
     text = source_text(entry, source)
     if "get_ipython" not in text and text == entry.read_text(encoding="utf-8", errors="replace"):
         runpy.run_path(str(entry), run_name="__main__")
         return
-    module = types.ModuleType("__main__")
-    module.__dict__.update(__file__=str(entry), get_ipython=_NoIPython)
+    module = notebook.new_main(entry, notes)
     saved = sys.modules.get("__main__")
     sys.modules["__main__"] = module
     try:
@@ -158,7 +168,7 @@ def _train(ws: Workspace, record: Any) -> int:
     sys.argv = [str(entry)]
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
-        _run_script(entry, source)
+        _run_script(entry, source, capture)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.__class__.__name__ == "Interrupted" or code >= 128:

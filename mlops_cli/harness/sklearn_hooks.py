@@ -158,7 +158,7 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
         model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
     best = getattr(estimator, "best_score_", None)
     named = score_name(getattr(estimator, "scoring", None), _is_classifier(estimator))
-    if best is not None and named is not None:
+    if isinstance(best, (int, float)) and named is not None:   # CatBoost.best_score_ is a dict per dataset
         capture.metrics[f"val_{named[0]}"] = named[1] * float(best)
         capture.diagnostics.update(holdout=f"cross-validation ({type(estimator).__name__}.best_score_)")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from mlops_cli import runtimes
 from mlops_cli.boundary import training_env
 from mlops_cli.errors import RunnerError
+from mlops_cli.pycode import imported_roots
 from mlops_cli.runners import Probe, ProbeState, harness_command
 from mlops_cli.runtimes import venvs
 from mlops_cli.runtimes.deps import read_requirements
@@ -56,12 +57,13 @@ class LocalRunner:
     def interpreter(self, ws: Workspace, record: RunRecord) -> str:
         """The runtime's Python, with the repository's requirements layered on it when it declares some."""
         runtime = runtimes.of_run(record.runtime, record.profile)
-        python = venvs.interpreter_for(runtime)
+        python = venvs.interpreter_for(runtime, on_output=self._on_notice)
         requirements = read_requirements(ws.source_dir(record))
         for ignored in requirements.ignored:
             self._on_notice(f"mlops: warning: {ignored}")
         if requirements:
-            venv = venvs.deps_venv(python, runtime, requirements, on_output=self._on_notice)
+            venv = venvs.deps_venv(python, runtime, requirements, on_output=self._on_notice,
+                                   imported=imported_roots(ws.source_dir(record), record.entrypoint))
             what = f"created in {venv.seconds:.1f} s" if venv.created else "reused"
             self._on_notice(f"mlops: {' and '.join(requirements.sources)}: venv {venv.path} {what}")
             python = venv.python

@@ -100,7 +100,32 @@ def read_requirements(source: Path) -> Requirements:
                     ignored.append(f"pyproject.toml: {str(entry)[:80]} (not a plain requirement)")
                 elif requirement not in lines:
                     lines.append(requirement)
+    _mlproject_requirements(source, lines, sources, ignored)
     return Requirements(lines=tuple(lines), sources=tuple(sources), ignored=tuple(ignored))
+
+
+def _mlproject_requirements(source: Path, lines: list[str], sources: list[str], ignored: list[str]) -> None:
+    """An MLflow Project's python_env/conda_env file, read like requirements.txt (plain requirements only)."""
+    from mlops_cli import mlproject
+    from mlops_cli.errors import ConfigError
+
+    try:
+        project = mlproject.read(source)
+    except ConfigError:
+        return
+    if project is None:
+        return
+    name, entries = mlproject.environment_requirements(source, project)
+    added = False
+    for entry in entries:
+        requirement = _requirement(entry)
+        if requirement is None:
+            ignored.append(f"{name}: {entry[:80]} (not a plain requirement)")
+        elif requirement not in lines:
+            lines.append(requirement)
+            added = True
+    if added:
+        sources.append(name)
 
 
 def split_provided(lines: list[str]) -> tuple[list[str], list[str]]:

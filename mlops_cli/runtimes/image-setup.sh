@@ -12,6 +12,11 @@ runtime)
     cat /etc/ssl/certs/ca-certificates.crt > /etc/mlops/ca-bundle.crt 2>/dev/null || true
     if [ -s /etc/mlops/extra-ca.crt ]; then cat /etc/mlops/extra-ca.crt >> /etc/mlops/ca-bundle.crt; fi
     rm -f /etc/mlops/extra-ca.crt
+    # LightGBM's wheel needs the system's OpenMP runtime (the registry-free base image includes it)
+    if ! ldconfig -p | grep -q libgomp.so.1; then
+        (apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*) \
+            || echo "image-setup.sh: libgomp1 could not be installed: LightGBM will not import" >&2
+    fi
     python3 -m venv /opt/venv
     pip install "setuptools>=68" wheel
     pip install -r "/etc/mlops/$2.txt"

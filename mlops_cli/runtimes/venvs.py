@@ -30,8 +30,17 @@ from mlops_cli.runtimes import Runtime
 from mlops_cli.runtimes.deps import Requirements, pip_failure
 
 READY = ".mlops-ready"
+OFFLINE_ENV = "MLOPS_OFFLINE"
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 PIP_TIMEOUT_S = 1800
+
+
+class InstallFailed(RunnerError):
+    """pip could not install something; `requirement` is the one it names (None when it names none)."""
+
+    def __init__(self, message: str, hint: str, requirement: str | None) -> None:
+        super().__init__(message, hint)
+        self.requirement = requirement
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +130,7 @@ def _pip_install(python: str, args: list[str], what: str, on_output: Callable[[s
         last = next((line.strip() for line in reversed(output.splitlines()) if line.strip().startswith("ERROR")),
                     f"pip exited with code {result.returncode}")
         named = f"requirement {requirement} cannot be installed" if requirement else f"installing {what} failed"
-        raise RunnerError(f"{named}: {last[:240]}", f"fix {what} and train again")
+        raise InstallFailed(f"{named}: {last[:240]}", f"fix {what} and train again", requirement)
 
 
 def _create(path: Path, python: str, fill: Callable[[str], None]) -> float:
@@ -166,9 +175,46 @@ def _site_packages(python: str) -> list[str]:
     return json.loads(out.stdout or "[]")
 
 
+def _install_needed(venv_python: str, install: list[str], list_file: Path, what: str,
+                    imported: set[str] | None, on_output: Callable[[str], None]) -> None:
+    """pip install the lines; a requirement pip cannot install that no module of the training imports (`imported`,
+    the entry's import graph) is dropped with a warning and the rest installed; one it imports stops the run."""
+    from mlops_cli.pycode import requirement_imported
+
+    remaining = list(install)
+    while remaining:
+        list_file.write_text("".join(f"{line}\n" for line in remaining))
+        try:
+            _pip_install(venv_python, ["-r", str(list_file)], what, on_output)
+            return
+        except InstallFailed as exc:
+            name = _requirement_name(exc.requirement)
+            dropped = [line for line in remaining if name and _requirement_name(line) == name]
+            if imported is None or not dropped or requirement_imported(name, imported):
+                raise
+            remaining = [line for line in remaining if line not in dropped]
+            on_output(f"mlops: warning: requirement {dropped[0]} cannot be installed and the training does not "
+                      "import it: installing the rest without it")
+
+
+def _requirement_name(text: str | None) -> str | None:
+    """The canonical distribution name of a requirement string, or None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    if not text:
+        return None
+    try:
+        return canonicalize_name(Requirement(text).name)
+    except InvalidRequirement:
+        return None
+
+
 def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
-              on_output: Callable[[str], None] = lambda line: None) -> Venv:
-    """A venv holding the repository's requirements on top of `base_python`'s packages, cached by their hash."""
+              on_output: Callable[[str], None] = lambda line: None, imported: set[str] | None = None) -> Venv:
+    """A venv holding the repository's requirements on top of `base_python`'s packages, cached by their hash.
+    With `imported` (the top-level modules the training imports), a requirement that fails to install and that
+    none of them needs is left out with a warning instead of stopping the run."""
     base = str(Path(base_python).absolute())
     path = runtimes.cache_dir() / "deps" / f"{runtime.name}-{requirements.digest(base)}"
     with _locked(path):
@@ -188,9 +234,8 @@ def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
                 on_output(line)
             install = [line for line in split.stdout.splitlines() if line.strip()]
             if install:
-                (path / "install.txt").write_text("".join(f"{line}\n" for line in install))
-                _pip_install(venv_python, ["-r", str(path / "install.txt")],
-                             f"the repository's {' and '.join(requirements.sources)}", on_output)
+                _install_needed(venv_python, install, path / "install.txt",
+                                f"the repository's {' and '.join(requirements.sources)}", imported, on_output)
 
         on_output(f"installing the repository's requirements into {path}")
         seconds = _create(path, base_python, fill)
@@ -216,14 +261,28 @@ def describe(name: str | None = None) -> list[dict[str, str]]:
             for r in chosen]
 
 
-def interpreter_for(runtime: Runtime) -> str:
-    """The Python that trains `runtime` locally: its cached venv, else this interpreter when it serves it;
-    a RunnerError saying which command creates the venv otherwise (before any training starts)."""
+def offline() -> bool:
+    """MLOPS_OFFLINE=1: an agent without network (or that must not install) never creates a venv on first use."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def interpreter_for(runtime: Runtime, on_output: Callable[[str], None] = lambda line: None) -> str:
+    """The Python that trains `runtime` locally: its cached venv, else this interpreter when it serves it, else
+    its venv created now (once, with progress lines through `on_output`); under MLOPS_OFFLINE=1 a RunnerError
+    saying which command creates it instead (before any training starts)."""
     venv = find_runtime_venv(runtime)
     if venv is not None:
         return venv.python
     missing = runtime.missing_here()
-    if missing:
-        raise RunnerError(f"runtime {runtime.name} has no venv here and this Python lacks {', '.join(missing)}",
+    if not missing:
+        return sys.executable
+    if offline():
+        raise RunnerError(f"runtime {runtime.name} has no venv here and this Python lacks {', '.join(missing)} "
+                          f"({OFFLINE_ENV}=1: not created on first use)",
                           f"create it with `mlops runtimes create {runtime.name}`")
-    return sys.executable
+    on_output(f"mlops: runtime {runtime.name} has no venv here: creating it now (once; pip installs "
+              f"{', '.join(runtime.requirements)}; set {OFFLINE_ENV}=1 to refuse)")
+    venv = create_runtime_venv(runtime, lambda line: on_output(f"  {line}") if line.startswith(
+        ("Collecting", "Successfully", "creating")) else None)
+    on_output(f"mlops: runtime {runtime.name}: venv {venv.path} ready in {venv.seconds:.0f} s")
+    return venv.python

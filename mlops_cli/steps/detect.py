@@ -20,19 +20,27 @@ from typing import Any
 from mlops_cli import safe_source
 from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsupportedFramework
-from mlops_cli.pycode import requirement_for, source_text
+from mlops_cli.pycode import (
+    NOTEBOOK_SUFFIX,
+    normalise,
+    notebook_cells,
+    notebook_lines,
+    repository_copy,
+    requirement_for,
+    source_text,
+)
 from mlops_cli.workspace import now_iso
 
 RULES_FILE = Path(__file__).with_name("detect.yaml")
 
 KERAS_ROOTS = {"tensorflow", "keras", "tf_keras"}
-UNSUPPORTED_ROOTS = {"torch": "PyTorch", "xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost",
-                     "jax": "JAX", "mxnet": "MXNet", "paddle": "PaddlePaddle", "pytorch_lightning": "PyTorch Lightning",
-                     "lightning": "PyTorch Lightning"}
+BOOSTING_ROOTS = {"xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost"}
+TORCH_ROOTS = {"torch": "PyTorch", "pytorch_lightning": "PyTorch Lightning", "lightning": "PyTorch Lightning"}
+UNSUPPORTED_ROOTS = {"jax": "JAX", "mxnet": "MXNet", "paddle": "PaddlePaddle"}
 SKLEARN_ESTIMATOR_MODULES = {"linear_model", "ensemble", "tree", "neighbors", "svm", "naive_bayes",
                              "neural_network", "discriminant_analysis", "gaussian_process", "kernel_ridge",
                              "semi_supervised", "multiclass", "multioutput", "dummy", "cluster", "calibration"}
-TRAIN_METHODS = {"fit", "fit_generator", "train_on_batch"}
+TRAIN_METHODS = {"fit", "fit_generator", "train_on_batch", "backward"}
 EXISTENCE_CHECKS = {"exists", "isfile", "isdir", "is_file", "is_dir"}
 CONV_PATTERN = re.compile(r"^(Conv[123]D|Conv[123]DTranspose|Convolution[123]D|SeparableConv[12]D|DepthwiseConv[12]D)$")
 SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", "build", "dist",
@@ -79,6 +87,14 @@ class ModuleInfo:
     guarded_imports: set[str] = dataclasses.field(default_factory=set)
     train_names: dict[int, str] = dataclasses.field(default_factory=dict)
     top_level_imports: set[int] = dataclasses.field(default_factory=set)
+    logs_metrics: bool = False
+    cell_lines: list[str] = dataclasses.field(default_factory=list)
+
+    def at(self, line: int | None) -> str:
+        """`train.py:12`, or for a notebook `train.ipynb#cell3:2` (cell number, line in the cell)."""
+        if self.cell_lines and line and 0 < line <= len(self.cell_lines):
+            return f"{self.rel}{self.cell_lines[line - 1]}"
+        return f"{self.rel}:{line}"
 
 
 @dataclasses.dataclass
@@ -116,6 +132,8 @@ def _is_main_guard(node: ast.stmt) -> bool:
 
 def module_name(rel: str) -> str:
     """`pkg/model.py` -> `pkg.model`, `pkg/__init__.py` -> `pkg`: how other files import it."""
+    if rel.endswith(NOTEBOOK_SUFFIX):
+        return rel
     return rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
@@ -203,6 +221,8 @@ def _keras2_idioms(tree: ast.Module, imports: list[tuple[str, int, str]]) -> lis
             for keyword in node.keywords:
                 if keyword.arg in table["optimizer_keywords"]:
                     found.append((node.lineno, f"{name}({table['optimizer_keywords'][keyword.arg]}...)"))
+        if name in table["checkpoint_callbacks"]:
+            found += _h5_checkpoint(node, name, table)
         receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
         target = node.args[0] if node.args else None
         if isinstance(receiver, ast.Name) and receiver.id in models and isinstance(target, ast.Constant) \
@@ -212,6 +232,18 @@ def _keras2_idioms(tree: ast.Module, imports: list[tuple[str, int, str]]) -> lis
             elif name == "save" and not target.value.endswith(tuple(table["model_suffixes"])):
                 found.append((node.lineno, f"save({target.value!r}) as a SavedModel"))
     return sorted(set(found))
+
+
+def _h5_checkpoint(node: ast.Call, name: str, table: dict[str, Any]) -> list[tuple[int, str]]:
+    """`ModelCheckpoint('w-{epoch:02d}.hdf5')`: Keras 3 wants `.keras` (or `.weights.h5` with
+    save_weights_only); a plain `.h5`/`.hdf5` path, literal or f-string, is Keras 2."""
+    target = _path_argument(node, "filepath")
+    if isinstance(target, ast.JoinedStr) and target.values and isinstance(target.values[-1], ast.Constant):
+        target = target.values[-1]
+    text = _literal_path(target, {})
+    if text is None or not text.endswith(tuple(table["h5_suffixes"])) or text.endswith(table["weights_suffix"]):
+        return []
+    return [(node.lineno, f"{name}({text!r})")]
 
 
 def _removed_apis(imports: list[tuple[str, int, str]]) -> list[tuple[int, str, str]]:
@@ -273,10 +305,18 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
 def analyse(path: Path, root: Path) -> ModuleInfo:
     """Parse one file; a syntax error becomes a DetectError naming file:line."""
     rel = path.relative_to(root).as_posix()
+    cell_lines: list[str] = []
     try:
-        tree = safe_source.parse_python(source_text(path, root), rel)
+        if path.suffix == NOTEBOOK_SUFFIX:
+            cells = notebook_cells(path, root)
+            cell_lines = notebook_lines(cells)
+            text = "\n".join(code for _, code in cells)
+        else:
+            text = source_text(path, root)
+        tree = safe_source.parse_python(text, rel)
     except SyntaxError as exc:
-        raise DetectError(f"{rel}:{exc.lineno}: syntax error: {exc.msg}", "fix the script and push again") from None
+        where = ModuleInfo(path, rel, [], [], [], set(), False, False, [], cell_lines=cell_lines).at(exc.lineno)
+        raise DetectError(f"{where}: syntax error: {exc.msg}", "fix the script and push again") from None
     imports: list[tuple[str, int, str]] = []
     local: set[str] = set()
     train_calls: list[int] = []
@@ -285,6 +325,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
     keras_model_lines: list[int] = []
     train_names: dict[int, str] = {}
     uses_params = False
+    logs_metrics = False
     table = rules()
     training_functions = set(table["training_functions"])
     for node in ast.walk(tree):
@@ -313,13 +354,16 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
         if isinstance(node, ast.Call):
             name = _dotted(node.func)
             last = name.rsplit(".", 1)[-1]
-            if isinstance(node.func, ast.Attribute) and last in TRAIN_METHODS or last in training_functions:
+            if isinstance(node.func, ast.Attribute) and last in TRAIN_METHODS or last in training_functions \
+                    or name in table["training_calls"]:
                 train_calls.append(node.lineno)
-                train_names.setdefault(node.lineno, f".{last}(...)" if last in TRAIN_METHODS else f"{last}(...)")
+                train_names.setdefault(node.lineno, f".{last}(...)" if last in TRAIN_METHODS else f"{name}(...)")
             if last in table["keras_model_calls"]:
                 keras_model_lines.append(node.lineno)
             if last == "params" and "mlops" in name:
                 uses_params = True
+            if last == "log_metrics" and ("mlops" in name or name == "log_metrics"):
+                logs_metrics = True
             if name in ("importlib.import_module", "__import__") and node.args \
                     and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 imports.append((node.args[0].value, node.lineno, f"{name}({node.args[0].value!r})"))
@@ -336,7 +380,8 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                       reads=_data_reads(tree), keras_model_lines=sorted(keras_model_lines),
                       guarded_imports=_guarded_imports(tree), train_names=train_names,
                       top_level_imports={stmt.lineno for stmt in tree.body
-                                         if isinstance(stmt, (ast.Import, ast.ImportFrom))})
+                                         if isinstance(stmt, (ast.Import, ast.ImportFrom))},
+                      logs_metrics=logs_metrics, cell_lines=cell_lines)
 
 
 def _is_test(path: Path, root: Path) -> bool:
@@ -345,9 +390,15 @@ def _is_test(path: Path, root: Path) -> bool:
 
 
 def _python_files(root: Path) -> list[Path]:
-    """Every .py file of the checkout but virtualenvs, build output and packaging (test files included)."""
+    """Every .py file and notebook of the checkout but virtualenvs, build output and packaging (test files
+    included)."""
     files = []
-    for path in safe_source.find_files(root, "*.py", skip=lambda name: name in SKIP_DIRS or name.startswith(".")):
+
+    def skip(name: str) -> bool:
+        return name in SKIP_DIRS or name.startswith(".")
+
+    for path in sorted(safe_source.find_files(root, "*.py", skip=skip)
+                       + safe_source.find_files(root, f"*{NOTEBOOK_SUFFIX}", skip=skip)):
         parts = path.relative_to(root).parts
         if any(part in SKIP_DIRS or part.startswith(".") for part in parts[:-1]):
             continue
@@ -403,13 +454,9 @@ def _requirement_names(root: Path) -> tuple[set[str], bool]:
     from mlops_cli.runtimes.deps import read_requirements
 
     requirements = read_requirements(root)
-    names = {_normalise(match.group(1)) for line in requirements.lines
+    names = {normalise(match.group(1)) for line in requirements.lines
              if (match := re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line))}
     return names, bool(requirements.sources)
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dict[str, ModuleInfo],
@@ -433,22 +480,24 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
             top = module.split(".")[0]
             if not top or top in sys.stdlib_module_names or top in provided or top in local_roots \
                     or top in info.guarded_imports or top in problems or top in warnings \
-                    or text.startswith(("importlib", "__import__")):
+                    or text.startswith(("importlib", "__import__")) \
+                    or any(module == name or module.startswith(name + ".") for name in table["harness_provides"]):
                 continue
             package = requirement_for(top)
-            if _normalise(package) in required or _normalise(top) in required:
+            if normalise(package) in required or normalise(top) in required:
                 continue
             certain = info is entry and line in info.top_level_imports and not declared
-            (problems if certain else warnings)[top] = (f"{info.rel}:{line}: {text}: the {runtime_name} runtime "
+            (problems if certain else warnings)[top] = (f"{info.at(line)}: {text}: the {runtime_name} runtime "
                                                         f"lacks it; add {package} to requirements.txt")
     return list(problems.values()), list(warnings.values())
 
 
 def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
-                   root: Path) -> tuple[str | None, list[str], list[str]]:
+                   root: Path) -> tuple[str | None, list[str], list[str], list[str]]:
     """The working directory (relative to the root, None for the root) that makes the literal data paths exist,
     and one line per path that exists in neither the repository root nor the script's folder: problems for the
-    reads that run when the script starts, warnings for reads in code that may never run."""
+    reads that run when the script starts, warnings for reads in code that may never run; and the absolute paths
+    outside it that name exactly one file of the repository (served by the harness, with a warning)."""
     reads = [(info, read) for info in closure for read in info.reads]
     root_resolved = root.resolve()
     folders = [entry.path.parent.resolve()]
@@ -467,12 +516,19 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
     chosen = folders[counts.index(max(counts))] if relative else root_resolved
     problems: list[str] = []
     warnings: list[str] = []
+    served: list[str] = []
     for info, read in reads:
-        where = f"{info.rel}:{read.line} reads {read.path}"
+        where = f"{info.at(read.line)} reads {read.path}"
         bucket = problems if read.certain else warnings
         if PurePosixPath(read.path).is_absolute():
             absolute = Path(read.path)
             if inside(absolute.resolve()) or read.optional:
+                continue
+            copy = repository_copy(read.path, root)
+            if copy is not None:
+                served.append(f"{where}, which is outside the repository: the harness serves "
+                              f"{copy.relative_to(root).as_posix()} of the repository instead (read-only; "
+                              "use a relative path)")
                 continue
             match = _find_in_repo(root, absolute.name)
             bucket.append(f"{where}, which is outside the repository; " + (
@@ -490,7 +546,7 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
                                 + (f"the repository has {match} (use that path)" if match
                                    else "commit the file, or read a file that is committed"))
     workdir = chosen.relative_to(root_resolved).as_posix() if chosen != root_resolved else None
-    return workdir, problems, warnings
+    return workdir, problems, warnings, served
 
 
 def _find_in_repo(root: Path, name: str) -> str | None:
@@ -503,6 +559,34 @@ def _find_in_repo(root: Path, name: str) -> str | None:
         if ".git" not in path.relative_to(root).parts and path.is_file():
             return path.relative_to(root).as_posix()
     return None
+
+
+def _torch_profile(entry: ModuleInfo, closure: list[ModuleInfo], torch_lines: list[tuple[str, str]]) -> str:
+    """`torch` when mlops can see the held-out metric: Lightning's Trainer (what the module logs as val_*) or
+    mlops_cli.log_metrics; a plain loop reporting nothing is refused with what to add, whatever its loop."""
+    if any(name == "PyTorch Lightning" for name, _ in torch_lines) or any(info.logs_metrics for info in closure):
+        return "torch"
+    raise UnsupportedFramework(
+        f"{entry.rel} trains with PyTorch in its own loop, whose held-out metric mlops cannot see "
+        f"(evidence: {'; '.join(where for _, where in torch_lines[:3])})",
+        "report it after validating with mlops_cli.log_metrics(val_accuracy=...), or train with Lightning's "
+        "Trainer logging val_* metrics: the torch runtime then trains it")
+
+
+def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], settings: Settings,
+                     evidence: list[str]) -> str | None:
+    """The script an MLflow Project's entry point runs (`main` first), when mlops.yaml names none; its argv is
+    built from the command template and the parameter defaults (mlops.yaml's params win), here only to stop a
+    parameter without any default before training."""
+    from mlops_cli import mlproject
+
+    project = mlproject.read(root)
+    point = project.entry_for() if project else None
+    if project is None or point is None or point.script() not in {info.rel for info in modules.values()}:
+        return None
+    argv = point.argv(settings.param_defaults())
+    evidence.append(f"{project.path}: entry point {point.name} runs {point.script()} {' '.join(argv)}".rstrip())
+    return point.script()
 
 
 def _runtime_override(root: Path) -> str | None:
@@ -529,32 +613,37 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     if not modules:
         raise DetectError(f"no Python files in {root}", "push the training script")
     tests = {info.rel for info in modules.values() if _is_test(info.path, root)}
-    entry = _choose_entry(modules, settings.entrypoint, root, tests)
-    closure = _closure(entry, modules)
     evidence: list[str] = []
+    explicit = settings.entrypoint or _mlproject_entry(root, modules, settings, evidence)
+    entry = _choose_entry(modules, explicit, root, tests)
+    closure = _closure(entry, modules)
     warnings: list[str] = []
-    keras_lines, unsupported, sklearn_lines = [], [], []
+    keras_lines, unsupported, sklearn_lines, boosting_lines, torch_lines = [], [], [], [], []
     for info in closure:
         for module, line, text in info.imports:
             root_name = module.split(".")[0]
-            where = f"{info.rel}:{line}: {text}"
+            where = f"{info.at(line)}: {text}"
             if root_name in KERAS_ROOTS:
                 keras_lines.append(where)
+            elif root_name in TORCH_ROOTS:
+                torch_lines.append((TORCH_ROOTS[root_name], where))
             elif root_name in UNSUPPORTED_ROOTS:
                 unsupported.append((UNSUPPORTED_ROOTS[root_name], where))
+            elif root_name in BOOSTING_ROOTS:
+                boosting_lines.append(f"{where} ({BOOSTING_ROOTS[root_name]} gradient boosting)")
             elif root_name == "sklearn" and len(module.split(".")) > 1 \
                     and module.split(".")[1] in SKLEARN_ESTIMATOR_MODULES:
                 sklearn_lines.append(where)
     removed = [(info, line, prefix, advice) for info in closure for line, prefix, advice in info.removed]
     if removed:
         info, line, prefix, advice = removed[0]
-        raise DetectError(f"{info.rel}:{line}: {prefix} {advice.split(' (')[0]}",
+        raise DetectError(f"{info.at(line)}: {prefix} {advice.split(' (')[0]}",
                           advice.split(" (", 1)[1].rstrip(")") if " (" in advice else "update the import")
-    fit_lines = [f"{info.rel}:{line}: {info.train_names.get(line, '.fit(...)')} trains the model"
+    fit_lines = [f"{info.at(line)}: {info.train_names.get(line, '.fit(...)')} trains the model"
                  for info in closure for line in info.train_calls]
-    conv_lines = [f"{info.rel}:{line}: {name} layer: convolutional network"
+    conv_lines = [f"{info.at(line)}: {name} layer: convolutional network"
                   for info in closure for line, name in info.conv_calls]
-    keras2_lines = [f"{info.rel}:{line}: {what} (Keras 2 only)" for info in closure for line, what in info.keras2]
+    keras2_lines = [f"{info.at(line)}: {what} (Keras 2 only)" for info in closure for line, what in info.keras2]
     runtime_name = _runtime_override(root)
     if settings.profile != "auto":
         profile = settings.profile
@@ -566,15 +655,18 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     elif keras_lines:
         profile = "keras"
         evidence += [f"{line} (TensorFlow/Keras)" for line in keras_lines]
+    elif torch_lines:
+        profile = _torch_profile(entry, closure, torch_lines)
+        evidence += [f"{where} ({name})" for name, where in torch_lines[:3]]
     elif unsupported:
         names = sorted({name for name, _ in unsupported})
         raise UnsupportedFramework(
             f"{entry.rel} trains with {', '.join(names)}, which mlops has no image for "
             f"(evidence: {'; '.join(where for _, where in unsupported[:3])})",
             "use Keras/TensorFlow or scikit-learn, or set `profile:` in mlops.yaml to force one")
-    elif sklearn_lines:
+    elif sklearn_lines or boosting_lines:
         profile = "sklearn"
-        evidence += [f"{line} (scikit-learn estimator)" for line in sklearn_lines]
+        evidence += boosting_lines + [f"{line} (scikit-learn estimator)" for line in sklearn_lines]
     else:
         raise DetectError(f"{entry.rel} calls fit() but imports no framework mlops knows "
                           "(TensorFlow/Keras or a scikit-learn estimator)",
@@ -593,8 +685,9 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
                         "(call model.fit, or set `entrypoint:` in mlops.yaml to the script that trains)")
     if entry.rel in tests:
         warnings.append(f"{entry.rel} looks like a test file, but it is the only script that trains")
-    workdir, problems, read_warnings = _resolve_reads(entry, closure, root)
+    workdir, problems, read_warnings, served = _resolve_reads(entry, closure, root)
     warnings += [f"{line.partition('; ')[0]} (if that code runs: {line.partition('; ')[2]})" for line in read_warnings]
+    warnings += served
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         message, _, hint = problems[0].partition("; ")

@@ -1,0 +1,246 @@
+"""Notebooks and exported notebooks under the harness: cells run in order in one namespace, as Jupyter would.
+
+IPython's own input transformer turns magics and shell lines into `get_ipython()` calls (mlops_cli.pycode); the
+`Shell` here answers them without a kernel: `!pip install`/`%pip` install nothing (the runtime and the
+repository's requirements.txt provide packages; a note says so), `%matplotlib` and display settings do nothing,
+`%%time`/`%%capture` run their cell, other shell lines run in the working directory. The executed notebook, with
+each cell's output and any error, is written to the run's output area.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+import types
+from pathlib import Path
+from typing import Any
+
+INSTALLERS = {"pip", "pip3", "conda", "mamba", "apt", "apt-get", "uv"}
+RUN_CELL = {"time", "timeit", "capture", "prun"}
+SHELL_TIMEOUT_S = 600
+
+
+class Shell:
+    """What `get_ipython()` returns to the code of a notebook run by the harness."""
+
+    def __init__(self, namespace: dict[str, Any], notes: list[str]) -> None:
+        self.user_ns = namespace
+        self.notes = notes
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+        print(f"mlops: {text}", file=sys.stderr, flush=True)
+
+    def _installs(self, command: str) -> bool:
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = command.split()
+        names = {os.path.basename(word) for word in words}
+        return bool(names & INSTALLERS) and "install" in words
+
+    def system(self, command: str) -> int:
+        """`!command`: an install is skipped with a note; anything else runs in the working directory."""
+        if self._installs(command):
+            self._note(f"skipped `!{command.strip()[:120]}`: packages come from the runtime and requirements.txt")
+            return 0
+        sys.stdout.flush()
+        # a notebook's own shell line, run in the training process as Jupyter would run it
+        completed = subprocess.run(command, shell=True, capture_output=True, text=True, check=False,
+                                   timeout=SHELL_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        sys.stdout.write(completed.stdout)
+        sys.stderr.write(completed.stderr)
+        self.user_ns["_exit_code"] = completed.returncode
+        return completed.returncode
+
+    def getoutput(self, command: str, split: bool = True) -> Any:
+        """`x = !command`: its output lines."""
+        if self._installs(command):
+            self._note(f"skipped `!{command.strip()[:120]}`: packages come from the runtime and requirements.txt")
+            return []
+        completed = subprocess.run(command, shell=True, capture_output=True, text=True, check=False,
+                                   timeout=SHELL_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        return completed.stdout.splitlines() if split else completed.stdout
+
+    def run_line_magic(self, name: str, line: str, _stack_depth: int = 1) -> Any:
+        """`%name line`: installs skipped, `%cd` and `%env` applied, `%time` runs its statement, others ignored."""
+        if name in ("pip", "conda", "mamba"):
+            return self.system(f"{name} {line}")
+        if name == "cd":
+            os.chdir(os.path.expanduser(line.strip() or "~"))
+            return None
+        if name == "env" and "=" in line:
+            key, _, value = line.strip().partition("=")
+            os.environ[key.strip()] = value.strip()
+            return None
+        if name in RUN_CELL:
+            exec(compile(line, "<magic>", "exec"), self.user_ns)  # noqa: S102 - the notebook's own statement
+            return None
+        if name not in ("matplotlib", "config", "load_ext", "autoreload", "aimport", "reload_ext", "precision"):
+            self._note(f"ignored the IPython magic %{name}")
+        return None
+
+    def run_cell_magic(self, name: str, line: str, cell: str) -> Any:
+        """`%%name`: `%%time`-like magics run their cell, `%%writefile` writes it, others are skipped."""
+        from mlops_cli.pycode import ipython_to_python
+
+        if name in RUN_CELL:
+            exec(compile(ipython_to_python(cell), "<cell>", "exec"), self.user_ns)  # noqa: S102
+        elif name == "writefile":
+            words = line.split()
+            append = "-a" in words or "--append" in words
+            target = next((word for word in words if not word.startswith("-")), None)
+            if target:
+                with open(target, "a" if append else "w", encoding="utf-8") as handle:
+                    handle.write(cell)
+        else:
+            self._note(f"skipped a %%{name} cell (only Python, %%time and %%writefile cells run)")
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def display(*objects: Any, **kwargs: Any) -> None:
+    """IPython's `display()`, which notebooks call without importing it: the text form of each object."""
+    for item in objects:
+        print(item)
+
+
+def _colab(notes: list[str]) -> None:
+    """`google.colab` where it is not installed: `drive.mount` does nothing (absolute paths under it are served
+    from the repository when it holds the file, harness/paths.py), `files.upload` has nothing to upload."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("google.colab") is not None:
+            return
+    except (ImportError, ValueError):
+        pass
+    colab = types.ModuleType("google.colab")
+    drive = types.ModuleType("google.colab.drive")
+    files = types.ModuleType("google.colab.files")
+
+    def mount(mountpoint: str, *args: Any, **kwargs: Any) -> None:
+        message = f"skipped drive.mount({mountpoint!r}): files under it are read from the repository"
+        if message not in notes:
+            notes.append(message)
+
+    def upload(*args: Any, **kwargs: Any) -> dict[str, bytes]:
+        raise RuntimeError("google.colab.files.upload() needs a person at a browser; commit the file and read it")
+
+    drive.mount = mount
+    drive.flush_and_unmount = lambda *args, **kwargs: None
+    files.upload = upload
+    files.download = lambda *args, **kwargs: None
+    colab.drive, colab.files = drive, files
+    try:
+        import google  # the namespace package protobuf and TensorFlow live in, when installed: kept as it is
+    except ImportError:
+        google = types.ModuleType("google")
+        google.__path__ = []
+        sys.modules["google"] = google
+    google.colab = colab
+    sys.modules.update({"google.colab": colab, "google.colab.drive": drive, "google.colab.files": files})
+
+
+def new_main(entry: Path, notes: list[str]) -> types.ModuleType:
+    """A `__main__` module whose namespace has `get_ipython` and `display`, as a notebook's has (and Colab's
+    `google.colab` importable)."""
+    _colab(notes)
+    module = types.ModuleType("__main__")
+    shell = Shell(module.__dict__, notes)
+    module.__dict__.update(__file__=str(entry), __builtins__=__builtins__, get_ipython=lambda: shell,
+                           display=display)
+    return module
+
+
+class _Tee(io.TextIOBase):
+    """A stream that writes through to the real one and keeps a copy for the cell's output."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.kept = io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.kept.write(text)
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.target, "encoding", "utf-8")
+
+
+def run_notebook(entry: Path, root: Path, output_dir: Path | None, notes: list[str]) -> None:
+    """Run the notebook's code cells in order as `__main__`; write the executed notebook (outputs, errors,
+    execution counts) to `output_dir`, also when a cell fails (the error is then raised on)."""
+    import nbformat
+
+    from mlops_cli.pycode import MAX_NOTEBOOK_BYTES, cell_python
+    from mlops_cli.safe_source import read_text
+
+    notebook = nbformat.reads(read_text(entry, root, max_bytes=MAX_NOTEBOOK_BYTES, what="notebook", strict=False),
+                              as_version=4)
+    module = new_main(entry, notes)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    count = 0
+    try:
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type != "code":
+                continue
+            count += 1
+            cell.execution_count = count
+            out, err = _Tee(sys.stdout), _Tee(sys.stderr)
+            saved_streams = sys.stdout, sys.stderr
+            sys.stdout, sys.stderr = out, err
+            started = time.monotonic()
+            try:
+                code = compile(cell_python(cell.source), f"{entry}#cell{index + 1}", "exec")
+                exec(code, module.__dict__)  # noqa: S102 - the training process runs the user's notebook
+            except BaseException as exc:
+                cell.outputs = _outputs(out, err) + [nbformat.v4.new_output(
+                    "error", ename=type(exc).__name__, evalue=str(exc)[:1000],
+                    traceback=traceback.format_exception(exc)[-5:])]
+                raise
+            finally:
+                sys.stdout, sys.stderr = saved_streams
+                cell.metadata["mlops"] = {"seconds": round(time.monotonic() - started, 3)}
+            cell.outputs = _outputs(out, err)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+        if output_dir is not None:
+            _write(notebook, output_dir / entry.name)
+
+
+def _outputs(out: _Tee, err: _Tee) -> list[Any]:
+    import nbformat
+
+    return [nbformat.v4.new_output("stream", name=name, text=stream.kept.getvalue())
+            for name, stream in (("stdout", out), ("stderr", err)) if stream.kept.getvalue()]
+
+
+def _write(notebook: Any, target: Path) -> None:
+    """The executed notebook, written atomically (temp name, then rename)."""
+    import nbformat
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.partial")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        nbformat.write(notebook, handle)
+    os.replace(temporary, target)
