@@ -118,7 +118,7 @@ def test_an_uninstallable_requirement_nothing_imports_is_left_out(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert ("mlops: warning: requirement winonly-connector==8.0.21 cannot be installed and the training does not "
             "import it: installing the rest without it") in result.stderr
-    assert "dependency says 42" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "dependency says 42" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
 
 
 def test_requirements_are_read_bounded_and_plain(tmp_path: Path) -> None:
