@@ -62,6 +62,8 @@ class Settings:
     holdout: float = 0.2
     seed: int = 0
     time_budget: float | None = None
+    tracking: str | None = None
+    max_parallel: int = 1
     params: dict[str, ParamSpec] = dataclasses.field(default_factory=dict)
 
     def param_defaults(self) -> dict[str, Any]:
@@ -218,6 +220,8 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "seed": ("a whole number from 0 to 2**32-1", lambda v: _is_int(v) and 0 <= v < 2 ** 32),
     "time_budget": ("a positive number of seconds", lambda v: _number(v) and v > 0),
     "runtime": ("a runtime name (`mlops runtimes list`)", _text),
+    "tracking": ("an MLflow tracking URI (http://host:5000, sqlite:///path.db)", lambda v: _text(v) and ":" in v),
+    "max_parallel": ("a whole number from 1 to 100", lambda v: _is_int(v) and 1 <= v <= 100),
 }
 _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
         "profile": "MLOPS_PROFILE"}
@@ -281,4 +285,5 @@ def load_settings(workspace: str | os.PathLike[str] | None = None, *, repo_dir: 
         seed=int(values.get("seed", 0)),
         time_budget=float(values["time_budget"]) if values.get("time_budget") is not None else None,
         params=parse_params(data.get("params"), str(config_path)),
+        tracking=values.get("tracking"), max_parallel=int(values.get("max_parallel", 1)),
     )

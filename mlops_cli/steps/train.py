@@ -7,6 +7,7 @@ import signal
 import time
 from typing import Any
 
+from mlops_cli.adapters.tracking import track_attempt
 from mlops_cli.boundary import training_env
 from mlops_cli.config import Settings
 from mlops_cli.errors import ExitCode, MlopsError, RunnerError, UsageError, WorkspaceBusy
@@ -168,6 +169,7 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
             else f"training process exited with code {code}"
         record = ws.update_run(record.id, status=RunStatus.FAILED, exit_code=code, finished=now_iso(),
                                error=f"{reason}; `mlops train --resume {record.id}` continues at the last checkpoint")
+    warnings += track_attempt(settings, record.id)   # tracking: the settled attempt to MLflow (or its outbox)
     return TrainResult(run=record, metrics=ws.read_metrics(record.id), exit_code=code, detached=False,
                        metric_name=settings.metric, log_tail=ws.log_tail(record.id, LOG_TAIL_LINES),
                        warnings=warnings)
