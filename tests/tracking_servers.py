@@ -101,7 +101,7 @@ class Postgres:
         self.root.chmod(0o755)
         self.data = self.root / "data"
         self.port = free_port()
-        self.url = f"postgresql://mlops@127.0.0.1:{self.port}/mlflow"
+        self.url = f"postgresql+psycopg2://mlops@127.0.0.1:{self.port}/mlflow"
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self._as:
             shutil.chown(self.root, "postgres")

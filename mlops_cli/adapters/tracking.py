@@ -286,20 +286,6 @@ def find_run(mlflow_client: Any, exp_id: str, key: str) -> Any | None:
     return found[0] if found else None
 
 
-def start_attempt(uri: str, ws: Workspace, record: RunRecord) -> str:
-    """Open the attempt's MLflow run as RUNNING before it trains (agents: a kill then leaves a run to mark
-    KILLED); returns its MLflow id. Raises TrackingError when the server cannot be reached."""
-    mlflow_client = client(uri)
-    key = run_key(ws, record.id)
-    with mapped_errors(uri):
-        exp = experiment_id(mlflow_client, project_name(ws))
-        existing = find_run(mlflow_client, exp, key)
-        run = existing or mlflow_client.create_run(exp, start_time=_millis(record.started or record.created),
-                                                   tags=_tags(ws, record, key))
-        _remember(ws, record.id, run.info.run_id)
-        return run.info.run_id
-
-
 def send_attempt(uri: str, ws: Workspace, run_id: str) -> str:
     """Log a settled attempt: params, metrics and curves, tags, artifacts, and its end status. Idempotent."""
     from mlflow.entities import Metric, Param, RunTag
@@ -340,24 +326,51 @@ def send_attempt(uri: str, ws: Workspace, run_id: str) -> str:
     return mlflow_id
 
 
-def send_champion(uri: str, ws: Workspace, run_id: str) -> str:
-    """Register the promoted attempt's model as a new version and move the `champion` alias to it; earlier
-    versions stay. Returns `NAME version N`."""
-    mlflow_id = mlflow_run_id(ws, run_id) or send_attempt(uri, ws, run_id)
+def register_run(uri: str, name: str, mlflow_id: str) -> str:
+    """Register the model of MLflow run `mlflow_id` as a new version of `name` (once per run) and move the
+    `champion` alias to it; earlier versions stay. Returns `NAME version N`."""
     mlflow_client = client(uri)
-    name = project_name(ws)
     with mapped_errors(uri):
         run = mlflow_client.get_run(mlflow_id)
         if not mlflow_client.list_artifacts(mlflow_id, "model"):
-            raise TrackingError(f"run {run_id} has no model to register", "the attempt saved no model file")
+            raise TrackingError(f"MLflow run {mlflow_id} has no model to register", "the attempt saved no model file")
         with contextlib.suppress(Exception):   # it exists already (or another agent made it a moment ago)
             mlflow_client.create_registered_model(name)
         versions = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{mlflow_id}'")
         version = versions[0] if versions else mlflow_client.create_model_version(
-            name, f"{run.info.artifact_uri}/model", run_id=mlflow_id, tags={"mlops.run": run_id},
-            await_creation_for=0)
+            name, f"{run.info.artifact_uri}/model", run_id=mlflow_id, tags={"mlops.run": run.data.tags.get(
+                "mlops.run", "")}, await_creation_for=0)
         mlflow_client.set_registered_model_alias(name, CHAMPION, version.version)
     return f"{name} version {version.version}"
+
+
+def send_champion(uri: str, ws: Workspace, run_id: str) -> str:
+    """Register the promoted attempt of this workspace (sending the attempt first if it is not on the server)."""
+    mlflow_id = mlflow_run_id(ws, run_id) or send_attempt(uri, ws, run_id)
+    return register_run(uri, project_name(ws), mlflow_id)
+
+
+def open_run(uri: str, ws: Workspace, run_id: str, tags: dict[str, str]) -> str | None:
+    """An agent opens the MLflow run of its next attempt (run `run_id` of its workspace) as RUNNING before
+    training, so that if the agent dies the run is there to be marked KILLED; train's hook completes it. None
+    when the server is unreachable (the attempt is then sent whole, later)."""
+    mlflow_client = client(uri)
+    key = run_key(ws, run_id)
+    try:
+        with mapped_errors(uri):
+            exp = experiment_id(mlflow_client, project_name(ws))
+            run = find_run(mlflow_client, exp, key) or mlflow_client.create_run(
+                exp, tags={**tags, RUN_KEY: key, "mlops.run": run_id, "mlflow.runName": f"run {run_id} (pending)"})
+    except TrackingError:
+        return None
+    _remember(ws, run_id, run.info.run_id)
+    return run.info.run_id
+
+
+def end_run(uri: str, mlflow_id: str, status: str) -> None:
+    """Mark a run that its agent could not finish (KILLED); a server error is left for the next reaper."""
+    with contextlib.suppress(TrackingError), mapped_errors(uri):
+        client(uri).set_terminated(mlflow_id, status=status)
 
 
 # ---- what the steps call (one line each) -----------------------------------------------------------------------
