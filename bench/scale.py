@@ -7,7 +7,9 @@ rate (the script as written uses lr = 0.5, far too high; the threshold needs lr 
 2 shared cores do not hide the scaling; everything else is the real path: ledger, optuna RDB study, local run
 records, MLflow logging of every attempt. Printed per K (median over seeds):
 
-  wall       seconds from the agents' start to the threshold met (or the budget spent)
+  wall       seconds from the first claim to the threshold met (or the budget spent); the agents' start
+             (imports, pull, study) is printed apart as startup: an agent is started once, not per attempt
+  round      critical-path overhead per round: (wall - rounds x SLEEP) / rounds (ms)
   attempts   attempts trained; attempts/hour
   coord      coordination per attempt: ledger, optuna, opening the MLflow run (ms); tracking = logging the
              settled attempt to MLflow (ms)
@@ -85,7 +87,8 @@ def agent_main(args: argparse.Namespace) -> None:
                        max_attempts=args.budget, trainer=stub_trainer(args.sleep))
     out = {"agent": report.agent, "attempts": report.attempts, "outcome": report.outcome,
            "coordination_s": report.coordination_s, "training_s": report.training_s,
-           "statements": report.statements, "tracking_s": stub_trainer.tracking_s, "end": time.time()}
+           "statements": report.statements, "tracking_s": stub_trainer.tracking_s, "end": time.time(),
+           "first_claim": report.first_claim, "idle_polls": report.idle_polls}
     Path(args.out).write_text(json.dumps(out, default=str))
 
 
@@ -126,8 +129,11 @@ def one(k: int, seed: int, sleep_s: float, budget: int, base: Path) -> dict[str,
         requests = (root / "server" / "server.log").read_text().count("HTTP/1.1") - requests_before
     attempts = sum(1 for r in reports for a in r["attempts"] if "slot" in a)
     met = any(r["outcome"] == "threshold met" for r in reports)
-    wall = max(r["end"] for r in reports) - start
-    return {"k": k, "seed": seed, "met": met, "wall_s": wall, "attempts": attempts,
+    first = min(r["first_claim"] or start for r in reports)
+    wall = max(r["end"] for r in reports) - first
+    rounds = len({a["round"] for r in reports for a in r["attempts"] if "slot" in a})
+    return {"k": k, "seed": seed, "met": met, "wall_s": wall, "startup_s": first - start, "attempts": attempts,
+            "rounds": rounds, "round_overhead_ms": 1000 * (wall - rounds * sleep_s) / max(rounds, 1),
             "attempts_per_hour": attempts / wall * 3600,
             "coord_ms": 1000 * sum(r["coordination_s"] for r in reports) / max(attempts, 1),
             "tracking_ms": 1000 * sum(r["tracking_s"] for r in reports) / max(attempts, 1),
@@ -161,15 +167,18 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     base = statistics.median(r["wall_s"] for r in results if r["k"] == min(args.agents))
-    print(f"\nK  wall(s)  vs K={min(args.agents)}  attempts  att/h  coord(ms)  tracking(ms)  rows  requests  "
+    print(f"\nK  wall(s)  vs K={min(args.agents)}  attempts  att/h  coord(ms)  tracking(ms)  rows  requests  round(ms)  "
+          f"startup(s)  "
           f"(median of seeds {args.seeds}, sleep {args.sleep}s, budget {args.budget})")
     for k in args.agents:
         mine = [r for r in results if r["k"] == k]
         med = {key: statistics.median(r[key] for r in mine) for key in
-               ("wall_s", "attempts", "attempts_per_hour", "coord_ms", "tracking_ms", "rows", "requests")}
+               ("wall_s", "attempts", "attempts_per_hour", "coord_ms", "tracking_ms", "rows", "requests",
+                "round_overhead_ms", "startup_s")}
         print(f"{k}  {med['wall_s']:7.1f}  {med['wall_s'] / base:6.2f}x  {med['attempts']:8.1f}  "
               f"{med['attempts_per_hour']:5.0f}  {med['coord_ms']:9.0f}  {med['tracking_ms']:12.0f}  "
-              f"{med['rows']:4.0f}  {med['requests']:8.1f}  met {sum(r['met'] for r in mine)}/{len(mine)}")
+              f"{med['rows']:4.0f}  {med['requests']:8.1f}  {med['round_overhead_ms']:9.0f}  {med['startup_s']:10.1f}  "
+              f"met {sum(r['met'] for r in mine)}/{len(mine)}")
 
 
 if __name__ == "__main__":

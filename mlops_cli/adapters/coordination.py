@@ -63,7 +63,8 @@ class Ledger:
         self.url, self.project, self.commit = url, project, commit
         self.statements = 0
         with self._mapped():
-            self.engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+            sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
+            self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30} if sqlite else {})
             meta = sa.MetaData()
             self.slots = sa.Table(
                 "mlops_slots", meta,
@@ -142,9 +143,10 @@ class Ledger:
             created.append(slot)
         return created
 
-    def claim(self, agent: str) -> dict[str, Any] | None:
-        """Take the lowest proposed slot (compare-and-set on its state); None when none is left."""
-        for row in self.rows():
+    def claim(self, agent: str, rows: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """Take the lowest proposed slot of `rows` (read now if not given) by a compare-and-set on its state;
+        None when none is left."""
+        for row in self.rows() if rows is None else rows:
             if row["state"] != PROPOSED:
                 continue
             changed = self._execute(self.slots.update().where(

@@ -100,7 +100,18 @@ def client(uri: str) -> Any:
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+_EXPERIMENTS: dict[tuple[str, str], str] = {}
+
+
 def experiment_id(mlflow_client: Any, name: str) -> str:
+    """The experiment's id, created on first use; asked once per process (an agent sends many attempts)."""
+    key = (mlflow_client.tracking_uri, name)
+    if key not in _EXPERIMENTS:
+        _EXPERIMENTS[key] = _experiment_id(mlflow_client, name)
+    return _EXPERIMENTS[key]
+
+
+def _experiment_id(mlflow_client: Any, name: str) -> str:
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
@@ -294,12 +305,14 @@ def send_attempt(uri: str, ws: Workspace, run_id: str) -> str:
     mlflow_client = client(uri)
     key = run_key(ws, run_id)
     with mapped_errors(uri), tempfile.TemporaryDirectory(prefix="mlops-track-") as tmp:
-        exp = experiment_id(mlflow_client, project_name(ws))
-        run = find_run(mlflow_client, exp, key)
+        known = mlflow_run_id(ws, run_id)
+        exp = None if known else experiment_id(mlflow_client, project_name(ws))
+        run = mlflow_client.get_run(known) if known else find_run(mlflow_client, exp, key)
         if run is not None and run.info.status != "RUNNING":
             _remember(ws, run_id, run.info.run_id)
             return run.info.run_id
-        run = run or mlflow_client.create_run(exp, start_time=_millis(record.started or record.created),
+        run = run or mlflow_client.create_run(exp or experiment_id(mlflow_client, project_name(ws)),
+                                              start_time=_millis(record.started or record.created),
                                               tags=_tags(ws, record, key))
         mlflow_id = run.info.run_id
         stamp = _millis(record.finished) or int(_dt.datetime.now().timestamp() * 1000)
@@ -354,13 +367,14 @@ def open_run(uri: str, ws: Workspace, run_id: str, tags: dict[str, str]) -> str 
     """An agent opens the MLflow run of its next attempt (run `run_id` of its workspace) as RUNNING before
     training, so that if the agent dies the run is there to be marked KILLED; train's hook completes it. None
     when the server is unreachable (the attempt is then sent whole, later)."""
+    if mlflow_run_id(ws, run_id):   # opened before this agent died; its run number is free again
+        return mlflow_run_id(ws, run_id)
     mlflow_client = client(uri)
     key = run_key(ws, run_id)
     try:
         with mapped_errors(uri):
-            exp = experiment_id(mlflow_client, project_name(ws))
-            run = find_run(mlflow_client, exp, key) or mlflow_client.create_run(
-                exp, tags={**tags, RUN_KEY: key, "mlops.run": run_id, "mlflow.runName": f"run {run_id} (pending)"})
+            run = mlflow_client.create_run(experiment_id(mlflow_client, project_name(ws)), tags={
+                **tags, RUN_KEY: key, "mlops.run": run_id, "mlflow.runName": f"run {run_id} (pending)"})
     except TrackingError:
         return None
     _remember(ws, run_id, run.info.run_id)

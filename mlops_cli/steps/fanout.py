@@ -46,6 +46,8 @@ class AgentReport:
     statements: int = 0
     reaped: list[int] = dataclasses.field(default_factory=list)
     champion: str | None = None
+    first_claim: float | None = None
+    idle_polls: int = 0
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
@@ -115,19 +117,30 @@ class Agent:
     # ---- one pass of the loop ---------------------------------------------------------------------------------
 
     def run(self, max_wait_s: float = 24 * 3600.0) -> AgentReport:
-        """Claim and train slots until the threshold is met or the budget is spent."""
+        """Claim and train slots until the threshold is met or the budget is spent. One ledger read per pass;
+        what a pass costs is counted as coordination only when it did something (claimed, judged, proposed)."""
+        if self.uri:
+            tracking.client(self.uri)   # mlflow's import: this agent's start, not any attempt's overhead
         deadline = time.monotonic() + max_wait_s
+        last_reap = 0.0
         while time.monotonic() < deadline:
             started = time.perf_counter()
-            self._reap()
-            slot = self.ledger.claim(self.name)
-            self.report.coordination_s += time.perf_counter() - started
+            rows = self.ledger.rows()
+            if time.monotonic() - last_reap > min(self.lease_s / 4, 5.0):
+                last_reap = time.monotonic()
+                if self._reap(rows):
+                    continue
+            slot = self.ledger.claim(self.name, rows) if any(r["state"] == PROPOSED for r in rows) else None
             if slot is not None:
+                self.report.coordination_s += time.perf_counter() - started
+                self.report.first_claim = self.report.first_claim or time.time()
                 self._attempt(slot)
                 continue
-            started = time.perf_counter()
-            outcome = self._between_rounds()
-            self.report.coordination_s += time.perf_counter() - started
+            outcome, acted = self._between_rounds(rows)
+            if acted or outcome:
+                self.report.coordination_s += time.perf_counter() - started
+            else:
+                self.report.idle_polls += 1
             if outcome:
                 self.report.outcome = outcome
                 break
@@ -136,13 +149,18 @@ class Agent:
         self.ledger.dispose()
         return self.report
 
-    def _reap(self) -> None:
+    def _reap(self, rows: list[dict[str, Any]]) -> bool:
+        """Mark the slots of dead agents killed (their MLflow runs KILLED, their trials failed)."""
+        limit = time.time() - self.lease_s
+        if not any(r["state"] == CLAIMED and (r["claimed_at"] or 0) < limit for r in rows):
+            return False
         for row in self.ledger.reap(self.lease_s):
             self.report.reaped.append(row["slot"])
             if self.uri and row.get("mlflow_run"):
                 tracking.end_run(self.uri, row["mlflow_run"], "KILLED")
             if row["proposal"]:
                 self._tell(row["proposal"], None)
+        return True
 
     def _tell(self, proposal: Any, value: float | None) -> None:
         import json
@@ -185,22 +203,21 @@ class Agent:
         self.report.attempts.append({"slot": slot["slot"], "round": slot["batch"], "run": record.id,
                                      "value": value, "params": proposal["params"]})
 
-    def _between_rounds(self) -> str | None:
-        """Judge the last round when it is all in, then propose the next; the outcome when the loop is over."""
-        rows = self.ledger.rows()
-        if self.ledger.verdicts_met():
-            return "threshold met"
+    def _between_rounds(self, rows: list[dict[str, Any]]) -> tuple[str | None, bool]:
+        """When the last round is all in: its verdict (every agent computes the same one from the same rows; the
+        first to record it registers the champion), then the next round's proposals. Returns (the outcome when
+        the loop is over, whether anything was done)."""
         if not rows:
             self._propose(1, [])
-            return None
-        last = max(row["batch"] for row in rows)
+            return None, True
         if any(row["state"] in (PROPOSED, CLAIMED) for row in rows):
-            return None
+            return None, False
+        last = max(row["batch"] for row in rows)
         goal = self.settings.goal
-        scored = [row for row in rows if row["state"] == DONE and row["value"] is not None]
         best = None
-        for row in scored:
-            if goal.better(row["value"], None if best is None else best["value"]):
+        for row in rows:
+            if row["state"] == DONE and row["value"] is not None \
+                    and goal.better(row["value"], None if best is None else best["value"]):
                 best = row
         met = best is not None and goal.meets(best["value"])
         if self.ledger.judge(last, self.name, best["slot"] if best else None, met) and best is not None \
@@ -210,11 +227,11 @@ class Agent:
             except tracking.TrackingError as exc:   # the attempts stand; the registry is told by the next round
                 self.report.warnings.append(str(exc))
         if met:
-            return "threshold met"
+            return "threshold met", True
         if len(rows) >= self.settings.max_attempts:
-            return f"budget spent ({len(rows)} of {self.settings.max_attempts} attempts)"
+            return f"budget spent ({len(rows)} of {self.settings.max_attempts} attempts)", True
         self._propose(last + 1, rows)
-        return None
+        return None, True
 
     def _propose(self, batch: int, rows: list[dict[str, Any]]) -> None:
         first = (batch - 1) * self.k + 1
