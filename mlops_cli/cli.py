@@ -210,13 +210,17 @@ def evaluate(workspace: str | None, threshold: float | None, metric: str | None,
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Budget shared by all agents.")
 @opt.threshold_option
 @click.option("--name", default=None, help="This agent's name in the ledger (default: host:pid).")
+@click.option("--lease", type=click.FloatRange(min=1), default=6 * 3600.0, show_default=True, metavar="SECONDS",
+              help="A slot claimed longer than this is an agent's death: marked killed by the others.")
 def agent(workspace: str | None, url: str, db_url: str, max_parallel: int | None, max_attempts: int | None,
-          threshold: float | None, name: str | None) -> None:
+          threshold: float | None, name: str | None, lease: float) -> None:
     """Train attempts of a shared budget beside other agents (README, "Tracking and several agents")."""
     from mlops_cli.steps.fanout import run_agent
 
     report = run_agent(workspace, url, db_url, name=name, max_parallel=max_parallel, max_attempts=max_attempts,
-                       threshold=threshold)
+                       threshold=threshold, lease_s=lease)
+    for warning in report.warnings:
+        click.echo(f"mlops: warning: {warning}", err=True)
     click.echo(report.summary())
     if report.outcome != "threshold met":
         sys.exit(int(ExitCode.BUDGET_SPENT))

@@ -9,13 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_remote, pulled_example, run_mlops
-from tests.tracking_servers import MlflowServer, Postgres, free_port, postgres_bin
+from tests.tracking_servers import MlflowServer, Postgres, free_port, mlflow_server, postgres_bin
 
 pytest.importorskip("mlflow")
 
@@ -23,10 +22,7 @@ SLEEPER = ("import time\nfrom sklearn.tree import DecisionTreeClassifier\nprint(
            "DecisionTreeClassifier().fit([[0], [1]], [0, 1])\n")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with MlflowServer(tmp_path_factory.mktemp("mlflow")) as running:
-        yield running
+server = mlflow_server
 
 
 def _client(uri: str):

@@ -13,9 +13,19 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 MLFLOW_START_S = 180.0
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One server (SQLite store, proxied artifacts) for the session: it takes seconds to start."""
+    with MlflowServer(tmp_path_factory.mktemp("mlflow")) as running:
+        yield running
 
 
 def free_port() -> int:
@@ -126,8 +136,10 @@ class Postgres:
         return self
 
     def restart(self) -> None:
-        """pg_ctl restart -m fast: every open connection is cut, as a database failover does."""
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "restart")
+        """Stop (fast: every open connection is cut, as a database failover does) and start again, logging to the
+        file (a bare `pg_ctl restart` would hand the server our output pipe)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.start()
 
     def stop(self) -> None:
         if self.data.exists():

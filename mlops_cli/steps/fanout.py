@@ -184,7 +184,7 @@ class Agent:
         next_id = normalize_run_id(max(ids, default=0) + 1)   # this agent alone trains in its workspace
         if self.uri:
             mlflow_run = tracking.open_run(self.uri, self.ws, next_id, {
-                "mlops.slot": str(slot["slot"]), "mlops.round": str(slot["batch"]), "mlops.agent": self.name,
+                "mlops.slot": str(slot["slot"]), "mlops.round": str(slot["batch"]), "mlops.agent_name": self.name,
                 "mlops.reason": "; ".join(proposal.get("reasons", []))})
             if mlflow_run:
                 self.ledger.update(slot["slot"], mlflow_run=mlflow_run)
