@@ -88,9 +88,8 @@ def test_an_agent_killed_mid_attempt_leaves_its_run_killed_and_the_others_finish
     common = ("--max-attempts", "2", "--max-parallel", "2", "--threshold", "0.5", "--lease", "5")
     victim = _agent(tmp_path / "victim", remote, f"sqlite:///{db}", "victim", env, *common)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not any(agent == "victim" for _, state, agent in _safe_slots(db, "agents-kill")
-                                                   if state == "claimed"):
-        time.sleep(0.5)
+    while time.monotonic() < deadline and not (tmp_path / "victim" / "runs" / "0001" / "run.json").exists():
+        time.sleep(0.5)   # its MLflow run is open and its training started
     survivor = _agent(tmp_path / "survivor", remote, f"sqlite:///{db}", "survivor", env, *common)
     os.killpg(victim.pid, signal.SIGKILL)   # the agent and its training process: a node lost mid-attempt
     victim.communicate()
@@ -104,10 +103,3 @@ def test_an_agent_killed_mid_attempt_leaves_its_run_killed_and_the_others_finish
     runs = client.search_runs([client.get_experiment_by_name("agents-kill").experiment_id])
     by_agent = {run.data.tags["mlops.agent_name"]: run.info.status for run in runs}
     assert by_agent == {"victim": "KILLED", "survivor": "FINISHED"}
-
-
-def _safe_slots(db: Path, project: str) -> list[tuple[int, str, str]]:
-    try:
-        return _slots(db, project)
-    except sqlite3.OperationalError:   # the table does not exist yet
-        return []

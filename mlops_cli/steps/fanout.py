@@ -180,8 +180,9 @@ class Agent:
     def _attempt(self, slot: dict[str, Any]) -> None:
         proposal = slot["proposal"]
         started = time.perf_counter()
-        ids = [int(run_id) for run_id in self.ws.run_ids()]
-        next_id = normalize_run_id(max(ids, default=0) + 1)   # this agent alone trains in its workspace
+        ids = [int(p.name) for p in self.ws.runs_dir.iterdir() if p.name.isdigit()] if self.ws.runs_dir.is_dir() \
+            else []
+        next_id = normalize_run_id(max(ids, default=0) + 1)   # as new_run numbers it: this agent alone trains here
         if self.uri:
             mlflow_run = tracking.open_run(self.uri, self.ws, next_id, {
                 "mlops.slot": str(slot["slot"]), "mlops.round": str(slot["batch"]), "mlops.agent_name": self.name,
