@@ -287,9 +287,10 @@ def _stage(ws: Workspace, record: RunRecord, staging: Path) -> None:
     diff = _diff(ws, record)
     if diff:
         (staging / "tweak.diff").write_text(diff, encoding="utf-8")
-    for report in ("report.html", "report.md"):
-        if (ws.root / report).is_file() and not (ws.root / report).is_symlink():
-            shutil.copy2(ws.root / report, staging / report)
+    for report in ("report.html", "report.md"):   # `mlops report`'s default folder, when one was made
+        path = ws.root / "report" / report
+        if path.is_file() and not path.is_symlink():
+            shutil.copy2(path, staging / report)
 
 
 def find_run(mlflow_client: Any, exp_id: str, key: str) -> Any | None:
