@@ -23,9 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 from mlops_cli.adapters import tracking
-from mlops_cli.adapters.coordination import CLAIMED, DONE, FAILED, PROPOSED, Ledger, study_storage
+from mlops_cli.adapters.coordination import (CLAIMED, DONE, FAILED, PROPOSED, CoordinationError, Ledger,
+                                             study_storage)
 from mlops_cli.config import Settings, load_settings
 from mlops_cli.errors import UsageError
+from mlops_cli.secrets import scrub
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, normalize_run_id
 
 LEASE_S = 6 * 3600.0
@@ -108,9 +110,11 @@ class Agent:
                     storage=storage, study_name=f"{self.project}-{self.commit[:12]}", direction=direction,
                     load_if_exists=True, sampler=self._optuna.samplers.TPESampler(
                         seed=self.settings.seed, n_startup_trials=4, constant_liar=True))
-            except Exception:   # sqlalchemy's IntegrityError or OperationalError from the race
+            except Exception as exc:   # sqlalchemy's IntegrityError or OperationalError from the race
                 if attempt == 4:
-                    raise
+                    raise CoordinationError(f"cannot open the optuna study: {type(exc).__name__}: "
+                                            f"{scrub(str(exc))[:200]}", "check the --db URL and that it is up") \
+                        from None
                 time.sleep(0.5 + attempt)
         raise AssertionError("unreachable")
 
