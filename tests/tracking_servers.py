@@ -67,8 +67,11 @@ class MlflowServer:
                    "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
                    "--port", str(self.port), "--workers", "1"]
         with open(log, "ab") as out:
+            # without job execution: its huey consumers start in process groups of their own, outlive the
+            # server's and cost a core's worth of polling; tracking and the registry do not need them
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL,
+                                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         _wait_http(f"{self.url}/health", self.process, MLFLOW_START_S, log)
         return self
 
