@@ -167,8 +167,8 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     base = statistics.median(r["wall_s"] for r in results if r["k"] == min(args.agents))
-    print(f"\nK  wall(s)  vs K={min(args.agents)}  attempts  att/h  coord(ms)  tracking(ms)  rows  requests  round(ms)  "
-          f"startup(s)  "
+    print(f"\nK  wall(s)  vs K={min(args.agents)}  attempts  att/h  coord(ms)  tracking(ms)  rows  requests  "
+          f"round(ms)  startup(s)  "
           f"(median of seeds {args.seeds}, sleep {args.sleep}s, budget {args.budget})")
     for k in args.agents:
         mine = [r for r in results if r["k"] == k]

@@ -18,8 +18,8 @@ from tests.tracking_servers import MlflowServer, Postgres, free_port, mlflow_ser
 
 pytest.importorskip("mlflow")
 
-SLEEPER = ("import time\nfrom sklearn.tree import DecisionTreeClassifier\nprint('training', flush=True)\ntime.sleep(60)\n"
-           "DecisionTreeClassifier().fit([[0], [1]], [0, 1])\n")
+SLEEPER = ("import time\nfrom sklearn.tree import DecisionTreeClassifier\nprint('training', flush=True)\n"
+           "time.sleep(60)\nDecisionTreeClassifier().fit([[0], [1]], [0, 1])\n")
 
 
 server = mlflow_server
