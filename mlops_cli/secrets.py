@@ -20,7 +20,10 @@ MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|WEBHOOK|CREDENTIAL|API_?KEY|PRIVATE|AUTH|COOKIE"
                          r"|SESSION", re.IGNORECASE)
 # names the training process must not get although their values are not all secrets (SMTP host, Jenkins URL)
-SENSITIVE_NAME = re.compile(SECRET_NAME.pattern + r"|SMTP|JENKINS|GIT_ASKPASS", re.IGNORECASE)
+# (MLFLOW_TRACKING_PASSWORD/_TOKEN are secrets by their names; the tracking server's address and user stay on the
+# host too: the training process never talks to it)
+SENSITIVE_NAME = re.compile(SECRET_NAME.pattern + r"|SMTP|JENKINS|GIT_ASKPASS|MLFLOW|MLOPS_TRACKING",
+                            re.IGNORECASE)
 MIN_SECRET_LEN = 4   # shorter values would turn every "1" of a report into ***; such a password is no secret
 URL = re.compile(r"\b[a-z][a-z0-9+.-]{1,15}://[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]]", re.IGNORECASE)   # no trailing ".:)"
 USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]{1,15}://)(?P<userinfo>[^\s/?#<>\"'`]*)@(?=[^\s@/?#]*"

@@ -499,6 +499,8 @@ class Workspace:
     outbox_dir = property(lambda self: self.root / "outbox")
     report_dir = property(lambda self: self.root / "report")
     notifications_path = property(lambda self: self.root / "notifications.json")
+    tracking_ledger_path = property(lambda self: self.root / "tracking.json")
+    tracking_outbox_dir = property(lambda self: self.root / "tracking-outbox")
     lock_path = property(lambda self: self.root / ".lock")
     train_lock_path = property(lambda self: self.root / ".train.lock")
     start_lock_path = property(lambda self: self.root / ".start.lock")

@@ -22,7 +22,7 @@ STEP_EDGES = {
     ("monitor", "notify"): "a crash loop beyond the restart budget is announced",
     ("notify", "report"): "a mail carries the report's attempts table and plot",
 }
-ORCHESTRATORS = {"loop"}   # `mlops run`: the chain in one process calls every step
+ORCHESTRATORS = {"loop", "fanout"}   # `mlops run` and `mlops agent`: chains that call the steps
 
 
 def layer_of(module: str) -> str:

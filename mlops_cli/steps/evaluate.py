@@ -5,6 +5,7 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from mlops_cli.adapters.tracking import flush, track_champion
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError
 from mlops_cli.records import Goal
@@ -78,6 +79,7 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
                               best_id=best_id, best_value=best_value, warnings=list(metrics.warnings),
                               note=None if metric == settings.metric else
                               f"{metric}: the default metric for {metrics.task}; set `metric:` to choose another")
+    result.warnings += track_champion(settings, record.id) if promoted else flush(settings)   # MLflow registry
     if junit_path:
         write_junit(Path(junit_path), result)
     return result

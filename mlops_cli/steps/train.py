@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from mlops_cli import runners
+from mlops_cli.adapters.tracking import track_attempt
 from mlops_cli.boundary import training_env
 from mlops_cli.config import Settings
 from mlops_cli.errors import ExitCode, MlopsError, RunnerError, UsageError, WorkspaceBusy
@@ -200,6 +201,7 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
         raise WorkspaceBusy(f"workspace {ws.root} is already training", "wait for it, or let `mlops monitor` "
                             "look after it")
     record = ws.finish_run(record.id, code, crash=_crash_reason(record, code, watchdog.fired.is_set(), ws))
+    warnings += track_attempt(settings, record.id)   # tracking: the settled attempt to MLflow (or its outbox)
     return TrainResult(run=record, metrics=ws.read_metrics(record.id), exit_code=code, detached=False,
                        metric_name=settings.metric, log_tail=ws.log_tail(record.id, LOG_TAIL_LINES),
                        warnings=warnings)

@@ -1,0 +1,185 @@
+"""Parallel attempts: K = 1, 2, 3 agents on the same faulty script at equal budget, sleep-bound training.
+
+Each agent is a process (`python bench/scale.py --agent ...`) with its own local workspace, sharing only a real
+`mlflow server` (SQLite store, proxied artifacts) and its database (the ledger and the optuna study) and the
+git remote. Training is a stub that sleeps SLEEP seconds and reports a held-out accuracy from the proposed learning
+rate (the script as written uses lr = 0.5, far too high; the threshold needs lr within ~0.2 decades of 0.05), so
+2 shared cores do not hide the scaling; everything else is the real path: ledger, optuna RDB study, local run
+records, MLflow logging of every attempt. Printed per K (median over seeds):
+
+  wall       seconds from the first claim to the threshold met (or the budget spent); the agents' start
+             (imports, pull, study) is printed apart as startup: an agent is started once, not per attempt
+  round      critical-path overhead per round: (wall - rounds x SLEEP) / rounds (ms)
+  attempts   attempts trained; attempts/hour
+  coord      coordination per attempt: ledger, optuna, opening the MLflow run (ms); tracking = logging the
+             settled attempt to MLflow (ms)
+  rows       database rows per attempt (every table of the server's database, ledger and study included)
+  requests   HTTP requests to the tracking server per attempt
+
+    python bench/scale.py [--agents 1 2 3] [--seeds 0 1 2] [--sleep 2] [--budget 24]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+SCRIPT = """\
+from sklearn.linear_model import SGDClassifier
+import mlops_cli
+lr = mlops_cli.params(lr=0.5, units=16)["lr"]
+SGDClassifier(eta0=lr).fit([[0], [1]], [0, 1])
+"""
+MLOPS_YAML = """\
+threshold: 0.9
+params:
+  lr: {default: 0.5, min: 0.0001, max: 1.0, log: true}
+  units: {default: 16, min: 4, max: 256, log: true}
+"""
+
+
+def stub_score(params: dict[str, Any]) -> float:
+    """Held-out accuracy of the stub: best at lr = 0.05, 0.25 lost per decade away from it."""
+    return round(0.95 - 0.25 * abs(math.log10(params["lr"]) - math.log10(0.05)), 4)
+
+
+def stub_trainer(sleep_s: float) -> Any:
+    """A trainer with the train step's effects on the workspace (a run record, metrics, the tracking hook)."""
+    from mlops_cli.adapters.tracking import track_attempt
+    from mlops_cli.records import RunMetrics
+    from mlops_cli.workspace import RunStatus, now_iso
+
+    def train(settings: Any, params: dict[str, Any]) -> Any:
+        ws = settings.workspace
+        state = ws.read_state()
+        record = ws.new_run(commit=state.get("commit"), profile="sklearn", runtime="sklearn", params=params,
+                            entrypoint="train.py", strategy="search", started=now_iso())
+        time.sleep(sleep_s)
+        ws.write_metrics(record.id, RunMetrics(values={"val_accuracy": stub_score(params)}, duration_s=sleep_s))
+        record = ws.update_run(record.id, status=RunStatus.SUCCEEDED, finished=now_iso(), exit_code=0)
+        began = time.perf_counter()
+        track_attempt(settings, record.id)
+        stub_trainer.tracking_s += time.perf_counter() - began   # type: ignore[attr-defined]
+        return record
+
+    return train
+
+
+stub_trainer.tracking_s = 0.0   # type: ignore[attr-defined]
+
+
+def agent_main(args: argparse.Namespace) -> None:
+    from mlops_cli.steps.fanout import run_agent
+
+    report = run_agent(args.workspace, args.repo, args.db, name=args.name, max_parallel=args.k,
+                       max_attempts=args.budget, trainer=stub_trainer(args.sleep))
+    out = {"agent": report.agent, "attempts": report.attempts, "outcome": report.outcome,
+           "coordination_s": report.coordination_s, "training_s": report.training_s,
+           "statements": report.statements, "tracking_s": stub_trainer.tracking_s, "end": time.time(),
+           "first_claim": report.first_claim, "idle_polls": report.idle_polls}
+    Path(args.out).write_text(json.dumps(out, default=str))
+
+
+def count_rows(db: Path) -> int:
+    with sqlite3.connect(db) as connection:
+        tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return sum(connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in tables)
+
+
+def one(k: int, seed: int, sleep_s: float, budget: int, base: Path) -> dict[str, Any]:
+    from benchutil import bare_repo
+    from tests.tracking_servers import MlflowServer
+
+    root = base / f"k{k}-s{seed}"
+    work = root / "src"
+    work.mkdir(parents=True)
+    (work / "train.py").write_text(SCRIPT)
+    (work / "mlops.yaml").write_text(MLOPS_YAML + f"seed: {seed}\n")
+    remote = bare_repo(work, root, "faulty lr")
+    with MlflowServer(root / "server") as server:
+        db = root / "server" / "mlflow.db"
+        rows_before = count_rows(db)
+        requests_before = (root / "server" / "server.log").read_text().count("HTTP/1.1")
+        env = {**os.environ, "MLOPS_TRACKING_URI": server.url, "MLOPS_TRACKING_EXPERIMENT": "scale",
+               "PYTHONPATH": str(ROOT)}
+        start = time.time()
+        procs = [subprocess.Popen([sys.executable, __file__, "--agent", "--workspace", str(root / f"agent{i}"),
+                                   "--repo", str(remote), "--db", f"sqlite:///{db}", "--name", f"agent{i}",
+                                   "--k", str(k), "--budget", str(budget), "--sleep", str(sleep_s),
+                                   "--out", str(root / f"agent{i}.json")], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=open(root / f"agent{i}.log", "wb"))
+                 for i in range(k)]
+        for i, proc in enumerate(procs):
+            if proc.wait(timeout=3600) != 0:
+                raise SystemExit(f"agent {i} failed:\n" + (root / f"agent{i}.log").read_text()[-3000:])
+        reports = [json.loads((root / f"agent{i}.json").read_text()) for i in range(k)]
+        rows = count_rows(db) - rows_before
+        requests = (root / "server" / "server.log").read_text().count("HTTP/1.1") - requests_before
+    attempts = sum(1 for r in reports for a in r["attempts"] if "slot" in a)
+    met = any(r["outcome"] == "threshold met" for r in reports)
+    first = min(r["first_claim"] or start for r in reports)
+    wall = max(r["end"] for r in reports) - first
+    rounds = len({a["round"] for r in reports for a in r["attempts"] if "slot" in a})
+    return {"k": k, "seed": seed, "met": met, "wall_s": wall, "startup_s": first - start, "attempts": attempts,
+            "rounds": rounds, "round_overhead_ms": 1000 * (wall - rounds * sleep_s) / max(rounds, 1),
+            "attempts_per_hour": attempts / wall * 3600,
+            "coord_ms": 1000 * sum(r["coordination_s"] for r in reports) / max(attempts, 1),
+            "tracking_ms": 1000 * sum(r["tracking_s"] for r in reports) / max(attempts, 1),
+            "statements": sum(r["statements"] for r in reports) / max(attempts, 1),
+            "rows": rows / max(attempts, 1), "requests": requests / max(attempts, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sleep", type=float, default=2.0)
+    parser.add_argument("--budget", type=int, default=24)
+    parser.add_argument("--json", default=None, help="write the raw results here")
+    parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
+    for name in ("workspace", "repo", "db", "name", "out"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    parser.add_argument("--k", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.agent:
+        agent_main(args)
+        return
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mlops-scale-") as tmp:
+        for seed in args.seeds:
+            for k in args.agents:
+                result = one(k, seed, args.sleep, args.budget, Path(tmp))
+                results.append(result)
+                print(json.dumps({key: round(v, 3) if isinstance(v, float) else v for key, v in result.items()}),
+                      flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    base = statistics.median(r["wall_s"] for r in results if r["k"] == min(args.agents))
+    print(f"\nK  wall(s)  vs K={min(args.agents)}  attempts  att/h  coord(ms)  tracking(ms)  rows  requests  "
+          f"round(ms)  startup(s)  "
+          f"(median of seeds {args.seeds}, sleep {args.sleep}s, budget {args.budget})")
+    for k in args.agents:
+        mine = [r for r in results if r["k"] == k]
+        med = {key: statistics.median(r[key] for r in mine) for key in
+               ("wall_s", "attempts", "attempts_per_hour", "coord_ms", "tracking_ms", "rows", "requests",
+                "round_overhead_ms", "startup_s")}
+        print(f"{k}  {med['wall_s']:7.1f}  {med['wall_s'] / base:6.2f}x  {med['attempts']:8.1f}  "
+              f"{med['attempts_per_hour']:5.0f}  {med['coord_ms']:9.0f}  {med['tracking_ms']:12.0f}  "
+              f"{med['rows']:4.0f}  {med['requests']:8.1f}  {med['round_overhead_ms']:9.0f}  {med['startup_s']:10.1f}  "
+              f"met {sum(r['met'] for r in mine)}/{len(mine)}")
+
+
+if __name__ == "__main__":
+    main()
