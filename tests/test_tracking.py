@@ -66,7 +66,7 @@ def test_attempts_and_champion_on_the_server(tmp_path: Path, server: MlflowServe
     tags = run.data.tags
     assert tags["mlops.attempt"] == "1" and tags["mlops.status"] == "succeeded" and tags["mlops.profile"] == "sklearn"
     assert tags["mlops.commit"] == json.loads((ws / "state.json").read_text())["commit"]
-    local = json.loads((ws / "runs" / "0001" / "metrics.json").read_text())
+    local = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert run.data.metrics["val_accuracy"] == pytest.approx(local["val_accuracy"])
     assert run.data.params["option.holdout"] == "0.2"
     client = _client(server.url)
@@ -127,7 +127,7 @@ def test_failed_and_killed_attempts_end_failed_and_killed(tmp_path: Path, server
 
 
 def _log(ws: Path) -> str:
-    path = ws / "runs" / "0001" / "train.log"
+    path = ws / "runs" / "0001" / "out" / "train.log"
     return path.read_text(errors="replace") if path.exists() else ""
 
 
@@ -163,7 +163,7 @@ def test_credentials_stay_on_the_host(tmp_path: Path, server: MlflowServer) -> N
     env = {"MLFLOW_TRACKING_PASSWORD": secret, "MLFLOW_TRACKING_USERNAME": "bot"}
     result = run_mlops("train", "-w", str(ws), env=env)
     assert result.returncode == 0, result.stderr
-    assert "ENV []" in (ws / "runs" / "0001" / "train.log").read_text()
+    assert "ENV []" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
     assert not (ws / "tracking-outbox").exists()   # credentials set: the pushed `tracking:` is not used
     refused = run_mlops("train", "-w", str(ws), env={**env, "MLOPS_TRAIN_ENV": "MLFLOW_TRACKING_URI"})
     assert refused.returncode == 2 and "looks like a secret" in refused.stderr
