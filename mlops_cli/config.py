@@ -62,6 +62,7 @@ class Settings:
     holdout: float = 0.2
     seed: int = 0
     time_budget: float | None = None
+    network: bool = False   # mlops.yaml `network: true`: the training container gets the engine's default network
     params: dict[str, ParamSpec] = dataclasses.field(default_factory=dict)
 
     def param_defaults(self) -> dict[str, Any]:
@@ -218,6 +219,7 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "seed": ("a whole number from 0 to 2**32-1", lambda v: _is_int(v) and 0 <= v < 2 ** 32),
     "time_budget": ("a positive number of seconds", lambda v: _number(v) and v > 0),
     "runtime": ("a runtime name (`mlops runtimes list`)", _text),
+    "network": ("true or false", lambda v: isinstance(v, bool)),
 }
 _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
         "profile": "MLOPS_PROFILE"}
@@ -280,5 +282,6 @@ def load_settings(workspace: str | os.PathLike[str] | None = None, *, repo_dir: 
         holdout=float(values.get("holdout", 0.2)),
         seed=int(values.get("seed", 0)),
         time_budget=float(values["time_budget"]) if values.get("time_budget") is not None else None,
+        network=bool(values.get("network", False)),
         params=parse_params(data.get("params"), str(config_path)),
     )

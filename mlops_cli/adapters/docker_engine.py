@@ -118,6 +118,11 @@ class ContainerSpec:
     memory: str | None = None         # "2g", "512m"
     network: str | None = None        # None: the engine's default; "none" cuts it off
     gpus: str | None = None           # "all" or a count
+    pids_limit: int | None = None     # processes and threads the container may hold at once
+    read_only: bool = False           # the image's filesystem read-only (writable: the mounts and the tmpfs)
+    tmpfs: dict[str, str] = dataclasses.field(default_factory=dict)   # path in the container -> mount options
+    cap_drop: tuple[str, ...] = ()    # ("ALL",): no Linux capability at all
+    security_opt: tuple[str, ...] = ()   # ("no-new-privileges",): setuid binaries gain nothing
 
 
 class Engine:
@@ -270,8 +275,19 @@ class Engine:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.memory:
             kwargs["mem_limit"] = spec.memory
+            kwargs["memswap_limit"] = spec.memory   # the limit is the limit: no swap on top of it
         if spec.network:
             kwargs["network_mode"] = spec.network
+        if spec.pids_limit:
+            kwargs["pids_limit"] = spec.pids_limit
+        if spec.read_only:
+            kwargs["read_only"] = True
+        if spec.tmpfs:
+            kwargs["tmpfs"] = dict(spec.tmpfs)
+        if spec.cap_drop:
+            kwargs["cap_drop"] = list(spec.cap_drop)
+        if spec.security_opt:
+            kwargs["security_opt"] = list(spec.security_opt)
         if spec.gpus:
             count = -1 if spec.gpus == "all" else int(spec.gpus)
             kwargs["device_requests"] = [docker.types.DeviceRequest(count=count, capabilities=[["gpu"]])]

@@ -5,6 +5,7 @@ this interpreter when it has what the runtime needs; a repository with its own r
 layered on that one (`mlops_cli.runtimes.venvs`)."""
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -21,6 +22,48 @@ from mlops_cli.runtimes.deps import read_requirements
 from mlops_cli.workspace import RunRecord, Workspace
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+CAP_LAST_CAP = Path("/proc/sys/kernel/cap_last_cap")
+
+
+def _prctl(option: int, value: int) -> bool:
+    """prctl(2) through ctypes (Linux only); False where it is not available or refused."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def hide_environment() -> bool:
+    """Make this (trusted) process non-dumpable: its /proc/<pid>/environ, mem and maps become readable only with
+    CAP_SYS_PTRACE, so the child, which runs pushed code as the same user, cannot read the secrets this process
+    holds. True when it took effect."""
+    return _prctl(PR_SET_DUMPABLE, 0)
+
+
+def _last_cap() -> int:
+    try:
+        return int(CAP_LAST_CAP.read_text().strip())
+    except (OSError, ValueError):
+        return 40
+
+
+def _child_setup(last_cap: int) -> None:
+    """In the forked child before exec: no new privileges (setuid binaries gain nothing) and, as root, an empty
+    capability bounding set, so the exec'd harness is a root without capabilities: measured on Linux 6.18, a root
+    child that keeps any of them (CAP_SYS_PTRACE alone is not enough to drop) still reads the non-dumpable
+    parent's environment. Failure is not fatal: the parent stays hidden from any non-root child."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if os.geteuid() == 0:
+        for cap in range(last_cap + 1):
+            _prctl(PR_CAPBSET_DROP, cap)
 
 
 def _pid_runs_harness(pid: int, run_id: str) -> bool:
@@ -39,8 +82,11 @@ def _pid_runs_harness(pid: int, run_id: str) -> bool:
 class LocalRunner:
     """Starts `python -m mlops_cli.harness` with the run's runtime's interpreter.
 
-    It passes only an allow-listed environment (no secret), but it cannot stop the script from reading or
-    writing anything this user can: it is for a laptop's own code. Jenkins jobs use the Docker runner."""
+    It passes only an allow-listed environment (no secret) and hides this process's own environment (not
+    dumpable; as root, the child has no CAP_SYS_PTRACE), but it cannot stop the script from reading or writing
+    anything this user can, other processes of this user included (the Jenkins shell step that started mlops
+    holds the same secrets in its environment): it is for a laptop's own code. Jenkins jobs use the Docker
+    runner. README, "What the local runner does not isolate"."""
 
     name = "local"
 
@@ -74,10 +120,12 @@ class LocalRunner:
         if self.detach:
             env.update(BUILD_ID="dontKillMe", JENKINS_NODE_COOKIE="dontKillMe")
         output = subprocess.DEVNULL if self.detach else None
+        hide_environment()
         try:
             self._process = subprocess.Popen(harness_command(str(ws.root), record.id, python), env=env,
                                              stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                             start_new_session=self.detach)
+                                             start_new_session=self.detach,
+                                             preexec_fn=functools.partial(_child_setup, _last_cap()))
         except OSError as exc:
             raise RunnerError(f"cannot start the training process: {exc.strerror}") from exc
         ws.update_run(record.id, runner=self.name, pid=self._process.pid, host=os.uname().nodename,

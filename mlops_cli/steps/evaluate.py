@@ -5,9 +5,10 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from mlops_cli.artifacts import check_model, model_file_name
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError
-from mlops_cli.records import Goal
+from mlops_cli.records import Goal, RunMetrics
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes, normalize_run_id
 
 
@@ -50,6 +51,15 @@ def _target_run(ws: Workspace, run_id: str | None) -> RunRecord:
     raise MetricError(f"no finished run in {ws.root}", "run `mlops train` first")
 
 
+def check_promotable(ws: Workspace, run_id: str, metrics: RunMetrics | None) -> Path:
+    """The run's model file, checked on the host (present, size-capped, loadable: `artifacts.check_model`): a
+    metrics.json the pushed script forged without a model, or beside a file that is no model, promotes nothing."""
+    name = model_file_name(metrics.diagnostics.get("model_file") if metrics else None)
+    path = ws.run_dir(run_id) / name
+    check_model(path)
+    return path
+
+
 def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Path | None = None) -> EvaluationResult:
     """Verdict on the latest finished run (or `run_id`); promotes it to best/ when it beats the best so far."""
     ws = settings.workspace
@@ -71,6 +81,7 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
     best_value = metric_value(ws, best_id, metric) if best_id else None
     promoted = False
     if best_id != record.id and goal.better(value, best_value):
+        check_promotable(ws, record.id, metrics)
         ws.promote(record.id)
         best_id, best_value, promoted = record.id, value, True
     result = EvaluationResult(run_id=record.id, metric=metric, value=value, threshold=settings.threshold,
