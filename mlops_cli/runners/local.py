@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mlops_cli import runtimes
 from mlops_cli.boundary import training_env
@@ -19,6 +20,7 @@ from mlops_cli.errors import RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command
 from mlops_cli.runtimes import venvs
 from mlops_cli.runtimes.deps import read_requirements
+from mlops_cli.secrets import known_secrets, scrub
 from mlops_cli.workspace import RunRecord, Workspace
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -79,6 +81,28 @@ def _pid_runs_harness(pid: int, run_id: str) -> bool:
     return b"mlops_cli.harness" in cmdline and run_id.encode() in cmdline
 
 
+RELAY_HOLD_BYTES = 64 * 1024
+
+
+def relay_scrubbed(source: Any, target: Any) -> None:
+    """Copy the child's output to `target` as it comes, every known secret scrubbed: whole lines (or progress
+    bars' carriage-return pieces) at a time, so a secret written in two pieces is still seen whole; a piece with
+    no line end is passed on once RELAY_HOLD_BYTES have gathered. Linear in the output's size."""
+    pending = b""
+    secrets = known_secrets()
+    while chunk := source.read1(65536):
+        pending += chunk
+        cut = max(pending.rfind(b"\n"), pending.rfind(b"\r"))
+        if cut < 0 and len(pending) < RELAY_HOLD_BYTES:
+            continue
+        ready, pending = (pending[:cut + 1], pending[cut + 1:]) if cut >= 0 else (pending, b"")
+        target.write(scrub(ready.decode("utf-8", "replace"), secrets=secrets))
+        target.flush()
+    if pending:
+        target.write(scrub(pending.decode("utf-8", "replace"), secrets=secrets))
+        target.flush()
+
+
 class LocalRunner:
     """Starts `python -m mlops_cli.harness` with the run's runtime's interpreter.
 
@@ -119,11 +143,13 @@ class LocalRunner:
         env["PYTHONUNBUFFERED"] = "1"
         if self.detach:
             env.update(BUILD_ID="dontKillMe", JENKINS_NODE_COOKIE="dontKillMe")
-        output = subprocess.DEVNULL if self.detach else None
+        # attached, the output passes through this process to be scrubbed (`wait`), never straight to the console
+        output = subprocess.DEVNULL if self.detach else subprocess.PIPE
         hide_environment()
         try:
             self._process = subprocess.Popen(harness_command(str(ws.root), record.id, python), env=env,
-                                             stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                             stdin=subprocess.DEVNULL, stdout=output,
+                                             stderr=output if self.detach else subprocess.STDOUT,
                                              start_new_session=self.detach,
                                              preexec_fn=functools.partial(_child_setup, _last_cap()))
         except OSError as exc:
@@ -135,6 +161,8 @@ class LocalRunner:
         if self._process is None:
             raise RunnerError(f"run {record.id} was not started by this runner")
         try:
+            if self._process.stdout is not None:
+                relay_scrubbed(self._process.stdout, sys.stdout)
             code = self._process.wait()
         except KeyboardInterrupt:
             self._process.send_signal(signal.SIGTERM)
