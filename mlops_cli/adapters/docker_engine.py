@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from mlops_cli.errors import RunnerError
@@ -77,6 +77,27 @@ def _explanation(exc: Any) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return " ".join(str(text).split())
+
+
+MAX_LINE_BYTES = 1024 * 1024
+
+
+def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Bytes as they come -> decoded lines without their end (see `Engine.logs`)."""
+    pending = bytearray()
+    for chunk in chunks:
+        searched = len(pending)
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", max(start, searched))) >= 0:
+            yield pending[start:end].decode("utf-8", "replace").rstrip("\r")
+            start = end + 1
+        del pending[:start]
+        while len(pending) >= max_line:
+            yield pending[:max_line].decode("utf-8", "replace")
+            del pending[:max_line]
+    if pending:
+        yield pending.decode("utf-8", "replace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,17 +341,12 @@ class Engine:
         return [ContainerState.from_attrs(c.attrs) for c in containers]
 
     def logs(self, container_id: str, *, follow: bool = True) -> Iterator[str]:
-        """The container's output line by line (stdout and stderr), following it until it ends."""
+        """The container's output line by line (stdout and stderr), following it until it ends. Linear in the
+        output's size: each byte is searched once for a line end, and a line longer than MAX_LINE_BYTES is passed
+        on in pieces instead of gathering without end."""
         with translate():
             container = self._client.containers.get(container_id)
-            buffer = b""
-            for chunk in container.logs(stream=True, follow=follow, stdout=True, stderr=True):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    yield line.decode("utf-8", "replace").rstrip("\r")
-            if buffer:
-                yield buffer.decode("utf-8", "replace")
+            yield from split_lines(container.logs(stream=True, follow=follow, stdout=True, stderr=True))
 
     def wait(self, container_id: str) -> int:
         """Block until the container ends; its exit status."""
