@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from mlops_cli.errors import ConfigError
+from mlops_cli.errors import ConfigError, WorkspaceError
 from mlops_cli.secrets import SENSITIVE_NAME, USERINFO, known_secrets
 
 # What the training process may see of this machine's environment (it runs pushed, untrusted code). Everything
@@ -48,3 +48,12 @@ def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True)
                 if name in environ and not any(secret in environ[name] for secret in secrets)})
     env["MPLBACKEND"] = "Agg"
     return {name: value for name, value in env.items() if not USERINFO.search(value)}
+
+
+def require_settled_checkout(state: Mapping[str, object], source: str) -> None:
+    """Refuse to hand the checkout to a training process while a pull of it is unfinished (killed mid-checkout:
+    the tree is part old commit, part new, and would be trained under the old commit's id). Runs that train
+    their own rewritten copy (`source` "src") are not concerned."""
+    if source == "repo" and state.get("pull_incomplete"):
+        raise WorkspaceError(f"the checkout is half-updated: a pull started at {state['pull_incomplete']} did not "
+                             "finish", "run `mlops pull` again; it recovers the checkout")

@@ -51,7 +51,7 @@ from typing import Any
 
 from mlops_cli import runtimes
 from mlops_cli.adapters.docker_engine import ContainerSpec, Engine
-from mlops_cli.boundary import training_env
+from mlops_cli.boundary import require_settled_checkout, training_env
 from mlops_cli.config import Settings
 from mlops_cli.errors import ConfigError, RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command
@@ -278,6 +278,7 @@ class DockerRunner:
 
     def start(self, ws: Workspace, record: RunRecord) -> None:
         """Start a container for this run (fresh, or again after a crash: the harness resumes the checkpoint)."""
+        require_settled_checkout(ws.read_state(), record.source)
         options = self._options_for(ws, record)
         runtime = runtimes.of_run(record.runtime, record.profile)
         image = image_for(ws, record, options)

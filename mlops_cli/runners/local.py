@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli import runtimes
-from mlops_cli.boundary import training_env
+from mlops_cli.boundary import require_settled_checkout, training_env
 from mlops_cli.errors import RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command
 from mlops_cli.runtimes import venvs
@@ -135,6 +135,7 @@ class LocalRunner:
         return python
 
     def start(self, ws: Workspace, record: RunRecord) -> None:
+        require_settled_checkout(ws.read_state(), record.source)
         python = self.interpreter(ws, record)
         env = training_env()
         env.update(runtimes.of_run(record.runtime, record.profile).env)
