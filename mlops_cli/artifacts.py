@@ -120,7 +120,7 @@ def _check_keras(handle: io.BufferedReader) -> None:
         names = set(archive.namelist())
         if "config.json" not in names:
             raise ValueError("a .keras archive without config.json")
-        if not any(name.endswith(".weights.h5") or name.endswith(".weights.npz") for name in names):
+        if not any(name.endswith((".weights.h5", ".weights.npz")) for name in names):
             raise ValueError("a .keras archive without its weights")
         info = archive.getinfo("config.json")
         if info.file_size > MAX_CONFIG_BYTES:

@@ -23,7 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 root = os.sep   # paths built at run time: detect refuses literal paths outside the repository
-status = {line.split(":")[0]: line.split()[1] for line in open(root + "proc/self/status") if ":" in line}
+status = {line.split(":")[0]: line.split(":", 1)[1].strip()
+          for line in open(root + "proc/self/status") if ":" in line}
 print("PROBE uid", os.getuid(), "capeff", status["CapEff"], "nnp", status["NoNewPrivs"])
 try:
     open(root + "usr/lib/mlops-probe", "w")
@@ -44,18 +45,18 @@ print("test accuracy", model.score(X_test, y_test))
 """
 
 
-def _container(engine: Engine, ws: Path, timeout: float = 120) -> str:  # noqa: F811
+def _container(engine: Engine, ws: Path, timeout: float = 120) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = engine.find({"mlops.workspace": str(ws)})   # noqa: F811
+        found = engine.find({"mlops.workspace": str(ws)})
         if found:
             return found[0].id
         time.sleep(0.5)
     raise AssertionError("no container started")
 
 
-def test_a_training_container_runs_hardened_and_still_trains(tmp_path: Path, checkout_image: str,  # noqa: F811
-                                                            containers: Path, engine: Engine) -> None:  # noqa: F811
+def test_a_training_container_runs_hardened_and_still_trains(tmp_path: Path, checkout_image: str,
+                                                            containers: Path, engine: Engine) -> None:
     import docker
 
     ws = containers
@@ -83,8 +84,8 @@ def test_a_training_container_runs_hardened_and_still_trains(tmp_path: Path, che
     assert (saved["pids"], saved["tmpfs_size"], saved["network"], saved["read_only"]) == (256, "64m", "none", True)
 
 
-def test_a_repository_that_asks_for_the_network_gets_it(tmp_path: Path, checkout_image: str,  # noqa: F811
-                                                        containers: Path, engine: Engine) -> None:  # noqa: F811
+def test_a_repository_that_asks_for_the_network_gets_it(tmp_path: Path, checkout_image: str,
+                                                        containers: Path, engine: Engine) -> None:
     import docker
 
     ws = containers

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from conftest import git, make_remote, run_mlops
 
 IRIS = """from sklearn.datasets import load_iris
@@ -63,8 +62,8 @@ def test_a_lock_a_live_process_holds_is_left_alone(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     assert run_mlops("pull", "-w", str(ws), "--repo", str(bare)).returncode == 0
     lock = ws / "repo" / ".git" / "index.lock"
-    holder = subprocess.Popen([sys.executable, "-c", f"import time; f = open({str(lock)!r}, 'a'); print('held', "
-                               "flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    code = f"import time; f = open({str(lock)!r}, 'a'); print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         os.utime(lock, (time.time() - 60, time.time() - 60))

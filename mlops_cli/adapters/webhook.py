@@ -7,6 +7,7 @@ and never copies a server's answer raw (it may echo the URL).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import http.client
 import json
 import os
@@ -129,7 +130,7 @@ def post(url: str, payload: dict[str, Any], *, retries: int = 3, backoff_s: floa
                                                   "User-Agent": "mlops-notify"})
         try:
             remaining = ends - time.monotonic()
-            status = _within(remaining, lambda: _post_once(request, min(timeout, max(remaining, 0.001))))
+            status = _within(remaining, functools.partial(_post_once, request, min(timeout, max(remaining, 0.001))))
             return Delivery(tries=attempt, status=status)
         except TimeoutError as exc:
             if str(exc) == "deadline" or time.monotonic() >= ends:

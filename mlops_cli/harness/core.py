@@ -33,8 +33,9 @@ def log_max_bytes() -> int:
 
 class CappedLog:
     """train.log with a size cap: the first half of the cap is written as it comes, then at least the latest
-    quarter of it (at most the latest half) after a marker line. Each byte is written at most twice, so a chatty script costs linear time; a kill at any
-    moment leaves head, marker and a recent tail. A failing disk (ENOSPC) stops the log, never the training."""
+    quarter of it (at most the latest half) after a marker line. Each byte is written at most twice, so a chatty
+    script costs linear time; a kill at any moment leaves head, marker and a recent tail. A failing disk
+    (ENOSPC) stops the log, never the training."""
 
     def __init__(self, path: Path, limit: int) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
