@@ -209,3 +209,17 @@ def test_a_full_disk_is_one_line_exit_1_naming_the_file(tmp_path: Path, model_by
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("mlops: error: no space left on device writing ") and str(target) in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_size_of_a_runs_output_is_counted_without_following_links(tmp_path: Path) -> None:
+    from mlops_cli.artifacts import tree_bytes
+
+    run = tmp_path / "run"
+    (run / "deep" / "er").mkdir(parents=True)
+    (run / "deep" / "er" / "blob").write_bytes(os.urandom(1 << 20))
+    (tmp_path / "outside").write_bytes(os.urandom(4 << 20))
+    (run / "link").symlink_to(tmp_path / "outside")
+    (run / "dirlink").symlink_to(tmp_path)
+    os.mkfifo(run / "fifo")
+    assert (1 << 20) <= tree_bytes(run, 1 << 30) < (2 << 20)
+    assert tree_bytes(run, 1000) > 1000 and tree_bytes(tmp_path / "missing", 10) == 0
