@@ -223,3 +223,13 @@ def test_the_size_of_a_runs_output_is_counted_without_following_links(tmp_path: 
     os.mkfifo(run / "fifo")
     assert (1 << 20) <= tree_bytes(run, 1 << 30) < (2 << 20)
     assert tree_bytes(run, 1000) > 1000 and tree_bytes(tmp_path / "missing", 10) == 0
+
+
+def test_a_forged_run_is_refused_even_when_it_would_not_be_promoted(tmp_path: Path, model_bytes: bytes) -> None:
+    ws = _workspace(tmp_path, model_bytes, value=0.99)
+    assert run_mlops("evaluate", "-w", str(ws), "--threshold", "0.5").returncode == 0
+    forged = Workspace(ws).new_run(entrypoint="train.py", profile="sklearn", status=RunStatus.SUCCEEDED)
+    Workspace(ws).write_metrics(forged.id, {"val_accuracy": 0.7})   # met, not better: no promotion
+    proc = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.5")
+    assert proc.returncode == 1 and "names no model file" in proc.stderr, proc.stdout + proc.stderr
+    assert json.loads((ws / "best" / "run.json").read_text())["id"] == "0001"

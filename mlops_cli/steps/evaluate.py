@@ -94,11 +94,11 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
         problem = "is not a finite number" if metrics and metric in metrics.values else "is missing"
         raise MetricError(f"metric {metric!r} of run {record.id} {problem}",
                           f"available: {', '.join(available) or 'none'}; choose one with --metric")
+    check_promotable(ws, record.id, metrics)   # a verdict on a run is a verdict on its model: it must exist
     best_id = ws.best_run_id()
     best_value = metric_value(ws, best_id, metric) if best_id else None
     promoted = False
     if best_id != record.id and goal.better(value, best_value):
-        check_promotable(ws, record.id, metrics)
         ws.promote(record.id)
         best_id, best_value, promoted = record.id, value, True
     result = EvaluationResult(run_id=record.id, metric=metric, value=value, threshold=settings.threshold,
