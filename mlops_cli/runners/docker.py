@@ -28,6 +28,9 @@ The container runs:
 * as the uid:gid of the process that runs mlops (the Jenkins agent's user, say), not as the image's own
   `mlops` user: the container then reads and writes its run exactly as the local runner's process would
   (our atomic writes create 0600 files), and later steps on the host can rewrite what it wrote;
+* hardened (`DockerOptions.resolved`, README "Docker"): no capability, no-new-privileges, pids, memory (no swap)
+  and CPU limits, no network unless mlops.yaml says `network: true`, a read-only root filesystem with a
+  size-capped tmpfs on /tmp where HOME and the Keras/matplotlib caches point;
 * with the allow-listed environment of `training_env(host=False)`: run settings, no secret;
 * with labels `mlops.project` (a digest of the workspace path) and `mlops.run`, so monitor finds it even when
   run.json lost the container id.
