@@ -129,3 +129,35 @@ def test_a_bad_cpus_flag_is_exit_2(detected: Path, value: str) -> None:
     proc = run_mlops("train", "-w", str(detected), "--runner", "docker", "--cpus", value)
     assert proc.returncode == 2 and proc.stderr.startswith("mlops: error:"), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+SLEEPER = """import time
+from sklearn.svm import SVC
+SVC().fit([[0], [1], [0], [1]], [0, 1, 0, 1])
+time.sleep(300)
+"""
+
+
+def test_a_restarted_container_keeps_its_limits(tmp_path: Path, checkout_image: str,  # noqa: F811
+                                                containers: Path, engine: Engine) -> None:  # noqa: F811
+    import docker
+
+    ws = containers
+    pull(tmp_path, ws, {"train.py": SLEEPER})
+    assert run_mlops("detect", "-w", str(ws)).returncode == 0
+    proc = run_mlops("train", "-w", str(ws), "--runner", "docker", "--image", checkout_image, "--detach",
+                     env={"MLOPS_DOCKER_PIDS": "300", "MLOPS_DOCKER_READ_ONLY": "0"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    first = _container(engine, ws)
+    engine.kill(first)
+    deadline = time.monotonic() + 60
+    while engine.state(first) is not None and engine.state(first).running and time.monotonic() < deadline:
+        time.sleep(0.5)
+    restarted = run_mlops("monitor", "-w", str(ws), "--once")   # without the variables: the saved options hold
+    assert restarted.returncode == 0 and "restarted" in restarted.stdout, restarted.stdout + restarted.stderr
+    second = json.loads((ws / "containers" / "0001.json").read_text())["container_id"]
+    assert second != first
+    host = docker.from_env().api.inspect_container(second)["HostConfig"]
+    assert host["PidsLimit"] == 300 and host["ReadonlyRootfs"] is False and host["CapDrop"] == ["ALL"]
+    assert host["NetworkMode"] == "none"
+    engine.kill(second)
