@@ -5,11 +5,14 @@ bad MLOPS_DOCKER_* values are one line, exit 2. Skipped, with the reason, when n
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_mlops
+from conftest import ROOT, run_mlops
 from test_docker import containers, engine, pull  # noqa: F401  (fixtures shared with test_docker)
 from test_hostile_docker import checkout_image  # noqa: F401
 
@@ -129,6 +132,53 @@ def test_a_bad_cpus_flag_is_exit_2(detected: Path, value: str) -> None:
     proc = run_mlops("train", "-w", str(detected), "--runner", "docker", "--cpus", value)
     assert proc.returncode == 2 and proc.stderr.startswith("mlops: error:"), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+KERAS = """import numpy as np
+import keras
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(256, 4)).astype("float32")
+y = (X[:, 0] > 0).astype("int32")
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                          keras.layers.Dense(2, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(X, y, epochs=3, validation_split=0.25, verbose=2)
+"""
+
+
+@pytest.fixture(scope="module")
+def keras_checkout_image(engine: Engine) -> Iterator[str]:  # noqa: F811
+    """mlops-keras:latest with this checkout's mlops_cli over the installed one (as `checkout_image`)."""
+    import docker
+
+    base, tag = "mlops-keras:latest", "mlops-hostile-keras-check:latest"
+    if engine.image_id(base) is None:
+        pytest.skip(f"{base} missing: `mlops images build --profile keras`")
+    client = docker.from_env()
+    where = client.containers.run(base, ["python", "-c", "import mlops_cli, os; print(os.path.dirname("
+                                         "mlops_cli.__file__))"], entrypoint=[], remove=True).decode().strip()
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copytree(ROOT / "mlops_cli", Path(context) / "mlops_cli", ignore=shutil.ignore_patterns("__pycache__"))
+        (Path(context) / "Dockerfile").write_text(f"FROM {base}\nCOPY mlops_cli {where}\n")
+        image, _ = client.images.build(path=context, tag=tag, rm=True)
+    yield tag
+    client.images.remove(image.id, force=True)
+
+
+@pytest.mark.slow
+def test_keras_trains_and_saves_under_the_hardened_defaults(tmp_path: Path, keras_checkout_image: str,
+                                                            containers: Path) -> None:  # noqa: F811
+    """TensorFlow and Keras write caches and config under HOME at import: on a read-only root they must land on
+    the tmpfs, and the model must still be saved and pass the host's check."""
+    ws = containers
+    pull(tmp_path, ws, {"train.py": KERAS})
+    assert run_mlops("detect", "-w", str(ws)).returncode == 0
+    proc = run_mlops("train", "-w", str(ws), "--runner", "docker", "--image", keras_checkout_image, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (ws / "runs" / "0001" / "model.keras").is_file()
+    assert run_mlops("evaluate", "-w", str(ws), "--threshold", "0.1").returncode == 0
+    assert (ws / "best" / "model.keras").is_file()
 
 
 SLEEPER = """import time
