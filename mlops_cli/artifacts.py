@@ -40,12 +40,14 @@ ALLOWED_MODULES = ("sklearn", "numpy", "scipy", "xgboost", "lightgbm", "catboost
 SAFE_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range", "dict", "list", "tuple",
                            "int", "float", "bool", "str", "bytes", "object", "type"})
 #: sub-packages with loaders, compilers or test helpers, refused even under an allowed package
-DENIED_PARTS = frozenset({"testing", "tests", "f2py", "distutils", "ctypeslib", "_pytesttester", "npyio", "format",
-                          "externals", "parallel", "_memmapping_reducer", "numpy_pickle_utils", "pool"})
+DENIED_PARTS = frozenset({"testing", "_testing", "tests", "f2py", "distutils", "ctypeslib", "_pytesttester", "npyio",
+                          "_npyio_impl", "format", "externals", "parallel", "_memmapping_reducer",
+                          "numpy_pickle_utils", "pool"})
 #: function names that read files, unpickle, compile or run something
 DENIED_NAMES = re.compile(r"^(eval|exec|compile|open|system|popen|spawn.*|load.*|fromfile|memmap|getattr|setattr|"
                           r"delattr|import_module|execfile|globals|locals|vars|input|breakpoint|apply|run|call|"
-                          r"check_output|fork.*|exit|Popen|dump.*|save.*|register_.*)$")
+                          r"check_output|fork.*|exit|Popen|dump.*|save.*|register_.*|assert.*|namedtuple|"
+                          r"genfromtxt|fromregex|_load_lib)$")
 
 
 class ArtifactError(MlopsError):
@@ -177,8 +179,17 @@ class _Stub:
         pass
 
 
+#: dunder names a fitted model really pickles: numpy's random generators (GradientBoosting keeps a RandomState);
+#: Cython types of allowed packages come back through `__pyx_unpickle_<Type>`, checked as `<Type>`
+NUMPY_RANDOM_CTORS = frozenset({"__randomstate_ctor", "__generator_ctor", "__bit_generator_ctor"})
+
+
 def _allowed(module: str, name: str) -> bool:
+    if module == "numpy.random._pickle" and name in NUMPY_RANDOM_CTORS:
+        return True
     parts = module.split(".")
+    if name.startswith("__pyx_unpickle_") and parts[0] in ALLOWED_MODULES and "." not in name:
+        name = name[len("__pyx_unpickle_"):]   # Cython's generated unpickler of that extension type
     if module == "builtins" or module == "__builtin__":
         return name in SAFE_BUILTINS
     if parts[0] not in ALLOWED_MODULES or any(part in DENIED_PARTS for part in parts):

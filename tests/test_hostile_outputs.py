@@ -233,3 +233,49 @@ def test_a_forged_run_is_refused_even_when_it_would_not_be_promoted(tmp_path: Pa
     proc = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.5")
     assert proc.returncode == 1 and "names no model file" in proc.stderr, proc.stdout + proc.stderr
     assert json.loads((ws / "best" / "run.json").read_text())["id"] == "0001"
+
+
+@pytest.mark.parametrize("kind", ["gradient-boosting", "hist-gradient-boosting", "mlp", "calibrated-svc",
+                                  "column-transformer"])
+def test_real_fitted_models_pass_the_check(tmp_path: Path, kind: str) -> None:
+    """No false refusal: numpy random generators and Cython types (`__pyx_unpickle_*`) are what fitted models
+    really pickle."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 3))
+    y = (X[:, 0] > 0.5).astype(int)
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": np.where(X[:, 2] > 0.5, "x", "y")})
+    model = {"gradient-boosting": lambda: GradientBoostingClassifier(n_estimators=5).fit(X, y),
+             "hist-gradient-boosting": lambda: HistGradientBoostingClassifier(max_iter=5).fit(X, y),
+             "mlp": lambda: MLPClassifier(max_iter=5).fit(X, y),
+             "calibrated-svc": lambda: CalibratedClassifierCV(SVC()).fit(X, y),
+             "column-transformer": lambda: Pipeline([
+                 ("prep", ColumnTransformer([("oh", OneHotEncoder(), ["c"]), ("sc", StandardScaler(), ["a", "b"])])),
+                 ("tree", DecisionTreeClassifier())]).fit(frame, y)}[kind]()
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    assert check_model(path) == path.stat().st_size
+
+
+@pytest.mark.parametrize(("module", "name"), [("sklearn.utils._testing", "assert_run_python_script_without_output"),
+                                              ("numpy.lib._npyio_impl", "genfromtxt"), ("joblib", "load"),
+                                              ("numpy.f2py", "compile"), ("builtins", "getattr")])
+def test_gadgets_inside_allowed_packages_are_refused(tmp_path: Path, module: str, name: str) -> None:
+    def short(text: str) -> bytes:
+        return b"\x8c" + bytes([len(text)]) + text.encode() + b"\x94"
+
+    path = tmp_path / "model.joblib"
+    path.write_bytes(b"\x80\x04" + short(module) + short(name) + b"\x93\x94" + short("x") + b"\x85\x94R\x94.")
+    with pytest.raises(ArtifactError, match="allow-list"):
+        check_model(path)
