@@ -48,7 +48,7 @@ print("test accuracy", model.score(X_test, y_test))
 """
 
 
-def _container(engine: Engine, ws: Path, timeout: float = 120) -> str:
+def _container(engine: Engine, ws: Path, timeout: float = 120) -> str:  # noqa: F811
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = engine.find({"mlops.workspace": str(ws)})
@@ -58,8 +58,8 @@ def _container(engine: Engine, ws: Path, timeout: float = 120) -> str:
     raise AssertionError("no container started")
 
 
-def test_a_training_container_runs_hardened_and_still_trains(tmp_path: Path, checkout_image: str,
-                                                            containers: Path, engine: Engine) -> None:
+def test_a_training_container_runs_hardened_and_still_trains(tmp_path: Path, checkout_image: str,  # noqa: F811
+                                                            containers: Path, engine: Engine) -> None:  # noqa: F811
     import docker
 
     ws = containers
@@ -87,8 +87,8 @@ def test_a_training_container_runs_hardened_and_still_trains(tmp_path: Path, che
     assert (saved["pids"], saved["tmpfs_size"], saved["network"], saved["read_only"]) == (256, "64m", "none", True)
 
 
-def test_a_repository_that_asks_for_the_network_gets_it(tmp_path: Path, checkout_image: str,
-                                                        containers: Path, engine: Engine) -> None:
+def test_a_repository_that_asks_for_the_network_gets_it(tmp_path: Path, checkout_image: str,  # noqa: F811
+                                                        containers: Path, engine: Engine) -> None:  # noqa: F811
     import docker
 
     ws = containers
