@@ -6,8 +6,9 @@ import os
 import re
 from collections.abc import Mapping
 
-from mlops_cli.errors import ConfigError
+from mlops_cli.errors import ConfigError, WorkspaceError
 from mlops_cli.secrets import SENSITIVE_NAME, USERINFO, known_secrets
+from mlops_cli.workspace import State
 
 # What the training process may see of this machine's environment (it runs pushed, untrusted code). Everything
 # else, SMTP passwords, Jenkins tokens, webhook URLs and git credentials included, stays with the trusted steps.
@@ -16,6 +17,7 @@ HOST_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", 
             "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
             "KERAS_HOME", "MPLCONFIGDIR", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "PYTHONHASHSEED")
 RUN_ENV = ("MLOPS_STRICT", "MLOPS_PROFILE", "MLOPS_METRIC", "MLOPS_THRESHOLD", "MLOPS_SEED", "MLOPS_RUNTIME",
+           "MLOPS_LOG_MAX_BYTES",
            "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")
 TRAIN_ENV_VAR = "MLOPS_TRAIN_ENV"
 
@@ -48,3 +50,12 @@ def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True)
                 if name in environ and not any(secret in environ[name] for secret in secrets)})
     env["MPLBACKEND"] = "Agg"
     return {name: value for name, value in env.items() if not USERINFO.search(value)}
+
+
+def require_settled_checkout(state: State, source: str) -> None:
+    """Refuse to hand the checkout to a training process while a pull of it is unfinished (killed mid-checkout:
+    the tree is part old commit, part new, and would be trained under the old commit's id). Runs that train
+    their own rewritten copy (`source` "src") are not concerned."""
+    if source == "repo" and state.pull_incomplete:
+        raise WorkspaceError(f"the checkout is half-updated: a pull started at {state.pull_incomplete} did not "
+                             "finish", "run `mlops pull` again; it recovers the checkout")

@@ -5,7 +5,9 @@ inside the functions that need them, so `mlops --help` and the light commands st
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,11 +39,32 @@ class MlopsGroup(click.Group):
         except Exception as exc:
             if ctx.meta.get("mlops.debug"):
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                click.echo(f"mlops: error: {os.strerror(exc.errno).lower()} writing {_written_path(exc)} (free "
+                           "space on that disk, or move the workspace to a larger one)", err=True)
+                ctx.exit(int(ExitCode.FAILED))
             step = ctx.invoked_subcommand or "mlops"
             detail = _one_line(str(exc))[:300]
             click.echo(f"mlops: error: internal error in {step}: {type(exc).__name__}: {detail} "
                        "(rerun with --debug for the traceback)", err=True)
             ctx.exit(int(ExitCode.INTERNAL))
+
+
+def _written_path(exc: OSError) -> str:
+    """The file a failed write was for: the error's own file name, else the `path` the innermost writer had
+    (a plain write() names no file), else the workspace."""
+    if exc.filename:
+        return str(exc.filename)
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        path = frame.f_locals.get("path")
+        if isinstance(path, (str, Path)):
+            return str(path)
+    return f"the workspace ({os.environ.get('MLOPS_WORKSPACE') or 'see --workspace'})"
 
 
 def _one_line(text: str) -> str:
@@ -89,6 +112,8 @@ def _parse_json_option(value: str | None, name: str) -> dict[str, Any] | None:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{name} is not valid JSON ({exc.msg} at column {exc.colno})",
                          "quote it, e.g. --params '{\"epochs\": 40}'") from None
+    except RecursionError:
+        raise UsageError(f"{name} is nested too deeply", "pass a flat object, e.g. '{\"epochs\": 40}'") from None
     if not isinstance(data, dict):
         raise UsageError(f"{name} must be a JSON object, e.g. '{{\"epochs\": 40}}'")
     return data

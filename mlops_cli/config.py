@@ -71,6 +71,7 @@ class Settings:
     time_limit: float = DEFAULT_TIME_LIMIT_S
     tracking: str | None = None
     max_parallel: int = 1
+    network: bool = False   # mlops.yaml `network: true`: the training container gets the engine's default network
     params: dict[str, ParamSpec] = dataclasses.field(default_factory=dict)
     #: setting -> where its value came from (`--threshold`, `MLOPS_THRESHOLD`, the mlops.yaml path); absent: default
     origins: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -240,13 +241,15 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "runtime": ("a runtime name (`mlops runtimes list`)", _text),
     "tracking": ("an MLflow tracking URI (http://host:5000, sqlite:///path.db)", lambda v: _text(v) and ":" in v),
     "max_parallel": ("a whole number from 1 to 100", lambda v: _is_int(v) and 1 <= v <= 100),
+    "network": ("true or false", lambda v: isinstance(v, bool)),
 }
 #: the settings the environment can give (a Jenkins job exports those `mlops jenkins install` was given)
 _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
         "profile": "MLOPS_PROFILE", "time_limit": "MLOPS_TIME_LIMIT"}
 #: how a checked value becomes the Settings field's type (mlops.yaml's 1 is the threshold 1.0)
 _CONVERT: dict[str, Callable[[Any], Any]] = {"threshold": float, "max_attempts": int, "holdout": float, "seed": int,
-                                            "time_budget": float, "time_limit": float, "max_parallel": int}
+                                            "time_budget": float, "time_limit": float, "max_parallel": int,
+                                            "network": bool}
 
 
 def _from_env(key: str) -> Any:

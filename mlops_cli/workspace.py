@@ -370,6 +370,7 @@ class State:
     branch: str | None = None
     repo_url: str | None = None
     pulled_at: str | None = None
+    pull_incomplete: str | None = None   # when a pull began that has not finished (the checkout may be half-updated)
     profile: str | None = None
     runtime: str | None = None
     entrypoint: str | None = None
@@ -470,7 +471,7 @@ _STATE_TYPES: dict[str, tuple[type, ...]] = {
     "commit": _OPT_STR, "branch": _OPT_STR, "profile": _OPT_STR, "runtime": _OPT_STR, "entrypoint": _OPT_STR,
     "workdir": _OPT_STR, "repo_url": _OPT_STR, "detected_commit": _OPT_STR, "detected_at": _OPT_STR,
     "budget_spent": (bool, type(None)), "pulled_at": _OPT_STR, "cnn": (bool, type(None)), "schema": (int,),
-    "uses_params": (bool, type(None)), "estimators": (list,),
+    "uses_params": (bool, type(None)), "estimators": (list,), "pull_incomplete": _OPT_STR,
 }
 _PROPOSAL_TYPES: dict[str, tuple[type, ...]] = {
     "strategy": _OPT_STR, "reasons": (list,), "params": (dict,), "options": (dict,), "parent": _OPT_STR,

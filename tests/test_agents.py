@@ -4,7 +4,6 @@ run with its reason, the champion is registered, and an agent killed with SIGKIL
 killed and its run KILLED while the others finish."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3

@@ -89,7 +89,7 @@ def test_sklearn_trains_in_its_container_with_metrics_on_the_host(
     assert engine.state(record["container_id"]) is None, "an attached run's container is removed at its end"
     spec = json.loads((ws / "containers" / "0001.json").read_text())
     assert spec == {"image": "mlops-sklearn:latest", "cpus": 1.0, "memory": "1g", "network": "none", "gpus": None,
-                    "container_id": record["container_id"]}
+                    "pids": 1024, "read_only": True, "tmpfs_size": "1g", "container_id": record["container_id"]}
     assert run_mlops("evaluate", "-w", str(ws), "--threshold", "0.9").returncode == 0
 
 

@@ -14,10 +14,10 @@ import yaml
 from conftest import ROOT, git, make_remote, run_mlops, wait_for
 from fake_jenkins import DEFAULT_PLUGINS, SHAPES, FakeJenkins, jenkins_rewrite
 
+from mlops_cli.adapters.jenkins_client import connect
 from mlops_cli.jenkins import render as jk
 from mlops_cli.jenkins.install import same_config
 from mlops_cli.jenkins.params import ChainParams
-from mlops_cli.adapters.jenkins_client import connect
 
 TOKEN = "11aa22bb33cc44dd55ee66ff77889900"
 REPO = "https://git.example.com/team/wine.git"

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from mlops_cli.errors import RunnerError
@@ -79,6 +79,27 @@ def _explanation(exc: Any) -> str:
     return " ".join(str(text).split())
 
 
+MAX_LINE_BYTES = 1024 * 1024
+
+
+def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Bytes as they come -> decoded lines without their end (see `Engine.logs`)."""
+    pending = bytearray()
+    for chunk in chunks:
+        searched = len(pending)
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", max(start, searched))) >= 0:
+            yield pending[start:end].decode("utf-8", "replace").rstrip("\r")
+            start = end + 1
+        del pending[:start]
+        while len(pending) >= max_line:
+            yield pending[:max_line].decode("utf-8", "replace")
+            del pending[:max_line]
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
 @dataclasses.dataclass(frozen=True)
 class ContainerState:
     """What monitor needs to know about one container."""
@@ -119,6 +140,11 @@ class ContainerSpec:
     memory: str | None = None         # "2g", "512m"
     network: str | None = None        # None: the engine's default; "none" cuts it off
     gpus: str | None = None           # "all" or a count
+    pids_limit: int | None = None     # processes and threads the container may hold at once
+    read_only: bool = False           # the image's filesystem read-only (writable: the mounts and the tmpfs)
+    tmpfs: dict[str, str] = dataclasses.field(default_factory=dict)   # path in the container -> mount options
+    cap_drop: tuple[str, ...] = ()    # ("ALL",): no Linux capability at all
+    security_opt: tuple[str, ...] = ()   # ("no-new-privileges",): setuid binaries gain nothing
 
 
 class Engine:
@@ -272,8 +298,19 @@ class Engine:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.memory:
             kwargs["mem_limit"] = spec.memory
+            kwargs["memswap_limit"] = spec.memory   # the limit is the limit: no swap on top of it
         if spec.network:
             kwargs["network_mode"] = spec.network
+        if spec.pids_limit:
+            kwargs["pids_limit"] = spec.pids_limit
+        if spec.read_only:
+            kwargs["read_only"] = True
+        if spec.tmpfs:
+            kwargs["tmpfs"] = dict(spec.tmpfs)
+        if spec.cap_drop:
+            kwargs["cap_drop"] = list(spec.cap_drop)
+        if spec.security_opt:
+            kwargs["security_opt"] = list(spec.security_opt)
         if spec.gpus:
             count = -1 if spec.gpus == "all" else int(spec.gpus)
             kwargs["device_requests"] = [docker.types.DeviceRequest(count=count, capabilities=[["gpu"]])]
@@ -306,17 +343,12 @@ class Engine:
         return [ContainerState.from_attrs(c.attrs) for c in containers]
 
     def logs(self, container_id: str, *, follow: bool = True) -> Iterator[str]:
-        """The container's output line by line (stdout and stderr), following it until it ends."""
+        """The container's output line by line (stdout and stderr), following it until it ends. Linear in the
+        output's size: each byte is searched once for a line end, and a line longer than MAX_LINE_BYTES is passed
+        on in pieces instead of gathering without end."""
         with translate():
             container = self._client.containers.get(container_id)
-            buffer = b""
-            for chunk in container.logs(stream=True, follow=follow, stdout=True, stderr=True):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    yield line.decode("utf-8", "replace").rstrip("\r")
-            if buffer:
-                yield buffer.decode("utf-8", "replace")
+            yield from split_lines(container.logs(stream=True, follow=follow, stdout=True, stderr=True))
 
     def wait(self, container_id: str) -> int:
         """Block until the container ends; its exit status."""

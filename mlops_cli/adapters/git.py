@@ -17,11 +17,12 @@ import re
 import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from mlops_cli.errors import GitError, UsageError
+from mlops_cli.errors import GitError, UsageError, WorkspaceError
 from mlops_cli.secrets import strip_userinfo
 
 #: variables job 1 binds (username/password credential) and `pull` hands to git
@@ -225,6 +226,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _holders(path: Path) -> tuple[list[int], bool]:
+    """Pids of the live processes that have `path` open (a git that is writing its index holds index.lock open:
+    it creates and opens it in one call), read from /proc; and whether every process could be looked at."""
+    target = str(path)
+    holders, complete = [], Path("/proc/self/fd").is_dir()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = list(fd_dir.iterdir())
+        except FileNotFoundError:
+            continue
+        except OSError:
+            complete = False   # another user's process: it could hold the lock unseen
+            continue
+        for link in links:
+            try:
+                if os.readlink(link) == target:
+                    holders.append(int(fd_dir.parent.name))
+                    break
+            except OSError:
+                continue
+    return holders, complete
+
+
+def recover_index_lock(repo_dir: Path, unseen_age_s: float = 600.0) -> str | None:
+    """Remove the `.git/index.lock` that a killed git left (kill -9 of a pull during a checkout), so the next pull
+    is not refused forever. A lock that a live process holds open is someone's work: WorkspaceError naming it.
+    Where /proc cannot show every process (another user's), only a lock older than `unseen_age_s` is taken."""
+    lock = repo_dir / ".git" / "index.lock"
+    try:
+        info = lock.lstat()
+    except FileNotFoundError:
+        return None
+    holders, complete = _holders(lock.resolve()) if not lock.is_symlink() else ([], True)
+    if holders or (not complete and time.time() - info.st_mtime < unseen_age_s):
+        who = f"pid {', '.join(map(str, holders))}" if holders else "a process this user cannot see"
+        raise WorkspaceError(f"{lock} is held by {who}: another git is updating the checkout",
+                             "wait for it to finish, then pull again")
+    lock.unlink()
+    return f"removed {lock} left by a git that was killed; the checkout is reset to the pulled commit"
+
+
 def sync(repo_dir: Path, url: str, branch: str | None = None,
          environ: Mapping[str, str] | None = None) -> SyncResult:
     """Make `repo_dir` an exact checkout of the remote branch: clone, or fetch and hard-reset.
@@ -261,6 +303,9 @@ def sync(repo_dir: Path, url: str, branch: str | None = None,
             shutil.rmtree(staging, ignore_errors=True)
         return SyncResult(commit=commit, previous=None, branch=target, warnings=warnings)
 
+    recovered = recover_index_lock(repo_dir)
+    if recovered:
+        warnings.append(recovered)
     repo = git.Repo(repo_dir)
     try:
         previous = repo.head.commit.hexsha if repo.head.is_valid() else None

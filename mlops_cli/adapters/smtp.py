@@ -7,12 +7,14 @@ server's reply code and text, with the password (and its base64 forms, as sent b
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import ipaddress
 import os
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -37,6 +39,7 @@ class SmtpConfig:
     sender: str | None = None
     ca_file: str | None = None
     timeout: float = 30.0
+    deadline: float = 120.0   # the whole send, retries included: a server that drips its replies cannot hold it
 
     @property
     def address(self) -> str:
@@ -96,8 +99,16 @@ class SmtpConfig:
         if not 0 < timeout <= 3600:
             raise ConfigError(f"MLOPS_SMTP_TIMEOUT={timeout:g} must be a number of seconds from 0 to 3600",
                               "e.g. 30")
+        try:
+            deadline = float(env.get("MLOPS_SMTP_DEADLINE") or 120)
+        except ValueError:
+            raise ConfigError("MLOPS_SMTP_DEADLINE is not a number of seconds") from None
+        if not 0 < deadline <= 86400:
+            raise ConfigError(f"MLOPS_SMTP_DEADLINE={deadline:g} must be a number of seconds from 0 to 86400",
+                              "e.g. 120")
         return cls(host=host, port=port, security=security, user=user, password=password,
-                   sender=env.get("MLOPS_SMTP_FROM") or None, ca_file=ca_file, timeout=timeout)
+                   sender=env.get("MLOPS_SMTP_FROM") or None, ca_file=ca_file, timeout=timeout,
+                   deadline=deadline)
 
 
 def default_sender() -> str:
@@ -145,24 +156,65 @@ def _reply_text(exc: smtplib.SMTPResponseException) -> str:
     return " ".join(text.split())
 
 
-def _send_once(config: SmtpConfig, message: EmailMessage) -> list[str]:
+class _Cutoff:
+    """Shuts the client's socket down when the time is up: a blocked read returns at once, however slowly the
+    server drips bytes (the socket timeout only bounds the wait for each byte)."""
+
+    def __init__(self, client: smtplib.SMTP, seconds: float) -> None:
+        self.fired = False
+        self._client = client
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = getattr(self._client, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Cutoff:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _send_once(config: SmtpConfig, message: EmailMessage, deadline: float) -> list[str]:
     """One connection, one message: connect, secure, log in, send, quit. Returns the refused recipients."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise _DeadlinePassed
+    timeout = min(config.timeout, remaining)
     if config.security == "ssl":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout,
-                                                context=_tls_context(config))
+        client: smtplib.SMTP = smtplib.SMTP_SSL(timeout=timeout, context=_tls_context(config))
     else:
-        client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
-    with client:
-        client.ehlo()
-        if config.security == "starttls":
-            if not client.has_extn("starttls"):
-                raise NotifyError(f"SMTP server {config.address} does not offer STARTTLS",
-                                  "use MLOPS_SMTP_SECURITY=ssl (port 465), or none only on a trusted network")
-            client.starttls(context=_tls_context(config))
-            client.ehlo()
-        if config.user and config.password:
-            client.login(config.user, config.password)
-        return sorted(client.send_message(message))
+        client = smtplib.SMTP(timeout=timeout)
+    with _Cutoff(client, remaining) as cutoff:
+        try:
+            client._host = config.host   # what starttls() checks the certificate against; set by __init__ only
+            client.connect(config.host, config.port)
+            with client:
+                client.ehlo()
+                if config.security == "starttls":
+                    if not client.has_extn("starttls"):
+                        raise NotifyError(f"SMTP server {config.address} does not offer STARTTLS",
+                                          "use MLOPS_SMTP_SECURITY=ssl (port 465), or none only on a trusted "
+                                          "network")
+                    client.starttls(context=_tls_context(config))
+                    client.ehlo()
+                if config.user and config.password:
+                    client.login(config.user, config.password)
+                return sorted(client.send_message(message))
+        except (OSError, smtplib.SMTPException):
+            if cutoff.fired:
+                raise _DeadlinePassed from None
+            raise
 
 
 def send(config: SmtpConfig, message: EmailMessage, *, retries: int = 3, backoff_s: float = 2.0,
@@ -173,9 +225,15 @@ def send(config: SmtpConfig, message: EmailMessage, *, retries: int = 3, backoff
     last retry on a temporary one.
     """
     last = ""
+    deadline = time.monotonic() + config.deadline
     for attempt in range(1, retries + 2):
         try:
-            return Delivery(tries=attempt, refused=_send_once(config, message))
+            return Delivery(tries=attempt, refused=_send_once(config, message, deadline))
+        except _DeadlinePassed:
+            raise NotifyError(f"SMTP server {config.address} did not take the message within "
+                              f"{config.deadline:g} s ({attempt} tries{'; last: ' + last if last else ''})",
+                              "the server is too slow or drips its replies; raise MLOPS_SMTP_DEADLINE or run "
+                              "`mlops notify` again later") from None
         except smtplib.SMTPAuthenticationError as exc:
             if 400 <= exc.smtp_code < 500:
                 last = f"login temporarily refused: {exc.smtp_code} {_scrub(_reply_text(exc), config)}"
@@ -214,7 +272,7 @@ def send(config: SmtpConfig, message: EmailMessage, *, retries: int = 3, backoff
         except (OSError, smtplib.SMTPException) as exc:
             last = f"cannot talk to {config.address}: {getattr(exc, 'strerror', None) or exc}"
         if attempt <= retries:
-            sleep(backoff_s * 2 ** (attempt - 1))
+            sleep(max(0.0, min(backoff_s * 2 ** (attempt - 1), deadline - time.monotonic())))
     raise NotifyError(f"SMTP server {config.address} kept failing after {retries + 1} tries: {last}",
                       "the server is busy or unreachable; run `mlops notify` again later (it sends only what "
                       "was not sent)")

@@ -7,9 +7,11 @@ and never copies a server's answer raw (it may echo the URL).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import http.client
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -21,6 +23,44 @@ from mlops_cli import secrets
 from mlops_cli.errors import ConfigError, NotifyError
 
 MAX_RETRY_AFTER_S = 60.0
+DEFAULT_DEADLINE_S = 60.0
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+def deadline_s(env: dict[str, str] | None = None) -> float:
+    """MLOPS_WEBHOOK_DEADLINE (default 60 s): the whole post, retries included."""
+    text = (dict(os.environ if env is None else env).get("MLOPS_WEBHOOK_DEADLINE") or "").strip()
+    if not text:
+        return DEFAULT_DEADLINE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise ConfigError(f"MLOPS_WEBHOOK_DEADLINE={text[:40]!r} is not a number of seconds from 0 to 86400",
+                          "e.g. 60")
+    return value
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> Any:
+    """`call()` in a daemon thread, given up after `seconds`: a server that trickles its answer a byte at a
+    time resets every socket timeout, so only a clock outside the call bounds it. Raises TimeoutError."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:   # handed to the caller's thread, as if raised there
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="mlops-webhook", daemon=True)
+    worker.start()
+    worker.join(max(seconds, 0.0))
+    if worker.is_alive():
+        raise TimeoutError("deadline")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def resolve_url(flag: str | None, env: dict[str, str] | None = None) -> str | None:
@@ -65,24 +105,40 @@ def _retry_after(error: urllib.error.HTTPError) -> float | None:
         return None
 
 
+def _post_once(request: urllib.request.Request, timeout: float) -> int:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read(MAX_ANSWER_BYTES)
+        return int(response.status)
+
+
 def post(url: str, payload: dict[str, Any], *, retries: int = 3, backoff_s: float = 2.0, timeout: float = 15.0,
-         sleep: Callable[[float], None] = time.sleep) -> Delivery:
-    """POST `payload` as JSON; retry on 5xx, 429, 408 and connection errors with doubling waits.
+         sleep: Callable[[float], None] = time.sleep, deadline: float | None = None) -> Delivery:
+    """POST `payload` as JSON; retry on 5xx, 429, 408 and connection errors with doubling waits, all within
+    `deadline` seconds (MLOPS_WEBHOOK_DEADLINE, default 60).
 
     Other 4xx answers (a revoked or mistyped webhook) are permanent: NotifyError at once.
     """
     body = json.dumps(payload).encode("utf-8")
     shown = redact(url)
     last = ""
+    total = deadline_s() if deadline is None else deadline
+    ends = time.monotonic() + total
     for attempt in range(1, retries + 2):
         wait = backoff_s * 2 ** (attempt - 1)
         request = urllib.request.Request(url, data=body, method="POST",
                                          headers={"Content-Type": "application/json; charset=utf-8",
                                                   "User-Agent": "mlops-notify"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                response.read()
-                return Delivery(tries=attempt, status=response.status)
+            remaining = ends - time.monotonic()
+            status = _within(remaining, functools.partial(_post_once, request, min(timeout, max(remaining, 0.001))))
+            return Delivery(tries=attempt, status=status)
+        except TimeoutError as exc:
+            if str(exc) == "deadline" or time.monotonic() >= ends:
+                raise NotifyError(f"webhook {shown} did not answer within {total:g} s ({attempt} tries"
+                                  f"{'; last: ' + last if last else ''})",
+                                  "the server is too slow or trickles its answer; raise MLOPS_WEBHOOK_DEADLINE or "
+                                  "run `mlops notify` again later") from None
+            last = "connection failed (timed out)"
         except urllib.error.HTTPError as exc:
             detail = " ".join(exc.read(300).decode("utf-8", "replace").split())
             last = f"HTTP {exc.code}{f' {secrets.scrub(detail, [url])}' if detail else ''}"
@@ -95,9 +151,9 @@ def post(url: str, payload: dict[str, Any], *, retries: int = 3, backoff_s: floa
             last = f"cannot connect ({secrets.scrub(str(getattr(reason, 'strerror', None) or reason), [url])})"
         except (ValueError, http.client.HTTPException) as exc:   # e.g. a server answering nonsense
             last = f"bad answer ({type(exc).__name__})"
-        except (TimeoutError, ConnectionError) as exc:
+        except ConnectionError as exc:
             last = f"connection failed ({exc.strerror or type(exc).__name__})"
         if attempt <= retries:
-            sleep(wait)
+            sleep(max(0.0, min(wait, ends - time.monotonic())))
     raise NotifyError(f"webhook {shown} kept failing after {retries + 1} tries: {last}",
                       "run `mlops notify` again later (it sends only what was not sent)")

@@ -18,22 +18,89 @@ from mlops_cli.harness.capture import Capture
 from mlops_cli.records import RunMetrics
 from mlops_cli.workspace import OutcomeStatus, RunOutcome, Workspace, confine
 
+DEFAULT_LOG_MAX_BYTES = 16 * 1024 * 1024
+LOG_CUT = b"\n[mlops: train.log reached MLOPS_LOG_MAX_BYTES: the middle of the output is left out]\n"
+
+
+def log_max_bytes() -> int:
+    """MLOPS_LOG_MAX_BYTES (default 16 MiB, at least 4096): train.log keeps the first half and the latest part of
+    the output within that many bytes."""
+    text = os.environ.get("MLOPS_LOG_MAX_BYTES", "").strip()
+    return int(text) if text.isdigit() and int(text) >= 4096 else DEFAULT_LOG_MAX_BYTES
+
+
+class CappedLog:
+    """train.log with a size cap: the first half of the cap is written as it comes, then at least the latest
+    quarter of it (at most the latest half) after a marker line. Each byte is written at most twice, so a chatty
+    script costs linear time; a kill at any moment leaves head, marker and a recent tail. A failing disk
+    (ENOSPC) stops the log, never the training."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        self._file = os.fdopen(fd, "wb")
+        self._pos = self._file.seek(0, os.SEEK_END)
+        self._head_max = max(limit // 2, self._pos)   # a resumed run appends after what its last process wrote
+        self._tail_max = (limit - limit // 2) // 2   # the tail held swings between this and twice this
+        self._tail_start: int | None = None
+        self._tail = bytearray()
+        self.error: OSError | None = None
+
+    def write(self, chunk: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._write(chunk)
+        except OSError as exc:
+            self.error = exc
+
+    def _write(self, chunk: bytes) -> None:
+        if self._tail_start is None:
+            room = self._head_max - self._pos
+            if len(chunk) <= room:
+                self._file.write(chunk)
+                self._pos += len(chunk)
+                self._file.flush()
+                return
+            self._file.write(chunk[:room] + LOG_CUT)
+            self._tail_start = self._pos + room + len(LOG_CUT)
+            chunk = chunk[room:]
+        self._tail += chunk
+        if len(self._tail) > 2 * self._tail_max:
+            del self._tail[:len(self._tail) - self._tail_max]
+            self._file.seek(self._tail_start)
+            self._file.write(self._tail)
+            self._file.truncate()
+        else:
+            self._file.write(chunk)
+        self._file.flush()
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError as exc:
+            self.error = self.error or exc
+
 
 @contextlib.contextmanager
 def tee_output(log_path: Path) -> Iterator[None]:
-    """Copy everything written to fd 1 and 2 (Python and TensorFlow's C++ logs alike) into train.log too,
-    so the log exists whichever runner started us, attached or detached."""
+    """Copy everything written to fd 1 and 2 (Python and TensorFlow's C++ logs alike) into train.log too, so
+    the log exists whichever runner started us, attached or detached; capped (`CappedLog`). The pump never stops
+    reading while the script runs: a full disk or a closed console must not block the script's writes."""
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()
     saved_out, saved_err = os.dup(1), os.dup(2)
-    log = open(log_path, "ab")
+    log = CappedLog(log_path, log_max_bytes())
 
     def pump() -> None:
+        console = True
         while chunk := os.read(read_end, 65536):
-            os.write(saved_out, chunk)
+            if console:
+                try:
+                    os.write(saved_out, chunk)
+                except OSError:
+                    console = False
             log.write(chunk)
-            log.flush()
 
     thread = threading.Thread(target=pump, name="mlops-tee", daemon=True)
     thread.start()
@@ -54,6 +121,9 @@ def tee_output(log_path: Path) -> Iterator[None]:
         os.close(saved_out)
         os.close(saved_err)
         log.close()
+        if log.error is not None:
+            print(f"mlops: warning: train.log stopped: {log.error.strerror or log.error} ({log_path})",
+                  file=sys.stderr)
 
 
 def _hooks(profile: str | None) -> Any:

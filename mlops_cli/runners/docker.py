@@ -29,6 +29,9 @@ The container runs:
 * as the uid:gid of the process that runs mlops (the Jenkins agent's user, say), not as the image's own
   `mlops` user: the container then reads and writes its run exactly as the local runner's process would
   (our atomic writes create 0600 files), and later steps on the host can rewrite what it wrote;
+* hardened (`DockerOptions.resolved`, README "Docker"): no capability, no-new-privileges, pids, memory (no swap)
+  and CPU limits, no network unless mlops.yaml says `network: true`, a read-only root filesystem with a
+  size-capped tmpfs on /tmp where HOME and the Keras/matplotlib caches point;
 * with the allow-listed environment of `training_env(host=False)`: run settings, no secret;
 * with labels `mlops.project` (a digest of the workspace path) and `mlops.run`, so monitor finds it even when
   run.json lost the container id.
@@ -41,7 +44,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -50,7 +55,7 @@ from typing import Any
 
 from mlops_cli import runtimes
 from mlops_cli.adapters.docker_engine import ContainerSpec, Engine
-from mlops_cli.boundary import training_env
+from mlops_cli.boundary import require_settled_checkout, training_env
 from mlops_cli.config import Settings
 from mlops_cli.errors import ConfigError, RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command
@@ -120,37 +125,122 @@ def project_label(ws: Workspace) -> str:
     return hashlib.sha256(str(ws.root).encode()).hexdigest()[:12]
 
 
+#: hardened defaults (README, "Container limits"): every one can be changed by a flag or MLOPS_DOCKER_*
+DEFAULT_CPUS = 4.0
+DEFAULT_MEMORY = "8g"
+DEFAULT_PIDS = 1024
+DEFAULT_TMPFS_SIZE = "1g"
+SCRATCH = "/tmp"
+#: caches that Keras, matplotlib and friends write under HOME: on the tmpfs, since the root filesystem is read-only
+SCRATCH_ENV = {"HOME": SCRATCH, "KERAS_HOME": f"{SCRATCH}/.keras", "MPLCONFIGDIR": f"{SCRATCH}/.matplotlib",
+               "XDG_CACHE_HOME": f"{SCRATCH}/.cache", "TMPDIR": SCRATCH}
+_SIZE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,6})?[bkmg]?$", re.IGNORECASE)
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_ENV_NAMES = {"cpus": "MLOPS_DOCKER_CPUS", "memory": "MLOPS_DOCKER_MEMORY", "network": "MLOPS_DOCKER_NETWORK",
+              "gpus": "MLOPS_DOCKER_GPUS", "pids": "MLOPS_DOCKER_PIDS", "read_only": "MLOPS_DOCKER_READ_ONLY",
+              "tmpfs_size": "MLOPS_DOCKER_TMPFS_SIZE"}
+
+
+def _bytes(size: str) -> float:
+    units = {"b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    unit = size[-1].lower() if size[-1].isalpha() else "b"
+    return float(size.rstrip("bkmgBKMG")) * units[unit]
+
+
+def _check_option(key: str, value: Any, source: str) -> Any:
+    """One option as the engine needs it, or a ConfigError (exit 2) naming where the bad value came from."""
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{source}={str(value)[:40]!r} is not {what}", f"fix {source}")
+
+    if key == "cpus":
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad("a number of CPUs (e.g. 2 or 0.5)") from None
+        if not math.isfinite(number) or not 0.01 <= number <= 1024:
+            raise bad("a number of CPUs from 0.01 to 1024")
+        return number
+    if key in ("memory", "tmpfs_size"):
+        text = str(value).strip()
+        if not _SIZE.match(text) or _bytes(text) < 8 * 1024 ** 2:
+            raise bad("a size of at least 8m (e.g. 512m, 4g)")
+        return text
+    if key == "pids":
+        text = str(value).strip()
+        if not text.isdigit() or not 16 <= int(text) <= 4_194_304:
+            raise bad("a number of processes from 16 to 4194304")
+        return int(text)
+    if key == "read_only":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no"):
+            raise bad("a yes or no (1/0, true/false)")
+        return text in ("1", "true", "yes")
+    if key == "network":
+        if not _NETWORK.match(str(value)):
+            raise bad("a Docker network name (none, bridge, host or a network you made)")
+        return str(value)
+    if key == "gpus":
+        gpus = str(value)
+        if gpus != "all" and not (gpus.isdigit() and int(gpus) > 0):
+            raise ConfigError(f"GPU request {gpus[:40]!r} is neither `all` nor a number of GPUs",
+                              "e.g. --gpus all, or --gpus 1 (MLOPS_DOCKER_GPUS)")
+        return gpus
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class DockerOptions:
-    """How to start the container: flags win over MLOPS_DOCKER_CPUS, _MEMORY, _NETWORK, _GPUS; the image
-    defaults to the runtime's (MLOPS_IMAGE_<RUNTIME>, else <image>:latest from runtimes.yaml)."""
+    """How to start the container: flags win over MLOPS_DOCKER_CPUS, _MEMORY, _NETWORK, _GPUS, _PIDS,
+    _READ_ONLY, _TMPFS_SIZE; the image defaults to the runtime's (MLOPS_IMAGE_<RUNTIME>, else <image>:latest from
+    runtimes.yaml). None means "the hardened default" (`resolved`), so saved options keep what was chosen."""
 
     image: str | None = None
     cpus: float | None = None
     memory: str | None = None
     network: str | None = None
     gpus: str | None = None
+    pids: int | None = None
+    read_only: bool | None = None
+    tmpfs_size: str | None = None
 
     @classmethod
     def from_env(cls, **flags: Any) -> DockerOptions:
-        env = {
-            "image": None,
-            "cpus": os.environ.get("MLOPS_DOCKER_CPUS"),
-            "memory": os.environ.get("MLOPS_DOCKER_MEMORY"),
-            "network": os.environ.get("MLOPS_DOCKER_NETWORK"),
-            "gpus": os.environ.get("MLOPS_DOCKER_GPUS"),
-        }
-        values = {key: flags.get(key) if flags.get(key) is not None else (env[key] or None) for key in env}
-        if values["cpus"] is not None:
-            try:
-                values["cpus"] = float(values["cpus"])
-            except ValueError:
-                raise ConfigError(f"MLOPS_DOCKER_CPUS={values['cpus']!r} is not a number", "e.g. 2 or 0.5") from None
-        gpus = values["gpus"]
-        if gpus is not None and gpus != "all" and not (str(gpus).isdigit() and int(gpus) > 0):
-            raise ConfigError(f"GPU request {gpus!r} is neither `all` nor a number of GPUs",
-                              "e.g. --gpus all, or --gpus 1 (MLOPS_DOCKER_GPUS)")
+        values: dict[str, Any] = {"image": flags.get("image")}
+        for key, env_name in _ENV_NAMES.items():
+            if flags.get(key) is not None:
+                values[key] = _check_option(key, flags[key], f"--{key.replace('_', '-')}")
+            elif os.environ.get(env_name, "").strip():
+                values[key] = _check_option(key, os.environ[env_name].strip(), env_name)
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls, saved: Any) -> DockerOptions:
+        """Options read back from containers/N.json (host-only, but checked like any record)."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            value = saved.get(field.name) if isinstance(saved, dict) else None
+            if value is None:
+                continue
+            if field.name == "image":
+                if isinstance(value, str):
+                    values["image"] = value
+                continue
+            try:
+                values[field.name] = _check_option(field.name, value, f"containers record {field.name}")
+            except ConfigError:
+                continue   # a bad saved value falls back to the default rather than wedging every restart
+        return cls(**values)
+
+    def resolved(self, network_wanted: bool = False) -> DockerOptions:
+        """Every limit filled in: the hardened defaults for what nobody chose. The network is cut off unless
+        chosen, or asked for by the repository (mlops.yaml `network: true`: the engine's default network)."""
+        return dataclasses.replace(
+            self, cpus=self.cpus or min(DEFAULT_CPUS, float(os.cpu_count() or 1)), memory=self.memory or DEFAULT_MEMORY,
+            network=self.network or ("bridge" if network_wanted else "none"), pids=self.pids or DEFAULT_PIDS,
+            read_only=True if self.read_only is None else self.read_only,
+            tmpfs_size=self.tmpfs_size or DEFAULT_TMPFS_SIZE)
 
 
 def image_for(ws: Workspace, record: RunRecord | None, options: DockerOptions) -> str:
@@ -173,11 +263,13 @@ class DockerRunner:
 
     def __init__(self, settings: Settings, detach: bool = False, *, image: str | None = None,
                  cpus: float | None = None, memory: str | None = None, network: str | None = None,
-                 gpus: str | None = None, on_output: Callable[[str], None] | None = None,
+                 gpus: str | None = None, pids: int | None = None, read_only: bool | None = None,
+                 tmpfs_size: str | None = None, on_output: Callable[[str], None] | None = None,
                  on_notice: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.detach = detach   # containers always run apart from this process; train reads it to skip wait()
-        self.options = DockerOptions.from_env(image=image, cpus=cpus, memory=memory, network=network, gpus=gpus)
+        self.options = DockerOptions.from_env(image=image, cpus=cpus, memory=memory, network=network, gpus=gpus,
+                                              pids=pids, read_only=read_only, tmpfs_size=tmpfs_size)
         self._on_output = on_output or (lambda line: print(line, file=sys.stdout, flush=True))
         # what the runner itself says (derived image built or reused): stderr, so stdout stays the training's
         self._on_notice = on_notice or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -195,14 +287,13 @@ class DockerRunner:
     def _options_for(self, ws: Workspace, record: RunRecord) -> DockerOptions:
         """The options the run was last started with (so monitor's restart keeps its limits), overridden by
         those given now (`train --resume ID --memory 8g` after an OOM kill)."""
-        saved = read_json(spec_path(ws, record.id)) or {}
-        saved = saved if isinstance(saved, dict) else {}
+        saved = DockerOptions.from_saved(read_json(spec_path(ws, record.id)))
         given = {key: value for key, value in dataclasses.asdict(self.options).items() if value is not None}
-        known = {f.name for f in dataclasses.fields(DockerOptions)}
-        return DockerOptions(**{**{k: v for k, v in saved.items() if k in known}, **given})
+        return dataclasses.replace(saved, **given).resolved(self.settings.network)
 
     def start(self, ws: Workspace, record: RunRecord) -> None:
         """Start a container for this run (fresh, or again after a crash: the harness resumes the checkpoint)."""
+        require_settled_checkout(ws.read_state(), record.source)
         ws.clear_outcome(record.id)
         options = self._options_for(ws, record)
         runtime = runtimes.of_run(record.runtime, record.profile)
@@ -226,9 +317,11 @@ class DockerRunner:
             spec = ContainerSpec(
                 image=image, command=harness_command(MOUNT_POINT, record.id),
                 mounts=mounts, read_only=read_only, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
-                environment={**training_env(host=False), **runtime.env},
+                environment={**training_env(host=False), **runtime.env, **SCRATCH_ENV},
                 working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
-                gpus=options.gpus)
+                gpus=options.gpus, pids_limit=options.pids, read_only=bool(options.read_only),
+                tmpfs={SCRATCH: f"rw,nosuid,nodev,size={options.tmpfs_size},mode=1777"},
+                cap_drop=("ALL",), security_opt=("no-new-privileges",))
             # containers of this project that ended (this run's crashed one, finished runs) are done with:
             # everything they produced is in the workspace
             ended = [c for c in engine.find({"mlops.project": labels["mlops.project"]}) if not c.running]

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from mlops_cli.adapters.tracking import flush, track_champion
+from mlops_cli.artifacts import check_model, model_file_name
 from mlops_cli.config import Settings
-from mlops_cli.errors import MetricError
-from mlops_cli.records import Goal
+from mlops_cli.errors import MetricError, UsageError
+from mlops_cli.records import Goal, RunMetrics
 from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes, normalize_run_id
 
 
@@ -51,9 +53,34 @@ def _target_run(ws: Workspace, run_id: str | None) -> RunRecord:
     raise MetricError(f"no finished run in {ws.root}", "run `mlops train` first")
 
 
+def check_writable(path: Path, what: str) -> None:
+    """Refuse an output file that cannot be written (a folder like /proc, read-only or full) before anything is
+    decided or promoted, so a bad --junit is one line, exit 2, with nothing half done."""
+    folder = path.absolute().parent
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {path}: {exc.strerror or type(exc).__name__}",
+                         "pass a file in a writable folder") from None
+
+
+def check_promotable(ws: Workspace, run_id: str, metrics: RunMetrics | None) -> Path:
+    """The run's model file, checked on the host (present, size-capped, loadable: `artifacts.check_model`): a
+    metrics.json the pushed script forged without a model, or beside a file that is no model, promotes nothing."""
+    name = model_file_name(metrics.diagnostics.get("model_file") if metrics else None)
+    path = ws.output_dir(run_id) / name
+    check_model(path)
+    return path
+
+
 def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Path | None = None) -> EvaluationResult:
     """Verdict on the latest finished run (or `run_id`); promotes it to best/ when it beats the best so far."""
     ws = settings.workspace
+    if junit_path:
+        check_writable(Path(junit_path), "--junit")
     record = _target_run(ws, run_id)
     if record.status is not RunStatus.SUCCEEDED:
         raise MetricError(f"run {record.id} has no metrics: it {record.status.value}"
@@ -68,6 +95,7 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
         problem = "is not a finite number" if metrics and metric in metrics.values else "is missing"
         raise MetricError(f"metric {metric!r} of run {record.id} {problem}",
                           f"available: {', '.join(available) or 'none'}; choose one with --metric")
+    check_promotable(ws, record.id, metrics)   # a verdict on a run is a verdict on its model: it must exist
     best_id = ws.best_run_id()
     best_value = metric_value(ws, best_id, metric) if best_id else None
     promoted = False

@@ -11,6 +11,7 @@ import html
 import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from mlops_cli.config import Settings
 from mlops_cli.errors import UsageError
 from mlops_cli.history import AttemptRow, describe_changes, history, judged_goal
 from mlops_cli.records import Goal, RunMetrics
+from mlops_cli.secrets import known_secrets, scrub
 from mlops_cli.workspace import DEFAULT_WORKSPACE, RunStatus, atomic_write_bytes, atomic_write_text, now_iso
 
 FORMATS = ("html", "md")
@@ -460,6 +462,19 @@ def render_markdown(summary: Summary, attempts_name: str, curves_name: str | Non
     return "\n".join(lines)
 
 
+_EMBEDDED_IMAGE = re.compile(r"(data:image/png;base64,[A-Za-z0-9+/=]*)")
+
+
+def scrub_document(text: str) -> str:
+    """A rendered report without any known secret, raw or HTML-escaped (a token with `&` in it is `&amp;` in
+    the page), and without URL userinfo (a BUILD_URL with a login in it)."""
+    known = known_secrets()
+    extra = [html.escape(secret) for secret in known]
+    # the embedded plots are ours (PNG bytes in base64): a short password could match inside them by chance
+    return "".join(piece if piece.startswith("data:image/png;base64,") else scrub(piece, extra, secrets=known)
+                   for piece in _EMBEDDED_IMAGE.split(text))
+
+
 def report(settings: Settings, fmt: str = "html", out_dir: Path | None = None) -> ReportResult:
     """Write the report into `out_dir` (default WORKSPACE/report/), every file atomically."""
     if fmt not in FORMATS:
@@ -473,7 +488,7 @@ def report(settings: Settings, fmt: str = "html", out_dir: Path | None = None) -
     try:
         if fmt == "html":
             path = out / "report.html"
-            atomic_write_text(path, render_html(summary, attempts_png, curves_png))
+            atomic_write_text(path, scrub_document(render_html(summary, attempts_png, curves_png)))
             files = [path]
         else:
             path = out / "report.md"
@@ -484,8 +499,8 @@ def report(settings: Settings, fmt: str = "html", out_dir: Path | None = None) -
                 atomic_write_bytes(files[1], curves_png)
             else:
                 (out / "curves.png").unlink(missing_ok=True)
-            atomic_write_text(path, render_markdown(summary, "attempts.png",
-                                                    "curves.png" if curves_png is not None else None))
+            atomic_write_text(path, scrub_document(render_markdown(summary, "attempts.png",
+                                                                   "curves.png" if curves_png is not None else None)))
             files.insert(0, path)
     except OSError as exc:
         raise UsageError(f"cannot write the report into {out}: {exc.strerror}",

@@ -10,7 +10,7 @@ from typing import Any
 
 from mlops_cli import runners
 from mlops_cli.adapters.tracking import track_attempt
-from mlops_cli.boundary import training_env
+from mlops_cli.boundary import require_settled_checkout, training_env
 from mlops_cli.config import Settings
 from mlops_cli.errors import ExitCode, MlopsError, RunnerError, UsageError, WorkspaceBusy
 from mlops_cli.records import RunMetrics
@@ -81,6 +81,7 @@ def _ensure_detected(settings: Settings) -> State:
 
     ws = settings.workspace
     state = ws.read_state()
+    require_settled_checkout(state, "repo")   # before a run exists: a half-updated tree is never trained
     commit = state.commit or head_commit(ws.repo_dir)
     if not state.profile or state.detected_commit != commit:
         if commit and commit != state.commit:

@@ -1,0 +1,311 @@
+"""Host-side check of a run's model file before it is promoted: it must exist, be a plain file under a size limit,
+and have the shape of a model that loads, checked WITHOUT executing anything the pushed script chose.
+
+The training process runs pushed code and wrote the model, so the file is data from an untrusted source:
+
+* `.keras` is a zip archive: its `config.json` must parse (size-capped) as a Keras model config, with no Lambda
+  layer (Python bytecode), and the archive must hold the weights entry.
+* `.h5` must start with the HDF5 signature.
+* `.joblib` / `.pkl` / `.pickle` are pickles: they are walked by a pickle machine whose every class is an inert
+  stand-in (`_Stub`): nothing is imported and nothing is called. Every global the stream names must be on the
+  allow-list (`ALLOWED_MODULES`, no private or dunder name, no loader or shell function), joblib's raw array
+  blocks are skipped by their recorded dtype and shape, and the stream must end where the file ends.
+
+The check raises ArtifactError (exit 1) with one line naming the file and what is wrong.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import re
+import stat
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from mlops_cli.errors import MlopsError
+
+DEFAULT_MAX_MODEL_BYTES = 2 * 1024 ** 3
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SUFFIXES = (".keras", ".h5", ".joblib", ".pkl", ".pickle")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+#: top-level packages whose classes a scikit-learn / gradient-boosting model is made of
+ALLOWED_MODULES = ("sklearn", "numpy", "scipy", "xgboost", "lightgbm", "catboost", "joblib", "collections",
+                   "copyreg", "copy_reg", "_codecs", "datetime")
+#: builtins a pickle of plain data may name
+SAFE_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range", "dict", "list", "tuple",
+                           "int", "float", "bool", "str", "bytes", "object", "type"})
+#: sub-packages with loaders, compilers or test helpers, refused even under an allowed package
+DENIED_PARTS = frozenset({"testing", "_testing", "tests", "f2py", "distutils", "ctypeslib", "_pytesttester", "npyio",
+                          "_npyio_impl", "format", "externals", "parallel", "_memmapping_reducer",
+                          "numpy_pickle_utils", "pool"})
+#: function names that read files, unpickle, compile or run something
+DENIED_NAMES = re.compile(r"^(eval|exec|compile|open|system|popen|spawn.*|load.*|fromfile|memmap|getattr|setattr|"
+                          r"delattr|import_module|execfile|globals|locals|vars|input|breakpoint|apply|run|call|"
+                          r"check_output|fork.*|exit|Popen|dump.*|save.*|register_.*|assert.*|namedtuple|"
+                          r"genfromtxt|fromregex|_load_lib)$")
+
+
+class ArtifactError(MlopsError):
+    """The model file a run left is missing, too large, or not a model the host can check."""
+
+
+def model_file_name(value: Any) -> str:
+    """The model file named by metrics.json's diagnostics.model_file: a plain file name with a model suffix."""
+    if not isinstance(value, str) or not MODEL_NAME.match(value) or not value.endswith(SUFFIXES):
+        shown = repr(value)[:60] if value is not None else "none"
+        raise ArtifactError(f"the run names no model file it could have saved (model_file: {shown})",
+                            f"a model is a plain file name ending in {', '.join(SUFFIXES)}")
+    return value
+
+
+def max_model_bytes(environ: Any = None) -> int:
+    """MLOPS_MODEL_MAX_BYTES (default 2 GiB): the largest model file the host will check and promote."""
+    from mlops_cli.errors import ConfigError
+
+    text = (os.environ if environ is None else environ).get("MLOPS_MODEL_MAX_BYTES", "").strip()
+    if not text:
+        return DEFAULT_MAX_MODEL_BYTES
+    if not text.isdigit() or int(text) <= 0:
+        raise ConfigError(f"MLOPS_MODEL_MAX_BYTES={text[:40]!r} is not a positive number of bytes",
+                          "e.g. 2147483648")
+    return int(text)
+
+
+def check_model(path: Path, limit: int | None = None) -> int:
+    """Check the model file at `path` (never following a link); its size in bytes, or ArtifactError."""
+    limit = max_model_bytes() if limit is None else limit
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ArtifactError(f"model file {path} is missing", "train the run again") from None
+    except OSError as exc:
+        raise ArtifactError(f"model file {path} cannot be opened ({exc.strerror}: a link or not a file)",
+                            "models are plain files: train the run again") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactError(f"model file {path} is not a plain file", "train the run again")
+        if info.st_size > limit:
+            raise ArtifactError(f"model file {path} is {info.st_size} bytes, over the limit of {limit}",
+                                "raise MLOPS_MODEL_MAX_BYTES if the model really is that large")
+        if info.st_size == 0:
+            raise ArtifactError(f"model file {path} is empty", "train the run again")
+        suffix = path.suffix
+        try:
+            if suffix == ".keras":
+                _check_keras(handle)
+            elif suffix == ".h5":
+                if handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                    raise ValueError("no HDF5 signature")
+            elif suffix in (".joblib", ".pkl", ".pickle"):
+                _check_pickle(handle, info.st_size)
+            else:
+                raise ValueError(f"unknown model type {suffix!r}")
+        except ArtifactError:
+            raise
+        except Exception as exc:   # any way a crafted file breaks a parser is the same verdict: it does not load
+            reason = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
+            raise ArtifactError(f"model file {path} does not load: {reason}",
+                                "only a model saved by the harness is promoted: train the run again") from None
+        return info.st_size
+
+
+# ---- .keras ------------------------------------------------------------------------------------------------------
+
+def _check_keras(handle: io.BufferedReader) -> None:
+    with zipfile.ZipFile(handle) as archive:
+        names = set(archive.namelist())
+        if "config.json" not in names:
+            raise ValueError("a .keras archive without config.json")
+        if not any(name.endswith((".weights.h5", ".weights.npz")) for name in names):
+            raise ValueError("a .keras archive without its weights")
+        info = archive.getinfo("config.json")
+        if info.file_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"config.json is {info.file_size} bytes")
+        with archive.open(info) as member:
+            raw = member.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ValueError("config.json is larger than it says")
+        config = json.loads(raw.decode("utf-8"))
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise ValueError("config.json is not a Keras model config")
+    if _has_lambda(config):
+        raise ValueError("the model has a Lambda layer (Python bytecode, refused by Keras' safe mode)")
+
+
+def _has_lambda(config: Any) -> bool:
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "Lambda" or item.get("class_name") == "__lambda__":
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+# ---- pickles -----------------------------------------------------------------------------------------------------
+
+class _Stub:
+    """What every global of the checked pickle becomes: calling, building or filling it records, never runs."""
+
+    module = ""
+    qualname = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+    def add(self, value: Any) -> None:
+        pass
+
+
+#: dunder names a fitted model really pickles: numpy's random generators (GradientBoosting keeps a RandomState);
+#: Cython types of allowed packages come back through `__pyx_unpickle_<Type>`, checked as `<Type>`
+NUMPY_RANDOM_CTORS = frozenset({"__randomstate_ctor", "__generator_ctor", "__bit_generator_ctor"})
+
+
+def _allowed(module: str, name: str) -> bool:
+    if module == "numpy.random._pickle" and name in NUMPY_RANDOM_CTORS:
+        return True
+    parts = module.split(".")
+    if name.startswith("__pyx_unpickle_") and parts[0] in ALLOWED_MODULES and "." not in name:
+        name = name[len("__pyx_unpickle_"):]   # Cython's generated unpickler of that extension type
+    if module == "builtins" or module == "__builtin__":
+        return name in SAFE_BUILTINS
+    if parts[0] not in ALLOWED_MODULES or any(part in DENIED_PARTS for part in parts):
+        return False
+    if not name or name.startswith("__") or "." in name or DENIED_NAMES.match(name):
+        return False
+    return not (parts[0] in ("copyreg", "copy_reg") and name not in ("_reconstructor", "__newobj__"))
+
+
+class _CheckingUnpickler(pickle._Unpickler):   # the pure-Python machine: its dispatch is ours to steer
+    """Walks the stream with inert stand-ins (see the module docstring)."""
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__(handle)
+        self._handle = handle
+        self.globals_seen: list[str] = []
+        self.dispatch = dict(pickle._Unpickler.dispatch)
+        self.dispatch[pickle.BUILD[0]] = _CheckingUnpickler._build
+        self.dispatch[pickle.EXT1[0]] = self.dispatch[pickle.EXT2[0]] = self.dispatch[pickle.EXT4[0]] = \
+            _CheckingUnpickler._refuse_ext
+        self.dispatch[pickle.PERSID[0]] = self.dispatch[pickle.BINPERSID[0]] = _CheckingUnpickler._refuse_ext
+
+    def find_class(self, module: str, name: str) -> type:
+        if not _allowed(module, name):
+            raise pickle.UnpicklingError(f"it imports {module}.{name}, which is not on the allow-list")
+        self.globals_seen.append(f"{module}.{name}")
+        return type(name, (_Stub,), {"module": module, "qualname": name})
+
+    def _refuse_ext(self) -> None:
+        raise pickle.UnpicklingError("it uses the extension registry or persistent ids")
+
+    def _build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, _Stub):
+            inst.state = state
+            if inst.module == "joblib.numpy_pickle" and inst.qualname == "NumpyArrayWrapper":
+                self.stack[-1] = self._skip_array(state)
+        elif isinstance(inst, dict) and isinstance(state, dict):
+            inst.update(state)
+        else:
+            raise pickle.UnpicklingError("BUILD on an object of an unexpected kind")
+
+    def _skip_array(self, state: Any) -> _Stub:
+        """Step over the raw bytes joblib writes after an array's wrapper (joblib's own `read_array`)."""
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError("a joblib array wrapper without its state")
+        shape, dtype = state.get("shape"), state.get("dtype")
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise pickle.UnpicklingError("a joblib array with a bad shape")
+        count = 1
+        for n in shape:
+            count *= n
+        if not (isinstance(dtype, _Stub) and dtype.qualname == "dtype" and dtype.args
+                and isinstance(dtype.args[0], str)):
+            raise pickle.UnpicklingError("a joblib array with a bad dtype")
+        code = dtype.args[0]
+        if code.startswith("O"):
+            inner = _CheckingUnpickler(self._handle)
+            inner.load()
+            self.globals_seen += inner.globals_seen
+            return _Stub()
+        import numpy
+
+        itemsize = numpy.dtype(code).itemsize
+        if code.startswith("V") and isinstance(dtype.state, tuple) and len(dtype.state) > 5 \
+                and isinstance(dtype.state[5], int) and dtype.state[5] > 0:
+            itemsize = dtype.state[5]
+        if state.get("numpy_array_alignment_bytes") is not None:
+            padding = self._handle.read(1)
+            if len(padding) != 1:
+                raise EOFError("the file ends inside an array")
+            self._read(padding[0])
+        self._read(count * itemsize)
+        return _Stub()
+
+    def _read(self, size: int) -> None:
+        while size > 0:
+            chunk = self._handle.read(min(size, 1 << 20))
+            if not chunk:
+                raise EOFError("the file ends inside an array")
+            size -= len(chunk)
+
+
+def _check_pickle(handle: io.BufferedReader, size: int) -> None:
+    head = handle.read(2)
+    handle.seek(0)
+    if head[:1] != pickle.PROTO or head[1:2] == b"" or head[1] > pickle.HIGHEST_PROTOCOL:
+        raise ValueError("not a pickle of protocol 2 or later (compressed joblib files are not checked)")
+    unpickler = _CheckingUnpickler(handle)
+    unpickler.load()
+    if handle.tell() != size or handle.read(1):
+        raise ValueError("data after the end of the pickle")
+    if not unpickler.globals_seen:
+        raise ValueError("no model object in the pickle")
+
+
+def tree_bytes(root: Path, stop_after: int) -> int:
+    """Bytes held by the regular files under `root` (links not followed, nothing else counted), counting stops
+    once past `stop_after`: the host's check of how much a run wrote, cheap even when a script wrote millions of
+    files. A missing `root` holds 0 bytes."""
+    total = 0
+    pending = [root]
+    while pending and total <= stop_after:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+            except OSError:
+                continue
+            if total > stop_after:
+                break
+    return total
