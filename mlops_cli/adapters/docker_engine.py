@@ -132,7 +132,7 @@ class ContainerSpec:
     command: list[str]
     mounts: dict[str, str]            # absolute host path (bind) or volume name -> path in the container
     labels: dict[str, str]
-    read_only: frozenset[str] = frozenset()   # container paths of `mounts` that the container may only read
+    read_only_mounts: frozenset[str] = frozenset()   # container paths of `mounts` the container may only read
     user: str | None = None
     environment: dict[str, str] = dataclasses.field(default_factory=dict)
     working_dir: str | None = None
@@ -287,7 +287,7 @@ class Engine:
             "environment": spec.environment,
             # Mounts (not Binds): a host path the engine cannot see is an error, not a new empty directory
             "mounts": [docker.types.Mount(target, source, type="bind" if source.startswith("/") else "volume",
-                                          read_only=target in spec.read_only)
+                                          read_only=target in spec.read_only_mounts)
                        for source, target in spec.mounts.items()],
         }
         if spec.user:

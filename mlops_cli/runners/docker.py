@@ -313,10 +313,10 @@ class DockerRunner:
                 self._on_notice(derived.summary(requirements))
                 image = derived.tag
                 saved.update(deps_image=derived.tag, deps_built=derived.built)
-            mounts, read_only = workspace_mounts(ws, record)
+            mounts, read_only_mounts = workspace_mounts(ws, record)
             spec = ContainerSpec(
                 image=image, command=harness_command(MOUNT_POINT, record.id),
-                mounts=mounts, read_only=read_only, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
+                mounts=mounts, read_only_mounts=read_only_mounts, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
                 environment={**training_env(host=False), **runtime.env, **SCRATCH_ENV},
                 working_dir=MOUNT_POINT, cpus=options.cpus, memory=options.memory, network=options.network,
                 gpus=options.gpus, pids_limit=options.pids, read_only=bool(options.read_only),
