@@ -14,16 +14,17 @@ seed: every method continues from a copy of that workspace), over seeds:
 - ladder: the seeds' tweak, +10 epochs per attempt (Keras only: a scikit-learn fit has no epochs).
 Prints repaired / attempts / training time per case and method, then the totals.
 
-    python bench/repair.py [--seeds 3] [--first-seed 0] [--budget 3] [--case NAME] [--methods mlops,random,ladder]
-                           [--json out.json]
+    python bench/repair.py [--half dev|held-out|all] [--seeds 3] [--first-seed 0] [--budget 3] [--case NAME]
+                           [--methods mlops,random,optuna,ladder] [--json out.json]
     python bench/repair.py --summarize out1.json out2.json   # the table of earlier runs
-    python bench/repair.py --as-written      # only the check that every script stays below its threshold
+    python bench/repair.py --check [--half all] # each case below its threshold as written, above with its fix
     python bench/repair.py --overhead        # the cost of recording the dynamics, as a share of fit time
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -51,28 +52,40 @@ class Case:
     framework: str
     fault: str
     threshold: float
+    fix: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def half(self) -> str:
+        return half_of(self.name)
+
+    def script(self, fixed: bool = False) -> str:
+        text = (CASES_DIR / f"{self.name}.py").read_text()
+        for old, new in self.fix if fixed else ():
+            text = text.replace(old, new)
+        return text
 
 
-CASES = [
-    Case("vanishing_sigmoid", "keras", "vanishing gradient (deep sigmoid, SGD)", 0.90),
-    Case("slow_adam", "keras", "slow convergence (Adam lr 1e-5)", 0.90),
-    Case("softmax_one_unit", "keras", "wrong output (softmax on one unit)", 0.90),
-    Case("diverging_lr", "keras", "diverging loss (SGD lr 10)", 0.90),
-    Case("relu_output_crossentropy", "keras", "wrong output (ReLU under cross-entropy)", 0.85),
-    Case("mse_onehot", "keras", "wrong loss (mse on one-hot classes)", 0.90),
-    Case("unscaled_inputs", "keras", "unscaled inputs (raw wine)", 0.90),
-    Case("dying_relu", "keras", "dying ReLU", 0.90),
-    Case("saturated_tanh", "keras", "saturated activations (tanh, large init)", 0.90),
-    Case("stopped_early", "keras", "stopped too early (3 epochs)", 0.90),
-    Case("too_narrow", "keras", "too little capacity (2 hidden units)", 0.90),
-    Case("oscillating_loss", "keras", "oscillating loss (SGD lr 1.0, momentum 0.9)", 0.90),
-    Case("knn_unscaled", "sklearn", "unscaled inputs for a scale-sensitive estimator", 0.90),
-    Case("mlp_not_converged", "sklearn", "non-convergence (max_iter 15)", 0.90),
-    Case("linear_on_circles", "sklearn", "family too weak (linear on rings)", 0.90),
-    Case("svc_linear_kernel", "sklearn", "string hyperparameter (kernel='linear')", 0.95),
-    Case("shallow_tree", "sklearn", "under-fit (max_depth=1)", 0.90),
-    Case("svc_small_c", "sklearn", "under-fit (C=0.01)", 0.90),
-]
+CASES_TABLE = Path(__file__).with_name("repair_cases.yaml")
+
+
+def half_of(name: str) -> str:
+    """The half a case belongs to, by a hash of its name: "dev" (tweak is developed on it) or "held-out"."""
+    return "held-out" if hashlib.sha256(name.encode()).digest()[0] % 2 else "dev"
+
+
+def load_cases() -> list[Case]:
+    import yaml
+
+    table = yaml.safe_load(CASES_TABLE.read_text(encoding="utf-8"))
+    out = []
+    for name, spec in table.items():
+        fix = spec["fix"]
+        fixes = tuple(tuple(pair) for pair in (fix if isinstance(fix[0], list) else [fix]))
+        out.append(Case(name, spec["framework"], spec["fault"], float(spec["threshold"]), fixes))
+    return out
+
+
+CASES = load_cases()
 
 LADDER_STEP = 10
 
@@ -91,11 +104,11 @@ class Outcome:
 
 # ---- the chain ----------------------------------------------------------------------------------------------
 
-def make_remote(case: Case, where: Path) -> Path:
-    """The case's script as train.py in a bare git repository."""
+def make_remote(case: Case, where: Path, fixed: bool = False) -> Path:
+    """The case's script (or its fixed version) as train.py in a bare git repository."""
     work = where / "src"
     work.mkdir(parents=True)
-    (work / "train.py").write_text((CASES_DIR / f"{case.name}.py").read_text())
+    (work / "train.py").write_text(case.script(fixed))
     return bare_repo(work, where, "case")
 
 
@@ -105,7 +118,7 @@ def _outcome(case: Case, method: str, seed: int, rows: list[Any], met: bool) -> 
                    max(scored) if scored else None, [" | ".join(row.run.reasons) for row in rows[1:]])
 
 
-def first_attempt(case: Case, seed: int, where: Path, log: Path) -> tuple[Path, Path, bool]:
+def first_attempt(case: Case, seed: int, where: Path, log: Path, fixed: bool = False) -> tuple[Path, Path, bool]:
     """Pull, detect and train the script as written once: (remote, workspace, met). Every method continues from
     a copy of this workspace, so the attempt as written is trained once per case and seed, not once per method."""
     from mlops_cli.config import load_settings
@@ -115,7 +128,7 @@ def first_attempt(case: Case, seed: int, where: Path, log: Path) -> tuple[Path, 
     from mlops_cli.steps.train import train
     from mlops_cli.workspace import Workspace
 
-    remote = make_remote(case, where)
+    remote = make_remote(case, where, fixed)
     ws = Workspace(where / "ws")
     with quiet_output(log):
         pull(ws, str(remote))
@@ -184,25 +197,34 @@ def _ladder_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
 def keras_knobs(model: dict[str, Any], epochs: int) -> dict[str, list[Any]]:
     """The Keras knobs tweak can turn (harness options), each with its values; None keeps the script's."""
     lr = model.get("learning_rate") or 0.001
+    epochs = max(1, epochs)
     return {"standardize": [None, True], "activation": [None, "relu"], "optimizer": [None, "Adam"],
             "learning_rate": [None, lr * 100, lr * 10, lr / 10, lr / 100], "output": [None, "fix"],
-            "batchnorm": [None, True], "width": [None, 2, 4],
-            "epochs": [None, epochs * 2, epochs * 4], "early_stopping": [None, True]}
+            "batchnorm": [None, True], "width": [None, 2, 4], "hidden_layer": [None, 32],
+            "regularization": [None, 0.0, 0.01], "dropout": [None, 0.2], "initializer": [None, "fix"],
+            "batch_size": [None, 16, 32], "epochs": [None, epochs * 2, epochs * 4], "early_stopping": [None, True]}
 
 
-def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
-
-    first = rows[0]
+def knobs_of(first: Any) -> dict[str, list[Any]]:
+    """The knobs tweak can turn for this case's first attempt, each with its values (None keeps the script's):
+    the search space random search and optuna explore."""
     metrics = first.metrics
     if first.run.profile == "keras":
-        knobs = keras_knobs(metrics.model if metrics else {}, int((metrics.epochs if metrics else 0) or 10))
-        options = {key: value for key, values in knobs.items() if (value := rng.choice(values)) is not None}
-        settings.workspace.write_proposal({"strategy": "random", "parent": first.run.id,
-                                           "reasons": [f"random: {options}"], "params": {}, "options": options})
+        return keras_knobs(metrics.model if metrics else {}, int((metrics.epochs if metrics else 0) or 10))
+    return sklearn_knobs(metrics.model if metrics else {})
+
+
+def _propose_point(settings: Any, first: Any, point: dict[str, Any], method: str) -> None:
+    """Write the proposal for one point of the knob space (harness options, or a scikit-learn rewrite)."""
+    if first.run.profile == "keras":
+        options = {key: value for key, value in point.items() if value is not None}
+        settings.workspace.write_proposal({"strategy": method, "parent": first.run.id,
+                                           "reasons": [f"{method}: {options}"], "params": {}, "options": options})
         return
     from mlops_cli.steps.tweak.sklearn_rewrite import rewrite_source
 
-    edit = sklearn_random_edit(metrics.model if metrics else {}, rng)
+    metrics = first.metrics
+    edit = sklearn_edit(metrics.model if metrics else {}, point)
     source = settings.workspace.source_dir(first.run)
     files = rewrite_source(source, first.run.entrypoint or "train.py", edit)
     staged = settings.workspace.staged_source_dir
@@ -210,14 +232,59 @@ def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
     shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git"))
     for rel, text in files.items():
         (staged / rel).write_text(text)
-    settings.workspace.write_proposal({"strategy": "random", "parent": first.run.id, "source": "src",
-                                       "reasons": [f"random: {dataclasses.asdict(edit)}"], "params": {},
+    settings.workspace.write_proposal({"strategy": method, "parent": first.run.id, "source": "src",
+                                       "reasons": [f"{method}: {dataclasses.asdict(edit)}"], "params": {},
                                        "options": {}})
 
 
-def sklearn_random_edit(model: dict[str, Any], rng: random.Random) -> Any:
-    """A random point of the scikit-learn knobs tweak can turn: a scaler, each tabled hyperparameter (grid
-    value or as written), each tabled string hyperparameter, or the stronger family."""
+def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
+    """A uniformly random point of the knob space."""
+    knobs = knobs_of(rows[0])
+    _propose_point(settings, rows[0], {key: rng.choice(values) for key, values in knobs.items()}, "random")
+
+
+class OptunaChange:
+    """Optuna's TPE sampler over the same knob space (each knob categorical), told each attempt's metric."""
+
+    def __init__(self, seed: int) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=1))
+        self.pending: Any = None
+
+    def __call__(self, settings: Any, rows: list[Any], rng: random.Random) -> None:
+        if self.pending is not None:
+            value = rows[-1].metric
+            self.study.tell(self.pending, value if value is not None else 0.0)
+        knobs = knobs_of(rows[0])
+        self.pending = self.study.ask()
+        point = {key: values[self.pending.suggest_categorical(key, list(range(len(values))))]
+                 for key, values in knobs.items()}
+        _propose_point(settings, rows[0], point, "optuna")
+
+
+def sklearn_knobs(model: dict[str, Any]) -> dict[str, list[Any]]:
+    """The scikit-learn knobs tweak can turn: the stronger family, a scaler, each tabled hyperparameter (grid
+    value or as written) and each tabled string hyperparameter."""
+    from mlops_cli.steps.tweak.sklearn_ladder import table
+
+    spec = table()["estimators"].get(model.get("estimator")) or {}
+    knobs: dict[str, list[Any]] = {}
+    if spec.get("stronger"):
+        knobs["swap"] = [False, True]
+    if spec.get("scale_sensitive") and not model.get("steps"):
+        knobs["scale"] = [False, True]
+    for param, param_spec in (spec.get("params") or {}).items():
+        knobs[f"param:{param}"] = [None, *[tuple(v) if isinstance(v, list) else v for v in param_spec["grid"]]]
+    for param, better in (spec.get("strings") or {}).items():
+        knobs[f"param:{param}"] = [None, *sorted(set(better) | set(better.values()))]
+    return knobs
+
+
+def sklearn_edit(model: dict[str, Any], point: dict[str, Any]) -> Any:
+    """The rewrite for one point of `sklearn_knobs` (a swap to the stronger family wins over the rest)."""
     from mlops_cli.steps.tweak.sklearn_ladder import table
     from mlops_cli.steps.tweak.sklearn_rewrite import Edit
 
@@ -225,19 +292,14 @@ def sklearn_random_edit(model: dict[str, Any], rng: random.Random) -> Any:
     name = model.get("estimator")
     spec = data["estimators"].get(name) or {}
     edit = Edit(estimator=name, module=spec.get("module") or model.get("module"))
-    if spec.get("stronger") and rng.random() < 0.5:
+    if point.get("swap"):
         target = data["estimators"][spec["stronger"]]
         edit.swap_to, edit.swap_module, edit.keep = spec["stronger"], target["module"], tuple(data["keep"])
         return edit
-    edit.scale = rng.random() < 0.5 and bool(spec.get("scale_sensitive")) and not model.get("steps")
-    for param, param_spec in (spec.get("params") or {}).items():
-        value = rng.choice([None, *param_spec["grid"]])
-        if value is not None:
-            edit.set_params[param] = tuple(value) if isinstance(value, list) else value
-    for param, better in (spec.get("strings") or {}).items():
-        value = rng.choice([None, *sorted(set(better) | set(better.values()))])
-        if value is not None:
-            edit.set_params[param] = value
+    edit.scale = bool(point.get("scale"))
+    for key, value in point.items():
+        if key.startswith("param:") and value is not None:
+            edit.set_params[key[len("param:"):]] = value
     return edit
 
 
@@ -330,9 +392,11 @@ def main() -> None:
     parser.add_argument("--summarize", nargs="+", metavar="JSON", help="print the table of earlier --json outputs")
     parser.add_argument("--budget", type=int, default=3)
     parser.add_argument("--case", action="append")
-    parser.add_argument("--methods", default="mlops,random,ladder")
+    parser.add_argument("--methods", default="mlops,random,optuna")
+    parser.add_argument("--half", choices=("dev", "held-out", "all"), default="dev")
     parser.add_argument("--json")
-    parser.add_argument("--as-written", action="store_true")
+    parser.add_argument("--check", action="store_true",
+                        help="train each case as written (must stay below) and with its fix (must reach)")
     parser.add_argument("--overhead", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("KERAS_HOME", str(Path(tempfile.gettempdir()) / "mlops-bench-keras"))
@@ -353,44 +417,65 @@ def main() -> None:
         loaded = [Outcome(**o) for path in args.summarize for o in json.loads(Path(path).read_text())]
         print(table(loaded, args.budget))
         return
-    cases = [c for c in CASES if not args.case or c.name in args.case]
+    cases = [c for c in CASES if (not args.case or c.name in args.case) and args.half in ("all", c.half)]
     log = Path(tempfile.gettempdir()) / "mlops-repair-bench.log"
     started = time.monotonic()
+    if args.check:
+        check(cases, range(args.first_seed, args.first_seed + args.seeds), log, args.json)
+        return
     outcomes: list[Outcome] = []
     methods = args.methods.split(",")
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for case in cases:
             with tempfile.TemporaryDirectory(prefix="mlops-repair-") as tmp:
-                where = Path(tmp)
-                remote, ws_root, met = first_attempt(case, seed, where, log)
-                if args.as_written:
-                    metric = _outcome(case, "as written", seed, _rows(ws_root), met).best
-                    print(f"{case.name:28} {metric if metric is not None else float('nan'):.4f} vs {case.threshold}"
-                          f"  {'MEETS THE THRESHOLD: not a fault case' if met else 'below (ok)'}", flush=True)
-                    continue
-                for method in methods:
-                    if method == "ladder" and case.framework != "keras":
-                        continue
-                    copy = where / f"ws-{method}"
-                    shutil.copytree(ws_root, copy, symlinks=True)
-                    if met:
-                        out = _outcome(case, method, seed, _rows(copy), True)
-                    elif method == "mlops":
-                        out = run_mlops(case, seed, args.budget, log, remote, copy)
-                    else:
-                        change = _random_change if method == "random" else _ladder_change
-                        out = run_manual(case, seed, args.budget, log, copy, method, change)
-                    outcomes.append(out)
-                    if args.json:
-                        Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1))
-                    print(f"seed {seed} {case.name:26} {method:7} {'REPAIRED' if out.repaired else 'not     '} "
-                          f"attempts {out.attempts} best {out.best if out.best is not None else float('nan'):.4f} "
-                          f"train {out.train_s:.1f}s  {' || '.join(out.reasons)[:300]}", flush=True)
-    if args.as_written:
-        return
+                outcomes += run_case(case, seed, Path(tmp), log, methods, args.budget)
+                if args.json:
+                    Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1))
     print()
     print(table(outcomes, args.budget))
     print(f"\nwall time {time.monotonic() - started:.0f}s")
+
+
+def run_case(case: Case, seed: int, where: Path, log: Path, methods: list[str], budget: int) -> list[Outcome]:
+    """Train the script as written once, then let every method continue from a copy of that workspace."""
+    remote, ws_root, met = first_attempt(case, seed, where, log)
+    outcomes = []
+    for method in methods:
+        if method == "ladder" and case.framework != "keras":
+            continue
+        copy = where / f"ws-{method}"
+        shutil.copytree(ws_root, copy, symlinks=True)
+        if met:
+            out = _outcome(case, method, seed, _rows(copy), True)
+        elif method == "mlops":
+            out = run_mlops(case, seed, budget, log, remote, copy)
+        else:
+            change = {"random": _random_change, "ladder": _ladder_change}.get(method) or OptunaChange(seed)
+            out = run_manual(case, seed, budget, log, copy, method, change)
+        outcomes.append(out)
+        print(f"seed {seed} {case.name:26} {method:7} {'REPAIRED' if out.repaired else 'not     '} "
+              f"attempts {out.attempts} best {out.best if out.best is not None else float('nan'):.4f} "
+              f"train {out.train_s:.1f}s  {' || '.join(out.reasons)[:300]}", flush=True)
+    return outcomes
+
+
+def check(cases: list[Case], seeds: range, log: Path, out: str | None) -> None:
+    """Every case must stay below its threshold as written and reach it with its one fix, on every seed."""
+    results = []
+    for seed in seeds:
+        for case in cases:
+            row = {"case": case.name, "half": case.half, "seed": seed, "threshold": case.threshold}
+            for fixed in (False, True):
+                with tempfile.TemporaryDirectory(prefix="mlops-check-") as tmp:
+                    _, ws_root, met = first_attempt(case, seed, Path(tmp), log, fixed)
+                    row["fixed" if fixed else "as_written"] = _outcome(case, "", seed, _rows(ws_root), met).best
+                    row["fixed_meets" if fixed else "written_meets"] = met
+            ok = not row["written_meets"] and row["fixed_meets"]
+            results.append({**row, "ok": ok})
+            print(f"seed {seed} {case.name:26} {case.half:8} as written {row['as_written']} fixed {row['fixed']} "
+                  f"vs {case.threshold}  {'ok' if ok else 'NOT A VALID CASE'}", flush=True)
+            if out:
+                Path(out).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

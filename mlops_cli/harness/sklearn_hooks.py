@@ -156,6 +156,9 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
         task="classification" if _is_classifier(estimator) else "regression",
         train_fingerprint=data.fingerprint(X), train_labels_fingerprint=data.fingerprint(y),
         model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
+    flow = safe(data.flow_facts)(X, X, y)
+    if flow:
+        capture.diagnostics["data_flow"] = flow
     best = getattr(estimator, "best_score_", None)
     named = score_name(getattr(estimator, "scoring", None), _is_classifier(estimator))
     if best is not None and named is not None:
@@ -219,9 +222,22 @@ def _record_score(capture: Capture, name: str, data_or_labels: Any, value: Any, 
     capture.metrics[metric] = float(value)
     if not on_training:
         capture.diagnostics["holdout"] = "script"
+        _record_holdout_flow(capture, data_or_labels, by_labels)
         if by_labels:
             capture.diagnostics["majority_share"] = data.majority_share(data.as_array(data_or_labels, True))
             capture.diagnostics["n_holdout"] = data.n_rows(data_or_labels)
+
+
+def _record_holdout_flow(capture: Capture, held: Any, by_labels: bool) -> None:
+    """Classes of the held-out labels the training labels lack, or held-out rows that are training rows."""
+    if capture.train_data is None:
+        return
+    X, y = capture.train_data
+    facts = data.flow_facts(None, None, y, None, held) if by_labels else data.flow_facts(None, X, None, held)
+    flow = capture.diagnostics.setdefault("data_flow", {})
+    for key in ("missing_classes", "n_classes_holdout", "holdout_overlap"):
+        if key in facts:
+            flow[key] = facts[key]
 
 
 def finish(capture: Capture) -> None:

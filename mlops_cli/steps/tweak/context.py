@@ -35,6 +35,7 @@ class TweakContext:
     best: AttemptRow | None
     state: dict[str, Any]
     requested: str = "auto"
+    notes: list[str] = dataclasses.field(default_factory=list)  # findings no move can fix, for the result
 
     @property
     def profile(self) -> str:
