@@ -179,7 +179,8 @@ def diagnose(row: AttemptRow, threshold: float) -> Diagnosis:
         d.flat_train = len(train_curve) >= 4 and max(tail) - min(tail) < 0.02
     if d.majority_share is not None and d.metric is not None and not lower_is_better(name):
         at_majority = d.metric <= d.majority_share + resolution + 1e-9
-        train_stuck = d.flat_train or (train is not None and train <= d.majority_share + 0.1)
+        train_stuck = (train is None and d.flat_train) or (train is not None and (
+            train <= d.majority_share + 0.1 or (d.flat_train and train < threshold)))
         d.collapsed = at_majority and train_stuck
     if train is not None and d.metric is not None and not lower_is_better(name):
         d.underfit = train < threshold
@@ -267,10 +268,15 @@ def _regularization_findings(metrics: RunMetrics, d: Diagnosis, threshold: float
     heavy = (share is not None and share > spec["share_above"]) or max(factors) > spec["factor_above"]
     if not heavy or not d.underfit or d.train is None:
         return []
-    what = f"penalty {penalty:.3g} is {min(share, 1.0):.0%} of the final training loss {losses[-1]:.3g}" \
-        if share is not None else f"largest factor {max(factors):g}"
+    if share is not None and share > spec["share_above"]:
+        what = f"the penalty {penalty:.3g} is {min(share, 1.0):.0%} of the final training loss {losses[-1]:.3g}"
+    elif penalty is not None:
+        what = f"the penalty kept the weights near zero (penalty {penalty:.2g} at the end, so their squared norm " \
+            f"is about {penalty / max(factors):.2g})"
+    else:
+        what = f"a factor of {max(factors):g} outweighs the data term"
     return [Finding("heavy_regularization", f"L1/L2 regularisers on {regularised} of {len(layers)} layers (largest "
-                    f"factor {max(factors):g}): the {what}, and training accuracy is only {d.train:.3f}",
+                    f"factor {max(factors):g}): {what}, and training accuracy is only {d.train:.3f}",
                     strength("heavy_regularization"), {"largest": max(factors), "share": share})]
 
 

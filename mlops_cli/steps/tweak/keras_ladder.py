@@ -211,8 +211,8 @@ def plan(d: Diagnosis, base: AttemptRow, threshold: float) -> list[Move]:
                               strength=finding.strength, finding=finding.name))
     if d.raw_scale and not options.get("standardize") and not d.image:
         why = (f"held-out {d.metric:.3f} {_against_majority(d)} and training accuracy is "
-               f"{'flat at' if d.flat_train else 'only'} {d.train:.3f}: the model predicts one class; "
-               if d.collapsed and d.train is not None else "")
+               + (f"flat at {d.train:.3f}" if d.flat_train else f"{d.train:.3f}, within 0.1 of that share")
+               + ": the model predicts one class; " if d.collapsed and d.train is not None else "")
         symptoms = [f for f in d.findings if f.name in thresholds()["unscaled_inputs"]["explains"]]
         level = strength("collapsed_unscaled" if d.collapsed else "unscaled_inputs")
         if symptoms:
