@@ -17,6 +17,7 @@ Prints repaired / attempts / training time per case and method, then the totals.
     python bench/repair.py [--half dev|held-out|all] [--seeds 3] [--first-seed 0] [--budget 3] [--case NAME]
                            [--methods mlops,random,optuna,ladder] [--json out.json]
     python bench/repair.py --summarize out1.json out2.json   # the table of earlier runs
+    python bench/repair.py --learn dev.json   # the planner's measured success per finding (dev half only)
     python bench/repair.py --check [--half all] # each case below its threshold as written, above with its fix
     python bench/repair.py --overhead        # the cost of recording the dynamics, as a share of fit time
 """
@@ -100,6 +101,8 @@ class Outcome:
     train_s: float
     best: float | None
     reasons: list[str] = dataclasses.field(default_factory=list)
+    findings: list[list[str]] = dataclasses.field(default_factory=list)  # per proposed attempt, mlops only
+    half: str = ""
 
 
 # ---- the chain ----------------------------------------------------------------------------------------------
@@ -115,7 +118,8 @@ def make_remote(case: Case, where: Path, fixed: bool = False) -> Path:
 def _outcome(case: Case, method: str, seed: int, rows: list[Any], met: bool) -> Outcome:
     scored = [row.metric for row in rows if row.metric is not None]
     return Outcome(case.name, method, seed, met, len(rows), round(sum(row.duration_s or 0.0 for row in rows), 2),
-                   max(scored) if scored else None, [" | ".join(row.run.reasons) for row in rows[1:]])
+                   max(scored) if scored else None, [" | ".join(row.run.reasons) for row in rows[1:]],
+                   half=case.half)
 
 
 def first_attempt(case: Case, seed: int, where: Path, log: Path, fixed: bool = False) -> tuple[Path, Path, bool]:
@@ -144,8 +148,20 @@ def run_mlops(case: Case, seed: int, budget: int, log: Path, remote: Path, ws_ro
     from mlops_cli.config import load_settings
     from mlops_cli.errors import MlopsError
     from mlops_cli.history import history
+    from mlops_cli.steps import tweak as tweak_step
     from mlops_cli.steps.loop import run_loop
 
+    findings: list[list[str]] = []
+    original = tweak_step.tweak
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if result.proposal is not None:
+            extra = result.proposal.extra
+            findings.append(list(extra.get("findings") or [f"sklearn:{extra.get('move')}"]))
+        return result
+
+    tweak_step.tweak = recording
     with quiet_output(log):
         try:
             result = run_loop(str(ws_root), str(remote), max_attempts=budget, threshold=case.threshold,
@@ -154,7 +170,11 @@ def run_mlops(case: Case, seed: int, budget: int, log: Path, remote: Path, ws_ro
         except MlopsError as exc:
             print(f"{case.name} seed {seed}: {exc}", file=sys.stderr)
             rows, met = history(load_settings(str(ws_root))), False
-    return _outcome(case, "mlops", seed, rows, met)
+        finally:
+            tweak_step.tweak = original
+    out = _outcome(case, "mlops", seed, rows, met)
+    out.findings = findings
+    return out
 
 
 def run_manual(case: Case, seed: int, budget: int, log: Path, ws_root: Path, method: str,
@@ -390,6 +410,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST .. FIRST+SEEDS-1")
     parser.add_argument("--summarize", nargs="+", metavar="JSON", help="print the table of earlier --json outputs")
+    parser.add_argument("--learn", nargs="+", metavar="JSON", help="write the planner's measured success per finding "
+                        "from development-half --json outputs")
     parser.add_argument("--budget", type=int, default=3)
     parser.add_argument("--case", action="append")
     parser.add_argument("--methods", default="mlops,random,optuna")
@@ -413,8 +435,17 @@ def main() -> None:
               f"{100 * (total_probed - total_plain) / total_plain:+.1f}% | "
               f"{100 * statistics.median(r[3] for r in rows):.1f}% (median) |")
         return
-    if args.summarize:
-        loaded = [Outcome(**o) for path in args.summarize for o in json.loads(Path(path).read_text())]
+    if args.summarize or args.learn:
+        loaded = [Outcome(**o) for path in args.summarize or args.learn for o in json.loads(Path(path).read_text())]
+        if args.learn:
+            import yaml
+
+            target = ROOT / "mlops_cli" / "steps" / "tweak" / "move_success.yaml"
+            target.write_text("# Written by `python bench/repair.py --learn DEV.json`: per finding, how often mlops made "
+                              "its move on the\n# repair bench's development half and how often that attempt reached "
+                              "the threshold.\n" + yaml.safe_dump(learn(loaded)))
+            print(target.read_text())
+            return
         print(table(loaded, args.budget))
         return
     cases = [c for c in CASES if (not args.case or c.name in args.case) and args.half in ("all", c.half)]
@@ -457,6 +488,25 @@ def run_case(case: Case, seed: int, where: Path, log: Path, methods: list[str], 
               f"attempts {out.attempts} best {out.best if out.best is not None else float('nan'):.4f} "
               f"train {out.train_s:.1f}s  {' || '.join(out.reasons)[:300]}", flush=True)
     return outcomes
+
+
+def learn(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
+    """Per finding, how often mlops made its move on the development half and how often that attempt reached the
+    threshold: the planner's measured success (mlops_cli/steps/tweak/move_success.yaml). Held-out outcomes are
+    refused, so the held-out half never shapes the planner."""
+    counts: dict[str, dict[str, int]] = {}
+    for out in outcomes:
+        if out.method != "mlops":
+            continue
+        if half_of(out.case) != "dev":
+            raise SystemExit(f"--learn takes development-half results only ({out.case} is held out)")
+        for index, names in enumerate(out.findings):
+            hit = out.repaired and index == len(out.findings) - 1
+            for name in names[:1]:
+                entry = counts.setdefault(name, {"made": 0, "repaired": 0})
+                entry["made"] += 1
+                entry["repaired"] += int(hit)
+    return dict(sorted(counts.items()))
 
 
 def check(cases: list[Case], seeds: range, log: Path, out: str | None) -> None:

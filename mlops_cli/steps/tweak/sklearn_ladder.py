@@ -353,7 +353,7 @@ def realise(ctx: TweakContext, strategy: str) -> Proposal | None:
         files = {entry: fixed}
         if not _already_run(ctx, files):
             return Proposal(strategy=strategy, reasons=_revert_reason(ctx, base) + [dataflow.reason(finding, diff)],
-                            files=files, parent=base.run.id, extra={"move": finding.name})
+                            files=files, parent=base.run.id, extra={"move": finding.name, "findings": [finding.name]})
     for move in plan(ctx, base):
         try:
             files = rewrite_source(source, entry, move.edit)
@@ -364,7 +364,7 @@ def realise(ctx: TweakContext, strategy: str) -> Proposal | None:
             repeated += 1
             continue
         return Proposal(strategy=strategy, reasons=_revert_reason(ctx, base) + move.reasons, files=files,
-                        parent=base.run.id, extra={"move": move.kind})
+                        parent=base.run.id, extra={"move": move.kind, "findings": [f"sklearn:{move.kind}"]})
     if errors and not repeated:
         raise errors[0]
     return None
