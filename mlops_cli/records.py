@@ -200,7 +200,7 @@ class HarnessOption:
 
     def check(self, value: Any, where: str) -> Any:
         """The value if it fits this option (None and False mean "off"), else a one-line WorkspaceError."""
-        if value is None or value is False:
+        if not option_set(value):
             return value
         ok = isinstance(value, self.types) and not (isinstance(value, bool) and bool not in self.types)
         if ok and isinstance(value, str) and self.choices:
@@ -244,6 +244,12 @@ HARNESS_OPTIONS: dict[str, HarnessOption] = {option.name: option for option in (
     HarnessOption("early_stopping", (bool,), "early stopping on val_loss that restores the best weights"),
     HarnessOption("class_weight", (str,), "class weights in fit", choices=("balanced",)),
 )}
+
+
+def option_set(value: Any) -> bool:
+    """Whether an option value asks for something: None and False are "off", 0 and 0.0 are values
+    (`regularization: 0` removes the regularisers), which `v not in (None, False)` would miss since 0 == False."""
+    return value is not None and value is not False
 
 
 def harness_options(options: Any, where: str = "run.json") -> dict[str, Any]:

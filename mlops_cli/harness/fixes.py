@@ -16,7 +16,7 @@ import numpy as np
 
 from mlops_cli.harness import data
 from mlops_cli.harness.capture import Capture
-from mlops_cli.records import fit_options, rebuild_options
+from mlops_cli.records import fit_options, option_set, rebuild_options
 
 KEYS = fit_options()
 REBUILD_KEYS = rebuild_options()
@@ -26,7 +26,7 @@ HIDDEN = ("Dense", "Conv1D", "Conv2D", "Conv3D")
 
 
 def requested(options: dict[str, Any]) -> bool:
-    return any(options.get(key) not in (None, False) for key in KEYS)
+    return any(option_set(options.get(key)) for key in KEYS)
 
 
 def apply(capture: Capture, model: Any, arguments: dict[str, Any], x: Any, y: Any) -> Any:
@@ -38,7 +38,7 @@ def apply(capture: Capture, model: Any, arguments: dict[str, Any], x: Any, y: An
         return model
     target = model
     config = dict(model.get_compile_config() or {})
-    if any(options.get(key) not in (None, False) for key in REBUILD_KEYS) and x is not None:
+    if any(option_set(options.get(key)) for key in REBUILD_KEYS) and x is not None:
         target = _rebuild(capture, model, x, y)
     _compile(capture, target, config, y)
     if options.get("batch_size"):
@@ -100,7 +100,7 @@ def _layer_config(capture: Capture, layer: Any, is_output: bool, y: Any) -> dict
     if kind in HIDDEN and options.get("initializer") == "fix" and _constant_initializer(config.get("kernel_initializer")):
         config.update(kernel_initializer="he_normal" if config.get("activation") in RELU_LIKE else "glorot_uniform",
                       bias_initializer="zeros")
-    if isinstance(options.get("dropout"), (int, float)) and "rate" in config and kind.endswith("Dropout"):
+    if option_set(options.get("dropout")) and "rate" in config and kind.endswith("Dropout"):
         config["rate"] = min(float(config["rate"]), float(options["dropout"]))
     return config
 
@@ -154,7 +154,7 @@ def _rebuild(capture: Capture, model: Any, x: Any, y: Any) -> Any:
         for key in ("batchnorm", "hidden_layer"):
             if options.get(key):
                 capture.notes.append(f"{key} asked for, but the model is not a plain Sequential: skipped")
-    changed = [key for key in REBUILD_KEYS if options.get(key) not in (None, False)]
+    changed = [key for key in REBUILD_KEYS if option_set(options.get(key))]
     capture.notes.append(f"model rebuilt by the harness with {', '.join(changed)}")
     return rebuilt
 

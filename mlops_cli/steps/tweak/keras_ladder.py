@@ -16,7 +16,7 @@ from typing import Any
 
 from mlops_cli.errors import RewriteError
 from mlops_cli.history import AttemptRow
-from mlops_cli.records import RunMetrics, carried_options
+from mlops_cli.records import RunMetrics, carried_options, option_set
 from mlops_cli.steps.tweak import dataflow
 from mlops_cli.steps.tweak import keras_rewrite as rewrite
 from mlops_cli.steps.tweak.context import Proposal, TweakContext, own_changes
@@ -305,7 +305,7 @@ class Candidate:
 
 
 def _signature(params: dict[str, Any], options: dict[str, Any], text: str | None) -> str:
-    kept = {k: v for k, v in carried_options(options).items() if v not in (None, False)}
+    kept = {k: v for k, v in carried_options(options).items() if option_set(v)}
     digest = hashlib.sha1((text or "").encode()).hexdigest()[:12]
     return json.dumps([params, kept, digest], sort_keys=True, default=str)
 
