@@ -476,6 +476,7 @@ def propose(ctx: TweakContext, realize: str = "ladder") -> Proposal | None:
     why_not: list[str] = []
     found = candidates(ctx, realize, why_not=why_not)
     if not found:
+        ctx.notes += [f"not made: {reason}" for reason in why_not[:3]]
         if why_not and realize == "rewrite":
             raise RewriteError(f"no move of the ladder can be made in {ctx.latest.run.entrypoint}: {why_not[0]}",
                                "declare the parameters in mlops.yaml `params` and read them with mlops_cli.params()")
