@@ -230,31 +230,51 @@ def knobs_of(first: Any) -> dict[str, list[Any]]:
     the search space random search and optuna explore."""
     metrics = first.metrics
     if first.run.profile == "keras":
-        return keras_knobs(metrics.model if metrics else {}, int((metrics.epochs if metrics else 0) or 10))
-    return sklearn_knobs(metrics.model if metrics else {})
+        knobs = keras_knobs(metrics.model if metrics else {}, int((metrics.epochs if metrics else 0) or 10))
+        return {**knobs, "fit_data": [None, "unslice", "drop_validation"]}
+    return {**sklearn_knobs(metrics.model if metrics else {}), "fit_data": [None, "unslice"]}
 
 
 def _propose_point(settings: Any, first: Any, point: dict[str, Any], method: str) -> None:
-    """Write the proposal for one point of the knob space (harness options, or a scikit-learn rewrite)."""
-    if first.run.profile == "keras":
-        options = {key: value for key, value in point.items() if value is not None}
-        settings.workspace.write_proposal({"strategy": method, "parent": first.run.id,
-                                           "reasons": [f"{method}: {options}"], "params": {}, "options": options})
-        return
+    """Write the proposal for one point of the knob space: harness options (Keras) or an estimator rewrite
+    (scikit-learn), and the fit-call fix (`fit_data`) where the script has such a call."""
+    from mlops_cli.errors import RewriteError
+    from mlops_cli.steps.tweak.dataflow import fix_script
     from mlops_cli.steps.tweak.sklearn_rewrite import rewrite_source
 
-    metrics = first.metrics
-    edit = sklearn_edit(metrics.model if metrics else {}, point)
+    point = dict(point)
+    fit_fix = point.pop("fit_data", None)
+    entry = first.run.entrypoint or "train.py"
     source = settings.workspace.source_dir(first.run)
-    files = rewrite_source(source, first.run.entrypoint or "train.py", edit)
-    staged = settings.workspace.staged_source_dir
-    shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git"))
-    for rel, text in files.items():
-        (staged / rel).write_text(text)
-    settings.workspace.write_proposal({"strategy": method, "parent": first.run.id, "source": "src",
-                                       "reasons": [f"{method}: {dataclasses.asdict(edit)}"], "params": {},
-                                       "options": {}})
+    files: dict[str, str] = {}
+    options: dict[str, Any] = {}
+    if first.run.profile == "keras":
+        options = {key: value for key, value in point.items() if value is not None}
+        what: Any = options
+    else:
+        metrics = first.metrics
+        edit = sklearn_edit(metrics.model if metrics else {}, point)
+        what = dataclasses.asdict(edit)
+        try:
+            files = rewrite_source(source, entry, edit)
+        except RewriteError:
+            files = {}
+    if fit_fix:
+        try:
+            files[entry] = fix_script(files.get(entry) or (source / entry).read_text(), fit_fix, entry)[0]
+            what = {**what, "fit_data": fit_fix} if isinstance(what, dict) else what
+        except RewriteError:
+            pass
+    proposal = {"strategy": method, "parent": first.run.id, "reasons": [f"{method}: {what}"], "params": {},
+                "options": options}
+    if files:
+        staged = settings.workspace.staged_source_dir
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git"))
+        for rel, text in files.items():
+            (staged / rel).write_text(text)
+        proposal["source"] = "src"
+    settings.workspace.write_proposal(proposal)
 
 
 def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
