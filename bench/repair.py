@@ -1,24 +1,25 @@
 """Does `mlops run` repair plain scripts with one classic training fault each, and faster than the alternatives?
 
-Each case in bench/repair_cases/ is a script as a newcomer writes it (no mlops.yaml, no params), with one fault:
-vanishing gradients, slow convergence, a wrong output layer or loss, a diverging or oscillating loss, unscaled
-inputs, dying ReLU units, saturated units, too few epochs, too little capacity; for scikit-learn unscaled inputs,
-non-convergence, a linear family on non-linear data, a string hyperparameter, too shallow a tree, too strong a
-regularisation. Each has a threshold that a sensible fix reaches; the bench first checks that the script as
-written stays below it.
+The cases (repair_cases.yaml, scripts in repair_cases/) are built from a written list of fault kinds
+(repair_faults.md: AUTOTRAINER's and DeepDiagnosis' categories, the Keras and scikit-learn pitfalls people ask
+about): each a script as a newcomer writes it (no mlops.yaml, no params), a threshold, and the one fix that
+reaches it; `--check` trains every case as written (it must stay below) and with its fix (it must reach). A hash
+of the name puts each case in the development half (tweak is developed on it) or the held-out half.
 
-Three methods, the same attempt budget (the first attempt, as written, included, and trained once per case and
-seed: every method continues from a copy of that workspace), over seeds:
+Methods, the same attempt budget (the first attempt, as written, included, and trained once per case and seed:
+every method continues from a copy of that workspace), over seeds:
 - mlops: `mlops run`'s loop (diagnose from the recorded dynamics, strongest evidence first);
-- random: a random search over the same knobs (the harness options and rewrites tweak can make), uniform per knob;
-- ladder: the seeds' tweak, +10 epochs per attempt (Keras only: a scikit-learn fit has no epochs).
+- random: a random search over the same knobs (the harness options, the scikit-learn rewrites and the fit-call
+  fix tweak can make), uniform per knob;
+- optuna: optuna's TPE sampler over the same knobs (each categorical), told each attempt's metric;
+- ladder: the seeds' tweak, +10 epochs per attempt (Keras only).
 Prints repaired / attempts / training time per case and method, then the totals.
 
     python bench/repair.py [--half dev|held-out|all] [--seeds 3] [--first-seed 0] [--budget 3] [--case NAME]
                            [--methods mlops,random,optuna,ladder] [--json out.json]
+    python bench/repair.py --check [--half all]   # below the threshold as written, above with the fix
     python bench/repair.py --summarize out1.json out2.json   # the table of earlier runs
     python bench/repair.py --learn dev.json   # the planner's measured success per finding (dev half only)
-    python bench/repair.py --check [--half all] # each case below its threshold as written, above with its fix
     python bench/repair.py --overhead        # the cost of recording the dynamics, as a share of fit time
 """
 from __future__ import annotations
@@ -392,8 +393,8 @@ def overhead(repeats: int = 3) -> Iterator[tuple[str, float, float, float]]:
 
 def table(outcomes: list[Outcome], budget: int) -> str:
     methods = list(dict.fromkeys(o.method for o in outcomes))
-    header = "| case | fault | " + " | ".join(f"{m}: repaired / attempts / train s" for m in methods) + " |"
-    lines = [header, "| --- | --- | " + " | ".join("---" for _ in methods) + " |"]
+    header = "| case | half | fault | " + " | ".join(f"{m}: repaired / attempts / train s" for m in methods) + " |"
+    lines = [header, "| --- | --- | --- | " + " | ".join("---" for _ in methods) + " |"]
     for case in CASES:
         group = [o for o in outcomes if o.case == case.name]
         if not group:
@@ -408,16 +409,19 @@ def table(outcomes: list[Outcome], budget: int) -> str:
             attempts = statistics.median([o.attempts for o in hits]) if hits else None
             cells.append(f"{len(hits)}/{len(runs)} / {'-' if attempts is None else f'{attempts:g}'} / "
                          f"{statistics.median([o.train_s for o in runs]):.1f}")
-        lines.append(f"| {case.name} | {case.fault} | " + " | ".join(cells) + " |")
+        lines.append(f"| {case.name} | {case.half} | {case.fault} | " + " | ".join(cells) + " |")
     lines.append("")
-    for method in methods:
-        runs = [o for o in outcomes if o.method == method]
+    halves = sorted({half_of(o.case) for o in outcomes})
+    for half, method in [(h, m) for h in halves for m in methods]:
+        runs = [o for o in outcomes if o.method == method and half_of(o.case) == half]
+        if not runs:
+            continue
         seeds = sorted({o.seed for o in runs})
         cases = sorted({o.case for o in runs})
         repaired_cases = sum(1 for c in cases if statistics.median(
             [1.0 if o.repaired else 0.0 for o in runs if o.case == c]) >= 0.5)
         hits = [o.attempts for o in runs if o.repaired]
-        lines.append(f"{method}: repaired {sum(o.repaired for o in runs)}/{len(runs)} runs ({repaired_cases}/"
+        lines.append(f"{half} {method}: repaired {sum(o.repaired for o in runs)}/{len(runs)} runs ({repaired_cases}/"
                      f"{len(cases)} cases on most of {len(seeds)} seeds), median attempts when repaired "
                      f"{statistics.median(hits) if hits else '-'}, mean attempts used "
                      f"{statistics.mean(o.attempts for o in runs):.2f}"
