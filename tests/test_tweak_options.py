@@ -10,7 +10,13 @@ import pytest
 
 from mlops_cli.errors import WorkspaceError
 from mlops_cli.harness import fixes
-from mlops_cli.records import HARNESS_OPTIONS, carried_options, fit_options, harness_options, rebuild_options
+from mlops_cli.records import (
+    HARNESS_OPTIONS,
+    carried_options,
+    fit_options,
+    harness_options,
+    rebuild_options,
+)
 from mlops_cli.steps.tweak import keras_ladder
 
 ROOT = Path(__file__).resolve().parent.parent

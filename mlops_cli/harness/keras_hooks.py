@@ -341,6 +341,21 @@ def finish(capture: Capture) -> None:
                 capture.metrics[f"{prefix}r2"] = r2
 
 
+def _accuracy(model: Any, x: Any, y: Any) -> float | None:
+    """Share of rows whose predicted class is the label (one output; one-hot or class-index labels), for a
+    classifier that compiled no accuracy metric; None for several outputs."""
+    import numpy as np
+
+    if isinstance(y, (dict, list, tuple)):
+        return None
+    predicted = np.asarray(model.predict(x, verbose=0))
+    truth = np.asarray(y)
+    guess = (predicted.reshape(len(predicted), -1)[:, 0] > 0.5).astype(int) \
+        if predicted.ndim == 1 or predicted.shape[-1] == 1 else predicted.argmax(-1)
+    truth = truth.argmax(-1) if truth.ndim > 1 and truth.shape[-1] > 1 else truth.reshape(-1)
+    return float(np.mean(guess == truth)) if len(truth) == len(guess) else None
+
+
 def _r2(model: Any, x: Any, y: Any) -> float | None:
     """Coefficient of determination of the predictions, averaged over outputs (a list of arrays or columns)."""
     import numpy as np

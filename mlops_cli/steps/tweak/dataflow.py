@@ -9,6 +9,7 @@ call fixes; the rest are reported as findings, since no change tweak can make fi
 from __future__ import annotations
 
 import difflib
+
 import libcst as cst
 
 from mlops_cli.errors import RewriteError

@@ -20,8 +20,15 @@ from mlops_cli.records import RunMetrics, carried_options, option_set
 from mlops_cli.steps.tweak import dataflow
 from mlops_cli.steps.tweak import keras_rewrite as rewrite
 from mlops_cli.steps.tweak.context import Proposal, TweakContext, own_changes
-from mlops_cli.steps.tweak.diagnoses import (Diagnosis, Finding, bench_weight, diagnose, round_lr, strength,
-                                             thresholds)
+from mlops_cli.steps.tweak.diagnoses import (
+    Diagnosis,
+    Finding,
+    bench_weight,
+    diagnose,
+    round_lr,
+    strength,
+    thresholds,
+)
 
 ADAPTIVE = {"Adam", "AdamW", "RMSprop", "Nadam", "Adamax", "Adagrad", "Adadelta", "Lion", "Ftrl"}
 DEFAULT_LEARNING_RATE = {"SGD": 0.01}

@@ -24,7 +24,12 @@ from mlops_cli.history import AttemptRow
 from mlops_cli.records import RunMetrics, lower_is_better
 from mlops_cli.steps.tweak import dataflow
 from mlops_cli.steps.tweak.context import Proposal, TweakContext, own_changes
-from mlops_cli.steps.tweak.sklearn_rewrite import SCALERS, Edit, RewriteError, rewrite_source
+from mlops_cli.steps.tweak.sklearn_rewrite import (
+    SCALERS,
+    Edit,
+    RewriteError,
+    rewrite_source,
+)
 
 TABLE = Path(__file__).with_name("estimators.yaml")
 OVERFIT_GAP = 0.05
