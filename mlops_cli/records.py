@@ -219,6 +219,8 @@ _NUMBER = (int, float)
 HARNESS_OPTIONS: dict[str, HarnessOption] = {option.name: option for option in (
     HarnessOption("holdout", _NUMBER, "share of the rows held out when the script validates on nothing",
                   low=0.0, high=0.9, in_fit=False, carried=False),
+    HarnessOption("trial", (int,), "the optuna trial this attempt reports to (search's bookkeeping; the harness "
+                  "ignores it)", low=0, high=10**9, in_fit=False, carried=False),
     HarnessOption("standardize", (bool,), "a Normalization layer adapted on the training split", in_fit=False),
     HarnessOption("augment", (bool,), "random shifts and rotations in front of an image model", in_fit=False),
     HarnessOption("epochs", (int,), "epochs of the first fit", low=1, high=10_000, in_fit=False),
