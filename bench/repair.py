@@ -1,29 +1,32 @@
 """Does `mlops run` repair plain scripts with one classic training fault each, and faster than the alternatives?
 
-Each case in bench/repair_cases/ is a script as a newcomer writes it (no mlops.yaml, no params), with one fault:
-vanishing gradients, slow convergence, a wrong output layer or loss, a diverging or oscillating loss, unscaled
-inputs, dying ReLU units, saturated units, too few epochs, too little capacity; for scikit-learn unscaled inputs,
-non-convergence, a linear family on non-linear data, a string hyperparameter, too shallow a tree, too strong a
-regularisation. Each has a threshold that a sensible fix reaches; the bench first checks that the script as
-written stays below it.
+The cases (repair_cases.yaml, scripts in repair_cases/) are built from a written list of fault kinds
+(repair_faults.md: AUTOTRAINER's and DeepDiagnosis' categories, the Keras and scikit-learn pitfalls people ask
+about): each a script as a newcomer writes it (no mlops.yaml, no params), a threshold, and the one fix that
+reaches it; `--check` trains every case as written (it must stay below) and with its fix (it must reach). A hash
+of the name puts each case in the development half (tweak is developed on it) or the held-out half.
 
-Three methods, the same attempt budget (the first attempt, as written, included, and trained once per case and
-seed: every method continues from a copy of that workspace), over seeds:
+Methods, the same attempt budget (the first attempt, as written, included, and trained once per case and seed:
+every method continues from a copy of that workspace), over seeds:
 - mlops: `mlops run`'s loop (diagnose from the recorded dynamics, strongest evidence first);
-- random: a random search over the same knobs (the harness options and rewrites tweak can make), uniform per knob;
-- ladder: the seeds' tweak, +10 epochs per attempt (Keras only: a scikit-learn fit has no epochs).
+- random: a random search over the same knobs (the harness options, the scikit-learn rewrites and the fit-call
+  fix tweak can make), uniform per knob;
+- optuna: optuna's TPE sampler over the same knobs (each categorical), told each attempt's metric;
+- ladder: the seeds' tweak, +10 epochs per attempt (Keras only).
 Prints repaired / attempts / training time per case and method, then the totals.
 
-    python bench/repair.py [--seeds 3] [--first-seed 0] [--budget 3] [--case NAME] [--methods mlops,random,ladder]
-                           [--json out.json]
+    python bench/repair.py [--half dev|held-out|all] [--seeds 3] [--first-seed 0] [--budget 3] [--case NAME]
+                           [--methods mlops,random,optuna,ladder] [--json out.json]
+    python bench/repair.py --check [--half all]   # below the threshold as written, above with the fix
     python bench/repair.py --summarize out1.json out2.json   # the table of earlier runs
-    python bench/repair.py --as-written      # only the check that every script stays below its threshold
+    python bench/repair.py --learn dev.json   # the planner's measured success per finding (dev half only)
     python bench/repair.py --overhead        # the cost of recording the dynamics, as a share of fit time
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -51,28 +54,40 @@ class Case:
     framework: str
     fault: str
     threshold: float
+    fix: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def half(self) -> str:
+        return half_of(self.name)
+
+    def script(self, fixed: bool = False) -> str:
+        text = (CASES_DIR / f"{self.name}.py").read_text()
+        for old, new in self.fix if fixed else ():
+            text = text.replace(old, new)
+        return text
 
 
-CASES = [
-    Case("vanishing_sigmoid", "keras", "vanishing gradient (deep sigmoid, SGD)", 0.90),
-    Case("slow_adam", "keras", "slow convergence (Adam lr 1e-5)", 0.90),
-    Case("softmax_one_unit", "keras", "wrong output (softmax on one unit)", 0.90),
-    Case("diverging_lr", "keras", "diverging loss (SGD lr 10)", 0.90),
-    Case("relu_output_crossentropy", "keras", "wrong output (ReLU under cross-entropy)", 0.85),
-    Case("mse_onehot", "keras", "wrong loss (mse on one-hot classes)", 0.90),
-    Case("unscaled_inputs", "keras", "unscaled inputs (raw wine)", 0.90),
-    Case("dying_relu", "keras", "dying ReLU", 0.90),
-    Case("saturated_tanh", "keras", "saturated activations (tanh, large init)", 0.90),
-    Case("stopped_early", "keras", "stopped too early (3 epochs)", 0.90),
-    Case("too_narrow", "keras", "too little capacity (2 hidden units)", 0.90),
-    Case("oscillating_loss", "keras", "oscillating loss (SGD lr 1.0, momentum 0.9)", 0.90),
-    Case("knn_unscaled", "sklearn", "unscaled inputs for a scale-sensitive estimator", 0.90),
-    Case("mlp_not_converged", "sklearn", "non-convergence (max_iter 15)", 0.90),
-    Case("linear_on_circles", "sklearn", "family too weak (linear on rings)", 0.90),
-    Case("svc_linear_kernel", "sklearn", "string hyperparameter (kernel='linear')", 0.95),
-    Case("shallow_tree", "sklearn", "under-fit (max_depth=1)", 0.90),
-    Case("svc_small_c", "sklearn", "under-fit (C=0.01)", 0.90),
-]
+CASES_TABLE = Path(__file__).with_name("repair_cases.yaml")
+
+
+def half_of(name: str) -> str:
+    """The half a case belongs to, by a hash of its name: "dev" (tweak is developed on it) or "held-out"."""
+    return "held-out" if hashlib.sha256(name.encode()).digest()[0] % 2 else "dev"
+
+
+def load_cases() -> list[Case]:
+    import yaml
+
+    table = yaml.safe_load(CASES_TABLE.read_text(encoding="utf-8"))
+    out = []
+    for name, spec in table.items():
+        fix = spec["fix"]
+        fixes = tuple(tuple(pair) for pair in (fix if isinstance(fix[0], list) else [fix]))
+        out.append(Case(name, spec["framework"], spec["fault"], float(spec["threshold"]), fixes))
+    return out
+
+
+CASES = load_cases()
 
 LADDER_STEP = 10
 
@@ -87,25 +102,28 @@ class Outcome:
     train_s: float
     best: float | None
     reasons: list[str] = dataclasses.field(default_factory=list)
+    findings: list[list[str]] = dataclasses.field(default_factory=list)  # per proposed attempt, mlops only
+    half: str = ""
 
 
 # ---- the chain ----------------------------------------------------------------------------------------------
 
-def make_remote(case: Case, where: Path) -> Path:
-    """The case's script as train.py in a bare git repository."""
+def make_remote(case: Case, where: Path, fixed: bool = False) -> Path:
+    """The case's script (or its fixed version) as train.py in a bare git repository."""
     work = where / "src"
     work.mkdir(parents=True)
-    (work / "train.py").write_text((CASES_DIR / f"{case.name}.py").read_text())
+    (work / "train.py").write_text(case.script(fixed))
     return bare_repo(work, where, "case")
 
 
 def _outcome(case: Case, method: str, seed: int, rows: list[Any], met: bool) -> Outcome:
     scored = [row.metric for row in rows if row.metric is not None]
     return Outcome(case.name, method, seed, met, len(rows), round(sum(row.duration_s or 0.0 for row in rows), 2),
-                   max(scored) if scored else None, [" | ".join(row.run.reasons) for row in rows[1:]])
+                   max(scored) if scored else None, [" | ".join(row.run.reasons) for row in rows[1:]],
+                   half=case.half)
 
 
-def first_attempt(case: Case, seed: int, where: Path, log: Path) -> tuple[Path, Path, bool]:
+def first_attempt(case: Case, seed: int, where: Path, log: Path, fixed: bool = False) -> tuple[Path, Path, bool]:
     """Pull, detect and train the script as written once: (remote, workspace, met). Every method continues from
     a copy of this workspace, so the attempt as written is trained once per case and seed, not once per method."""
     from mlops_cli.config import load_settings
@@ -115,7 +133,7 @@ def first_attempt(case: Case, seed: int, where: Path, log: Path) -> tuple[Path, 
     from mlops_cli.steps.train import train
     from mlops_cli.workspace import Workspace
 
-    remote = make_remote(case, where)
+    remote = make_remote(case, where, fixed)
     ws = Workspace(where / "ws")
     with quiet_output(log):
         pull(ws, str(remote))
@@ -131,8 +149,20 @@ def run_mlops(case: Case, seed: int, budget: int, log: Path, remote: Path, ws_ro
     from mlops_cli.config import load_settings
     from mlops_cli.errors import MlopsError
     from mlops_cli.history import history
+    from mlops_cli.steps import tweak as tweak_step
     from mlops_cli.steps.loop import run_loop
 
+    findings: list[list[str]] = []
+    original = tweak_step.tweak
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if result.proposal is not None:
+            extra = result.proposal.extra
+            findings.append(list(extra.get("findings") or [f"sklearn:{extra.get('move')}"]))
+        return result
+
+    tweak_step.tweak = recording
     with quiet_output(log):
         try:
             result = run_loop(str(ws_root), str(remote), max_attempts=budget, threshold=case.threshold,
@@ -141,7 +171,11 @@ def run_mlops(case: Case, seed: int, budget: int, log: Path, remote: Path, ws_ro
         except MlopsError as exc:
             print(f"{case.name} seed {seed}: {exc}", file=sys.stderr)
             rows, met = history(load_settings(str(ws_root))), False
-    return _outcome(case, "mlops", seed, rows, met)
+        finally:
+            tweak_step.tweak = original
+    out = _outcome(case, "mlops", seed, rows, met)
+    out.findings = findings
+    return out
 
 
 def run_manual(case: Case, seed: int, budget: int, log: Path, ws_root: Path, method: str,
@@ -184,40 +218,114 @@ def _ladder_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
 def keras_knobs(model: dict[str, Any], epochs: int) -> dict[str, list[Any]]:
     """The Keras knobs tweak can turn (harness options), each with its values; None keeps the script's."""
     lr = model.get("learning_rate") or 0.001
+    epochs = max(1, epochs)
     return {"standardize": [None, True], "activation": [None, "relu"], "optimizer": [None, "Adam"],
             "learning_rate": [None, lr * 100, lr * 10, lr / 10, lr / 100], "output": [None, "fix"],
-            "batchnorm": [None, True], "width": [None, 2, 4],
-            "epochs": [None, epochs * 2, epochs * 4], "early_stopping": [None, True]}
+            "batchnorm": [None, True], "width": [None, 2, 4], "hidden_layer": [None, 32],
+            "regularization": [None, 0.0, 0.01], "dropout": [None, 0.2], "initializer": [None, "fix"],
+            "batch_size": [None, 16, 32], "epochs": [None, epochs * 2, epochs * 4], "early_stopping": [None, True]}
 
 
-def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
-
-    first = rows[0]
+def knobs_of(first: Any) -> dict[str, list[Any]]:
+    """The knobs tweak can turn for this case's first attempt, each with its values (None keeps the script's):
+    the search space random search and optuna explore."""
     metrics = first.metrics
     if first.run.profile == "keras":
         knobs = keras_knobs(metrics.model if metrics else {}, int((metrics.epochs if metrics else 0) or 10))
-        options = {key: value for key, values in knobs.items() if (value := rng.choice(values)) is not None}
-        settings.workspace.write_proposal({"strategy": "random", "parent": first.run.id,
-                                           "reasons": [f"random: {options}"], "params": {}, "options": options})
-        return
+        return {**knobs, "fit_data": [None, "unslice", "drop_validation"]}
+    return {**sklearn_knobs(metrics.model if metrics else {}), "fit_data": [None, "unslice"]}
+
+
+def _propose_point(settings: Any, first: Any, point: dict[str, Any], method: str) -> None:
+    """Write the proposal for one point of the knob space: harness options (Keras) or an estimator rewrite
+    (scikit-learn), and the fit-call fix (`fit_data`) where the script has such a call."""
+    from mlops_cli.errors import RewriteError
+    from mlops_cli.steps.tweak.dataflow import fix_script
     from mlops_cli.steps.tweak.sklearn_rewrite import rewrite_source
 
-    edit = sklearn_random_edit(metrics.model if metrics else {}, rng)
+    point = dict(point)
+    fit_fix = point.pop("fit_data", None)
+    entry = first.run.entrypoint or "train.py"
     source = settings.workspace.source_dir(first.run)
-    files = rewrite_source(source, first.run.entrypoint or "train.py", edit)
-    staged = settings.workspace.staged_source_dir
-    shutil.rmtree(staged, ignore_errors=True)
-    shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git"))
-    for rel, text in files.items():
-        (staged / rel).write_text(text)
-    settings.workspace.write_proposal({"strategy": "random", "parent": first.run.id, "source": "src",
-                                       "reasons": [f"random: {dataclasses.asdict(edit)}"], "params": {},
-                                       "options": {}})
+    files: dict[str, str] = {}
+    options: dict[str, Any] = {}
+    if first.run.profile == "keras":
+        options = {key: value for key, value in point.items() if value is not None}
+        what: Any = options
+    else:
+        metrics = first.metrics
+        edit = sklearn_edit(metrics.model if metrics else {}, point)
+        what = dataclasses.asdict(edit)
+        try:
+            files = rewrite_source(source, entry, edit)
+        except RewriteError:
+            files = {}
+    if fit_fix:
+        try:
+            files[entry] = fix_script(files.get(entry) or (source / entry).read_text(), fit_fix, entry)[0]
+            what = {**what, "fit_data": fit_fix} if isinstance(what, dict) else what
+        except RewriteError:
+            pass
+    proposal = {"strategy": method, "parent": first.run.id, "reasons": [f"{method}: {what}"], "params": {},
+                "options": options}
+    if files:
+        staged = settings.workspace.staged_source_dir
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git"))
+        for rel, text in files.items():
+            (staged / rel).write_text(text)
+        proposal["source"] = "src"
+    settings.workspace.write_proposal(proposal)
 
 
-def sklearn_random_edit(model: dict[str, Any], rng: random.Random) -> Any:
-    """A random point of the scikit-learn knobs tweak can turn: a scaler, each tabled hyperparameter (grid
-    value or as written), each tabled string hyperparameter, or the stronger family."""
+def _random_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
+    """A uniformly random point of the knob space."""
+    knobs = knobs_of(rows[0])
+    _propose_point(settings, rows[0], {key: rng.choice(values) for key, values in knobs.items()}, "random")
+
+
+class OptunaChange:
+    """Optuna's TPE sampler over the same knob space (each knob categorical), told each attempt's metric."""
+
+    def __init__(self, seed: int) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=1))
+        self.pending: Any = None
+
+    def __call__(self, settings: Any, rows: list[Any], rng: random.Random) -> None:
+        if self.pending is not None:
+            value = rows[-1].metric
+            self.study.tell(self.pending, value if value is not None else 0.0)
+        knobs = knobs_of(rows[0])
+        self.pending = self.study.ask()
+        point = {key: values[self.pending.suggest_categorical(key, list(range(len(values))))]
+                 for key, values in knobs.items()}
+        _propose_point(settings, rows[0], point, "optuna")
+
+
+def sklearn_knobs(model: dict[str, Any]) -> dict[str, list[Any]]:
+    """The scikit-learn knobs tweak can turn: the stronger family, a scaler, each tabled hyperparameter (grid
+    value or as written) and each tabled string hyperparameter."""
+    from mlops_cli.steps.tweak.sklearn_ladder import table
+
+    spec = table()["estimators"].get(model.get("estimator")) or {}
+    knobs: dict[str, list[Any]] = {}
+    if spec.get("stronger"):
+        knobs["swap"] = [False, True]
+    if spec.get("scale_sensitive") and not model.get("steps"):
+        knobs["scale"] = [False, True]
+    for param, param_spec in (spec.get("params") or {}).items():
+        knobs[f"param:{param}"] = [None, *[tuple(v) if isinstance(v, list) else v for v in param_spec["grid"]]]
+    for param, better in (spec.get("strings") or {}).items():
+        knobs[f"param:{param}"] = [None, *sorted(set(better) | set(better.values()))]
+    return knobs
+
+
+def sklearn_edit(model: dict[str, Any], point: dict[str, Any]) -> Any:
+    """The rewrite for one point of `sklearn_knobs` (a swap to the stronger family wins over the rest)."""
     from mlops_cli.steps.tweak.sklearn_ladder import table
     from mlops_cli.steps.tweak.sklearn_rewrite import Edit
 
@@ -225,19 +333,14 @@ def sklearn_random_edit(model: dict[str, Any], rng: random.Random) -> Any:
     name = model.get("estimator")
     spec = data["estimators"].get(name) or {}
     edit = Edit(estimator=name, module=spec.get("module") or model.get("module"))
-    if spec.get("stronger") and rng.random() < 0.5:
+    if point.get("swap"):
         target = data["estimators"][spec["stronger"]]
         edit.swap_to, edit.swap_module, edit.keep = spec["stronger"], target["module"], tuple(data["keep"])
         return edit
-    edit.scale = rng.random() < 0.5 and bool(spec.get("scale_sensitive")) and not model.get("steps")
-    for param, param_spec in (spec.get("params") or {}).items():
-        value = rng.choice([None, *param_spec["grid"]])
-        if value is not None:
-            edit.set_params[param] = tuple(value) if isinstance(value, list) else value
-    for param, better in (spec.get("strings") or {}).items():
-        value = rng.choice([None, *sorted(set(better) | set(better.values()))])
-        if value is not None:
-            edit.set_params[param] = value
+    edit.scale = bool(point.get("scale"))
+    for key, value in point.items():
+        if key.startswith("param:") and value is not None:
+            edit.set_params[key[len("param:"):]] = value
     return edit
 
 
@@ -290,8 +393,8 @@ def overhead(repeats: int = 3) -> Iterator[tuple[str, float, float, float]]:
 
 def table(outcomes: list[Outcome], budget: int) -> str:
     methods = list(dict.fromkeys(o.method for o in outcomes))
-    header = "| case | fault | " + " | ".join(f"{m}: repaired / attempts / train s" for m in methods) + " |"
-    lines = [header, "| --- | --- | " + " | ".join("---" for _ in methods) + " |"]
+    header = "| case | half | fault | " + " | ".join(f"{m}: repaired / attempts / train s" for m in methods) + " |"
+    lines = [header, "| --- | --- | --- | " + " | ".join("---" for _ in methods) + " |"]
     for case in CASES:
         group = [o for o in outcomes if o.case == case.name]
         if not group:
@@ -306,16 +409,19 @@ def table(outcomes: list[Outcome], budget: int) -> str:
             attempts = statistics.median([o.attempts for o in hits]) if hits else None
             cells.append(f"{len(hits)}/{len(runs)} / {'-' if attempts is None else f'{attempts:g}'} / "
                          f"{statistics.median([o.train_s for o in runs]):.1f}")
-        lines.append(f"| {case.name} | {case.fault} | " + " | ".join(cells) + " |")
+        lines.append(f"| {case.name} | {case.half} | {case.fault} | " + " | ".join(cells) + " |")
     lines.append("")
-    for method in methods:
-        runs = [o for o in outcomes if o.method == method]
+    halves = sorted({half_of(o.case) for o in outcomes})
+    for half, method in [(h, m) for h in halves for m in methods]:
+        runs = [o for o in outcomes if o.method == method and half_of(o.case) == half]
+        if not runs:
+            continue
         seeds = sorted({o.seed for o in runs})
         cases = sorted({o.case for o in runs})
         repaired_cases = sum(1 for c in cases if statistics.median(
             [1.0 if o.repaired else 0.0 for o in runs if o.case == c]) >= 0.5)
         hits = [o.attempts for o in runs if o.repaired]
-        lines.append(f"{method}: repaired {sum(o.repaired for o in runs)}/{len(runs)} runs ({repaired_cases}/"
+        lines.append(f"{half} {method}: repaired {sum(o.repaired for o in runs)}/{len(runs)} runs ({repaired_cases}/"
                      f"{len(cases)} cases on most of {len(seeds)} seeds), median attempts when repaired "
                      f"{statistics.median(hits) if hits else '-'}, mean attempts used "
                      f"{statistics.mean(o.attempts for o in runs):.2f}"
@@ -328,11 +434,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST .. FIRST+SEEDS-1")
     parser.add_argument("--summarize", nargs="+", metavar="JSON", help="print the table of earlier --json outputs")
+    parser.add_argument("--learn", nargs="+", metavar="JSON", help="write the planner's measured success per finding "
+                        "from development-half --json outputs")
     parser.add_argument("--budget", type=int, default=3)
     parser.add_argument("--case", action="append")
-    parser.add_argument("--methods", default="mlops,random,ladder")
+    parser.add_argument("--methods", default="mlops,random,optuna")
+    parser.add_argument("--half", choices=("dev", "held-out", "all"), default="dev")
     parser.add_argument("--json")
-    parser.add_argument("--as-written", action="store_true")
+    parser.add_argument("--check", action="store_true",
+                        help="train each case as written (must stay below) and with its fix (must reach)")
     parser.add_argument("--overhead", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("KERAS_HOME", str(Path(tempfile.gettempdir()) / "mlops-bench-keras"))
@@ -349,48 +459,97 @@ def main() -> None:
               f"{100 * (total_probed - total_plain) / total_plain:+.1f}% | "
               f"{100 * statistics.median(r[3] for r in rows):.1f}% (median) |")
         return
-    if args.summarize:
-        loaded = [Outcome(**o) for path in args.summarize for o in json.loads(Path(path).read_text())]
+    if args.summarize or args.learn:
+        loaded = [Outcome(**o) for path in args.summarize or args.learn for o in json.loads(Path(path).read_text())]
+        if args.learn:
+            import yaml
+
+            target = ROOT / "mlops_cli" / "steps" / "tweak" / "move_success.yaml"
+            target.write_text("# Written by `python bench/repair.py --learn DEV.json`: per finding, how often mlops made "
+                              "its move on the\n# repair bench's development half and how often that attempt reached "
+                              "the threshold.\n" + yaml.safe_dump(learn(loaded)))
+            print(target.read_text())
+            return
         print(table(loaded, args.budget))
         return
-    cases = [c for c in CASES if not args.case or c.name in args.case]
+    cases = [c for c in CASES if (not args.case or c.name in args.case) and args.half in ("all", c.half)]
     log = Path(tempfile.gettempdir()) / "mlops-repair-bench.log"
     started = time.monotonic()
+    if args.check:
+        check(cases, range(args.first_seed, args.first_seed + args.seeds), log, args.json)
+        return
     outcomes: list[Outcome] = []
     methods = args.methods.split(",")
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for case in cases:
             with tempfile.TemporaryDirectory(prefix="mlops-repair-") as tmp:
-                where = Path(tmp)
-                remote, ws_root, met = first_attempt(case, seed, where, log)
-                if args.as_written:
-                    metric = _outcome(case, "as written", seed, _rows(ws_root), met).best
-                    print(f"{case.name:28} {metric if metric is not None else float('nan'):.4f} vs {case.threshold}"
-                          f"  {'MEETS THE THRESHOLD: not a fault case' if met else 'below (ok)'}", flush=True)
-                    continue
-                for method in methods:
-                    if method == "ladder" and case.framework != "keras":
-                        continue
-                    copy = where / f"ws-{method}"
-                    shutil.copytree(ws_root, copy, symlinks=True)
-                    if met:
-                        out = _outcome(case, method, seed, _rows(copy), True)
-                    elif method == "mlops":
-                        out = run_mlops(case, seed, args.budget, log, remote, copy)
-                    else:
-                        change = _random_change if method == "random" else _ladder_change
-                        out = run_manual(case, seed, args.budget, log, copy, method, change)
-                    outcomes.append(out)
-                    if args.json:
-                        Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1))
-                    print(f"seed {seed} {case.name:26} {method:7} {'REPAIRED' if out.repaired else 'not     '} "
-                          f"attempts {out.attempts} best {out.best if out.best is not None else float('nan'):.4f} "
-                          f"train {out.train_s:.1f}s  {' || '.join(out.reasons)[:300]}", flush=True)
-    if args.as_written:
-        return
+                outcomes += run_case(case, seed, Path(tmp), log, methods, args.budget)
+                if args.json:
+                    Path(args.json).write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1))
     print()
     print(table(outcomes, args.budget))
     print(f"\nwall time {time.monotonic() - started:.0f}s")
+
+
+def run_case(case: Case, seed: int, where: Path, log: Path, methods: list[str], budget: int) -> list[Outcome]:
+    """Train the script as written once, then let every method continue from a copy of that workspace."""
+    remote, ws_root, met = first_attempt(case, seed, where, log)
+    outcomes = []
+    for method in methods:
+        if method == "ladder" and case.framework != "keras":
+            continue
+        copy = where / f"ws-{method}"
+        shutil.copytree(ws_root, copy, symlinks=True)
+        if met:
+            out = _outcome(case, method, seed, _rows(copy), True)
+        elif method == "mlops":
+            out = run_mlops(case, seed, budget, log, remote, copy)
+        else:
+            change = {"random": _random_change, "ladder": _ladder_change}.get(method) or OptunaChange(seed)
+            out = run_manual(case, seed, budget, log, copy, method, change)
+        outcomes.append(out)
+        print(f"seed {seed} {case.name:26} {method:7} {'REPAIRED' if out.repaired else 'not     '} "
+              f"attempts {out.attempts} best {out.best if out.best is not None else float('nan'):.4f} "
+              f"train {out.train_s:.1f}s  {' || '.join(out.reasons)[:300]}", flush=True)
+    return outcomes
+
+
+def learn(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
+    """Per finding, how often mlops made its move on the development half and how often that attempt reached the
+    threshold: the planner's measured success (mlops_cli/steps/tweak/move_success.yaml). Held-out outcomes are
+    refused, so the held-out half never shapes the planner."""
+    counts: dict[str, dict[str, int]] = {}
+    for out in outcomes:
+        if out.method != "mlops":
+            continue
+        if half_of(out.case) != "dev":
+            raise SystemExit(f"--learn takes development-half results only ({out.case} is held out)")
+        for index, names in enumerate(out.findings):
+            hit = out.repaired and index == len(out.findings) - 1
+            for name in names[:1]:
+                entry = counts.setdefault(name, {"made": 0, "repaired": 0})
+                entry["made"] += 1
+                entry["repaired"] += int(hit)
+    return dict(sorted(counts.items()))
+
+
+def check(cases: list[Case], seeds: range, log: Path, out: str | None) -> None:
+    """Every case must stay below its threshold as written and reach it with its one fix, on every seed."""
+    results = []
+    for seed in seeds:
+        for case in cases:
+            row = {"case": case.name, "half": case.half, "seed": seed, "threshold": case.threshold}
+            for fixed in (False, True):
+                with tempfile.TemporaryDirectory(prefix="mlops-check-") as tmp:
+                    _, ws_root, met = first_attempt(case, seed, Path(tmp), log, fixed)
+                    row["fixed" if fixed else "as_written"] = _outcome(case, "", seed, _rows(ws_root), met).best
+                    row["fixed_meets" if fixed else "written_meets"] = met
+            ok = not row["written_meets"] and row["fixed_meets"]
+            results.append({**row, "ok": ok})
+            print(f"seed {seed} {case.name:26} {case.half:8} as written {row['as_written']} fixed {row['fixed']} "
+                  f"vs {case.threshold}  {'ok' if ok else 'NOT A VALID CASE'}", flush=True)
+            if out:
+                Path(out).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

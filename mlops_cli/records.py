@@ -208,3 +208,105 @@ class Goal:
                  where, "max_attempts", "a whole number of at least 1")
         _require(budget is None or (finite_number(budget) or 0) > 0, where, "time_budget", "a positive number")
         return cls(metric, float(threshold), attempts, None if budget is None else float(budget))
+
+# ---- harness options: the one key set tweak writes and the harness reads -------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class HarnessOption:
+    """One option tweak may set on a run and the harness applies inside the training process.
+
+    `types` are the JSON types a value may have; `choices` the allowed strings (empty: any value of `types`);
+    `low`/`high` bound a number; `rebuild`: the harness rebuilds the Keras model for it; `in_fit`: applied by
+    harness/fixes.py when `fit` is called; `carried`: a new attempt inherits it from its base run.
+    """
+
+    name: str
+    types: tuple[type, ...]
+    doc: str
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    rebuild: bool = False
+    in_fit: bool = True
+    carried: bool = True
+
+    def check(self, value: Any, where: str) -> Any:
+        """The value if it fits this option (None and False mean "off"), else a one-line WorkspaceError."""
+        if not option_set(value):
+            return value
+        ok = isinstance(value, self.types) and not (isinstance(value, bool) and bool not in self.types)
+        if ok and isinstance(value, str) and self.choices:
+            ok = value in self.choices
+        if ok and isinstance(value, (int, float)) and not isinstance(value, bool):
+            ok = math.isfinite(value) and (self.low is None or value >= self.low) and \
+                (self.high is None or value <= self.high)
+        expected = " or ".join(self.choices) if self.choices else \
+            "/".join(t.__name__ for t in self.types) + (f" in [{self.low:g}, {self.high:g}]"
+                                                       if self.low is not None and self.high is not None else "")
+        _require(ok, where, self.name, expected)
+        return value
+
+
+_NUMBER = (int, float)
+HARNESS_OPTIONS: dict[str, HarnessOption] = {option.name: option for option in (
+    HarnessOption("holdout", _NUMBER, "share of the rows held out when the script validates on nothing",
+                  low=0.0, high=0.9, in_fit=False, carried=False),
+    HarnessOption("trial", (int,), "the optuna trial this attempt reports to (search's bookkeeping; the harness "
+                  "ignores it)", low=0, high=10**9, in_fit=False, carried=False),
+    HarnessOption("standardize", (bool,), "a Normalization layer adapted on the training split", in_fit=False),
+    HarnessOption("augment", (bool,), "random shifts and rotations in front of an image model", in_fit=False),
+    HarnessOption("epochs", (int,), "epochs of the first fit", low=1, high=10_000, in_fit=False),
+    HarnessOption("max_epochs", (int,), "a cap on the epochs of every fit", low=1, high=10_000, in_fit=False,
+                  carried=False),
+    HarnessOption("activation", (str,), "hidden activation, with he_normal kernels and zero biases",
+                  choices=("relu", "leaky_relu", "elu", "selu", "tanh"), rebuild=True),
+    HarnessOption("optimizer", (str,), "optimizer class", choices=("Adam", "AdamW", "RMSprop", "Nadam", "SGD")),
+    HarnessOption("learning_rate", _NUMBER, "a constant learning rate (replaces a schedule)", low=1e-9, high=1e3),
+    HarnessOption("output", (str,), "output units, activation and loss fitted to the labels", choices=("fix",),
+                  rebuild=True),
+    HarnessOption("batchnorm", (bool,), "BatchNormalization after each hidden layer", rebuild=True),
+    HarnessOption("width", _NUMBER, "factor on the hidden Dense units", low=0.01, high=64.0, rebuild=True),
+    HarnessOption("hidden_layer", (int,), "units of a hidden Dense(relu) added before the output layer",
+                  low=1, high=4096, rebuild=True),
+    HarnessOption("regularization", _NUMBER, "factor on every kernel/bias/activity regulariser (0 removes them)",
+                  low=0.0, high=1.0, rebuild=True),
+    HarnessOption("dropout", _NUMBER, "the highest dropout rate kept (higher rates are lowered to it)",
+                  low=0.0, high=0.9, rebuild=True),
+    HarnessOption("initializer", (str,), "zeros/constant kernels replaced by a random initialiser",
+                  choices=("fix",), rebuild=True),
+    HarnessOption("batch_size", (int,), "batch size of fit", low=1, high=1_000_000),
+    HarnessOption("early_stopping", (bool,), "early stopping on val_loss that restores the best weights"),
+    HarnessOption("class_weight", (str,), "class weights in fit", choices=("balanced",)),
+)}
+
+
+def option_set(value: Any) -> bool:
+    """Whether an option value asks for something: None and False are "off", 0 and 0.0 are values
+    (`regularization: 0` removes the regularisers), which `v not in (None, False)` would miss since 0 == False."""
+    return value is not None and value is not False
+
+
+def harness_options(options: Any, where: str = "run.json") -> dict[str, Any]:
+    """Validated harness options: every key known, every value of its type and range (a run's options cross from
+    the host into the training process, and tweak's proposal is read back from next.json)."""
+    _require(isinstance(options, dict), where, "options", "an object")
+    for key, value in options.items():
+        _require(key in HARNESS_OPTIONS, where, f"options.{key}"[:60],
+                 "a harness option (" + ", ".join(HARNESS_OPTIONS) + ")")
+        HARNESS_OPTIONS[key].check(value, where)
+    return dict(options)
+
+
+def carried_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The harness options a new attempt inherits from its base run."""
+    return {k: v for k, v in options.items() if k in HARNESS_OPTIONS and HARNESS_OPTIONS[k].carried}
+
+
+def fit_options() -> tuple[str, ...]:
+    """The options harness/fixes.py applies when `fit` is called."""
+    return tuple(name for name, option in HARNESS_OPTIONS.items() if option.in_fit)
+
+
+def rebuild_options() -> tuple[str, ...]:
+    """The options for which the harness rebuilds the Keras model."""
+    return tuple(name for name, option in HARNESS_OPTIONS.items() if option.rebuild)

@@ -152,3 +152,61 @@ def fingerprint(value: Any) -> str | None:
     contiguous = np.ascontiguousarray(array)
     digest = hashlib.sha1(contiguous.tobytes()[:50_000_000]).hexdigest()[:16]
     return f"{array.shape}:{digest}"
+
+
+def rows_loaded(value: Any) -> int | None:
+    """The rows of the array `value` was sliced from (a numpy view such as `x_train[:60]` keeps its base), when
+    that array is larger with the same row shape; else None."""
+    base = getattr(value, "base", None)
+    if not isinstance(value, np.ndarray) or not isinstance(base, np.ndarray) or value.ndim == 0:
+        return None
+    if base.ndim != value.ndim or base.shape[1:] != value.shape[1:] or len(base) <= len(value):
+        return None
+    return int(len(base))
+
+
+def _row_hashes(x: np.ndarray) -> list[bytes]:
+    rows = np.ascontiguousarray(x.reshape(len(x), -1))
+    return [hashlib.blake2b(row.tobytes(), digest_size=8).digest() for row in rows[:200_000]]
+
+
+def flow_facts(given_x: Any, train_x: Any, y: Any, val_x: Any = None, val_y: Any = None) -> dict[str, Any]:
+    """What the data handed to fit says about the script's data flow: rows given against rows loaded, the classes
+    in the training labels against the held-out ones, labels that are constant or a row index, and held-out rows
+    that also sit in the training rows."""
+    facts: dict[str, Any] = {}
+    x = as_array(given_x)
+    if x is not None:
+        facts["rows_given"] = int(len(x))
+        loaded = rows_loaded(given_x)
+        if loaded is not None:
+            facts["rows_loaded"] = loaded
+    labels = as_array(y, allow_object=True)
+    if labels is not None and len(labels):
+        flat = labels.reshape(len(labels), -1)
+        distinct = len(np.unique(flat, axis=0))
+        facts["distinct_labels"] = int(distinct)
+        if distinct == 1:
+            facts["constant_labels"] = True
+        column = flat[:, 0] if flat.shape[1] == 1 else None
+        if column is not None and column.dtype.kind in "iuf" and len(column) >= 10 and distinct == len(column):
+            order = np.sort(column.astype(np.float64))
+            facts["index_labels"] = bool(np.all(np.diff(order) == 1.0))
+        train_classes = class_labels(labels if labels.dtype != object else labels.astype(str))
+        held = as_array(val_y, allow_object=True)
+        if train_classes is not None and held is not None and len(held) and labels.ndim == held.ndim:
+            if labels.ndim == 2 and labels.shape[1] > 1:
+                seen, wanted = set(np.argmax(labels, 1).tolist()), set(np.argmax(held, 1).tolist())
+            else:
+                seen = set(np.unique(labels.reshape(len(labels), -1)[:, 0]).tolist())
+                wanted = set(np.unique(held.reshape(len(held), -1)[:, 0]).tolist())
+            missing = sorted(wanted - seen, key=str)
+            if missing:
+                facts["missing_classes"] = [str(c) for c in missing[:20]]
+                facts["n_classes_holdout"] = len(wanted)
+    held_x, fitted_x = as_array(val_x), as_array(train_x)
+    if fitted_x is not None and held_x is not None and len(held_x) and fitted_x.shape[1:] == held_x.shape[1:]:
+        train_rows = set(_row_hashes(fitted_x))
+        held_rows = _row_hashes(held_x)
+        facts["holdout_overlap"] = round(sum(1 for row in held_rows if row in train_rows) / len(held_rows), 4)
+    return facts

@@ -4,9 +4,9 @@ Each lives in the model that is saved (an activation, an initializer, BatchNorma
 the compiled optimizer and loss), or in the call to `fit` (early stopping that restores the best weights, class
 weights), so no line of the user's script changes and `best/model.keras` is the model that scored.
 
-Options (run options, set by tweak): activation (name for the hidden layers, with he_normal and zero biases),
-optimizer (class name), learning_rate, output ("fix": units, activation and loss that fit the labels), batchnorm,
-width (factor on the hidden Dense units), early_stopping, class_weight ("balanced").
+The options, their types and ranges are one table, mlops_cli.records.HARNESS_OPTIONS, which tweak writes with:
+activation, optimizer, learning_rate, output, batchnorm, width, hidden_layer, regularization, dropout,
+initializer (rebuild the model), batch_size, early_stopping, class_weight (arguments of fit).
 """
 from __future__ import annotations
 
@@ -16,16 +16,17 @@ import numpy as np
 
 from mlops_cli.harness import data
 from mlops_cli.harness.capture import Capture
+from mlops_cli.records import fit_options, option_set, rebuild_options
 
-KEYS = ("activation", "optimizer", "learning_rate", "output", "batchnorm", "width", "early_stopping",
-        "class_weight")
-REBUILD_KEYS = ("activation", "output", "batchnorm", "width")
+KEYS = fit_options()
+REBUILD_KEYS = rebuild_options()
 SWAPPABLE = ("sigmoid", "tanh", "relu", "elu", "leaky_relu", "selu", "softplus")
+RELU_LIKE = ("relu", "leaky_relu", "elu", "selu")
 HIDDEN = ("Dense", "Conv1D", "Conv2D", "Conv3D")
 
 
 def requested(options: dict[str, Any]) -> bool:
-    return any(options.get(key) not in (None, False) for key in KEYS)
+    return any(option_set(options.get(key)) for key in KEYS)
 
 
 def apply(capture: Capture, model: Any, arguments: dict[str, Any], x: Any, y: Any) -> Any:
@@ -37,9 +38,12 @@ def apply(capture: Capture, model: Any, arguments: dict[str, Any], x: Any, y: An
         return model
     target = model
     config = dict(model.get_compile_config() or {})
-    if any(options.get(key) for key in REBUILD_KEYS) and x is not None:
+    if any(option_set(options.get(key)) for key in REBUILD_KEYS) and x is not None:
         target = _rebuild(capture, model, x, y)
     _compile(capture, target, config, y)
+    if options.get("batch_size"):
+        arguments["batch_size"] = int(options["batch_size"])
+        capture.notes.append(f"batch size {arguments['batch_size']} set by the harness")
     if options.get("early_stopping"):
         import keras
 
@@ -82,11 +86,43 @@ def _layer_config(capture: Capture, layer: Any, is_output: bool, y: Any) -> dict
         target = _target_output(y) if options.get("output") == "fix" else None
         if target is not None and kind == "Dense":
             config.update(units=target[0], activation=target[1])
+        if isinstance(options.get("regularization"), (int, float)) and not isinstance(options["regularization"], bool):
+            _regularised(config, float(options["regularization"]))
+        if options.get("initializer") == "fix" and _constant_initializer(config.get("kernel_initializer")):
+            config.update(kernel_initializer="glorot_uniform", bias_initializer="zeros")
         return config
     if kind in HIDDEN and options.get("activation") and config.get("activation") in SWAPPABLE:
         config.update(activation=options["activation"], kernel_initializer="he_normal", bias_initializer="zeros")
+    if isinstance(options.get("regularization"), (int, float)) and not isinstance(options["regularization"], bool):
+        _regularised(config, float(options["regularization"]))
     if kind == "Dense" and options.get("width"):
         config["units"] = int(max(1, round(config["units"] * float(options["width"]))))
+    if kind in HIDDEN and options.get("initializer") == "fix" and _constant_initializer(config.get("kernel_initializer")):
+        config.update(kernel_initializer="he_normal" if config.get("activation") in RELU_LIKE else "glorot_uniform",
+                      bias_initializer="zeros")
+    if option_set(options.get("dropout")) and "rate" in config and kind.endswith("Dropout"):
+        config["rate"] = min(float(config["rate"]), float(options["dropout"]))
+    return config
+
+
+def _constant_initializer(spec: Any) -> bool:
+    """zeros, ones or a constant kernel: every unit of the layer starts equal and gets the same gradient."""
+    name = spec.get("class_name") if isinstance(spec, dict) else spec
+    return str(name).lower() in ("zeros", "ones", "constant", "zero", "one")
+
+
+def _regularised(config: dict[str, Any], factor: float) -> dict[str, Any]:
+    """`config` with every regulariser scaled by `factor` (0 removes it)."""
+    for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+        spec = config.get(key)
+        if not spec:
+            continue
+        inner = spec.get("config") if isinstance(spec, dict) else None
+        if factor <= 0 or not isinstance(inner, dict):
+            config[key] = None
+            continue
+        config[key] = {**spec, "config": {name: float(value) * factor if name in ("l1", "l2") else value
+                                          for name, value in inner.items()}}
     return config
 
 
@@ -101,6 +137,9 @@ def _rebuild(capture: Capture, model: Any, x: Any, y: Any) -> Any:
     if isinstance(model, keras.Sequential) and not any(getattr(layer, "layers", None) for layer in flat):
         layers: list[Any] = [keras.Input(shape=np.asarray(x).shape[1:])]
         for index, layer in enumerate(flat):
+            if index == last_dense and options.get("hidden_layer"):
+                layers.append(keras.layers.Dense(int(options["hidden_layer"]), activation="relu",
+                                                 kernel_initializer="he_normal"))
             layers.append(type(layer).from_config(_layer_config(capture, layer, index == last_dense, y)))
             if options.get("batchnorm") and index < last_dense and type(layer).__name__ in HIDDEN:
                 layers.append(keras.layers.BatchNormalization())
@@ -112,9 +151,10 @@ def _rebuild(capture: Capture, model: Any, x: Any, y: Any) -> Any:
             return type(layer).from_config(_layer_config(capture, layer, id(layer) in outputs, y))
 
         rebuilt = keras.models.clone_model(model, clone_function=clone)
-        if options.get("batchnorm"):
-            capture.notes.append("BatchNormalization asked for, but the model is not a plain Sequential: skipped")
-    changed = [key for key in REBUILD_KEYS if options.get(key)]
+        for key in ("batchnorm", "hidden_layer"):
+            if options.get(key):
+                capture.notes.append(f"{key} asked for, but the model is not a plain Sequential: skipped")
+    changed = [key for key in REBUILD_KEYS if option_set(options.get(key))]
     capture.notes.append(f"model rebuilt by the harness with {', '.join(changed)}")
     return rebuilt
 

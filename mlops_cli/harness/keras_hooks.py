@@ -111,6 +111,10 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
                              else "the inputs are a dataset or generator and the script validates on nothing: "
                              "no held-out metric")
     capture.train_data = (x, y)
+    held = capture.holdout_data or (None, None)
+    flow = safe(data.flow_facts)(bound_x, x, y, held[0], held[1])
+    if flow:
+        capture.diagnostics["data_flow"] = flow
     if options.get("epochs"):
         arguments["epochs"] = int(options["epochs"])
     if options.get("max_epochs"):
@@ -134,6 +138,7 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
     trained = _wrap(capture, fixed, single) if single is not None else fixed
     for name in DELEGATED_METHODS if trained is not model else ():
         object.__setattr__(model, name, getattr(trained, name))
+    capture.diagnostics["batch_size"] = int(arguments.get("batch_size") or 32)
     callbacks = list(arguments.get("callbacks") or [])
     callbacks += [probe for probe in [safe(dynamics.keras_callback)(capture)] if probe is not None]
     # The epoch is logged before its checkpoint is saved: a kill between the two redoes that one epoch
@@ -243,15 +248,51 @@ def describe(model: Any, user_model: Any) -> dict[str, Any]:
         for key in ("units", "filters", "kernel_size", "activation", "rate", "pool_size"):
             if key in config:
                 entry[key] = config[key]
+        for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            penalty = _penalty(config.get(key))
+            if penalty:
+                entry[key] = penalty
+        initializer = _initializer(config.get("kernel_initializer"))
+        if initializer:
+            entry["kernel_initializer"] = initializer
         layers.append(entry)
     optimizer = getattr(model, "optimizer", None)
-    learning_rate = None
+    learning_rate, schedule = None, None
     if optimizer is not None:
-        learning_rate = float(optimizer.get_config().get("learning_rate", 0) or 0) or None
+        declared = optimizer.get_config().get("learning_rate", 0)
+        if isinstance(declared, dict):
+            schedule = {"class": str(declared.get("class_name")), **{
+                key: value for key, value in (declared.get("config") or {}).items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)}}
+            declared = schedule.get("initial_learning_rate", 0)
+        learning_rate = float(declared or 0) or None
+    penalties = [float(loss) for loss in getattr(model, "losses", [])]
     return {"framework": "keras", "layers": layers, "wrapped": model is not user_model,
             "optimizer": type(optimizer).__name__ if optimizer is not None else None,
-            "learning_rate": learning_rate, "loss": str(getattr(model, "loss", None)),
+            "learning_rate": learning_rate, "lr_schedule": schedule, "loss": str(getattr(model, "loss", None)),
+            "regularization_loss": round(sum(penalties), 6) if penalties else None,
             "trainable_params": int(sum(int(w.numpy().size) for w in model.trainable_weights))}
+
+
+def _penalty(spec: Any) -> dict[str, float] | None:
+    """An L1/L2 regulariser's factors, e.g. {"l2": 1.0}; None when there is none or it is zero."""
+    if not isinstance(spec, dict):
+        return None
+    inner = spec.get("config") or {}
+    factors = {key: float(value) for key, value in inner.items() if key in ("l1", "l2")
+               and isinstance(value, (int, float)) and value}
+    return factors or None
+
+
+def _initializer(spec: Any) -> str | None:
+    """A constant kernel initialiser's name ("zeros", "ones", "constant(0.5)"); None for a random one."""
+    if not isinstance(spec, dict):
+        return None
+    name = str(spec.get("class_name") or "")
+    if name.lower() not in ("zeros", "ones", "constant"):
+        return None
+    value = (spec.get("config") or {}).get("value")
+    return f"{name.lower()}({value:g})" if isinstance(value, (int, float)) else name.lower()
 
 
 def _flat_layers(model: Any) -> list[Any]:

@@ -24,11 +24,10 @@ def install(capture: Capture) -> None:
     import sklearn.metrics._regression as regression
     import sklearn.model_selection
     from sklearn.base import ClassifierMixin, RegressorMixin
-    from sklearn.utils import all_estimators
 
     random.seed(capture.seed)
     np.random.seed(capture.seed)
-    classes = {base for _, cls in all_estimators() for base in cls.__mro__ if base.__module__.startswith("sklearn")}
+    classes = {base for cls in _estimator_classes() for base in cls.__mro__ if base.__module__.startswith("sklearn")}
     for cls in classes | {ClassifierMixin, RegressorMixin}:
         if "fit" in cls.__dict__ and callable(cls.__dict__["fit"]):
             setattr(cls, "fit", _wrap_fit(capture, cls.__dict__["fit"]))
@@ -38,6 +37,36 @@ def install(capture: Capture) -> None:
         setattr(sklearn.metrics, function, _wrap_metric(capture, name, getattr(module, function)))
     for name in ("cross_val_score", "cross_validate"):
         setattr(sklearn.model_selection, name, wrap_cross_validation(capture, getattr(sklearn.model_selection, name)))
+
+
+FAMILIES = ("linear_model", "svm", "tree", "ensemble", "neighbors", "naive_bayes", "neural_network", "pipeline",
+            "model_selection", "preprocessing", "decomposition", "cluster", "discriminant_analysis",
+            "gaussian_process", "kernel_ridge", "compose", "feature_selection", "impute", "calibration", "dummy")
+
+
+def _estimator_classes() -> list[type]:
+    """Every scikit-learn estimator class. `all_estimators` imports every submodule, including the array-API
+    shims of optional libraries (torch...): a broken optional install must not stop training, so then the
+    families above are imported and their estimator classes collected."""
+    import importlib
+
+    from sklearn.base import BaseEstimator
+    from sklearn.utils import all_estimators
+
+    try:
+        return [cls for _, cls in all_estimators()]
+    except Exception:  # an optional dependency that fails to import; scikit-learn itself works
+        for family in FAMILIES:
+            try:
+                importlib.import_module(f"sklearn.{family}")
+            except Exception:
+                continue
+        found, todo = [], [BaseEstimator]
+        while todo:
+            cls = todo.pop()
+            found.append(cls)
+            todo.extend(cls.__subclasses__())
+        return found
 
 
 def score_name(scoring: Any, classifier: bool) -> tuple[str, float] | None:
@@ -156,6 +185,9 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
         task="classification" if _is_classifier(estimator) else "regression",
         train_fingerprint=data.fingerprint(X), train_labels_fingerprint=data.fingerprint(y),
         model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
+    flow = safe(data.flow_facts)(X, X, y)
+    if flow:
+        capture.diagnostics["data_flow"] = flow
     best = getattr(estimator, "best_score_", None)
     named = score_name(getattr(estimator, "scoring", None), _is_classifier(estimator))
     if isinstance(best, (int, float)) and named is not None:   # CatBoost.best_score_ is a dict per dataset
@@ -219,9 +251,22 @@ def _record_score(capture: Capture, name: str, data_or_labels: Any, value: Any, 
     capture.metrics[metric] = float(value)
     if not on_training:
         capture.diagnostics["holdout"] = "script"
+        _record_holdout_flow(capture, data_or_labels, by_labels)
         if by_labels:
             capture.diagnostics["majority_share"] = data.majority_share(data.as_array(data_or_labels, True))
             capture.diagnostics["n_holdout"] = data.n_rows(data_or_labels)
+
+
+def _record_holdout_flow(capture: Capture, held: Any, by_labels: bool) -> None:
+    """Classes of the held-out labels the training labels lack, or held-out rows that are training rows."""
+    if capture.train_data is None:
+        return
+    X, y = capture.train_data
+    facts = data.flow_facts(None, None, y, None, held) if by_labels else data.flow_facts(None, X, None, held)
+    flow = capture.diagnostics.setdefault("data_flow", {})
+    for key in ("missing_classes", "n_classes_holdout", "holdout_overlap"):
+        if key in facts:
+            flow[key] = facts[key]
 
 
 def finish(capture: Capture) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from mlops_cli.config import Settings
 from mlops_cli.errors import MetricError, UsageError
 from mlops_cli.history import history
+from mlops_cli.records import harness_options
 from mlops_cli.steps.tweak.context import Proposal, TweakContext
 from mlops_cli.workspace import NextAttempt, atomic_write_text, confine, copy_tree_confined
 
@@ -126,12 +127,14 @@ def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None 
         proposal = registry[(chosen, ctx.profile)](ctx)
         if proposal is None:
             spent = f"strategy {chosen} has nothing left to try"
+    found = "".join(f"; finding: {note}" for note in ctx.notes)
     if spent:
         ws.clear_proposal()
         ws.update_state(budget_spent=True)
         where = f"best is run {best_id} ({settings.metric} = {best_value:.4f})" if best_id else "no run scored"
-        return TweakResult(Outcome.BUDGET_SPENT, f"budget spent ({spent}); {where}", best_id=best_id,
+        return TweakResult(Outcome.BUDGET_SPENT, f"budget spent ({spent}); {where}{found}", best_id=best_id,
                            best_value=best_value)
+    harness_options(proposal.options, "the proposal")
     proposal.parent = proposal.parent or ctx.latest.run.id
     ws.clear_proposal()   # a kill from here on leaves no proposal, never an old one beside new staged code
     diff = _stage_source(ctx, proposal) if proposal.files else ""
@@ -145,7 +148,7 @@ def tweak(settings: Settings, strategy: str = "auto", time_budget: float | None 
                                   options=proposal.options, parent=proposal.parent,
                                   source="src" if proposal.files else None, moves=_moves(proposal)))
     ws.update_state(budget_spent=False)
-    return TweakResult(Outcome.PROPOSED, "next attempt: " + "; ".join(proposal.reasons), proposal=proposal,
+    return TweakResult(Outcome.PROPOSED, "next attempt: " + "; ".join(proposal.reasons) + found, proposal=proposal,
                        diff=diff, best_id=best_id, best_value=best_value, commit=commit)
 
 

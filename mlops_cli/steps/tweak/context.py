@@ -36,6 +36,7 @@ class TweakContext:
     best: AttemptRow | None
     state: State
     requested: str = "auto"
+    notes: list[str] = dataclasses.field(default_factory=list)  # findings no move can fix, for the result
 
     @property
     def profile(self) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_cli.history import AttemptRow
-from mlops_cli.records import RunMetrics, lower_is_better
+from mlops_cli.records import RunMetrics, finite_number, lower_is_better
 
 TABLE = Path(__file__).with_name("diagnoses.yaml")
 CROSS_ENTROPY = ("categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy")
@@ -31,6 +31,28 @@ def thresholds() -> dict[str, dict[str, Any]]:
 
 def strength(name: str) -> float:
     return float(thresholds()[name]["strength"])
+
+
+SUCCESS_TABLE = Path(__file__).with_name("move_success.yaml")
+
+
+@functools.cache
+def bench_success() -> dict[str, dict[str, int]]:
+    """Per finding, how often its move was made and how often that attempt reached the threshold on the repair
+    bench's development half (written by `bench/repair.py --learn`)."""
+    import yaml
+
+    if not SUCCESS_TABLE.is_file():
+        return {}
+    return yaml.safe_load(SUCCESS_TABLE.read_text(encoding="utf-8")) or {}
+
+
+def bench_weight(name: str) -> float:
+    """A factor in [0.5, 1] on a move's evidence strength: 0.75 when the bench never made it, towards 1 the more
+    often it repaired, towards 0.5 the more often it did not (Laplace's rule of succession)."""
+    counts = bench_success().get(name) or {}
+    made, repaired = int(counts.get("made", 0)), int(counts.get("repaired", 0))
+    return 0.5 + 0.5 * (repaired + 1) / (made + 2)
 
 
 @dataclasses.dataclass
@@ -74,6 +96,7 @@ class Diagnosis:
     conv_filters: list[int] = dataclasses.field(default_factory=list)
     activations: list[str] = dataclasses.field(default_factory=list)
     findings: list[Finding] = dataclasses.field(default_factory=list)
+    flow: list[Finding] = dataclasses.field(default_factory=list)
 
     def finding(self, name: str) -> Finding | None:
         return next((f for f in self.findings if f.name == name), None)
@@ -156,13 +179,125 @@ def diagnose(row: AttemptRow, threshold: float) -> Diagnosis:
         d.flat_train = len(train_curve) >= 4 and max(tail) - min(tail) < 0.02
     if d.majority_share is not None and d.metric is not None and not lower_is_better(name):
         at_majority = d.metric <= d.majority_share + resolution + 1e-9
-        train_stuck = d.flat_train or (train is not None and train <= d.majority_share + 0.1)
+        train_stuck = (train is None and d.flat_train) or (train is not None and (
+            train <= d.majority_share + 0.1 or (d.flat_train and train < threshold)))
         d.collapsed = at_majority and train_stuck
     if train is not None and d.metric is not None and not lower_is_better(name):
         d.underfit = train < threshold
         d.overfit = train - d.metric >= max(0.05, 3 * resolution) and train >= threshold
-    d.findings = dynamics_findings(metrics, d, threshold)
+    d.findings = dynamics_findings(metrics, d, threshold) + model_findings(metrics, d, threshold)
     return d
+
+
+# ---- findings from what the model declares ------------------------------------------------------------------
+
+def _layers(metrics: RunMetrics) -> list[dict[str, Any]]:
+    return [layer for layer in metrics.model.get("layers", []) if isinstance(layer, dict)]
+
+
+def _steps_per_epoch(metrics: RunMetrics) -> int | None:
+    rows, batch = metrics.diagnostics.get("n_train"), metrics.diagnostics.get("batch_size")
+    if isinstance(rows, int) and isinstance(batch, int) and rows > 0 and batch > 0:
+        return math.ceil(rows / batch)
+    return None
+
+
+def model_findings(metrics: RunMetrics, d: Diagnosis, threshold: float) -> list[Finding]:
+    """Faults the Keras model itself declares: constant initialisers, regularisers that dominate the loss, dropout
+    too high, too few optimiser steps for the data, a schedule that decays to nothing, no hidden layer."""
+    if metrics.model.get("framework") != "keras":
+        return []
+    table = thresholds()
+    layers = _layers(metrics)
+    found: list[Finding] = []
+    hidden = [layer for layer in layers[:-1] if layer.get("class") in ("Dense", "Conv1D", "Conv2D", "Conv3D")]
+    constant = [layer for layer in hidden if layer.get("kernel_initializer")]
+    if constant:
+        names = sorted({str(layer["kernel_initializer"]) for layer in constant})
+        found.append(Finding("constant_initializer", f"kernel initialiser {', '.join(names)} on {len(constant)} of "
+                             f"{len(hidden)} hidden layers: the units of a layer start equal, get equal gradients "
+                             "and stay equal", strength("constant_initializer"), {"layers": len(constant)}))
+    found += _regularization_findings(metrics, d, threshold, layers, table)
+    spec = table["high_dropout"]
+    rates = [float(layer["rate"]) for layer in layers if str(layer.get("class", "")).endswith("Dropout")
+             and isinstance(layer.get("rate"), (int, float))]
+    if rates and max(rates) > spec["rate_above"] and d.underfit and d.train is not None:
+        found.append(Finding("high_dropout", f"dropout {max(rates):g} ({len(rates)} Dropout layers) drops "
+                             f"{max(rates):.0%} of the units at every step and training accuracy is only "
+                             f"{d.train:.3f}", strength("high_dropout"), {"rate": max(rates)}))
+    steps = _steps_per_epoch(metrics)
+    spec = table["few_steps"]
+    if steps and d.epochs and steps * d.epochs < spec["total_steps_below"] and d.underfit and d.train is not None:
+        batch, rows = metrics.diagnostics["batch_size"], metrics.diagnostics["n_train"]
+        found.append(Finding("few_steps", f"batch size {batch} on {rows} training rows is {steps} step(s) per epoch, "
+                             f"{steps * d.epochs} optimiser steps in {d.epochs} epochs, and training accuracy is "
+                             f"only {d.train:.3f}", strength("few_steps"), {"batch": batch, "rows": rows}))
+    schedule = metrics.model.get("lr_schedule")
+    if isinstance(schedule, dict) and steps and d.epochs and d.underfit:
+        end = _schedule_end_share(schedule, steps * d.epochs)
+        initial = schedule.get("initial_learning_rate")
+        if end is not None and end < table["lr_schedule_decay"]["end_share_below"] and initial:
+            found.append(Finding("lr_schedule_decay", f"{schedule.get('class')} with decay_steps "
+                                 f"{schedule.get('decay_steps'):g} against {steps} steps per epoch: after "
+                                 f"{steps * d.epochs} steps the learning rate is {end:.1e} of its start "
+                                 f"{initial:g}", strength("lr_schedule_decay"),
+                                 {"initial": float(initial), "end_share": end}))
+    dense = [layer for layer in layers if layer.get("class") == "Dense"]
+    convs = [layer for layer in layers if "Conv" in str(layer.get("class"))]
+    if len(dense) == 1 and not convs and d.underfit and d.train is not None and not d.still_rising:
+        found.append(Finding("no_hidden_layer", f"the model has no hidden layer (one Dense output, a linear "
+                             f"model) and training accuracy is only {d.train:.3f}: the boundary cannot bend",
+                             strength("no_hidden_layer")))
+    return found
+
+
+def _regularization_findings(metrics: RunMetrics, d: Diagnosis, threshold: float, layers: list[dict[str, Any]],
+                             table: dict[str, Any]) -> list[Finding]:
+    spec = table["heavy_regularization"]
+    factors = [float(value) for layer in layers for key in ("kernel_regularizer", "bias_regularizer",
+                                                            "activity_regularizer")
+               if isinstance(layer.get(key), dict) for value in layer[key].values()
+               if isinstance(value, (int, float))]
+    if not factors:
+        return []
+    penalty = finite_number(metrics.model.get("regularization_loss"))
+    losses = _finite(metrics.curves.get("loss", []))
+    share = penalty / losses[-1] if penalty is not None and losses and losses[-1] > 0 else None
+    regularised = sum(1 for layer in layers if any(isinstance(layer.get(key), dict) for key in
+                                                   ("kernel_regularizer", "bias_regularizer", "activity_regularizer")))
+    heavy = (share is not None and share > spec["share_above"]) or max(factors) > spec["factor_above"]
+    if not heavy or not d.underfit or d.train is None:
+        return []
+    if share is not None and share > spec["share_above"]:
+        what = f"the penalty {penalty:.3g} is {min(share, 1.0):.0%} of the final training loss {losses[-1]:.3g}"
+    elif penalty is not None:
+        what = f"the penalty kept the weights near zero (penalty {penalty:.2g} at the end, so their squared norm " \
+            f"is about {penalty / max(factors):.2g})"
+    else:
+        what = f"a factor of {max(factors):g} outweighs the data term"
+    return [Finding("heavy_regularization", f"L1/L2 regularisers on {regularised} of {len(layers)} layers (largest "
+                    f"factor {max(factors):g}): {what}, and training accuracy is only {d.train:.3f}",
+                    strength("heavy_regularization"), {"largest": max(factors), "share": share})]
+
+
+def _schedule_end_share(schedule: dict[str, Any], steps: int) -> float | None:
+    """The learning rate after `steps` as a share of the initial one, for the decays Keras ships."""
+    decay_steps, rate = schedule.get("decay_steps"), schedule.get("decay_rate")
+    kind = str(schedule.get("class"))
+    if not isinstance(decay_steps, (int, float)) or decay_steps <= 0:
+        return None
+    progress = steps / decay_steps
+    if kind == "ExponentialDecay" and isinstance(rate, (int, float)) and 0 < rate < 1:
+        return float(rate ** (math.floor(progress) if schedule.get("staircase") else progress))
+    if kind == "InverseTimeDecay" and isinstance(rate, (int, float)) and rate > 0:
+        return 1.0 / (1.0 + rate * (math.floor(progress) if schedule.get("staircase") else progress))
+    if kind in ("CosineDecay", "PolynomialDecay"):
+        end = schedule.get("alpha", 0.0) if kind == "CosineDecay" else None
+        initial = schedule.get("initial_learning_rate") or 0
+        if kind == "PolynomialDecay" and initial:
+            end = (schedule.get("end_learning_rate") or 0.0) / initial
+        return float(end) if progress >= 1 and isinstance(end, (int, float)) else None
+    return None
 
 
 # ---- findings from the recorded dynamics ---------------------------------------------------------------------

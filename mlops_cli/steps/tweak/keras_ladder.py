@@ -16,9 +16,19 @@ from typing import Any
 
 from mlops_cli.errors import RewriteError
 from mlops_cli.history import AttemptRow
+from mlops_cli.records import RunMetrics, carried_options, option_set
+from mlops_cli.steps.tweak import dataflow
 from mlops_cli.steps.tweak import keras_rewrite as rewrite
 from mlops_cli.steps.tweak.context import Proposal, TweakContext, own_changes
-from mlops_cli.steps.tweak.diagnoses import Diagnosis, Finding, diagnose, round_lr, strength, thresholds
+from mlops_cli.steps.tweak.diagnoses import (
+    Diagnosis,
+    Finding,
+    bench_weight,
+    diagnose,
+    round_lr,
+    strength,
+    thresholds,
+)
 
 ADAPTIVE = {"Adam", "AdamW", "RMSprop", "Nadam", "Adamax", "Adagrad", "Adadelta", "Lion", "Ftrl"}
 DEFAULT_LEARNING_RATE = {"SGD": 0.01}
@@ -29,8 +39,6 @@ PARAM_NAMES = {"epochs": ("epochs", "n_epochs", "num_epochs"),
                "units": ("units", "hidden_units", "n_units", "neurons", "width"),
                "layers": ("hidden_layers", "layers", "n_layers", "num_layers", "depth"),
                "learning_rate": ("learning_rate", "lr")}
-HARNESS_KEYS = ("standardize", "augment", "epochs", "activation", "optimizer", "learning_rate", "output",
-                "batchnorm", "width", "early_stopping", "class_weight")
 
 
 # ---- plan: findings to ranked moves --------------------------------------------------------------------------
@@ -46,6 +54,13 @@ class Move:
     confident: bool = True
     strength: float = 0.1
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    finding: str = "no_signature"
+
+    @property
+    def rank(self) -> float:
+        """Evidence strength weighted by how often this finding's move repaired a case on the bench's
+        development half (move_success.yaml)."""
+        return self.strength * bench_weight(self.finding)
 
 
 def _epochs_move(d: Diagnosis, current: int) -> Move:
@@ -54,7 +69,16 @@ def _epochs_move(d: Diagnosis, current: int) -> Move:
     new = min(MAX_EPOCHS, max(current + 10, int(round(current * factor))))
     gain = f"+{d.rise:.3f} over the last {max(2, d.epochs // 5)} epochs" if d.rise else "val_loss still falling"
     return Move("epochs", new, f"epochs {current} -> {new}: the metric was still rising in the last epochs ({gain})",
-                strength=strength("still_rising"))
+                strength=strength("still_rising"), finding="still_rising")
+
+
+def _against_majority(d: Diagnosis) -> str:
+    """How the held-out metric stands against the majority class share, in words that match the numbers: equal
+    within one held-out row, else below or above it."""
+    resolution = 1.0 / d.n_holdout if d.n_holdout else 0.01
+    gap = (d.metric or 0.0) - (d.majority_share or 0.0)
+    relation = "equals" if abs(gap) <= resolution + 1e-9 else ("is below" if gap < 0 else "is above")
+    return f"{relation} the majority class share {d.majority_share:.3f}"
 
 
 def _lr(d: Diagnosis) -> float:
@@ -78,10 +102,45 @@ def _lr_down(lr: float, f: Finding, divide: float) -> float:
 
 def _finding_moves(f: Finding, d: Diagnosis, options: dict[str, Any], current_epochs: int) -> list[Move]:
     """The moves one finding leads to, strongest first (the first one carries the finding's strength)."""
+    moves = _moves_for(f, d, options, current_epochs)
+    for move in moves:
+        move.finding = f.name
+    return moves
+
+
+def _moves_for(f: Finding, d: Diagnosis, options: dict[str, Any], current_epochs: int) -> list[Move]:
     lr = _lr(d)
     table = thresholds()
     sgd = d.optimizer == "SGD"
     weaker = f.strength - 0.2
+    if f.name == "constant_initializer":
+        return [Move("options", "initializer", f"random kernel initialisers (he_normal for ReLU, glorot_uniform "
+                     f"otherwise) instead of constants: {f.evidence}", strength=f.strength,
+                     options={"initializer": "fix"})]
+    if f.name == "heavy_regularization":
+        target = table["heavy_regularization"]["target_factor"]
+        factor = min(1.0, target / f.facts["largest"])
+        return [Move("options", "regularization", f"regularisers x{factor:.2g} (largest factor {f.facts['largest']:g} "
+                     f"-> {f.facts['largest'] * factor:.2g}): {f.evidence}", strength=f.strength,
+                     options={"regularization": round(factor, 8)}),
+                Move("options", "regularization", f"regularisers removed: {f.evidence}", strength=weaker,
+                     options={"regularization": 0.0})]
+    if f.name == "high_dropout":
+        target = table["high_dropout"]["target_rate"]
+        return [Move("options", "dropout", f"dropout {f.facts['rate']:g} -> {target:g}: {f.evidence}",
+                     strength=f.strength, options={"dropout": target})]
+    if f.name == "few_steps":
+        target = table["few_steps"]["target_batch"]
+        return [Move("options", "batch_size", f"batch size {f.facts['batch']} -> {target}: {f.evidence}",
+                     strength=f.strength, options={"batch_size": target})]
+    if f.name == "lr_schedule_decay":
+        initial = round_lr(f.facts["initial"])
+        return [Move("options", "learning_rate", f"a constant learning rate {initial:g} instead of the schedule: "
+                     f"{f.evidence}", strength=f.strength, options={"learning_rate": initial})]
+    if f.name == "no_hidden_layer":
+        units = table["no_hidden_layer"]["units"]
+        return [Move("options", "hidden_layer", f"a hidden Dense({units}, relu) before the output: {f.evidence}",
+                     strength=f.strength, options={"hidden_layer": units})]
     if f.name == "wrong_output":
         return [Move("options", "output", f"output layer and loss fitted to the labels: {f.evidence}",
                      strength=f.strength, options={"output": "fix"})]
@@ -153,40 +212,52 @@ def plan(d: Diagnosis, base: AttemptRow, threshold: float) -> list[Move]:
     family = "adaptive" if (d.optimizer or "Adam") in ADAPTIVE else "SGD"
     for finding in d.findings:
         moves += _finding_moves(finding, d, options, current_epochs)
+    for finding in d.flow:
+        if finding.facts.get("fix"):
+            moves.append(Move("script", finding.facts["fix"], f"{finding.name}: {finding.evidence}",
+                              strength=finding.strength, finding=finding.name))
     if d.raw_scale and not options.get("standardize") and not d.image:
-        why = (f"held-out {d.metric:.3f} equals the majority class share {d.majority_share:.3f} and training "
-               f"accuracy is flat at {d.train:.3f}: the model predicts one class; "
-               if d.collapsed and d.train is not None else "")
+        why = (f"held-out {d.metric:.3f} {_against_majority(d)} and training accuracy is "
+               + (f"flat at {d.train:.3f}" if d.flat_train else f"{d.train:.3f}, within 0.1 of that share")
+               + ": the model predicts one class; " if d.collapsed and d.train is not None else "")
+        symptoms = [f for f in d.findings if f.name in thresholds()["unscaled_inputs"]["explains"]]
+        level = strength("collapsed_unscaled" if d.collapsed else "unscaled_inputs")
+        if symptoms:
+            level = max(level, max(f.strength for f in symptoms) + 0.01)
+            why += f"{', '.join(f.name.replace('_', ' ') for f in symptoms)} may come from the raw scales; "
         moves.append(Move("standardize", True, f"{why}inputs on raw scales ({d.scale_note}): standardise "
-                          "(Normalization layer in the model)",
-                          strength=strength("collapsed_unscaled" if d.collapsed else "unscaled_inputs")))
+                          "(Normalization layer in the model)", strength=level,
+                          finding="collapsed_unscaled" if d.collapsed else "unscaled_inputs"))
     if d.diverged or d.oscillating:
         new = round_lr(lr / (10 if d.diverged else 3))
         what = "diverged (the loss ended above where it started)" if d.diverged else \
             f"oscillated (it went up in {d.ups} of the last {max(1, d.epochs // 2)} epochs)"
         moves.append(Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: the training loss {what}",
-                          strength=strength("diverging_loss" if d.diverged else "oscillating_loss")))
+                          strength=strength("diverging_loss" if d.diverged else "oscillating_loss"),
+                          finding="diverging_loss" if d.diverged else "oscillating_loss"))
     if d.collapsed and not d.raw_scale and len(d.dense_units) > 1:
         narrow = min(d.dense_units[:-1])
         new_units = max(8, 4 * narrow)
         moves.append(Move("units", ("narrowest", new_units),
                           f"narrowest hidden layer {narrow} -> {new_units} units: the model predicts one class "
-                          f"(held-out {d.metric:.3f} = majority share {d.majority_share:.3f}), a sign of dead "
-                          "ReLU units in a narrow layer", strength=strength("collapsed_narrow")))
+                          f"(held-out {d.metric:.3f} {_against_majority(d)}), a sign of dead ReLU units in a "
+                          "narrow layer", strength=strength("collapsed_narrow"), finding="collapsed_narrow"))
     if d.image and d.overfit and not options.get("augment"):
         moves.append(Move("augment", True, f"training {d.train:.3f} vs held-out {d.metric:.3f}: over-fitting on "
                           "images: augment (random shifts and rotations, layers inside the model)",
-                          strength=strength("overfitting")))
+                          strength=strength("overfitting"), finding="overfitting"))
     if d.overfit and d.peaked_early and d.best_epoch:
         new = max(1, int(round(d.best_epoch * 1.2)))
         moves.append(Move("epochs", new, f"epochs {current_epochs} -> {new}: the held-out metric peaked at epoch "
-                          f"{d.best_epoch} and fell after (over-fitting)", strength=strength("overfitting")))
+                          f"{d.best_epoch} and fell after (over-fitting)", strength=strength("overfitting"),
+                          finding="overfitting"))
     rising_move = _epochs_move(d, current_epochs) if d.still_rising and current_epochs else None
     if d.smooth and d.still_rising and d.underfit and lr < MAX_LEARNING_RATE[family] - 1e-12:
         new = round_lr(min(MAX_LEARNING_RATE[family], lr * 10))
         moves.append(Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: the training loss fell in "
                           f"every one of the last epochs (no oscillation) and training accuracy is only "
-                          f"{d.train:.3f}: larger steps converge in fewer epochs", strength=strength("smooth_slow")))
+                          f"{d.train:.3f}: larger steps converge in fewer epochs", strength=strength("smooth_slow"),
+                          finding="smooth_slow"))
     if rising_move:
         moves.append(rising_move)
     if d.underfit and not d.still_rising and not d.collapsed and d.dense_units[:-1]:
@@ -194,10 +265,10 @@ def plan(d: Diagnosis, base: AttemptRow, threshold: float) -> list[Move]:
         if widest < 128:
             moves.append(Move("units", ("all", 2), f"hidden units x2 ({', '.join(map(str, d.dense_units[:-1]))}"
                               f"): training accuracy {d.train:.3f} is low too and no longer rising (under-fitting)",
-                              strength=strength("underfitting")))
+                              strength=strength("underfitting"), finding="underfitting"))
         moves.append(Move("add_layer", max(16, widest), f"a hidden Dense({max(16, widest)}) before the output: "
                           f"training accuracy {d.train:.3f} is low too and no longer rising (under-fitting)",
-                          strength=strength("underfitting")))
+                          strength=strength("underfitting"), finding="underfitting"))
     # fallbacks when no signature is clear: still explained, but not confident
     weak = strength("no_signature")
     if current_epochs:
@@ -209,11 +280,16 @@ def plan(d: Diagnosis, base: AttemptRow, threshold: float) -> list[Move]:
                           confident=False, strength=weak))
         moves.append(Move("add_layer", max(16, max(d.dense_units[:-1])),
                           "one more hidden layer: no clear signature in the curves", confident=False, strength=weak))
+    elif d.dense_units and not d.finding("no_hidden_layer"):
+        units = thresholds()["no_hidden_layer"]["units"]
+        moves.append(Move("options", "hidden_layer", f"a hidden Dense({units}, relu) before the output: no clear "
+                          "signature in the curves, and the model has no hidden layer", confident=False,
+                          strength=weak, options={"hidden_layer": units}))
     if lr > 1e-4:
         new = round_lr(lr / 3)
         moves.append(Move("learning_rate", new, f"learning rate {lr:g} -> {new:g}: no clear signature; smaller "
                           "steps", confident=False, strength=weak))
-    return sorted(moves, key=lambda move: -move.strength)
+    return sorted(moves, key=lambda move: -move.rank)
 
 
 COMPANIONS = {"learning_rate", "units", "add_layer", "augment"}
@@ -236,7 +312,7 @@ class Candidate:
 
 
 def _signature(params: dict[str, Any], options: dict[str, Any], text: str | None) -> str:
-    kept = {k: v for k, v in options.items() if k in HARNESS_KEYS and v not in (None, False)}
+    kept = {k: v for k, v in carried_options(options).items() if option_set(v)}
     digest = hashlib.sha1((text or "").encode()).hexdigest()[:12]
     return json.dumps([params, kept, digest], sort_keys=True, default=str)
 
@@ -256,6 +332,17 @@ def _apply(ctx: TweakContext, candidate: Candidate, move: Move, realize: str, d:
     made another way than asked."""
     if move.kind in ("standardize", "augment"):
         candidate.options[move.kind] = True
+        return None
+    if move.kind == "script":
+        if realize == "options" or candidate.text is None:
+            raise _Unrealizable("a data-flow fix is a change of the script")
+        finding = next(f for f in d.flow if f.name == move.finding)
+        try:
+            candidate.text, diff = dataflow.fix_script(candidate.text, str(move.value), ctx.latest.run.entrypoint
+                                                       or "train.py")
+        except RewriteError as exc:
+            raise _Unrealizable(str(exc)) from exc
+        move.reason = dataflow.reason(finding, diff)
         return None
     if move.kind == "options":
         if realize == "options":
@@ -342,9 +429,11 @@ def _base(ctx: TweakContext) -> tuple[AttemptRow, list[str]]:
 def candidates(ctx: TweakContext, realize: str, confident_only: bool = False,
                why_not: list[str] | None = None) -> list[Candidate]:
     """Untried configurations from the best run, strongest evidence first; the reasons moves could not be made
-    are appended to `why_not`."""
+    are appended to `why_not`, the findings no move can fix to `ctx.notes`."""
     base, revert = _base(ctx)
     d = diagnose(base, ctx.settings.threshold)
+    d.flow = dataflow.flow_findings(base.metrics or RunMetrics(), "keras")
+    ctx.notes += [note for note in dataflow.notes(d.flow) if note not in ctx.notes]
     text = ctx.entry_text(base) if realize in ("rewrite", "ladder") and base.run.entrypoint else None
     tried = set()
     for row in ctx.rows:
@@ -385,7 +474,7 @@ def candidates(ctx: TweakContext, realize: str, confident_only: bool = False,
 
 def _carried(options: dict[str, Any]) -> dict[str, Any]:
     """The harness options a new attempt inherits from its base (not the search's bookkeeping)."""
-    return {k: v for k, v in options.items() if k in HARNESS_KEYS}
+    return carried_options(options)
 
 
 def propose(ctx: TweakContext, realize: str = "ladder") -> Proposal | None:
@@ -394,6 +483,7 @@ def propose(ctx: TweakContext, realize: str = "ladder") -> Proposal | None:
     why_not: list[str] = []
     found = candidates(ctx, realize, why_not=why_not)
     if not found:
+        ctx.notes += [f"not made: {reason}" for reason in why_not[:3]]
         if why_not and realize == "rewrite":
             raise RewriteError(f"no move of the ladder can be made in {ctx.latest.run.entrypoint}: {why_not[0]}",
                                "declare the parameters in mlops.yaml `params` and read them with mlops_cli.params()")
@@ -405,7 +495,8 @@ def propose(ctx: TweakContext, realize: str = "ladder") -> Proposal | None:
         files[base.run.entrypoint or "train.py"] = best.text
     return Proposal(strategy="rewrite" if realize == "rewrite" else "ladder", reasons=best.reasons,
                     params=best.params, options=best.options, files=files, parent=base.run.id,
-                    extra={"moves": [move.kind if move.kind != "options" else move.value for move in best.moves]})
+                    extra={"moves": [move.kind if move.kind != "options" else move.value for move in best.moves],
+                           "findings": [move.finding for move in best.moves]})
 
 
 def propose_rewrite(ctx: TweakContext) -> Proposal | None:

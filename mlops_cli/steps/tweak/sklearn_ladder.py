@@ -22,8 +22,14 @@ from typing import Any
 from mlops_cli.errors import MetricError
 from mlops_cli.history import AttemptRow
 from mlops_cli.records import RunMetrics, lower_is_better
+from mlops_cli.steps.tweak import dataflow
 from mlops_cli.steps.tweak.context import Proposal, TweakContext, own_changes
-from mlops_cli.steps.tweak.sklearn_rewrite import SCALERS, Edit, RewriteError, rewrite_source
+from mlops_cli.steps.tweak.sklearn_rewrite import (
+    SCALERS,
+    Edit,
+    RewriteError,
+    rewrite_source,
+)
 
 TABLE = Path(__file__).with_name("estimators.yaml")
 OVERFIT_GAP = 0.05
@@ -345,6 +351,14 @@ def realise(ctx: TweakContext, strategy: str) -> Proposal | None:
     errors: list[RewriteError] = []
     repeated = 0
     diag = diagnose(ctx, base)
+    flow = dataflow.flow_findings(base.metrics or RunMetrics(), "sklearn")
+    ctx.notes += [note for note in dataflow.notes(flow) if note not in ctx.notes]
+    text = ctx.entry_text(base) if entry else None
+    for finding, fixed, diff in dataflow.script_moves(flow, text, entry or "train.py"):
+        files = {entry: fixed}
+        if not _already_run(ctx, files):
+            return Proposal(strategy=strategy, reasons=_revert_reason(ctx, base) + [dataflow.reason(finding, diff)],
+                            files=files, parent=base.run.id, extra={"move": finding.name, "findings": [finding.name]})
     for move in plan(ctx, base):
         try:
             files = rewrite_source(source, entry, move.edit)
@@ -355,7 +369,7 @@ def realise(ctx: TweakContext, strategy: str) -> Proposal | None:
             repeated += 1
             continue
         return Proposal(strategy=strategy, reasons=_revert_reason(ctx, base) + move.reasons, files=files,
-                        parent=base.run.id, extra={"move": move.kind})
+                        parent=base.run.id, extra={"move": move.kind, "findings": [f"sklearn:{move.kind}"]})
     if errors and not repeated:
         raise errors[0]
     return None

@@ -1,0 +1,16 @@
+"""Dropout of 0.95 after every hidden layer: almost nothing reaches the output during training."""
+import keras
+from sklearn.datasets import load_digits
+
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+model = keras.Sequential([
+    keras.Input(shape=(64,)),
+    keras.layers.Dense(32, activation="relu"),
+    keras.layers.Dropout(0.95),
+    keras.layers.Dense(32, activation="relu"),
+    keras.layers.Dropout(0.95),
+    keras.layers.Dense(10, activation="softmax"),
+])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(X, y, epochs=15, batch_size=32)
