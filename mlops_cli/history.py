@@ -6,7 +6,7 @@ import datetime as _dt
 from typing import Any
 
 from mlops_cli.config import Settings
-from mlops_cli.records import Goal, RunMetrics
+from mlops_cli.records import Goal, RunMetrics, option_set
 from mlops_cli.workspace import RunRecord
 
 
@@ -79,7 +79,7 @@ def status(settings: Settings) -> tuple[Goal, list[AttemptRow]]:
 def describe_changes(row: AttemptRow) -> str:
     """Params and harness options of a run as one short string."""
     parts = [f"{k}={v}" for k, v in sorted(row.run.params.items())]
-    parts += [f"{k}={v}" for k, v in sorted(row.run.options.items()) if v not in (None, False)]
+    parts += [f"{k}={v}" for k, v in sorted(row.run.options.items()) if option_set(v)]
     return ", ".join(parts) or "as written"
 
 

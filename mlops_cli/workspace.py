@@ -440,6 +440,7 @@ class NextAttempt:
             raise WorkspaceError(f"{where}: {exc.message}", hint) from None
         values["reasons"] = _strings(values.get("reasons", []), where, "reasons", hint)
         values["moves"] = _strings(values.get("moves", []), where, "moves", hint)
+        values["options"] = harness_options(values.get("options", {}), where)
         values["schema"] = PROPOSAL_SCHEMA
         return cls(**values)
 
