@@ -46,7 +46,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlops_cli.errors import MlopsError, UsageError, WorkspaceBusy, WorkspaceError
-from mlops_cli.records import Goal, RunMetrics
+from mlops_cli.records import Goal, RunMetrics, harness_options
 from mlops_cli.secrets import scrub, scrub_data
 
 DEFAULT_WORKSPACE = ".mlops"
