@@ -55,6 +55,7 @@ RUN_ID = re.compile(r"^[0-9]{1,9}$")
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 MAX_LOG_TAIL_BYTES = 64 * 1024
 MAX_LOG_CHUNK_BYTES = 1024 * 1024
+MAX_KEPT_LOG_BYTES = 32 * 1024 * 1024
 MAX_ERROR_CHARS = 500
 SOURCES = ("repo", "src")
 #: the files of a run's output area that the host reads back (everything else there is the script's own)
@@ -810,9 +811,26 @@ class Workspace:
         record = self.update_run(run_id, status=RunStatus.SUCCEEDED if succeeded else RunStatus.FAILED,
                                  exit_code=code, finished=now_iso(), error=None if succeeded else error)
         self._prune_work(record)
+        self._scrub_log(run_id)
         if succeeded:
             shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
         return record
+
+    def _scrub_log(self, run_id: str) -> None:
+        """Rewrite a finished run's train.log with every known secret scrubbed (the pushed script printed it, and
+        could have printed a secret it found), keeping at most its last MAX_KEPT_LOG_BYTES; a link or anything but
+        a plain file is left unread (readers refuse it too)."""
+        handle = self._open_log(run_id)
+        if handle is None:
+            return
+        target = self.output_dir(run_id) / "train.log"
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - MAX_KEPT_LOG_BYTES))
+            text = handle.read().decode("utf-8", errors="replace")
+        cut = f"[mlops: the first {size - MAX_KEPT_LOG_BYTES} bytes of this log were left out]\n" \
+            if size > MAX_KEPT_LOG_BYTES else ""
+        atomic_write_text(target, cut + "".join(scrub(line) for line in text.splitlines(keepends=True)))
 
     def _prune_work(self, record: RunRecord) -> None:
         """Drop from the run's code copy (work/) every file still as it was copied from the checkout, so a

@@ -173,3 +173,14 @@ def test_the_code_copy_keeps_only_what_the_script_wrote(tmp_path: Path) -> None:
     ws.finish_run(record.id, 1, crash="killed")
     left = sorted(str(p.relative_to(ws.work_dir(record.id))) for p in ws.work_dir(record.id).rglob("*"))
     assert left == ["train.py", "w.h5"]
+
+
+def test_a_secret_the_script_prints_is_not_kept_in_its_log(tmp_path: Path) -> None:
+    """The script found a secret somewhere and printed it: the host rewrites the finished run's log scrubbed."""
+    ws = checkout(tmp_path, IRIS + "import pathlib\nprint('found', pathlib.Path('secret.txt').read_text())\n")
+    (ws / "repo" / "secret.txt").write_text("smtp-pw-8675309")
+    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local",
+                        env={"MLOPS_SMTP_PASSWORD": "smtp-pw-8675309"})
+    assert trained.returncode == 0, trained.stderr
+    log = (ws / "runs" / "0001" / "out" / "train.log").read_text()
+    assert "found ***" in log and "smtp-pw-8675309" not in log + trained.stdout + trained.stderr
