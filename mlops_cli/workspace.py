@@ -702,6 +702,8 @@ class Workspace:
         the run read-write). Runs made before the output area existed kept their files in runs/N itself."""
         run_dir = self.run_dir(run_id)
         out = run_dir / "out"
+        if out.is_symlink():   # the local runner's script replaced its output area by a link to elsewhere
+            raise WorkspaceError(f"{out} is a symbolic link", "the run's outputs are unreadable: train it again")
         if not out.is_dir() and any((run_dir / name).exists() for name in OUTPUT_FILES):
             return run_dir
         return out

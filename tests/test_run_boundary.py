@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -184,3 +185,21 @@ def test_a_secret_the_script_prints_is_not_kept_in_its_log(tmp_path: Path) -> No
     assert trained.returncode == 0, trained.stderr
     log = (ws / "runs" / "0001" / "out" / "train.log").read_text()
     assert "found ***" in log and "smtp-pw-8675309" not in log + trained.stdout + trained.stderr
+
+
+def test_an_output_area_replaced_by_a_link_is_never_read_or_promoted(tmp_path: Path) -> None:
+    """Local runner: the script swaps runs/N/out for a link to a host folder holding a forged metrics.json and a
+    model; the host reads nothing through it, promotes nothing, and says so in one line."""
+    elsewhere = tmp_path / "elsewhere"
+    ws = checkout(tmp_path, IRIS + (
+        "import json, pathlib\n"
+        f"fake = pathlib.Path({str(elsewhere)!r})\n"
+        "fake.mkdir()\n"
+        "(fake / 'metrics.json').write_text(json.dumps({'val_accuracy': 1.0}))\n"))
+    assert run_mlops("train", "--workspace", str(ws), "--runner", "local").returncode == 0
+    out = ws / "runs" / "0001" / "out"
+    shutil.rmtree(out)
+    out.symlink_to(elsewhere)
+    evaluated = run_mlops("evaluate", "--workspace", str(ws), "--threshold", "0.5")
+    assert evaluated.returncode == 1 and evaluated.stderr.startswith("mlops: error:"), evaluated.stderr
+    assert "symbolic link" in evaluated.stderr and not (ws / "best").exists()
