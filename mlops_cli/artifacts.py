@@ -30,7 +30,7 @@ from mlops_cli.errors import MlopsError
 DEFAULT_MAX_MODEL_BYTES = 2 * 1024 ** 3
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-SUFFIXES = (".keras", ".h5", ".joblib", ".pkl", ".pickle")
+SUFFIXES = (".keras", ".h5", ".joblib", ".pkl", ".pickle", ".pt")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 #: top-level packages whose classes a scikit-learn / gradient-boosting model is made of
@@ -104,6 +104,8 @@ def check_model(path: Path, limit: int | None = None) -> int:
                     raise ValueError("no HDF5 signature")
             elif suffix in (".joblib", ".pkl", ".pickle"):
                 _check_pickle(handle, info.st_size)
+            elif suffix == ".pt":
+                _check_torch(handle)
             else:
                 raise ValueError(f"unknown model type {suffix!r}")
         except ArtifactError:
@@ -202,21 +204,31 @@ def _allowed(module: str, name: str) -> bool:
 class _CheckingUnpickler(pickle._Unpickler):   # the pure-Python machine: its dispatch is ours to steer
     """Walks the stream with inert stand-ins (see the module docstring)."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, torch: bool = False) -> None:
         super().__init__(handle)
         self._handle = handle
+        self._torch = torch
         self.globals_seen: list[str] = []
         self.dispatch = dict(pickle._Unpickler.dispatch)
         self.dispatch[pickle.BUILD[0]] = _CheckingUnpickler._build
         self.dispatch[pickle.EXT1[0]] = self.dispatch[pickle.EXT2[0]] = self.dispatch[pickle.EXT4[0]] = \
             _CheckingUnpickler._refuse_ext
-        self.dispatch[pickle.PERSID[0]] = self.dispatch[pickle.BINPERSID[0]] = _CheckingUnpickler._refuse_ext
+        self.dispatch[pickle.PERSID[0]] = _CheckingUnpickler._refuse_ext
+        self.dispatch[pickle.BINPERSID[0]] = _CheckingUnpickler._storage if torch else _CheckingUnpickler._refuse_ext
 
     def find_class(self, module: str, name: str) -> type:
-        if not _allowed(module, name):
+        if not (_allowed(module, name) or self._torch and (module, name) in TORCH_GLOBALS
+                or self._torch and module == "torch" and name.endswith("Storage") and name.isidentifier()):
             raise pickle.UnpicklingError(f"it imports {module}.{name}, which is not on the allow-list")
         self.globals_seen.append(f"{module}.{name}")
         return type(name, (_Stub,), {"module": module, "qualname": name})
+
+    def _storage(self) -> None:
+        """torch.save's tensor data: a persistent id naming a storage entry of the archive (bytes, never code)."""
+        pid = self.stack.pop()
+        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+            raise pickle.UnpicklingError("a persistent id that is not a tensor storage")
+        self.append(_Stub())
 
     def _refuse_ext(self) -> None:
         raise pickle.UnpicklingError("it uses the extension registry or persistent ids")
@@ -285,6 +297,28 @@ def _check_pickle(handle: io.BufferedReader, size: int) -> None:
         raise ValueError("data after the end of the pickle")
     if not unpickler.globals_seen:
         raise ValueError("no model object in the pickle")
+
+
+#: what torch.save writes for a state_dict, besides collections.OrderedDict and the storage types
+TORCH_GLOBALS = frozenset({("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+                           ("torch", "Size"), ("torch", "float32"), ("torch", "float64"), ("torch", "int64")})
+
+
+def _check_torch(handle: io.BufferedReader) -> None:
+    """A torch.save archive (a state_dict, as the harness saves it): one data.pkl walked like any pickle, with
+    torch's tensor rebuilders and storage types allowed and the tensors' bytes left unread."""
+    with zipfile.ZipFile(handle) as archive:
+        names = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+        if len(names) != 1:
+            raise ValueError("not a torch.save archive (no single data.pkl)")
+        if archive.getinfo(names[0]).file_size > MAX_CONFIG_BYTES:
+            raise ValueError("its data.pkl is too large")
+        with archive.open(names[0]) as raw:
+            data = io.BytesIO(raw.read(MAX_CONFIG_BYTES + 1))
+    unpickler = _CheckingUnpickler(data, torch=True)
+    unpickler.load()
+    if data.read(1):
+        raise ValueError("data after the end of the pickle")
 
 
 def tree_bytes(root: Path, stop_after: int) -> int:

@@ -279,3 +279,26 @@ def test_gadgets_inside_allowed_packages_are_refused(tmp_path: Path, module: str
     path.write_bytes(b"\x80\x04" + short(module) + short(name) + b"\x93\x94" + short("x") + b"\x85\x94R\x94.")
     with pytest.raises(ArtifactError, match="allow-list"):
         check_model(path)
+
+
+def test_a_pt_archive_is_walked_not_loaded(tmp_path: Path) -> None:
+    """`.pt` (torch.save, the torch runtime's model): its data.pkl is checked like any pickle; a gadget in it is
+    refused without torch being imported, and a real state_dict passes when torch is here."""
+    import pickle as _pickle
+    import zipfile
+
+    from mlops_cli.artifacts import ArtifactError, check_model
+
+    class Gadget:
+        def __reduce__(self) -> tuple:
+            return (os.system, ("echo PWNED",))
+
+    evil = tmp_path / "model.pt"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("archive/data.pkl", _pickle.dumps(Gadget(), protocol=2))
+    with pytest.raises(ArtifactError, match="system, which is not on the allow-list"):
+        check_model(evil)
+    torch = pytest.importorskip("torch")
+    good = tmp_path / "good.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)).state_dict(), good)
+    assert check_model(good) == good.stat().st_size

@@ -184,7 +184,7 @@ def flow_facts(given_x: Any, train_x: Any, y: Any, val_x: Any = None, val_y: Any
     labels = as_array(y, allow_object=True)
     if labels is not None and len(labels):
         flat = labels.reshape(len(labels), -1)
-        distinct = len(np.unique(flat, axis=0))
+        distinct = len(np.unique(flat.astype(str) if flat.dtype == object else flat, axis=0))
         facts["distinct_labels"] = int(distinct)
         if distinct == 1:
             facts["constant_labels"] = True
