@@ -82,6 +82,7 @@ def test_a_training_container_runs_hardened_and_still_trains(tmp_path: Path, che
     assert "PROBE rootfs 30" in log                      # EROFS
     assert "PROBE network OSError" in log or "PROBE network gaierror" in log
     assert "PROBE home /tmp /tmp/.keras /tmp/.matplotlib" in log
+    assert run_mlops("status", "-w", str(ws)).returncode == 0   # the host records how the detached run ended
     assert json.loads((ws / "runs" / "0001" / "run.json").read_text())["status"] == "succeeded"
     saved = json.loads((ws / "containers" / "0001.json").read_text())
     assert (saved["pids"], saved["tmpfs_size"], saved["network"], saved["read_only"]) == (256, "64m", "none", True)
