@@ -84,7 +84,7 @@ def test_sklearn_trains_in_its_container_with_metrics_on_the_host(
     metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["val_accuracy"] > 0.9
     assert "held-out accuracy:" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
-    for name in ("model.joblib", "metrics.json", "run.json", "train.log"):
+    for name in ("out/model.joblib", "out/metrics.json", "run.json", "out/train.log"):
         assert (ws / "runs" / "0001" / name).stat().st_uid == os.getuid(), f"{name}: written as the mlops user"
     assert engine.state(record["container_id"]) is None, "an attached run's container is removed at its end"
     spec = json.loads((ws / "containers" / "0001.json").read_text())
@@ -114,7 +114,7 @@ def test_the_image_alone_trains_a_named_volume(
         trainer.remove()
         assert code == 0, logs
         assert "held-out accuracy:" in logs and "run 0001 succeeded" in logs
-        shown = client.containers.run(image, ["sh", "-c", "id -un; cat /workspace/runs/0001/metrics.json"],
+        shown = client.containers.run(image, ["sh", "-c", "id -un; cat /workspace/runs/0001/out/metrics.json"],
                                       remove=True, volumes={volume.name: {"bind": "/workspace"}}).decode()
         user, metrics = shown.split("\n", 1)
         assert user == "mlops"
