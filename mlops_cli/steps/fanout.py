@@ -87,7 +87,7 @@ class Agent:
         self.settings, self.name, self.lease_s = settings, name, lease_s
         self.trainer = trainer or _train
         self.ws: Workspace = settings.workspace
-        self.commit = str(self.ws.read_state().get("commit") or "")
+        self.commit = str(self.ws.read_state().commit or "")
         self.project = tracking.project_name(self.ws)
         self.k = max(1, settings.max_parallel)
         self.uri = tracking.tracking_uri(settings)
