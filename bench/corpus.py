@@ -96,6 +96,9 @@ def classify(row: Row, causes: list[dict], names: set[str]) -> tuple[str, str]:
         if re.split(r"[\\/]", missing.group(1))[-1] in names:
             return "tool failure", "data path to a file the repository holds, not served (item 4)"
         return "correct stop", "reads a data file the repository does not hold"
+    syntax = re.match(r"^(.+?)(?:#cell\d+)?:(?:\d+|None): syntax error", row.reason)
+    if syntax and syntax.group(1) != row.entry:
+        return "tool failure", "a file other than the entry, not parsable, stops detect"
     for cause in causes:
         if re.search(cause["pattern"], row.reason):
             return cause["class"], cause["cause"]
@@ -150,7 +153,8 @@ def main() -> None:
     if args.reclassify:
         by_repo = {e["repo"]: e for e in entries}
         results = []
-        for result in json.loads(args.reclassify.read_text()):
+        saved = json.loads(args.reclassify.read_text())
+        for result in saved["rows"] if isinstance(saved, dict) else saved:   # committed files carry `measured`
             entry = by_repo[result["repo"]]
             row = Row(**{k: v for k, v in result.items() if k in Row.__dataclass_fields__})
             kind, cause = classify(row, causes, pushed_names(entry, args.mirror))
