@@ -93,7 +93,6 @@ class Diagnosis:
     optimizer: str | None = None
     learning_rate: float | None = None
     dense_units: list[int] = dataclasses.field(default_factory=list)
-    conv_filters: list[int] = dataclasses.field(default_factory=list)
     activations: list[str] = dataclasses.field(default_factory=list)
     findings: list[Finding] = dataclasses.field(default_factory=list)
     flow: list[Finding] = dataclasses.field(default_factory=list)
@@ -146,7 +145,6 @@ def diagnose(row: AttemptRow, threshold: float) -> Diagnosis:
         learning_rate=round_lr(model["learning_rate"]) if model.get("learning_rate") else None,
         dense_units=[int(layer["units"]) for layer in layers if layer.get("class") == "Dense"
                      and isinstance(layer.get("units"), int)],
-        conv_filters=[int(layer["filters"]) for layer in layers if isinstance(layer.get("filters"), int)],
         activations=[str(layer.get("activation")) for layer in layers if layer.get("class") == "Dense"])
     sign = -1.0 if lower_is_better(name) else 1.0
     resolution = 1.0 / d.n_holdout if d.n_holdout else 0.01
