@@ -185,6 +185,8 @@ def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
 @click.option("--detach", is_flag=True, help="Start training and return at once (monitor watches it).")
 @click.option("--time-limit", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
               help="Stop the run after this wall time (default: mlops.yaml time_limit, else 6 hours).")
+@click.option("--disk-limit", default=None, metavar="SIZE",
+              help="Stop the run once it has written this much, e.g. 20g (default: mlops.yaml disk_limit, else 10g).")
 @click.option("--image", default=None, help="docker: image to run (default: mlops-<profile>:latest).")
 @click.option("--cpus", type=click.FloatRange(min=0.01), default=None, help="docker: CPU limit, e.g. 2.")
 @click.option("--memory", default=None, metavar="SIZE", help="docker: memory limit, e.g. 4g.")
@@ -192,13 +194,13 @@ def detect(workspace: str | None, as_json: bool, path: str | None) -> None:
 @click.option("--gpus", default=None, metavar="all|N", callback=lambda ctx, param, value: _gpus(value),
               help="docker: request GPUs from the engine.")
 def train(workspace: str | None, runner: str, params_json: str | None, resume: str | None,
-          holdout: float | None, seed: int | None, detach: bool, time_limit: float | None, image: str | None,
-          cpus: float | None, memory: str | None, network: str | None, gpus: str | None) -> None:
+          holdout: float | None, seed: int | None, detach: bool, time_limit: float | None,
+          disk_limit: str | None, image: str | None, cpus: float | None, memory: str | None, network: str | None, gpus: str | None) -> None:
     """Train the detected entry script under the harness (metrics, checkpoints, model)."""
     from mlops_cli.config import load_settings
     from mlops_cli.steps.train import train as do_train
 
-    settings = load_settings(workspace, holdout=holdout, seed=seed, time_limit=time_limit)
+    settings = load_settings(workspace, holdout=holdout, seed=seed, time_limit=time_limit, disk_limit=disk_limit)
     result = do_train(settings, runner=runner, params=_parse_json_option(params_json, "--params"),
                       resume=resume, detach=detach,
                       docker_options={"image": image, "cpus": cpus, "memory": memory, "network": network,

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,21 @@ MAX_ATTEMPTS_CAP = 10_000
 #: a run's wall-time limit unless mlops.yaml `time_limit` or --time-limit says otherwise: a grid search of days
 #: must not hold the workspace (and the Jenkins agent) until someone notices
 DEFAULT_TIME_LIMIT_S = 6 * 3600.0
+#: what a run may leave in its writable areas (output area, code copy, checkpoints) unless mlops.yaml `disk_limit`
+#: says otherwise: a script that writes in a loop must not fill the Jenkins agent's disk
+DEFAULT_DISK_LIMIT = 10 * 1024 ** 3
+MIN_DISK_LIMIT = 1024 ** 2
+_SIZE = re.compile(r"^([0-9]{1,15}(?:\.[0-9]{1,6})?)([bkmg]?)$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def parse_size(value: Any) -> int | None:
+    """Bytes from a size as Docker writes it (`512m`, `4g`, `1.5g`, a plain number of bytes), or None when it is
+    none: the one reader of sizes in settings and container options."""
+    if _number(value) and value >= 0:
+        return int(value)
+    match = _SIZE.match(value.strip()) if isinstance(value, str) else None
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]) if match else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +84,7 @@ class Settings:
     seed: int = 0
     time_budget: float | None = None
     time_limit: float = DEFAULT_TIME_LIMIT_S
+    disk_limit: int = DEFAULT_DISK_LIMIT
     tracking: str | None = None
     max_parallel: int = 1
     network: bool = False   # mlops.yaml `network: true`: the training container gets the engine's default network
@@ -238,6 +254,8 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "seed": ("a whole number from 0 to 2**32-1", lambda v: _is_int(v) and 0 <= v < 2 ** 32),
     "time_budget": ("a positive number of seconds", lambda v: _number(v) and v > 0),
     "time_limit": ("a positive number of seconds (a run's wall-time limit)", lambda v: _number(v) and v > 0),
+    "disk_limit": ("a size of at least 1m (e.g. 500m, 20g; what a run may write)",
+                   lambda v: (parse_size(v) or 0) >= MIN_DISK_LIMIT),
     "runtime": ("a runtime name (`mlops runtimes list`)", _text),
     "tracking": ("an MLflow tracking URI (http://host:5000, sqlite:///path.db)", lambda v: _text(v) and ":" in v),
     "max_parallel": ("a whole number from 1 to 100", lambda v: _is_int(v) and 1 <= v <= 100),
@@ -245,18 +263,35 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 #: the settings the environment can give (a Jenkins job exports those `mlops jenkins install` was given)
 _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
-        "profile": "MLOPS_PROFILE", "time_limit": "MLOPS_TIME_LIMIT"}
+        "profile": "MLOPS_PROFILE", "time_limit": "MLOPS_TIME_LIMIT",
+        "disk_limit": "MLOPS_DISK_LIMIT"}
 #: how a checked value becomes the Settings field's type (mlops.yaml's 1 is the threshold 1.0)
 _CONVERT: dict[str, Callable[[Any], Any]] = {"threshold": float, "max_attempts": int, "holdout": float, "seed": int,
                                             "time_budget": float, "time_limit": float, "max_parallel": int,
-                                            "network": bool}
+                                            "network": bool, "disk_limit": parse_size}
+
+
+def env_seconds(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:
+    """A duration in seconds from an environment variable (timeouts, deadlines): unset is `default`; anything
+    but a number in (0, maximum] is one ConfigError naming the variable."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= maximum:
+        raise ConfigError(f"{name}={text[:40]} must be a number of seconds from 0 to {maximum:g}",
+                          f"e.g. {default:g}")
+    return value
 
 
 def _from_env(key: str) -> Any:
     """MLOPS_<KEY> as the type the setting needs (text is all the environment has); None when unset."""
     name = _ENV[key]
     value = os.environ.get(name, "").strip()
-    if not value or key in ("metric", "profile"):
+    if not value or key in ("metric", "profile", "disk_limit"):
         return value or None
     try:
         number = float(value)

@@ -57,6 +57,10 @@ MAX_LOG_TAIL_BYTES = 64 * 1024
 MAX_LOG_CHUNK_BYTES = 1024 * 1024
 MAX_KEPT_LOG_BYTES = 32 * 1024 * 1024
 MAX_ERROR_CHARS = 500
+#: entries a run may leave in its writable areas whatever their size: each costs the disk check one lstat
+MAX_RUN_ENTRIES = 100_000
+#: what an entry costs at least (an empty file still takes an inode and, on most file systems, a block)
+MIN_ENTRY_BYTES = 4096
 SOURCES = ("repo", "src")
 #: the files of a run's output area that the host reads back (everything else there is the script's own)
 OUTPUT_FILES = ("metrics.json", "progress.jsonl", "train.log", "outcome.json")
@@ -230,6 +234,7 @@ class RunRecord:
     container_id: str | None = None
     restarts: list[str] = dataclasses.field(default_factory=list)
     time_limit_s: float | None = None
+    disk_limit_bytes: int | None = None   # what it may write (None: made before disk limits, or unlimited)
     exit_code: int | None = None
     error: str | None = None
     created: str = dataclasses.field(default_factory=now_iso)
@@ -309,6 +314,7 @@ _RUN_FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "profile": _OPT_STR, "runtime": _OPT_STR, "entrypoint": _OPT_STR, "workdir": _OPT_STR, "source": (str,), "params": (dict,), "options": (dict,),
     "reasons": (list,), "strategy": _OPT_STR, "seed": (int,), "runner": _OPT_STR, "pid": _OPT_INT,
     "host": _OPT_STR, "container_id": _OPT_STR, "restarts": (list,), "time_limit_s": (int, float, type(None)),
+    "disk_limit_bytes": _OPT_INT,
     "exit_code": _OPT_INT, "error": _OPT_STR,
     "created": (str,), "started": _OPT_STR, "finished": _OPT_STR, "goal": (dict, type(None)),
 }
@@ -330,6 +336,32 @@ def _strings(values: Any, where: str, field: str, hint: str) -> list[str]:
     if not all(isinstance(item, str) for item in values):
         raise WorkspaceError(f"{where}: field {field!r} must be a list of strings", hint)
     return list(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskUsage:
+    """What a run holds in its writable areas: bytes (each entry at least MIN_ENTRY_BYTES, a sparse file at its
+    apparent size, since the host may copy it) and entries, counted up to the first limit passed."""
+
+    bytes: int = 0
+    entries: int = 0
+
+    def excess(self, limit: int | None) -> str | None:
+        """Why the run is over its limits, in words; None while it is within them."""
+        if self.entries > MAX_RUN_ENTRIES:
+            what = f"more than {MAX_RUN_ENTRIES} files and folders"
+        elif limit and self.bytes > limit:
+            what = f"more than {_size_text(limit)}"
+        else:
+            return None
+        return f"wrote {what} to its output area, code copy and checkpoints (disk_limit in mlops.yaml)"
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
 
 
 class OutcomeStatus(str, Enum):
@@ -712,6 +744,41 @@ class Workspace:
         """runs/N/work: the per-run copy of the code that a container runs in (the script writes beside itself)."""
         return self.run_dir(run_id) / "work"
 
+    def disk_usage(self, run_id: str, stop_above: int | None = None) -> DiskUsage:
+        """What the run wrote where it can write (runs/N/out, runs/N/work, checkpoints/N), links counted and never
+        followed. The walk stops once past `stop_above` bytes or MAX_RUN_ENTRIES entries, so one look costs at
+        most that many lstat calls however much the script wrote."""
+        total = entries = 0
+        folders = [self.run_dir(run_id) / "out", self.work_dir(run_id), self.checkpoint_dir(run_id)]
+        folders = [folder for folder in folders if not folder.is_symlink()]
+        while folders:
+            try:
+                listing = os.scandir(folders.pop())
+            except OSError:
+                continue
+            with listing:
+                for entry in listing:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += max(info.st_size, info.st_blocks * 512, MIN_ENTRY_BYTES)
+                    entries += 1
+                    if stat.S_ISDIR(info.st_mode):
+                        folders.append(Path(entry.path))
+                    if entries > MAX_RUN_ENTRIES or stop_above and total > stop_above:
+                        return DiskUsage(total, entries)
+        return DiskUsage(total, entries)
+
+    def over_limits(self, record: RunRecord) -> str | None:
+        """Why a running run must be stopped now (past its wall-time limit, or more written than its disk limit
+        allows), or None while it is within both: one rule for `mlops train`'s watchdog and `mlops monitor`."""
+        left = record.time_left()
+        if left is not None and left <= 0:
+            return f"stopped after its time limit of {record.time_limit_s:g} s (time_limit in mlops.yaml)"
+        excess = self.disk_usage(record.id, record.disk_limit_bytes).excess(record.disk_limit_bytes)
+        return f"stopped: it {excess}" if excess else None
+
     def container_record_path(self, run_id: str) -> Path:
         """containers/N.json: the options and id of a run's container, kept by the host outside the run."""
         return self.containers_dir / f"{normalize_run_id(run_id)}.json"
@@ -728,6 +795,15 @@ class Workspace:
         data = read_json(path)
         return None if data is None else RunOutcome.from_dict(data, str(path))
 
+    def has_outcome(self, run_id: str) -> bool:
+        """Whether the harness has said how the run ended (its outcome may still be unreadable)."""
+        return os.path.lexists(self.output_dir(run_id) / "outcome.json")
+
+    def log_path(self, run_id: str) -> Path:
+        """train.log: written by the training process (the harness tees into it); read only through
+        `log_tail` and `follow_log`, which never follow a link."""
+        return self.output_dir(run_id) / "train.log"
+
     def clear_outcome(self, run_id: str) -> None:
         """Forget how an earlier start of the run ended, before the host starts it again (resume, restart)."""
         with contextlib.suppress(FileNotFoundError):
@@ -741,7 +817,7 @@ class Workspace:
         """train.log opened without following a link, or None when it is missing, a link or not a plain file:
         the training process could have replaced it by a link to any file of the host."""
         try:
-            fd = os.open(self.output_dir(run_id) / "train.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(self.log_path(run_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return None
         handle = os.fdopen(fd, "rb")
@@ -790,10 +866,16 @@ class Workspace:
         """Decide how a run ended, on the host, from what its process left: succeeded only when it exited 0,
         its outcome says so and its metrics are valid; else failed with the outcome's error (scrubbed, capped)
         or `crash` (what the runner saw: killed by a signal, time limit). The per-run code copy is pruned to
-        what the script wrote."""
+        what the script wrote; a run that ended over its disk limit fails, and what it wrote is removed (its
+        train.log kept) so the disk is free again."""
         record = self.load_run(run_id)
         if record.status.finished:
             return record
+        excess = self.disk_usage(run_id, record.disk_limit_bytes).excess(record.disk_limit_bytes)
+        if excess:
+            self._drop_outputs(run_id)
+            said = crash if crash and excess in crash else "; ".join(filter(None, [crash, f"it {excess}"]))
+            crash = f"{said}; what it wrote was removed"
         error: str | None = crash
         try:
             outcome = self.read_outcome(run_id)
@@ -818,6 +900,19 @@ class Workspace:
             shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
         return record
 
+    def _drop_outputs(self, run_id: str) -> None:
+        """Remove what a run wrote (code copy, checkpoints, output area) but its train.log; nothing is followed."""
+        shutil.rmtree(self.work_dir(run_id), ignore_errors=True)
+        shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
+        out = self.run_dir(run_id) / "out"
+        if out.is_dir() and not out.is_symlink():
+            for entry in os.scandir(out):
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path, ignore_errors=True)
+                elif entry.name != "train.log":
+                    path.unlink(missing_ok=True)
+
     def _scrub_log(self, run_id: str) -> None:
         """Rewrite a finished run's train.log with every known secret scrubbed (the pushed script printed it, and
         could have printed a secret it found), keeping at most its last MAX_KEPT_LOG_BYTES; a link or anything but
@@ -825,7 +920,7 @@ class Workspace:
         handle = self._open_log(run_id)
         if handle is None:
             return
-        target = self.output_dir(run_id) / "train.log"
+        target = self.log_path(run_id)
         with handle:
             size = os.fstat(handle.fileno()).st_size
             handle.seek(max(0, size - MAX_KEPT_LOG_BYTES))
@@ -867,16 +962,7 @@ class Workspace:
         pending = [run for run in self.runs() if run.status is RunStatus.RUNNING]
         if not pending or self.training_holder():
             return []
-        settled = []
-        for run in pending:
-            try:
-                outcome = self.read_outcome(run.id)
-            except WorkspaceError:
-                outcome = RunOutcome(OutcomeStatus.FAILED, "its outcome.json is unreadable")
-            if outcome is not None:
-                settled.append(self.finish_run(run.id, outcome.exit_code if outcome.status is OutcomeStatus.FAILED
-                                               else None))
-        return settled
+        return [self.finish_run(run.id, None) for run in pending if self.has_outcome(run.id)]
 
     def source_dir(self, record: RunRecord) -> Path:
         """Where the code of a run lives: the checkout, or the run's own rewritten copy."""

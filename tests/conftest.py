@@ -26,6 +26,7 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.delenv("MLOPS_WORKSPACE", raising=False)
     for name in ("MLOPS_THRESHOLD", "MLOPS_METRIC", "MLOPS_PROFILE", "MLOPS_MAX_ATTEMPTS", "MLOPS_TIME_LIMIT",
+                 "MLOPS_DISK_LIMIT",
                  "BUILD_URL", "MLOPS_TRACKING_URI", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
 

@@ -212,3 +212,36 @@ def test_a_restarted_container_keeps_its_limits(tmp_path: Path, checkout_image: 
     assert host["PidsLimit"] == 300 and host["ReadonlyRootfs"] is False and host["CapDrop"] == ["ALL"]
     assert host["NetworkMode"] == "none"
     engine.kill(second)
+
+
+FILLER = """from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, y = load_iris(return_X_y=True)
+model = LogisticRegression(max_iter=300).fit(X, y)
+chunk = b"x" * (1024 * 1024)
+with open("filler.bin", "wb") as handle:   # beside the script: the run's code copy, runs/N/work
+    while True:
+        handle.write(chunk)
+        handle.flush()
+"""
+
+
+def test_a_container_that_fills_the_disk_is_stopped_at_its_limit(tmp_path: Path, checkout_image: str,  # noqa: F811
+                                                                 containers: Path) -> None:  # noqa: F811
+    """17.3: a script that writes in a loop is stopped by the attached train's watchdog once its writable areas
+    hold more than `disk_limit`; the run fails with one line, what it wrote is removed, its log kept, and the
+    workspace trains again."""
+    ws = containers
+    pull(tmp_path, ws, {"train.py": FILLER, "mlops.yaml": "disk_limit: 40m\n"})
+    assert run_mlops("detect", "-w", str(ws)).returncode == 0
+    proc = run_mlops("train", "-w", str(ws), "--runner", "docker", "--image", checkout_image, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    record = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert record["status"] == "failed" and record["disk_limit_bytes"] == 40 * 1024 ** 2
+    assert record["error"].startswith("stopped: it wrote more than 40 MiB to its output area"), record["error"]
+    assert "what it wrote was removed" in record["error"] and "disk_limit" in proc.stdout + proc.stderr
+    assert not (ws / "runs" / "0001" / "work").exists()
+    assert (ws / "runs" / "0001" / "out" / "train.log").is_file()
+    again = run_mlops("train", "-w", str(ws), "--runner", "docker", "--image", checkout_image, "--time-limit", "1",
+                      timeout=600)
+    assert "already training" not in again.stderr, again.stderr

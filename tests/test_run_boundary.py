@@ -110,7 +110,7 @@ def test_monitor_stops_a_detached_run_past_its_limit(tmp_path: Path) -> None:
     pid = run_json(ws)["pid"]
     time.sleep(4)
     checked = run_mlops("monitor", "--workspace", str(ws), "--once")
-    assert "timed-out" in checked.stdout, checked.stdout
+    assert "stopped" in checked.stdout, checked.stdout
     assert run_json(ws)["status"] == "failed"
     wait_for(lambda: not Path(f"/proc/{pid}").exists() or b"mlops_cli.harness" not in
              Path(f"/proc/{pid}/cmdline").read_bytes(), 30, "the training process to end")
@@ -203,3 +203,63 @@ def test_an_output_area_replaced_by_a_link_is_never_read_or_promoted(tmp_path: P
     evaluated = run_mlops("evaluate", "--workspace", str(ws), "--threshold", "0.5")
     assert evaluated.returncode == 1 and evaluated.stderr.startswith("mlops: error:"), evaluated.stderr
     assert "symbolic link" in evaluated.stderr and not (ws / "best").exists()
+
+
+FILL_OUTPUT = IRIS + ("import os\nout = os.path.join(os.pardir, 'runs', '0001', 'out', 'filler.bin')\n"
+                      "with open(out, 'wb') as handle:\n"
+                      "    while True:\n        handle.write(b'x' * 1024 * 1024)\n        handle.flush()\n")
+
+
+def test_a_run_that_fills_its_output_area_is_stopped_at_its_disk_limit(tmp_path: Path) -> None:
+    """17.3 on the local runner (MLOPS_DISK_LIMIT): the attached train's watchdog stops the writer, the run fails
+    naming the limit, what it wrote is removed and the workspace is free again."""
+    ws = checkout(tmp_path, FILL_OUTPUT)
+    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local", env={"MLOPS_DISK_LIMIT": "30m"},
+                        timeout=180)
+    assert trained.returncode == 1, trained.stdout + trained.stderr
+    record = run_json(ws)
+    assert record["error"].startswith("stopped: it wrote more than 30 MiB"), record["error"]
+    assert not (ws / "runs" / "0001" / "out" / "filler.bin").exists()
+    assert (ws / "runs" / "0001" / "out" / "train.log").is_file()
+    again = run_mlops("train", "--workspace", str(ws), "--runner", "local", "--time-limit", "5", timeout=120)
+    assert "already training" not in again.stderr, again.stderr
+
+
+def test_monitor_stops_a_detached_run_past_its_disk_limit(tmp_path: Path) -> None:
+    ws = checkout(tmp_path, FILL_OUTPUT.replace("while True:", "for _ in range(60):") +
+                  "import time\nwhile True:\n    time.sleep(1)\n")
+    started = run_mlops("train", "--workspace", str(ws), "--runner", "local", "--detach",
+                        env={"MLOPS_DISK_LIMIT": "20m"})
+    assert started.returncode == 0, started.stderr
+    assert run_json(ws)["disk_limit_bytes"] == 20 * 1024 ** 2
+    filler = ws / "runs" / "0001" / "out" / "filler.bin"
+    wait_for(lambda: filler.is_file() and filler.stat().st_size >= 60 * 1024 ** 2, 60, "the script to write 60 MiB")
+    checked = run_mlops("monitor", "--workspace", str(ws), "--once")
+    assert "stopped" in checked.stdout and "20 MiB" in checked.stdout, checked.stdout
+    assert run_json(ws)["status"] == "failed" and not filler.exists()
+
+
+def test_disk_usage_counts_without_following_and_stops_early(tmp_path: Path) -> None:
+    """A sparse file counts at its apparent size (the host may copy it), an empty file at one block, a link as
+    itself (its target is never walked), and the walk stops once past the limit."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    record = ws.new_run(entrypoint="train.py", disk_limit_bytes=50 * 1024 ** 2)
+    out = ws.output_dir(record.id)
+    with open(out / "sparse.bin", "wb") as handle:
+        handle.truncate(64 * 1024 ** 2)
+    (out / "empty").touch()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with open(elsewhere / "big.bin", "wb") as handle:
+        handle.truncate(1024 ** 3)
+    (out / "link").symlink_to(elsewhere)
+    usage = ws.disk_usage(record.id)
+    assert usage.entries == 3 and 64 * 1024 ** 2 + 4096 <= usage.bytes < 64 * 1024 ** 2 + 3 * 4096 + 1
+    assert usage.excess(record.disk_limit_bytes) == ("wrote more than 50 MiB to its output area, code copy and "
+                                                     "checkpoints (disk_limit in mlops.yaml)")
+    assert usage.excess(None) is None and usage.excess(usage.bytes) is None
+    assert ws.disk_usage(record.id, stop_above=1).entries == 1
+    ws.update_run(record.id, status="running")
+    finished = ws.finish_run(record.id, 0)
+    assert finished.status.value == "failed" and finished.error.startswith("it wrote more than 50 MiB")
+    assert sorted(p.name for p in out.iterdir()) == [] and (elsewhere / "big.bin").is_file()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
+from mlops_cli.config import env_seconds
 from mlops_cli.errors import ConfigError, NotifyError
 from mlops_cli.workspace import atomic_write_bytes
 
@@ -92,20 +93,8 @@ class SmtpConfig:
         ca_file = env.get("MLOPS_SMTP_CA_FILE") or None
         if ca_file and not Path(ca_file).is_file():
             raise ConfigError(f"MLOPS_SMTP_CA_FILE={ca_file} does not exist", "point it at a PEM bundle")
-        try:
-            timeout = float(env.get("MLOPS_SMTP_TIMEOUT") or 30)
-        except ValueError:
-            raise ConfigError("MLOPS_SMTP_TIMEOUT is not a number of seconds") from None
-        if not 0 < timeout <= 3600:
-            raise ConfigError(f"MLOPS_SMTP_TIMEOUT={timeout:g} must be a number of seconds from 0 to 3600",
-                              "e.g. 30")
-        try:
-            deadline = float(env.get("MLOPS_SMTP_DEADLINE") or 120)
-        except ValueError:
-            raise ConfigError("MLOPS_SMTP_DEADLINE is not a number of seconds") from None
-        if not 0 < deadline <= 86400:
-            raise ConfigError(f"MLOPS_SMTP_DEADLINE={deadline:g} must be a number of seconds from 0 to 86400",
-                              "e.g. 120")
+        timeout = env_seconds(env, "MLOPS_SMTP_TIMEOUT", 30.0, 3600.0)
+        deadline = env_seconds(env, "MLOPS_SMTP_DEADLINE", 120.0, 86400.0)
         return cls(host=host, port=port, security=security, user=user, password=password,
                    sender=env.get("MLOPS_SMTP_FROM") or None, ca_file=ca_file, timeout=timeout,
                    deadline=deadline)

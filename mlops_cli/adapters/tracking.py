@@ -27,16 +27,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mlops_cli.artifacts import model_file_name
 from mlops_cli.errors import MlopsError
+from mlops_cli.records import RunMetrics
 from mlops_cli.secrets import scrub
-from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_json, read_json
+from mlops_cli.workspace import (
+    RunRecord,
+    RunStatus,
+    Workspace,
+    atomic_write_json,
+    read_json,
+)
 
 URI_ENV = "MLOPS_TRACKING_URI"
 EXPERIMENT_ENV = "MLOPS_TRACKING_EXPERIMENT"
 CHAMPION = "champion"
 RUN_KEY = "mlops.run_key"
+#: the model files the pyfunc loader (adapters/mlops_pyfunc.py) serves
 MODEL_FILES = ("model.keras", "model.joblib", "model.h5")
-TEXT_FILES = ("train.log",)
 MAX_ARTIFACT_BYTES = 2 << 30
 MAX_PARAM_CHARS = 6000
 # without these mlflow retries a refused connection for minutes; the outbox makes waiting needless
@@ -224,13 +232,15 @@ def _copy_plain(source: Path, target: Path) -> bool:
     return True
 
 
-def _model_artifact(out: Path, staging: Path) -> bool:
-    """An MLflow model folder (MLmodel, data/, code/) around the model file as it is: never loaded here."""
-    for name in MODEL_FILES:
-        data = staging / "model" / "data" / name
-        if _copy_plain(out / name, data):
-            break
-    else:
+def _model_artifact(out: Path, staging: Path, metrics: RunMetrics | None) -> bool:
+    """An MLflow model folder (MLmodel, data/, code/) around the model file the run recorded, as it is: never
+    loaded here."""
+    try:
+        name = model_file_name(metrics.diagnostics.get("model_file") if metrics else None)
+    except MlopsError:
+        return False
+    data = staging / "model" / "data" / name
+    if name not in MODEL_FILES or not _copy_plain(out / name, data):
         return False
     (staging / "model" / "code").mkdir(parents=True)
     shutil.copy2(_LOADER, staging / "model" / "code" / _LOADER.name)
@@ -271,11 +281,10 @@ def _stage(ws: Workspace, record: RunRecord, staging: Path) -> None:
     metrics = ws.read_metrics(record.id)
     if metrics is not None:
         atomic_write_json(staging / "metrics.json", metrics.to_dict())
-    for name in TEXT_FILES:
-        if _copy_plain(out / name, staging / name):
-            text = (staging / name).read_text(encoding="utf-8", errors="replace")
-            (staging / name).write_text(scrub(text), encoding="utf-8")
-    _model_artifact(out, staging)
+    log = staging / "train.log"
+    if _copy_plain(ws.log_path(record.id), log):
+        log.write_text(scrub(log.read_text(encoding="utf-8", errors="replace")), encoding="utf-8")
+    _model_artifact(out, staging, metrics)
     diff = _diff(ws, record)
     if diff:
         (staging / "tweak.diff").write_text(diff, encoding="utf-8")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlops_cli import secrets
+from mlops_cli.config import env_seconds
 from mlops_cli.errors import ConfigError, NotifyError
 
 MAX_RETRY_AFTER_S = 60.0
@@ -29,17 +30,7 @@ MAX_ANSWER_BYTES = 64 * 1024
 
 def deadline_s(env: dict[str, str] | None = None) -> float:
     """MLOPS_WEBHOOK_DEADLINE (default 60 s): the whole post, retries included."""
-    text = (dict(os.environ if env is None else env).get("MLOPS_WEBHOOK_DEADLINE") or "").strip()
-    if not text:
-        return DEFAULT_DEADLINE_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 86400:
-        raise ConfigError(f"MLOPS_WEBHOOK_DEADLINE={text[:40]!r} is not a number of seconds from 0 to 86400",
-                          "e.g. 60")
-    return value
+    return env_seconds(os.environ if env is None else env, "MLOPS_WEBHOOK_DEADLINE", DEFAULT_DEADLINE_S, 86400.0)
 
 
 def _within(seconds: float, call: Callable[[], Any]) -> Any:

@@ -77,11 +77,8 @@ def _score_eval_set(capture: Capture, estimator: Any, eval_set: Any) -> None:
     if data.fingerprint(x_val) == capture.diagnostics.get("train_fingerprint"):
         return
     name = "accuracy" if sklearn_hooks._is_classifier(estimator) else "r2"
-    capture.depth += 1
-    try:
+    with capture.inside():
         value = estimator.score(x_val, y_val)
-    finally:
-        capture.depth -= 1
     capture.metrics[f"val_{name}"] = float(value)
     capture.diagnostics.update(holdout="script (the fit's eval_set)", n_holdout=data.n_rows(x_val))
     curves = _estimator_curves(estimator)
@@ -136,15 +133,8 @@ def _wrap_native(capture: Capture, train: Any, library: str) -> Any:
             import lightgbm
 
             kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), lightgbm.record_evaluation(results)]
-        capture.depth += 1
-        try:
+        with capture.inside(fit=True):
             booster = train(params, train_set, *args, **kwargs)
-        except BaseException:
-            capture.fit_failed = True
-            raise
-        finally:
-            capture.depth -= 1
-        capture.fit_failed = False
         safe(_after_native)(capture, library, params, train_set, booster, results, args, kwargs)
         return booster
 

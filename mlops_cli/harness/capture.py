@@ -1,13 +1,14 @@
 """What the harness learns while the user's script runs, and the rule that our capture never breaks training."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +57,22 @@ class Capture:
     notes: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     fit_failed: bool = False
+
+    @contextlib.contextmanager
+    def inside(self, fit: bool = False) -> Iterator[None]:
+        """Run a block as ours or the library's own: fits and scores nested in it are not the script's (`depth`).
+        With `fit`, the block is a fit of the script's: raising marks the last fit failed, returning finished."""
+        self.depth += 1
+        try:
+            yield
+        except BaseException:
+            if fit:
+                self.fit_failed = True
+            raise
+        finally:
+            self.depth -= 1
+        if fit:
+            self.fit_failed = False
 
     @property
     def progress_path(self) -> Path:

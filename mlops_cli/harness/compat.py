@@ -1,7 +1,7 @@
 """The Keras 2 / Keras 3 differences the harness meets, in one place (keras_hooks calls in here).
 
-The keras runtime is Keras 3; the keras2 runtime TensorFlow 2.15 with Keras 2.15 (mlops_cli/runtimes/runtimes.yaml). Scripts
-written for Keras 2 use idioms that one or both of them dropped; `install` brings back those that have an exact
+The keras runtime is Keras 3; the keras2 runtime TensorFlow 2.15 with Keras 2.15 (mlops_cli/runtimes/runtimes.yaml).
+Scripts written for Keras 2 use idioms that one or both of them dropped; `install` brings back those that have an exact
 meaning, so the script runs as its author ran it:
 - `keras.utils.np_utils` (gone since Keras 2.10: `to_categorical`, `normalize` moved to `keras.utils`), and the
   layer modules `keras.layers.core`, `.convolutional`, `.pooling`, `.recurrent` (their layers are in

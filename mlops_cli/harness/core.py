@@ -155,8 +155,7 @@ def run(workspace: Path, run_id: str) -> int:
     area and its checkpoints; the host records the run's status from the exit code and outcome.json."""
     ws = Workspace(workspace)
     record = ws.load_run(run_id)
-    out = ws.output_dir(run_id)
-    with tee_output(out / "train.log"):
+    with tee_output(ws.log_path(run_id)):
         try:
             lock = ws.acquire_training(run_id)
         except WorkspaceBusy as exc:

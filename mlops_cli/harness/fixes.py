@@ -97,7 +97,8 @@ def _layer_config(capture: Capture, layer: Any, is_output: bool, y: Any) -> dict
         _regularised(config, float(options["regularization"]))
     if kind == "Dense" and options.get("width"):
         config["units"] = int(max(1, round(config["units"] * float(options["width"]))))
-    if kind in HIDDEN and options.get("initializer") == "fix" and _constant_initializer(config.get("kernel_initializer")):
+    if kind in HIDDEN and options.get("initializer") == "fix" \
+            and _constant_initializer(config.get("kernel_initializer")):
         config.update(kernel_initializer="he_normal" if config.get("activation") in RELU_LIKE else "glorot_uniform",
                       bias_initializer="zeros")
     if option_set(options.get("dropout")) and "rate" in config and kind.endswith("Dropout"):

@@ -40,15 +40,8 @@ def install(capture: Capture) -> None:
         prepared = safe(_prepare)(capture, self, arguments)
         if prepared is not None:
             model, arguments = prepared
-        capture.depth += 1
-        try:
+        with capture.inside(fit=True):
             history = original_fit(model, **arguments)
-        except BaseException:
-            capture.fit_failed = True
-            raise
-        finally:
-            capture.depth -= 1
-        capture.fit_failed = False
         safe(_after_fit)(capture, self, model)
         return history
 

@@ -125,17 +125,9 @@ def _wrap_fit(capture: Capture, original: Any) -> Any:
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
         if capture.depth or not hasattr(self, "predict"):
             return original(self, *args, **kwargs)
-        capture.depth += 1
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = original(self, *args, **kwargs)
-        except BaseException:
-            capture.fit_failed = True
-            raise
-        finally:
-            capture.depth -= 1
-        capture.fit_failed = False
+        with capture.inside(fit=True), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = original(self, *args, **kwargs)
         for warning in caught:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         X = args[0] if args else kwargs.get("X")
@@ -151,11 +143,8 @@ def _wrap_score(capture: Capture, original: Any) -> Any:
     def score(self: Any, *args: Any, **kwargs: Any) -> Any:
         if capture.depth:
             return original(self, *args, **kwargs)
-        capture.depth += 1
-        try:
+        with capture.inside():
             value = original(self, *args, **kwargs)
-        finally:
-            capture.depth -= 1
         X = args[0] if args else kwargs.get("X")
         name = "accuracy" if _is_classifier(self) else "r2"
         safe(_record_score)(capture, name, X, value, by_labels=False)
@@ -181,7 +170,8 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
     capture.train_data = (X, y)
     capture.fit_index += 1
     capture.diagnostics.update(
-        input_stats=data.input_stats(x_array, getattr(X, "columns", None)), n_train=None if x_array is None else int(len(x_array)),
+        input_stats=data.input_stats(x_array, getattr(X, "columns", None)),
+        n_train=None if x_array is None else int(len(x_array)),
         task="classification" if _is_classifier(estimator) else "regression",
         train_fingerprint=data.fingerprint(X), train_labels_fingerprint=data.fingerprint(y),
         model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
@@ -277,8 +267,7 @@ def finish(capture: Capture) -> None:
         return
     X, y = capture.train_data
     name = "accuracy" if _is_classifier(capture.model) else "r2"
-    capture.depth += 1
-    try:
+    with capture.inside():
         if name not in capture.metrics and y is not None:
             capture.metrics[name] = float(capture.model.score(X, y))
         fraction = float(capture.options.get("holdout", 0.2))
@@ -289,8 +278,6 @@ def finish(capture: Capture) -> None:
             capture.metrics[f"val_{name}"] = float(refit.score(x_val, y_val))
             capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=data.n_rows(x_val),
                                        majority_share=data.majority_share(data.as_array(y_val, True)))
-    finally:
-        capture.depth -= 1
 
 
 def save(capture: Capture) -> str | None:

@@ -56,7 +56,7 @@ from typing import Any
 from mlops_cli import runtimes
 from mlops_cli.adapters.docker_engine import ContainerSpec, Engine
 from mlops_cli.boundary import require_settled_checkout, training_env
-from mlops_cli.config import Settings
+from mlops_cli.config import Settings, parse_size
 from mlops_cli.errors import ConfigError, RunnerError
 from mlops_cli.runners import Probe, ProbeState, harness_command
 from mlops_cli.runtimes.deps import read_requirements
@@ -101,7 +101,7 @@ def workspace_mounts(ws: Workspace, record: RunRecord) -> tuple[dict[str, str], 
     and the container paths it may only read. Both sides are laid out by `Workspace` (the host's at its real
     path, so that no link hides in it; the container's at MOUNT_POINT)."""
     host, inside = Workspace(os.path.realpath(ws.root)), Workspace(MOUNT_POINT)
-    run_dir, out = host.run_dir(record.id), host.run_dir(record.id) / "out"
+    run_dir, out = host.run_dir(record.id), host.output_dir(record.id)
     out.mkdir(exist_ok=True)
     checkpoints = host.checkpoint_dir(record.id)
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -134,17 +134,10 @@ SCRATCH = "/tmp"
 #: caches that Keras, matplotlib and friends write under HOME: on the tmpfs, since the root filesystem is read-only
 SCRATCH_ENV = {"HOME": SCRATCH, "KERAS_HOME": f"{SCRATCH}/.keras", "MPLCONFIGDIR": f"{SCRATCH}/.matplotlib",
                "XDG_CACHE_HOME": f"{SCRATCH}/.cache", "TMPDIR": SCRATCH}
-_SIZE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,6})?[bkmg]?$", re.IGNORECASE)
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _ENV_NAMES = {"cpus": "MLOPS_DOCKER_CPUS", "memory": "MLOPS_DOCKER_MEMORY", "network": "MLOPS_DOCKER_NETWORK",
               "gpus": "MLOPS_DOCKER_GPUS", "pids": "MLOPS_DOCKER_PIDS", "read_only": "MLOPS_DOCKER_READ_ONLY",
               "tmpfs_size": "MLOPS_DOCKER_TMPFS_SIZE"}
-
-
-def _bytes(size: str) -> float:
-    units = {"b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-    unit = size[-1].lower() if size[-1].isalpha() else "b"
-    return float(size.rstrip("bkmgBKMG")) * units[unit]
 
 
 def _check_option(key: str, value: Any, source: str) -> Any:
@@ -162,7 +155,7 @@ def _check_option(key: str, value: Any, source: str) -> Any:
         return number
     if key in ("memory", "tmpfs_size"):
         text = str(value).strip()
-        if not _SIZE.match(text) or _bytes(text) < 8 * 1024 ** 2:
+        if (parse_size(text) or 0) < 8 * 1024 ** 2:
             raise bad("a size of at least 8m (e.g. 512m, 4g)")
         return text
     if key == "pids":

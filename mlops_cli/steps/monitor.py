@@ -40,7 +40,7 @@ class Action(str, Enum):
     STARTING = "starting"          # the run has no pid or container yet: train is starting it
     ALIVE = "alive"                # its process or container is running
     FINISHED = "finished"          # it ended by itself (succeeded or failed): recorded
-    TIMED_OUT = "timed-out"        # past its time limit: stopped and marked failed
+    STOPPED = "stopped"            # past its time or disk limit: stopped and marked failed
     BUSY = "busy"                  # dead by its runner, but someone holds the training lock: left alone
     ELSEWHERE = "elsewhere"        # a local process of another machine: only a monitor there can see it
     RESTARTED = "restarted"        # started again; it resumes at its checkpoint
@@ -155,19 +155,18 @@ def check(settings: Settings, *, max_restarts: int = DEFAULT_MAX_RESTARTS,
         record = ws.load_run(record.id)   # a train that waited for it may have recorded its end meanwhile
         if record.status.finished:
             return MonitorResult(Action.FINISHED, record.id, f"{record.status.value} by itself")
-        left = record.time_left()
-        if probe.state is ProbeState.ALIVE and left is not None and left <= 0:
+        over = ws.over_limits(record) if probe.state is ProbeState.ALIVE else None
+        if over:
             runner.stop(ws, record)
-            record = ws.finish_run(record.id, None, crash=f"stopped after its time limit of "
-                                   f"{record.time_limit_s:g} s (time_limit in mlops.yaml)")
-            return MonitorResult(Action.TIMED_OUT, record.id, record.error or "time limit")
+            record = ws.finish_run(record.id, None, crash=over)
+            return MonitorResult(Action.STOPPED, record.id, record.error or over)
         if probe.state is ProbeState.ALIVE:
             return MonitorResult(Action.ALIVE, record.id, probe.detail or "training")
         how = _describe(probe)
         holder = _lock_holder_after_exit(ws)
         if holder:
             return MonitorResult(Action.BUSY, record.id, f"{how}, but the workspace is training ({holder})")
-        if (ws.output_dir(record.id) / "outcome.json").exists():
+        if ws.has_outcome(record.id):
             record = ws.finish_run(record.id, probe.exit_code)
             return MonitorResult(Action.FINISHED, record.id, f"{record.status.value} by itself ({how})")
         recent = _recent(record.restarts, time.time(), window_s)
@@ -192,6 +191,6 @@ def watch(settings: Settings, *, interval_s: float, max_restarts: int = DEFAULT_
     while True:
         result = check(settings, max_restarts=max_restarts, window_s=window_s)
         on_result(result)
-        if result.action in (Action.IDLE, Action.FINISHED, Action.GAVE_UP, Action.TIMED_OUT):
+        if result.action in (Action.IDLE, Action.FINISHED, Action.GAVE_UP, Action.STOPPED):
             return result
         time.sleep(interval_s)

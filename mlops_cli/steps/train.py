@@ -12,7 +12,13 @@ from mlops_cli import runners
 from mlops_cli.adapters.tracking import track_attempt
 from mlops_cli.boundary import require_settled_checkout, training_env
 from mlops_cli.config import Settings
-from mlops_cli.errors import ExitCode, MlopsError, RunnerError, UsageError, WorkspaceBusy
+from mlops_cli.errors import (
+    ExitCode,
+    MlopsError,
+    RunnerError,
+    UsageError,
+    WorkspaceBusy,
+)
 from mlops_cli.records import RunMetrics
 from mlops_cli.runners import ProbeState, Runner
 from mlops_cli.workspace import (
@@ -27,6 +33,7 @@ from mlops_cli.workspace import (
 
 LOG_TAIL_LINES = 20
 START_WAIT_S = 120.0
+CHECK_INTERVAL_S = 2.0
 
 
 @dataclasses.dataclass
@@ -111,7 +118,7 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
         options={"holdout": settings.holdout, **proposal.options},
         reasons=list(proposal.reasons), strategy=proposal.strategy,
         seed=settings.seed if proposal.seed is None else proposal.seed, time_limit_s=settings.time_limit,
-        goal=settings.goal)
+        disk_limit_bytes=settings.disk_limit, goal=settings.goal)
     staged = ws.staged_source_dir
     if proposal.source and staged.is_dir():
         os.replace(staged, ws.run_dir(record.id) / "src")
@@ -126,7 +133,7 @@ def _await_claim(ws: Workspace, runner: Runner, record: RunRecord, timeout_s: fl
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         holder = ws.training_holder() or ""
-        if f"run {record.id}," in holder or (ws.output_dir(record.id) / "outcome.json").exists():
+        if f"run {record.id}," in holder or ws.has_outcome(record.id):
             return
         if runner.probe(ws, ws.load_run(record.id)).state is not ProbeState.ALIVE:
             return
@@ -134,24 +141,32 @@ def _await_claim(ws: Workspace, runner: Runner, record: RunRecord, timeout_s: fl
 
 
 class _Watchdog:
-    """Stops an attached training when its time limit passes (`mlops monitor` enforces it for detached ones)."""
+    """Stops an attached training when its time limit passes or it writes past its disk limit (`mlops monitor`
+    does the same for detached ones). It looks every CHECK_INTERVAL_S, or less often when a look is slow (a run
+    with many files), so that it never takes more than a twentieth of a core."""
 
     def __init__(self, ws: Workspace, runner: Runner, record: RunRecord) -> None:
-        self.fired = threading.Event()
-        self._timer: threading.Timer | None = None
-        left = record.time_left()
-        if left is not None:
-            self._timer = threading.Timer(max(0.0, left), self._fire, args=(ws, runner, record))
-            self._timer.daemon = True
-            self._timer.start()
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(ws, runner, record), daemon=True)
+        self._thread.start()
 
-    def _fire(self, ws: Workspace, runner: Runner, record: RunRecord) -> None:
-        self.fired.set()
-        runner.stop(ws, record)
+    def _watch(self, ws: Workspace, runner: Runner, record: RunRecord) -> None:
+        pause = CHECK_INTERVAL_S
+        while True:
+            left = record.time_left()
+            if self._done.wait(pause if left is None else max(0.0, min(pause, left))):
+                return
+            began = time.monotonic()
+            reason = ws.over_limits(record)
+            pause = max(CHECK_INTERVAL_S, 20 * (time.monotonic() - began))
+            if reason and not self._done.is_set():
+                self.reason = reason
+                runner.stop(ws, record)
+                return
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._done.set()
 
 
 def train(settings: Settings, runner: str = "local", params: dict[str, Any] | None = None,
@@ -197,22 +212,22 @@ def train(settings: Settings, runner: str = "local", params: dict[str, Any] | No
     finally:
         watchdog.cancel()
     if code == ExitCode.HARNESS_BUSY and not resume and not record.restarts \
-            and not (ws.output_dir(record.id) / "outcome.json").exists():
+            and not ws.has_outcome(record.id):
         ws.discard_run(record.id)
         raise WorkspaceBusy(f"workspace {ws.root} is already training", "wait for it, or let `mlops monitor` "
                             "look after it")
-    record = ws.finish_run(record.id, code, crash=_crash_reason(record, code, watchdog.fired.is_set(), ws))
+    record = ws.finish_run(record.id, code, crash=_crash_reason(record, code, watchdog.reason, ws))
     warnings += track_attempt(settings, record.id)   # tracking: the settled attempt to MLflow (or its outbox)
     return TrainResult(run=record, metrics=ws.read_metrics(record.id), exit_code=code, detached=False,
                        metric_name=settings.metric, log_tail=ws.log_tail(record.id, LOG_TAIL_LINES),
                        warnings=warnings)
 
 
-def _crash_reason(record: RunRecord, code: int, timed_out: bool, ws: Workspace) -> str | None:
-    """What the runner saw, when the harness did not say how the run ended (or the time limit cut it)."""
-    if timed_out:
-        return f"stopped after its time limit of {record.time_limit_s:g} s (time_limit in mlops.yaml)"
-    if (ws.output_dir(record.id) / "outcome.json").exists():
+def _crash_reason(record: RunRecord, code: int, stopped: str | None, ws: Workspace) -> str | None:
+    """What the runner saw, when the harness did not say how the run ended (or why the watchdog stopped it)."""
+    if stopped:
+        return stopped
+    if ws.has_outcome(record.id):
         return None
     how = f"killed by {signal.Signals(code - 128).name}" if 128 < code < 128 + 65 \
         else f"training process exited with code {code}"
