@@ -16,7 +16,7 @@ from mlops_cli.errors import WorkspaceError
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse")
 RESERVED = ("curves", "epochs", "duration_s", "diagnostics", "warnings")
 DEFAULT_METRIC = "val_accuracy"
-TASK_METRICS = {"classification": "val_accuracy", "regression": "val_r2"}
+TASK_METRICS = {"classification": "val_accuracy", "regression": "val_r2", "clustering": "val_silhouette"}
 
 
 def lower_is_better(metric: str) -> bool:
@@ -57,7 +57,8 @@ class RunMetrics:
 
     def judged_by(self, metric: str) -> str:
         """The metric to judge this run by: the one asked for, except that the default (held-out accuracy)
-        follows the run's task, so a regressor is judged by its held-out R² (`val_r2`) when nobody chose."""
+        follows the run's task, so a regressor is judged by its held-out R² (`val_r2`) and a clustering by its
+        held-out silhouette (`val_silhouette`) when nobody chose."""
         if metric != DEFAULT_METRIC or self.value(metric) is not None:
             return metric
         return TASK_METRICS.get(self.task, metric)

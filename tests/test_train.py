@@ -188,3 +188,40 @@ def test_runner_that_cannot_start_leaves_no_pending_run(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and "Docker engine unreachable" in result.stderr
     record = json.loads((ws / "runs" / "0001" / "run.json").read_text())
     assert record["status"] == "failed" and "could not start: Docker engine unreachable" in record["error"]
+
+
+CLUSTERING = """from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+
+X, _ = make_blobs(n_samples={rows}, centers=3, cluster_std={spread}, random_state=0)
+model = KMeans(n_clusters=3, n_init=10, random_state=0).fit(X)
+print("inertia", model.inertia_)
+"""
+
+
+@pytest.mark.parametrize(("spread", "met"), [(0.2, True), (4.0, False)])
+def test_a_clustering_is_judged_by_its_held_out_silhouette(tmp_path: Path, spread: float, met: bool) -> None:
+    """KMeans has no labels: the run gets the silhouette of its training rows and of held-out rows assigned by a
+    clone refit without them, and evaluate judges val_silhouette when nobody chose a metric. Well separated
+    blobs meet 0.8; blobs that overlap do not."""
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import silhouette_score
+    from sklearn.model_selection import train_test_split
+
+    remote = make_remote(tmp_path, {"cluster.py": CLUSTERING.format(rows=300, spread=spread)})
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(remote)).returncode == 0
+    trained = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    metrics = _metrics(ws)
+    X, _ = make_blobs(n_samples=300, centers=3, cluster_std=spread, random_state=0)
+    rest, held = train_test_split(X, test_size=0.2, random_state=0)
+    expected = silhouette_score(held, KMeans(n_clusters=3, n_init=10, random_state=0).fit(rest).predict(held))
+    assert math.isclose(metrics["val_silhouette"], expected, rel_tol=1e-6)
+    assert math.isclose(metrics["silhouette"], silhouette_score(X, KMeans(n_clusters=3, n_init=10,
+                                                                            random_state=0).fit(X).labels_))
+    assert metrics["diagnostics"]["task"] == "clustering"
+    evaluated = run_mlops("evaluate", "-w", str(ws))
+    assert evaluated.returncode == (0 if met else 3), evaluated.stdout + evaluated.stderr
+    assert "val_silhouette" in evaluated.stdout

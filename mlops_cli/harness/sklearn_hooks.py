@@ -12,6 +12,9 @@ from typing import Any
 from mlops_cli.harness import data, dynamics
 from mlops_cli.harness.capture import Capture, safe
 
+#: rows the silhouette of a clustering is computed on at most (its cost grows with rows squared)
+SILHOUETTE_ROWS = 5000
+
 
 def install(capture: Capture) -> None:
     """Wrap fit and score of every scikit-learn estimator class, sklearn.metrics.accuracy_score and r2_score, and
@@ -159,6 +162,13 @@ def _is_classifier(estimator: Any) -> bool:
     return bool(is_classifier(estimator))
 
 
+def _task(estimator: Any) -> str:
+    from sklearn.base import is_clusterer
+
+    return "classification" if _is_classifier(estimator) else "clustering" if is_clusterer(estimator) \
+        else "regression"
+
+
 def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[Any]) -> None:
     from sklearn.exceptions import ConvergenceWarning
 
@@ -172,7 +182,7 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
     capture.diagnostics.update(
         input_stats=data.input_stats(x_array, getattr(X, "columns", None)),
         n_train=None if x_array is None else int(len(x_array)),
-        task="classification" if _is_classifier(estimator) else "regression",
+        task=_task(estimator),
         train_fingerprint=data.fingerprint(X), train_labels_fingerprint=data.fingerprint(y),
         model=describe(estimator, converged=not any(issubclass(w.category, ConvergenceWarning) for w in caught)))
     flow = safe(data.flow_facts)(X, X, y)
@@ -266,6 +276,10 @@ def finish(capture: Capture) -> None:
     if capture.model is None or capture.train_data is None:
         return
     X, y = capture.train_data
+    if y is None and _task(capture.model) == "clustering":
+        with capture.inside():
+            _cluster_scores(capture, X)
+        return
     name = "accuracy" if _is_classifier(capture.model) else "r2"
     with capture.inside():
         if name not in capture.metrics and y is not None:
@@ -278,6 +292,43 @@ def finish(capture: Capture) -> None:
             capture.metrics[f"val_{name}"] = float(refit.score(x_val, y_val))
             capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=data.n_rows(x_val),
                                        majority_share=data.majority_share(data.as_array(y_val, True)))
+
+
+def _cluster_scores(capture: Capture, X: Any) -> None:
+    """A clustering has no labels to be right about, so it is judged by its silhouette (-1..1: how much closer
+    each row lies to its own cluster than to the next): on the training rows, and held out as for the other
+    estimators, a clone refit without the held-out rows assigning them. Sampled to SILHOUETTE_ROWS rows, since
+    the silhouette costs rows squared."""
+    import numpy as np
+    from sklearn.base import clone
+    from sklearn.metrics import silhouette_score
+    from sklearn.model_selection import train_test_split
+
+    x_array = data.as_array(X)
+    if x_array is None or x_array.ndim != 2 or len(x_array) < 10:
+        return
+
+    def silhouette(rows: Any, labels: Any) -> float | None:
+        found = len(set(np.asarray(labels).tolist()))
+        if not 2 <= found < len(rows):   # the silhouette needs two clusters and a row that shares one
+            return None
+        return float(silhouette_score(rows, labels, sample_size=min(len(rows), SILHOUETTE_ROWS),
+                                      random_state=capture.seed))
+
+    labels = getattr(capture.model, "labels_", None)
+    if "silhouette" not in capture.metrics and labels is not None and len(labels) == len(x_array):
+        value = silhouette(x_array, labels)
+        if value is not None:
+            capture.metrics["silhouette"] = value
+    fraction = float(capture.options.get("holdout", 0.2))
+    if "val_silhouette" in capture.metrics or fraction <= 0 or not hasattr(capture.model, "predict"):
+        return
+    train_idx, val_idx = train_test_split(np.arange(len(x_array)), test_size=fraction, random_state=capture.seed)
+    refit = clone(capture.model).fit(data.take(X, train_idx))
+    value = silhouette(x_array[val_idx], refit.predict(data.take(X, val_idx)))
+    if value is not None:
+        capture.metrics["val_silhouette"] = value
+        capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=len(val_idx))
 
 
 def save(capture: Capture) -> str | None:
