@@ -210,9 +210,11 @@ def _rows(ws_root: Path) -> list[Any]:
 def _ladder_change(settings: Any, rows: list[Any], rng: random.Random) -> None:
     latest = rows[-1]
     epochs = int((latest.metrics.epochs if latest.metrics else 0) or 0)
-    settings.workspace.write_proposal({"strategy": "baseline", "parent": latest.run.id,
-                                       "reasons": [f"epochs {epochs} -> {epochs + LADDER_STEP}"],
-                                       "params": {}, "options": {"epochs": epochs + LADDER_STEP}})
+    from mlops_cli.workspace import NextAttempt
+
+    settings.workspace.write_proposal(NextAttempt(strategy="baseline", parent=latest.run.id,
+                                                  reasons=[f"epochs {epochs} -> {epochs + LADDER_STEP}"],
+                                                  options={"epochs": epochs + LADDER_STEP}))
 
 
 def keras_knobs(model: dict[str, Any], epochs: int) -> dict[str, list[Any]]:
@@ -242,6 +244,7 @@ def _propose_point(settings: Any, first: Any, point: dict[str, Any], method: str
     from mlops_cli.errors import RewriteError
     from mlops_cli.steps.tweak.dataflow import fix_script
     from mlops_cli.steps.tweak.sklearn_rewrite import rewrite_source
+    from mlops_cli.workspace import NextAttempt
 
     point = dict(point)
     fit_fix = point.pop("fit_data", None)
@@ -266,15 +269,14 @@ def _propose_point(settings: Any, first: Any, point: dict[str, Any], method: str
             what = {**what, "fit_data": fit_fix} if isinstance(what, dict) else what
         except RewriteError:
             pass
-    proposal = {"strategy": method, "parent": first.run.id, "reasons": [f"{method}: {what}"], "params": {},
-                "options": options}
+    proposal = NextAttempt(strategy=method, parent=first.run.id, reasons=[f"{method}: {what}"], options=options)
     if files:
         staged = settings.workspace.staged_source_dir
         shutil.rmtree(staged, ignore_errors=True)
         shutil.copytree(source, staged, ignore=shutil.ignore_patterns(".git"))
         for rel, text in files.items():
             (staged / rel).write_text(text)
-        proposal["source"] = "src"
+        proposal.source = "src"
     settings.workspace.write_proposal(proposal)
 
 

@@ -45,3 +45,19 @@ def test_random_and_optuna_search_the_same_knobs() -> None:
     edit = repair.sklearn_edit({"estimator": "SVC"}, {**point, "swap": False})
     assert edit.set_params and edit.scale and edit.swap_to is None
     assert repair.sklearn_edit({"estimator": "SVC"}, point).swap_to == "RandomForestClassifier"
+
+
+def test_a_searched_point_is_a_proposal_train_reads(tmp_path: Path) -> None:
+    """random and optuna write their points as tweak does (a typed next.json that `Workspace.read_proposal`
+    accepts), so the baselines train what they chose."""
+    from types import SimpleNamespace
+
+    from mlops_cli.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    run = ws.new_run(entrypoint="train.py", profile="keras")
+    repair._propose_point(SimpleNamespace(workspace=ws), SimpleNamespace(run=run, metrics=None),
+                          {"learning_rate": 0.01, "epochs": None}, "random")
+    proposal = ws.read_proposal()
+    assert proposal is not None and proposal.strategy == "random" and proposal.parent == run.id
+    assert proposal.options == {"learning_rate": 0.01} and proposal.reasons == ["random: {'learning_rate': 0.01}"]
