@@ -184,12 +184,13 @@ def _is_ssh(url: str) -> bool:
     return url.lower().startswith(("ssh://", "git+ssh://", "ssh+git://")) or ("://" not in url and bool(_SCP_LIKE.match(url)))
 
 
-def render(params: ChainParams, plugins: Iterable[str] = KNOWN_PLUGINS,
+def render(params: ChainParams, plugins: Iterable[str] | None = None,
            definitions: str | os.PathLike[str] | None = None) -> Rendering:
-    """Render jobs and view for a server that has `plugins`; warnings say what a missing plugin costs."""
+    """Render jobs and view for a server that has `plugins` (default: `assumed_plugins`); warnings say what a
+    missing plugin costs."""
     params.validate()
     folder = find_definitions(definitions)
-    have = set(plugins)
+    have = set(assumed_plugins(params) if plugins is None else plugins)
     names = job_names(params, folder)
     warnings: list[str] = list(params.schedule_warnings())
     missing_required = []
