@@ -34,10 +34,11 @@ What it does as Jenkins does (and where in Jenkins' source):
 - A build runs the Shell steps as `/bin/sh -xe SCRIPT` in the job's workspace with Jenkins' variables, applies
   `unstableReturn`, binds credentials (SecretBuildWrapper: username/password, SSH key file, secret text) and masks
   them in the console, runs the Parameterized Trigger plugin's non-blocking `TriggerBuilder` step (each config
-  queues its projects with its predefined parameters; "Triggering projects: ..."), records JUnit results (failed tests: UNSTABLE; no report: FAILURE), triggers `BuildTrigger` children
-  when the result is at least the threshold, kills what the build left running (ProcessTreeKiller, by the build's
-  JENKINS_NODE_COOKIE; `dontKillMe` escapes), and discards old builds per LogRotator (keeping the last
-  successful and last stable build).
+  queues its projects with its predefined parameters; "Triggering projects: ..."), records JUnit results (failed
+  tests: UNSTABLE; no report: FAILURE), triggers `BuildTrigger` children when the result is at least the
+  threshold, kills what the build left running (ProcessTreeKiller, by the build's JENKINS_NODE_COOKIE;
+  `dontKillMe` escapes), and discards old builds per LogRotator (keeping the last successful and last stable
+  build).
 - A clock (`minute_s` seconds per Jenkins minute) fires TimerTriggers and SCMTrigger polls on their cron specs,
   with Jenkins' own `H` hash per job; a poll builds when the branch head moved (or on the first poll).
 

@@ -218,7 +218,8 @@ def test_two_agent_builds_on_two_nodes_share_one_budget_through_a_real_mlflow_se
     (bin_dir / "mlops").write_text(f"#!/bin/sh\nPYTHONPATH='{ROOT}' exec '{sys.executable}' -m mlops_cli \"$@\"\n")
     (bin_dir / "mlops").chmod(0o755)
     db = server.root / "mlflow.db"
-    credentials = {"coord-db": Credential("text", "", f"sqlite:///{db}"), "mlflow-uri": Credential("text", "", server.url)}
+    credentials = {"coord-db": Credential("text", "", f"sqlite:///{db}"),
+                   "mlflow-uri": Credential("text", "", server.url)}
     with FakeJenkins(users={"admin": TOKEN}, quiet_period=0.05, credentials=credentials,
                      nodes={"built-in": {"built-in"}, "a1": {"mlops"}, "a2": {"mlops"}},
                      executors={"built-in": 1, "a1": 1, "a2": 1},

@@ -8,7 +8,12 @@ from collections.abc import Callable
 
 from mlops_cli.adapters.jenkins_client import BuildInfo, JenkinsClient
 from mlops_cli.errors import JenkinsError
-from mlops_cli.jenkins.render import DefinitionError, fanout_files, find_definitions, job_files
+from mlops_cli.jenkins.render import (
+    DefinitionError,
+    fanout_files,
+    find_definitions,
+    job_files,
+)
 
 #: Jenkins results and the exit code `trigger --wait` maps them to
 RESULT_EXIT = {"SUCCESS": 0, "UNSTABLE": 3, "FAILURE": 1, "ABORTED": 1, "NOT_BUILT": 1}
