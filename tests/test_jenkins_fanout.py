@@ -114,6 +114,12 @@ def test_pipeline_users_get_a_parallel_stage_not_the_freestyle_jobs() -> None:
     assert "AGENTS: ''," in plain   # agentCount() is 0: the sequential stages run
 
 
+def test_install_says_when_fewer_nodes_than_agents_carry_the_label() -> None:
+    with FakeJenkins(users={"admin": TOKEN}) as server:   # one node, agent-1, has the label mlops
+        report = jk.install(connect(server.url, "admin", TOKEN), PARAMS)
+    assert any(w.startswith("--agents 3, but only 1 node(s) have the label 'mlops'") for w in report.warnings)
+
+
 def _shim(tmp_path: Path) -> Path:
     """`mlops` on the agents' PATH for the placement test: it records where it ran and with what, then holds its
     executor until the test lets it go, as a training would."""
@@ -136,6 +142,7 @@ def test_k_builds_one_per_labelled_node_a_fourth_waits_and_an_unlabelled_node_ge
         client = connect(server.url, "admin", TOKEN)
         params = dataclasses.replace(PARAMS, mlops_path=str(_shim(tmp_path)))
         first = jk.install(client, params)
+        assert not any("--agents" in w for w in first.warnings)   # three nodes carry the label
         assert [(a.name, a.action) for a in first.actions][6:] == [("mlops-7-agent", "created"),
                                                                    ("mlops-8-fanout", "created"),
                                                                    ("mlops-chain", "created")]

@@ -116,6 +116,10 @@ def install(client: JenkinsClient, params: ChainParams, definitions: str | os.Pa
     if nodes == []:
         warnings.append(f"no node has the label {params.agent_label!r}: the jobs will wait in the queue; give it to "
                         "the agent that has mlops and the workspace (Manage Jenkins > Nodes), or pass --agent-label")
+    elif nodes is not None and params.agents and not pipeline and len(nodes) < params.agents:
+        warnings.append(f"--agents {params.agents}, but only {len(nodes)} node(s) have the label "
+                        f"{params.agent_label!r}: the agent builds share their executors, and those beyond the free "
+                        "ones wait in the queue; give the label to more nodes for one agent per machine")
     rendering = (render_pipeline if pipeline else render)(params, plugins, definitions)
     warnings += rendering.warnings
     actions = []
