@@ -99,6 +99,12 @@ def test_a_server_without_the_parameterized_trigger_plugin_is_told_so() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_simulate_refuses_agents_in_one_line() -> None:
+    result = run_mlops("jenkins", "simulate", "--repo", REPO, "--agents", "2", "--coordination-credentials", "c")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("mlops: error: simulate runs the chain on this machine")
+
+
 def test_pipeline_users_get_a_parallel_stage_not_the_freestyle_jobs() -> None:
     rendering = rd.render_pipeline(dataclasses.replace(PARAMS, tracking_credentials="mlflow-uri"))
     assert [item.name for item in rendering.jobs] == ["mlops-pipeline", "mlops-6-monitor"]
@@ -179,6 +185,9 @@ def test_k_builds_one_per_labelled_node_a_fourth_waits_and_an_unlabelled_node_ge
         again = requests.post(f"{server.url}job/mlops-7-agent/buildWithParameters", params={"AGENT_INDEX": "4"},
                               auth=("admin", TOKEN), timeout=10)
         assert fourth.status_code == 201 and again.headers["Location"] == fourth.headers["Location"]  # merged
+        unparameterised = requests.post(f"{server.url}job/mlops-8-fanout/buildWithParameters", auth=("admin", TOKEN),
+                                        params={"AGENT_INDEX": "5"}, timeout=10)
+        assert unparameterised.status_code == 400 and "This build is not parameterized!" in unparameterised.text
         queue_id = int(fourth.headers["Location"].rstrip("/").rsplit("/", 1)[1])
         wait_for(lambda: client.queue_state(queue_id).why != "In the quiet period.", timeout=10, what="4th placed")
         assert client.queue_state(queue_id).why == "Waiting for next available executor on \u2018mlops\u2019"
