@@ -1,7 +1,8 @@
-"""Jobs 1-6 as data: render the `jenkins/` config.xml templates for one server (or a dry run).
+"""Jobs 1-6 (and with --agents the fan-out jobs 7-8) as data: render the `jenkins/` config.xml templates for one
+server (or a dry run).
 
-The job definitions live in `jenkins/jobs/*.xml` and `jenkins/views/*.xml`: Jenkins' own config.xml format with
-`{{name}}` placeholders. We chose plain config.xml templates over Jenkins Job Builder YAML because what is in the
+The job definitions live in `jenkins/jobs/*.xml`, `jenkins/fanout/*.xml` and `jenkins/views/*.xml`: Jenkins' own
+config.xml format with `{{name}}` placeholders. We chose plain config.xml templates over Jenkins Job Builder YAML because what is in the
 repository is what Jenkins loads and runs, field for field: the templates hold only fields the current core and
 plugins serialise (tests/jenkins_shapes.yaml, read from their sources), so what Jenkins hands back from
 `get_job_config` (re-serialised from memory: its own XML declaration, plugin versions, defaults of fields we
