@@ -409,6 +409,16 @@ def _chain_options(func: Any) -> Any:
         _chain_option("--git-credentials", metavar="ID",
                       help="Jenkins credentials for a private repository: the git plugin polls with it and job 1 "
                            "binds it around `mlops pull` (username/password for http(s), SSH key for ssh)."),
+        _chain_option("--agents", type=click.IntRange(1, 100), metavar="K",
+                      help="Also install job 7 (`mlops agent` on any node with the label, K builds at once) and job "
+                           "8, which starts K builds of it (needs the parameterized-trigger plugin; with --pipeline: "
+                           "a parallel stage). See README, \"Tracking and several agents\"."),
+        _chain_option("--coordination-credentials", metavar="ID",
+                      help="With --agents: the Jenkins 'Secret text' credential holding the coordination database "
+                           "URL, bound to MLOPS_COORDINATION_DB at build time."),
+        _chain_option("--tracking-credentials", metavar="ID",
+                      help="With --agents: a 'Secret text' credential bound to MLOPS_TRACKING_URI, for a URI that "
+                           "carries a secret (else the agent's own environment or --env gives it)."),
         click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
                      help="Extra non-secret variable exported in every job (repeatable)."),
         click.option("--definitions", default=None, type=click.Path(file_okay=False), metavar="DIR",
@@ -457,23 +467,24 @@ def jenkins() -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for --dry-run.")
 @click.option("--without-plugin", multiple=True, metavar="NAME",
               help="--dry-run: render as if Jenkins lacked this plugin (git, github, junit, credentials-binding, "
-                   "build-pipeline-plugin).")
+                   "build-pipeline-plugin, parameterized-trigger).")
 @click.option("--plugins", "plugin_list", default=None, metavar="NAME,...",
               help="The plugins this Jenkins has, for a user who may not list them (no Overall/SystemRead).")
 @click.option("--pipeline", is_flag=True, help="Install jenkins/Jenkinsfile as one Pipeline job (and job 6).")
 def jenkins_install(url: str | None, user: str | None, token: str | None, dry_run: bool, out: str | None,
                     without_plugin: tuple[str, ...], plugin_list: str | None, pipeline: bool,
                     definitions: str | None, **chain: Any) -> None:
-    """Create or update the six jobs and the view (idempotent: reports created / updated / unchanged)."""
+    """Create or update the six jobs and the view (idempotent: reports created / updated / unchanged); with
+    --agents K also the agent job 7 and the fan-out job 8."""
     from mlops_cli.jenkins import install as jk
-    from mlops_cli.jenkins.render import KNOWN_PLUGINS
+    from mlops_cli.jenkins.render import assumed_plugins
 
     params = _chain_params(**chain)
     plugins = [p.strip() for p in plugin_list.split(",") if p.strip()] if plugin_list is not None else None
     if dry_run:
         if not out:
             raise UsageError("--dry-run needs --out DIR", "the folder to write one JOB.xml per job into")
-        have = plugins if plugins is not None else [p for p in KNOWN_PLUGINS if p not in without_plugin]
+        have = plugins if plugins is not None else [p for p in assumed_plugins(params) if p not in without_plugin]
         report = jk.dry_run(params, out, have, definitions, pipeline=pipeline)
     else:
         if out or without_plugin:
@@ -553,6 +564,9 @@ def jenkins_simulate(from_dir: str | None, out: str | None, start: tuple[str, ..
     from mlops_cli.jenkins.render import render
     from mlops_cli.jenkins.simulate import load_jobs, simulate
 
+    if chain["agents"]:
+        raise UsageError("simulate runs the chain on this machine, and --agents fans out over Jenkins nodes",
+                         "check the fan-out with `mlops jenkins install --agents K --dry-run --out DIR`, or drop --agents")
     home = Path(out) if out else Path(tempfile.mkdtemp(prefix="mlops-jenkins-sim-"))
     if from_dir:
         if chain["repo_url"]:

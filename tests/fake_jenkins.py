@@ -17,9 +17,13 @@ What it does as Jenkins does (and where in Jenkins' source):
   the upload still answers 200; an unknown root class is 500, a type change on update 500 (`AbstractItem
   .updateByXml`), a bad name 400 (`Jenkins.checkGoodName`), an existing name 400.
 - Builds: POST build is 409 on a disabled job (`ParameterizedJobMixIn.doBuild`), waits out the quiet period
-  (the job's, else the server's), merges a request for a job already waiting into that queue item (same Location),
-  runs one build of a job at a time, and a left queue item answers for `left_item_ttl` seconds (Jenkins: 5
-  minutes, `Queue.leftItems`), then 404.
+  (the job's, else the server's), merges a request for a job already waiting into that queue item (same Location)
+  unless its parameters differ (`Queue.schedule2`, `ParametersAction.shouldSchedule`), runs one build of a job at a
+  time unless the job has `concurrentBuild` (then a second build on the same node gets the workspace `NAME@2`,
+  `WorkspaceList`), and a left queue item answers for `left_item_ttl` seconds (Jenkins: 5 minutes,
+  `Queue.leftItems`), then 404. Parameters: `ParametersDefinitionProperty` string parameters with their defaults,
+  POST buildWithParameters (400 "This build is not parameterized!" on a job without them), exported to the shell
+  steps and shown as the build's ParametersAction.
 - Nodes: each has labels (its name is one too), a number of executors and an online state; a job tied to a label
   expression (`assignedNode`, `canRoam` false: `a`, `a && b`, `a || b`, `!a`, parentheses) runs only on a node
   that satisfies it and has a free executor, and its queue item says why it waits as Jenkins does
@@ -28,11 +32,13 @@ What it does as Jenkins does (and where in Jenkins' source):
   the build's `builtOn`, and GET /computer/api/json answers the ComputerSet (`hudson.model.ComputerSet`:
   `computer` with each Computer's exported fields, `busyExecutors` and `totalExecutors` counting online nodes).
 - A build runs the Shell steps as `/bin/sh -xe SCRIPT` in the job's workspace with Jenkins' variables, applies
-  `unstableReturn`, binds credentials (SecretBuildWrapper: username/password, SSH key file) and masks them in the
-  console, records JUnit results (failed tests: UNSTABLE; no report: FAILURE), triggers `BuildTrigger` children
-  when the result is at least the threshold, kills what the build left running (ProcessTreeKiller, by the build's
-  JENKINS_NODE_COOKIE; `dontKillMe` escapes), and discards old builds per LogRotator (keeping the last
-  successful and last stable build).
+  `unstableReturn`, binds credentials (SecretBuildWrapper: username/password, SSH key file, secret text) and masks
+  them in the console, runs the Parameterized Trigger plugin's non-blocking `TriggerBuilder` step (each config
+  queues its projects with its predefined parameters; "Triggering projects: ..."), records JUnit results (failed
+  tests: UNSTABLE; no report: FAILURE), triggers `BuildTrigger` children when the result is at least the
+  threshold, kills what the build left running (ProcessTreeKiller, by the build's JENKINS_NODE_COOKIE;
+  `dontKillMe` escapes), and discards old builds per LogRotator (keeping the last successful and last stable
+  build).
 - A clock (`minute_s` seconds per Jenkins minute) fires TimerTriggers and SCMTrigger polls on their cron specs,
   with Jenkins' own `H` hash per job; a poll builds when the branch head moved (or on the first poll).
 
@@ -69,7 +75,8 @@ SHAPES = yaml.safe_load((Path(__file__).parent / "jenkins_shapes.yaml").read_tex
 DEFAULT_PLUGINS = {"git": "5.7.0", "github": "1.40.0", "junit": "1312.v1a_235a_b_94a_31",
                    "credentials-binding": "687.v619cb_15e923f", "build-pipeline-plugin": "2.0.2",
                    "workflow-job": "1505.vea_4b_20a_4a_495", "workflow-cps": "4046.v90b_1b_9edec67",
-                   "pipeline-model-definition": "2.2247.va_423189a_7dff"}
+                   "pipeline-model-definition": "2.2247.va_423189a_7dff",
+                   "parameterized-trigger": "859.vb_e3907a_07a_1f"}
 CRUMB_FIELD = "Jenkins-Crumb"
 #: permission titles as Jenkins shows them -> permission ids (X-Required-Permission)
 PERMISSIONS = {
@@ -182,6 +189,8 @@ class FakeBuild:
     duration: int = 0
     node: str = "built-in"
     executor: int = 0
+    params: dict[str, str] = dataclasses.field(default_factory=dict)
+    workspace: Path | None = None
 
 
 @dataclasses.dataclass
@@ -189,8 +198,21 @@ class FakeJob:
     config: str
     builds: list[FakeBuild] = dataclasses.field(default_factory=list)
     next_number: int = 1
-    running: bool = False
+    active: int = 0  # builds running now (more than one only with concurrentBuild)
     polled: str | None = None  # the branch head the last poll saw
+
+    @property
+    def running(self) -> bool:
+        return self.active > 0
+
+    @property
+    def parameters(self) -> dict[str, str] | None:
+        """The string parameters the job defines, with their defaults; None for a job without parameters."""
+        holder = self.root.find("properties/hudson.model.ParametersDefinitionProperty/parameterDefinitions")
+        if holder is None:
+            return None
+        return {d.findtext("name") or "": d.findtext("defaultValue") or ""
+                for d in holder.findall("hudson.model.StringParameterDefinition")}
 
     @property
     def root(self) -> ET.Element:
@@ -211,6 +233,7 @@ class QueueItem:
     number: int | None = None
     left_at: float | None = None
     cancelled: bool = False
+    params: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -369,19 +392,23 @@ class FakeJenkins:
 
     # ---- queue and builds ---------------------------------------------------------------------------------
 
-    def schedule(self, name: str, cause: str, quiet: float | None = None) -> QueueItem | None:
-        """Queue a build; a job already waiting gets the same item back (Queue.schedule2 merges them)."""
+    def schedule(self, name: str, cause: str, quiet: float | None = None,
+                 params: dict[str, str] | None = None) -> QueueItem | None:
+        """Queue a build; a job already waiting with the same parameters gets the same item back (Queue.schedule2
+        merges them: ParametersAction.shouldSchedule is false for equal parameters)."""
         with self.lock:
             job = self.jobs[name]
             if job.disabled:
                 return None
+            defined = job.parameters or {}
+            values = {**defined, **{k: v for k, v in (params or {}).items() if k in defined}}
             for item in self.queue.values():
-                if item.job == name and item.number is None and not item.cancelled:
+                if item.job == name and item.number is None and not item.cancelled and item.params == values:
                     return item
             if quiet is None:
                 text = (job.root.findtext("quietPeriod") or "").strip()
                 quiet = float(text) * (self.quiet_period / 5.0) if text else self.quiet_period
-            item = QueueItem(self._next_queue, name, cause, time.monotonic() + quiet)
+            item = QueueItem(self._next_queue, name, cause, time.monotonic() + quiet, params=values)
             self.queue[item.id] = item
             self._next_queue += 1
             return item
@@ -407,15 +434,24 @@ class FakeJenkins:
                     node, item.why = self._place(job)
                     if node is None:
                         continue
-                    build = FakeBuild(job.next_number, item.cause, node=node.name, executor=node.free_executor())
+                    build = FakeBuild(job.next_number, item.cause, node=node.name, executor=node.free_executor(),
+                                      params=dict(item.params), workspace=self._workspace(item.job, job, node))
                     node.busy.add(build.executor)
                     job.next_number += 1
                     job.builds.append(build)
-                    job.running = True
+                    job.active += 1
                     item.number, item.left_at = build.number, now
                     thread = threading.Thread(target=self._run, args=(item.job, build), daemon=True)
                     self._threads.append(thread)
                     thread.start()
+
+    def _workspace(self, name: str, job: FakeJob, node: FakeNode) -> Path:
+        """WorkspaceList.allocate: the job's workspace on that node, `@2`, `@3`... while a build holds it."""
+        root = self.home if node.built_in else self.home / "agents" / node.name
+        base = root / "workspace" / name
+        taken = {b.workspace for b in job.builds if b.building and b.node == node.name}
+        return next(candidate for candidate in (base, *(Path(f"{base}@{n}") for n in range(2, 100)))
+                    if candidate not in taken)
 
     def _place(self, job: FakeJob) -> tuple[FakeNode | None, str | None]:
         """The node a build of `job` starts on now, or why it waits (Queue.BuildableItem.getWhy's messages)."""
@@ -499,27 +535,35 @@ class FakeJenkins:
         with self.lock:
             build.result, build.building = result, False
             job = self.jobs[name]
-            job.running = False
+            job.active -= 1
             self.nodes[build.node].busy.discard(build.executor)
             self._discard(job)
         self._trigger_downstream(name, build)
 
     def _execute(self, name: str, build: FakeBuild) -> str:
         root = self.jobs[name].root
-        workspace = self.home / "workspace" / name
+        workspace = build.workspace or self.home / "workspace" / name
         workspace.mkdir(parents=True, exist_ok=True)
         cookie = uuid.uuid4().hex
         env = {"PATH": "/usr/bin:/bin", **self.agent_env, "WORKSPACE": str(workspace), "JOB_NAME": name,
                "JOB_BASE_NAME": name, "BUILD_NUMBER": str(build.number), "BUILD_ID": str(build.number),
                "BUILD_TAG": f"jenkins-{name}-{build.number}", "BUILD_URL": f"{self.url}job/{name}/{build.number}/",
                "JOB_URL": f"{self.url}job/{name}/", "JENKINS_URL": self.url, "NODE_NAME": build.node,
-               "EXECUTOR_NUMBER": str(build.executor), "JENKINS_NODE_COOKIE": cookie, "JENKINS_HOME": str(self.home)}
+               "EXECUTOR_NUMBER": str(build.executor), "JENKINS_NODE_COOKIE": cookie, "JENKINS_HOME": str(self.home),
+               **build.params}
         where = "on the built-in node" if build.node == "built-in" else f"remotely on {build.node}"
         build.console = f"{build.cause}\nRunning as SYSTEM\nBuilding {where} in workspace {workspace}\n"
         secrets, files = self._bind(root, env, build)
         result = "SUCCESS"
         try:
-            for index, step in enumerate(root.findall("builders/hudson.tasks.Shell")):
+            for index, step in enumerate(root.find("builders") if root.find("builders") is not None else []):
+                if step.tag == "hudson.plugins.parameterizedtrigger.TriggerBuilder":
+                    if not self._trigger_builder(step, name, build):
+                        result = "FAILURE"
+                        break
+                    continue
+                if step.tag != "hudson.tasks.Shell":
+                    continue
                 script = self.home / "tmp" / f"{name}-{build.number}-{index}.sh"
                 script.parent.mkdir(exist_ok=True)
                 script.write_text(step.findtext("command") or "", encoding="utf-8")
@@ -552,6 +596,28 @@ class FakeJenkins:
             result = max(result, self._junit(junit, workspace, build), key=RESULT_ORDER.__getitem__)
         return result
 
+    def _trigger_builder(self, step: ET.Element, name: str, build: FakeBuild) -> bool:
+        """Parameterized Trigger's TriggerBuilder, non-blocking: each config queues its projects with the
+        predefined parameters (distinct values are distinct queue items); False when a config names no project."""
+        for config in step.findall("configs/hudson.plugins.parameterizedtrigger.BlockableBuildTriggerConfig"):
+            if config.find("block") is not None:
+                raise RuntimeError("the fake does not model a blocking TriggerBuilder")
+            params: dict[str, str] = {}
+            for predefined in config.findall("configs/hudson.plugins.parameterizedtrigger.PredefinedBuildParameters"):
+                for line in (predefined.findtext("properties") or "").splitlines():
+                    key, sep, value = line.partition("=")
+                    if sep and key.strip():
+                        params[key.strip()] = value
+            projects = [p.strip() for p in (config.findtext("projects") or "").split(",") if p.strip() in self.jobs]
+            if not projects:
+                build.console += "Build aborted. No projects to trigger. Check your configuration!\n"
+                return False
+            for project in projects:
+                self.schedule(project, f'Started by upstream project "{name}" build number {build.number}',
+                              params=params)
+            build.console += f"Triggering projects: {', '.join(projects)}\n"
+        return True
+
     def _bind(self, root: ET.Element, env: dict[str, str], build: FakeBuild) -> tuple[list[str], list[Path]]:
         """SecretBuildWrapper: credentials into variables for the whole build; an SSH key into a temp file."""
         secrets: list[str] = []
@@ -565,6 +631,9 @@ class FakeJenkins:
             if binding.tag == prefix + "UsernamePasswordMultiBinding":
                 env[binding.findtext("usernameVariable") or ""] = credential.username
                 env[binding.findtext("passwordVariable") or ""] = credential.secret
+                secrets.append(credential.secret)
+            elif binding.tag == prefix + "StringBinding":  # a 'Secret text' credential
+                env[binding.findtext("variable") or ""] = credential.secret
                 secrets.append(credential.secret)
             elif binding.tag == prefix + "SSHUserPrivateKeyBinding":
                 key = self.home / "secrets" / f"ssh{uuid.uuid4().hex}"
@@ -882,7 +951,11 @@ class FakeJenkins:
                                     "duration": build.duration, "fullDisplayName": f"{name} #{build.number}",
                                     "builtOn": "" if build.node == "built-in" else build.node,
                                     "actions": [{"_class": "hudson.model.CauseAction",
-                                                 "causes": [{"shortDescription": build.cause}]}]})
+                                                 "causes": [{"shortDescription": build.cause}]},
+                                                *([{"_class": "hudson.model.ParametersAction", "parameters": [
+                                                    {"_class": "hudson.model.StringParameterValue", "name": k,
+                                                     "value": v} for k, v in build.params.items()]}]
+                                                  if build.params else [])]})
                 else:
                     self._error(404, "Not Found")
 
@@ -984,6 +1057,18 @@ class FakeJenkins:
                         self._error(409, f"{name} is not buildable")
                         return
                     item = fake.schedule(name, f"Started by user {user}")
+                    assert item is not None
+                    self._send(201, headers={"Location": f"{fake.url}queue/item/{item.id}/"})
+                elif action == "buildWithParameters":
+                    self._need(user, "Job/Build")
+                    if job.parameters is None:
+                        self._error(400, "This build is not parameterized!")
+                        return
+                    if job.disabled:
+                        self._error(409, f"{name} is not buildable")
+                        return
+                    given = {k: v[-1] for k, v in {**parse_qs(urlsplit(self.path).query), **parse_qs(body)}.items()}
+                    item = fake.schedule(name, f"Started by user {user}", params=given)
                     assert item is not None
                     self._send(201, headers={"Location": f"{fake.url}queue/item/{item.id}/"})
                 elif action == "doDelete":

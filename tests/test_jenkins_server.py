@@ -114,6 +114,7 @@ def _fields(element: ET.Element, cls: str, where: str) -> list[str]:
 @pytest.mark.parametrize("variant", [
     {}, {"smtp_credentials": "smtp", "git_credentials": "git"},
     {"repo_url": "git@git.example.com:team/wine.git", "git_credentials": "deploy-key"},
+    {"agents": 3, "coordination_credentials": "coord-db", "tracking_credentials": "mlflow-uri", "git_credentials": "git"},
 ])
 def test_golden_every_rendered_job_has_only_current_fields(variant: dict) -> None:
     """Golden test: each job, view and the Pipeline job holds only fields the current core and plugins

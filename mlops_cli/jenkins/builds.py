@@ -8,16 +8,22 @@ from collections.abc import Callable
 
 from mlops_cli.adapters.jenkins_client import BuildInfo, JenkinsClient
 from mlops_cli.errors import JenkinsError
-from mlops_cli.jenkins.render import DefinitionError, find_definitions, job_files
+from mlops_cli.jenkins.render import (
+    DefinitionError,
+    fanout_files,
+    find_definitions,
+    job_files,
+)
 
 #: Jenkins results and the exit code `trigger --wait` maps them to
 RESULT_EXIT = {"SUCCESS": 0, "UNSTABLE": 3, "FAILURE": 1, "ABORTED": 1, "NOT_BUILT": 1}
 
 
 def resolve_job(job: str, params_prefix: str, definitions: str | os.PathLike[str] | None = None) -> str:
-    """Accept a full job name, or the chain's short forms: "3", "evaluate", "3-evaluate"."""
+    """Accept a full job name, or the chain's short forms: "3", "evaluate", "3-evaluate" (and "8", "fanout")."""
     try:
-        files = job_files(find_definitions(definitions))
+        folder = find_definitions(definitions)
+        files = {**job_files(folder), **(fanout_files(folder) if (folder / "fanout").is_dir() else {})}
     except DefinitionError:
         return job
     for number, path in files.items():

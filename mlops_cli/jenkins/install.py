@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from mlops_cli.adapters.jenkins_client import JenkinsClient, PermissionDenied
 from mlops_cli.jenkins.params import ChainParams
 from mlops_cli.jenkins.render import (
-    KNOWN_PLUGINS,
     PIPELINE_PLUGINS,
     RenderedItem,
+    assumed_plugins,
     find_definitions,
     render,
     render_pipeline,
@@ -107,7 +107,7 @@ def install(client: JenkinsClient, params: ChainParams, definitions: str | os.Pa
         try:
             plugins = client.plugins()
         except PermissionDenied as exc:
-            assumed = (*KNOWN_PLUGINS, *(PIPELINE_PLUGINS if pipeline else ()))
+            assumed = assumed_plugins(params, pipeline)
             plugins = assumed
             warnings.append(f"cannot list plugins ({exc.permission or 'a permission'} is missing; listing needs "
                             f"{PLUGIN_LIST_PERMISSION}): assuming {', '.join(assumed)}; "
@@ -116,6 +116,10 @@ def install(client: JenkinsClient, params: ChainParams, definitions: str | os.Pa
     if nodes == []:
         warnings.append(f"no node has the label {params.agent_label!r}: the jobs will wait in the queue; give it to "
                         "the agent that has mlops and the workspace (Manage Jenkins > Nodes), or pass --agent-label")
+    elif nodes is not None and params.agents and not pipeline and len(nodes) < params.agents:
+        warnings.append(f"--agents {params.agents}, but only {len(nodes)} node(s) have the label "
+                        f"{params.agent_label!r}: the agent builds share their executors, and those beyond the free "
+                        "ones wait in the queue; give the label to more nodes for one agent per machine")
     rendering = (render_pipeline if pipeline else render)(params, plugins, definitions)
     warnings += rendering.warnings
     actions = []
@@ -155,9 +159,10 @@ def _install_view(client: JenkinsClient, view: RenderedItem) -> str:
     return "updated"
 
 
-def dry_run(params: ChainParams, out: str | os.PathLike[str], plugins: Iterable[str] = KNOWN_PLUGINS,
+def dry_run(params: ChainParams, out: str | os.PathLike[str], plugins: Iterable[str] | None = None,
             definitions: str | os.PathLike[str] | None = None, pipeline: bool = False) -> InstallReport:
     """Write what install would upload, for review or for `mlops jenkins simulate --from OUT`."""
+    plugins = assumed_plugins(params) if plugins is None else plugins
     rendering = (render_pipeline(params, (*plugins, *PIPELINE_PLUGINS), definitions) if pipeline
                  else render(params, plugins, definitions))
     written = write_rendering(rendering, out)

@@ -15,6 +15,11 @@ from mlops_cli.secrets import SECRET_NAME, url_secret
 #: and the workspaces (one node, so that job 3 finds what job 2 left)
 DEFAULT_AGENT_LABEL = "mlops"
 _BAD_NAME_CHARS = set('?*/\\%!@#$^&|<>[]:;"')
+#: at most this many agent builds at once (`mlops agent --max-parallel` takes 1..100)
+MAX_AGENTS = 100
+#: variables the agent job binds from Jenkins credentials: never a job parameter or an --env value
+COORDINATION_DB_VAR = "MLOPS_COORDINATION_DB"
+TRACKING_URI_VAR = "MLOPS_TRACKING_URI"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +49,11 @@ class ChainParams:
     smtp_credentials: str | None = None  # Jenkins credentials id (username + password) for SMTP
     git_credentials: str | None = None  # Jenkins credentials id: the git plugin polls with it, job 1 binds it
     env: tuple[tuple[str, str], ...] = ()  # extra non-secret variables exported in every job
+    # opt-in fan-out (issue 20): K builds of an agent job on any node with agent_label, sharing a budget through the
+    # coordination database, whose URL is a Jenkins "Secret text" credential bound at build time
+    agents: int | None = None
+    coordination_credentials: str | None = None  # credentials id -> MLOPS_COORDINATION_DB in the agent job
+    tracking_credentials: str | None = None  # credentials id -> MLOPS_TRACKING_URI (a URI that carries a secret)
 
     def agent_workspace(self) -> str:
         return self.workspace or f"/var/lib/mlops/{self.prefix.strip('-_. ') or 'mlops'}"
@@ -93,8 +103,33 @@ class ChainParams:
             if reason:
                 raise UsageError(f"--env {name}=... is a URL with {reason}, and job definitions must hold no secret",
                                  "set it in the agent's environment or bind it from a Jenkins credential")
+        self._validate_agents()
         self.schedule_warnings()
         return self
+
+    def experiment(self) -> str:
+        """The MLflow experiment (and ledger project) every agent build names: the same on every node."""
+        return dict(self.env).get("MLOPS_TRACKING_EXPERIMENT") or self.prefix.strip("-_. ") or "mlops"
+
+    def _validate_agents(self) -> None:
+        if self.agents is None:
+            for option, value in (("--coordination-credentials", self.coordination_credentials),
+                                  ("--tracking-credentials", self.tracking_credentials)):
+                if value:
+                    raise UsageError(f"{option} only goes with --agents K", "add --agents K, or drop it")
+            return
+        if not 1 <= self.agents <= MAX_AGENTS:
+            raise UsageError(f"--agents {self.agents} must be between 1 and {MAX_AGENTS}")
+        if not (self.coordination_credentials or "").strip():
+            raise UsageError("--agents needs --coordination-credentials ID",
+                             "store the coordination database URL (the tracking server's database) as a Jenkins "
+                             "'Secret text' credential and pass its id")
+        for name, _ in self.env:
+            if name in (COORDINATION_DB_VAR, "MLOPS_TRACKING_DB") or (
+                    name == TRACKING_URI_VAR and self.tracking_credentials):
+                raise UsageError(f"--env {name} would be written into the job definitions",
+                                 "the agent job binds it from the Jenkins credential given by "
+                                 f"--{'tracking' if name == TRACKING_URI_VAR else 'coordination'}-credentials")
 
     def schedule_warnings(self) -> list[str]:
         """Check both schedules in Jenkins' cron dialect (UsageError naming the option); Jenkins' own warnings."""
@@ -108,7 +143,9 @@ class ChainParams:
                               ("--image-sklearn", self.image_sklearn), ("--prefix", self.prefix),
                               ("--mlops-path", self.mlops_path),
                               ("--smtp-credentials", self.smtp_credentials),
-                              ("--git-credentials", self.git_credentials)):
+                              ("--git-credentials", self.git_credentials),
+                              ("--coordination-credentials", self.coordination_credentials),
+                              ("--tracking-credentials", self.tracking_credentials)):
             if value is not None:
                 yield option, value
         for address in self.notify_to:

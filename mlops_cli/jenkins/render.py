@@ -1,7 +1,8 @@
-"""Jobs 1-6 as data: render the `jenkins/` config.xml templates for one server (or a dry run).
+"""Jobs 1-6 (and with --agents the fan-out jobs 7-8) as data: render the `jenkins/` config.xml templates for one
+server (or a dry run).
 
-The job definitions live in `jenkins/jobs/*.xml` and `jenkins/views/*.xml`: Jenkins' own config.xml format with
-`{{name}}` placeholders. We chose plain config.xml templates over Jenkins Job Builder YAML because what is in the
+The job definitions live in `jenkins/jobs/*.xml`, `jenkins/fanout/*.xml` and `jenkins/views/*.xml`: Jenkins' own
+config.xml format with `{{name}}` placeholders. We chose plain config.xml templates over Jenkins Job Builder YAML because what is in the
 repository is what Jenkins loads and runs, field for field: the templates hold only fields the current core and
 plugins serialise (tests/jenkins_shapes.yaml, read from their sources), so what Jenkins hands back from
 `get_job_config` (re-serialised from memory: its own XML declaration, plugin versions, defaults of fields we
@@ -27,7 +28,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from mlops_cli.errors import ConfigError, JenkinsError, UsageError
-from mlops_cli.jenkins.params import ChainParams
+from mlops_cli.jenkins.params import COORDINATION_DB_VAR, TRACKING_URI_VAR, ChainParams
 from mlops_cli.workspace import atomic_write_text
 
 DEFINITIONS_ENV = "JENKINS_DEFINITIONS"
@@ -37,6 +38,9 @@ GITHUB_PLUGIN = "github"
 JUNIT_PLUGIN = "junit"
 CREDENTIALS_BINDING_PLUGIN = "credentials-binding"
 PIPELINE_PLUGINS = ("workflow-job", "workflow-cps", "pipeline-model-definition")
+#: --agents: job 8 starts K builds of job 7 with distinct parameters (core's BuildTrigger passes none, so Jenkins'
+#: queue would fold K requests for the same job into one item)
+FANOUT_PLUGIN = "parameterized-trigger"
 #: plugins our definitions can use; the ones a dry run assumes unless told otherwise
 KNOWN_PLUGINS = (GIT_PLUGIN, GITHUB_PLUGIN, JUNIT_PLUGIN, CREDENTIALS_BINDING_PLUGIN, PIPELINE_VIEW_PLUGIN)
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z][a-z0-9_]*)\s*(?:\|\s*([a-z]+)\s*)?\}\}")
@@ -126,9 +130,18 @@ def job_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+def fanout_files(folder: Path) -> dict[str, Path]:
+    """fanout/N-name.xml: the agent job (7) and the job that starts K builds of it (8), installed with --agents."""
+    files = {path.stem.split("-", 1)[0]: path for path in sorted((folder / "fanout").glob("*.xml"))}
+    if sorted(files) != ["7", "8"]:
+        raise DefinitionError(f"{folder / 'fanout'} must hold 7-NAME.xml (the agent job) and 8-NAME.xml (the fan-out)")
+    return files
+
+
 def job_names(params: ChainParams, definitions: Path) -> dict[str, str]:
-    """Job number -> Jenkins job name (prefix + file stem), e.g. "3" -> "mlops-3-evaluate"."""
-    return {number: params.prefix + path.stem for number, path in job_files(definitions).items()}
+    """Job number -> Jenkins job name (prefix + file stem), e.g. "3" -> "mlops-3-evaluate"; 7 and 8 with --agents."""
+    files = {**job_files(definitions), **(fanout_files(definitions) if params.agents else {})}
+    return {number: params.prefix + path.stem for number, path in files.items()}
 
 
 def goal_env(params: ChainParams) -> dict[str, str]:
@@ -140,13 +153,14 @@ def goal_env(params: ChainParams) -> dict[str, str]:
     return {name: value for name, value in given.items() if value is not None}
 
 
-def _preamble(params: ChainParams) -> str:
-    """The shell lines every job starts with: where the workspace is and the goal settings given to install."""
+def _preamble(params: ChainParams, workspace: str | None = None) -> str:
+    """The shell lines every job starts with: where the workspace is and the goal settings given to install
+    (`workspace`: a shell word used as is, for the agent job's own one)."""
     q = shlex.quote
     lines = ["# mlops chain settings, rendered by `mlops jenkins install` (secrets come from Jenkins credentials)"]
     if params.mlops_path:
         lines.append(f'export PATH={q(params.mlops_path)}:"$PATH"')
-    lines.append(f"export MLOPS_WORKSPACE={q(params.agent_workspace())}")
+    lines.append(f"export MLOPS_WORKSPACE={workspace or q(params.agent_workspace())}")
     for name, value in goal_env(params).items():
         lines.append(f"export {name}={q(value)}")
     if params.image_keras:
@@ -171,15 +185,21 @@ def _is_ssh(url: str) -> bool:
     return url.lower().startswith(("ssh://", "git+ssh://", "ssh+git://")) or ("://" not in url and bool(_SCP_LIKE.match(url)))
 
 
-def render(params: ChainParams, plugins: Iterable[str] = KNOWN_PLUGINS,
+def render(params: ChainParams, plugins: Iterable[str] | None = None,
            definitions: str | os.PathLike[str] | None = None) -> Rendering:
-    """Render jobs and view for a server that has `plugins`; warnings say what a missing plugin costs."""
+    """Render jobs and view for a server that has `plugins` (default: `assumed_plugins`); warnings say what a
+    missing plugin costs."""
     params.validate()
     folder = find_definitions(definitions)
-    have = set(plugins)
+    have = set(assumed_plugins(params) if plugins is None else plugins)
     names = job_names(params, folder)
     warnings: list[str] = list(params.schedule_warnings())
     missing_required = []
+    if params.agents:
+        for plugin, why in ((CREDENTIALS_BINDING_PLUGIN, "binds --coordination-credentials"),
+                            (FANOUT_PLUGIN, "job 8 starts the agent builds with distinct parameters")):
+            if plugin not in have:
+                missing_required.append(f"{plugin} ({why})")
     if JUNIT_PLUGIN not in have:
         missing_required.append(f"{JUNIT_PLUGIN} (job 3 publishes the evaluation as JUnit)")
     for option, used in (("--smtp-credentials", params.smtp_credentials), ("--git-credentials", params.git_credentials)):
@@ -216,9 +236,27 @@ def render(params: ChainParams, plugins: Iterable[str] = KNOWN_PLUGINS,
             warnings.append(f"no {GITHUB_PLUGIN} plugin: no push trigger for job 1, it polls on "
                             f"'{params.poll_schedule}' (or use the git plugin's /git/notifyCommit hook)")
     fragments["node"] = fragment("node-label")
-    fragments["smtp_binding"] = fragment("smtp-binding") if params.smtp_credentials else ""
-    fragments["git_binding"] = (fragment("git-binding-ssh" if _is_ssh(params.repo_url) else "git-binding-userpass")
-                                if params.git_credentials else "")
+
+    def wrapper(*bindings: str) -> str:
+        """One SecretBuildWrapper around the given bindings (a freestyle job has one), or none at all."""
+        inner = "".join(f"\n        {b}" for b in bindings if b)
+        return fill(_read(folder / "fragments" / "secret-wrapper.xml"), values, {"bindings": inner},
+                    "secret-wrapper.xml").strip() if inner else ""
+
+    git_binding = (fragment("git-binding-ssh" if _is_ssh(params.repo_url) else "git-binding-userpass")
+                   if params.git_credentials else "")
+    fragments["smtp_binding"] = wrapper(fragment("smtp-binding") if params.smtp_credentials else "")
+    fragments["git_binding"] = wrapper(git_binding)
+    if params.agents:
+        fragments["agent_bindings"] = wrapper(
+            fragment("string-binding", {"binding_credentials_id": params.coordination_credentials or "",
+                                        "binding_variable": COORDINATION_DB_VAR}),
+            fragment("string-binding", {"binding_credentials_id": params.tracking_credentials,
+                                        "binding_variable": TRACKING_URI_VAR}) if params.tracking_credentials else "",
+            git_binding)
+        fragments["agent_triggers"] = "".join(
+            "\n        " + fragment("trigger-agent", {"agent_index": str(index)})
+            for index in range(1, params.agents + 1))
     fragments["view_job_names"] = "".join(f"\n    <string>{escape(n)}</string>" for n in sorted(names.values()))
     discarders = {
         "chain": fragment("discarder", {"keep_builds": str(params.keep_builds)}),
@@ -226,7 +264,7 @@ def render(params: ChainParams, plugins: Iterable[str] = KNOWN_PLUGINS,
     }
 
     jobs = []
-    for number, path in job_files(folder).items():
+    for number, path in {**job_files(folder), **(fanout_files(folder) if params.agents else {})}.items():
         own = {**fragments, "discarder": discarders["monitor" if number == "6" else "chain"]}
         text = fill(_read(path), values, own, str(path))
         _check_xml(text, path, expect_root="project")
@@ -255,8 +293,24 @@ def _values(params: ChainParams, names: Mapping[str, str]) -> dict[str, str]:
         "without_smtp": "env -u MLOPS_SMTP_USER -u MLOPS_SMTP_PASSWORD " if params.smtp_credentials else "",
         "notify_args": "".join(f" --to {shlex.quote(a)}" for a in params.notify_to),
         "preamble": _preamble(params), "view_name": f"{params.prefix}chain",
+        "agents": str(params.agents or 0), "agent_preamble": _preamble(params, '"$WORKSPACE/mlops-agent"'),
+        "agent_exports": _agent_exports(params),
         **{f"job{number}": name for number, name in names.items()},
     }
+
+
+def _agent_exports(params: ChainParams) -> str:
+    """What the agent job exports beside the preamble: one experiment name on every node, the runner."""
+    q = shlex.quote
+    lines = [f"export MLOPS_AGENT_RUNNER={q(params.runner)}"]
+    if "MLOPS_TRACKING_EXPERIMENT" not in dict(params.env):
+        lines.insert(0, f"export MLOPS_TRACKING_EXPERIMENT={q(params.experiment())}")
+    return "".join(f"\n{line}" for line in lines)
+
+
+def assumed_plugins(params: ChainParams, pipeline: bool = False) -> tuple[str, ...]:
+    """The plugins a dry run (or an install that may not list them) takes the server to have."""
+    return (*KNOWN_PLUGINS, *(PIPELINE_PLUGINS if pipeline else ()), *((FANOUT_PLUGIN,) if params.agents else ()))
 
 
 _DEFAULTS_BLOCK = re.compile(r"(// mlops:defaults-begin[^\n]*\n)(.*?)(// mlops:defaults-end)", re.DOTALL)
@@ -275,12 +329,14 @@ def render_pipeline(params: ChainParams, plugins: Iterable[str] = (*KNOWN_PLUGIN
     folder = find_definitions(definitions)
     have = set(plugins)
     missing = [p for p in (*PIPELINE_PLUGINS, GIT_PLUGIN) if p not in have]
-    if params.smtp_credentials or params.git_credentials:
+    if params.smtp_credentials or params.git_credentials or params.agents:
         missing += [CREDENTIALS_BINDING_PLUGIN] if CREDENTIALS_BINDING_PLUGIN not in have else []
     if missing:
         raise JenkinsError(f"Jenkins lacks the plugin(s) {', '.join(missing)} that --pipeline needs",
                            "install them (Pipeline, Git), or install the freestyle jobs without --pipeline")
-    chain = render(params, plugins, definitions)
+    # the pipeline runs its agents in a `parallel` stage: no freestyle jobs 7 and 8 beside it
+    chain = render(dataclasses.replace(params, agents=None, coordination_credentials=None, tracking_credentials=None),
+                   plugins, definitions)
     monitor = next(item for item in chain.jobs if item.template.stem.startswith("6-"))
     script = _read(folder / "Jenkinsfile")
     goal = goal_env(params)
@@ -290,7 +346,9 @@ def render_pipeline(params: ChainParams, plugins: Iterable[str] = (*KNOWN_PLUGIN
                 "RUNNER": params.runner, "WORKSPACE_DIR": params.agent_workspace(),
                 "GIT_CREDENTIALS": params.git_credentials or "", "SMTP_CREDENTIALS": params.smtp_credentials or "",
                 "POLL": params.poll_schedule, "KEEP_DAYS": str(params.keep_days),
-                "KEEP_BUILDS": str(params.keep_builds)}
+                "KEEP_BUILDS": str(params.keep_builds), "AGENTS": str(params.agents or ""),
+                "COORDINATION_CREDENTIALS": params.coordination_credentials or "",
+                "TRACKING_CREDENTIALS": params.tracking_credentials or "", "EXPERIMENT": params.experiment()}
     match = _DEFAULTS_BLOCK.search(script)
     if not match or "DEFAULTS = [" not in match.group(2):
         raise DefinitionError(f"{folder / 'Jenkinsfile'} has no DEFAULTS block between "
