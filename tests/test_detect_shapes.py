@@ -169,3 +169,12 @@ def test_a_requirements_txt_naming_sklearn_trains(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "mlops: warning: requirements.txt:1: sklearn is read as scikit-learn" in result.stderr
     assert "trained" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
+
+
+def test_re_compile_is_not_a_keras_model(tmp_path: Path) -> None:
+    root = write(tmp_path, {"make_csv.ipynb": notebook("import re, csv\npattern = re.compile(r'\\d+')",
+                                                       "rows = [pattern.findall(line) for line in open('a.txt')]"),
+                            "a.txt": "1 2\n"})
+    code, _, stderr = detect(root)
+    assert code == 2
+    assert stderr.startswith("mlops: error: no training script found in "), stderr

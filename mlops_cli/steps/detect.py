@@ -479,12 +479,12 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
     candidates = []
     for info in modules.values():
         closure = _closure(info, modules)
+        families = {_framework(module) for m in closure for module, _, _ in m.imports} - {None}
         trains = any(m.train_calls for m in closure)
-        builds = any(m.keras_model_lines for m in closure)
+        builds = "keras" in families and any(m.keras_model_lines for m in closure)   # not `re.compile`
         if info.runnable and (trains or builds):
-            known = any(_framework(module) for m in closure for module, _, _ in m.imports)
             serves = any(module.split(".")[0] in serving for module, _, _ in info.imports)
-            score = (trains, known, info.rel not in tests, not serves, bool(info.train_calls),
+            score = (trains, bool(families), info.rel not in tests, not serves, bool(info.train_calls),
                      module_name(info.rel) not in imported, info.path.stem.startswith("train"),
                      -info.rel.count("/"))
             candidates.append((score, info.rel, info))
