@@ -178,3 +178,12 @@ def test_re_compile_is_not_a_keras_model(tmp_path: Path) -> None:
     code, _, stderr = detect(root)
     assert code == 2
     assert stderr.startswith("mlops: error: no training script found in "), stderr
+
+
+def test_a_module_beside_the_entry_that_does_not_parse_stops(tmp_path: Path) -> None:
+    root = write(tmp_path, {"src/train.py": "from helpers import load\n" + IRIS_FIT,
+                            "src/helpers.py": "def load():\n    print 'loading'\n",
+                            "old/notes.py": "print 'not needed'\n"})
+    code, _, stderr = detect(root)
+    assert code == 2
+    assert stderr.startswith("mlops: error: src/helpers.py:2: syntax error"), stderr

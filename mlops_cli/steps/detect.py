@@ -642,11 +642,19 @@ def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], unparsed: dict[
     return point.script()
 
 
-def _skipped(entry: ModuleInfo, closure: list[ModuleInfo], unparsed: dict[str, DetectError]) -> list[str]:
+def _skip_unparsed(entry: ModuleInfo, closure: list[ModuleInfo], unparsed: dict[str, DetectError]) -> list[str]:
     """One warning per file that does not parse and that the entry does not need (at most MAX_SKIPPED named); a
-    local module the entry imports that does not parse would fail the run, so its syntax error stops detect."""
+    local module the entry imports (from the root or from an importing file's folder) that does not parse would
+    fail the run, so its syntax error stops detect."""
     imported = {name for info in closure for name in info.local_imports}
-    needed = sorted(rel for rel in unparsed if module_name(rel) in imported)
+    folders = {PurePosixPath(info.rel).parent for info in closure}
+
+    def names(rel: str) -> set[str]:
+        path = PurePosixPath(rel)
+        return {module_name(rel)} | {module_name(path.relative_to(folder).as_posix())
+                                     for folder in folders if folder in path.parents}
+
+    needed = sorted(rel for rel in unparsed if names(rel) & imported)
     if needed:
         raise unparsed[needed[0]]
     lines = [f"{error.message}; skipped: the entry {entry.rel} does not import it"
@@ -680,7 +688,7 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     explicit = settings.entrypoint or _mlproject_entry(root, modules, unparsed, settings, evidence)
     entry = _choose_entry(modules, explicit, root, tests, unparsed)
     closure = _closure(entry, modules)
-    warnings = _skipped(entry, closure, unparsed)
+    warnings = _skip_unparsed(entry, closure, unparsed)
     keras_lines, unsupported, sklearn_lines, boosting_lines, torch_lines = [], [], [], [], []
     for info in closure:
         for module, line, text in info.imports:
