@@ -140,7 +140,8 @@ def test_a_module_the_entry_imports_that_does_not_parse_stops(tmp_path: Path) ->
 
 
 def test_an_entrypoint_named_in_mlops_yaml_that_does_not_parse_stops(tmp_path: Path) -> None:
-    root = write(tmp_path, {"train.py": IRIS_FIT, "broken.ipynb": "{not json", "mlops.yaml": "entrypoint: broken.ipynb\n"})
+    root = write(tmp_path, {"train.py": IRIS_FIT, "broken.ipynb": "{not json",
+                            "mlops.yaml": "entrypoint: broken.ipynb\n"})
     code, _, stderr = detect(root)
     assert code == 2
     assert stderr.startswith("mlops: error: broken.ipynb: not a readable notebook (NotJSONError)")

@@ -1,10 +1,11 @@
 """Step 2a: read the model code without running it and decide which runtime trains it.
 
 Only the syntax tree counts: imports and calls, never words in comments or strings. The entry script is the
-one that trains (a `fit` reachable from a runnable file); the profile and runtime follow what that script and
-the local modules it imports need (Keras 2-only idioms pick `keras2`). The literal data paths it reads decide the
-working directory the harness runs in; a path that is in neither the repository root nor the script's folder
-stops here, before training, with the line that reads it. A framework we have no image for is reported, with
+one that trains (a `fit` reachable from a runnable file), first with a framework mlops knows; a file that does
+not parse is skipped with a warning unless the entry is it or imports it. The profile and runtime follow what that
+script and the local modules it imports need (Keras 2-only idioms pick `keras2`). The literal data paths it reads
+decide the working directory the harness runs in; a path that is in neither the repository root nor the script's
+folder stops here, before training, with the line that reads it. A framework we have no image for is reported, with
 its evidence, not forced.
 """
 from __future__ import annotations
