@@ -26,7 +26,8 @@ _PIP_FAILURES = (re.compile(r"No matching distribution found for (\S+)"),
 
 @dataclasses.dataclass(frozen=True)
 class Requirements:
-    """The requirement lines of a repository, where they came from, and the lines left out (with why)."""
+    """The requirement lines of a repository, where they came from, and the lines left out or read as another
+    package (with why: the runners print them as warnings)."""
 
     lines: tuple[str, ...]
     sources: tuple[str, ...]
