@@ -89,16 +89,23 @@ def source_text(path: Path, root: Path) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _packages() -> dict[str, str]:
+def _tables() -> dict[str, dict[str, str]]:
     import yaml
 
     table = yaml.safe_load(PACKAGES_FILE.read_text(encoding="utf-8")) or {}
-    return dict(table.get("packages", {}))
+    return {"packages": dict(table.get("packages", {})),
+            "aliases": {normalise(name): real for name, real in (table.get("requirement_aliases") or {}).items()}}
 
 
 def requirement_for(module: str) -> str:
     """The pip requirement that provides top-level module `module` (`cv2` -> opencv-python-headless)."""
-    return _packages().get(module, module)
+    return _tables()["packages"].get(module, module)
+
+
+def requirement_alias(name: str) -> str | None:
+    """The package a requirement name that pip cannot install stands for (`sklearn`, the deprecated dummy, ->
+    scikit-learn; `cv2` -> opencv-python-headless), or None for a name that installs as it is."""
+    return _tables()["aliases"].get(normalise(name))
 
 
 def normalise(name: str) -> str:

@@ -26,7 +26,8 @@ _PIP_FAILURES = (re.compile(r"No matching distribution found for (\S+)"),
 
 @dataclasses.dataclass(frozen=True)
 class Requirements:
-    """The requirement lines of a repository, where they came from, and the lines left out (with why)."""
+    """The requirement lines of a repository, where they came from, and the lines left out or read as another
+    package (with why: the runners print them as warnings)."""
 
     lines: tuple[str, ...]
     sources: tuple[str, ...]
@@ -65,6 +66,29 @@ def _requirement(line: str) -> str | None:
     return None if parsed.url else str(parsed)
 
 
+def _add(entry: str, where: str, why: str, lines: list[str], ignored: list[str]) -> bool:
+    """Keep a plain requirement (a name pip cannot install, such as the `sklearn` dummy, read as the package it
+    stands for, with a note); note anything else as left out. True when a line was added."""
+    from packaging.requirements import Requirement
+
+    from mlops_cli.pycode import requirement_alias
+
+    requirement = _requirement(entry)
+    if requirement is None:
+        ignored.append(f"{where}: {entry[:80]} ({why})")
+        return False
+    parsed = Requirement(requirement)
+    alias = requirement_alias(parsed.name)
+    if alias:
+        requirement = alias + (f"; {parsed.marker}" if parsed.marker else "")
+        ignored.append(f"{where}: {entry[:80]} is read as {alias} ({parsed.name} is a name pip cannot install"
+                       + (", so its version is dropped" if parsed.specifier else "") + ")")
+    if requirement in lines:
+        return False
+    lines.append(requirement)
+    return True
+
+
 def read_requirements(source: Path) -> Requirements:
     """The requirements of the checkout at `source` (its root requirements.txt and [project] dependencies)."""
     lines: list[str] = []
@@ -75,14 +99,9 @@ def read_requirements(source: Path) -> Requirements:
         sources.append("requirements.txt")
         for number, raw in enumerate(text.splitlines(), 1):
             line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-            if not line:
-                continue
-            requirement = None if line.startswith("-") else _requirement(line)
-            if requirement is None:
-                ignored.append(f"requirements.txt:{number}: {line[:80]} (only plain `name[extras] version` lines "
-                               "are installed)")
-            elif requirement not in lines:
-                lines.append(requirement)
+            if line:
+                _add(line, f"requirements.txt:{number}", "only plain `name[extras] version` lines are installed",
+                     lines, ignored)
     text = _bounded_text(source / "pyproject.toml")
     if text is not None:
         import tomllib
@@ -95,11 +114,10 @@ def read_requirements(source: Path) -> Requirements:
         if isinstance(declared, list) and declared:
             sources.append("pyproject.toml")
             for entry in declared:
-                requirement = _requirement(entry) if isinstance(entry, str) else None
-                if requirement is None:
-                    ignored.append(f"pyproject.toml: {str(entry)[:80]} (not a plain requirement)")
-                elif requirement not in lines:
-                    lines.append(requirement)
+                if isinstance(entry, str):
+                    _add(entry, "pyproject.toml", "not a plain requirement", lines, ignored)
+                else:
+                    ignored.append(f"pyproject.toml: a {type(entry).__name__} (not a plain requirement)")
     _mlproject_requirements(source, lines, sources, ignored)
     return Requirements(lines=tuple(lines), sources=tuple(sources), ignored=tuple(ignored))
 
@@ -118,12 +136,7 @@ def _mlproject_requirements(source: Path, lines: list[str], sources: list[str], 
     name, entries = mlproject.environment_requirements(source, project)
     added = False
     for entry in entries:
-        requirement = _requirement(entry)
-        if requirement is None:
-            ignored.append(f"{name}: {entry[:80]} (not a plain requirement)")
-        elif requirement not in lines:
-            lines.append(requirement)
-            added = True
+        added = _add(entry, name, "not a plain requirement", lines, ignored) or added
     if added:
         sources.append(name)
 

@@ -1,10 +1,11 @@
 """Step 2a: read the model code without running it and decide which runtime trains it.
 
 Only the syntax tree counts: imports and calls, never words in comments or strings. The entry script is the
-one that trains (a `fit` reachable from a runnable file); the profile and runtime follow what that script and
-the local modules it imports need (Keras 2-only idioms pick `keras2`). The literal data paths it reads decide the
-working directory the harness runs in; a path that is in neither the repository root nor the script's folder
-stops here, before training, with the line that reads it. A framework we have no image for is reported, with
+one that trains (a `fit` reachable from a runnable file), first with a framework mlops knows; a file that does
+not parse is skipped with a warning unless the entry is it or imports it. The profile and runtime follow what that
+script and the local modules it imports need (Keras 2-only idioms pick `keras2`). The literal data paths it reads
+decide the working directory the harness runs in; a path that is in neither the repository root nor the script's
+folder stops here, before training, with the line that reads it. A framework we have no image for is reported, with
 its evidence, not forced.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from mlops_cli import safe_source
 from mlops_cli.config import Settings
-from mlops_cli.errors import DetectError, UnsupportedFramework
+from mlops_cli.errors import DetectError, UnsafeSource, UnsupportedFramework
 from mlops_cli.pycode import (
     NOTEBOOK_SUFFIX,
     normalise,
@@ -47,6 +48,7 @@ SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "_
              ".ipynb_checkpoints"}
 TEST_DIRS = {"tests", "test"}
 MAX_DATA_SEARCH = 20_000
+MAX_SKIPPED = 5
 
 
 @functools.cache
@@ -115,6 +117,23 @@ class DetectResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _framework(module: str) -> str | None:
+    """The family an imported module belongs to (keras, torch, unsupported, boosting, sklearn: a scikit-learn
+    estimator module, not its preprocessing), or None: what decides the profile, and ranks the candidates."""
+    parts = module.split(".")
+    if parts[0] in KERAS_ROOTS:
+        return "keras"
+    if parts[0] in TORCH_ROOTS:
+        return "torch"
+    if parts[0] in UNSUPPORTED_ROOTS:
+        return "unsupported"
+    if parts[0] in BOOSTING_ROOTS:
+        return "boosting"
+    if parts[0] == "sklearn" and len(parts) > 1 and parts[1] in SKLEARN_ESTIMATOR_MODULES:
+        return "sklearn"
+    return None
 
 
 def _dotted(node: ast.AST) -> str:
@@ -315,6 +334,8 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
             text = source_text(path, root)
         tree = safe_source.parse_python(text, rel)
     except SyntaxError as exc:
+        if exc.lineno is None:   # a notebook nbformat cannot read: no line to name
+            raise DetectError(f"{rel}: {exc.msg}", "fix the notebook and push again") from None
         where = ModuleInfo(path, rel, [], [], [], set(), False, False, [], cell_lines=cell_lines).at(exc.lineno)
         raise DetectError(f"{where}: syntax error: {exc.msg}", "fix the script and push again") from None
     imports: list[tuple[str, int, str]] = []
@@ -408,6 +429,24 @@ def _python_files(root: Path) -> list[Path]:
     return files
 
 
+def _read_all(root: Path) -> tuple[dict[str, ModuleInfo], dict[str, DetectError]]:
+    """Every file's syntax tree by module name, and apart (by path) the files that do not parse, with their error:
+    a notebook left broken or a Python 2 helper must not stop detect unless it is the entry or the entry imports
+    it. An unsafe file (a link out, a device, too large) still stops it."""
+    modules: dict[str, ModuleInfo] = {}
+    unparsed: dict[str, DetectError] = {}
+    for path in _python_files(root):
+        try:
+            info = analyse(path, root)
+        except UnsafeSource:
+            raise
+        except DetectError as exc:
+            unparsed[path.relative_to(root).as_posix()] = exc
+            continue
+        modules[module_name(info.rel)] = info
+    return modules, unparsed
+
+
 def _closure(entry: ModuleInfo, modules: dict[str, ModuleInfo]) -> list[ModuleInfo]:
     """The entry script and every local module it imports, transitively."""
     seen: dict[str, ModuleInfo] = {}
@@ -422,24 +461,38 @@ def _closure(entry: ModuleInfo, modules: dict[str, ModuleInfo]) -> list[ModuleIn
 
 
 def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Path,
-                  tests: set[str]) -> ModuleInfo:
-    """The runnable script that trains; test files only when nothing else trains; a script that builds a Keras
-    model without fitting it last (it gets its profile, with a warning that nothing will train)."""
+                  tests: set[str], unparsed: dict[str, DetectError]) -> ModuleInfo:
+    """The runnable script that trains, first one that trains with a framework mlops knows (a Flask app fitting a
+    scaler, a script fitting a Binarizer, come after the notebook that fits the model) and that does not serve a
+    model (a web app); test files only when nothing else trains; a script that builds a Keras model without
+    fitting it last (it gets its profile, with a warning that nothing will train). When nothing that parses
+    trains, the likeliest file that does not parse is the entry: its syntax error is the stop."""
     by_rel = {info.rel: info for info in modules.values()}
+    if explicit in unparsed:
+        raise unparsed[explicit]
     if explicit:
         if explicit not in by_rel:
             raise DetectError(f"entrypoint {explicit!r} from mlops.yaml is not a Python file in {root}",
                               "fix `entrypoint:` in mlops.yaml")
         return by_rel[explicit]
     imported = {name for info in modules.values() for name in info.local_imports}
+    serving = set(rules()["serving_modules"])
     candidates = []
     for info in modules.values():
-        trains = any(m.train_calls for m in _closure(info, modules))
-        builds = any(m.keras_model_lines for m in _closure(info, modules))
+        closure = _closure(info, modules)
+        families = {_framework(module) for m in closure for module, _, _ in m.imports} - {None}
+        trains = any(m.train_calls for m in closure)
+        builds = "keras" in families and any(m.keras_model_lines for m in closure)   # not `re.compile`
         if info.runnable and (trains or builds):
-            score = (trains, info.rel not in tests, bool(info.train_calls), module_name(info.rel) not in imported,
-                     info.path.stem.startswith("train"), -info.rel.count("/"))
+            serves = any(module.split(".")[0] in serving for module, _, _ in info.imports)
+            score = (trains, bool(families), info.rel not in tests, not serves, bool(info.train_calls),
+                     module_name(info.rel) not in imported, info.path.stem.startswith("train"),
+                     -info.rel.count("/"))
             candidates.append((score, info.rel, info))
+    if not candidates and unparsed:
+        likeliest = min(unparsed, key=lambda rel: (_is_test(root / rel, root), not Path(rel).stem.startswith("train"),
+                                                   rel.count("/"), rel))
+        raise unparsed[likeliest]
     if not candidates:
         raise DetectError(f"no training script found in {root}: none of its {len(modules)} Python file(s) "
                           "calls fit() or cross_val_score() at run time",
@@ -573,8 +626,8 @@ def _torch_profile(entry: ModuleInfo, closure: list[ModuleInfo], torch_lines: li
         "Trainer logging val_* metrics: the torch runtime then trains it")
 
 
-def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], settings: Settings,
-                     evidence: list[str]) -> str | None:
+def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], unparsed: dict[str, DetectError],
+                     settings: Settings, evidence: list[str]) -> str | None:
     """The script an MLflow Project's entry point runs (`main` first), when mlops.yaml names none; its argv is
     built from the command template and the parameter defaults (mlops.yaml's params win), here only to stop a
     parameter without any default before training."""
@@ -582,11 +635,34 @@ def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], settings: Setti
 
     project = mlproject.read(root)
     point = project.entry_for() if project else None
-    if project is None or point is None or point.script() not in {info.rel for info in modules.values()}:
+    if project is None or point is None \
+            or point.script() not in {info.rel for info in modules.values()} | set(unparsed):
         return None
     argv = point.argv(settings.param_defaults())
     evidence.append(f"{project.path}: entry point {point.name} runs {point.script()} {' '.join(argv)}".rstrip())
     return point.script()
+
+
+def _skip_unparsed(entry: ModuleInfo, closure: list[ModuleInfo], unparsed: dict[str, DetectError]) -> list[str]:
+    """One warning per file that does not parse and that the entry does not need (at most MAX_SKIPPED named); a
+    local module the entry imports (from the root or from an importing file's folder) that does not parse would
+    fail the run, so its syntax error stops detect."""
+    imported = {name for info in closure for name in info.local_imports}
+    folders = {PurePosixPath(info.rel).parent for info in closure}
+
+    def names(rel: str) -> set[str]:
+        path = PurePosixPath(rel)
+        return {module_name(rel)} | {module_name(path.relative_to(folder).as_posix())
+                                     for folder in folders if folder in path.parents}
+
+    needed = sorted(rel for rel in unparsed if names(rel) & imported)
+    if needed:
+        raise unparsed[needed[0]]
+    lines = [f"{error.message}; skipped: the entry {entry.rel} does not import it"
+             for _, error in sorted(unparsed.items())]
+    if len(lines) > MAX_SKIPPED:
+        lines[MAX_SKIPPED:] = [f"and {len(lines) - MAX_SKIPPED} more files that do not parse, skipped"]
+    return lines
 
 
 def _runtime_override(root: Path) -> str | None:
@@ -605,34 +681,30 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     root = repo_dir or settings.workspace.repo_dir
     if not root.is_dir():
         raise DetectError(f"no model code at {root}", "run `mlops pull --repo URL` first, or pass --path")
-    files = _python_files(root)
-    modules = {}
-    for path in files:
-        info = analyse(path, root)
-        modules[module_name(info.rel)] = info
-    if not modules:
+    modules, unparsed = _read_all(root)
+    if not modules and not unparsed:
         raise DetectError(f"no Python files in {root}", "push the training script")
     tests = {info.rel for info in modules.values() if _is_test(info.path, root)}
     evidence: list[str] = []
-    explicit = settings.entrypoint or _mlproject_entry(root, modules, settings, evidence)
-    entry = _choose_entry(modules, explicit, root, tests)
+    explicit = settings.entrypoint or _mlproject_entry(root, modules, unparsed, settings, evidence)
+    entry = _choose_entry(modules, explicit, root, tests, unparsed)
     closure = _closure(entry, modules)
-    warnings: list[str] = []
+    warnings = _skip_unparsed(entry, closure, unparsed)
     keras_lines, unsupported, sklearn_lines, boosting_lines, torch_lines = [], [], [], [], []
     for info in closure:
         for module, line, text in info.imports:
             root_name = module.split(".")[0]
             where = f"{info.at(line)}: {text}"
-            if root_name in KERAS_ROOTS:
+            family = _framework(module)
+            if family == "keras":
                 keras_lines.append(where)
-            elif root_name in TORCH_ROOTS:
+            elif family == "torch":
                 torch_lines.append((TORCH_ROOTS[root_name], where))
-            elif root_name in UNSUPPORTED_ROOTS:
+            elif family == "unsupported":
                 unsupported.append((UNSUPPORTED_ROOTS[root_name], where))
-            elif root_name in BOOSTING_ROOTS:
+            elif family == "boosting":
                 boosting_lines.append(f"{where} ({BOOSTING_ROOTS[root_name]} gradient boosting)")
-            elif root_name == "sklearn" and len(module.split(".")) > 1 \
-                    and module.split(".")[1] in SKLEARN_ESTIMATOR_MODULES:
+            elif family == "sklearn":
                 sklearn_lines.append(where)
     removed = [(info, line, prefix, advice) for info in closure for line, prefix, advice in info.removed]
     if removed:
