@@ -192,9 +192,10 @@ def single_copy(found: list[Path]) -> Path | None:
     return found[0]
 
 
-def ambiguity(found: list[Path], root: Path, named: int = 5) -> str:
-    """Which files of one name the repository holds, when they differ (the caller says what to do)."""
-    names = [path.relative_to(root).as_posix() for path in found]
+def ambiguity(path: str, found: list[Path], root: Path, named: int = 5) -> str:
+    """Which files called like `path`'s file the repository holds, when they differ (the caller says what to do)."""
+    name = file_name(path)
+    names = [candidate.relative_to(root).as_posix() for candidate in found]
     more = f" and {len(names) - named} more" if len(names) > named else ""
-    return (f"the repository holds {len(names)} files called {found[0].name} that differ: "
-            f"{', '.join(names[:named])}{more}")
+    case = " (ignoring case)" if any(candidate.name != name for candidate in found) else ""
+    return f"the repository holds {len(names)} files called {name}{case} that differ: {', '.join(names[:named])}{more}"

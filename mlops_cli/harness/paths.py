@@ -77,7 +77,7 @@ class Server:
         copy = single_copy(found)
         if copy is None:
             if found:
-                self.ambiguous[text] = (f"{text} is not {where}, and {ambiguity(found, self.root)} (read one by its "
+                self.ambiguous[text] = (f"{text} is not {where}, and {ambiguity(text, found, self.root)} (read one by its "
                                         "path in the repository)")
             return None
         rel = copy.relative_to(self.root).as_posix()
