@@ -110,7 +110,7 @@ def test_several_different_files_of_the_name_stop_detect_in_one_line_naming_them
     assert detected.returncode == 2
     assert detected.stderr == (r"mlops: error: train.py:5 reads C:\Users\x\points.csv, which is outside the "
                                "repository, and the repository holds 2 files called points.csv that differ: "
-                               "a/points.csv, b/points.csv (read one by its path in the repository)" "\n")
+                               "a/points.csv, b/points.csv (read one by its path in the repository)\n")
 
 
 def test_a_path_built_at_run_time_that_names_several_files_fails_the_run_in_one_line(tmp_path: Path) -> None:
@@ -212,8 +212,8 @@ def test_a_name_that_differs_only_in_case_is_served_when_it_is_the_only_one(tmp_
     (root / "Labels.TXT").write_text("one\n")
     out = _opener(root, root / "data", "out['text'] = open('/home/me/labels.txt').read()")
     assert out["text"] == "one\n"
-    assert out["warnings"] == ["/home/me/labels.txt is not on this machine: read Labels.TXT of the repository "
-                               "instead (read-only; read it as ../Labels.TXT)"]
+    assert out["warnings"] == [("/home/me/labels.txt is not on this machine: read Labels.TXT of the repository "
+                               "instead (read-only; read it as ../Labels.TXT)")]
     (root / "data" / "LABELS.txt").write_text("two, different\n")
     out = _opener(root, root, """\
         try:
@@ -224,3 +224,12 @@ def test_a_name_that_differs_only_in_case_is_served_when_it_is_the_only_one(tmp_
     assert out["error"] == ("/home/me/labels.txt is not on this machine, and the repository holds 2 files called "
                             "labels.txt (ignoring case) that differ: Labels.TXT, data/LABELS.txt (read one by its path "
                             "in the repository)")
+
+
+def test_a_script_run_from_a_folder_above_its_own_gets_that_folder_as_working_directory(tmp_path: Path) -> None:
+    files = {"project/src/train.py": SCRIPT.format(path="data/points.csv"), "project/data/points.csv": _points_csv(),
+             "other/data/points.csv": _points_csv(40)}
+    ws = _pulled(tmp_path, files)
+    detected = run_mlops("detect", "-w", str(ws), "--json")
+    assert detected.returncode == 0, detected.stderr
+    assert json.loads(detected.stdout)["workdir"] == "project"

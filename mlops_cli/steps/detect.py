@@ -499,16 +499,16 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
 
 def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
                    root: Path) -> tuple[str | None, list[str], list[str], list[str]]:
-    """The working directory (relative to the root, None for the root) that makes the literal data paths exist,
-    and one line per path that exists in neither the repository root nor the script's folder: problems for the
-    reads that run when the script starts, warnings for reads in code that may never run; and the paths it lacks
-    (absolute, Windows, into another folder) whose file name the repository holds once, or in copies of one size
-    (served by the harness, harness/paths.py, with a warning)."""
+    """The working directory (relative to the root, None for the root) that makes the most literal data paths exist:
+    the script's folder, the root, or a folder between them (`python src/train.py` run from project/); one line
+    per path missing from it: problems for the reads that run when the script starts, warnings for reads in code
+    that may never run; and the paths it lacks (absolute, Windows, into another folder) whose file name the
+    repository holds once, or in copies of one size (served by the harness, harness/paths.py, with a warning)."""
     reads = [(info, read) for info in closure for read in info.reads]
     root_resolved = root.resolve()
-    folders = [entry.path.parent.resolve()]
-    if root_resolved not in folders:
-        folders.append(root_resolved)
+    script_folder = entry.path.parent.resolve()
+    between = [folder for folder in script_folder.parents if root_resolved in folder.parents]
+    folders = list(dict.fromkeys([script_folder, root_resolved, *between]))   # ties: the script's folder, the root
 
     def inside(path: Path) -> bool:
         return path == root_resolved or root_resolved in path.parents
