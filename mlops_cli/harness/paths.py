@@ -10,8 +10,8 @@ repository's file (pandas, numpy, joblib and PIL readers open through them). A p
 written, a write is never redirected, nothing outside the checkout is served (links are not followed), and a
 path into the Python installation, /proc, /sys, /dev, /etc or a hidden folder (`~/.keras/keras.json`: libraries
 probe those) is left alone. Several different files of the name: the FileNotFoundError names them, so a script
-that catches it still falls back. detect applies the same rule (mlops_cli.pycode.repository_matches, single_copy) before
-training, so a literal path it lets through is one this serves.
+that catches it still falls back. detect applies the same rule (mlops_cli.pycode.repository_matches and
+single_copy) before training, so a literal path it lets through is one this serves.
 """
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ class Server:
         copy = single_copy(found)
         if copy is None:
             if found:
-                self.ambiguous[text] = (f"{text} is not {where}, and {ambiguity(text, found, self.root)} (read one by its "
-                                        "path in the repository)")
+                self.ambiguous[text] = (f"{text} is not {where}, and {ambiguity(text, found, self.root)} "
+                                        "(read one by its path in the repository)")
             return None
         rel = copy.relative_to(self.root).as_posix()
         self.warnings.append(f"{text} is not {where}: read {rel} of the repository instead (read-only; read it as "

@@ -549,7 +549,8 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
             served.append(f"{where}, {which}: the harness serves {copy.relative_to(root).as_posix()} of the "
                           f"repository instead (read-only; read it as {os.path.relpath(copy.resolve(), chosen)})")
         elif found:
-            bucket.append(f"{where}, {which}, and {ambiguity(read.path, found, root)}; read one by its path in the repository")
+            bucket.append(f"{where}, {which}, and {ambiguity(read.path, found, root)}; read one by its path in "
+                          "the repository")
         else:
             bucket.append(f"{where}, {which}; {hint}")
     workdir = chosen.relative_to(root_resolved).as_posix() if chosen != root_resolved else None
