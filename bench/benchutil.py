@@ -36,7 +36,7 @@ def bare_repo(work: Path, where: Path, message: str) -> Path:
     """Commit the folder `work` and clone it bare into `where/origin.git`: the remote a bench's chain pulls."""
     env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@localhost"}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", message]):
+    for args in (["init", "-q", "-b", "main"], ["add", "-A", "--force"], ["commit", "-qm", message]):
         subprocess.run(["git", *args], cwd=work, check=True, env=env, capture_output=True)
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(where / "origin.git")], check=True)
     return where / "origin.git"

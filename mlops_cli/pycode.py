@@ -1,13 +1,14 @@
 """Reading pushed Python as data, shared by detect (host) and the harness (training process): the text of a
 script or notebook as detect parses it, which requirement provides an import, the modules an entry imports, and
-where a file the code names by an absolute path lies in the checkout. Core: no step, no heavy import."""
+where a file the code names by a path the checkout lacks (the author's machine, Windows) lies in it. Core: no
+step, no heavy import."""
 from __future__ import annotations
 
 import ast
 import functools
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from mlops_cli import safe_source
 
@@ -15,7 +16,7 @@ PACKAGES_FILE = Path(__file__).with_name("packages.yaml")
 NOTEBOOK_SUFFIX = ".ipynb"
 MAX_NOTEBOOK_BYTES = 8 * 1024 * 1024      # outputs (plots as base64) make notebooks larger than scripts
 SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", ".ipynb_checkpoints"}
-MAX_SEARCH = 20_000
+MAX_SEARCH = 200_000       # entries walked when looking for a file by name (about 0.3 s)
 PYTHON_CELL_MAGICS = {"%%time", "%%timeit", "%%capture", "%%prun"}
 
 
@@ -154,20 +155,54 @@ def requirement_imported(requirement_name: str, roots: set[str]) -> bool:
     return False
 
 
-def repository_copy(absolute: str, root: Path) -> Path | None:
-    """The one file of the checkout that an absolute path outside it names: the files called like it, when there
-    is exactly one, or when all of them have one size (copies of one file); None otherwise."""
-    name = os.path.basename(absolute.rstrip("/"))
-    if not name or not os.path.isabs(absolute):
+def windows_absolute(path: str) -> bool:
+    """A path with a Windows drive or share (`C:\\Users\\me\\train.csv`, `D:/data/x.csv`, `\\\\server\\x.csv`):
+    the author's machine, never this one (a backslash alone, `data\\x.csv`, is a relative path's separator)."""
+    return bool(PureWindowsPath(path).drive)
+
+
+def file_name(path: str) -> str:
+    """The file name of a path written on any system (`C:\\Users\\me\\train.csv` -> `train.csv`)."""
+    return PureWindowsPath(path).name
+
+
+def repository_matches(path: str, root: Path) -> list[Path]:
+    """The checkout's files called like the file `path` names: those of exactly that name, else those whose name
+    differs only in case. Symbolic links and the folders of SKIP_DIRS are left out, so each lies in the checkout;
+    the walk is bounded (MAX_SEARCH entries, then nothing is found)."""
+    name = file_name(path)
+    if not name or name in (".", ".."):
+        return []
+    exact: list[Path] = []
+    folded: list[Path] = []
+    seen = 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        seen += len(dirs) + len(files)
+        if seen > MAX_SEARCH:
+            return []
+        for entry in files:
+            if entry.lower() != name.lower():
+                continue
+            candidate = Path(folder, entry)
+            if candidate.is_symlink() or not candidate.is_file():
+                continue
+            (exact if entry == name else folded).append(candidate)
+    return sorted(exact or folded, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))
+
+
+def single_copy(found: list[Path]) -> Path | None:
+    """The file to read among files of one name: the only one, or the nearest the root when all have one size
+    (copies of one file); None when there is none or they differ."""
+    if not found or len({candidate.stat().st_size for candidate in found}) != 1:
         return None
-    found: list[Path] = []
-    for index, path in enumerate(root.rglob(name)):
-        if index > MAX_SEARCH:
-            return None
-        parts = path.relative_to(root).parts
-        if any(part in SKIP_DIRS for part in parts[:-1]) or path.is_symlink() or not path.is_file():
-            continue
-        found.append(path)
-    if not found or len({path.stat().st_size for path in found}) != 1:
-        return None
-    return min(found, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))
+    return found[0]
+
+
+def ambiguity(path: str, found: list[Path], root: Path, named: int = 5) -> str:
+    """Which files called like `path`'s file the repository holds, when they differ (the caller says what to do)."""
+    name = file_name(path)
+    names = [candidate.relative_to(root).as_posix() for candidate in found]
+    more = f" and {len(names) - named} more" if len(names) > named else ""
+    case = " (ignoring case)" if any(candidate.name != name for candidate in found) else ""
+    return f"the repository holds {len(names)} files called {name}{case} that differ: {', '.join(names[:named])}{more}"

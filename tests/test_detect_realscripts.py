@@ -42,15 +42,16 @@ def test_absolute_path_to_one_file_of_the_repository_is_served_with_a_warning(tm
                                                                         "copy/wines.csv": "a,target\n1,0\n"}))
     assert code == 0, stderr
     assert ("train.py:5 reads /mycode/wines.csv, which is outside the repository: the harness serves wines.csv of "
-            "the repository instead (read-only; use a relative path)") in data["warnings"]
+            "the repository instead (read-only; read it as wines.csv)") in data["warnings"]
 
 
 def test_absolute_path_matching_several_different_files_is_one_line_before_training(tmp_path: Path) -> None:
     code, _, stderr = _detect(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n",
                                                                      "old/wines.csv": "a,target\n1,0\n2,1\n"}))
     assert code == 2
-    assert stderr.strip() == ("mlops: error: train.py:5 reads /mycode/wines.csv, which is outside the repository "
-                              "(the repository has wines.csv (use a relative path))")
+    assert stderr.strip() == ("mlops: error: train.py:5 reads /mycode/wines.csv, which is outside the repository, "
+                              "and the repository holds 2 files called wines.csv that differ: wines.csv, old/wines.csv "
+                              "(read one by its path in the repository)")
 
 
 def test_a_path_in_neither_folder_is_named_with_its_line(tmp_path: Path) -> None:

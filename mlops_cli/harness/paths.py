@@ -1,57 +1,124 @@
-"""Absolute data paths of the author's machine served from the checkout (`/home/me/data/diabetes.csv` when the
-repository holds exactly one `diabetes.csv`, or copies of one size), read-only, with a warning.
+"""Data paths the checkout lacks, served from it: the author's machine (`/home/me/data/diabetes.csv`,
+`C:\\Users\\me\\Desktop\\train.csv`, Colab's `/content/drive/MyDrive/x.csv`), another folder (Kaggle's
+`../input/titanic/train.csv`, `data/train.csv` with the file at the root), when the repository holds one file of
+that name (case-insensitive only when no file has the exact name), or copies of one size. Read-only, with a
+warning.
 
-`open` is wrapped so that only a read that fails with FileNotFoundError on an absolute path outside the checkout
-is retried with the repository's file (pandas and numpy readers open through it); a successful open costs nothing
-more, and writes are never redirected. detect applies the same rule (mlops_cli.pycode.repository_copy), so a
-path it lets through is one this serves.
+Reads are retried, never diverted: `open` (builtins, and io's, which pathlib uses) and numpy's text opener
+(`loadtxt`, `genfromtxt`) are wrapped so that only a read that fails with FileNotFoundError is retried with the
+repository's file (pandas, numpy, joblib and PIL readers open through them). A path that exists is opened as
+written, a write is never redirected, nothing outside the checkout is served (links are not followed), and a
+path into the Python installation, /proc, /sys, /dev, /etc or a hidden folder (`~/.keras/keras.json`: libraries
+probe those) is left alone. Several different files of the name: the FileNotFoundError names them, so a script
+that catches it still falls back. detect applies the same rule (mlops_cli.pycode.repository_matches and
+single_copy) before training, so a literal path it lets through is one this serves.
 """
 from __future__ import annotations
 
 import builtins
 import functools
+import io
 import os
+import site
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlops_cli.pycode import (
+    ambiguity,
+    repository_matches,
+    single_copy,
+    windows_absolute,
+)
+
 WRITE_MODES = set("wax+")
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc")
 
 
-def install(source: Path, warnings: list[str]) -> None:
-    """Wrap builtins.open for the rest of this (training) process."""
-    from mlops_cli.pycode import repository_copy
+class Server:
+    """The repository's file for each missing path (looked up once per path), and the warnings that say so."""
 
-    root = source.resolve()
-    original = builtins.open
-    served: dict[str, str | None] = {}
+    def __init__(self, root: Path, warnings: list[str]) -> None:
+        self.root = root
+        self.warnings = warnings
+        self.served: dict[str, str | None] = {}
+        self.ambiguous: dict[str, str] = {}
+        folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), site.getusersitepackages(),
+                   *SYSTEM_FOLDERS}
+        self.left_alone = [Path(os.path.realpath(folder)) for folder in folders if os.path.realpath(folder) != "/"]
 
-    def mapped(file: Any) -> str | None:
+    def copy_for(self, file: Any) -> str | None:
+        """The repository's file to read for `file`, None to let the FileNotFoundError stand; raises
+        FileNotFoundError naming the candidates when the repository holds several different files of the name."""
         if not isinstance(file, (str, os.PathLike)):
             return None
         text = os.fspath(file)
-        if isinstance(text, bytes) or not os.path.isabs(text):
+        if isinstance(text, bytes) or not text.strip() or "://" in text:
             return None
-        resolved = Path(text).resolve()
-        if resolved == root or root in resolved.parents:
-            return None
-        if text not in served:
-            copy = repository_copy(text, root)
-            served[text] = str(copy) if copy else None
-            if copy:
-                warnings.append(f"{text} is not on this machine: read {copy.relative_to(root).as_posix()} of the "
-                                "repository instead (read-only; use a relative path)")
-        return served[text]
+        if text not in self.served:
+            try:
+                self.served[text] = self._look_up(text)
+            except OSError:   # an unreadable folder of the checkout: the original error stands
+                self.served[text] = None
+        if text in self.ambiguous:
+            raise FileNotFoundError(self.ambiguous[text])
+        return self.served[text]
 
-    @functools.wraps(original)
+    def _look_up(self, text: str) -> str | None:
+        where = "on this machine"
+        if not windows_absolute(text):
+            path = Path(os.path.realpath(text))
+            if self._left_alone(text, path):
+                return None
+            if path == self.root or self.root in path.parents:
+                where = "in the repository" if os.path.isabs(text) else "in the working directory"
+        found = repository_matches(text, self.root)
+        copy = single_copy(found)
+        if copy is None:
+            if found:
+                self.ambiguous[text] = (f"{text} is not {where}, and {ambiguity(text, found, self.root)} "
+                                        "(read one by its path in the repository)")
+            return None
+        rel = copy.relative_to(self.root).as_posix()
+        self.warnings.append(f"{text} is not {where}: read {rel} of the repository instead (read-only; read it as "
+                             f"{os.path.relpath(copy, os.getcwd())})")
+        return str(copy)
+
+    def _left_alone(self, text: str, path: Path) -> bool:
+        """A path libraries probe (the Python installation, system folders, a hidden folder as written), outside
+        the checkout (`path` is `text` resolved)."""
+        if path == self.root or self.root in path.parents:
+            return False
+        hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(text).parts[:-1])
+        return hidden or any(path == folder or folder in path.parents for folder in self.left_alone)
+
+
+def install(source: Path, warnings: list[str]) -> None:
+    """Wrap the openers for the rest of this (training) process."""
+    server = Server(Path(os.path.realpath(source)), warnings)
+    builtins.open = _retrying(builtins.open, server)
+    io.open = _retrying(io.open, server)
+    try:
+        import numpy.lib._datasource as datasource
+    except ImportError:   # a runtime without numpy reads through open alone
+        return
+    datasource.open = _retrying(datasource.open, server)
+
+
+def _retrying(opener: Callable[..., Any], server: Server) -> Callable[..., Any]:
+    """`opener`, retried with the repository's file when a read of a missing path fails."""
+
+    @functools.wraps(opener)
     def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         try:
-            return original(file, mode, *args, **kwargs)
+            return opener(file, mode, *args, **kwargs)
         except FileNotFoundError:
             if WRITE_MODES & set(str(mode)):
                 raise
-            copy = mapped(file)
+            copy = server.copy_for(file)
             if copy is None:
                 raise
-            return original(copy, mode, *args, **kwargs)
+            return opener(copy, mode, *args, **kwargs)
 
-    builtins.open = open_
+    return open_

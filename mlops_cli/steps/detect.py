@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import os
 import re
 import sys
 from pathlib import Path, PurePosixPath
@@ -23,12 +24,16 @@ from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsafeSource, UnsupportedFramework
 from mlops_cli.pycode import (
     NOTEBOOK_SUFFIX,
+    ambiguity,
+    file_name,
     normalise,
     notebook_cells,
     notebook_lines,
-    repository_copy,
+    repository_matches,
     requirement_for,
+    single_copy,
     source_text,
+    windows_absolute,
 )
 from mlops_cli.workspace import now_iso
 
@@ -47,7 +52,6 @@ CONV_PATTERN = re.compile(r"^(Conv[123]D|Conv[123]DTranspose|Convolution[123]D|S
 SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", "build", "dist",
              ".ipynb_checkpoints"}
 TEST_DIRS = {"tests", "test"}
-MAX_DATA_SEARCH = 20_000
 MAX_SKIPPED = 5
 
 
@@ -67,6 +71,7 @@ class DataRead:
     path: str
     optional: bool
     certain: bool = True
+    reader: str = ""
 
 
 @dataclasses.dataclass
@@ -297,7 +302,7 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
     constants = _string_constants(tree)
     written: set[str] = set()
     checked: set[str] = set()
-    reads: list[tuple[int, str, bool]] = []
+    reads: list[tuple[int, str, bool, str]] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -316,9 +321,9 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
                 continue
             path = _literal_path(_path_argument(node, readers[name]), constants)
             if path and "://" not in path and not any(ch in path for ch in "*?[{") and path.strip():
-                reads.append((node.lineno, path, id(node) in on_start))
-    return [DataRead(line, path, optional=path in written or path in checked, certain=certain)
-            for line, path, certain in reads]
+                reads.append((node.lineno, path, id(node) in on_start, _dotted(node.func)))
+    return [DataRead(line, path, optional=path in written or path in checked, certain=certain, reader=reader)
+            for line, path, certain, reader in reads]
 
 
 def analyse(path: Path, root: Path) -> ModuleInfo:
@@ -547,15 +552,16 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
 
 def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
                    root: Path) -> tuple[str | None, list[str], list[str], list[str]]:
-    """The working directory (relative to the root, None for the root) that makes the literal data paths exist,
-    and one line per path that exists in neither the repository root nor the script's folder: problems for the
-    reads that run when the script starts, warnings for reads in code that may never run; and the absolute paths
-    outside it that name exactly one file of the repository (served by the harness, with a warning)."""
+    """The working directory (relative to the root, None for the root) that makes the most literal data paths exist:
+    the script's folder, the root, or a folder between them (`python src/train.py` run from project/); one line
+    per path missing from it: problems for the reads that run when the script starts, warnings for reads in code
+    that may never run; and the paths it lacks (absolute, Windows, into another folder) whose file name the
+    repository holds once, or in copies of one size (served by the harness, harness/paths.py, with a warning)."""
     reads = [(info, read) for info in closure for read in info.reads]
     root_resolved = root.resolve()
-    folders = [entry.path.parent.resolve()]
-    if root_resolved not in folders:
-        folders.append(root_resolved)
+    script_folder = entry.path.parent.resolve()
+    between = [folder for folder in script_folder.parents if root_resolved in folder.parents]
+    folders = list(dict.fromkeys([script_folder, root_resolved, *between]))   # ties: the script's folder, the root
 
     def inside(path: Path) -> bool:
         return path == root_resolved or root_resolved in path.parents
@@ -573,45 +579,41 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
     for info, read in reads:
         where = f"{info.at(read.line)} reads {read.path}"
         bucket = problems if read.certain else warnings
-        if PurePosixPath(read.path).is_absolute():
-            absolute = Path(read.path)
-            if inside(absolute.resolve()) or read.optional:
-                continue
-            copy = repository_copy(read.path, root)
-            if copy is not None:
-                served.append(f"{where}, which is outside the repository: the harness serves "
-                              f"{copy.relative_to(root).as_posix()} of the repository instead (read-only; "
-                              "use a relative path)")
-                continue
-            match = _find_in_repo(root, absolute.name)
-            bucket.append(f"{where}, which is outside the repository; " + (
-                f"the repository has {match} (use a relative path)" if match
-                else f"commit {absolute.name} to the repository and read it by a relative path"))
-        elif not found_in(chosen, read.path) and not read.optional:
-            target = (chosen / read.path).resolve()
-            match = _find_in_repo(root, PurePosixPath(read.path).name)
-            if not inside(target):
-                bucket.append(f"{where}, which leads outside the repository; "
-                                + (f"the repository has {match} (use a path inside it)" if match
-                                   else "commit the data and read it by a path inside the repository"))
-            else:
-                bucket.append(f"{where}, which is not in the repository; "
-                                + (f"the repository has {match} (use that path)" if match
-                                   else "commit the file, or read a file that is committed"))
+        posix = PurePosixPath(read.path).is_absolute()
+        absolute = posix or windows_absolute(read.path)
+        if read.optional or (posix and inside(Path(read.path).resolve())) \
+                or (not absolute and found_in(chosen, read.path)):
+            continue
+        if absolute:
+            which, hint = ("which is outside the repository",
+                           f"commit {file_name(read.path)} to the repository and read it by a relative path")
+        elif not inside((chosen / read.path).resolve()):
+            which, hint = "which leads outside the repository", "commit the data and read it by a path inside it"
+        else:
+            which, hint = "which is not in the repository", "commit the file, or read a file that is committed"
+        found = repository_matches(read.path, root)
+        copy = single_copy(found)
+        if found and _unserved(read.reader):
+            names = [path.relative_to(root).as_posix() for path in found]
+            bucket.append(f"{where}, {which}; the repository has {', '.join(names[:3])}"
+                          f"{' and more' if len(names) > 3 else ''} (use that path: {read.reader} opens files "
+                          "itself, so mlops cannot serve it by name)")
+        elif copy is not None:
+            served.append(f"{where}, {which}: the harness serves {copy.relative_to(root).as_posix()} of the "
+                          f"repository instead (read-only; read it as {os.path.relpath(copy.resolve(), chosen)})")
+        elif found:
+            bucket.append(f"{where}, {which}, and {ambiguity(read.path, found, root)}; read one by its path in "
+                          "the repository")
+        else:
+            bucket.append(f"{where}, {which}; {hint}")
     workdir = chosen.relative_to(root_resolved).as_posix() if chosen != root_resolved else None
     return workdir, problems, warnings, served
 
 
-def _find_in_repo(root: Path, name: str) -> str | None:
-    """The first committed file called `name` (relative to the root), searched in a bounded walk."""
-    if not name or not name.endswith(tuple(rules()["data_suffixes"])):
-        return None
-    for index, path in enumerate(root.rglob(name)):
-        if index > MAX_DATA_SEARCH:
-            break
-        if ".git" not in path.relative_to(root).parts and path.is_file():
-            return path.relative_to(root).as_posix()
-    return None
+def _unserved(reader: str) -> bool:
+    """Whether the harness cannot serve a missing path to this reader (detect.yaml `unserved_readers`)."""
+    table = set(rules()["unserved_readers"])
+    return reader in table or reader.rsplit(".", 1)[-1] in table
 
 
 def _torch_profile(entry: ModuleInfo, closure: list[ModuleInfo], torch_lines: list[tuple[str, str]]) -> str:
