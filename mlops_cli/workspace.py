@@ -61,6 +61,8 @@ MAX_ERROR_CHARS = 500
 MAX_RUN_ENTRIES = 100_000
 #: what an entry costs at least (an empty file still takes an inode and, on most file systems, a block)
 MIN_ENTRY_BYTES = 4096
+#: folders a run may nest: deeper chains defeat path-based walks (PATH_MAX) and recursive copies and removals
+MAX_RUN_DEPTH = 64
 SOURCES = ("repo", "src")
 #: the files of a run's output area that the host reads back (everything else there is the script's own)
 OUTPUT_FILES = ("metrics.json", "progress.jsonl", "train.log", "outcome.json")
@@ -196,6 +198,64 @@ def relative_path(value: Any, what: str) -> str:
     if pure.is_absolute() or ".." in pure.parts or value.startswith("~"):
         raise WorkspaceError(f"{what} {value!r} leaves its folder", "use a path relative to the repository root")
     return value
+
+
+def _open_folder(name: str | Path, dir_fd: int | None = None) -> int | None:
+    """A descriptor of folder `name` (never through a link), made readable first if its mode forbids it (the
+    run's folders are ours); None when it is not a folder we can open."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        with contextlib.suppress(OSError):
+            os.chmod(name, 0o700, dir_fd=dir_fd)
+            return os.open(name, flags, dir_fd=dir_fd)
+    except OSError:
+        pass
+    return None
+
+
+def remove_tree(path: Path) -> None:
+    """Delete `path` and everything under it as written by a run: never following a link, whatever the depth
+    (Python 3.11's shutil.rmtree recurses once per level and raises RecursionError on a chain of 1000 folders;
+    paths are never joined, so PATH_MAX does not apply), and making a folder the script made unreadable
+    readable first. One folder descriptor is open at a time: the way back up is `..`."""
+    fd = _open_folder(path)
+    if fd is None:   # a file, a link, nothing, or a folder that cannot be opened (left as it is)
+        with contextlib.suppress(IsADirectoryError, FileNotFoundError, PermissionError):
+            os.unlink(path)
+        return
+    pending: list[list[str]] = []   # per level below `path`: the subfolders still to empty
+    entered = True
+    while True:
+        if entered:
+            subfolders = []
+            for entry in list(os.scandir(fd)):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_dir(follow_symlinks=False):
+                        subfolders.append(entry.name)
+                    else:
+                        os.unlink(entry.name, dir_fd=fd)
+            pending.append(subfolders)
+        while not pending[-1]:   # this folder is empty: up to its parent, which removes it
+            pending.pop()
+            if not pending:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+                return
+            parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            with contextlib.suppress(OSError):
+                os.rmdir(pending[-1].pop(0), dir_fd=fd)
+        child = _open_folder(pending[-1][0], fd)
+        entered = child is not None
+        if child is None:   # cannot be entered: left in place, and so is every folder above it
+            pending[-1].pop(0)
+            continue
+        os.close(fd)
+        fd = child
 
 
 def confine(base: Path, rel: str, what: str) -> Path:
@@ -345,9 +405,12 @@ class DiskUsage:
 
     bytes: int = 0
     entries: int = 0
+    unreadable: str | None = None   # a folder the host could not list (made unreadable, or a path too long)
 
     def excess(self, limit: int | None) -> str | None:
         """Why the run is over its limits, in words; None while it is within them."""
+        if self.unreadable:
+            return f"left a folder the host cannot account for ({self.unreadable})"
         if self.entries > MAX_RUN_ENTRIES:
             what = f"more than {MAX_RUN_ENTRIES} files and folders"
         elif limit and self.bytes > limit:
@@ -706,8 +769,8 @@ class Workspace:
 
     def discard_run(self, run_id: str) -> None:
         """Remove a run that never started (its harness found the workspace busy): it is no attempt."""
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
-        shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
+        remove_tree(self.run_dir(run_id))
+        remove_tree(self.checkpoint_dir(run_id))
 
     def update_run(self, run_id: str, **changes: Any) -> RunRecord:
         """Change fields of run.json under the lock (read, modify, atomic write)."""
@@ -749,23 +812,31 @@ class Workspace:
         followed. The walk stops once past `stop_above` bytes or MAX_RUN_ENTRIES entries, so one look costs at
         most that many lstat calls however much the script wrote."""
         total = entries = 0
-        folders = [self.run_dir(run_id) / "out", self.work_dir(run_id), self.checkpoint_dir(run_id)]
-        folders = [folder for folder in folders if not folder.is_symlink()]
+        tops = [self.run_dir(run_id) / "out", self.work_dir(run_id), self.checkpoint_dir(run_id)]
+        folders = [(folder, 0) for folder in tops if folder.is_dir() and not folder.is_symlink()]
         while folders:
+            folder, depth = folders.pop()
+            shown = os.path.relpath(folder, self.root)[:120]
+            if depth > MAX_RUN_DEPTH:
+                return DiskUsage(total, entries, f"{shown[:60]}...: folders nested more than {MAX_RUN_DEPTH} deep")
             try:
-                listing = os.scandir(folders.pop())
-            except OSError:
+                listing = os.scandir(folder)
+            except FileNotFoundError:
                 continue
+            except OSError as exc:   # mode 000, or a path longer than the system takes: nothing to account by
+                return DiskUsage(total, entries, f"{shown}: {exc.strerror}")
             with listing:
                 for entry in listing:
                     try:
                         info = entry.stat(follow_symlinks=False)
-                    except OSError:
+                    except FileNotFoundError:
                         continue
+                    except OSError as exc:
+                        return DiskUsage(total, entries, f"{shown}: {exc.strerror}")
                     total += max(info.st_size, info.st_blocks * 512, MIN_ENTRY_BYTES)
                     entries += 1
                     if stat.S_ISDIR(info.st_mode):
-                        folders.append(Path(entry.path))
+                        folders.append((Path(entry.path), depth + 1))
                     if entries > MAX_RUN_ENTRIES or stop_above and total > stop_above:
                         return DiskUsage(total, entries)
         return DiskUsage(total, entries)
@@ -897,21 +968,18 @@ class Workspace:
         self._prune_work(record)
         self._scrub_log(run_id)
         if succeeded:
-            shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
+            remove_tree(self.checkpoint_dir(run_id))
         return record
 
     def _drop_outputs(self, run_id: str) -> None:
         """Remove what a run wrote (code copy, checkpoints, output area) but its train.log; nothing is followed."""
-        shutil.rmtree(self.work_dir(run_id), ignore_errors=True)
-        shutil.rmtree(self.checkpoint_dir(run_id), ignore_errors=True)
+        remove_tree(self.work_dir(run_id))
+        remove_tree(self.checkpoint_dir(run_id))
         out = self.run_dir(run_id) / "out"
         if out.is_dir() and not out.is_symlink():
             for entry in os.scandir(out):
-                path = Path(entry.path)
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(path, ignore_errors=True)
-                elif entry.name != "train.log":
-                    path.unlink(missing_ok=True)
+                if entry.name != "train.log" or entry.is_dir(follow_symlinks=False):
+                    remove_tree(Path(entry.path))
 
     def _scrub_log(self, run_id: str) -> None:
         """Rewrite a finished run's train.log with every known secret scrubbed (the pushed script printed it, and

@@ -263,3 +263,50 @@ def test_disk_usage_counts_without_following_and_stops_early(tmp_path: Path) -> 
     finished = ws.finish_run(record.id, 0)
     assert finished.status.value == "failed" and finished.error.startswith("it wrote more than 50 MiB")
     assert sorted(p.name for p in out.iterdir()) == [] and (elsewhere / "big.bin").is_file()
+
+
+def test_a_folder_chain_deeper_than_the_host_walks_is_refused_and_removed(tmp_path: Path) -> None:
+    """Held-back idea (17): a script nests 3000 folders (Python 3.11's shutil.rmtree and os.walk recurse once per
+    level and raise RecursionError; absolute paths pass PATH_MAX). The host neither walks nor copies it: the run
+    fails naming the depth, and the chain is removed without recursion."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    short = ws.new_run(entrypoint="train.py", disk_limit_bytes=10 * 1024 ** 3)
+    chain = ws.output_dir(short.id)
+    for _ in range(70):
+        chain = chain / "d"
+    chain.mkdir(parents=True)
+    assert (ws.disk_usage(short.id).unreadable or "").endswith("folders nested more than 64 deep")
+    record = ws.new_run(entrypoint="train.py", disk_limit_bytes=10 * 1024 ** 3)
+    ws.update_run(record.id, status="running")
+    fd = os.open(ws.output_dir(record.id), os.O_RDONLY)
+    for _ in range(3000):
+        os.mkdir("d" * 100, dir_fd=fd)
+        child = os.open("d" * 100, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    usage = ws.disk_usage(record.id)   # 100-character names: the path passes PATH_MAX before 64 levels
+    assert usage.unreadable and usage.unreadable.endswith("File name too long")
+    finished = ws.finish_run(record.id, 0)
+    assert finished.status.value == "failed" and finished.error.startswith("it left a folder the host cannot")
+    assert list(ws.output_dir(record.id).iterdir()) == []
+
+
+def test_remove_tree_follows_no_link_and_opens_locked_folders(tmp_path: Path) -> None:
+    from mlops_cli.workspace import remove_tree
+
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "file").write_text("mine")
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "data").write_text("x")
+    (tree / "a" / "link").symlink_to(keep)
+    (tree / "a" / "b").chmod(0)
+    remove_tree(tree)
+    assert not tree.exists() and (keep / "file").read_text() == "mine"
+    link = tmp_path / "link"
+    link.symlink_to(keep)
+    remove_tree(link)
+    assert not link.is_symlink() and (keep / "file").exists()
+    remove_tree(tmp_path / "missing")
