@@ -269,7 +269,15 @@ def test_a_folder_chain_deeper_than_the_host_walks_is_refused_and_removed(tmp_pa
     """Held-back idea (17): a script nests 3000 folders (Python 3.11's shutil.rmtree and os.walk recurse once per
     level and raise RecursionError; absolute paths pass PATH_MAX). The host neither walks nor copies it: the run
     fails naming the depth, and the chain is removed without recursion."""
-    ws = Workspace(tmp_path / "ws").ensure()
+    try:
+        _deep_chain_is_refused(Workspace(tmp_path / "ws").ensure())
+    finally:   # a chain left behind would break pytest's own clean-up of old temporary folders (shutil.rmtree)
+        from mlops_cli.workspace import remove_tree
+
+        remove_tree(tmp_path / "ws")
+
+
+def _deep_chain_is_refused(ws: Workspace) -> None:
     short = ws.new_run(entrypoint="train.py", disk_limit_bytes=10 * 1024 ** 3)
     chain = ws.output_dir(short.id)
     for _ in range(70):
