@@ -64,7 +64,7 @@ def stub_trainer(sleep_s: float) -> Any:
     def train(settings: Any, params: dict[str, Any]) -> Any:
         ws = settings.workspace
         state = ws.read_state()
-        record = ws.new_run(commit=state.get("commit"), profile="sklearn", runtime="sklearn", params=params,
+        record = ws.new_run(commit=state.commit, profile="sklearn", runtime="sklearn", params=params,
                             entrypoint="train.py", strategy="search", started=now_iso())
         time.sleep(sleep_s)
         ws.write_metrics(record.id, RunMetrics(values={"val_accuracy": stub_score(params)}, duration_s=sleep_s))
@@ -148,14 +148,24 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=2.0)
     parser.add_argument("--budget", type=int, default=24)
     parser.add_argument("--json", default=None, help="write the raw results here")
+    parser.add_argument("--profile", default=None, metavar="DIR", help="cProfile every agent into DIR")
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     for name in ("workspace", "repo", "db", "name", "out"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.agent:
-        agent_main(args)
+        if os.environ.get("SCALE_PROFILE"):   # --profile: where each agent's time goes (cProfile, one file each)
+            import cProfile
+
+            cProfile.runctx("agent_main(args)", globals(), {"args": args},
+                            str(Path(os.environ["SCALE_PROFILE"]) / f"{Path(args.workspace).parent.name}-{args.name}.prof"))
+        else:
+            agent_main(args)
         return
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        os.environ["SCALE_PROFILE"] = str(Path(args.profile).resolve())
     results = []
     with tempfile.TemporaryDirectory(prefix="mlops-scale-") as tmp:
         for seed in args.seeds:
