@@ -7,9 +7,9 @@ makes the trials still training count as pending) for that slot's params, trains
 step in its own workspace (so the attempt is logged to MLflow by train's own hook), tells the study its value and
 finishes the slot. Nobody waits for a round: at most `max_parallel` slots are in flight, never more than
 `max_attempts` in all, and no slot is handed out once one met the threshold. A finished attempt that beats the
-champion row (a compare-and-set) is registered and the `champion` alias moved to it; the agent then checks the
-row again and moves the alias to whatever beat it meanwhile, so the alias ends on the best. An agent stops when
-no slot can be handed out and none is in flight.
+champion row takes it (a compare-and-set). An agent stops when no slot can be handed out and none is in flight;
+the first to stop registers the champion row's run in the MLflow registry and moves the `champion` alias to it
+(the others find it there).
 
 Faults: an agent killed mid-attempt leaves its slot claimed and its MLflow run RUNNING; when the slot's lease ran
 out another agent marks the slot killed and the run KILLED; the slot counts against the budget (the attempt ran,
@@ -173,6 +173,7 @@ class Agent:
             outcome = self._outcome(rows)
             if outcome:
                 self.report.outcome = outcome
+                self._register()
                 break
             self.report.idle_polls += 1
             time.sleep(wait)
@@ -255,26 +256,22 @@ class Agent:
                                met=value is not None and self.settings.goal.meets(value))
         if value is not None and mlflow_run:
             with self.report.timed("champion"):
-                self._crown(slot, value, mlflow_run)
+                self.ledger.crown(slot, value, mlflow_run, self.name, self.settings.goal.lower_is_better)
         self.report.attempts.append({"slot": slot, "run": record.id, "value": value, "params": proposal["params"]})
 
-    def _crown(self, slot: int, value: float, mlflow_run: str) -> None:
-        """If this attempt beats the champion row, register it and move the alias; then follow the row until
-        the alias is on it (an agent that crowned a better attempt meanwhile may have been overtaken by our
-        alias move)."""
-        if not self.ledger.crown(slot, value, mlflow_run, self.name, self.settings.goal.lower_is_better):
+    def _register(self) -> None:
+        """At the end of the search: register the champion row's run and move the `champion` alias to it, unless
+        an agent that stopped first did (one version per search, not one per improvement; nothing on an
+        attempt's path)."""
+        champion = self.ledger.champion()
+        if not self.uri or champion is None or not champion["mlflow_run"]:
             return
-        moved = None
-        for _ in range(self.settings.max_attempts):
-            champion = self.ledger.champion()
-            if champion is None or not champion["mlflow_run"] or champion["mlflow_run"] == moved:
-                return
-            moved = champion["mlflow_run"]
+        with self.report.timed("register"):
             try:
-                self.report.champion = tracking.register_run(self.uri, self.project, moved)
-            except tracking.TrackingError as exc:   # the attempts stand; the next improvement registers again
+                if tracking.champion_run(self.uri, self.project) != champion["mlflow_run"]:
+                    self.report.champion = tracking.register_run(self.uri, self.project, champion["mlflow_run"])
+            except tracking.TrackingError as exc:
                 self.report.warnings.append(str(exc))
-                return
 
 
 def run_agent(workspace: str | None, repo_url: str, db_url: str, name: str | None = None,
