@@ -178,8 +178,8 @@ def main() -> None:
         if os.environ.get("SCALE_PROFILE"):   # --profile: where each agent's time goes (cProfile, one file each)
             import cProfile
 
-            cProfile.runctx("agent_main(args)", globals(), {"args": args},
-                            str(Path(os.environ["SCALE_PROFILE"]) / f"{Path(args.workspace).parent.name}-{args.name}.prof"))
+            target = Path(os.environ["SCALE_PROFILE"]) / f"{Path(args.workspace).parent.name}-{args.name}.prof"
+            cProfile.runctx("agent_main(args)", globals(), {"args": args}, str(target))
         else:
             agent_main(args)
         return

@@ -16,7 +16,6 @@ same file gain too). sqlalchemy's errors become CoordinationError here.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from typing import Any

@@ -76,6 +76,7 @@ class AgentReport:
 
     @contextlib.contextmanager
     def timed(self, part: str) -> Iterator[None]:
+        """Add the block's seconds to `part`: the bench prints where coordination goes, part by part."""
         began = time.perf_counter()
         try:
             yield
@@ -225,8 +226,8 @@ class Agent:
             self.study.enqueue_trial(self.settings.param_defaults(), skip_if_exists=True)
         trial = self.study.ask(self.distributions)
         return {"trial": trial.number, "params": {**self.settings.param_defaults(), **trial.params},
-                "reasons": [f"search trial {trial.number} (slot {slot} of {self.settings.max_attempts}, "
-                            f"up to {self.k} in parallel)"]}
+                "reasons": [(f"search trial {trial.number} (slot {slot} of {self.settings.max_attempts}, "
+                             f"up to {self.k} in parallel)")]}
 
     def _attempt(self, slot: int) -> None:
         with self.report.timed("ask"):
@@ -263,10 +264,12 @@ class Agent:
         """At the end of the search: register the champion row's run and move the `champion` alias to it, unless
         an agent that stopped first did (one version per search, not one per improvement; nothing on an
         attempt's path)."""
-        champion = self.ledger.champion()
-        if not self.uri or champion is None or not champion["mlflow_run"]:
+        if not self.uri:
             return
         with self.report.timed("register"):
+            champion = self.ledger.champion()
+            if champion is None or not champion["mlflow_run"]:
+                return
             try:
                 if tracking.champion_run(self.uri, self.project) != champion["mlflow_run"]:
                     self.report.champion = tracking.register_run(self.uri, self.project, champion["mlflow_run"])
