@@ -25,10 +25,10 @@ def _race(url: str, name: str, budget: int, parallel: int, queue: multiprocessin
     queue.put((name, claimed, most))
 
 
-def test_racing_agents_get_exactly_the_budget_each_slot_once(tmp_path: Path) -> None:
+def _race_all(url: str) -> None:
+    """Four processes claim and finish until the ledger hands out nothing more: budget 12, 2 in flight."""
     from mlops_cli.adapters.coordination import Ledger
 
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
     Ledger(url, "race", "c0ffee").dispose()   # tables first, as the first agent's start makes them
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
@@ -44,6 +44,21 @@ def test_racing_agents_get_exactly_the_budget_each_slot_once(tmp_path: Path) -> 
     rows = Ledger(url, "race", "c0ffee").rows()
     assert [row["state"] for row in rows] == ["done"] * 12
     assert {row["agent"] for row in rows} == {name for name, got, _ in results if got}
+
+
+def test_racing_agents_get_exactly_the_budget_each_slot_once(tmp_path: Path) -> None:
+    _race_all(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL binaries (initdb, pg_ctl) not found: "
+                    "apt-get install -y postgresql (scripts/ci-services.sh does)")
+def test_racing_agents_on_postgres_collide_on_the_key_and_take_the_next() -> None:
+    database = Postgres().start()   # concurrent writers: two claims compute the same slot, one retries
+    try:
+        _race_all(database.url)
+    finally:
+        database.stop()
 
 
 def test_no_slot_after_the_threshold_is_met_and_the_champion_only_improves(tmp_path: Path) -> None:
