@@ -56,8 +56,9 @@ def study_storage(url: str) -> str:
 
 
 def _sqlite_pragmas(engine: Any) -> None:
-    """WAL (persistent, once per file) and synchronous=NORMAL (per connection): durable at every checkpoint,
-    and a commit no longer waits for three fsyncs. A file that is busy keeps its mode; it still works."""
+    """WAL (persistent, once per file) and synchronous=NORMAL (per connection): a commit is one append to the
+    log instead of a rollback journal's fsyncs; a power cut may lose the last commits, never the file. A file
+    that is busy when it is first opened keeps its mode; it still works."""
     import sqlalchemy as sa
 
     @sa.event.listens_for(engine, "connect")
