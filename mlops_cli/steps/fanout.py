@@ -137,8 +137,7 @@ class Agent:
                 sqlite_tuned(rdb.engine)
                 return self._optuna.create_study(
                     storage=rdb, study_name=f"{self.project}-{self.commit[:12]}", direction=direction,
-                    load_if_exists=True, sampler=self._optuna.samplers.TPESampler(
-                        seed=self.settings.seed, n_startup_trials=4, constant_liar=True))
+                    load_if_exists=True, sampler=self._sampler(1))
             except Exception as exc:   # sqlalchemy's IntegrityError or OperationalError from the race
                 if attempt == 4:
                     raise CoordinationError(f"cannot open the optuna study: {type(exc).__name__}: "
@@ -220,10 +219,17 @@ class Agent:
         except (RuntimeError, ValueError):   # told already (a reaper and a late agent)
             pass
 
+    def _sampler(self, slot: int) -> Any:
+        """TPE seeded by the search's seed and the slot: agents that share a seed would otherwise draw the same
+        random params in the same order, whereas slot s draws the same whoever claims it."""
+        return self._optuna.samplers.TPESampler(seed=(self.settings.seed * 100_003 + slot) % 2 ** 32,
+                                                n_startup_trials=4, constant_liar=True)
+
     def _ask(self, slot: int) -> dict[str, Any]:
         """This slot's params: a trial asked now, with what every agent has finished or is still training."""
         if slot == 1:   # the attempt as written comes first, as in the one-agent search
             self.study.enqueue_trial(self.settings.param_defaults(), skip_if_exists=True)
+        self.study.sampler = self._sampler(slot)
         trial = self.study.ask(self.distributions)
         return {"trial": trial.number, "params": {**self.settings.param_defaults(), **trial.params},
                 "reasons": [(f"search trial {trial.number} (slot {slot} of {self.settings.max_attempts}, "
