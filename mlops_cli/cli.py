@@ -237,7 +237,7 @@ def evaluate(workspace: str | None, threshold: float | None, metric: str | None,
 @click.option("--db", "db_url", envvar="MLOPS_TRACKING_DB", required=True, metavar="URL",
               help="The tracking server's database (SQLAlchemy URL, e.g. postgresql+psycopg2://...): the shared "
                    "budget ledger and the optuna study. Default: $MLOPS_TRACKING_DB.")
-@click.option("--max-parallel", type=click.IntRange(1, 100), default=None, help="Attempts per round (mlops.yaml "
+@click.option("--max-parallel", type=click.IntRange(1, 100), default=None, help="Attempts in flight at once (mlops.yaml "
               "max_parallel:, else 1).")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, help="Budget shared by all agents.")
 @opt.threshold_option

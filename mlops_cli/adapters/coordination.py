@@ -2,18 +2,20 @@
 (PostgreSQL, or a SQLite file for one machine), so that agents that share nothing else agree on it.
 
 Budget accounting is exact under concurrency because every decision is one conditional statement the database
-arbitrates: a slot is created by an INSERT on the primary key (project, commit, slot), so two proposers can never
-both hand out slot 9 of a budget of 8; it is claimed by `UPDATE ... WHERE state = 'proposed'` (a compare-and-set:
-the agent whose update changed one row has it); a batch is judged by whoever INSERTs its verdict row first. An
-agent killed mid-attempt leaves its slot `claimed`; once its lease ran out, any agent marks it `killed`: it
-counts against the budget (the attempt did run; its MLflow run is marked KILLED) and the others go on.
+arbitrates. An agent claims the next slot with one INSERT ... SELECT: slot number max+1, only while fewer than
+`budget` slots exist, fewer than `parallel` are claimed and none met the threshold; two agents computing the same
+number collide on the primary key (project, commit, slot) and the loser tries the next. A slot is finished by one
+UPDATE. The champion moves by a compare-and-set on the one `mlops_champion` row (only a better value replaces
+it). An agent killed mid-attempt leaves its slot `claimed`; once its lease ran out, any agent marks it `killed`
+(again a compare-and-set): it counts against the budget (the attempt did run; its MLflow run is marked KILLED).
 Every statement is its own short transaction, so a database restart between two of them loses nothing: the next
-statement reconnects (pool_pre_ping). sqlalchemy's errors become CoordinationError here.
+statement reconnects (pool_pre_ping). On SQLite the file is switched to WAL with synchronous=NORMAL (a commit
+is one append, not a journal's three fsyncs; WAL is persistent, so the tracking server's own connections to the
+same file gain too). sqlalchemy's errors become CoordinationError here.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 from mlops_cli.errors import MlopsError
 from mlops_cli.secrets import scrub
 
-PROPOSED, CLAIMED, DONE, FAILED, KILLED = "proposed", "claimed", "done", "failed", "killed"
+CLAIMED, DONE, FAILED, KILLED = "claimed", "done", "failed", "killed"
 FINISHED = (DONE, FAILED, KILLED)
 
 
@@ -53,8 +55,31 @@ def study_storage(url: str) -> str:
     return str(parsed.update_query_dict({"options": f"-csearch_path={OPTUNA_SCHEMA}"}))
 
 
+def _sqlite_pragmas(engine: Any) -> None:
+    """WAL (persistent, once per file) and synchronous=NORMAL (per connection): a commit is one append to the
+    log instead of a rollback journal's fsyncs; a power cut may lose the last commits, never the file. A file
+    that is busy when it is first opened keeps its mode; it still works."""
+    import sqlalchemy as sa
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        with contextlib.suppress(Exception):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def sqlite_tuned(engine: Any) -> Any:
+    """`engine` with the pragmas above when it is SQLite (optuna's storage makes its own engine)."""
+    if engine.url.get_backend_name() == "sqlite":
+        _sqlite_pragmas(engine)
+        engine.dispose()   # connections made before the hook was set
+    return engine
+
+
 class Ledger:
-    """Slots and batch verdicts of one project and commit, in the database at `url` (SQLAlchemy URL)."""
+    """Slots and the champion of one project and commit, in the database at `url` (SQLAlchemy URL)."""
 
     def __init__(self, url: str, project: str, commit: str) -> None:
         import sqlalchemy as sa
@@ -65,28 +90,29 @@ class Ledger:
         with self._mapped():
             sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
             self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30} if sqlite else {})
+            sqlite_tuned(self.engine)
             meta = sa.MetaData()
             self.slots = sa.Table(
                 "mlops_slots", meta,
                 sa.Column("project", sa.String(200), primary_key=True),
                 sa.Column("commit_id", sa.String(64), primary_key=True),
                 sa.Column("slot", sa.Integer, primary_key=True),
-                sa.Column("batch", sa.Integer, nullable=False),
                 sa.Column("state", sa.String(16), nullable=False),
                 sa.Column("proposal", sa.Text, nullable=False),
                 sa.Column("agent", sa.String(200)),
                 sa.Column("mlflow_run", sa.String(64)),
                 sa.Column("value", sa.Float),
+                sa.Column("met", sa.Boolean, nullable=False),
                 sa.Column("claimed_at", sa.Float),
                 sa.Column("finished_at", sa.Float))
-            self.verdicts = sa.Table(
-                "mlops_verdicts", meta,
+            self.champions = sa.Table(
+                "mlops_champion", meta,
                 sa.Column("project", sa.String(200), primary_key=True),
                 sa.Column("commit_id", sa.String(64), primary_key=True),
-                sa.Column("batch", sa.Integer, primary_key=True),
-                sa.Column("judge", sa.String(200), nullable=False),
-                sa.Column("best_slot", sa.Integer),
-                sa.Column("met", sa.Boolean, nullable=False))
+                sa.Column("slot", sa.Integer, nullable=False),
+                sa.Column("value", sa.Float, nullable=False),
+                sa.Column("mlflow_run", sa.String(64)),
+                sa.Column("agent", sa.String(200)))
             with contextlib.suppress(sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
                 meta.create_all(self.engine)   # two agents creating the tables at once: one wins
 
@@ -125,43 +151,35 @@ class Ledger:
         found = self._execute(self._sa.select(self.slots).where(self._key(self.slots)).order_by(self.slots.c.slot))
         return [dict(row._mapping) for row in found]
 
-    def propose(self, batch: int, first: int, proposals: list[dict[str, Any]], budget: int) -> list[int]:
-        """Insert `proposals` as slots first, first+1, ... of `batch`, never past slot `budget`; returns the slots
-        this call created (none when another agent proposed the round first: the keys collide)."""
-        created: list[int] = []
-        for slot, proposal in enumerate(proposals, start=first):
-            if slot > budget:
-                break
+    def claim(self, agent: str, budget: int, parallel: int) -> int | None:
+        """The next slot for `agent`, claimed by one INSERT ... SELECT that the database arbitrates; None when the
+        budget is handed out, `parallel` slots are in flight, or a finished slot met the threshold."""
+        sa, slots = self._sa, self.slots
+        last = sa.func.coalesce(sa.func.max(slots.c.slot), 0)
+        in_flight = sa.func.coalesce(sa.func.sum(sa.case((slots.c.state == CLAIMED, 1), else_=0)), 0)
+        met = sa.func.coalesce(sa.func.sum(sa.case((slots.c.met, 1), else_=0)), 0)
+        for _ in range(budget + 1):   # each collision means another agent took a slot: bounded by the budget
+            select = sa.select(sa.literal(self.project), sa.literal(self.commit), last + 1, sa.literal(CLAIMED),
+                               sa.literal("{}"), sa.literal(agent), sa.false(), sa.literal(time.time())) \
+                .where(self._key(slots)).having((last < budget) & (in_flight < parallel) & (met == 0))
+            statement = slots.insert().from_select(
+                ["project", "commit_id", "slot", "state", "proposal", "agent", "met", "claimed_at"], select) \
+                .returning(slots.c.slot)
             try:
-                self._execute(self.slots.insert().values(
-                    project=self.project, commit_id=self.commit, slot=slot, batch=batch, state=PROPOSED,
-                    proposal=json.dumps(proposal)))
+                found = self._execute(statement)
             except CoordinationError as exc:
                 if "IntegrityError" in exc.message or "UniqueViolation" in exc.message:
                     continue
                 raise
-            created.append(slot)
-        return created
-
-    def claim(self, agent: str, rows: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
-        """Take the lowest proposed slot of `rows` (read now if not given) by a compare-and-set on its state;
-        None when none is left."""
-        for row in self.rows() if rows is None else rows:
-            if row["state"] != PROPOSED:
-                continue
-            changed = self._execute(self.slots.update().where(
-                self._key(self.slots) & (self.slots.c.slot == row["slot"]) & (self.slots.c.state == PROPOSED))
-                .values(state=CLAIMED, agent=agent, claimed_at=time.time()))
-            if changed == 1:
-                return {**row, "state": CLAIMED, "agent": agent, "proposal": json.loads(row["proposal"])}
+            return found[0][0] if found else None
         return None
 
     def update(self, slot: int, **values: Any) -> None:
         self._execute(self.slots.update().where(self._key(self.slots) & (self.slots.c.slot == slot))
                       .values(**values))
 
-    def finish(self, slot: int, state: str, value: float | None) -> None:
-        self.update(slot, state=state, value=value, finished_at=time.time())
+    def finish(self, slot: int, state: str, value: float | None, met: bool = False) -> None:
+        self.update(slot, state=state, value=value, met=met, finished_at=time.time())
 
     def reap(self, lease_s: float) -> list[dict[str, Any]]:
         """Slots claimed longer than `lease_s` ago (their agent died): marked killed, returned for the caller to
@@ -176,22 +194,29 @@ class Ledger:
                     reaped.append(row)
         return reaped
 
-    # ---- batch verdicts ---------------------------------------------------------------------------------------
+    # ---- the champion ----------------------------------------------------------------------------------------
 
-    def judge(self, batch: int, judge: str, best_slot: int | None, met: bool) -> bool:
-        """Record the verdict on `batch`; True for the one caller that recorded it (it registers the champion)."""
+    def crown(self, slot: int, value: float, mlflow_run: str | None, agent: str, lower_is_better: bool) -> bool:
+        """Make `slot` the champion if its value beats the current one (compare-and-set); True for the caller
+        whose statement changed the row: it moves the registry's alias."""
+        table = self.champions
+        values = {"slot": slot, "value": value, "mlflow_run": mlflow_run, "agent": agent}
+        better = table.c.value > value if lower_is_better else table.c.value < value
+        if self._execute(table.update().where(self._key(table) & better).values(**values)) == 1:
+            return True
+        if self.champion() is not None:
+            return False
         try:
-            self._execute(self.verdicts.insert().values(project=self.project, commit_id=self.commit, batch=batch,
-                                                        judge=judge, best_slot=best_slot, met=met))
+            self._execute(table.insert().values(project=self.project, commit_id=self.commit, **values))
         except CoordinationError as exc:
-            if "IntegrityError" in exc.message or "UniqueViolation" in exc.message:
-                return False
+            if "IntegrityError" in exc.message or "UniqueViolation" in exc.message:   # another agent was first
+                return self._execute(table.update().where(self._key(table) & better).values(**values)) == 1
             raise
         return True
 
-    def verdicts_met(self) -> bool:
-        found = self._execute(self._sa.select(self.verdicts.c.met).where(self._key(self.verdicts)))
-        return any(row[0] for row in found)
+    def champion(self) -> dict[str, Any] | None:
+        found = self._execute(self._sa.select(self.champions).where(self._key(self.champions)))
+        return dict(found[0]._mapping) if found else None
 
     def dispose(self) -> None:
         self.engine.dispose()

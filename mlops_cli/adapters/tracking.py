@@ -359,6 +359,18 @@ def register_run(uri: str, name: str, mlflow_id: str) -> str:
     return f"{name} version {version.version}"
 
 
+def champion_run(uri: str, name: str) -> str | None:
+    """The MLflow run the `champion` alias of `name` points at (None: no such model or alias yet)."""
+    mlflow_client = client(uri)
+    with mapped_errors(uri):
+        try:
+            return mlflow_client.get_model_version_by_alias(name, CHAMPION).run_id
+        except Exception as exc:   # RESOURCE_DOES_NOT_EXIST; anything else is the server's failure
+            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
+                return None
+            raise
+
+
 def send_champion(uri: str, ws: Workspace, run_id: str) -> str:
     """Register the promoted attempt of this workspace (sending the attempt first if it is not on the server)."""
     mlflow_id = mlflow_run_id(ws, run_id) or send_attempt(uri, ws, run_id)
