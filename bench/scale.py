@@ -19,7 +19,7 @@ records, MLflow logging of every attempt. Printed per K (median over seeds):
 With --baseline DIR (a checkout of older code), every K and seed runs that code too, right before this one, on
 the same server set-up: compare figures within one run of the bench, never across runs.
 
-    python bench/scale.py [--agents 1 2 3] [--seeds 0 1 2] [--sleep 2] [--budget 24] [--baseline DIR]
+    python bench/scale.py [--agents 1 2 3] [--seeds 0 1 2] [--sleep 2] [--budget 24] [--baseline DIR] [--real]
 """
 from __future__ import annotations
 
@@ -45,6 +45,20 @@ from sklearn.linear_model import SGDClassifier
 import mlops_cli
 lr = mlops_cli.params(lr=0.5, units=16)["lr"]
 SGDClassifier(eta0=lr).fit([[0], [1]], [0, 1])
+"""
+#: --real: the same search with real trainings through the ordinary train step (local runner): a small MLP on
+#: scikit-learn's digits whose learning rate as written (0.5) diverges; 0.001-0.1 meets 0.9
+REAL_SCRIPT = """\
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+import mlops_cli
+p = mlops_cli.params(lr=0.5, units=16)
+X, y = load_digits(return_X_y=True)
+a, b, ya, yb = train_test_split(X / 16, y, random_state=0, stratify=y)
+model = MLPClassifier(hidden_layer_sizes=(int(p["units"]),), learning_rate_init=p["lr"], max_iter=60,
+                      random_state=0).fit(a, ya)
+print("held-out", model.score(b, yb))
 """
 MLOPS_YAML = """\
 threshold: 0.9
@@ -88,7 +102,7 @@ def agent_main(args: argparse.Namespace) -> None:
     from mlops_cli.steps.fanout import run_agent
 
     report = run_agent(args.workspace, args.repo, args.db, name=args.name, max_parallel=args.k,
-                       max_attempts=args.budget, trainer=stub_trainer(args.sleep))
+                       max_attempts=args.budget, **({} if args.real else {"trainer": stub_trainer(args.sleep)}))
     out = {"agent": report.agent, "attempts": report.attempts, "outcome": report.outcome,
            "coordination_s": report.coordination_s, "training_s": report.training_s,
            "parts": getattr(report, "coordination", {}),
@@ -112,14 +126,15 @@ def met_at(db: Path, threshold: float) -> float | None:
         return found.fetchone()[0]
 
 
-def one(k: int, seed: int, sleep_s: float, budget: int, base: Path, code: Path, label: str) -> dict[str, Any]:
+def one(k: int, seed: int, sleep_s: float, budget: int, base: Path, code: Path, label: str,
+        real: bool = False) -> dict[str, Any]:
     from benchutil import bare_repo
     from tests.tracking_servers import MlflowServer
 
     root = base / f"{label}-k{k}-s{seed}"
     work = root / "src"
     work.mkdir(parents=True)
-    (work / "train.py").write_text(SCRIPT)
+    (work / "train.py").write_text(REAL_SCRIPT if real else SCRIPT)
     (work / "mlops.yaml").write_text(MLOPS_YAML + f"seed: {seed}\n")
     remote = bare_repo(work, root, "faulty lr")
     with MlflowServer(root / "server") as server:
@@ -133,8 +148,8 @@ def one(k: int, seed: int, sleep_s: float, budget: int, base: Path, code: Path, 
         procs = [subprocess.Popen([sys.executable, __file__, "--agent", "--workspace", str(root / f"agent{i}"),
                                    "--repo", str(remote), "--db", f"sqlite:///{db}", "--name", f"agent{i}",
                                    "--k", str(k), "--budget", str(budget), "--sleep", str(sleep_s),
-                                   "--out", str(root / f"agent{i}.json")], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=open(root / f"agent{i}.log", "wb"))
+                                   "--out", str(root / f"agent{i}.json"), *(["--real"] if real else [])],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=open(root / f"agent{i}.log", "wb"))
                  for i in range(k)]
         for i, proc in enumerate(procs):
             if proc.wait(timeout=3600) != 0:
@@ -166,6 +181,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sleep", type=float, default=2.0)
     parser.add_argument("--budget", type=int, default=24)
+    parser.add_argument("--real", action="store_true",
+                        help="real trainings (train step, local runner, an MLP on digits) instead of the sleeping stub")
     parser.add_argument("--json", default=None, help="write the raw results here")
     parser.add_argument("--profile", default=None, metavar="DIR", help="cProfile every agent into DIR")
     parser.add_argument("--baseline", default=None, metavar="DIR", help="a checkout of older code, run beside")
@@ -193,7 +210,7 @@ def main() -> None:
         for seed in args.seeds:
             for k in args.agents:
                 for label, code in codes:
-                    result = one(k, seed, args.sleep, args.budget, Path(tmp), code, label)
+                    result = one(k, seed, args.sleep, args.budget, Path(tmp), code, label, args.real)
                     results.append(result)
                     print(json.dumps({key: round(v, 3) if isinstance(v, float) else v for key, v in result.items()
                                       if key != "parts_ms"}), flush=True)
