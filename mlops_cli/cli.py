@@ -234,6 +234,7 @@ def evaluate(workspace: str | None, threshold: float | None, metric: str | None,
 @cli.command()
 @opt.workspace_option
 @click.option("--repo", "url", required=True, help="Git URL of the model repository (each agent pulls it).")
+@click.option("--branch", default=None, help="Branch to pull (default: the remote's default branch).")
 @click.option("--db", "db_url", envvar="MLOPS_TRACKING_DB", required=True, metavar="URL",
               help="The tracking server's database (SQLAlchemy URL, e.g. postgresql+psycopg2://...): the shared "
                    "budget ledger and the optuna study. Default: $MLOPS_TRACKING_DB.")
@@ -244,13 +245,13 @@ def evaluate(workspace: str | None, threshold: float | None, metric: str | None,
 @click.option("--name", default=None, help="This agent's name in the ledger (default: host:pid).")
 @click.option("--lease", type=click.FloatRange(min=1), default=6 * 3600.0, show_default=True, metavar="SECONDS",
               help="A slot claimed longer than this is an agent's death: marked killed by the others.")
-def agent(workspace: str | None, url: str, db_url: str, max_parallel: int | None, max_attempts: int | None,
-          threshold: float | None, name: str | None, lease: float) -> None:
+def agent(workspace: str | None, url: str, branch: str | None, db_url: str, max_parallel: int | None,
+          max_attempts: int | None, threshold: float | None, name: str | None, lease: float) -> None:
     """Train attempts of a shared budget beside other agents (README, "Tracking and several agents")."""
     from mlops_cli.steps.fanout import run_agent
 
     report = run_agent(workspace, url, db_url, name=name, max_parallel=max_parallel, max_attempts=max_attempts,
-                       threshold=threshold, lease_s=lease)
+                       threshold=threshold, lease_s=lease, branch=branch)
     for warning in report.warnings:
         click.echo(f"mlops: warning: {warning}", err=True)
     click.echo(report.summary())

@@ -27,7 +27,7 @@ from mlops_cli.jenkins.params import ChainParams
 TOKEN = "11aa22bb33cc44dd55ee66ff77889900"
 REPO = "https://git.example.com/team/wine.git"
 DB_URL = "postgresql+psycopg2://ledger:s3cret-db-pw-4471@db.internal:5432/mlflow"
-PARAMS = ChainParams(repo_url=REPO, agents=3, coordination_credentials="coord-db")
+PARAMS = ChainParams(repo_url=REPO, branch="release", agents=3, coordination_credentials="coord-db")
 server = mlflow_server   # the session's mlflow server (SQLite store), started only by the test that uses it
 
 
@@ -62,7 +62,7 @@ def test_agent_job_runs_anywhere_with_the_label_k_at_once_and_binds_the_database
     shell = agent.find("builders/hudson.tasks.Shell")
     command = shell.findtext("command")
     assert shell.findtext("unstableReturn") == "4"   # budget spent below the threshold: UNSTABLE
-    assert f'mlops agent --repo {REPO} --db "$MLOPS_COORDINATION_DB" --max-parallel 3' in command
+    assert f'mlops agent --repo {REPO} --branch release --db "$MLOPS_COORDINATION_DB" --max-parallel 3' in command
     assert 'export MLOPS_WORKSPACE="$WORKSPACE/mlops-agent"' in command and "/var/lib/mlops" not in command
     assert "export MLOPS_TRACKING_EXPERIMENT=mlops" in command and "export MLOPS_AGENT_RUNNER=local" in command
 

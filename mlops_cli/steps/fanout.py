@@ -285,12 +285,13 @@ class Agent:
 
 def run_agent(workspace: str | None, repo_url: str, db_url: str, name: str | None = None,
               max_parallel: int | None = None, max_attempts: int | None = None, threshold: float | None = None,
-              trainer: Trainer | None = None, lease_s: float = LEASE_S) -> AgentReport:
-    """Pull the commit into this agent's own workspace, then work the shared ledger until met or spent."""
+              trainer: Trainer | None = None, lease_s: float = LEASE_S, branch: str | None = None) -> AgentReport:
+    """Pull the commit (of `branch`, else the remote's default) into this agent's own workspace, then work the
+    shared ledger until met or spent."""
     from mlops_cli.steps.pull import pull
 
     settings = load_settings(workspace)
-    pull(settings.workspace, repo_url)
+    pull(settings.workspace, repo_url, branch)
     settings = load_settings(workspace, max_attempts=max_attempts, threshold=threshold)
     if max_parallel is not None:
         settings = dataclasses.replace(settings, max_parallel=max_parallel)
