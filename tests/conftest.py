@@ -45,6 +45,44 @@ def git(*args: str, cwd: Path) -> str:
     return out.stdout.strip()
 
 
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` (relative path -> text) under `root`, folders made as needed; `root`."""
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def detect_json(root: Path) -> tuple[int, dict | None, str]:
+    """`mlops detect --path ROOT --json`: its exit code, the parsed result when it succeeded, its stderr."""
+    result = run_mlops("detect", "--path", str(root), "--json")
+    return result.returncode, json.loads(result.stdout) if result.returncode == 0 else None, result.stderr
+
+
+#: the agents' model repository (tests/test_agents.py, tests/test_jenkins_fanout.py): a tree on moons whose
+#: depth the search tunes, sleeping `pause` seconds first so that attempts overlap
+AGENT_SCRIPT = """\
+import time
+from sklearn.datasets import make_moons
+from sklearn.model_selection import train_test_split
+from sklearn.tree import DecisionTreeClassifier
+import mlops_cli
+p = mlops_cli.params(depth=3, pause=0.0)
+time.sleep(p["pause"])
+X, y = make_moons(n_samples=600, noise=0.3, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+tree = DecisionTreeClassifier(max_depth=p["depth"], random_state=0).fit(X_train, y_train)
+print("test accuracy:", tree.score(X_test, y_test))
+"""
+
+
+def agent_project(tmp_path: Path, pause: float, depth_max: int = 8, max_parallel: int = 3) -> Path:
+    """A remote of AGENT_SCRIPT whose mlops.yaml asks 0.99 (out of reach: the budget is spent) and fixes `pause`."""
+    yaml = (f"threshold: 0.99\nmax_parallel: {max_parallel}\nparams:\n  depth: {{default: 3, min: 1, max: "
+            f"{depth_max}}}\n  pause: {{default: {pause}, min: {pause}, max: {pause + 0.001}}}\n")
+    return make_remote(tmp_path, {"train.py": AGENT_SCRIPT, "mlops.yaml": yaml})
+
+
 def make_remote(tmp_path: Path, files: dict[str, str] | Path, name: str = "origin.git",
                 branch: str = "main") -> Path:
     """A real bare repository holding `files` (a mapping path -> text, or a directory to copy)."""
@@ -55,9 +93,7 @@ def make_remote(tmp_path: Path, files: dict[str, str] | Path, name: str = "origi
 
         shutil.copytree(files, work, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     else:
-        for rel, text in files.items():
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            (work / rel).write_text(text)
+        write_files(work, files)
     git("init", "-q", "-b", branch, cwd=work)
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", "initial", cwd=work)

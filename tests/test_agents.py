@@ -14,31 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_remote
+from tests.conftest import agent_project
 from tests.tracking_servers import MlflowServer, mlflow_server
 
 pytest.importorskip("mlflow")
 server = mlflow_server
-
-SCRIPT = """\
-import time
-from sklearn.datasets import make_moons
-from sklearn.model_selection import train_test_split
-from sklearn.tree import DecisionTreeClassifier
-import mlops_cli
-p = mlops_cli.params(depth=3, pause=0.0)
-time.sleep(p["pause"])
-X, y = make_moons(n_samples=600, noise=0.3, random_state=0)
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
-tree = DecisionTreeClassifier(max_depth=p["depth"], random_state=0).fit(X_train, y_train)
-print("test accuracy:", tree.score(X_test, y_test))
-"""
-
-
-def _project(tmp_path: Path, pause: float, depth_max: int = 8) -> Path:
-    yaml = (f"threshold: 0.99\nmax_parallel: 3\nparams:\n  depth: {{default: 3, min: 1, max: {depth_max}}}\n"
-            f"  pause: {{default: {pause}, min: {pause}, max: {pause + 0.001}}}\n")
-    return make_remote(tmp_path, {"train.py": SCRIPT, "mlops.yaml": yaml})
 
 
 def _agent(ws: Path, remote: Path, db: str, name: str, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
@@ -55,7 +35,7 @@ def _slots(db: Path, project: str) -> list[tuple[int, str, str]]:
 
 @pytest.mark.slow
 def test_three_agents_share_one_budget_exactly(tmp_path: Path, server: MlflowServer) -> None:
-    remote = _project(tmp_path, pause=0.0)
+    remote = agent_project(tmp_path, pause=0.0)
     db = server.root / "mlflow.db"
     env = {"MLOPS_TRACKING_URI": server.url, "MLOPS_TRACKING_EXPERIMENT": "agents3"}
     agents = [_agent(tmp_path / f"agent{i}", remote, f"sqlite:///{db}", f"a{i}", env, "--max-attempts", "5")
@@ -82,7 +62,7 @@ def test_three_agents_share_one_budget_exactly(tmp_path: Path, server: MlflowSer
 @pytest.mark.slow
 def test_an_agent_killed_mid_attempt_leaves_its_run_killed_and_the_others_finish(tmp_path: Path,
                                                                                   server: MlflowServer) -> None:
-    remote = _project(tmp_path, pause=20.0, depth_max=3)
+    remote = agent_project(tmp_path, pause=20.0, depth_max=3)
     db = server.root / "mlflow.db"
     env = {"MLOPS_TRACKING_URI": server.url, "MLOPS_TRACKING_EXPERIMENT": "agents-kill"}
     common = ("--max-attempts", "2", "--max-parallel", "2", "--threshold", "0.5", "--lease", "5")

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import make_remote, run_mlops
+from conftest import detect_json, make_remote, run_mlops, write_files
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "realscripts"
 
@@ -14,15 +14,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "realscripts"
 def _tree(tmp_path: Path, fixture: str, extra: dict[str, str] | None = None) -> Path:
     root = tmp_path / "code"
     shutil.copytree(FIXTURES / fixture, root)
-    for rel, text in (extra or {}).items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
-
-
-def _detect(root: Path) -> tuple[int, dict | None, str]:
-    result = run_mlops("detect", "--path", str(root), "--json")
-    return result.returncode, json.loads(result.stdout) if result.returncode == 0 else None, result.stderr
+    return write_files(root, extra or {})
 
 
 def test_data_beside_the_script_sets_the_working_directory(tmp_path: Path) -> None:
@@ -38,7 +30,7 @@ def test_data_beside_the_script_sets_the_working_directory(tmp_path: Path) -> No
 
 
 def test_absolute_path_to_one_file_of_the_repository_is_served_with_a_warning(tmp_path: Path) -> None:
-    code, data, stderr = _detect(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n",
+    code, data, stderr = detect_json(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n",
                                                                         "copy/wines.csv": "a,target\n1,0\n"}))
     assert code == 0, stderr
     assert ("train.py:5 reads /mycode/wines.csv, which is outside the repository: the harness serves wines.csv of "
@@ -46,7 +38,7 @@ def test_absolute_path_to_one_file_of_the_repository_is_served_with_a_warning(tm
 
 
 def test_absolute_path_matching_several_different_files_is_one_line_before_training(tmp_path: Path) -> None:
-    code, _, stderr = _detect(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n",
+    code, _, stderr = detect_json(_tree(tmp_path, "seed-absolute-path", {"wines.csv": "a,target\n1,0\n",
                                                                      "old/wines.csv": "a,target\n1,0\n2,1\n"}))
     assert code == 2
     assert stderr.strip() == ("mlops: error: train.py:5 reads /mycode/wines.csv, which is outside the repository, "
@@ -55,7 +47,7 @@ def test_absolute_path_matching_several_different_files_is_one_line_before_train
 
 
 def test_a_path_in_neither_folder_is_named_with_its_line(tmp_path: Path) -> None:
-    code, _, stderr = _detect(_tree(tmp_path, "tree-string-labels"))
+    code, _, stderr = detect_json(_tree(tmp_path, "tree-string-labels"))
     assert code == 2
     assert stderr.startswith("mlops: error: train.py:7 reads iris.csv, which is not in the repository (commit")
     assert len(stderr.strip().splitlines()) == 1
@@ -67,13 +59,13 @@ def test_a_path_the_script_writes_or_checks_first_is_not_required(tmp_path: Path
                                                    "x = np.load('x.npy')\nopen('log.txt', 'w').write('ok')\n"
                                                    "SVC().fit(x, [0])\n"})
     (root / "evaluate_models.py").unlink()
-    code, data, stderr = _detect(root)
+    code, data, stderr = detect_json(root)
     assert code == 0, stderr
     assert data["workdir"] is None
 
 
 def test_keras2_idioms_pick_the_keras2_runtime_with_evidence(tmp_path: Path) -> None:
-    code, data, stderr = _detect(_tree(tmp_path, "keras2-idioms"))
+    code, data, stderr = detect_json(_tree(tmp_path, "keras2-idioms"))
     assert code == 0, stderr
     assert data["profile"] == "keras" and data["runtime"] == "keras2"
     for line in ("train.py:6: np_utils (Keras 2 only)", "train.py:11: Adam(lr=...) (Keras 2 only)",
@@ -82,9 +74,9 @@ def test_keras2_idioms_pick_the_keras2_runtime_with_evidence(tmp_path: Path) -> 
 
 
 def test_runtime_in_mlops_yaml_overrides_and_is_validated(tmp_path: Path) -> None:
-    code, data, _ = _detect(_tree(tmp_path, "keras2-idioms", {"mlops.yaml": "runtime: keras\n"}))
+    code, data, _ = detect_json(_tree(tmp_path, "keras2-idioms", {"mlops.yaml": "runtime: keras\n"}))
     assert code == 0 and data["runtime"] == "keras" and "mlops.yaml: runtime: keras" in data["evidence"]
-    code, _, stderr = _detect(_tree(tmp_path / "b", "keras2-idioms", {"mlops.yaml": "runtime: keras9\n"}))
+    code, _, stderr = detect_json(_tree(tmp_path / "b", "keras2-idioms", {"mlops.yaml": "runtime: keras9\n"}))
     assert code == 2 and "runtime 'keras9' is unknown" in stderr
 
 
@@ -92,11 +84,11 @@ def test_third_party_imports_the_runtime_lacks_are_listed_with_what_to_add(tmp_p
     script = ("import cv2\nimport tabulate\nimport seaborn as sns\ntry:\n    import xgboost_extras\nexcept ImportError:\n    pass\n"
               "import pylab\nfrom sklearn.svm import SVC\n\ndef plot():\n    import plotly\n\n"
               "SVC().fit([[0], [1]], [0, 1])\n")
-    code, _, stderr = _detect(_tree(tmp_path, "cv-only", {"train.py": script}))
+    code, _, stderr = detect_json(_tree(tmp_path, "cv-only", {"train.py": script}))
     assert code == 2
     assert stderr.strip() == ("mlops: error: train.py:1: import cv2: the sklearn runtime lacks it (and 1 more) (add "
                               "opencv-python-headless to requirements.txt; the repository has no requirements.txt)")
-    code, data, _ = _detect(_tree(tmp_path / "b", "cv-only", {"train.py": script, "requirements.txt": "tabulate==0.9\n"}))
+    code, data, _ = detect_json(_tree(tmp_path / "b", "cv-only", {"train.py": script, "requirements.txt": "tabulate==0.9\n"}))
     assert code == 0
     assert data["missing_packages"] == [
         "train.py:1: import cv2: the sklearn runtime lacks it; add opencv-python-headless to requirements.txt",
@@ -107,33 +99,33 @@ def test_third_party_imports_the_runtime_lacks_are_listed_with_what_to_add(tmp_p
 
 def test_a_test_file_that_trains_is_the_entry_when_nothing_else_trains(tmp_path: Path) -> None:
     root = _tree(tmp_path, "linreg-default-metric", {"helpers.py": "def util():\n    return 1\n"})
-    code, data, stderr = _detect(root)
+    code, data, stderr = detect_json(root)
     assert code == 0, stderr
     assert data["entrypoint"] == "test_linear_regression.py" and data["profile"] == "sklearn"
     assert any("looks like a test file" in warning for warning in data["warnings"])
     (root / "test_linear_regression.py").unlink()
-    code, _, stderr = _detect(root)
+    code, _, stderr = detect_json(root)
     assert code == 2 and "no training script found" in stderr and "no Python files" not in stderr
 
 
 def test_keras_model_without_fit_gets_its_profile_and_a_warning(tmp_path: Path) -> None:
     script = ("from keras.models import Sequential\nfrom keras.layers import Dense\nmodel = Sequential()\n"
               "model.add(Dense(1, input_dim=3))\nmodel.compile(loss='mse', optimizer='adam')\nmodel.summary()\n")
-    code, data, stderr = _detect(_tree(tmp_path, "keras-tfdata", {"train.py": script}))
+    code, data, stderr = detect_json(_tree(tmp_path, "keras-tfdata", {"train.py": script}))
     assert code == 0, stderr
     assert data["profile"] == "keras" and data["runtime"] == "keras"
     assert any("never calls fit(): nothing will train" in warning for warning in data["warnings"])
 
 
 def test_cross_val_score_only_is_a_training_script(tmp_path: Path) -> None:
-    code, data, stderr = _detect(_tree(tmp_path, "cv-only"))
+    code, data, stderr = detect_json(_tree(tmp_path, "cv-only"))
     assert code == 0, stderr
     assert data["profile"] == "sklearn" and data["entrypoint"] == "evaluate_models.py"
     assert "evaluate_models.py:7: cross_val_score(...) trains the model" in data["evidence"]
 
 
 def test_cnn_layers_through_partial_and_aliases_are_seen(tmp_path: Path) -> None:
-    code, data, stderr = _detect(_tree(tmp_path, "keras-unbuilt-acc"))
+    code, data, stderr = detect_json(_tree(tmp_path, "keras-unbuilt-acc"))
     assert code == 0, stderr
     assert data["cnn"] is True
     assert "main.py:6: Conv1D layer: convolutional network" in data["evidence"]
@@ -142,20 +134,20 @@ def test_cnn_layers_through_partial_and_aliases_are_seen(tmp_path: Path) -> None
 def test_an_api_no_runtime_has_stops_before_training(tmp_path: Path) -> None:
     script = ("from sklearn.cross_validation import cross_val_score\nfrom sklearn.svm import SVC\n"
               "print(cross_val_score(SVC(), [[0]], [0]))\n")
-    code, _, stderr = _detect(_tree(tmp_path, "cv-only", {"evaluate_models.py": script}))
+    code, _, stderr = detect_json(_tree(tmp_path, "cv-only", {"evaluate_models.py": script}))
     assert code == 2
     assert stderr.startswith("mlops: error: evaluate_models.py:1: sklearn.cross_validation was removed in "
                              "scikit-learn 0.20 (import from sklearn.model_selection)")
 
 
 def test_keras_scikit_learn_wrappers_pick_the_keras2_runtime(tmp_path: Path) -> None:
-    code, data, stderr = _detect(_tree(tmp_path, "keras-sklearn-wrapper"))
+    code, data, stderr = detect_json(_tree(tmp_path, "keras-sklearn-wrapper"))
     assert code == 0, stderr
     assert data["profile"] == "keras" and data["runtime"] == "keras2"
     assert "train.py:5: keras.wrappers.scikit_learn (Keras 2 only)" in data["evidence"]
     script = "from tensorflow.keras.wrappers.scikit_learn import KerasRegressor\n" + \
         (FIXTURES / "keras-sklearn-wrapper" / "train.py").read_text()
-    code, data, stderr = _detect(_tree(tmp_path / "b", "keras-sklearn-wrapper", {"train.py": script}))
+    code, data, stderr = detect_json(_tree(tmp_path / "b", "keras-sklearn-wrapper", {"train.py": script}))
     assert code == 0 and data["runtime"] == "keras2", stderr
 
 
@@ -167,13 +159,13 @@ def test_image_folders_read_from_the_repository_root(tmp_path: Path) -> None:
     root = _tree(tmp_path, "keras-tfdata", {"src/train.py": script, "data/train/cat/a.txt": "x",
                                             "data/validation/cat/b.txt": "x"})
     (root / "train.py").unlink()
-    code, data, stderr = _detect(root)
+    code, data, stderr = detect_json(root)
     assert code == 0, stderr
     assert data["entrypoint"] == "src/train.py" and data["workdir"] is None and data["cnn"] is True
     (root / "data" / "validation" / "cat" / "b.txt").unlink()
     (root / "data" / "validation" / "cat").rmdir()
     (root / "data" / "validation").rmdir()
-    code, _, stderr = _detect(root)
+    code, _, stderr = detect_json(root)
     assert code == 2 and "src/train.py:5 reads data/validation, which is not in the repository" in stderr
 
 
@@ -183,10 +175,10 @@ def test_reads_in_code_that_runs_stop_detect_and_reads_in_code_that_may_not_only
               "    data = load()\n    SVC().fit(data[['a']], data['b'])\n\nif __name__ == '__main__':\n    main()\n")
     root = _tree(tmp_path, "cv-only", {"train.py": script, "train.csv": "a,b\n1,0\n2,1\n"})
     (root / "evaluate_models.py").unlink()
-    code, data, stderr = _detect(root)
+    code, data, stderr = detect_json(root)
     assert code == 0, stderr
     assert data["warnings"] == ["train.py:8 reads new.csv, which is not in the repository (if that code runs: "
                                 "commit the file, or read a file that is committed)"]
     (root / "train.csv").unlink()
-    code, _, stderr = _detect(root)
+    code, _, stderr = detect_json(root)
     assert code == 2 and stderr.startswith("mlops: error: train.py:5 reads train.csv, which is not in the repository")

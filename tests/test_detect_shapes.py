@@ -9,7 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import detect_json as detect
 from conftest import make_remote, run_mlops
+from conftest import write_files as write
 
 from mlops_cli.runtimes.deps import read_requirements
 
@@ -22,18 +24,6 @@ def notebook(*cells: str) -> str:
     book = nbformat.v4.new_notebook()
     book.cells = [nbformat.v4.new_markdown_cell("# Model")] + [nbformat.v4.new_code_cell(c) for c in cells]
     return nbformat.writes(book)
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    return root
-
-
-def detect(root: Path) -> tuple[int, dict | None, str]:
-    result = run_mlops("detect", "--path", str(root), "--json")
-    return result.returncode, json.loads(result.stdout) if result.returncode == 0 else None, result.stderr
 
 
 def app(framework: str) -> str:

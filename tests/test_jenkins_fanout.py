@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, make_remote, run_mlops, wait_for
+from conftest import ROOT, agent_project, run_mlops, wait_for
 from fake_jenkins import Credential, FakeJenkins
 from tracking_servers import MlflowServer, mlflow_server
 
@@ -207,28 +207,11 @@ def test_k_builds_one_per_labelled_node_a_fourth_waits_and_an_unlabelled_node_ge
 
 # ---- two real agents --------------------------------------------------------------------------------------------
 
-SCRIPT = """\
-import time
-from sklearn.datasets import make_moons
-from sklearn.model_selection import train_test_split
-from sklearn.tree import DecisionTreeClassifier
-import mlops_cli
-p = mlops_cli.params(depth=3, pause=1.0)
-time.sleep(p["pause"])
-X, y = make_moons(n_samples=600, noise=0.3, random_state=0)
-X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
-tree = DecisionTreeClassifier(max_depth=p["depth"], random_state=0).fit(X_train, y_train)
-print("test accuracy:", tree.score(X_test, y_test))
-"""
-
-
 @pytest.mark.slow
 def test_two_agent_builds_on_two_nodes_share_one_budget_through_a_real_mlflow_server(
         tmp_path: Path, server: MlflowServer) -> None:
     pytest.importorskip("mlflow")
-    yaml = ("threshold: 0.99\nmax_parallel: 2\nparams:\n  depth: {default: 3, min: 1, max: 8}\n"
-            "  pause: {default: 1.0, min: 1.0, max: 1.001}\n")
-    remote = make_remote(tmp_path, {"train.py": SCRIPT, "mlops.yaml": yaml})
+    remote = agent_project(tmp_path, pause=1.0, max_parallel=2)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "mlops").write_text(f"#!/bin/sh\nPYTHONPATH='{ROOT}' exec '{sys.executable}' -m mlops_cli \"$@\"\n")

@@ -71,7 +71,7 @@ class Server:
             path = Path(os.path.realpath(text))
             if self._left_alone(text, path):
                 return None
-            if path == self.root or self.root in path.parents:
+            if self._inside(path):
                 where = "in the repository" if os.path.isabs(text) else "in the working directory"
         found = repository_matches(text, self.root)
         copy = single_copy(found)
@@ -85,10 +85,13 @@ class Server:
                              f"{os.path.relpath(copy, os.getcwd())})")
         return str(copy)
 
+    def _inside(self, path: Path) -> bool:
+        return path == self.root or self.root in path.parents
+
     def _left_alone(self, text: str, path: Path) -> bool:
         """A path libraries probe (the Python installation, system folders, a hidden folder as written), outside
         the checkout (`path` is `text` resolved)."""
-        if path == self.root or self.root in path.parents:
+        if self._inside(path):
             return False
         hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(text).parts[:-1])
         return hidden or any(path == folder or folder in path.parents for folder in self.left_alone)

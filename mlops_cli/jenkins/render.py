@@ -138,10 +138,14 @@ def fanout_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+def chain_files(folder: Path, params: ChainParams) -> dict[str, Path]:
+    """Job number -> template of every job install writes: the six, and 7-8 when --agents asks for them."""
+    return {**job_files(folder), **(fanout_files(folder) if params.agents else {})}
+
+
 def job_names(params: ChainParams, definitions: Path) -> dict[str, str]:
     """Job number -> Jenkins job name (prefix + file stem), e.g. "3" -> "mlops-3-evaluate"; 7 and 8 with --agents."""
-    files = {**job_files(definitions), **(fanout_files(definitions) if params.agents else {})}
-    return {number: params.prefix + path.stem for number, path in files.items()}
+    return {number: params.prefix + path.stem for number, path in chain_files(definitions, params).items()}
 
 
 def goal_env(params: ChainParams) -> dict[str, str]:
@@ -264,7 +268,7 @@ def render(params: ChainParams, plugins: Iterable[str] | None = None,
     }
 
     jobs = []
-    for number, path in {**job_files(folder), **(fanout_files(folder) if params.agents else {})}.items():
+    for number, path in chain_files(folder, params).items():
         own = {**fragments, "discarder": discarders["monitor" if number == "6" else "chain"]}
         text = fill(_read(path), values, own, str(path))
         _check_xml(text, path, expect_root="project")
