@@ -99,6 +99,8 @@ def classify(row: Row, causes: list[dict], names: set[str]) -> tuple[str, str]:
     syntax = re.match(r"^(.+?)(?:#cell\d+)?:(?:\d+|None): syntax error", row.reason)
     if syntax and syntax.group(1) != row.entry:
         return "tool failure", "a file other than the entry, not parsable, stops detect"
+    if re.search(r"has no (column|label)", row.reason) and any("the harness serves" in w for w in row.warnings):
+        return "unjudged", f"{row.reason} (a data path was served: is it the file the code meant?)"
     for cause in causes:
         if re.search(cause["pattern"], row.reason):
             return cause["class"], cause["cause"]

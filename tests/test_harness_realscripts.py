@@ -218,6 +218,7 @@ def test_a_failing_notebook_cell_is_named_and_kept_with_its_error(tmp_path: Path
     ("xgb-eval-set", "val_accuracy", "script (the fit's eval_set)"),
     ("xgb-native", "val_r2", "script (validation set 'valid')"),
     ("lgb-native", "val_accuracy", "script (validation set 'valid')"),
+    ("lgbm-eval-set", "val_accuracy", "script"),
     ("catboost-holdout", "val_accuracy", "harness (a clone refit on the rest)"),
 ])
 def test_gradient_boosting_gets_a_held_out_metric(tmp_path: Path, fixture: str, metric: str, holdout: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 from typing import Any
 
 from mlops_cli.harness import data, sklearn_hooks
@@ -107,12 +108,16 @@ def _estimator_curves(estimator: Any) -> dict[str, list[float]]:
 
 
 def _remember_data(init: Any) -> Any:
-    """lightgbm.Dataset frees its raw data once built; keep a reference to score the validation set."""
+    """lightgbm.Dataset frees its raw data once built; keep a reference to score the validation set. Its
+    arguments come by position (user code) or by name (LightGBM's own estimators pass `data=`, `label=`), so they
+    are bound to the signature rather than taken by position."""
+    signature = inspect.signature(init)
 
     @functools.wraps(init)
-    def wrapper(self: Any, data_: Any, label: Any = None, *args: Any, **kwargs: Any) -> None:
-        init(self, data_, label, *args, **kwargs)
-        self._mlops_raw = (data_, label)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bound = signature.bind_partial(self, *args, **kwargs).arguments
+        self._mlops_raw = (bound.get("data"), bound.get("label"))
 
     return wrapper
 

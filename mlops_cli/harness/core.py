@@ -14,6 +14,7 @@ from typing import Any
 
 from mlops_cli import runtime
 from mlops_cli.errors import ExitCode, WorkspaceBusy, WorkspaceError
+from mlops_cli.harness import failures
 from mlops_cli.harness.capture import Capture
 from mlops_cli.records import RunMetrics
 from mlops_cli.workspace import OutcomeStatus, RunOutcome, Workspace, confine
@@ -253,9 +254,10 @@ def _train(ws: Workspace, record: Any) -> int:
         return 130
     except BaseException as exc:
         traceback.print_exc()
-        problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        problem = failures.problem(exc)
         if not _trained(capture):
-            return _fail(ws, record.id, f"{problem} (at {_where_it_failed(source)}{_what_to_add(exc)})", 1)
+            cause = _what_to_add(exc) or (f"; {found}" if (found := failures.explain(exc, source)) else "")
+            return _fail(ws, record.id, f"{problem} (at {_where_it_failed(source)}{cause})", 1)
         capture.warnings.append(f"trained; the script then failed at {_where_it_failed(source)}: {problem}")
     if not _trained(capture) and not runtime.context.explicit_metrics:
         return _fail(ws, record.id, "the script trained nothing: no fit() of a Keras model or scikit-learn "

@@ -1,0 +1,139 @@
+"""A failed training names its cause: real exceptions from the installed pandas, NumPy, scikit-learn and XGBoost,
+explained by harness/failures.py, and the run's one line through `mlops train`."""
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_remote, run_mlops
+
+from mlops_cli.harness import failures
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "realscripts"
+
+
+def _raised(action: Callable[[], Any]) -> BaseException:
+    try:
+        action()
+    except BaseException as exc:  # noqa: BLE001 - the test keeps whatever the library raised
+        return exc
+    raise AssertionError("the call did not fail")
+
+
+def _explained(action: Callable[[], Any], source: Path = Path("/nonexistent")) -> str:
+    return failures.explain(_raised(action), source)
+
+
+FRAME = pd.DataFrame({"age": [31, 45, 27], "city": ["Oslo", "Lima", "Pune"]})
+
+
+@pytest.mark.parametrize("action,expected", [
+    (lambda: FRAME.drop("age", 1), "pandas 2.0 made the later arguments of DataFrame.drop() keyword-only"),
+    (lambda: pd.read_csv("x.csv", ";"), "arguments of read_csv() after the path keyword-only"),
+    (lambda: FRAME["income"], "the DataFrame has no column 'income': the data file the code reads lacks it"),
+    (lambda: pd.Series([1, 2], index=["a", "b"])[0], "pandas 3 reads Series[i] by label only"),
+    (lambda: FRAME.append(FRAME), "pandas removed DataFrame.append"),
+    (lambda: FRAME.salary, "the DataFrame has no column or attribute 'salary'"),
+    (lambda: FRAME.corr(), "pass numeric_only=True"),
+    (lambda: np.float, f"numpy {np.__version__} has no numpy.float"),
+])
+def test_pandas_and_numpy_breaks_are_named_with_the_installed_version(action: Callable[[], Any],
+                                                                       expected: str) -> None:
+    assert expected in _explained(action)
+
+
+def test_scikit_learn_breaks_are_named() -> None:
+    import sklearn
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
+
+    version = sklearn.__version__
+    assert _explained(lambda: OneHotEncoder(sparse=False)).startswith(
+        f"scikit-learn {version}'s OneHotEncoder takes no argument 'sparse'")
+    assert _explained(lambda: OneHotEncoder().get_feature_names()).startswith(
+        f"scikit-learn {version}'s OneHotEncoder has no attribute 'get_feature_names'")
+    assert "refuses this value of RandomForestClassifier's max_features" in _explained(
+        lambda: RandomForestClassifier(max_features="auto").fit([[1], [2]], [0, 1]))
+    assert "missing values" in _explained(lambda: LogisticRegression().fit([[np.nan], [2.0]], [0, 1]))
+    assert "encode it first" in _explained(lambda: LogisticRegression().fit([["a"], ["b"]], [0, 1]))
+
+    def old_module() -> None:
+        import sklearn.externals.joblib  # noqa: F401
+
+    assert f"scikit-learn {version} has no module sklearn.externals.joblib" in _explained(old_module)
+
+
+def test_an_argument_a_library_function_dropped_is_named_from_the_script_that_passed_it(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("from sklearn.metrics import mean_squared_error\n"
+                                       "print(mean_squared_error([1.0], [1.0], squared=False))\n")
+    explained = _explained(lambda: runpy.run_path(str(tmp_path / "train.py")), tmp_path)
+    assert "function the code calls takes no argument 'squared'" in explained and "scikit-learn" in explained
+
+
+def test_a_module_of_the_users_own_is_not_blamed_on_a_library(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text("VALUE = 1\n")
+    (tmp_path / "train.py").write_text("import sys\nsys.path.insert(0, %r)\nimport helpers\nhelpers.missing\n"
+                                       % str(tmp_path))
+    assert _explained(lambda: runpy.run_path(str(tmp_path / "train.py")), tmp_path) == ""
+
+
+def test_an_empty_message_is_completed_from_the_chained_error() -> None:
+    import xgboost
+
+    def wrapped() -> None:
+        try:
+            xgboost.XGBClassifier(tree_method="gpu_hist", n_estimators=2).fit(np.eye(4), [0, 1, 0, 1])
+        except xgboost.core.XGBoostError as inner:
+            raise ValueError() from inner
+
+    exc = _raised(wrapped)
+    assert failures.problem(exc).startswith("ValueError (from XGBoostError: Invalid Input: 'gpu_hist'")
+    assert failures.explain(exc, Path("/nonexistent")).startswith("XGBoost 2.0 removed the gpu_* tree methods")
+    assert failures.problem(_raised(lambda: (_ for _ in ()).throw(ImportError("\nfirst line\nsecond")))) == \
+        "ImportError: first line"
+
+
+def test_an_unknown_error_gets_no_invented_cause() -> None:
+    assert _explained(lambda: [][1]) == ""
+    assert _explained(lambda: {}["key"]) == ""
+
+
+def _train(tmp_path: Path, fixture: str) -> tuple[Any, dict]:
+    work = tmp_path / "src"
+    shutil.copytree(FIXTURES / fixture, work)
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, work))).returncode == 0
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    return result, json.loads((ws / "runs" / "0001" / "run.json").read_text())
+
+
+def test_a_notebook_saved_out_of_order_fails_in_one_line_naming_the_later_cell(tmp_path: Path) -> None:
+    result, run = _train(tmp_path, "notebook-out-of-order")
+    assert result.returncode == 1
+    assert run["error"] == ("NameError: name 'scale' is not defined (at train.ipynb#cell3:2; 'scale' is defined only "
+                            "by a later cell (4): the notebook ran its cells out of order when it was written; move "
+                            "that cell up)")
+    assert "Traceback" not in result.stderr.splitlines()[-1]
+
+
+def test_a_pandas_1_script_fails_in_one_line_naming_pandas_2(tmp_path: Path) -> None:
+    work = tmp_path / "src"
+    work.mkdir()
+    FRAME.assign(label=[0, 1, 0]).to_csv(work / "people.csv", index=False)
+    (work / "train.py").write_text("import pandas as pd\nfrom sklearn.tree import DecisionTreeClassifier\n"
+                                   "frame = pd.read_csv('people.csv')\nX = frame.drop('label', 1)\n"
+                                   "DecisionTreeClassifier().fit(X, frame.label)\n")
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, work))).returncode == 0
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert result.returncode == 1
+    line = json.loads((ws / "runs" / "0001" / "run.json").read_text())["error"]
+    assert line.startswith("TypeError: DataFrame.drop() takes from 1 to 2 positional arguments but 3 were given "
+                           "(at train.py:4; pandas 2.0 made the later arguments of DataFrame.drop() keyword-only")
