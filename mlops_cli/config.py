@@ -88,6 +88,7 @@ class Settings:
     tracking: str | None = None
     max_parallel: int = 1
     network: bool = False   # mlops.yaml `network: true`: the training container gets the engine's default network
+    args: tuple[str, ...] = ()   # mlops.yaml `args:`: the entry script's command line (sys.argv[1:])
     params: dict[str, ParamSpec] = dataclasses.field(default_factory=dict)
     #: setting -> where its value came from (`--threshold`, `MLOPS_THRESHOLD`, the mlops.yaml path); absent: default
     origins: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -241,6 +242,12 @@ def _text(value: Any) -> bool:
         and not any(ord(ch) < 32 for ch in value)
 
 
+def _arguments(value: Any) -> bool:
+    return isinstance(value, list) and len(value) <= 64 and all(
+        isinstance(item, (str, int, float)) and not isinstance(item, bool) and len(str(item)) <= 1000
+        and not any(ord(ch) < 32 for ch in str(item)) for item in value)
+
+
 # key -> (what it must be, the check)
 _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "entrypoint": ("a relative path to a .py file or .ipynb notebook",
@@ -260,6 +267,8 @@ _CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "tracking": ("an MLflow tracking URI (http://host:5000, sqlite:///path.db)", lambda v: _text(v) and ":" in v),
     "max_parallel": ("a whole number from 1 to 100", lambda v: _is_int(v) and 1 <= v <= 100),
     "network": ("true or false", lambda v: isinstance(v, bool)),
+    "args": ("a list of at most 64 command-line arguments for the entry script (strings of at most 1000 "
+             "characters, one line each)", lambda v: _arguments(v)),
 }
 #: the settings the environment can give (a Jenkins job exports those `mlops jenkins install` was given)
 _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "metric": "MLOPS_METRIC",
@@ -268,7 +277,8 @@ _ENV = {"threshold": "MLOPS_THRESHOLD", "max_attempts": "MLOPS_MAX_ATTEMPTS", "m
 #: how a checked value becomes the Settings field's type (mlops.yaml's 1 is the threshold 1.0)
 _CONVERT: dict[str, Callable[[Any], Any]] = {"threshold": float, "max_attempts": int, "holdout": float, "seed": int,
                                             "time_budget": float, "time_limit": float, "max_parallel": int,
-                                            "network": bool, "disk_limit": parse_size}
+                                            "network": bool, "disk_limit": parse_size,
+                                            "args": lambda v: tuple(str(item) for item in v)}
 
 
 def env_seconds(env: Mapping[str, str], name: str, default: float, maximum: float) -> float:

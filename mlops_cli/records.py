@@ -252,6 +252,8 @@ _NUMBER = (int, float)
 HARNESS_OPTIONS: dict[str, HarnessOption] = {option.name: option for option in (
     HarnessOption("holdout", _NUMBER, "share of the rows held out when the script validates on nothing",
                   low=0.0, high=0.9, in_fit=False, carried=False),
+    HarnessOption("args", (list,), "the entry script's command line, sys.argv[1:] (mlops.yaml `args:`)",
+                  in_fit=False, carried=False),
     HarnessOption("trial", (int,), "the optuna trial this attempt reports to (search's bookkeeping; the harness "
                   "ignores it)", low=0, high=10**9, in_fit=False, carried=False),
     HarnessOption("standardize", (bool,), "a Normalization layer adapted on the training split", in_fit=False),

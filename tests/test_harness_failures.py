@@ -137,3 +137,36 @@ def test_a_pandas_1_script_fails_in_one_line_naming_pandas_2(tmp_path: Path) -> 
     line = json.loads((ws / "runs" / "0001" / "run.json").read_text())["error"]
     assert line.startswith("TypeError: DataFrame.drop() takes from 1 to 2 positional arguments but 3 were given "
                            "(at train.py:4; pandas 2.0 made the later arguments of DataFrame.drop() keyword-only")
+
+
+def test_a_required_command_line_argument_is_named_then_given_by_mlops_yaml_args(tmp_path: Path) -> None:
+    result, run = _train(tmp_path / "bare", "argparse-required")
+    assert result.returncode == 1
+    assert run["error"] == ("the script exited with code 2 (at train.py:11; its command line was refused: the "
+                            "following arguments are required: --max-depth (give the arguments with `args:` in "
+                            "mlops.yaml, or defaults in the script))")
+    work = tmp_path / "given"
+    shutil.copytree(FIXTURES / "argparse-required", work)
+    (work / "mlops.yaml").write_text("args: [--max-depth, 2, --test-size, 0.3]\n")
+    ws = tmp_path / "ws-given"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, work))).returncode == 0
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert result.returncode == 0, result.stderr
+    log = (ws / "runs" / "0001" / "out" / "train.log").read_text()
+    assert "depth 2 test accuracy" in log
+    run = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert run["options"]["args"] == ["--max-depth", "2", "--test-size", "0.3"]
+
+
+@pytest.mark.parametrize("value", ["--depth 2", [["nested"]], ["line\nbreak"], [True], ["x" * 1001]])
+def test_bad_args_in_mlops_yaml_are_one_line_errors(tmp_path: Path, value: Any) -> None:
+    import yaml
+
+    work = tmp_path / "src"
+    shutil.copytree(FIXTURES / "argparse-required", work)
+    (work / "mlops.yaml").write_text(yaml.safe_dump({"args": value}))
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, work))).returncode == 0
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("mlops: error: ") and "args must be a list of at most 64" in result.stderr

@@ -184,7 +184,7 @@ def _run_script(entry: Path, source: Path, capture: Capture) -> None:
     rel = entry.resolve().relative_to(source.resolve()).as_posix()
     project = mlproject.read(source)
     point = project.entry_for(rel) if project else None
-    if point is not None:
+    if point is not None and not capture.options.get("args"):   # mlops.yaml `args:` wins over the MLproject's
         sys.argv = [str(entry), *point.argv(runtime.context.params)]
         notes.append(f"{project.path}: entry point {point.name}: argv {sys.argv[1:]}")
     if entry.suffix == NOTEBOOK_SUFFIX:
@@ -235,7 +235,7 @@ def _train(ws: Workspace, record: Any) -> int:
     started = time.monotonic()
     sys.path[:0] = [str(entry.parent)] + ([str(source)] if entry.parent != source else [])
     os.chdir(workdir)
-    sys.argv = [str(entry)]
+    sys.argv = [str(entry), *map(str, capture.options.get("args") or [])]   # mlops.yaml `args:`
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         _run_script(entry, source, capture)
@@ -247,7 +247,9 @@ def _train(ws: Workspace, record: Any) -> int:
             return code
         if code != 0:
             if not _trained(capture):
-                return _fail(ws, record.id, f"the script exited with code {code}", 1)
+                cause = failures.explain_exit(exc)
+                return _fail(ws, record.id, f"the script exited with code {code}"
+                             + (f" (at {_where_it_failed(source)}; {cause})" if cause else ""), 1)
             capture.warnings.append(f"trained; the script then exited with code {code} at {_where_it_failed(source)}")
     except KeyboardInterrupt:
         print(f"mlops: run {record.id} interrupted; it resumes at its last checkpoint", file=sys.stderr)

@@ -56,6 +56,20 @@ def explain(exc: BaseException, source: Path) -> str:
     return ""
 
 
+def explain_exit(exc: SystemExit) -> str:
+    """For a script that exited before training: argparse refusing its command line is named with argparse's
+    own message (a training run gives the script only what mlops.yaml `args:` lists)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "error" and frame.f_code.co_filename.endswith("argparse.py"):
+            message = str(frame.f_locals.get("message", "")).strip().splitlines()
+            return (f"its command line was refused: {message[0][:200] if message else 'argparse error'} (give the "
+                    "arguments with `args:` in mlops.yaml, or defaults in the script)")
+        tb = tb.tb_next
+    return ""
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     chain: list[BaseException] = []
     current: BaseException | None = exc
