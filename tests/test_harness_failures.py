@@ -170,3 +170,25 @@ def test_bad_args_in_mlops_yaml_are_one_line_errors(tmp_path: Path, value: Any) 
     result = run_mlops("train", "-w", str(ws), "--runner", "local")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("mlops: error: ") and "args must be a list of at most 64" in result.stderr
+
+
+def test_a_file_the_code_opens_at_run_time_is_named_where_it_is_or_as_absent(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sales.csv").write_text("a\n1\n")
+    assert _explained(lambda: pd.read_csv(tmp_path / "elsewhere" / "sales.csv"), tmp_path) == (
+        "the repository has data/sales.csv, not at the path the code opens: read it by its path in the repository")
+    assert _explained(lambda: open(tmp_path / "model.pkl", "rb"), tmp_path).startswith(
+        "the repository holds no file of that name")
+
+
+def test_keyboard_input_in_a_training_run_is_named(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("age = int(input('age? '))\n")
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys; from pathlib import Path; from mlops_cli.harness import failures\n"
+            "try:\n    runpy.run_path(sys.argv[1])\nexcept BaseException as exc:\n"
+            "    print(failures.explain(exc, Path(sys.argv[1]).parent))\n")
+    shown = subprocess.run([sys.executable, "-c", code, str(tmp_path / "train.py")], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60).stdout
+    assert "age? the script asks for keyboard input (input()), and a training run has none" in shown

@@ -48,7 +48,8 @@ def explain(exc: BaseException, source: Path) -> str:
     try:
         for candidate in _chain(exc):
             found = _from_table(candidate) or _missing_attribute(candidate, source) \
-                or _unexpected_argument(candidate, source) or _undefined_name(candidate)
+                or _unexpected_argument(candidate, source) or _undefined_name(candidate) \
+                or _missing_file(candidate, source)
             if found:
                 return found
     except Exception:  # noqa: BLE001 - a cause is a courtesy; the failure itself is reported regardless
@@ -245,6 +246,37 @@ def _undefined_name(exc: BaseException) -> str:
         return ""
     return (f"no cell of the notebook defines '{exc.name}': it ran with state from a cell since deleted, another "
             "notebook or an extension; define or import it in a cell before")
+
+
+def _missing_file(exc: BaseException, source: Path) -> str:
+    """A file the code opens at run time that is not there: the repository does not hold it (another step makes
+    it, or it is downloaded), or holds it elsewhere."""
+    name = getattr(exc, "filename", None)
+    if not isinstance(exc, FileNotFoundError) or not isinstance(name, str) or not name.strip():
+        return ""
+    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    if not base:
+        return ""
+    root = source.resolve()
+    found = sorted(path.relative_to(root).as_posix() for path in _limited_walk(root) if path.name == base)
+    if found:
+        return (f"the repository has {', '.join(found[:3])}{' and more' if len(found) > 3 else ''}, not at the "
+                "path the code opens: read it by its path in the repository")
+    return ("the repository holds no file of that name: commit it, or run first what makes it (a training run "
+            "has no network to download it)")
+
+
+def _limited_walk(root: Path, limit: int = 20_000) -> list[Path]:
+    """At most `limit` files of the checkout, links not followed (the walk stays inside what was pushed)."""
+    import os
+
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        files.extend(Path(folder) / n for n in names)
+        if len(files) >= limit:
+            break
+    return files
 
 
 def _cells(path: Path) -> list[tuple[int, str]]:
