@@ -233,7 +233,8 @@ def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: se
 
     `barred`: owners (lower case) and repositories that may not enter (draw 1's members for draw 2). From index `end`
     on the walk records that it ended there. `stale`: an UNFETCHABLE reason that tells of an earlier session, not of
-    the repository, and is not taken as a decision.
+    the repository, and is not taken as a decision. The fetch list leaves out an owner's later repositories in a
+    listing while an earlier one waits to be examined (it plans fetches, saving the session's limit; it decides nothing).
     """
     members, log, owners, repos = [], [], set(), set()
     examined_owners: set[tuple[str, str]] = set()
@@ -273,6 +274,7 @@ def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: se
                 break
             continue
         if to_fetch:
+            pending.add((cand.get("listing", ""), owner))  # fetched; it comes before the owner's later ones
             continue
         if "listing" in cand:
             examined_owners.add((cand["listing"], owner))
