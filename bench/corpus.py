@@ -1,6 +1,6 @@
 """The corpus of issue 18 (public training repositories drawn by rule), pushed unchanged and run as a new user would.
 
-Usage: python bench/corpus.py --half dev|heldout [--manifest bench/corpus/manifest.yaml] [--mirror /work/.mirror]
+Usage: python bench/corpus.py --half dev|heldout|all [--manifest bench/corpus/manifest.yaml] [--mirror /work/.mirror]
                               [--only REPO,...] [--timeout 300] [--max-epochs 5] [--json OUT]
 
 How the code and data get here: each repository of bench/corpus/manifest.yaml is a snapshot brought by the search
@@ -20,7 +20,8 @@ repository, and the chain runs with default settings: `mlops pull`, `mlops detec
 - tool failure: anything else (a traceback, exit 70, a timeout, a stop without one line, a stop whose cause
   causes.yaml names as the tool's fault);
 - unjudged: a one-line stop that causes.yaml does not know yet (to be judged by a reader, then added to causes.yaml).
-It prints one line per entry, then tables by framework and by shape, and wall time per script.
+It prints one line per entry, then tables by framework and by shape (and by half with `--half all`, which runs every
+entry of the manifest, as draw 2's bench/corpus/manifest-draw2.yaml is run), and wall time per script.
 """
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ def table(title: str, results: list[dict], key: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--half", choices=("dev", "heldout"), required=True)
+    parser.add_argument("--half", choices=("dev", "heldout", "all"), required=True)
     parser.add_argument("--manifest", type=Path, default=CORPUS / "manifest.yaml")
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--only", default="", help="comma-separated repositories (OWNER/NAME)")
@@ -147,7 +148,8 @@ def main() -> None:
     parser.add_argument("--reclassify", type=Path, default=None,
                         help="do not run: classify the raw results of an earlier --json again (after causes.yaml changed)")
     args = parser.parse_args()
-    entries = [e for e in yaml.safe_load(args.manifest.read_text())["entries"] if e["half"] == args.half]
+    entries = [e for e in yaml.safe_load(args.manifest.read_text())["entries"]
+               if args.half in ("all", e["half"])]
     wanted = {name for name in args.only.split(",") if name}
     entries = [e for e in entries if not wanted or e["repo"] in wanted]
     causes = yaml.safe_load((CORPUS / "causes.yaml").read_text())["causes"]
@@ -160,7 +162,7 @@ def main() -> None:
             entry = by_repo[result["repo"]]
             row = Row(**{k: v for k, v in result.items() if k in Row.__dataclass_fields__})
             kind, cause = classify(row, causes, pushed_names(entry, args.mirror))
-            results.append({**result, "class": kind, "cause": cause})
+            results.append({**result, "half": entry["half"], "class": kind, "cause": cause})
             print_result(entry, row, kind, cause)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
@@ -171,7 +173,7 @@ def main() -> None:
         row, names = run(entry, args.mirror, args.timeout, args.max_epochs)
         kind, cause = classify(row, causes, names)
         result = {**dataclasses.asdict(row), "framework": entry["framework"], "shape": entry["shape"],
-                  "class": kind, "cause": cause}
+                  "half": entry["half"], "class": kind, "cause": cause}
         results.append(result)
         print_result(entry, row, kind, cause)
         if args.json:
@@ -203,6 +205,8 @@ def report(results: list[dict]) -> None:
         return
     table("framework", results, "framework")
     table("shape", results, "shape")
+    if len({r["half"] for r in results}) > 1:
+        table("half", results, "half")
     failures = sum(r["class"] == "tool failure" for r in results)
     print(f"\ntool failures: {failures}/{len(results)} ({100 * failures / len(results):.0f}%); "
           f"unjudged stops: {sum(r['class'] == 'unjudged' for r in results)}")

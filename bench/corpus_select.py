@@ -1,13 +1,18 @@
 """Draw the corpus of issue 18 by the rule in bench/corpus/PROCEDURE.md: walk the recorded candidates in order, check
 criteria C1-C5 on each fetched snapshot, and write the members to bench/corpus/manifest.yaml.
 
-Usage: python bench/corpus_select.py [--mirror /work/.mirror] [--want 80]
+Usage: python bench/corpus_select.py [--draw 1|2] [--mirror /work/.mirror] [--want 80 for draw 1, 40 for draw 2]
 
 Candidates come from bench/corpus/candidates.yaml (source A: named search results; source B: path listings). Each
 candidate's repository must have been fetched with the search tool's `fetch` (a bare git directory under
 MIRROR/OWNER+NAME/repo); when the next candidate is not there the script stops and prints the repositories to fetch
-next, so the walk can be resumed after fetching them. Every decision (member, or the criterion that failed) is written
-to bench/corpus/selection-log.yaml, so the draw can be audited and repeated.
+next (exit status 3), so the walk can be resumed after fetching them. Every decision (member, or the criterion that
+failed) is written to bench/corpus/selection-log.yaml, so the draw can be audited and repeated.
+
+Draw 1 ended where its session's fetch limit ran out (DRAW1_END); that end is recorded here, so the walk repeats the
+same decisions even after a later session fetches the candidates beyond it. `--draw 2` (PROCEDURE.md section 6)
+walks the rest of draw 1's order, then source C (bench/corpus/candidates-draw2.yaml), skips every repository and owner
+with a member in draw 1 or in bench/realworld.yaml, and writes manifest-draw2.yaml and selection-log-draw2.yaml.
 """
 from __future__ import annotations
 
@@ -41,6 +46,10 @@ MAX_FILES, MAX_BYTES = 2000, 50 * 2**20
 ABSENT_NAMES: set[str] = set()
 MAIN_LISTINGS = ("train.csv", "data.csv", "train.ipynb", "MLproject")
 RESERVE_LISTINGS = ("dataset.csv", "main.ipynb")  # walked only after the main listings are exhausted
+SOURCE_C = ("train.py", "model.ipynb", "notebook.ipynb", "main.py", "model.py", "analysis.ipynb")  # draw 2 only
+LIMIT_REASON = "not fetched: the session's limit of 500 fetched repositories was reached (the walk ends here)"
+DRAW1_END = ("dataset.csv", 90)  # the first candidate draw 1 could not fetch (PROCEDURE.md section 5)
+DRAW2_END: tuple[str, int] | None = None  # set only if draw 2 stops before 40 members (PROCEDURE.md section 6)
 
 
 def git(gdir: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -204,22 +213,42 @@ def ordered(candidates: list[dict]) -> list[dict]:
     return order
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
-    parser.add_argument("--want", type=int, default=80)
-    parser.add_argument("--ahead", type=int, default=12, help="how many missing repositories to list for fetching")
-    args = parser.parse_args()
-    candidates = yaml.safe_load((CORPUS / "candidates.yaml").read_text())["candidates"]
-    seen_before = {e["repo"] for e in yaml.safe_load((ROOT / "bench" / "realworld.yaml").read_text())["scripts"]}
+def round_robin(rows: list[dict], listings: tuple[str, ...]) -> list[dict]:
+    """Rank 1 of each listing in the given order, then rank 2 of each, and so on."""
+    per_listing = {name: [c for c in rows if c["listing"] == name] for name in listings}
+    depth = max((len(v) for v in per_listing.values()), default=0)
+    return [per_listing[n][i] for i in range(depth) for n in listings if i < len(per_listing[n])]
+
+
+def position(order: list[dict], end: tuple[str, int] | None) -> int:
+    """Index of the candidate (listing, rank) in the order; len(order) when there is no end."""
+    if end is None:
+        return len(order)
+    return next(i for i, c in enumerate(order) if (c.get("listing"), c.get("rank")) == end)
+
+
+def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: set[str], barred: set[str],
+         end: int, stale: str | None) -> tuple[list[dict], list[dict], list[str]]:
+    """Examine candidates in order until `want` members: (members, decisions, repositories to fetch next).
+
+    `barred`: owners (lower case) and repositories that may not enter (draw 1's members for draw 2). From index `end`
+    on the walk records that it ended there. `stale`: an UNFETCHABLE reason that tells of an earlier session, not of
+    the repository, and is not taken as a decision. The fetch list leaves out an owner's later repositories in a
+    listing while an earlier one waits to be examined (it plans fetches, saving the session's limit; it decides nothing).
+    """
     members, log, owners, repos = [], [], set(), set()
     examined_owners: set[tuple[str, str]] = set()
+    pending: set[tuple[str, str]] = set()
     to_fetch: list[str] = []
-    for cand in ordered(candidates):
-        if len(members) >= args.want:
+    for index, cand in enumerate(order):
+        if len(members) >= want:
             break
         repo, owner = cand["repo"], cand["repo"].split("/")[0].lower()
         where = {k: cand[k] for k in ("q", "rank", "listing") if k in cand}
+        if repo in barred or owner in barred:
+            log.append({**where, "repo": repo, "path": cand["path"],
+                        "decision": "skip: repository or owner has a member in draw 1 or is in realworld.yaml"})
+            continue
         if repo in repos or repo in seen_before:
             log.append({**where, "repo": repo, "path": cand["path"], "decision": "skip: repository already drawn or seen"})
             continue
@@ -227,18 +256,25 @@ def main() -> None:
             log.append({**where, "repo": repo, "path": cand["path"],
                         "decision": "skip: owner already has a member or was examined in this listing"})
             continue
-        gdir = git_dir(args.mirror, repo)
-        if (args.mirror / repo.replace("/", "+") / "UNFETCHABLE").exists():
-            reason = (args.mirror / repo.replace("/", "+") / "UNFETCHABLE").read_text().strip()
+        gdir = git_dir(mirror, repo)
+        marker = mirror / repo.replace("/", "+") / "UNFETCHABLE"
+        reason = marker.read_text().strip() if marker.exists() else None
+        if index >= end:
+            reason = LIMIT_REASON
+        if reason is not None and reason != stale:
             log.append({**where, "repo": repo, "path": cand["path"], "decision": f"C1 no snapshot: {reason}"})
             repos.add(repo)
             continue
         if gdir is None:
+            if "listing" in cand and (cand["listing"], owner) in pending:
+                continue  # not listed for fetching: only one of an owner's repositories in a listing is examined
             to_fetch.append(repo)
-            if len(to_fetch) >= args.ahead:
+            pending.add((cand.get("listing", ""), owner))
+            if len(to_fetch) >= ahead:
                 break
             continue
         if to_fetch:
+            pending.add((cand.get("listing", ""), owner))  # fetched; it comes before the owner's later ones
             continue
         if "listing" in cand:
             examined_owners.add((cand["listing"], owner))
@@ -248,10 +284,37 @@ def main() -> None:
         if found:
             members.append(found)
             owners.add(owner)
-    (CORPUS / "selection-log.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
+    return members, log, to_fetch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draw", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
+    parser.add_argument("--want", type=int, default=None, help="members to draw (80 for draw 1, 40 for draw 2)")
+    parser.add_argument("--ahead", type=int, default=12, help="how many missing repositories to list for fetching")
+    args = parser.parse_args()
+    candidates = yaml.safe_load((CORPUS / "candidates.yaml").read_text())["candidates"]
+    realworld = {e["repo"] for e in yaml.safe_load((ROOT / "bench" / "realworld.yaml").read_text())["scripts"]}
+    draw1 = ordered(candidates)
+    if args.draw == 1:
+        members, log, to_fetch = walk(draw1, args.mirror, args.want or 80, args.ahead, realworld, set(),
+                                      position(draw1, DRAW1_END), None)
+        suffix, header = "", ""
+    else:
+        source_c = yaml.safe_load((CORPUS / "candidates-draw2.yaml").read_text())["candidates"]
+        order = draw1[position(draw1, DRAW1_END):] + round_robin(source_c, SOURCE_C)
+        drawn = {e["repo"] for e in yaml.safe_load((CORPUS / "manifest.yaml").read_text())["entries"]}
+        barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
+        members, log, to_fetch = walk(order, args.mirror, args.want or 40, args.ahead, set(), barred,
+                                      position(order, DRAW2_END), LIMIT_REASON)
+        members = [{**m, "draw": 2} for m in members]
+        suffix, header = "-draw2", "# Draw 2 (PROCEDURE.md section 6): a fresh sample, run once at the end, never developed on.\n"
+    (CORPUS / f"selection-log{suffix}.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
     header = ("# The corpus of issue 18, drawn by bench/corpus_select.py under bench/corpus/PROCEDURE.md. References only:\n"
-              "# the code and data are fetched at measuring time (bench/corpus.py) and never committed here.\n")
-    (CORPUS / "manifest.yaml").write_text(header + yaml.safe_dump({"entries": members}, sort_keys=False, width=140))
+              "# the code and data are fetched at measuring time (bench/corpus.py) and never committed here.\n") + header
+    (CORPUS / f"manifest{suffix}.yaml").write_text(header + yaml.safe_dump({"entries": members}, sort_keys=False,
+                                                                          width=140))
     if to_fetch:
         print(f"{len(members)} members so far; fetch next:\n" + "\n".join(to_fetch))
         sys.exit(3)
