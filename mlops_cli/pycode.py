@@ -94,13 +94,49 @@ def _tables() -> dict[str, dict[str, str]]:
     import yaml
 
     table = yaml.safe_load(PACKAGES_FILE.read_text(encoding="utf-8")) or {}
-    return {"packages": dict(table.get("packages", {})),
+    return {"packages": dict(table.get("packages", {})), "inferable": {name: name for name in table.get("inferable", [])},
             "aliases": {normalise(name): real for name, real in (table.get("requirement_aliases") or {}).items()}}
 
 
 def requirement_for(module: str) -> str:
     """The pip requirement that provides top-level module `module` (`cv2` -> opencv-python-headless)."""
     return _tables()["packages"].get(module, module)
+
+
+def inferable(module: str) -> bool:
+    """Whether mlops installs `module`'s package for a repository that declares no requirements (packages.yaml
+    `inferable`)."""
+    return module in _tables()["inferable"]
+
+
+def notebook_installs(root: Path, entry: str) -> list[str]:
+    """The packages the entry's `!pip install` / `%pip install` lines name (options and `-r FILE` left out), as
+    IPython's transformer reads them: a notebook's own declaration of what it needs."""
+    try:
+        tree = ast.parse(source_text(root / entry, root))
+    except (SyntaxError, ValueError, RecursionError, OSError, safe_source.UnsafeSource):
+        return []
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("system", "getoutput", "run_line_magic")):
+            continue
+        texts = [arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+        command = " ".join(texts[-2:] if node.func.attr == "run_line_magic" else texts[-1:])
+        words = command.replace("!", " ").split()
+        if "install" not in words or not any(word.rsplit("/", 1)[-1].startswith(("pip", "conda", "mamba"))
+                                             for word in words[:words.index("install")]):
+            continue
+        skip_next = False
+        for word in words[words.index("install") + 1:]:
+            if skip_next:
+                skip_next = False
+            elif word in ("-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url",
+                          "--extra-index-url", "-f", "--find-links", "-t", "--target"):
+                skip_next = True
+            elif not word.startswith(("-", "$", "{")) and word not in found:
+                found.append(word.strip("'\""))
+    return found
 
 
 def requirement_alias(name: str) -> str | None:

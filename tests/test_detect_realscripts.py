@@ -84,10 +84,15 @@ def test_third_party_imports_the_runtime_lacks_are_listed_with_what_to_add(tmp_p
     script = ("import cv2\nimport tabulate\nimport seaborn as sns\ntry:\n    import xgboost_extras\nexcept ImportError:\n    pass\n"
               "import pylab\nfrom sklearn.svm import SVC\n\ndef plot():\n    import plotly\n\n"
               "SVC().fit([[0], [1]], [0, 1])\n")
-    code, _, stderr = detect_json(_tree(tmp_path, "cv-only", {"train.py": script}))
+    code, data, _ = detect_json(_tree(tmp_path, "cv-only", {"train.py": script}))
+    assert code == 0, "well-known imports of a repository that declares nothing are installed"
+    assert data["missing_packages"] == [
+        "the repository declares no requirements: the run installs opencv-python-headless, plotly, tabulate for "
+        "what train.py imports or pip-installs (pin them in requirements.txt)"]
+    code, _, stderr = detect_json(_tree(tmp_path / "c", "cv-only", {"train.py": "import mystery_helpers\n" + script}))
     assert code == 2
-    assert stderr.strip() == ("mlops: error: train.py:1: import cv2: the sklearn runtime lacks it (and 1 more) (add "
-                              "opencv-python-headless to requirements.txt; the repository has no requirements.txt)")
+    assert stderr.strip() == ("mlops: error: train.py:1: import mystery_helpers: the sklearn runtime lacks it (add "
+                              "mystery_helpers to requirements.txt; the repository has no requirements.txt)")
     code, data, _ = detect_json(_tree(tmp_path / "b", "cv-only", {"train.py": script, "requirements.txt": "tabulate==0.9\n"}))
     assert code == 0
     assert data["missing_packages"] == [

@@ -182,6 +182,44 @@ def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_p
     assert [p.name for p in (tmp_path / "cache" / "deps").iterdir() if not p.name.startswith(".")] == [venv.name]
 
 
+def test_what_a_repository_without_requirements_needs_is_inferred_from_its_entry(tmp_path: Path) -> None:
+    import nbformat
+
+    from mlops_cli.runtimes.deps import read_requirements
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("!pip install -q wordcloud==1.9.4 pandas -r extra.txt\n"
+                                                "%pip install --upgrade emoji"),
+                      nbformat.v4.new_code_cell("import cv2, utils, pandas\nfrom helpers import load\nimport tabulate")]
+    nbformat.write(notebook, tmp_path / "train.ipynb")
+    (tmp_path / "helpers.py").write_text("import plotly\ndef load():\n    pass\n")
+    provided = runtimes.get("sklearn").provides
+    found = read_requirements(tmp_path, "train.ipynb", provided)
+    assert found.inferred and found.sources == ("imports of train.ipynb",)
+    assert found.lines == ("wordcloud==1.9.4", "emoji", "opencv-python-headless", "plotly", "tabulate"), \
+        "install lines first; pandas is the runtime's; `utils` is not a package name mlops guesses"
+    assert found.ignored[-1].startswith("the repository declares no requirements: installing wordcloud==1.9.4, ")
+    (tmp_path / "requirements.txt").write_text("tabulate==0.9\n")
+    declared = read_requirements(tmp_path, "train.ipynb", provided)
+    assert declared.lines == ("tabulate==0.9",) and not declared.inferred, "a declaration is never second-guessed"
+
+
+def test_a_notebooks_pip_install_line_is_installed_when_nothing_is_declared(tmp_path: Path,
+                                                                           tiny_wheels: Path) -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("!pip install mlops-tiny-dep==0.1"),
+                      nbformat.v4.new_code_cell(SKLEARN_WITH_DEP)]
+    ws = pulled(tmp_path, {"train.ipynb": nbformat.writes(notebook)})
+    env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
+    result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mlops: warning: the repository declares no requirements: installing mlops-tiny-dep==0.1 for what " \
+           "train.ipynb imports or pip-installs" in result.stderr
+    assert "dependency says 42" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
+
+
 def test_an_uninstallable_requirement_the_training_imports_fails_in_one_line(tmp_path: Path,
                                                                              tiny_wheels: Path) -> None:
     script = SKLEARN_WITH_DEP.replace("import mlops_tiny_dep", "import mlops_no_such_dep as mlops_tiny_dep")

@@ -291,7 +291,7 @@ class DockerRunner:
         options = self._options_for(ws, record)
         runtime = runtimes.of_run(record.runtime, record.profile)
         image = image_for(ws, record, options)
-        requirements = read_requirements(ws.source_dir(record))
+        requirements = read_requirements(ws.source_dir(record), record.entrypoint, runtime.provides)
         for ignored in requirements.ignored:
             self._on_notice(f"mlops: warning: {ignored}")
         labels = {"mlops.project": project_label(ws), "mlops.workspace": str(ws.root), "mlops.run": record.id}

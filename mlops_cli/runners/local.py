@@ -128,7 +128,7 @@ class LocalRunner:
         """The runtime's Python, with the repository's requirements layered on it when it declares some."""
         runtime = runtimes.of_run(record.runtime, record.profile)
         python = venvs.interpreter_for(runtime, on_output=self._on_notice)
-        requirements = read_requirements(ws.source_dir(record))
+        requirements = read_requirements(ws.source_dir(record), record.entrypoint, runtime.provides)
         for ignored in requirements.ignored:
             self._on_notice(f"mlops: warning: {ignored}")
         if requirements:

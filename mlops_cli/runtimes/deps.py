@@ -32,6 +32,8 @@ class Requirements:
     lines: tuple[str, ...]
     sources: tuple[str, ...]
     ignored: tuple[str, ...] = ()
+    #: the lines were inferred (the repository declares none): from the entry's imports and its `!pip install`s
+    inferred: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.lines)
@@ -89,8 +91,12 @@ def _add(entry: str, where: str, why: str, lines: list[str], ignored: list[str])
     return True
 
 
-def read_requirements(source: Path) -> Requirements:
-    """The requirements of the checkout at `source` (its root requirements.txt and [project] dependencies)."""
+def read_requirements(source: Path, entry: str | None = None,
+                      provided: frozenset[str] | set[str] = frozenset()) -> Requirements:
+    """The requirements of the checkout at `source` (its root requirements.txt, [project] dependencies and MLproject
+    environment). When it declares none and `entry` is given, what the entry needs is inferred instead: the
+    packages its `!pip install` lines name, and its imports that packages.yaml lists as `inferable`, less what the
+    runtime `provided` (its import names) already has."""
     lines: list[str] = []
     sources: list[str] = []
     ignored: list[str] = []
@@ -119,7 +125,33 @@ def read_requirements(source: Path) -> Requirements:
                 else:
                     ignored.append(f"pyproject.toml: a {type(entry).__name__} (not a plain requirement)")
     _mlproject_requirements(source, lines, sources, ignored)
+    if not sources and entry:
+        return _inferred(source, entry, provided)
     return Requirements(lines=tuple(lines), sources=tuple(sources), ignored=tuple(ignored))
+
+
+def _inferred(source: Path, entry: str, provided: frozenset[str] | set[str]) -> Requirements:
+    """The entry's own `!pip install`s and its inferable imports, for a repository that declares nothing (what a
+    notebook user expects: Colab installs what the notebook says, and a well-known import names its package)."""
+    from packaging.requirements import Requirement
+
+    from mlops_cli.pycode import imported_roots, inferable, normalise, notebook_installs, requirement_for
+
+    covered = {normalise(name) for name in provided} | {normalise(requirement_for(name)) for name in provided}
+    lines: list[str] = []
+    ignored: list[str] = []
+    for entry_line in notebook_installs(source, entry):
+        requirement = _requirement(entry_line)
+        if requirement is not None and normalise(Requirement(requirement).name) not in covered:
+            _add(entry_line, f"{entry} (pip install line)", "not a plain requirement", lines, ignored)
+    for module in sorted(imported_roots(source, entry)):
+        if inferable(module) and module not in provided and normalise(requirement_for(module)) not in covered:
+            _add(requirement_for(module), f"{entry} (import {module})", "not a plain requirement", lines, ignored)
+    if not lines:
+        return Requirements(lines=(), sources=(), ignored=tuple(ignored))
+    ignored.append(f"the repository declares no requirements: installing {', '.join(lines)} for what {entry} "
+                   "imports or pip-installs (pin them in requirements.txt)")
+    return Requirements(lines=tuple(lines), sources=(f"imports of {entry}",), ignored=tuple(ignored), inferred=True)
 
 
 def _mlproject_requirements(source: Path, lines: list[str], sources: list[str], ignored: list[str]) -> None:

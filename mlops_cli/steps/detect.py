@@ -506,15 +506,17 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
     return candidates[0][2]
 
 
-def _requirement_names(root: Path) -> tuple[set[str], bool]:
-    """Normalised distribution names the repository declares (`deps.read_requirements`), and whether it has a
-    requirements file at all."""
+def _requirement_names(root: Path, entry: str, provided: set[str]) -> tuple[set[str], bool, list[str]]:
+    """Normalised distribution names the training will have installed (`deps.read_requirements`: declared, or
+    inferred from the entry when the repository declares nothing), whether the repository declares requirements
+    at all, and the inferred requirements."""
     from mlops_cli.runtimes.deps import read_requirements
 
-    requirements = read_requirements(root)
+    requirements = read_requirements(root, entry, provided)
     names = {normalise(match.group(1)) for line in requirements.lines
              if (match := re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line))}
-    return names, bool(requirements.sources)
+    return names, bool(requirements.sources) and not requirements.inferred, \
+        list(requirements.lines) if requirements.inferred else []
 
 
 def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dict[str, ModuleInfo],
@@ -529,7 +531,7 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
     provided = set(runtimes.get(runtime_name).provides)
     for package in list(provided):
         provided.update(table["comes_with"].get(package, []))
-    required, declared = _requirement_names(root)
+    required, declared, inferred = _requirement_names(root, entry.rel, provided)
     local_roots = {name.split(".")[0] for name in modules} | {p.stem for p in root.iterdir() if p.is_dir()}
     problems: dict[str, str] = {}
     warnings: dict[str, str] = {}
@@ -547,6 +549,9 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
             certain = info is entry and line in info.top_level_imports and not declared
             (problems if certain else warnings)[top] = (f"{info.at(line)}: {text}: the {runtime_name} runtime "
                                                         f"lacks it; add {package} to requirements.txt")
+    if inferred:
+        warnings[""] = (f"the repository declares no requirements: the run installs {', '.join(inferred)} for what "
+                        f"{entry.rel} imports or pip-installs (pin them in requirements.txt)")
     return list(problems.values()), list(warnings.values())
 
 
