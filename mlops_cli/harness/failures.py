@@ -72,11 +72,13 @@ def explain_exit(exc: SystemExit) -> str:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and those it was raised from (`raise ... from`); the one it was raised while handling only
+    when it says nothing itself, as an unrelated error caught earlier must not be given as the cause."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in chain and len(chain) < 5:
         chain.append(current)
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (current.__context__ if not _first_line(current) else None)
     return chain
 
 
