@@ -7,6 +7,7 @@ import hashlib
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 CORPUS = Path(__file__).resolve().parent.parent / "bench" / "corpus"
@@ -14,12 +15,16 @@ SHA1 = re.compile(r"[0-9a-f]{40}")
 FRAMEWORKS = {"sklearn", "keras", "xgboost", "lightgbm", "catboost", "torch"}
 
 
-def entries() -> list[dict]:
-    return yaml.safe_load((CORPUS / "manifest.yaml").read_text(encoding="utf-8"))["entries"]
+def entries(name: str = "manifest.yaml") -> list[dict]:
+    return yaml.safe_load((CORPUS / name).read_text(encoding="utf-8"))["entries"]
 
 
-def test_each_entry_names_repository_commit_paths_and_blob_ids() -> None:
-    for entry in entries():
+DRAWS = ["manifest.yaml", "manifest-draw2.yaml"]
+
+
+@pytest.mark.parametrize("manifest", DRAWS)
+def test_each_entry_names_repository_commit_paths_and_blob_ids(manifest: str) -> None:
+    for entry in entries(manifest):
         assert re.fullmatch(r"[\w.-]+/[\w.-]+", entry["repo"]), entry["repo"]
         assert SHA1.fullmatch(entry["commit"]), entry["repo"]
         assert entry["paths"][0] == entry["entry"] and entry["entry"].endswith((".py", ".ipynb")), entry["repo"]
@@ -29,14 +34,15 @@ def test_each_entry_names_repository_commit_paths_and_blob_ids() -> None:
         assert (entry["shape"] == "notebook") == entry["entry"].endswith(".ipynb"), entry["repo"]
 
 
-def test_halves_are_disjoint_and_follow_the_hash_of_the_repository_name() -> None:
+@pytest.mark.parametrize("manifest", DRAWS)
+def test_halves_are_disjoint_and_follow_the_hash_of_the_repository_name(manifest: str) -> None:
     halves: dict[str, set[str]] = {"dev": set(), "heldout": set()}
-    for entry in entries():
+    for entry in entries(manifest):
         even = int(hashlib.sha256(entry["repo"].encode()).hexdigest()[-1], 16) % 2 == 0
         assert entry["half"] == ("dev" if even else "heldout"), entry["repo"]
         halves[entry["half"]].add(entry["repo"])
     assert not halves["dev"] & halves["heldout"]
-    assert len(halves["dev"]) + len(halves["heldout"]) == len(entries()), "a repository appears twice"
+    assert len(halves["dev"]) + len(halves["heldout"]) == len(entries(manifest)), "a repository appears twice"
 
 
 def test_the_draw_is_large_and_every_member_was_a_recorded_candidate() -> None:
@@ -46,3 +52,16 @@ def test_the_draw_is_large_and_every_member_was_a_recorded_candidate() -> None:
     assert len({e["repo"].split("/")[0].lower() for e in members}) == len(members), "one member per owner"
     candidates = {c["repo"] for c in yaml.safe_load((CORPUS / "candidates.yaml").read_text())["candidates"]}
     assert {e["repo"] for e in members} <= candidates
+
+
+def test_draw_2_is_new_code_from_its_own_recorded_candidates() -> None:
+    """Draw 2 (PROCEDURE.md section 6) shares no repository or owner with draw 1, and each member was a recorded
+    candidate: of its own listings, or of the rest of draw 1's walk."""
+    first, second = entries(), entries("manifest-draw2.yaml")
+    assert len(second) == 40 and all(entry.get("draw") == 2 for entry in second)
+    owners = {e["repo"].split("/")[0].lower() for e in first}
+    assert not {e["repo"].split("/")[0].lower() for e in second} & owners
+    assert len({e["repo"].split("/")[0].lower() for e in second}) == len(second), "one member per owner"
+    listed = yaml.safe_load((CORPUS / "candidates-draw2.yaml").read_text())["candidates"]
+    walked = yaml.safe_load((CORPUS / "candidates.yaml").read_text())["candidates"]
+    assert {e["repo"] for e in second} <= {c["repo"] for c in listed + walked}
