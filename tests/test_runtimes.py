@@ -182,7 +182,8 @@ def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_p
     assert [p.name for p in (tmp_path / "cache" / "deps").iterdir() if not p.name.startswith(".")] == [venv.name]
 
 
-def test_what_a_repository_without_requirements_needs_is_inferred_from_its_entry(tmp_path: Path) -> None:
+def test_what_a_repository_without_requirements_needs_is_inferred_from_its_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nbformat
 
     from mlops_cli.runtimes.deps import read_requirements
@@ -199,6 +200,9 @@ def test_what_a_repository_without_requirements_needs_is_inferred_from_its_entry
     assert found.lines == ("wordcloud==1.9.4", "emoji", "opencv-python-headless", "plotly", "tabulate"), \
         "install lines first; pandas is the runtime's; `utils` is not a package name mlops guesses"
     assert found.ignored[-1].startswith("the repository declares no requirements: installing wordcloud==1.9.4, ")
+    monkeypatch.setenv("MLOPS_OFFLINE", "1")
+    assert not read_requirements(tmp_path, "train.ipynb", provided), "an offline agent installs nothing unasked"
+    monkeypatch.delenv("MLOPS_OFFLINE")
     (tmp_path / "requirements.txt").write_text("tabulate==0.9\n")
     declared = read_requirements(tmp_path, "train.ipynb", provided)
     assert declared.lines == ("tabulate==0.9",) and not declared.inferred, "a declaration is never second-guessed"

@@ -125,9 +125,16 @@ def read_requirements(source: Path, entry: str | None = None,
                 else:
                     ignored.append(f"pyproject.toml: a {type(entry).__name__} (not a plain requirement)")
     _mlproject_requirements(source, lines, sources, ignored)
-    if not sources and entry:
+    if not sources and entry and not _offline():
         return _inferred(source, entry, provided)
     return Requirements(lines=tuple(lines), sources=tuple(sources), ignored=tuple(ignored))
+
+
+def _offline() -> bool:
+    """MLOPS_OFFLINE=1 (an agent that must not install): nothing is inferred, so detect names what to declare."""
+    from mlops_cli.runtimes.venvs import offline
+
+    return offline()
 
 
 def _inferred(source: Path, entry: str, provided: frozenset[str] | set[str]) -> Requirements:
