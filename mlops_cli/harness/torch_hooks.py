@@ -271,11 +271,11 @@ def _calling(loop: _Loop, module: Any, args: Any) -> None:
     """A module is called: the outermost calls name the candidates for the model; the model evaluated (eval mode
     or no grad) after training marks the loader feeding it, or the tensors it was given; a loss module given
     that output names their target."""
-    import torch
-
     loop.depth += 1
     if loop.depth != 1:
         return
+    import torch
+
     loop.top.add(module)
     x = _first_tensor(args)
     if module is loop.model and loop.steps and _evaluating(module):
@@ -295,10 +295,10 @@ def _calling(loop: _Loop, module: Any, args: Any) -> None:
 
 
 def _called(loop: _Loop, module: Any, args: Any, output: Any) -> None:
-    import torch
-
     loop.depth = max(loop.depth - 1, 0)
     if loop.depth == 0 and module is loop.model and len(loop.pending) == 2 and loop.pending[1] is None:
+        import torch
+
         loop.pending[1] = output if isinstance(output, torch.Tensor) else None
         if loop.pending[1] is None:
             loop.pending = []
@@ -480,8 +480,6 @@ def _score(model: Any, batches: Any) -> tuple[dict[str, float], int, int, dict[s
 def _judge(output: Any, target: Any) -> tuple[dict[str, float], dict[str, Any]]:
     """val_accuracy for classes (argmax over dim 1, CrossEntropyLoss's layout; one-hot targets too), for one
     output against 0/1 targets (threshold 0 on logits, 0.5 on probabilities); val_r2 and val_loss (MSE) else."""
-    import torch
-
     integral = not (target.is_floating_point() or target.is_complex())
     rows = len(output)
     if integral and output.dim() == target.dim() + 1 and output.dim() >= 2 and output.shape[1] > 1 \
