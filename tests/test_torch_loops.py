@@ -89,6 +89,76 @@ def test_a_notebook_loop_on_tensors_is_scored_on_the_tensors_its_loss_compares(t
     assert any("on 60 held-out rows, which the script compared in a loss" in w for w in metrics["warnings"])
 
 
+def test_held_out_tensors_after_loader_training_are_found_by_the_loss_that_compares_them(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    result, metrics, log = _train(_workspace(tmp_path, "loader-then-tensors"))
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] == pytest.approx(_printed(log, "test accuracy"), abs=1e-6)
+    assert metrics["diagnostics"]["n_holdout"] == 150 and metrics["epochs"] == 10
+
+
+def _hugging_face_shaped() -> object:
+    """A module called as Hugging Face models are (keyword inputs), returning an object with `.logits`."""
+    import torch
+
+    class Output:
+        def __init__(self, logits: torch.Tensor) -> None:
+            self.logits = logits
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 3)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Output:
+            return Output((self.embed(input_ids) * attention_mask.unsqueeze(-1)).sum(dim=1)[:, :2])
+
+    return Model()
+
+
+def test_scoring_takes_dict_batches_with_keyword_inputs_and_logits() -> None:
+    torch = pytest.importorskip("torch")
+    from mlops_cli.harness import torch_hooks
+
+    model = _hugging_face_shaped()
+    ids = torch.randint(0, 10, (12, 4))
+    batches = [{"input_ids": ids[i:i + 4], "attention_mask": torch.ones(4, 4), "labels": torch.arange(4) % 2}
+               for i in range(0, 12, 4)]
+    with torch.no_grad():
+        logits = model(ids, torch.ones(12, 4)).logits
+    expected = float((logits.argmax(1) == torch.arange(12) % 4 % 2).float().mean())
+    metrics, count, rows, extra = torch_hooks._score(model, (torch_hooks._split(b) for b in batches))
+    assert (count, rows, extra["task"]) == (3, 12, "classification")
+    assert metrics == {"val_accuracy": pytest.approx(expected)}
+
+
+@pytest.mark.parametrize("output,target,expected", [
+    ([[2.0, -1.0], [0.0, 3.0], [1.0, 0.5]], [0, 1, 1], {"val_accuracy": 2 / 3}),        # classes, argmax
+    ([[-2.0], [3.0], [0.5], [-0.1]], [0, 1, 0, 0], {"val_accuracy": 0.75}),              # logits: threshold 0
+    ([[0.2], [0.7], [0.6], [0.4]], [0.0, 1.0, 0.0, 0.0], {"val_accuracy": 0.75}),       # probabilities: 0.5
+    ([[0.1, 0.9], [0.8, 0.2]], [[0.0, 1.0], [0.0, 1.0]], {"val_accuracy": 0.5}),        # one-hot targets
+    ([[1.0], [2.0], [3.0]], [[0.0], [2.0], [4.0]], {"val_r2": 0.75, "val_loss": 2 / 3}),  # regression
+    ([[1.0, 2.0]], [1, 2, 3], {}),                                                        # rows differ
+    ([[1.0, 2.0], [3.0, 4.0]], [0.5, 1.5], {}),                                           # 2 outputs, 1 target
+])
+def test_judging_outputs_against_targets(output: list, target: list, expected: dict) -> None:
+    torch = pytest.importorskip("torch")
+    from mlops_cli.harness import torch_hooks
+
+    metrics, _ = torch_hooks._judge(torch.tensor(output), torch.tensor(target))
+    assert metrics == pytest.approx(expected)
+
+
+def test_a_segmentation_layout_is_judged_per_pixel() -> None:
+    torch = pytest.importorskip("torch")
+    from mlops_cli.harness import torch_hooks
+
+    target = torch.tensor([[[0, 1], [1, 1]]])                  # N x H x W
+    output = torch.stack([1 - target, target], dim=1).float()  # N x C x H x W, right everywhere
+    output[0, :, 0, 0] = torch.tensor([0.0, 1.0])              # but one pixel
+    assert torch_hooks._judge(output, target)[0] == {"val_accuracy": 0.75}
+
+
 def test_a_hugging_face_trainer_gets_the_pytorch_answer_at_detect(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "hf-trainer", tmp_path / "repo")
     code, data, err = detect_json(tmp_path / "repo")

@@ -9,8 +9,9 @@ torch's own global hooks: an optimizer step says which parameters train, hence w
 outermost module the script called whose parameters the optimizer steps); a DataLoader iterated after a step with
 the model in eval mode or without grad, and never during a step, is what the script evaluates on. When the script
 ends, the model is scored on that loader (eval mode, no grad, at most MAX_BATCHES batches): val_accuracy for a
-classifier, val_r2 and val_loss (MSE) for a regression, with a warning naming the loader. Without a DataLoader, a
-loss module called on the model's eval-mode output for tensors it never trained on gives the held-out tensors.
+classifier, val_r2 and val_loss (MSE) for a regression, with a warning naming the loader. Outside a DataLoader's
+iteration, a loss module called on the model's eval-mode output for tensors it never trained on gives the
+held-out tensors.
 What the script reports with `mlops_cli.log_metrics(val_...)` wins and is not recomputed.
 """
 from __future__ import annotations
@@ -200,8 +201,7 @@ def _watch(capture: Capture) -> None:
     module.register_module_forward_hook(_guarded(_called), always_call=True)
     original_iter = dataloader.DataLoader.__iter__
     original_next = dataloader._BaseDataLoaderIter.__next__
-    iterating = _guarded(_iterating)
-    batch = _guarded(_batch)
+    iterating, batch, ended = _guarded(_iterating), _guarded(_batch), _guarded(_ended)
 
     @functools.wraps(original_iter)
     def __iter__(self: Any) -> Any:
@@ -212,7 +212,11 @@ def _watch(capture: Capture) -> None:
     @functools.wraps(original_next)
     def __next__(self: Any) -> Any:
         batch(self)
-        return original_next(self)
+        try:
+            return original_next(self)
+        except StopIteration:
+            ended(self)
+            raise
 
     dataloader.DataLoader.__iter__ = __iter__
     dataloader._BaseDataLoaderIter.__next__ = __next__
@@ -281,10 +285,11 @@ def _calling(loop: _Loop, module: Any, args: Any) -> None:
     if module is loop.model and loop.steps and _evaluating(module):
         if loop.active is not None and not loop.active.train:
             loop.active.evaluated, loop.active.order = True, loop.tick()
-        elif x is not None and _fingerprint(x) not in loop.train_inputs:
+        elif loop.active is None and x is not None and _fingerprint(x) not in loop.train_inputs:
             loop.pending = [x, None]
         return
-    if torch.is_grad_enabled() and module.training and x is not None and len(loop.train_inputs) < MAX_FINGERPRINTS:
+    if loop.active is None and torch.is_grad_enabled() and module.training and x is not None \
+            and len(loop.train_inputs) < MAX_FINGERPRINTS:
         loop.train_inputs.add(_fingerprint(x))
     if isinstance(module, torch.nn.modules.loss._Loss) and len(loop.pending) == 2 and loop.pending[1] is not None \
             and len(args) >= 2 and isinstance(args[0], torch.Tensor) and isinstance(args[1], torch.Tensor):
@@ -321,13 +326,19 @@ def _batch(loop: _Loop, iterator: Any) -> None:
         entry.evaluated, entry.order = True, loop.tick()
 
 
+def _ended(loop: _Loop, iterator: Any) -> None:
+    """A loader ran out: the calls that follow are fed by something else (held-out tensors, maybe)."""
+    if loop.active is not None and loop.owners.get(iterator) is loop.active:
+        loop.active = None
+
+
 def _name_of(loader: Any, frame: Any) -> str:
     """How the script calls the loader (`test_loader`), from the frame that iterates it; its size when known."""
     name = next((key for scope in (frame.f_locals, frame.f_globals) for key, value in list(scope.items())
                  if value is loader and not key.startswith("_")), None) if frame is not None else None
     try:
         rows = f"{len(loader.dataset)} rows"
-    except TypeError:
+    except (TypeError, NotImplementedError):   # an IterableDataset may have no length
         rows = "rows unknown"
     return f"{name or 'a DataLoader'} ({type(loader.dataset).__name__}, {rows})"
 
@@ -480,6 +491,8 @@ def _score(model: Any, batches: Any) -> tuple[dict[str, float], int, int, dict[s
 def _judge(output: Any, target: Any) -> tuple[dict[str, float], dict[str, Any]]:
     """val_accuracy for classes (argmax over dim 1, CrossEntropyLoss's layout; one-hot targets too), for one
     output against 0/1 targets (threshold 0 on logits, 0.5 on probabilities); val_r2 and val_loss (MSE) else."""
+    if output.dim() == 0 or output.shape[:1] != target.shape[:1]:
+        return {}, {}
     integral = not (target.is_floating_point() or target.is_complex())
     rows = len(output)
     if integral and output.dim() == target.dim() + 1 and output.dim() >= 2 and output.shape[1] > 1 \
