@@ -168,15 +168,16 @@ def test_a_hugging_face_trainer_gets_the_pytorch_answer_at_detect(tmp_path: Path
     assert any(line.endswith("(Hugging Face Transformers)") for line in data["evidence"])
 
 
-BROKEN_WATCH = """
-import sys
+WATCHED = """
 from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from mlops_cli.harness import torch_hooks
 from mlops_cli.harness.capture import Capture
+"""
 
+BROKEN_WATCH = WATCHED + """
 
 def broken(model):
     raise RuntimeError("capture bug")
@@ -199,16 +200,57 @@ print(torch_hooks.finish(capture))
 """
 
 
+def _watched(tmp_path: Path, script: str, strict: str) -> subprocess.CompletedProcess[str]:
+    """Run a loop in a fresh process with the watch installed (it patches torch for the whole process)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path, capture_output=True,
+                          env={**os.environ, "MLOPS_STRICT": strict}, text=True, timeout=120, check=False)
+
+
 def test_a_failing_watch_hook_warns_once_and_the_loop_goes_on(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    env = {**os.environ, "MLOPS_STRICT": "0"}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(BROKEN_WATCH)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = _watched(tmp_path, BROKEN_WATCH, "0")
     assert result.returncode == 0, result.stderr
     assert "script finished 2" in result.stdout
     assert result.stderr.count("mlops: warning: watching the PyTorch loop failed in _calling") == 1
     assert "RuntimeError: capture bug" in result.stderr
     assert result.stdout.splitlines()[-1].startswith("mlops could not watch this PyTorch loop (see the warning above)")
+
+
+FORWARD_CALLED = WATCHED + """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+torch.manual_seed(0)
+capture = Capture(run_dir=Path("."), checkpoint_dir=Path("."), options={}, seed=0)
+torch_hooks.install(capture)
+X = torch.randn(300, 3)
+y = (X[:, 0] > X[:, 1]).long()
+train = DataLoader(TensorDataset(X[:200], y[:200]), batch_size=20, shuffle=True)
+test = DataLoader(TensorDataset(X[200:], y[200:]), batch_size=25)
+net = Net()
+optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+for epoch in range(5):
+    for xb, yb in train:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net.forward(xb), yb).backward()   # forward() itself: no module call hook
+        optimizer.step()
+with torch.no_grad():
+    own = sum((net.forward(xb).argmax(1) == yb).sum().item() for xb, yb in test) / 100
+print(torch_hooks.finish(capture), type(capture.model).__name__, abs(capture.metrics["val_accuracy"] - own) < 1e-6)
+"""
+
+
+def test_a_model_called_through_its_forward_is_the_module_the_script_built(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    result = _watched(tmp_path, FORWARD_CALLED, "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "Net", "True"]
 
 
 @pytest.mark.parametrize("source,refused", [

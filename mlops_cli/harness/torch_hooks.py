@@ -60,7 +60,7 @@ class _Loop:
     capture: Capture
     steps: int = 0
     model: Any = None
-    models: dict[int, Any] = dataclasses.field(default_factory=dict)
+    models: dict[int, tuple[Any, Any]] = dataclasses.field(default_factory=dict)   # id -> (optimizer, model)
     top: Any = dataclasses.field(default_factory=weakref.WeakSet)
     depth: int = 0
     active: _Loader | None = None
@@ -223,29 +223,44 @@ def _watch(capture: Capture) -> None:
 
 
 def _model_of(loop: _Loop, optimizer: Any) -> Any:
-    """The module the script called (not nested in another call) that holds most of the parameters the optimizer
-    steps, the outermost one (most parameters) among equals; None when the script called none of them."""
+    """The module holding most of the parameters the optimizer steps, the outermost one (most parameters) among
+    equals: first among the modules the script called (not nested in another call), else among all the modules
+    alive (a script calling `model.forward(x)` bypasses the call hooks); then the module that wraps it with its own
+    forward and no parameter of its own (`Net` whose forward calls `self.body`), as the script built it. None when
+    no module holds them."""
+    import gc
+
+    import torch
+
     stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    best, best_key = None, (0, 0)
-    for candidate in list(loop.top):
-        own = [id(p) for p in candidate.parameters()]
-        key = (len(stepped.intersection(own)), len(own))
-        if key[0] and key > best_key:
-            best, best_key = candidate, key
-    return best
+
+    def best(candidates: Any) -> Any:
+        found, found_key = None, (0, 0)
+        for candidate in candidates:
+            own = [id(p) for p in candidate.parameters()]
+            key = (len(stepped.intersection(own)), len(own))
+            if key[0] and key > found_key:
+                found, found_key = candidate, key
+        return found
+
+    live = [o for o in gc.get_objects() if isinstance(o, torch.nn.Module)]
+    model = best(list(loop.top)) or best(live)
+    parents = {id(child): module for module in live for child in module.children()}
+    while model is not None and (up := parents.get(id(model))) is not None \
+            and type(up).forward is not torch.nn.Module.forward \
+            and {id(p) for p in up.parameters()} == {id(p) for p in model.parameters()}:
+        model = up
+    return model
 
 
 def _stepped(loop: _Loop, optimizer: Any, args: Any, kwargs: Any) -> None:
     loop.steps += 1
     if loop.active is not None:
         loop.active.train = True
-    model = loop.models.get(id(optimizer))
-    if model is None:
-        model = loop.models[id(optimizer)] = _model_of(loop, optimizer)
-        if model is None:
-            del loop.models[id(optimizer)]   # asked again at the next step
-            return
-    if model is not loop.model:
+    if id(optimizer) not in loop.models:   # found once per optimizer (None too: no module holds its parameters)
+        loop.models[id(optimizer)] = (optimizer, _model_of(loop, optimizer))
+    model = loop.models[id(optimizer)][1]
+    if model is not None and model is not loop.model:
         capture = loop.capture
         loop.model = capture.model = model
         capture.framework = "torch"
