@@ -372,9 +372,13 @@ def finish(capture: Capture) -> str | None:
     epochs = [entry.iterations for entry in loop.loaders.values() if entry.train]
     if epochs:
         capture.diagnostics["epochs"] = max(epochs)
-    evaluated = [entry for entry in loop.loaders.values() if entry.evaluated and not entry.train]
-    loader = max(evaluated, key=lambda entry: entry.order) if evaluated else None
-    if loader is None and loop.tensors is None:
+    how = "which the script iterated in eval mode or without grad"
+    sources = [(entry.order, f"the DataLoader {entry.name}", how, functools.partial(_loader_batches, entry.loader))
+               for entry in loop.loaders.values() if entry.evaluated and not entry.train]
+    if loop.tensors is not None:
+        sources.append((loop.tensors_order, f"{len(loop.tensors[0])} held-out rows",
+                        "which the script compared in a loss", functools.partial(_tensor_batches, *loop.tensors)))
+    if not sources:
         if loop.broken:
             return ("mlops could not watch this PyTorch loop (see the warning above), so it has no held-out metric "
                     "(report it with mlops_cli.log_metrics(val_accuracy=...))")
@@ -382,22 +386,20 @@ def finish(capture: Capture) -> str | None:
                 "model in eval mode or under torch.no_grad(), and no loss compared the model's output on held-out "
                 "tensors (evaluate on a held-out DataLoader, or report the metric with "
                 "mlops_cli.log_metrics(val_accuracy=...))")
-    use_loader = loader is not None and (loop.tensors is None or loader.order > loop.tensors_order)
-    if use_loader:
-        what, how = f"the DataLoader {loader.name}", "which the script iterated in eval mode or without grad"
-    else:
-        what, how = f"{len(loop.tensors[0])} held-out rows", "which the script compared in a loss"
+    scored = None
     loop.scoring = True
     try:
         with capture.inside():
-            batches = _loader_batches(loader.loader) if use_loader else _tensor_batches(*loop.tensors)
-            scored = safe(_score)(loop.model, batches)
+            for _, what, how, batches in sorted(sources, key=lambda source: source[0], reverse=True):
+                scored = safe(_score)(loop.model, batches())   # the latest that scores (not an unlabelled test set)
+                if scored:
+                    break
     finally:
         loop.scoring = False
     if not scored:
-        return (f"mlops could not score the model on {what}: its batches are not (inputs, targets) pairs or dicts "
-                "with input and label keys, or the outputs do not fit the targets (report the metric with "
-                "mlops_cli.log_metrics(val_accuracy=...))")
+        return (f"mlops could not score the model on {max(sources, key=lambda source: source[0])[1]}: its batches "
+                "are not (inputs, targets) pairs or dicts with input and label keys, or the outputs do not fit the "
+                "targets (report the metric with mlops_cli.log_metrics(val_accuracy=...))")
     metrics, batches, rows, extra = scored
     capture.metrics.update(metrics)
     capture.diagnostics.update(holdout="mlops (the data the script evaluated on)", n_holdout=rows, **extra)
@@ -424,17 +426,25 @@ def _split(batch: Any) -> tuple[tuple[Any, ...], dict[str, Any], Any] | None:
     one input key (else the other keys as keyword inputs, as Hugging Face models take them); None otherwise."""
     import torch
 
+    def numbers(value: Any) -> Any:
+        try:
+            return torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):   # labels as strings: nothing to compare outputs with
+            return None
+
     if isinstance(batch, (list, tuple)) and len(batch) == 2:
-        return (batch[0],), {}, torch.as_tensor(batch[1])
+        target = numbers(batch[1])
+        return ((batch[0],), {}, target) if target is not None else None
     if isinstance(batch, dict):
-        target = [key for key in TARGET_KEYS if key in batch]
-        if len(target) != 1:
+        keys = [key for key in TARGET_KEYS if key in batch]
+        target = numbers(batch[keys[0]]) if len(keys) == 1 else None
+        if target is None:
             return None
         inputs = [key for key in INPUT_KEYS if key in batch]
         if len(inputs) == 1:
-            return (batch[inputs[0]],), {}, torch.as_tensor(batch[target[0]])
-        rest = {key: value for key, value in batch.items() if key != target[0]}
-        return ((), rest, torch.as_tensor(batch[target[0]])) if rest else None
+            return (batch[inputs[0]],), {}, target
+        rest = {key: value for key, value in batch.items() if key != keys[0]}
+        return ((), rest, target) if rest else None
     return None
 
 
