@@ -348,14 +348,16 @@ def _ended(loop: _Loop, iterator: Any) -> None:
 
 
 def _name_of(loader: Any, frame: Any) -> str:
-    """How the script calls the loader (`test_loader`), from the frame that iterates it; its size when known."""
+    """`the DataLoader test_loader (TensorDataset, 200 rows)`: the name the frame iterating it gives the loader,
+    its dataset's class and size."""
     name = next((key for scope in (frame.f_locals, frame.f_globals) for key, value in list(scope.items())
                  if value is loader and not key.startswith("_")), None) if frame is not None else None
     try:
         rows = f"{len(loader.dataset)} rows"
     except (TypeError, NotImplementedError):   # an IterableDataset may have no length
         rows = "rows unknown"
-    return f"{name or 'a DataLoader'} ({type(loader.dataset).__name__}, {rows})"
+    kind = type(loader.dataset).__name__
+    return f"the DataLoader {name} ({kind}, {rows})" if name else f"a DataLoader of {kind} ({rows})"
 
 
 # --- scoring when the script ends ----------------------------------------------------------------------------
@@ -373,7 +375,7 @@ def finish(capture: Capture) -> str | None:
     if epochs:
         capture.diagnostics["epochs"] = max(epochs)
     how = "which the script iterated in eval mode or without grad"
-    sources = [(entry.order, f"the DataLoader {entry.name}", how, functools.partial(_loader_batches, entry.loader))
+    sources = [(entry.order, entry.name, how, functools.partial(_loader_batches, entry.loader))
                for entry in loop.loaders.values() if entry.evaluated and not entry.train]
     if loop.tensors is not None:
         sources.append((loop.tensors_order, f"{len(loop.tensors[0])} held-out rows",
