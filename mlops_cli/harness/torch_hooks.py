@@ -7,12 +7,12 @@ Lightning's `Trainer.fit` and `Trainer.validate` are wrapped: the numeric `val_*
 A plain loop (or Hugging Face's `Trainer.train`) has no `fit` to watch, so the process is watched instead, through
 torch's own global hooks: an optimizer step says which parameters train, hence which module is the model (the
 outermost module the script called whose parameters the optimizer steps); a DataLoader iterated after a step with
-the model in eval mode or without grad, and never during a step, is what the script evaluates on. When the script
-ends, the model is scored on that loader (eval mode, no grad, at most MAX_BATCHES batches): val_accuracy for a
-classifier, val_r2 and val_loss (MSE) for a regression, with a warning naming the loader. Outside a DataLoader's
-iteration, a loss module called on the model's eval-mode output for tensors it never trained on gives the
-held-out tensors.
-What the script reports with `mlops_cli.log_metrics(val_...)` wins and is not recomputed.
+the model in eval mode or without grad, and never during a step, is what the script evaluates on. Outside a
+DataLoader's iteration, a loss module called on the model's eval-mode output for tensors it never trained on names
+held-out tensors. When the script ends, the model is scored on the latest of these that has targets (eval mode, no
+grad, at most MAX_BATCHES batches): val_accuracy for a classifier, val_r2 and val_loss (MSE) for a regression, with
+a warning naming the data. What the script reports with `mlops_cli.log_metrics(val_...)` wins and is not
+recomputed.
 """
 from __future__ import annotations
 
