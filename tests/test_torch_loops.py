@@ -38,6 +38,7 @@ def _printed(log: str, label: str) -> float:
     return float(re.findall(rf"{label} (-?[0-9.]+)", log)[-1])
 
 
+@pytest.mark.slow   # ~10 s on a loaded 2-core machine (a real training, plus evaluate)
 def test_a_classifier_with_a_test_loader_gets_the_accuracy_it_computes_itself(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     ws = _workspace(tmp_path, "classifier")
@@ -76,6 +77,7 @@ def test_a_loop_that_never_evaluates_held_out_data_fails_in_one_line(tmp_path: P
         "(evaluate on a held-out DataLoader, or report the metric with mlops_cli.log_metrics(val_accuracy=...))")
 
 
+@pytest.mark.slow   # ~10 s on a loaded 2-core machine (a real training, plus evaluate)
 def test_a_notebook_loop_on_tensors_is_scored_on_the_tensors_its_loss_compares(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     ws = _workspace(tmp_path, "notebook")
@@ -89,6 +91,7 @@ def test_a_notebook_loop_on_tensors_is_scored_on_the_tensors_its_loss_compares(t
     assert any("on 60 held-out rows, which the script compared in a loss" in w for w in metrics["warnings"])
 
 
+@pytest.mark.slow   # ~10 s on a loaded 2-core machine (a real training, plus evaluate)
 def test_held_out_tensors_after_loader_training_are_found_by_the_loss_that_compares_them(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     result, metrics, log = _train(_workspace(tmp_path, "loader-then-tensors"))
