@@ -214,12 +214,14 @@ def test_keras3_checkpoint_paths_stay_on_keras(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("loop", ["loss = criterion(net(x), y)\nloss.backward()\nopt.step()\n",
                                   "trainer.fit(net)\n"])
-def test_pytorch_gets_one_answer_whatever_its_training_loop(tmp_path: Path, loop: str) -> None:
+def test_pytorch_that_never_evaluates_gets_one_answer_whatever_its_loop(tmp_path: Path, loop: str) -> None:
     (tmp_path / "train.py").write_text("import torch\nnet = torch.nn.Linear(4, 2)\n" + loop)
     result = _detect(tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("mlops: error: train.py trains with PyTorch in its own loop, whose held-out "
-                                    "metric mlops cannot see (evidence: train.py:1: import torch) (report it ")
+    assert result.stderr.startswith("mlops: error: train.py trains with PyTorch in its own loop and never evaluates "
+                                    "it: no model.eval(), torch.no_grad() or mlops_cli.log_metrics in its code, so "
+                                    "there is no held-out metric to judge (evidence: train.py:1: import torch) "
+                                    "(evaluate on held-out data in eval mode or under torch.no_grad() ")
     assert len(result.stderr.splitlines()) == 1
 
 

@@ -298,12 +298,11 @@ def test_pytorch_trains_in_the_torch_runtime_with_its_held_out_metric(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert metrics["val_accuracy"] > 0.9 and metrics["diagnostics"].get("holdout") == holdout
     assert json.loads((ws / "runs" / "0001" / "run.json").read_text())["runtime"] == "torch"
-    if holdout:   # Lightning: the harness saves the module's state_dict, which the host checks without loading
-        assert metrics["diagnostics"]["model_file"] == "model.pt"
-        assert "val_accuracy = " in _verdict(ws).stdout
-    else:   # a plain loop saves nothing mlops knows: no verdict on a model that is not there, one line
-        judged = run_mlops("evaluate", "-w", str(ws))
-        assert judged.returncode == 1 and judged.stderr.startswith("mlops: error: the run names no model file")
+    # Lightning's module, or the module a plain loop's optimizer steps: its state_dict, checked without loading
+    assert metrics["diagnostics"]["model_file"] == "model.pt"
+    assert "val_accuracy = " in _verdict(ws).stdout
+    if not holdout:   # the script's own log_metrics value, not recomputed by mlops
+        assert not any("computed by mlops" in warning for warning in metrics["warnings"])
 
 
 def test_a_colab_notebook_reading_its_drive_runs_on_the_repository_file(tmp_path: Path) -> None:

@@ -264,7 +264,9 @@ def _train(ws: Workspace, record: Any) -> int:
     if not _trained(capture) and not runtime.context.explicit_metrics:
         return _fail(ws, record.id, "the script trained nothing: no fit() of a Keras model or scikit-learn "
                      "estimator finished", 1)
-    hooks.finish(capture)
+    problem = hooks.finish(capture)   # a reason the run has no held-out metric (torch_hooks), else None
+    if problem:
+        return _fail(ws, record.id, problem, 1)
     capture.metrics.update(runtime.context.explicit_metrics)
     model_file = hooks.save(capture)
     diagnostics = {key: value for key, value in capture.diagnostics.items()

@@ -95,6 +95,8 @@ class ModuleInfo:
     train_names: dict[int, str] = dataclasses.field(default_factory=dict)
     top_level_imports: set[int] = dataclasses.field(default_factory=set)
     logs_metrics: bool = False
+    evaluates: list[int] = dataclasses.field(default_factory=list)
+    trainer_calls: list[int] = dataclasses.field(default_factory=list)
     cell_lines: list[str] = dataclasses.field(default_factory=list)
 
     def at(self, line: int | None) -> str:
@@ -354,6 +356,10 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
     logs_metrics = False
     table = rules()
     training_functions = set(table["training_functions"])
+    trainers = _trainer_objects(tree)
+    evaluation = set(table["torch"]["evaluation_calls"])
+    evaluates: list[int] = []
+    trainer_calls: list[int] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -377,6 +383,9 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
             conv.append((node.lineno, node.attr))
         elif isinstance(node, ast.Name) and CONV_PATTERN.match(node.id):
             conv.append((node.lineno, node.id))
+        if isinstance(node, ast.Attribute) and node.attr in evaluation \
+                or isinstance(node, ast.Name) and node.id in evaluation and node.id != "eval":   # not builtin eval
+            evaluates.append(node.lineno)
         if isinstance(node, ast.Call):
             name = _dotted(node.func)
             last = name.rsplit(".", 1)[-1]
@@ -386,6 +395,11 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                 train_names.setdefault(node.lineno, f".{last}(...)" if last in TRAIN_METHODS else f"{name}(...)")
             if last in table["keras_model_calls"]:
                 keras_model_lines.append(node.lineno)
+            if isinstance(node.func, ast.Attribute) and last in table["torch"]["trainer_methods"] \
+                    and _is_trainer(node.func.value, trainers):
+                trainer_calls.append(node.lineno)
+                train_calls.append(node.lineno)
+                train_names.setdefault(node.lineno, f"{_dotted(node.func.value) or 'Trainer(...)'}.{last}()")
             if last == "params" and "mlops" in name:
                 uses_params = True
             if last == "log_metrics" and ("mlops" in name or name == "log_metrics"):
@@ -407,7 +421,25 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                       guarded_imports=_guarded_imports(tree), train_names=train_names,
                       top_level_imports={stmt.lineno for stmt in tree.body
                                          if isinstance(stmt, (ast.Import, ast.ImportFrom))},
-                      logs_metrics=logs_metrics, cell_lines=cell_lines)
+                      logs_metrics=logs_metrics, evaluates=sorted(set(evaluates)),
+                      trainer_calls=sorted(set(trainer_calls)), cell_lines=cell_lines)
+
+
+def _trainer_objects(tree: ast.Module) -> set[str]:
+    """Names bound to a `...Trainer(...)` object (Hugging Face's Trainer, detectron2's DefaultTrainer): their
+    `.train()` trains, unlike a PyTorch module's `.train()`, which only sets training mode."""
+    suffixes = tuple(rules()["torch"]["trainer_suffixes"])
+    return {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+            and _dotted(node.value.func).rsplit(".", 1)[-1].endswith(suffixes)
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+def _is_trainer(receiver: ast.AST, trainers: set[str]) -> bool:
+    """`trainer` (bound to a Trainer object) or `Trainer(...)` itself."""
+    if isinstance(receiver, ast.Name):
+        return receiver.id in trainers
+    suffixes = tuple(rules()["torch"]["trainer_suffixes"])
+    return isinstance(receiver, ast.Call) and _dotted(receiver.func).rsplit(".", 1)[-1].endswith(suffixes)
 
 
 def _is_test(path: Path, root: Path) -> bool:
@@ -622,15 +654,19 @@ def _unserved(reader: str) -> bool:
 
 
 def _torch_profile(entry: ModuleInfo, closure: list[ModuleInfo], torch_lines: list[tuple[str, str]]) -> str:
-    """`torch` when mlops can see the held-out metric: Lightning's Trainer (what the module logs as val_*) or
-    mlops_cli.log_metrics; a plain loop reporting nothing is refused with what to add, whatever its loop."""
-    if any(name == "PyTorch Lightning" for name, _ in torch_lines) or any(info.logs_metrics for info in closure):
+    """`torch` whenever the torch runtime can find a held-out metric: Lightning's Trainer (what the module logs as
+    val_*), mlops_cli.log_metrics, a `...Trainer(...).train()` (it may evaluate), or a loop whose code evaluates
+    somewhere (`.eval()`, `torch.no_grad`, `torch.inference_mode`: the harness scores the model on what it evaluates
+    on, harness/torch_hooks.py). A loop with none of them is refused here: the runtime would find nothing held out."""
+    if any(name == "PyTorch Lightning" for name, _ in torch_lines) \
+            or any(info.logs_metrics or info.evaluates or info.trainer_calls for info in closure):
         return "torch"
     raise UnsupportedFramework(
-        f"{entry.rel} trains with PyTorch in its own loop, whose held-out metric mlops cannot see "
+        f"{entry.rel} trains with PyTorch in its own loop and never evaluates it: no model.eval(), torch.no_grad() "
+        f"or mlops_cli.log_metrics in its code, so there is no held-out metric to judge "
         f"(evidence: {'; '.join(where for _, where in torch_lines[:3])})",
-        "report it after validating with mlops_cli.log_metrics(val_accuracy=...), or train with Lightning's "
-        "Trainer logging val_* metrics: the torch runtime then trains it")
+        "evaluate on held-out data in eval mode or under torch.no_grad() (the torch runtime scores the model on "
+        "that DataLoader), or report the metric with mlops_cli.log_metrics(val_accuracy=...)")
 
 
 def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], unparsed: dict[str, DetectError],
@@ -698,6 +734,7 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     closure = _closure(entry, modules)
     warnings = _skip_unparsed(entry, closure, unparsed)
     keras_lines, unsupported, sklearn_lines, boosting_lines, torch_lines = [], [], [], [], []
+    trainer_libraries = rules()["torch"]["trainer_libraries"] if any(info.trainer_calls for info in closure) else {}
     for info in closure:
         for module, line, text in info.imports:
             root_name = module.split(".")[0]
@@ -705,8 +742,8 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
             family = _framework(module)
             if family == "keras":
                 keras_lines.append(where)
-            elif family == "torch":
-                torch_lines.append((TORCH_ROOTS[root_name], where))
+            elif family == "torch" or root_name in trainer_libraries:
+                torch_lines.append((TORCH_ROOTS.get(root_name) or trainer_libraries[root_name], where))
             elif family == "unsupported":
                 unsupported.append((UNSUPPORTED_ROOTS[root_name], where))
             elif family == "boosting":
