@@ -313,3 +313,19 @@ def test_a_colab_notebook_reading_its_drive_runs_on_the_repository_file(tmp_path
     assert "skipped drive.mount('/content/drive'): files under it are read from the repository" in \
         metrics["diagnostics"]["notes"]
     assert any(w.startswith("/content/drive/MyDrive/course/wine.csv is not on this machine") for w in metrics["warnings"])
+
+
+@pytest.mark.parametrize("imports_colab", [True, False])
+def test_the_colab_stub_exists_only_for_code_that_imports_it_and_has_a_spec(tmp_path: Path,
+                                                                            imports_colab: bool) -> None:
+    import subprocess
+    import sys
+
+    entry = tmp_path / "train.ipynb"
+    entry.write_text("from google.colab import drive" if imports_colab else "import pandas")
+    probe = ("import importlib.util, sys; from pathlib import Path; from mlops_cli.harness import notebook\n"
+             "notebook.new_main(Path(sys.argv[1]), [])\n"
+             "print('google.colab' in sys.modules, importlib.util.find_spec('google.colab') is not None)\n")
+    shown = subprocess.run([sys.executable, "-c", probe, str(entry)], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == (["True", "True"] if imports_colab else ["False", "False"])

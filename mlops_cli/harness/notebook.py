@@ -115,6 +115,7 @@ def display(*objects: Any, **kwargs: Any) -> None:
 def _colab(notes: list[str]) -> None:
     """`google.colab` where it is not installed: `drive.mount` does nothing (absolute paths under it are served
     from the repository when it holds the file, harness/paths.py), `files.upload` has nothing to upload."""
+    import importlib.machinery
     import importlib.util
 
     try:
@@ -146,13 +147,20 @@ def _colab(notes: list[str]) -> None:
         google.__path__ = []
         sys.modules["google"] = google
     google.colab = colab
+    for module in (colab, drive, files):   # importlib.util.find_spec refuses a module without a spec
+        module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)
     sys.modules.update({"google.colab": colab, "google.colab.drive": drive, "google.colab.files": files})
 
 
 def new_main(entry: Path, notes: list[str]) -> types.ModuleType:
     """A `__main__` module whose namespace has `get_ipython` and `display`, as a notebook's has (and Colab's
-    `google.colab` importable)."""
-    _colab(notes)
+    `google.colab` importable when the code imports it: elsewhere its presence would make libraries that probe
+    for Colab behave as if they ran there)."""
+    from mlops_cli.pycode import MAX_NOTEBOOK_BYTES
+
+    with open(entry, "rb") as handle:
+        if b"google.colab" in handle.read(MAX_NOTEBOOK_BYTES):
+            _colab(notes)
     module = types.ModuleType("__main__")
     shell = Shell(module.__dict__, notes)
     module.__dict__.update(__file__=str(entry), __builtins__=__builtins__, get_ipython=lambda: shell,
