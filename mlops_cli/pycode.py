@@ -95,6 +95,7 @@ def _tables() -> dict[str, dict[str, str]]:
 
     table = yaml.safe_load(PACKAGES_FILE.read_text(encoding="utf-8")) or {}
     return {"packages": dict(table.get("packages", {})), "inferable": {name: name for name in table.get("inferable", [])},
+            "calls": dict(table.get("inferable_calls") or {}),
             "aliases": {normalise(name): real for name, real in (table.get("requirement_aliases") or {}).items()}}
 
 
@@ -107,6 +108,19 @@ def inferable(module: str) -> bool:
     """Whether mlops installs `module`'s package for a repository that declares no requirements (packages.yaml
     `inferable`)."""
     return module in _tables()["inferable"]
+
+
+def call_requirements(root: Path, entry: str) -> list[str]:
+    """Packages the entry needs for what it calls rather than imports (`pd.read_excel` -> openpyxl, packages.yaml
+    `inferable_calls`)."""
+    try:
+        tree = ast.parse(source_text(root / entry, root))
+    except (SyntaxError, ValueError, RecursionError, OSError, safe_source.UnsafeSource):
+        return []
+    table = _tables()["calls"]
+    called = {node.func.attr for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in table}
+    return sorted({table[name] for name in called})
 
 
 def notebook_installs(root: Path, entry: str) -> list[str]:

@@ -192,3 +192,15 @@ def test_keyboard_input_in_a_training_run_is_named(tmp_path: Path) -> None:
     shown = subprocess.run([sys.executable, "-c", code, str(tmp_path / "train.py")], stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=60).stdout
     assert "age? the script asks for keyboard input (input()), and a training run has none" in shown
+
+
+def test_pandas_optional_readers_and_spacy_models_are_named() -> None:
+    from pandas.compat._optional import import_optional_dependency
+
+    assert _explained(lambda: import_optional_dependency("mlops_absent_reader")) == (
+        "pandas needs mlops_absent_reader to read or write this file format, and the repository does not declare "
+        "it: add mlops_absent_reader to requirements.txt")
+    spacy_error = OSError("[E050] Can't find model 'en_core_web_sm'. It doesn't seem to be a Python package or a "
+                          "valid path to a data directory.")
+    assert _explained(lambda: (_ for _ in ()).throw(spacy_error)).startswith(
+        "spaCy's model en_core_web_sm is downloaded separately")

@@ -200,6 +200,8 @@ def test_what_a_repository_without_requirements_needs_is_inferred_from_its_entry
     assert found.lines == ("wordcloud==1.9.4", "emoji", "opencv-python-headless", "plotly", "tabulate"), \
         "install lines first; pandas is the runtime's; `utils` is not a package name mlops guesses"
     assert found.ignored[-1].startswith("the repository declares no requirements: installing wordcloud==1.9.4, ")
+    (tmp_path / "prices.py").write_text("import pandas as pd\nframe = pd.read_excel('prices.xlsx')\n")
+    assert read_requirements(tmp_path, "prices.py", provided).lines == ("openpyxl",), "pandas' Excel reader"
     monkeypatch.setenv("MLOPS_OFFLINE", "1")
     assert not read_requirements(tmp_path, "train.ipynb", provided), "an offline agent installs nothing unasked"
     monkeypatch.delenv("MLOPS_OFFLINE")

@@ -142,7 +142,14 @@ def _inferred(source: Path, entry: str, provided: frozenset[str] | set[str]) -> 
     notebook user expects: Colab installs what the notebook says, and a well-known import names its package)."""
     from packaging.requirements import Requirement
 
-    from mlops_cli.pycode import imported_roots, inferable, normalise, notebook_installs, requirement_for
+    from mlops_cli.pycode import (
+        call_requirements,
+        imported_roots,
+        inferable,
+        normalise,
+        notebook_installs,
+        requirement_for,
+    )
 
     covered = {normalise(name) for name in provided} | {normalise(requirement_for(name)) for name in provided}
     lines: list[str] = []
@@ -154,6 +161,9 @@ def _inferred(source: Path, entry: str, provided: frozenset[str] | set[str]) -> 
     for module in sorted(imported_roots(source, entry)):
         if inferable(module) and module not in provided and normalise(requirement_for(module)) not in covered:
             _add(requirement_for(module), f"{entry} (import {module})", "not a plain requirement", lines, ignored)
+    for package in call_requirements(source, entry):
+        if normalise(package) not in covered:
+            _add(package, f"{entry} (a call that needs {package})", "not a plain requirement", lines, ignored)
     if not lines:
         return Requirements(lines=(), sources=(), ignored=tuple(ignored))
     ignored.append(f"the repository declares no requirements: installing {', '.join(lines)} for what {entry} "
