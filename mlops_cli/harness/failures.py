@@ -112,7 +112,7 @@ def _from_table(exc: BaseException) -> str:
         match = re.search(row["message"], message)
         if match is None or (row.get("through") and not any(row["through"] in name for name in files)):
             continue
-        groups = [shown if (isinstance(exc, KeyError) and group == message) else group
+        groups = [(shown if (isinstance(exc, KeyError) and group == message) else group)[:120]
                   for group in match.groups(default="")]
         return PLACEHOLDER.sub(lambda field: groups[int(field[1]) - 1] if field[1].isdigit() else _version(field[1]),
                                row["cause"])
