@@ -204,3 +204,14 @@ def test_pandas_optional_readers_and_spacy_models_are_named() -> None:
                           "valid path to a data directory.")
     assert _explained(lambda: (_ for _ in ()).throw(spacy_error)).startswith(
         "spaCy's model en_core_web_sm is downloaded separately")
+
+
+def test_a_download_without_network_is_named(tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    explained = _explained(lambda: urllib.request.urlopen("http://mlops-no-such-host.invalid/data.csv", timeout=10))
+    assert explained.startswith("the code downloads something at run time"), explained
+    hub = OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the "
+                  "cached files.")
+    assert _explained(lambda: (_ for _ in ()).throw(hub)).startswith("the code downloads something at run time")
