@@ -233,3 +233,37 @@ def test_a_script_run_from_a_folder_above_its_own_gets_that_folder_as_working_di
     detected = run_mlops("detect", "-w", str(ws), "--json")
     assert detected.returncode == 0, detected.stderr
     assert json.loads(detected.stdout)["workdir"] == "project"
+
+
+def test_opencv_imread_of_a_windows_relative_path_reads_the_repository_image(tmp_path: Path) -> None:
+    """cv2.imread opens files itself and returns None for a missing one: the harness retries it with the
+    repository's file, as it does for open (an image notebook written on Windows: `train\\cat0.png`)."""
+    import cv2
+    import numpy as np
+
+    files: dict[str, str | bytes] = {}
+    for index in range(40):
+        label = index % 2
+        image = np.full((8, 8), 200 if label else 30, dtype=np.uint8) + np.uint8(index % 7)
+        files[f"train/img{index}_{label}.png"] = cv2.imencode(".png", image)[1].tobytes()
+    files["train.py"] = textwrap.dedent("""\
+        import cv2
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import train_test_split
+
+        names = [f"img{i}_{i % 2}.png" for i in range(40)]
+        images = [cv2.imread("train\\\\" + name, cv2.IMREAD_GRAYSCALE) for name in names]
+        X = np.array([image.reshape(-1) / 255.0 for image in images])
+        y = np.array([i % 2 for i in range(40)])
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+        print("accuracy", LogisticRegression().fit(X_train, y_train).score(X_test, y_test))
+        """)
+    ws = _pulled(tmp_path, files)
+    detected = run_mlops("detect", "-w", str(ws))
+    assert detected.returncode == 0, detected.stderr
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["val_accuracy"] == 1.0
+    assert any(w.startswith("train\\img0_0.png is not in the working directory: read train/img0_0.png of the "
+                            "repository instead") for w in metrics["warnings"]), metrics["warnings"]

@@ -177,11 +177,11 @@ def _run_script(entry: Path, source: Path, capture: Capture) -> None:
     the repository holds are served from it."""
     from mlops_cli import mlproject
     from mlops_cli.harness import notebook, paths
-    from mlops_cli.pycode import NOTEBOOK_SUFFIX, source_text
+    from mlops_cli.pycode import NOTEBOOK_SUFFIX, imported_roots, source_text
 
     notes = capture.notes
-    paths.install(source, capture.warnings)
     rel = entry.resolve().relative_to(source.resolve()).as_posix()
+    paths.install(source, capture.warnings, frozenset(imported_roots(source, rel)))
     project = mlproject.read(source)
     point = project.entry_for(rel) if project else None
     if point is not None and not capture.options.get("args"):   # mlops.yaml `args:` wins over the MLproject's

@@ -97,16 +97,40 @@ class Server:
         return hidden or any(path == folder or folder in path.parents for folder in self.left_alone)
 
 
-def install(source: Path, warnings: list[str]) -> None:
-    """Wrap the openers for the rest of this (training) process."""
+def install(source: Path, warnings: list[str], imported: frozenset[str] = frozenset()) -> None:
+    """Wrap the openers for the rest of this (training) process; OpenCV's `imread`, which opens files itself,
+    when the code imports cv2 (`imported`: the top-level modules the entry and its local modules import)."""
     server = Server(Path(os.path.realpath(source)), warnings)
     builtins.open = _retrying(builtins.open, server)
     io.open = _retrying(io.open, server)
+    if "cv2" in imported:
+        _serve_imread(server)
     try:
         import numpy.lib._datasource as datasource
     except ImportError:   # a runtime without numpy reads through open alone
         return
     datasource.open = _retrying(datasource.open, server)
+
+
+def _serve_imread(server: Server) -> None:
+    """`cv2.imread` returns None for a path it cannot read: retried with the repository's file when the path is
+    missing (a Windows `train\\x.jpg`, another folder), as `open` is."""
+    try:
+        import cv2
+    except ImportError:   # the run fails on the script's own import, with what to add
+        return
+    imread = cv2.imread
+
+    @functools.wraps(imread)
+    def served(filename: Any, *args: Any, **kwargs: Any) -> Any:
+        image = imread(filename, *args, **kwargs)
+        if image is None and isinstance(filename, (str, os.PathLike)) and not os.path.exists(filename):
+            copy = server.copy_for(filename)
+            if copy is not None:
+                return imread(copy, *args, **kwargs)
+        return image
+
+    cv2.imread = served
 
 
 def _retrying(opener: Callable[..., Any], server: Server) -> Callable[..., Any]:
