@@ -267,3 +267,21 @@ def test_opencv_imread_of_a_windows_relative_path_reads_the_repository_image(tmp
     assert metrics["val_accuracy"] == 1.0
     assert any(w.startswith("train\\img0_0.png is not in the working directory: read train/img0_0.png of the "
                             "repository instead") for w in metrics["warnings"]), metrics["warnings"]
+
+
+def test_an_image_opencv_cannot_read_names_the_path_when_the_script_fails_on_none(tmp_path: Path) -> None:
+    ws = _pulled(tmp_path, {"train.py": textwrap.dedent("""\
+        import cv2
+        from sklearn.linear_model import LogisticRegression
+
+        names = [f"cat{index}.jpg" for index in range(3)]
+        image = cv2.imread("images/" + names[0])
+        pixels = image / 255.0
+        LogisticRegression().fit(pixels.reshape(1, -1), [0])
+        """)})
+    result, _ = _train(ws)
+    assert result.returncode == 1
+    error = json.loads((ws / "runs" / "0001" / "run.json").read_text())["error"]
+    assert error == ("TypeError: unsupported operand type(s) for /: 'NoneType' and 'float' (at train.py:6; "
+                     "cv2.imread('images/cat0.jpg') read nothing (no such file in the repository; OpenCV returns None "
+                     "instead of failing): commit the images, or read them by their path in the repository)")

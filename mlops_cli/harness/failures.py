@@ -49,7 +49,7 @@ def explain(exc: BaseException, source: Path) -> str:
         for candidate in _chain(exc):
             found = _from_table(candidate) or _missing_attribute(candidate, source) \
                 or _unexpected_argument(candidate, source) or _undefined_name(candidate) \
-                or _missing_file(candidate, source)
+                or _missing_file(candidate, source) or _image_not_read(candidate)
             if found:
                 return found
     except Exception:  # noqa: BLE001 - a cause is a courtesy; the failure itself is reported regardless
@@ -266,6 +266,17 @@ def _missing_file(exc: BaseException, source: Path) -> str:
                 "path the code opens: read it by its path in the repository")
     return ("the repository holds no file of that name: commit it, or run first what makes it (a training run "
             "has no network to download it)")
+
+
+def _image_not_read(exc: BaseException) -> str:
+    """An error on None after `cv2.imread` read nothing (OpenCV returns None for a missing file, it does not
+    raise): the first path it missed."""
+    from mlops_cli.harness.paths import IMREAD_MISSES
+
+    if not IMREAD_MISSES or not isinstance(exc, (TypeError, AttributeError)) or "NoneType" not in str(exc):
+        return ""
+    return (f"cv2.imread({IMREAD_MISSES[0][:120]!r}) read nothing (no such file in the repository; OpenCV returns "
+            "None instead of failing): commit the images, or read them by their path in the repository")
 
 
 def _limited_walk(root: Path, limit: int = 20_000) -> list[Path]:

@@ -33,6 +33,9 @@ from mlops_cli.pycode import (
 )
 
 WRITE_MODES = set("wax+")
+#: paths `cv2.imread` read nothing from in this process (it returns None instead of raising): the first one names
+#: the cause when the script then fails on that None (harness/failures.py)
+IMREAD_MISSES: list[str] = []
 SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc")
 
 
@@ -128,6 +131,8 @@ def _serve_imread(server: Server) -> None:
             copy = server.copy_for(filename)
             if copy is not None:
                 return imread(copy, *args, **kwargs)
+            if len(IMREAD_MISSES) < 3:
+                IMREAD_MISSES.append(os.fspath(filename))
         return image
 
     cv2.imread = served
