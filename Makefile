@@ -12,6 +12,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# PyTorch for the torch runtime's tests, only where the machine holds a CPU wheel (PyPI's Linux wheel is the
+	# CUDA build, several GB); elsewhere those tests skip and say why
+	if ls /opt/wheels/torch-*+cpu-*.whl >/dev/null 2>&1; then \
+		$(PY) -m pip install --quiet /opt/wheels/torch-*+cpu-*.whl 'lightning>=2.4'; fi
 	touch $@
 
 install: $(VENV)/.installed

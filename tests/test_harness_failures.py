@@ -215,3 +215,30 @@ def test_a_download_without_network_is_named(tmp_path: Path) -> None:
     hub = OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the "
                   "cached files.")
     assert _explained(lambda: (_ for _ in ()).throw(hub)).startswith("the code downloads something at run time")
+
+
+def test_sqlite_text_dtype_drop_and_save_folder_errors_are_named(tmp_path: Path) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(tmp_path / "absent.sqlite")   # SQLite creates an empty database
+    assert _explained(lambda: pd.read_sql_query("SELECT * FROM Reviews", connection)).startswith(
+        "the database has no table Reviews: the database file the code opens is not in the repository")
+    assert "pass numeric_only=True" in _explained(lambda: FRAME.median())
+    assert _explained(lambda: FRAME.drop(columns=["age"], axis=1)).startswith(
+        "drop() was given both axis=/labels and index=/columns=")
+    assert _explained(lambda: FRAME.to_csv(tmp_path / "no-such-folder" / "out.csv")).startswith(
+        f"the code writes into {tmp_path / 'no-such-folder'}, a folder that does not exist here")
+
+
+def test_a_fit_on_too_few_rows_says_why_evaluate_finds_no_held_out_metric(tmp_path: Path) -> None:
+    work = tmp_path / "src"
+    work.mkdir()
+    (work / "train.py").write_text("from sklearn.naive_bayes import GaussianNB\n"
+                                   "GaussianNB().fit([[0.0], [1.0], [0.1], [0.9]], [0, 1, 0, 1])\n")
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, work))).returncode == 0
+    assert run_mlops("train", "-w", str(ws), "--runner", "local").returncode == 0
+    verdict = run_mlops("evaluate", "-w", str(ws))
+    assert verdict.returncode != 0 and verdict.stderr.count("\n") == 1
+    assert verdict.stderr.startswith("mlops: error: metric 'val_accuracy' of run 0001 is missing: the fit has 4 "
+                                     "rows: too few to hold any out (5 or more), so the run has no held-out metric")

@@ -139,6 +139,22 @@ def test_requirements_are_read_bounded_and_plain(tmp_path: Path) -> None:
     assert not read_requirements(tmp_path), "an oversized file is not read"
 
 
+def test_a_standard_library_module_in_requirements_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    from mlops_cli.runtimes.deps import read_requirements
+
+    (tmp_path / "requirements.txt").write_text("tkinter==8.6\npymongo==4.5.0\nsqlite3\n")
+    found = read_requirements(tmp_path)
+    assert found.lines == ("pymongo==4.5.0",)
+    from mlops_cli.runtimes.deps import pip_failure
+
+    assert pip_failure("ERROR: Failed to build 'mysqlclient' when getting requirements to build wheel") == \
+        "mysqlclient", "pip 25+ names the package it could not build in quotes"
+    assert found.ignored == ("requirements.txt:1: tkinter==8.6 is left out (tkinter is part of Python's standard "
+                             "library, not a package pip can install)",
+                             "requirements.txt:3: sqlite3 is left out (sqlite3 is part of Python's standard library, "
+                             "not a package pip can install)")
+
+
 def test_mlproject_environment_requirements_are_read_like_requirements_txt(tmp_path: Path) -> None:
     (tmp_path / "MLproject").write_text("name: x\nconda_env: conda.yaml\nentry_points:\n  main:\n"
                                         "    command: python train.py\n")

@@ -98,6 +98,9 @@ def _prepare(capture: Capture, model: Any, arguments: dict[str, Any]) -> tuple[A
             x, x_val, y, y_val = data.split_rows(x, y, fraction, capture.seed)
             arguments.update(x=x, y=y, validation_data=(x_val, y_val), validation_split=0.0)
             capture.holdout_data = (x_val, y_val)
+    elif rows is not None and rows < 10 and float(options.get("holdout", 0.2)) > 0:
+        capture.warnings.append(f"the fit has {rows} rows: too few to hold any out (10 or more), so the run has no "
+                                "held-out metric")
     if x is None:
         capture.notes.append("the inputs are a dataset or generator: no hold-out can be cut; held-out metrics come "
                              "from what the script validates on" if arguments.get("validation_data") is not None

@@ -286,6 +286,9 @@ def finish(capture: Capture) -> None:
             capture.metrics[name] = float(capture.model.score(X, y))
         fraction = float(capture.options.get("holdout", 0.2))
         rows = data.n_rows(X)
+        if f"val_{name}" not in capture.metrics and fraction > 0 and rows and rows < 5:
+            capture.warnings.append(f"the fit has {rows} rows: too few to hold any out (5 or more), so the run has "
+                                    "no held-out metric")
         if f"val_{name}" not in capture.metrics and fraction > 0 and rows and rows == data.n_rows(y) and rows >= 5:
             x_train, x_val, y_train, y_val = data.split_rows(X, y, fraction, capture.seed)
             refit = clone(capture.model).fit(x_train, y_train)

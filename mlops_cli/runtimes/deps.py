@@ -18,6 +18,8 @@ MAX_FILE_BYTES = 256 * 1024
 HASH_LENGTH = 12
 FILES = ("requirements.txt", "pyproject.toml")
 _PIP_FAILURES = (re.compile(r"No matching distribution found for (\S+)"),
+                 re.compile(r"Failed to build '([^']+)'"),
+                 re.compile(r"pyproject\.toml based projects \(([^)\s]+)\)"),
                  re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
                  re.compile(r"Cannot install (\S+)"),
                  re.compile(r"Failed to build (\S+)"),
@@ -80,6 +82,10 @@ def _add(entry: str, where: str, why: str, lines: list[str], ignored: list[str])
         ignored.append(f"{where}: {entry[:80]} ({why})")
         return False
     parsed = Requirement(requirement)
+    if parsed.name in sys.stdlib_module_names:
+        ignored.append(f"{where}: {entry[:80]} is left out ({parsed.name} is part of Python's standard library, "
+                       "not a package pip can install)")
+        return False
     alias = requirement_alias(parsed.name)
     if alias:
         requirement = alias + (f"; {parsed.marker}" if parsed.marker else "")

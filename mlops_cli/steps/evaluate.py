@@ -93,7 +93,9 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
     if value is None:
         available = metrics.numeric_names() if metrics else []
         problem = "is not a finite number" if metrics and metric in metrics.values else "is missing"
-        raise MetricError(f"metric {metric!r} of run {record.id} {problem}",
+        warnings = metrics.warnings if metrics else []
+        why = next((warning for warning in warnings if "too few to hold any out" in warning), None)
+        raise MetricError(f"metric {metric!r} of run {record.id} {problem}" + (f": {why}" if why else ""),
                           f"available: {', '.join(available) or 'none'}; choose one with --metric")
     check_promotable(ws, record.id, metrics)   # a verdict on a run is a verdict on its model: it must exist
     best_id = ws.best_run_id()
