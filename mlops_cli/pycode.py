@@ -110,12 +110,20 @@ def inferable(module: str) -> bool:
     return module in _tables()["inferable"]
 
 
+def parsed(root: Path, rel: str) -> ast.Module | None:
+    """The pushed file `rel` (a script, or a notebook's cells as IPython reads them) parsed; None when it cannot be
+    read safely or does not parse."""
+    try:
+        return ast.parse(source_text(root / rel, root))
+    except (SyntaxError, ValueError, RecursionError, OSError, safe_source.UnsafeSource):
+        return None
+
+
 def call_requirements(root: Path, entry: str) -> list[str]:
     """Packages the entry needs for what it calls rather than imports (`pd.read_excel` -> openpyxl, packages.yaml
     `inferable_calls`)."""
-    try:
-        tree = ast.parse(source_text(root / entry, root))
-    except (SyntaxError, ValueError, RecursionError, OSError, safe_source.UnsafeSource):
+    tree = parsed(root, entry)
+    if tree is None:
         return []
     table = _tables()["calls"]
     called = {node.func.attr for node in ast.walk(tree)
@@ -126,9 +134,8 @@ def call_requirements(root: Path, entry: str) -> list[str]:
 def notebook_installs(root: Path, entry: str) -> list[str]:
     """The packages the entry's `!pip install` / `%pip install` lines name (options and `-r FILE` left out), as
     IPython's transformer reads them: a notebook's own declaration of what it needs."""
-    try:
-        tree = ast.parse(source_text(root / entry, root))
-    except (SyntaxError, ValueError, RecursionError, OSError, safe_source.UnsafeSource):
+    tree = parsed(root, entry)
+    if tree is None:
         return []
     found: list[str] = []
     for node in ast.walk(tree):
@@ -177,9 +184,8 @@ def imported_roots(root: Path, entry: str) -> set[str]:
             continue
         seen.add(rel)
         path = root / rel
-        try:
-            tree = ast.parse(source_text(path, root))
-        except (SyntaxError, ValueError, RecursionError, OSError, safe_source.UnsafeSource):
+        tree = parsed(root, rel)
+        if tree is None:
             continue
         for node in ast.walk(tree):
             names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \

@@ -60,14 +60,11 @@ def explain(exc: BaseException, source: Path) -> str:
 def explain_exit(exc: SystemExit) -> str:
     """For a script that exited before training: argparse refusing its command line is named with argparse's
     own message (a training run gives the script only what mlops.yaml `args:` lists)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
+    for frame in _frames(exc):
         if frame.f_code.co_name == "error" and frame.f_code.co_filename.endswith("argparse.py"):
             message = str(frame.f_locals.get("message", "")).strip().splitlines()
             return (f"its command line was refused: {message[0][:200] if message else 'argparse error'} (give the "
                     "arguments with `args:` in mlops.yaml, or defaults in the script)")
-        tb = tb.tb_next
     return ""
 
 
@@ -196,11 +193,7 @@ def _unexpected_argument(exc: BaseException, source: Path) -> str:
 
 def _called_library(exc: BaseException, source: Path) -> str:
     """The module of the first frame below the user's code (the library function the code called)."""
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
+    frames = _frames(exc)
     root = source.resolve()
 
     def user(frame: Any) -> bool:
@@ -213,14 +206,19 @@ def _called_library(exc: BaseException, source: Path) -> str:
     return str(frames[last + 1].f_globals.get("__name__", ""))
 
 
-def _resolve(name: str, exc: BaseException) -> Any:
-    """What `name` meant where the call failed: the innermost frame's locals, then its globals."""
-    tb = exc.__traceback__
+def _frames(exc: BaseException) -> list[Any]:
+    """The traceback's frames, outermost first."""
     frames = []
+    tb = exc.__traceback__
     while tb is not None:
         frames.append(tb.tb_frame)
         tb = tb.tb_next
-    for frame in reversed(frames):
+    return frames
+
+
+def _resolve(name: str, exc: BaseException) -> Any:
+    """What `name` meant where the call failed: the innermost frame's locals, then its globals."""
+    for frame in reversed(_frames(exc)):
         for scope in (frame.f_locals, frame.f_globals):
             if name in scope:
                 return scope[name]
@@ -256,11 +254,10 @@ def _missing_file(exc: BaseException, source: Path) -> str:
     name = getattr(exc, "filename", None)
     if not isinstance(exc, FileNotFoundError) or not isinstance(name, str) or not name.strip():
         return ""
-    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    if not base:
-        return ""
+    from mlops_cli.pycode import repository_matches
+
     root = source.resolve()
-    found = sorted(path.relative_to(root).as_posix() for path in _limited_walk(root) if path.name == base)
+    found = [path.relative_to(root).as_posix() for path in repository_matches(name, root)]
     if found:
         return (f"the repository has {', '.join(found[:3])}{' and more' if len(found) > 3 else ''}, not at the "
                 "path the code opens: read it by its path in the repository")
@@ -277,19 +274,6 @@ def _image_not_read(exc: BaseException) -> str:
         return ""
     return (f"cv2.imread({IMREAD_MISSES[0][:120]!r}) read nothing (no such file in the repository; OpenCV returns "
             "None instead of failing): commit the images, or read them by their path in the repository")
-
-
-def _limited_walk(root: Path, limit: int = 20_000) -> list[Path]:
-    """At most `limit` files of the checkout, links not followed (the walk stays inside what was pushed)."""
-    import os
-
-    files: list[Path] = []
-    for folder, dirs, names in os.walk(root, followlinks=False):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        files.extend(Path(folder) / n for n in names)
-        if len(files) >= limit:
-            break
-    return files
 
 
 def _cells(path: Path) -> list[tuple[int, str]]:
