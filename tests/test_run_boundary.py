@@ -205,7 +205,8 @@ def test_an_output_area_replaced_by_a_link_is_never_read_or_promoted(tmp_path: P
     assert "symbolic link" in evaluated.stderr and not (ws / "best").exists()
 
 
-FILL_OUTPUT = IRIS + ("import os\nout = os.path.join(os.pardir, 'runs', '0001', 'out', 'filler.bin')\n"
+FILL_OUTPUT = IRIS + ("import glob, os\nout = os.path.join(sorted(glob.glob(os.path.join(os.pardir, 'runs', '*', 'out')))[-1], "
+                      "'filler.bin')\n"
                       "with open(out, 'wb') as handle:\n"
                       "    while True:\n        handle.write(b'x' * 1024 * 1024)\n        handle.flush()\n")
 
@@ -221,8 +222,11 @@ def test_a_run_that_fills_its_output_area_is_stopped_at_its_disk_limit(tmp_path:
     assert record["error"].startswith("stopped: it wrote more than 30 MiB"), record["error"]
     assert not (ws / "runs" / "0001" / "out" / "filler.bin").exists()
     assert (ws / "runs" / "0001" / "out" / "train.log").is_file()
-    again = run_mlops("train", "--workspace", str(ws), "--runner", "local", "--time-limit", "5", timeout=120)
+    again = run_mlops("train", "--workspace", str(ws), "--runner", "local", env={"MLOPS_DISK_LIMIT": "30m"},
+                      timeout=180)
     assert "already training" not in again.stderr, again.stderr
+    assert run_json(ws, "0002")["error"].startswith("stopped: it wrote more than 30 MiB"), "the second run, alike"
+    assert not (ws / "runs" / "0002" / "out" / "filler.bin").exists()
 
 
 def test_monitor_stops_a_detached_run_past_its_disk_limit(tmp_path: Path) -> None:
