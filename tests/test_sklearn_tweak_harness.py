@@ -87,3 +87,24 @@ scaled = StandardScaler().fit_transform(X)
 """
     model = train(tmp_path, script)["diagnostics"]["model"]
     assert model["estimator"] == "KNeighborsClassifier"
+
+
+SPARSE_TEXT = """from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.naive_bayes import MultinomialNB
+
+spam = ["win a free prize now", "free money claim your prize", "cheap pills win big", "claim free cash today"]
+ham = ["meeting moved to monday", "lunch at noon tomorrow", "see the attached report", "call me about the plan"]
+texts = [text + f" {i}" for i in range(15) for text in spam + ham]
+labels = [1, 1, 1, 1, 0, 0, 0, 0] * 15
+X = CountVectorizer().fit_transform(texts)
+MultinomialNB().fit(X, labels)
+"""
+
+
+def test_a_fit_on_a_sparse_matrix_of_every_row_gets_the_harness_hold_out(tmp_path: Path) -> None:
+    """CountVectorizer's output is a scipy sparse matrix, fitted whole: the held-out metric comes from a clone refit
+    on 80% of its rows, taken without densifying the matrix."""
+    metrics = train(tmp_path, SPARSE_TEXT)
+    assert metrics["diagnostics"]["holdout"] == "harness (a clone refit on the rest)"
+    assert metrics["diagnostics"]["n_holdout"] == 24
+    assert metrics["val_accuracy"] == 1.0

@@ -17,6 +17,12 @@ def _is_structure(value: Any) -> bool:
         hasattr(item, "__array__") and getattr(item, "ndim", 1) >= 1 for item in value)
 
 
+def _is_sparse(value: Any) -> bool:
+    """A scipy sparse matrix (CountVectorizer and TfidfVectorizer give one): rows by `shape`, taken in CSR form, never
+    densified (a vocabulary of 100 000 words by 10 000 rows would not fit)."""
+    return hasattr(value, "tocsr") and len(getattr(value, "shape", ())) == 2
+
+
 def as_array(value: Any, allow_object: bool = False) -> np.ndarray | None:
     """A numpy view of array-likes (numpy, pandas, lists of rows); None for datasets, generators and structures
     (lists or dicts of arrays); object arrays (strings) only with `allow_object`."""
@@ -58,6 +64,8 @@ def n_rows(value: Any) -> int | None:
     if _is_structure(value):
         lengths = {n_rows(item) for item in (value.values() if isinstance(value, dict) else value)}
         return lengths.pop() if len(lengths) == 1 else None
+    if _is_sparse(value):
+        return int(value.shape[0])
     array = as_array(value, allow_object=True)
     return None if array is None else len(array)
 
@@ -70,6 +78,8 @@ def take(value: Any, index: np.ndarray) -> Any:
         return type(value)(take(item, index) for item in value)
     if hasattr(value, "iloc"):
         return value.iloc[index]
+    if _is_sparse(value):
+        return value.tocsr()[index]
     return np.asarray(value)[index]
 
 
