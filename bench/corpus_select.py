@@ -241,9 +241,9 @@ def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: se
     """Examine candidates in order until `want` members: (members, decisions, repositories to fetch next).
 
     `barred`: owners (lower case) and repositories that may not enter (earlier draws' members), logged with
-    `barred_note`; `seen_before`: repositories already decided elsewhere (realworld.yaml, draw 2's log). From index `end`
-    on the walk records that it ended there. `stale`: an UNFETCHABLE reason that tells of an earlier session, not of
-    the repository, and is not taken as a decision. The fetch list leaves out an owner's later repositories in a
+    `barred_note`; `seen_before`: repositories decided elsewhere (realworld.yaml; draw 2's log for draw 3). From index
+    `end` on the walk records that it ended there. `stale`: an UNFETCHABLE reason that tells of an earlier session,
+    not of the repository, and is not taken as a decision. The fetch list leaves out an owner's later repositories in a
     listing while an earlier one waits to be examined (it plans fetches, saving the session's limit; it decides nothing).
     """
     members, log, owners, repos = [], [], set(), set()
@@ -331,7 +331,8 @@ def main() -> None:
         members, log, to_fetch = walk(order, args.mirror, args.want or 30, args.ahead, decided, barred,
                                       position(order, DRAW3_END), LIMIT_REASON, BARRED[3])
         members = [{**m, "draw": 3} for m in members]
-        suffix, header = "-draw3", "# Draw 3 (PROCEDURE.md section 7): a third sample, run once at the end, never developed on.\n"
+        suffix = "-draw3"
+        header = "# Draw 3 (PROCEDURE.md section 7): a third sample, run once at the end, never developed on.\n"
     (CORPUS / f"selection-log{suffix}.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
     header = ("# The corpus of issue 18, drawn by bench/corpus_select.py under bench/corpus/PROCEDURE.md. References only:\n"
               "# the code and data are fetched at measuring time (bench/corpus.py) and never committed here.\n") + header
