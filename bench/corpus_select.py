@@ -1,7 +1,7 @@
 """Draw the corpus of issue 18 by the rule in bench/corpus/PROCEDURE.md: walk the recorded candidates in order, check
 criteria C1-C5 on each fetched snapshot, and write the members to bench/corpus/manifest.yaml.
 
-Usage: python bench/corpus_select.py [--draw 1|2] [--mirror /work/.mirror] [--want 80 for draw 1, 40 for draw 2]
+Usage: python bench/corpus_select.py [--draw 1|2|3] [--mirror /work/.mirror] [--want 80, 40 or 30 by draw]
 
 Candidates come from bench/corpus/candidates.yaml (source A: named search results; source B: path listings). Each
 candidate's repository must have been fetched with the search tool's `fetch` (a bare git directory under
@@ -13,6 +13,9 @@ Draw 1 ended where its session's fetch limit ran out (DRAW1_END); that end is re
 same decisions even after a later session fetches the candidates beyond it. `--draw 2` (PROCEDURE.md section 6)
 walks the rest of draw 1's order, then source C (bench/corpus/candidates-draw2.yaml), skips every repository and owner
 with a member in draw 1 or in bench/realworld.yaml, and writes manifest-draw2.yaml and selection-log-draw2.yaml.
+`--draw 3` (section 7) walks the tails of source C after draw 2's last member, then source D
+(bench/corpus/candidates-draw3.yaml), skips the members' repositories and owners of draws 1 and 2 and of realworld.yaml
+and every repository draw 2 decided on, and writes manifest-draw3.yaml and selection-log-draw3.yaml.
 """
 from __future__ import annotations
 
@@ -50,6 +53,12 @@ SOURCE_C = ("train.py", "model.ipynb", "notebook.ipynb", "main.py", "model.py", 
 LIMIT_REASON = "not fetched: the session's limit of 500 fetched repositories was reached (the walk ends here)"
 DRAW1_END = ("dataset.csv", 90)  # the first candidate draw 1 could not fetch (PROCEDURE.md section 5)
 DRAW2_END: tuple[str, int] | None = None  # set only if draw 2 stops before 40 members (PROCEDURE.md section 6)
+DRAW2_LAST = ("notebook.ipynb", 85)  # draw 2's 40th member: source C's tails start after it (PROCEDURE.md section 7)
+SOURCE_D = ("Untitled.ipynb", "training.py", "classification.ipynb", "regression.ipynb", "src/train.py",
+            "model_training.ipynb")  # draw 3 only
+DRAW3_END: tuple[str, int] | None = None  # set only if draw 3 stops before 30 members by time or fetch limit
+BARRED = {2: "skip: repository or owner has a member in draw 1 or is in realworld.yaml",
+          3: "skip: repository or owner has a member in draw 1 or 2 or is in realworld.yaml"}
 
 
 def git(gdir: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -228,12 +237,13 @@ def position(order: list[dict], end: tuple[str, int] | None) -> int:
 
 
 def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: set[str], barred: set[str],
-         end: int, stale: str | None) -> tuple[list[dict], list[dict], list[str]]:
+         end: int, stale: str | None, barred_note: str = BARRED[2]) -> tuple[list[dict], list[dict], list[str]]:
     """Examine candidates in order until `want` members: (members, decisions, repositories to fetch next).
 
-    `barred`: owners (lower case) and repositories that may not enter (draw 1's members for draw 2). From index `end`
-    on the walk records that it ended there. `stale`: an UNFETCHABLE reason that tells of an earlier session, not of
-    the repository, and is not taken as a decision. The fetch list leaves out an owner's later repositories in a
+    `barred`: owners (lower case) and repositories that may not enter (earlier draws' members), logged with
+    `barred_note`; `seen_before`: repositories decided elsewhere (realworld.yaml; draw 2's log for draw 3). From index
+    `end` on the walk records that it ended there. `stale`: an UNFETCHABLE reason that tells of an earlier session,
+    not of the repository, and is not taken as a decision. The fetch list leaves out an owner's later repositories in a
     listing while an earlier one waits to be examined (it plans fetches, saving the session's limit; it decides nothing).
     """
     members, log, owners, repos = [], [], set(), set()
@@ -246,8 +256,7 @@ def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: se
         repo, owner = cand["repo"], cand["repo"].split("/")[0].lower()
         where = {k: cand[k] for k in ("q", "rank", "listing") if k in cand}
         if repo in barred or owner in barred:
-            log.append({**where, "repo": repo, "path": cand["path"],
-                        "decision": "skip: repository or owner has a member in draw 1 or is in realworld.yaml"})
+            log.append({**where, "repo": repo, "path": cand["path"], "decision": barred_note})
             continue
         if repo in repos or repo in seen_before:
             log.append({**where, "repo": repo, "path": cand["path"], "decision": "skip: repository already drawn or seen"})
@@ -287,29 +296,43 @@ def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: se
     return members, log, to_fetch
 
 
+def load(name: str) -> list[dict]:
+    """The list under the single top-level key of a YAML file in bench/corpus."""
+    return next(iter(yaml.safe_load((CORPUS / name).read_text()).values()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draw", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--draw", type=int, choices=(1, 2, 3), default=1)
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
-    parser.add_argument("--want", type=int, default=None, help="members to draw (80 for draw 1, 40 for draw 2)")
+    parser.add_argument("--want", type=int, default=None, help="members to draw (80, 40 or 30 for draws 1, 2, 3)")
     parser.add_argument("--ahead", type=int, default=12, help="how many missing repositories to list for fetching")
     args = parser.parse_args()
-    candidates = yaml.safe_load((CORPUS / "candidates.yaml").read_text())["candidates"]
     realworld = {e["repo"] for e in yaml.safe_load((ROOT / "bench" / "realworld.yaml").read_text())["scripts"]}
-    draw1 = ordered(candidates)
+    draw1 = ordered(load("candidates.yaml"))
     if args.draw == 1:
         members, log, to_fetch = walk(draw1, args.mirror, args.want or 80, args.ahead, realworld, set(),
                                       position(draw1, DRAW1_END), None)
         suffix, header = "", ""
-    else:
-        source_c = yaml.safe_load((CORPUS / "candidates-draw2.yaml").read_text())["candidates"]
-        order = draw1[position(draw1, DRAW1_END):] + round_robin(source_c, SOURCE_C)
-        drawn = {e["repo"] for e in yaml.safe_load((CORPUS / "manifest.yaml").read_text())["entries"]}
+    elif args.draw == 2:
+        order = draw1[position(draw1, DRAW1_END):] + round_robin(load("candidates-draw2.yaml"), SOURCE_C)
+        drawn = {e["repo"] for e in load("manifest.yaml")}
         barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
         members, log, to_fetch = walk(order, args.mirror, args.want or 40, args.ahead, set(), barred,
                                       position(order, DRAW2_END), LIMIT_REASON)
         members = [{**m, "draw": 2} for m in members]
         suffix, header = "-draw2", "# Draw 2 (PROCEDURE.md section 6): a fresh sample, run once at the end, never developed on.\n"
+    else:
+        source_c = round_robin(load("candidates-draw2.yaml"), SOURCE_C)
+        order = source_c[position(source_c, DRAW2_LAST) + 1:] + round_robin(load("candidates-draw3.yaml"), SOURCE_D)
+        drawn = {e["repo"] for e in load("manifest.yaml") + load("manifest-draw2.yaml")}
+        barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
+        decided = {d["repo"] for d in load("selection-log-draw2.yaml") if not d["decision"].startswith("skip")}
+        members, log, to_fetch = walk(order, args.mirror, args.want or 30, args.ahead, decided, barred,
+                                      position(order, DRAW3_END), LIMIT_REASON, BARRED[3])
+        members = [{**m, "draw": 3} for m in members]
+        suffix = "-draw3"
+        header = "# Draw 3 (PROCEDURE.md section 7): a third sample, run once at the end, never developed on.\n"
     (CORPUS / f"selection-log{suffix}.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
     header = ("# The corpus of issue 18, drawn by bench/corpus_select.py under bench/corpus/PROCEDURE.md. References only:\n"
               "# the code and data are fetched at measuring time (bench/corpus.py) and never committed here.\n") + header

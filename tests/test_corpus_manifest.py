@@ -19,7 +19,7 @@ def entries(name: str = "manifest.yaml") -> list[dict]:
     return yaml.safe_load((CORPUS / name).read_text(encoding="utf-8"))["entries"]
 
 
-DRAWS = ["manifest.yaml", "manifest-draw2.yaml"]
+DRAWS = ["manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml"]
 
 
 @pytest.mark.parametrize("manifest", DRAWS)
@@ -65,3 +65,21 @@ def test_draw_2_is_new_code_from_its_own_recorded_candidates() -> None:
     listed = yaml.safe_load((CORPUS / "candidates-draw2.yaml").read_text())["candidates"]
     walked = yaml.safe_load((CORPUS / "candidates.yaml").read_text())["candidates"]
     assert {e["repo"] for e in second} <= {c["repo"] for c in listed + walked}
+
+
+def test_draw_3_is_new_code_from_its_own_recorded_candidates() -> None:
+    """Draw 3 (PROCEDURE.md section 7) shares no repository or owner with draws 1 and 2, has one member per owner, and
+    each member was a recorded candidate: of source D, or of the tails of draw 2's source C listings."""
+    third = entries("manifest-draw3.yaml")
+    assert len(third) == 30 and all(entry.get("draw") == 3 for entry in third)
+    earlier = {e["repo"].split("/")[0].lower() for e in entries() + entries("manifest-draw2.yaml")}
+    owners = [e["repo"].split("/")[0].lower() for e in third]
+    assert not set(owners) & earlier
+    assert len(set(owners)) == len(third), "one member per owner"
+    listed = yaml.safe_load((CORPUS / "candidates-draw3.yaml").read_text())["candidates"]
+    tails = yaml.safe_load((CORPUS / "candidates-draw2.yaml").read_text())["candidates"]
+    recorded = {(c["listing"], c["rank"], c["repo"]) for c in listed + tails}
+    assert all((e["source"], e["rank"], e["repo"]) in recorded for e in third)
+    log = yaml.safe_load((CORPUS / "selection-log-draw2.yaml").read_text())["decisions"]
+    decided_in_draw_2 = {d["repo"] for d in log if not d["decision"].startswith("skip")}
+    assert not {e["repo"] for e in third} & decided_in_draw_2
