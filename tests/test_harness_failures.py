@@ -225,7 +225,9 @@ def test_sqlite_text_dtype_drop_and_save_folder_errors_are_named(tmp_path: Path)
         "the database has no table Reviews: the database file the code opens is not in the repository")
     assert "pass numeric_only=True" in _explained(lambda: FRAME.median())
     assert _explained(lambda: FRAME.drop(columns=["age"], axis=1)).startswith(
-        "drop() was given both axis=/labels and index=/columns=")
+        f"drop() was given both axis= and index=/columns=: pandas 2.3 made that an error (pandas {pd.__version__} here")
+    assert _explained(lambda: FRAME.drop("age", columns=["age"])).startswith(
+        "drop() was given both labels and index=/columns=, which pandas refuses")
     assert _explained(lambda: FRAME.to_csv(tmp_path / "no-such-folder" / "out.csv")).startswith(
         f"the code writes into {tmp_path / 'no-such-folder'}, a folder that does not exist here")
 

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,46 @@ def test_pip_failure_names_the_requirement_from_real_pip_output(tmp_path: Path) 
                           "--dry-run", "mlops-no-such-dep==9.9"], capture_output=True, text=True)
     assert out.returncode != 0
     assert pip_failure(out.stdout + out.stderr) == "mlops-no-such-dep==9.9"
+
+
+@pytest.fixture
+def broken_sdist_index(tmp_path: Path) -> Iterator[str]:
+    """A package index on loopback holding `broken-0.1`, an sdist whose setup.py fails as mysqlclient's does
+    without pkg-config: pip says only that a build step failed, not which package."""
+    import functools
+    import http.server
+    import tarfile
+    import threading
+
+    source = tmp_path / "src" / "broken-0.1"
+    source.mkdir(parents=True)
+    (source / "setup.py").write_text("raise Exception('Can not find valid pkg-config name.')\n")
+    (source / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    project = tmp_path / "index" / "broken"
+    project.mkdir(parents=True)
+    with tarfile.open(project / "broken-0.1.tar.gz", "w:gz") as archive:
+        archive.add(source, arcname="broken-0.1")
+    (project / "index.html").write_text('<a href="broken-0.1.tar.gz">broken-0.1.tar.gz</a>')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "index"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_a_requirement_whose_build_fails_is_named_by_pip_23_and_current_pip(tmp_path: Path,
+                                                                             broken_sdist_index: str) -> None:
+    """The venvs the runtimes make carry Python's bundled pip (23), which names no package when a build step
+    fails: the requirement it was collecting is the one named, so that an unimported one can be skipped. (No build
+    isolation: the index on loopback holds no setuptools; the step that fails is then setup.py's metadata.)"""
+    env = {**os.environ, "PIP_FIND_LINKS": "", "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "bundled")], check=True)
+    for python in (str(tmp_path / "bundled" / "bin" / "python"), sys.executable):
+        out = subprocess.run([python, "-m", "pip", "install", "--index-url", broken_sdist_index, "--dry-run",
+                              "--no-build-isolation", "broken==0.1"], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert out.returncode != 0 and "did not run successfully" in out.stdout + out.stderr
+        assert pip_failure(out.stdout + out.stderr) in ("broken==0.1", "broken"), out.stdout + out.stderr
 
 
 def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_path: Path, tiny_wheels: Path) -> None:

@@ -24,6 +24,9 @@ _PIP_FAILURES = (re.compile(r"No matching distribution found for (\S+)"),
                  re.compile(r"Cannot install (\S+)"),
                  re.compile(r"Failed to build (\S+)"),
                  re.compile(r"Invalid requirement: '?([^'\s]+)"))
+_COLLECTING = re.compile(r"\s*Collecting (\S+)")
+_BUILD_STEP_FAILED = re.compile(r"finished with status 'error'|did not run successfully")
+_METADATA_FAILED = re.compile(r"Encountered error while generating package metadata\.\s*\n\s*╰─>\s*(?!See\b)(\S+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,14 +214,22 @@ def split_provided(lines: list[str]) -> tuple[list[str], list[str]]:
 
 
 def pip_failure(output: str) -> str | None:
-    """The requirement pip names in its error output (the last one), or None when it names none."""
-    found = None
+    """The requirement pip names in its error output (the last one), or None when it names none. A build step that
+    fails before pip names the package (pip 23's "Getting requirements to build wheel did not run successfully")
+    is blamed on the requirement pip was collecting then."""
+    found = collecting = None
     for line in output.splitlines():
+        collected = _COLLECTING.match(line)
+        if collected:
+            collecting = collected.group(1)
+        if found is None and collecting and _BUILD_STEP_FAILED.search(line):
+            found = collecting
         for pattern in _PIP_FAILURES:
             match = pattern.search(line)
             if match:
                 found = match.group(1).strip("'\".,:")
-    return found
+    named = _METADATA_FAILED.search(output)   # pip 24+: the package on the line after the error
+    return found or (named.group(1) if named else None)
 
 
 def main(argv: list[str]) -> int:
