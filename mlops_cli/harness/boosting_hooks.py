@@ -14,7 +14,7 @@ import importlib.util
 import inspect
 from typing import Any
 
-from mlops_cli.harness import data, sklearn_hooks
+from mlops_cli.harness import data, sklearn_hooks, statsmodels_hooks
 from mlops_cli.harness.capture import Capture, safe
 
 SKLEARN_API = {
@@ -33,8 +33,11 @@ def _installed(module: str) -> bool:
 
 
 def install(capture: Capture) -> None:
-    """The scikit-learn capture, then every installed boosting library's estimators and native `train`."""
+    """The scikit-learn capture, then every installed boosting library's estimators and native `train`, and
+    statsmodels' fits (harness/statsmodels_hooks.py) where it is installed."""
     sklearn_hooks.install(capture)
+    if _installed("statsmodels"):
+        statsmodels_hooks.install(capture)
     for module_name, classes in SKLEARN_API.items():
         if not _installed(module_name.split(".")[0]):
             continue
@@ -233,12 +236,17 @@ def _record_prediction_score(capture: Capture, predicted: Any, labels: Any, clas
 
 
 def finish(capture: Capture) -> None:
-    """scikit-learn's training score and harness hold-out for the estimators; nothing more for a booster."""
+    """The training score and harness hold-out of an estimator or a statsmodels model; nothing more for a booster."""
     if capture.framework in ("xgboost", "lightgbm"):
+        return
+    if capture.framework == "statsmodels":
+        safe(statsmodels_hooks.finish)(capture)
         return
     safe(sklearn_hooks.finish)(capture)
 
 
 def save(capture: Capture) -> str | None:
-    """joblib for estimators and boosters alike (both pickle)."""
+    """joblib for estimators and boosters alike (both pickle); a statsmodels model's parameters as data."""
+    if capture.framework == "statsmodels":
+        return statsmodels_hooks.save(capture)
     return sklearn_hooks.save(capture)

@@ -46,6 +46,10 @@ UNSUPPORTED_ROOTS = {"jax": "JAX", "mxnet": "MXNet", "paddle": "PaddlePaddle"}
 SKLEARN_ESTIMATOR_MODULES = {"linear_model", "ensemble", "tree", "neighbors", "svm", "naive_bayes",
                              "neural_network", "discriminant_analysis", "gaussian_process", "kernel_ridge",
                              "semi_supervised", "multiclass", "multioutput", "dummy", "cluster", "calibration"}
+#: statsmodels' modelling modules (not its statistical tests or time series): a regression notebook fitting
+#: `sm.OLS(...).fit()` alone trains in the sklearn runtime, whose harness captures it (harness/statsmodels_hooks.py)
+STATSMODELS_MODULES = {"statsmodels.api", "statsmodels.formula.api", "statsmodels.regression", "statsmodels.discrete",
+                       "statsmodels.genmod"}
 TRAIN_METHODS = {"fit", "fit_generator", "train_on_batch", "backward"}
 EXISTENCE_CHECKS = {"exists", "isfile", "isdir", "is_file", "is_dir"}
 CONV_PATTERN = re.compile(r"^(Conv[123]D|Conv[123]DTranspose|Convolution[123]D|SeparableConv[12]D|DepthwiseConv[12]D)$")
@@ -128,7 +132,8 @@ class DetectResult:
 
 def _framework(module: str) -> str | None:
     """The family an imported module belongs to (keras, torch, unsupported, boosting, sklearn: a scikit-learn
-    estimator module, not its preprocessing), or None: what decides the profile, and ranks the candidates."""
+    estimator module, not its preprocessing; statsmodels: its models), or None: what decides the profile, and
+    ranks the candidates."""
     parts = module.split(".")
     if parts[0] in KERAS_ROOTS:
         return "keras"
@@ -140,6 +145,8 @@ def _framework(module: str) -> str | None:
         return "boosting"
     if parts[0] == "sklearn" and len(parts) > 1 and parts[1] in SKLEARN_ESTIMATOR_MODULES:
         return "sklearn"
+    if any(module == name or module.startswith(name + ".") for name in STATSMODELS_MODULES):
+        return "statsmodels"
     return None
 
 
@@ -734,6 +741,7 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     closure = _closure(entry, modules)
     warnings = _skip_unparsed(entry, closure, unparsed)
     keras_lines, unsupported, sklearn_lines, boosting_lines, torch_lines = [], [], [], [], []
+    statsmodels_lines: list[str] = []
     trainer_libraries = rules()["torch"]["trainer_libraries"] if any(info.trainer_calls for info in closure) else {}
     for info in closure:
         for module, line, text in info.imports:
@@ -750,6 +758,8 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
                 boosting_lines.append(f"{where} ({BOOSTING_ROOTS[root_name]} gradient boosting)")
             elif family == "sklearn":
                 sklearn_lines.append(where)
+            elif family == "statsmodels":
+                statsmodels_lines.append(f"{where} (statsmodels)")
     removed = [(info, line, prefix, advice) for info in closure for line, prefix, advice in info.removed]
     if removed:
         info, line, prefix, advice = removed[0]
@@ -780,12 +790,13 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
             f"{entry.rel} trains with {', '.join(names)}, which mlops has no image for "
             f"(evidence: {'; '.join(where for _, where in unsupported[:3])})",
             "use Keras/TensorFlow or scikit-learn, or set `profile:` in mlops.yaml to force one")
-    elif sklearn_lines or boosting_lines:
+    elif sklearn_lines or boosting_lines or statsmodels_lines:
         profile = "sklearn"
         evidence += boosting_lines + [f"{line} (scikit-learn estimator)" for line in sklearn_lines]
+        evidence += statsmodels_lines
     else:
         raise DetectError(f"{entry.rel} calls fit() but imports no framework mlops knows "
-                          "(TensorFlow/Keras or a scikit-learn estimator)",
+                          "(TensorFlow/Keras, a scikit-learn estimator or a statsmodels model)",
                           "set `profile:` in mlops.yaml if the import is hidden")
     if runtime_name:
         evidence.append(f"mlops.yaml: runtime: {runtime_name}")

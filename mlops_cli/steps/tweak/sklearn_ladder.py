@@ -98,6 +98,10 @@ def diagnose(ctx: TweakContext, row: AttemptRow) -> Diagnosis:
     """Read one run's diagnostics; MetricError when the run recorded no scikit-learn estimator."""
     metrics = row.metrics or RunMetrics()
     model = metrics.model
+    if model.get("framework") == "statsmodels":
+        raise MetricError(f"run {row.run.id} fitted a statsmodels {model.get('estimator')} model, which tweak has no "
+                          "changes for (its inputs and formula are the model)",
+                          "change the formula or the inputs by hand, or fit a scikit-learn estimator")
     if model.get("framework") != "sklearn" or not model.get("estimator") or row.metric is None:
         raise MetricError(f"run {row.run.id} recorded no scikit-learn estimator and {ctx.settings.metric}",
                           "train it under mlops (`mlops train`) so the harness can see the fitted estimator")
