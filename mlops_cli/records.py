@@ -254,6 +254,8 @@ HARNESS_OPTIONS: dict[str, HarnessOption] = {option.name: option for option in (
                   low=0.0, high=0.9, in_fit=False, carried=False),
     HarnessOption("args", (list,), "the entry script's command line, sys.argv[1:] (mlops.yaml `args:`)",
                   in_fit=False, carried=False),
+    HarnessOption("holdout_loader", (bool,), "a PyTorch loop that never evaluates: part of the first DataLoader it "
+                  "builds is kept out of training and scored (detect decides)", in_fit=False, carried=False),
     HarnessOption("trial", (int,), "the optuna trial this attempt reports to (search's bookkeeping; the harness "
                   "ignores it)", low=0, high=10**9, in_fit=False, carried=False),
     HarnessOption("standardize", (bool,), "a Normalization layer adapted on the training split", in_fit=False),

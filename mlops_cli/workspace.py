@@ -473,6 +473,7 @@ class State:
     workdir: str | None = None
     cnn: bool | None = None
     uses_params: bool | None = None
+    holdout_loader: bool | None = None   # a PyTorch loop that never evaluates: the harness holds out loader rows
     estimators: list[str] = dataclasses.field(default_factory=list)
     detected_commit: str | None = None
     detected_at: str | None = None
@@ -569,6 +570,7 @@ _STATE_TYPES: dict[str, tuple[type, ...]] = {
     "workdir": _OPT_STR, "repo_url": _OPT_STR, "detected_commit": _OPT_STR, "detected_at": _OPT_STR,
     "budget_spent": (bool, type(None)), "pulled_at": _OPT_STR, "cnn": (bool, type(None)), "schema": (int,),
     "uses_params": (bool, type(None)), "estimators": (list,), "pull_incomplete": _OPT_STR,
+    "holdout_loader": (bool, type(None)),
 }
 _PROPOSAL_TYPES: dict[str, tuple[type, ...]] = {
     "strategy": _OPT_STR, "reasons": (list,), "params": (dict,), "options": (dict,), "parent": _OPT_STR,

@@ -78,6 +78,26 @@ def test_a_loop_that_never_evaluates_held_out_data_fails_in_one_line(tmp_path: P
 
 
 @pytest.mark.slow   # ~10 s on a loaded 2-core machine (a real training, plus evaluate)
+def test_a_loop_that_never_evaluates_is_scored_on_rows_of_its_loader_kept_out_of_training(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    ws = _workspace(tmp_path, "never-evaluates")
+    code, data, err = detect_json(ws / "repo")
+    assert code == 0 and data["runtime"] == "torch", err
+    assert any(w.startswith("train.py trains with PyTorch in its own loop and never evaluates it") and
+               "mlops keeps a part of the first DataLoader it builds out of training" in w for w in data["warnings"])
+    result, metrics, log = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert "trained on 240 rows" in log, "the loader the script iterates holds the other 80%"
+    assert metrics["diagnostics"]["holdout"] == "harness (rows of the first DataLoader kept out of training)"
+    assert metrics["diagnostics"]["n_holdout"] == 60 and metrics["epochs"] == 15
+    assert metrics["val_accuracy"] > 0.85
+    assert any("on 60 rows of its first DataLoader, which mlops kept out of training since the script never "
+               "evaluates" in w for w in metrics["warnings"]), metrics["warnings"]
+    verdict = run_mlops("evaluate", "-w", str(ws))
+    assert verdict.returncode == 0 and "val_accuracy = " in verdict.stdout, verdict.stdout + verdict.stderr
+
+
+@pytest.mark.slow   # ~10 s on a loaded 2-core machine (a real training, plus evaluate)
 def test_a_notebook_loop_on_tensors_is_scored_on_the_tensors_its_loss_compares(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     ws = _workspace(tmp_path, "notebook")
@@ -256,21 +276,19 @@ def test_a_model_called_through_its_forward_is_the_module_the_script_built(tmp_p
     assert result.stdout.split() == ["None", "Net", "True"]
 
 
-@pytest.mark.parametrize("source,refused", [
+@pytest.mark.parametrize("source,held_out", [
     ("import torch\nnet = torch.nn.Linear(4, 2)\nloss = criterion(net(x), y)\nloss.backward()\nopt.step()\n", True),
     ("import torch\nnet = torch.nn.Linear(4, 2)\nloss.backward()\nnet.eval()\n", False),
     ("import torch\nloss.backward()\n@torch.no_grad\ndef check():\n    pass\ncheck()\n", False),
     ("from torch import no_grad\nloss.backward()\nwith no_grad():\n    pass\n", False),
 ])
-def test_detect_refuses_only_a_loop_that_never_evaluates(tmp_path: Path, source: str, refused: bool) -> None:
+def test_detect_asks_a_harness_hold_out_only_for_a_loop_that_never_evaluates(tmp_path: Path, source: str,
+                                                                              held_out: bool) -> None:
     (tmp_path / "train.py").write_text(source)
     code, data, err = detect_json(tmp_path)
-    if refused:
-        assert code == 2 and len(err.splitlines()) == 1
-        assert err.startswith("mlops: error: train.py trains with PyTorch in its own loop and never evaluates it")
-    else:
-        assert code == 0, err
-        assert data["runtime"] == "torch"
+    assert code == 0, err
+    assert data["runtime"] == "torch" and data["holdout_loader"] is held_out
+    assert any("never evaluates it" in w for w in data["warnings"]) is held_out
 
 
 def test_a_module_train_call_is_not_training_but_a_trainer_object_is(tmp_path: Path) -> None:

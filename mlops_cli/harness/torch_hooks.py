@@ -13,6 +13,11 @@ held-out tensors. When the script ends, the model is scored on the latest of the
 grad, at most MAX_BATCHES batches): val_accuracy for a classifier, val_r2 and val_loss (MSE) for a regression, with
 a warning naming the data. What the script reports with `mlops_cli.log_metrics(val_...)` wins and is not
 recomputed.
+
+A loop whose code never evaluates (detect finds no `.eval()`, `no_grad`... and sets the `holdout_loader` option) has
+nothing of the kind: the harness then keeps a shuffled part (`holdout`, 20%) of the first DataLoader the script
+builds on a map-style dataset out of training (the loader is built on the rest, a `Subset`) and scores the model on
+that part when the script ends, as for scikit-learn's harness hold-out.
 """
 from __future__ import annotations
 
@@ -73,6 +78,7 @@ class _Loop:
     clock: int = 0
     broken: bool = False
     scoring: bool = False
+    held: Any = None   # the DataLoader over the rows kept out of training (the `holdout_loader` option)
 
     def off(self) -> bool:
         """Not watching: our capture failed, we are scoring, or Lightning's fit (captured on its own) runs."""
@@ -220,6 +226,66 @@ def _watch(capture: Capture) -> None:
 
     dataloader.DataLoader.__iter__ = __iter__
     dataloader._BaseDataLoaderIter.__next__ = __next__
+    fraction = float(capture.options.get("holdout", 0.2))
+    if capture.options.get("holdout_loader") and fraction > 0:
+        dataloader.DataLoader.__init__ = _holding_out(dataloader.DataLoader.__init__, fraction, capture.seed)
+
+
+def _holding_out(original_init: Any, fraction: float, seed: int) -> Any:
+    """DataLoader.__init__ that builds the first loader of a map-style dataset (a length, no sampler of the
+    script's: its indices would not fit the subset) on the dataset less a shuffled `fraction` of its rows, and
+    keeps a loader over those rows (same batch size and collate function) for `finish`."""
+    import inspect
+
+    signature = inspect.signature(original_init)
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, dataset: Any, *args: Any, **kwargs: Any) -> None:
+        loop = LOOP
+        if loop is not None and loop.held is None:
+            given = safe(signature.bind_partial)(self, dataset, *args, **kwargs)
+            given = {} if given is None else given.arguments
+            split = safe(_split_dataset)(dataset, fraction, seed) \
+                if given.get("sampler") is None and given.get("batch_sampler") is None else None
+            if split is not None:
+                dataset, held = split
+                loop.held = _Held(held, given.get("batch_size", 1), given.get("collate_fn"), len(held))
+        original_init(self, dataset, *args, **kwargs)
+
+    return __init__
+
+
+@dataclasses.dataclass
+class _Held:
+    """The rows kept out of training, and how the script batched them."""
+
+    dataset: Any
+    batch_size: Any
+    collate_fn: Any
+    rows: int
+
+    def loader(self) -> Any:
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self.dataset, batch_size=self.batch_size or 1, shuffle=False, collate_fn=self.collate_fn)
+
+
+def _split_dataset(dataset: Any, fraction: float, seed: int) -> tuple[Any, Any] | None:
+    """(training subset, held-out subset) of a map-style dataset of 10 rows or more, else None."""
+    import torch
+    from torch.utils.data import IterableDataset, Subset
+
+    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__getitem__"):
+        return None
+    try:
+        rows = len(dataset)
+    except (TypeError, NotImplementedError):
+        return None
+    held = int(round(rows * fraction))
+    if rows < 10 or held < 1:
+        return None
+    order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed)).tolist()
+    return Subset(dataset, sorted(order[held:])), Subset(dataset, sorted(order[:held]))
 
 
 def _model_of(loop: _Loop, optimizer: Any) -> Any:
@@ -380,6 +446,10 @@ def finish(capture: Capture) -> str | None:
     if loop.tensors is not None:
         sources.append((loop.tensors_order, f"{len(loop.tensors[0])} held-out rows",
                         "which the script compared in a loss", functools.partial(_tensor_batches, *loop.tensors)))
+    if not sources and loop.held is not None:
+        sources.append((0, f"{loop.held.rows} rows of its first DataLoader",
+                        "which mlops kept out of training since the script never evaluates",
+                        functools.partial(_loader_batches, loop.held.loader())))
     if not sources:
         if loop.broken:
             return ("mlops could not watch this PyTorch loop (see the warning above), so it has no held-out metric "
@@ -404,7 +474,9 @@ def finish(capture: Capture) -> str | None:
                 "targets (report the metric with mlops_cli.log_metrics(val_accuracy=...))")
     metrics, batches, rows, extra = scored
     capture.metrics.update(metrics)
-    capture.diagnostics.update(holdout="mlops (the data the script evaluated on)", n_holdout=rows, **extra)
+    held_out = "harness (rows of the first DataLoader kept out of training)" if loop.held is not None \
+        else "mlops (the data the script evaluated on)"
+    capture.diagnostics.update(holdout=held_out, n_holdout=rows, **extra)
     names = ", ".join(f"{key}={value:.4f}" for key, value in metrics.items())
     capture.warnings.append(f"{names} computed by mlops on {what}, {how} after training ({batches} batches, "
                             f"{rows} rows; report your own with mlops_cli.log_metrics if that is not held-out data)")

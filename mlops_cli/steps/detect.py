@@ -125,6 +125,8 @@ class DetectResult:
     workdir: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     missing_packages: list[str] = dataclasses.field(default_factory=list)
+    #: a PyTorch loop that never evaluates: the harness holds out part of its first DataLoader
+    holdout_loader: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -660,20 +662,14 @@ def _unserved(reader: str) -> bool:
     return reader in table or reader.rsplit(".", 1)[-1] in table
 
 
-def _torch_profile(entry: ModuleInfo, closure: list[ModuleInfo], torch_lines: list[tuple[str, str]]) -> str:
-    """`torch` whenever the torch runtime can find a held-out metric: Lightning's Trainer (what the module logs as
-    val_*), mlops_cli.log_metrics, a `...Trainer(...).train()` (it may evaluate), or a loop whose code evaluates
-    somewhere (`.eval()`, `torch.no_grad`, `torch.inference_mode`: the harness scores the model on what it evaluates
-    on, harness/torch_hooks.py). A loop with none of them is refused here: the runtime would find nothing held out."""
-    if any(name == "PyTorch Lightning" for name, _ in torch_lines) \
-            or any(info.logs_metrics or info.evaluates or info.trainer_calls for info in closure):
-        return "torch"
-    raise UnsupportedFramework(
-        f"{entry.rel} trains with PyTorch in its own loop and never evaluates it: no model.eval(), torch.no_grad() "
-        f"or mlops_cli.log_metrics in its code, so there is no held-out metric to judge "
-        f"(evidence: {'; '.join(where for _, where in torch_lines[:3])})",
-        "evaluate on held-out data in eval mode or under torch.no_grad() (the torch runtime scores the model on "
-        "that DataLoader), or report the metric with mlops_cli.log_metrics(val_accuracy=...)")
+def _evaluates_itself(closure: list[ModuleInfo], torch_lines: list[tuple[str, str]]) -> bool:
+    """Whether the torch runtime can find a held-out metric in what the code does: Lightning's Trainer (what the
+    module logs as val_*), mlops_cli.log_metrics, a `...Trainer(...).train()` (it may evaluate), or a loop whose code
+    evaluates somewhere (`.eval()`, `torch.no_grad`, `torch.inference_mode`: the harness scores the model on what it
+    evaluates on, harness/torch_hooks.py). A loop with none of them gets the harness' own hold-out instead: part of
+    the first DataLoader it builds is kept from training and the model scored on it."""
+    return any(name == "PyTorch Lightning" for name, _ in torch_lines) \
+        or any(info.logs_metrics or info.evaluates or info.trainer_calls for info in closure)
 
 
 def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], unparsed: dict[str, DetectError],
@@ -742,6 +738,7 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     warnings = _skip_unparsed(entry, closure, unparsed)
     keras_lines, unsupported, sklearn_lines, boosting_lines, torch_lines = [], [], [], [], []
     statsmodels_lines: list[str] = []
+    holdout_loader = False
     trainer_libraries = rules()["torch"]["trainer_libraries"] if any(info.trainer_calls for info in closure) else {}
     for info in closure:
         for module, line, text in info.imports:
@@ -782,8 +779,14 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
         profile = "keras"
         evidence += [f"{line} (TensorFlow/Keras)" for line in keras_lines]
     elif torch_lines:
-        profile = _torch_profile(entry, closure, torch_lines)
+        profile = "torch"
         evidence += [f"{where} ({name})" for name, where in torch_lines[:3]]
+        holdout_loader = not _evaluates_itself(closure, torch_lines)
+        if holdout_loader:
+            warnings.append(f"{entry.rel} trains with PyTorch in its own loop and never evaluates it (no "
+                            "model.eval(), torch.no_grad() or mlops_cli.log_metrics): mlops keeps a part of the first "
+                            "DataLoader it builds out of training and scores the model on it (evaluate on held-out "
+                            "data yourself, or report the metric with mlops_cli.log_metrics(val_accuracy=...))")
     elif unsupported:
         names = sorted({name for name, _ in unsupported})
         raise UnsupportedFramework(
@@ -831,7 +834,7 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
                         uses_params=any(info.uses_params for info in closure),
                         estimators=sorted({name for info in closure for name, _ in info.estimators}),
                         runtime=runtime_name, workdir=workdir, warnings=warnings + missing,
-                        missing_packages=missing)
+                        missing_packages=missing, holdout_loader=holdout_loader)
 
 
 def detect_and_record(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
@@ -840,7 +843,7 @@ def detect_and_record(settings: Settings, repo_dir: Path | None = None) -> Detec
     if repo_dir is None:
         ws = settings.workspace
         ws.update_state(profile=result.profile, runtime=result.runtime, workdir=result.workdir,
-                        entrypoint=result.entrypoint, cnn=result.cnn,
+                        entrypoint=result.entrypoint, cnn=result.cnn, holdout_loader=result.holdout_loader,
                         uses_params=result.uses_params, estimators=result.estimators,
                         detected_commit=ws.read_state().commit, detected_at=now_iso())
     return result
