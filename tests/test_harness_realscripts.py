@@ -329,3 +329,26 @@ def test_the_colab_stub_exists_only_for_code_that_imports_it_and_has_a_spec(tmp_
     shown = subprocess.run([sys.executable, "-c", probe, str(entry)], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.split() == (["True", "True"] if imports_colab else ["False", "False"])
+
+
+def test_a_notebook_with_tqdm_notebook_bars_trains_with_text_bars(tmp_path: Path) -> None:
+    """tqdm.notebook needs ipywidgets, which no runtime has ("IProgress not found"): its bars become text bars."""
+    import nbformat
+
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(source) for source in (
+        "from tqdm.notebook import tqdm, trange\nfrom sklearn.datasets import load_iris\n"
+        "from sklearn.model_selection import train_test_split\nfrom sklearn.tree import DecisionTreeClassifier",
+        "X, y = load_iris(return_X_y=True)\nX_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)",
+        "scores = [DecisionTreeClassifier(max_depth=d).fit(X_train, y_train).score(X_test, y_test)\n"
+        "          for d in tqdm(range(1, 4), desc='depth')]\nfor _ in trange(2):\n    pass\nprint(max(scores))")]
+    ws = tmp_path / "ws"
+    remote = make_remote(tmp_path, {"model.ipynb": nbformat.writes(book)})
+    assert run_mlops("pull", "--repo", str(remote), "--workspace", str(ws)).returncode == 0
+    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local")
+    assert trained.returncode == 0, trained.stderr
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
+    assert metrics["val_accuracy"] > 0.9
+    assert "tqdm.notebook's progress bars are tqdm's text bars in this run (no notebook front end)" in \
+        metrics["diagnostics"]["notes"]
+    assert "depth: 100%" in (ws / "runs" / "0001" / "out" / "train.log").read_text()

@@ -152,6 +152,25 @@ def _colab(notes: list[str]) -> None:
     sys.modules.update({"google.colab": colab, "google.colab.drive": drive, "google.colab.files": files})
 
 
+def _text_progress_bars(notes: list[str]) -> None:
+    """`tqdm.notebook` draws its bars with ipywidgets, which a training run has no front end for (and the runtimes
+    do not install: its bars then fail with "IProgress not found"): they become tqdm's text bars, as in a script."""
+    import importlib.machinery
+
+    try:
+        import tqdm
+        import tqdm.std
+    except ImportError:
+        return
+    module = types.ModuleType("tqdm.notebook", "mlops: tqdm's text progress bars (a run has no notebook front end)")
+    module.tqdm = module.tqdm_notebook = tqdm.std.tqdm
+    module.trange = module.tnrange = tqdm.std.trange
+    module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)
+    sys.modules["tqdm.notebook"] = tqdm.notebook = module
+    tqdm.tqdm_notebook, tqdm.tnrange = tqdm.std.tqdm, tqdm.std.trange
+    notes.append("tqdm.notebook's progress bars are tqdm's text bars in this run (no notebook front end)")
+
+
 def new_main(entry: Path, notes: list[str]) -> types.ModuleType:
     """A `__main__` module whose namespace has `get_ipython` and `display`, as a notebook's has (and Colab's
     `google.colab` importable when the code imports it: elsewhere its presence would make libraries that probe
@@ -159,8 +178,11 @@ def new_main(entry: Path, notes: list[str]) -> types.ModuleType:
     from mlops_cli.pycode import MAX_NOTEBOOK_BYTES
 
     with open(entry, "rb") as handle:
-        if b"google.colab" in handle.read(MAX_NOTEBOOK_BYTES):
-            _colab(notes)
+        text = handle.read(MAX_NOTEBOOK_BYTES)
+    if b"google.colab" in text:
+        _colab(notes)
+    if b"tqdm" in text:
+        _text_progress_bars(notes)
     module = types.ModuleType("__main__")
     shell = Shell(module.__dict__, notes)
     module.__dict__.update(__file__=str(entry), __builtins__=__builtins__, get_ipython=lambda: shell,
