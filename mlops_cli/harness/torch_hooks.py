@@ -78,7 +78,7 @@ class _Loop:
     clock: int = 0
     broken: bool = False
     scoring: bool = False
-    held: Any = None   # the DataLoader over the rows kept out of training (the `holdout_loader` option)
+    held: _Held | None = None   # the rows kept out of training (the `holdout_loader` option)
 
     def off(self) -> bool:
         """Not watching: our capture failed, we are scoring, or Lightning's fit (captured on its own) runs."""
@@ -243,8 +243,10 @@ def _holding_out(original_init: Any, fraction: float, seed: int) -> Any:
     def __init__(self: Any, dataset: Any, *args: Any, **kwargs: Any) -> None:
         loop = LOOP
         if loop is not None and loop.held is None:
-            given = safe(signature.bind_partial)(self, dataset, *args, **kwargs)
-            given = {} if given is None else given.arguments
+            try:
+                given = signature.bind_partial(self, dataset, *args, **kwargs).arguments
+            except TypeError:   # arguments DataLoader refuses: its own error follows, untouched
+                given = {"sampler": "refused"}
             split = safe(_split_dataset)(dataset, fraction, seed) \
                 if given.get("sampler") is None and given.get("batch_sampler") is None else None
             if split is not None:
