@@ -10,6 +10,7 @@ import nbformat
 import numpy as np
 import pytest
 from conftest import make_remote, run_mlops
+from test_docker import containers, engine, images  # noqa: F401  (the session's engine and images)
 
 pytest.importorskip("statsmodels")
 
@@ -86,3 +87,17 @@ def test_too_few_rows_for_the_parameters_is_said_not_guessed(tmp_path: Path) -> 
     evaluated = run_mlops("evaluate", "--workspace", str(ws))
     assert evaluated.returncode != 0 and "12 rows for 11 parameters: too few to hold any out" in evaluated.stderr, \
         evaluated.stderr
+
+
+@pytest.mark.docker
+def test_the_sklearn_image_trains_a_statsmodels_script_with_no_requirements_file(
+        tmp_path: Path, engine: object, images: dict, containers: Path) -> None:
+    """The image has statsmodels (the runtime provides it): no derived image, no network."""
+    ws = containers
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, {"train.py": OLS_WHOLE}))) \
+        .returncode == 0
+    trained = run_mlops("train", "-w", str(ws), "--runner", "docker", "--network", "none")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
+    assert metrics["diagnostics"]["model"]["estimator"] == "OLS" and 0.2 < metrics["val_r2"] < metrics["r2"]
+    assert json.loads((ws / "containers" / "0001.json").read_text())["image"] == "mlops-sklearn:latest"
