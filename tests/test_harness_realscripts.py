@@ -352,3 +352,21 @@ def test_a_notebook_with_tqdm_notebook_bars_trains_with_text_bars(tmp_path: Path
     assert "tqdm.notebook's progress bars are tqdm's text bars in this run (no notebook front end)" in \
         metrics["diagnostics"]["notes"]
     assert "depth: 100%" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
+
+
+def test_an_entry_importing_relative_to_its_package_runs_as_python_m_would(tmp_path: Path) -> None:
+    """`src/train.py` with `from .data import load` only runs as `python -m src.train`: the harness runs it so."""
+    files = {"src/data.py": "from sklearn.datasets import load_wine\n\n\ndef load():\n"
+                            "    return load_wine(return_X_y=True)\n",
+             "src/train.py": "from sklearn.ensemble import RandomForestClassifier\n"
+                             "from sklearn.model_selection import train_test_split\n\nfrom .data import load\n\n"
+                             "X, y = load()\na, b, ya, yb = train_test_split(X, y, random_state=0)\n"
+                             "print('held-out', RandomForestClassifier(random_state=0).fit(a, ya).score(b, yb))\n"}
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "--repo", str(make_remote(tmp_path, files)), "--workspace", str(ws)).returncode == 0
+    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local")
+    assert trained.returncode == 0, trained.stderr
+    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
+    assert metrics["val_accuracy"] > 0.9 and metrics["diagnostics"]["holdout"] == "script"
+    assert "src/train.py imports relative to its package: run as `python -m src.train`" in \
+        metrics["diagnostics"]["notes"]

@@ -192,7 +192,12 @@ def _run_script(entry: Path, source: Path, capture: Capture) -> None:
         return
     text = source_text(entry, source)
     if "get_ipython" not in text and text == entry.read_text(encoding="utf-8", errors="replace"):
-        runpy.run_path(str(entry), run_name="__main__")
+        package = _package_of(rel, text)
+        if package:   # `from .data import load` in src/train.py: run as `python -m src.train` would
+            notes.append(f"{rel} imports relative to its package: run as `python -m {package}`")
+            runpy.run_module(package, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(str(entry), run_name="__main__")
         return
     module = notebook.new_main(entry, notes)
     saved = sys.modules.get("__main__")
@@ -202,6 +207,22 @@ def _run_script(entry: Path, source: Path, capture: Capture) -> None:
     finally:
         if saved is not None:
             sys.modules["__main__"] = saved
+
+
+def _package_of(rel: str, text: str) -> str | None:
+    """`src.train` for an entry `src/train.py` that imports relative to its package (`from .data import load`),
+    which only runs as a module; None for one at the root or without relative imports."""
+    import ast
+
+    parts = rel[:-len(".py")].split("/") if rel.endswith(".py") else []
+    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+        return None
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    relative = any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
+    return ".".join(parts) if relative else None
 
 
 def _where_it_failed(source: Path) -> str:
