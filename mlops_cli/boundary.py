@@ -40,7 +40,9 @@ def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True)
     """The allow-listed environment of the training process: host basics (local runner only), run settings and
     the names declared in MLOPS_TRAIN_ENV. Values that carry a password (a proxy URL with userinfo) or any
     known secret (a declared name holding the SMTP password) are left out. Plots go to the non-interactive Agg
-    backend, so a script's `plt.show()` returns at once instead of waiting for a window."""
+    backend, so a script's `plt.show()` returns at once instead of waiting for a window; Weights & Biases logs
+    offline (a run has no account and, in a container, no network: `wandb.init()` would ask for a key or fail),
+    unless the declared environment says otherwise."""
     environ = os.environ if environ is None else environ
     declared = declared_train_env(environ)
     secrets = known_secrets(environ)
@@ -49,6 +51,7 @@ def training_env(environ: Mapping[str, str] | None = None, *, host: bool = True)
     env.update({name: environ[name] for name in declared
                 if name in environ and not any(secret in environ[name] for secret in secrets)})
     env["MPLBACKEND"] = "Agg"
+    env.setdefault("WANDB_MODE", "offline")
     return {name: value for name, value in env.items() if not USERINFO.search(value)}
 
 

@@ -93,3 +93,13 @@ def test_declared_names_are_passed_unless_they_hold_a_secret(monkeypatch: pytest
     monkeypatch.setenv("MLOPS_TRAIN_ENV", "JENKINS_URL")
     with pytest.raises(ConfigError, match="looks like a secret"):
         training_env()
+
+
+def test_weights_and_biases_logs_offline_unless_the_declared_environment_says_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run has no W&B account (no secret reaches it) and a container no network: `wandb.init()` logs offline."""
+    assert training_env()["WANDB_MODE"] == training_env(host=False)["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert training_env()["WANDB_MODE"] == "offline", "the agent's own setting is not the run's"
+    monkeypatch.setenv("MLOPS_TRAIN_ENV", "WANDB_MODE")
+    assert training_env()["WANDB_MODE"] == "disabled"
