@@ -29,7 +29,7 @@ FITS = (("statsmodels.regression.linear_model", "RegressionModel"),
 
 
 def install(capture: Capture) -> None:
-    """Wrap the families' `fit`; a statsmodels that is not installed is skipped."""
+    """Wrap the families' `fit` (boosting_hooks installs this capture only where statsmodels is installed)."""
     for module_name, class_name in FITS:
         cls = getattr(importlib.import_module(module_name), class_name)
         cls.fit = _wrap_fit(capture, cls.__dict__["fit"])
@@ -85,7 +85,7 @@ def _after_fit(capture: Capture, results: Any) -> None:
         train_labels_fingerprint=data.fingerprint(getattr(original, "orig_endog", endog)),
         model={"framework": "statsmodels", "estimator": type(model).__name__,
                "module": type(model).__module__.rsplit(".", 1)[0], "container": type(model).__name__, "steps": [],
-               "params": {}, "converged": bool(getattr(results, "mle_retvals", {}).get("converged", True)),
+               "params": {}, "converged": bool((getattr(results, "mle_retvals", None) or {}).get("converged", True)),
                "searched": [], "fitted": {"n_params": int(exog.shape[1])}})
 
 
