@@ -258,6 +258,7 @@ def _train(ws: Workspace, record: Any) -> int:
     os.chdir(workdir)
     sys.argv = [str(entry), *map(str, capture.options.get("args") or [])]   # mlops.yaml `args:`
     os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("WANDB_DIR", str(capture.run_dir))   # offline W&B files: the output area, not the checkout
     try:
         _run_script(entry, source, capture)
     except SystemExit as exc:
