@@ -170,6 +170,34 @@ def test_writes_and_updates_of_a_missing_path_are_never_redirected(tmp_path: Pat
     assert out["warnings"] == [] and (root / "data" / "train.csv").read_text() == "repository\n"
 
 
+def test_a_write_into_a_folder_the_checkout_lacks_creates_it_inside_the_checkout_only(tmp_path: Path) -> None:
+    """git keeps no empty folder (and `models/` is often ignored): a write into the checkout creates the folder, with
+    a warning; a folder outside it, a link out of it and a hidden folder are not created."""
+    root = _checkout(tmp_path)
+    (root / "out").symlink_to(tmp_path, target_is_directory=True)
+    out = _opener(root, root, """\
+        import joblib, pandas as pd
+        with open("models/run1/model.txt", "w") as handle:
+            handle.write("weights")
+        pd.DataFrame({"a": [1]}).to_csv("predictions/test.csv", index=False)
+        joblib.dump({"w": 1}, Path("artifacts") / "model.joblib")
+        for path in ("../data/x.csv", "out/elsewhere/x.csv", ".secret/x.txt"):
+            try:
+                open(path, "w")
+                out[path] = "opened"
+            except FileNotFoundError:
+                out[path] = "FileNotFoundError"
+        """)
+    assert (root / "models" / "run1" / "model.txt").read_text() == "weights"
+    assert (root / "predictions" / "test.csv").read_text() == "a\n1\n"
+    assert (root / "artifacts" / "model.joblib").is_file()
+    assert {path: out[path] for path in ("../data/x.csv", "out/elsewhere/x.csv", ".secret/x.txt")} == dict.fromkeys(
+        ("../data/x.csv", "out/elsewhere/x.csv", ".secret/x.txt"), "FileNotFoundError")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "elsewhere").exists()
+    assert out["warnings"] == [f"the code writes into {name}/, a folder the checkout lacks (git keeps no empty "
+                               "folder): mlops created it" for name in ("models/run1", "predictions", "artifacts")]
+
+
 def test_a_path_that_exists_is_read_as_written(tmp_path: Path) -> None:
     root = _checkout(tmp_path)
     (root / "train.csv").write_text("beside the script\n")

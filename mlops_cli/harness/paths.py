@@ -12,6 +12,10 @@ path into the Python installation, /proc, /sys, /dev, /etc or a hidden folder (`
 probe those) is left alone. Several different files of the name: the FileNotFoundError names them, so a script
 that catches it still falls back. detect applies the same rule (mlops_cli.pycode.repository_matches and
 single_copy) before training, so a literal path it lets through is one this serves.
+
+A write into a folder the checkout lacks, inside the checkout (`models/model.pkl`, `output/sub.csv`: git keeps no
+empty folder, and such folders are often ignored), creates that folder first, with a warning: the author had it on
+their machine. A folder outside the checkout (`../data`) is not created: the write fails as written.
 """
 from __future__ import annotations
 
@@ -88,6 +92,24 @@ class Server:
                              f"{os.path.relpath(copy, os.getcwd())})")
         return str(copy)
 
+    def make_parent(self, file: Any) -> bool:
+        """Create the missing folder of a write into the checkout (see the module docstring); False when the
+        folder exists, lies outside the checkout (links followed to see where) or is hidden."""
+        if not isinstance(file, (str, os.PathLike)):
+            return False
+        text = os.fspath(file)
+        if isinstance(text, bytes) or not text.strip() or "://" in text:
+            return False
+        parent = Path(os.path.realpath(Path(os.path.abspath(text)).parent))
+        if parent.exists() or not self._inside(parent) \
+                or any(part.startswith(".") for part in parent.relative_to(self.root).parts):
+            return False
+        os.makedirs(parent, exist_ok=True)
+        rel = parent.relative_to(self.root).as_posix()
+        self.warnings.append(f"the code writes into {rel}/, a folder the checkout lacks (git keeps no empty folder): "
+                             "mlops created it")
+        return True
+
     def _inside(self, path: Path) -> bool:
         return path == self.root or self.root in path.parents
 
@@ -113,6 +135,25 @@ def install(source: Path, warnings: list[str], imported: frozenset[str] = frozen
     except ImportError:   # a runtime without numpy reads through open alone
         return
     datasource.open = _retrying(datasource.open, server)
+    _pandas_writes(server)
+
+
+def _pandas_writes(server: Server) -> None:
+    """pandas' writers (`to_csv`, `to_excel`...) check the folder themselves before opening: the same folder
+    creation there."""
+    try:
+        import pandas.io.common as common
+    except ImportError:
+        return
+    check = common.check_parent_directory
+
+    @functools.wraps(check)
+    def checked(path: str) -> None:
+        if not Path(path).parent.is_dir():
+            server.make_parent(path)
+        check(path)
+
+    common.check_parent_directory = checked
 
 
 def _serve_imread(server: Server) -> None:
@@ -147,6 +188,8 @@ def _retrying(opener: Callable[..., Any], server: Server) -> Callable[..., Any]:
             return opener(file, mode, *args, **kwargs)
         except FileNotFoundError:
             if WRITE_MODES & set(str(mode)):
+                if server.make_parent(file):
+                    return opener(file, mode, *args, **kwargs)
                 raise
             copy = server.copy_for(file)
             if copy is None:
