@@ -108,3 +108,22 @@ def test_a_fit_on_a_sparse_matrix_of_every_row_gets_the_harness_hold_out(tmp_pat
     assert metrics["diagnostics"]["holdout"] == "harness (a clone refit on the rest)"
     assert metrics["diagnostics"]["n_holdout"] == 24
     assert metrics["val_accuracy"] == 1.0
+
+
+MULTI_OUTPUT = """import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(300, 4))
+labels = pd.DataFrame({"kind": (X[:, 0] > 0).astype(int) + (X[:, 1] > 1).astype(int), "risk": (X[:, 2] > 0).astype(int)})
+RandomForestClassifier(n_estimators=30, random_state=0).fit(X, labels)
+"""
+
+
+def test_a_classifier_of_several_multiclass_outputs_is_scored_by_subset_accuracy(tmp_path: Path) -> None:
+    """scikit-learn's `score` refuses multiclass-multioutput targets: the harness counts rows whose every output is
+    right (MultiOutputClassifier's subset accuracy) instead of losing the run's metrics."""
+    metrics = train(tmp_path, MULTI_OUTPUT)
+    assert metrics["accuracy"] == 1.0 and 0.6 < metrics["val_accuracy"] < 1.0
+    assert metrics["diagnostics"]["holdout"] == "harness (a clone refit on the rest)"

@@ -283,7 +283,7 @@ def finish(capture: Capture) -> None:
     name = "accuracy" if _is_classifier(capture.model) else "r2"
     with capture.inside():
         if name not in capture.metrics and y is not None:
-            capture.metrics[name] = float(capture.model.score(X, y))
+            capture.metrics[name] = _held_score(capture.model, X, y)
         fraction = float(capture.options.get("holdout", 0.2))
         rows = data.n_rows(X)
         if f"val_{name}" not in capture.metrics and fraction > 0 and rows and rows < 5:
@@ -292,9 +292,24 @@ def finish(capture: Capture) -> None:
         if f"val_{name}" not in capture.metrics and fraction > 0 and rows and rows == data.n_rows(y) and rows >= 5:
             x_train, x_val, y_train, y_val = data.split_rows(X, y, fraction, capture.seed)
             refit = clone(capture.model).fit(x_train, y_train)
-            capture.metrics[f"val_{name}"] = float(refit.score(x_val, y_val))
+            capture.metrics[f"val_{name}"] = _held_score(refit, x_val, y_val)
             capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=data.n_rows(x_val),
                                        majority_share=data.majority_share(data.as_array(y_val, True)))
+
+
+def _held_score(estimator: Any, X: Any, y: Any) -> float:
+    """The estimator's own score; for a classifier of several outputs with several classes each (a random forest
+    fitted on a DataFrame of label columns), whose `score` scikit-learn refuses ("multiclass-multioutput is not
+    supported"), the subset accuracy: rows whose every output is right, as MultiOutputClassifier.score counts."""
+    import numpy as np
+
+    try:
+        return float(estimator.score(X, y))
+    except ValueError:
+        predicted, truth = np.asarray(estimator.predict(X)), np.asarray(y)
+        if not _is_classifier(estimator) or truth.ndim != 2 or predicted.shape != truth.shape:
+            raise
+        return float(np.mean(np.all(predicted == truth, axis=1)))
 
 
 def _cluster_scores(capture: Capture, X: Any) -> None:
