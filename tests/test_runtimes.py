@@ -239,6 +239,36 @@ def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_p
     assert [p.name for p in (tmp_path / "cache" / "deps").iterdir() if not p.name.startswith(".")] == [venv.name]
 
 
+def _wheel(tmp_path: Path, wheels: Path, name: str, version: str, requires: list[str]) -> None:
+    project = tmp_path / f"{name}-{version}"
+    (project / name.replace("-", "_")).mkdir(parents=True)
+    (project / name.replace("-", "_") / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = {requires!r}\n'.replace("'", '"'))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(project)], check=True, capture_output=True)
+
+
+def test_a_requirement_cannot_replace_a_package_the_runtime_has(tmp_path: Path, tiny_wheels: Path) -> None:
+    """The newest `mlops-wants-click` wants click 99 (as opencv 5 wants NumPy 2 beside TensorFlow 2.15): the
+    runtime's packages are pip constraints, so pip takes the release that fits the runtime's click instead of
+    shadowing it with click 99 in the layered venv."""
+    from importlib import metadata
+
+    _wheel(tmp_path, tiny_wheels, "click", "99.0", [])
+    _wheel(tmp_path, tiny_wheels, "mlops-wants-click", "2.0", ["click>=99"])
+    _wheel(tmp_path, tiny_wheels, "mlops-wants-click", "1.0", ["click>=8"])
+    script = SKLEARN_WITH_DEP.replace("import mlops_tiny_dep", "import click, mlops_wants_click") \
+        .replace("mlops_tiny_dep.VALUE", "mlops_wants_click.VERSION, click.__version__")
+    ws = pulled(tmp_path, {"train.py": script, "requirements.txt": "mlops-wants-click\n"})
+    env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
+    trained = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert f"dependency says 1.0 {metadata.version('click')}" in \
+        (ws / "runs" / "0001" / "out" / "train.log").read_text(), "release 1.0, beside the runtime's own click"
+
+
 def test_what_a_repository_without_requirements_needs_is_inferred_from_its_entry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nbformat

@@ -232,13 +232,26 @@ def pip_failure(output: str) -> str | None:
     return found or (named.group(1) if named else None)
 
 
+def pins() -> list[str]:
+    """`name==version` of every distribution this environment has: pip's constraints for what a repository adds, so
+    that a new package cannot replace one the runtime's own depend on (opencv 5 pulling NumPy 2 beside TensorFlow
+    2.15, built for NumPy 1, breaks `import tensorflow`); pip then picks a release that fits, or names the conflict."""
+    from importlib import metadata
+
+    found = {(dist.metadata["Name"] or "", dist.version) for dist in metadata.distributions()}
+    return sorted(f"{name}=={version}" for name, version in found if name and version)
+
+
 def main(argv: list[str]) -> int:
-    """`python -m mlops_cli.runtimes.deps FILE`: print FILE's requirements that this environment does not install yet
-    (what the derived image or venv must add); say on stderr which ones the runtime keeps."""
+    """`python -m mlops_cli.runtimes.deps FILE [CONSTRAINTS]`: print FILE's requirements that this environment does
+    not install yet (what the derived image or venv must add); say on stderr which ones the runtime keeps; write
+    the environment's pins to CONSTRAINTS when given."""
     lines = [line.strip() for line in Path(argv[0]).read_text(encoding="utf-8").splitlines() if line.strip()]
     install, provided = split_provided(lines)
     for line in provided:
         print(f"mlops: {line}: the runtime installs this package already; its version is kept", file=sys.stderr)
+    if len(argv) > 1:
+        Path(argv[1]).write_text("".join(f"{line}\n" for line in pins()), encoding="utf-8")
     print("".join(f"{line}\n" for line in install), end="")
     return 0
 

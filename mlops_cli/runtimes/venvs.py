@@ -176,7 +176,8 @@ def _site_packages(python: str) -> list[str]:
 
 
 def _install_needed(venv_python: str, install: list[str], list_file: Path, what: str,
-                    imported: set[str] | None, on_output: Callable[[str], None]) -> None:
+                    imported: set[str] | None, on_output: Callable[[str], None],
+                    constraints: Path | None = None) -> None:
     """pip install the lines; a requirement pip cannot install that no module of the training imports (`imported`,
     the entry's import graph) is dropped with a warning and the rest installed; one it imports stops the run."""
     from mlops_cli.pycode import requirement_imported
@@ -185,7 +186,8 @@ def _install_needed(venv_python: str, install: list[str], list_file: Path, what:
     while remaining:
         list_file.write_text("".join(f"{line}\n" for line in remaining))
         try:
-            _pip_install(venv_python, ["-r", str(list_file)], what, on_output)
+            _pip_install(venv_python, ["-r", str(list_file), *(["-c", str(constraints)] if constraints else [])],
+                         what, on_output)
             return
         except InstallFailed as exc:
             name = _requirement_name(exc.requirement)
@@ -226,8 +228,9 @@ def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
             (site_dir / "zz-mlops-runtime.pth").write_text("".join(f"{p}\n" for p in _site_packages(base_python)))
             wanted = path / "requirements.txt"
             wanted.write_text(requirements.text())
-            split = subprocess.run([venv_python, "-m", "mlops_cli.runtimes.deps", str(wanted)], capture_output=True,
-                                   text=True, timeout=120, env=install_env())
+            pinned = path / "constraints.txt"   # the runtime's packages, kept as they are
+            split = subprocess.run([venv_python, "-m", "mlops_cli.runtimes.deps", str(wanted), str(pinned)],
+                                   capture_output=True, text=True, timeout=120, env=install_env())
             if split.returncode != 0:
                 raise RunnerError(f"cannot read the requirements: {split.stderr.strip()[-200:]}")
             for line in split.stderr.splitlines():
@@ -235,7 +238,8 @@ def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
             install = [line for line in split.stdout.splitlines() if line.strip()]
             if install:
                 _install_needed(venv_python, install, path / "install.txt",
-                                f"the repository's {' and '.join(requirements.sources)}", imported, on_output)
+                                f"the repository's {' and '.join(requirements.sources)}", imported, on_output,
+                                constraints=pinned)
 
         on_output(f"installing the repository's requirements into {path}")
         seconds = _create(path, base_python, fill)
