@@ -115,7 +115,7 @@ def _reason(result: subprocess.CompletedProcess[str]) -> str:
     errors = [line for line in (result.stderr or "").splitlines() if line.startswith("mlops: error:")]
     lines = errors or (result.stderr or "").strip().splitlines() or (result.stdout or "").strip().splitlines() or [""]
     line = re.sub(r"^\s*\|\s*", "", lines[-1]).removeprefix("mlops: error: ")
-    return re.sub(r"^mlops: run \d+ failed: ", "", line)[:240]
+    return re.sub(r"^mlops: run \d+ failed: ", "", line)[:600]   # the cause comes last: keep it (240 cut some)
 
 
 def _one_line(result: subprocess.CompletedProcess[str]) -> bool:
