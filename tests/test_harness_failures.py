@@ -41,6 +41,8 @@ FRAME = pd.DataFrame({"age": [31, 45, 27], "city": ["Oslo", "Lima", "Pune"]})
     (lambda: FRAME.append(FRAME), "pandas removed DataFrame.append"),
     (lambda: FRAME.salary, "the DataFrame has no column or attribute 'salary'"),
     (lambda: FRAME.corr(), "pass numeric_only=True"),
+    (lambda: pd.DataFrame({"a": [1.0], "b": pd.Series(["32.25"], dtype=object)}).mean(),
+     "pandas 2.0 no longer leaves out text columns in reductions"),
     (lambda: np.float, f"numpy {np.__version__} has no numpy.float"),
 ])
 def test_pandas_and_numpy_breaks_are_named_with_the_installed_version(action: Callable[[], Any],

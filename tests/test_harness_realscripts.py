@@ -370,3 +370,22 @@ def test_an_entry_importing_relative_to_its_package_runs_as_python_m_would(tmp_p
     assert metrics["val_accuracy"] > 0.9 and metrics["diagnostics"]["holdout"] == "script"
     assert "src/train.py imports relative to its package: run as `python -m src.train`" in \
         metrics["diagnostics"]["notes"]
+
+
+def test_a_notebook_showing_a_figure_by_position_trains_as_in_jupyter(tmp_path: Path) -> None:
+    """Jupyter's inline `plt.show(fig)` takes the figure by position; Agg's keyword-only `show` refused it."""
+    import nbformat
+
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(source) for source in (
+        "import matplotlib.pyplot as plt\nfrom sklearn.datasets import load_iris\n"
+        "from sklearn.model_selection import train_test_split\nfrom sklearn.svm import SVC",
+        "X, y = load_iris(return_X_y=True)\nfig = plt.figure()\nplt.scatter(X[:, 0], X[:, 1], c=y)\nplt.show(fig)",
+        "a, b, ya, yb = train_test_split(X, y, random_state=0)\nprint(SVC().fit(a, ya).score(b, yb))\n"
+        "plt.show(close=True, block=False)")]
+    ws = tmp_path / "ws"
+    remote = make_remote(tmp_path, {"regression.ipynb": nbformat.writes(book)})
+    assert run_mlops("pull", "--repo", str(remote), "--workspace", str(ws)).returncode == 0
+    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())["val_accuracy"] > 0.9

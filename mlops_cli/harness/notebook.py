@@ -8,6 +8,7 @@ each cell's output and any error, is written to the run's output area.
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shlex
@@ -171,6 +172,23 @@ def _text_progress_bars(notes: list[str]) -> None:
     notes.append("tqdm.notebook's progress bars are tqdm's text bars in this run (no notebook front end)")
 
 
+def _inline_show() -> None:
+    """Jupyter's inline backend takes `plt.show(close, block)` by position and ignores them; the run's Agg backend
+    has a keyword-only `show` that refuses them ("takes 1 positional argument but 2 were given"): a notebook's
+    `plt.show(fig)` returns at once, as it did in the notebook."""
+    try:
+        import matplotlib.pyplot as pyplot
+    except ImportError:
+        return
+    original = pyplot.show
+
+    @functools.wraps(original)
+    def show(*args: Any, **kwargs: Any) -> Any:
+        return original(**{key: value for key, value in kwargs.items() if key == "block"})
+
+    pyplot.show = show
+
+
 def new_main(entry: Path, notes: list[str]) -> types.ModuleType:
     """A `__main__` module whose namespace has `get_ipython` and `display`, as a notebook's has (and Colab's
     `google.colab` importable when the code imports it: elsewhere its presence would make libraries that probe
@@ -183,6 +201,8 @@ def new_main(entry: Path, notes: list[str]) -> types.ModuleType:
         _colab(notes)
     if b"tqdm" in text:
         _text_progress_bars(notes)
+    if b"matplotlib" in text:
+        _inline_show()
     module = types.ModuleType("__main__")
     shell = Shell(module.__dict__, notes)
     module.__dict__.update(__file__=str(entry), __builtins__=__builtins__, get_ipython=lambda: shell,
