@@ -198,6 +198,25 @@ def test_a_write_into_a_folder_the_checkout_lacks_creates_it_inside_the_checkout
                                "folder): mlops created it" for name in ("models/run1", "predictions", "artifacts")]
 
 
+def test_a_git_lfs_pointer_read_as_data_is_named_when_the_read_fails(tmp_path: Path) -> None:
+    """The data of an LFS repository is a 130-byte pointer in a clone without git-lfs: zipfile's "File is not a zip
+    file" says nothing of it; the run's line does."""
+    root = _checkout(tmp_path)
+    (root / "archive.zip").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:43bc2f6f\n"
+                                      "size 307156266\n")
+    out = _opener(root, root, """\
+        import zipfile
+        from mlops_cli.harness import failures
+        open('data/train.csv').read()
+        try:
+            zipfile.ZipFile('archive.zip')
+        except zipfile.BadZipFile as exc:
+            out['cause'] = failures.explain(exc, Path('.'))
+        """)
+    assert out["cause"] == ("archive.zip is a Git LFS pointer, not its data: the repository keeps that file in LFS "
+                            "storage, which a clone does not fetch (commit the data itself, or load it from elsewhere)")
+
+
 def test_a_path_that_exists_is_read_as_written(tmp_path: Path) -> None:
     root = _checkout(tmp_path)
     (root / "train.csv").write_text("beside the script\n")

@@ -49,7 +49,7 @@ def explain(exc: BaseException, source: Path) -> str:
         for candidate in _chain(exc):
             found = _from_table(candidate) or _missing_attribute(candidate, source) \
                 or _unexpected_argument(candidate, source) or _undefined_name(candidate) \
-                or _missing_file(candidate, source) or _image_not_read(candidate)
+                or _missing_file(candidate, source) or _image_not_read(candidate) or _lfs_pointer(candidate)
             if found:
                 return found
     except Exception:  # noqa: BLE001 - a cause is a courtesy; the failure itself is reported regardless
@@ -274,6 +274,17 @@ def _image_not_read(exc: BaseException) -> str:
         return ""
     return (f"cv2.imread({IMREAD_MISSES[0][:120]!r}) read nothing (no such file in the repository; OpenCV returns "
             "None instead of failing): commit the images, or read them by their path in the repository")
+
+
+def _lfs_pointer(exc: BaseException) -> str:
+    """A failure after the code opened a Git LFS pointer instead of its data (a zip that is not a zip, a CSV of
+    three lines of text): the first such file."""
+    from mlops_cli.harness.paths import LFS_POINTERS
+
+    if not LFS_POINTERS or isinstance(exc, (KeyboardInterrupt, MemoryError)):
+        return ""
+    return (f"{LFS_POINTERS[0][:120]} is a Git LFS pointer, not its data: the repository keeps that file in LFS "
+            "storage, which a clone does not fetch (commit the data itself, or load it from elsewhere)")
 
 
 def _cells(path: Path) -> list[tuple[int, str]]:

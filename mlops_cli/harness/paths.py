@@ -40,6 +40,10 @@ WRITE_MODES = set("wax+")
 #: paths `cv2.imread` read nothing from in this process (it returns None instead of raising): the first one names
 #: the cause when the script then fails on that None (harness/failures.py)
 IMREAD_MISSES: list[str] = []
+#: files of the checkout the code opened that are Git LFS pointers (a ~130-byte text standing for data kept in LFS
+#: storage, which a clone without git-lfs does not fetch): the first names the cause when the read then fails
+LFS_POINTERS: list[str] = []
+LFS_HEADER = b"version https://git-lfs.github.com/spec/v1"
 SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc")
 
 
@@ -179,13 +183,27 @@ def _serve_imread(server: Server) -> None:
     cv2.imread = served
 
 
+def _note_lfs_pointer(handle: Any, file: Any) -> None:
+    """Remember `file` when what was opened is a small file that starts as a Git LFS pointer (one fstat per open;
+    the header is read with pread, leaving the handle's position as it was)."""
+    try:
+        descriptor = handle.fileno()
+        if os.fstat(descriptor).st_size <= 1024 and os.pread(descriptor, len(LFS_HEADER), 0) == LFS_HEADER:
+            LFS_POINTERS.append(os.fspath(file))
+    except (OSError, ValueError, TypeError, AttributeError):   # not a real file (a pipe, an int descriptor...)
+        return
+
+
 def _retrying(opener: Callable[..., Any], server: Server) -> Callable[..., Any]:
     """`opener`, retried with the repository's file when a read of a missing path fails."""
 
     @functools.wraps(opener)
     def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         try:
-            return opener(file, mode, *args, **kwargs)
+            handle = opener(file, mode, *args, **kwargs)
+            if len(LFS_POINTERS) < 3 and not WRITE_MODES & set(str(mode)):
+                _note_lfs_pointer(handle, file)
+            return handle
         except FileNotFoundError:
             if WRITE_MODES & set(str(mode)):
                 if server.make_parent(file):

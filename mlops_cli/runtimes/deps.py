@@ -17,6 +17,9 @@ from pathlib import Path
 MAX_FILE_BYTES = 256 * 1024
 HASH_LENGTH = 12
 FILES = ("requirements.txt", "pyproject.toml")
+#: how requirements are layered on a runtime; 2: the runtime's packages are pip constraints (a venv or derived image
+#: made before could hold a package that replaced one of them, as NumPy 2 beside TensorFlow 2.15)
+LAYERING = 2
 _PIP_FAILURES = (re.compile(r"No matching distribution found for (\S+)"),
                  re.compile(r"Failed to build '([^']+)'"),
                  re.compile(r"pyproject\.toml based projects \(([^)\s]+)\)"),
@@ -47,8 +50,9 @@ class Requirements:
         return "".join(f"{line}\n" for line in self.lines)
 
     def digest(self, base: str) -> str:
-        """Names the derived image or venv: these requirements on that base (an image id, an interpreter)."""
-        return hashlib.sha256(f"base={base}\n{self.text()}".encode()).hexdigest()[:HASH_LENGTH]
+        """Names the derived image or venv: these requirements on that base (an image id, an interpreter), installed
+        the current way (LAYERING: a change in how they are installed makes new ones, not reuse old ones)."""
+        return hashlib.sha256(f"base={base}\nlayering={LAYERING}\n{self.text()}".encode()).hexdigest()[:HASH_LENGTH]
 
 
 def _bounded_text(path: Path) -> str | None:
