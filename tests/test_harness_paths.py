@@ -209,7 +209,7 @@ def test_a_git_lfs_pointer_read_as_data_is_named_when_the_read_fails(tmp_path: P
         from mlops_cli.harness import failures
         open('data/train.csv').read()
         try:
-            zipfile.ZipFile('archive.zip')
+            zipfile.ZipFile('C:\\\\Users\\\\me\\\\Desktop\\\\archive.zip')   # served from the checkout
         except zipfile.BadZipFile as exc:
             out['cause'] = failures.explain(exc, Path('.'))
         """)

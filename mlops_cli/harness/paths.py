@@ -197,13 +197,16 @@ def _note_lfs_pointer(handle: Any, file: Any) -> None:
 def _retrying(opener: Callable[..., Any], server: Server) -> Callable[..., Any]:
     """`opener`, retried with the repository's file when a read of a missing path fails."""
 
+    def read(file: Any, mode: str, *args: Any, shown: Any = None, **kwargs: Any) -> Any:
+        handle = opener(file, mode, *args, **kwargs)
+        if len(LFS_POINTERS) < 3 and not WRITE_MODES & set(str(mode)):
+            _note_lfs_pointer(handle, file if shown is None else shown)
+        return handle
+
     @functools.wraps(opener)
     def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         try:
-            handle = opener(file, mode, *args, **kwargs)
-            if len(LFS_POINTERS) < 3 and not WRITE_MODES & set(str(mode)):
-                _note_lfs_pointer(handle, file)
-            return handle
+            return read(file, mode, *args, **kwargs)
         except FileNotFoundError:
             if WRITE_MODES & set(str(mode)):
                 if server.make_parent(file):
@@ -212,6 +215,6 @@ def _retrying(opener: Callable[..., Any], server: Server) -> Callable[..., Any]:
             copy = server.copy_for(file)
             if copy is None:
                 raise
-            return opener(copy, mode, *args, **kwargs)
+            return read(copy, mode, *args, shown=Path(copy).relative_to(server.root).as_posix(), **kwargs)
 
     return open_
