@@ -102,7 +102,7 @@ def test_failure_after_the_last_fit_keeps_the_model_with_a_warning(tmp_path: Pat
     result, metrics = _train(ws)
     assert result.returncode == 0, result.stderr
     assert metrics["warnings"] == ["trained; the script then failed at train.py:8: FileNotFoundError: [Errno 2] "
-                                   "No such file or directory: 'reports/summary.txt'"]
+                                   "No such file or directory: '/srv/reports/summary.txt'"]
     assert (ws / "runs" / "0001" / "out" / "model.joblib").exists()
     evaluation = _verdict(ws)
     assert "mlops: warning: run 0001: trained; the script then failed at train.py:8" in evaluation.stderr
