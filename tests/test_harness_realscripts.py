@@ -331,23 +331,28 @@ def test_the_colab_stub_exists_only_for_code_that_imports_it_and_has_a_spec(tmp_
     assert shown.stdout.split() == (["True", "True"] if imports_colab else ["False", "False"])
 
 
-def test_a_notebook_with_tqdm_notebook_bars_trains_with_text_bars(tmp_path: Path) -> None:
-    """tqdm.notebook needs ipywidgets, which no runtime has ("IProgress not found"): its bars become text bars."""
+def _train_notebook(tmp_path: Path, name: str, cells: tuple[str, ...]) -> tuple[Path, dict]:
+    """Push a notebook of these code cells, train it on the local runner: the workspace and its metrics."""
     import nbformat
 
     book = nbformat.v4.new_notebook()
-    book.cells = [nbformat.v4.new_code_cell(source) for source in (
+    book.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    ws = tmp_path / "ws"
+    remote = make_remote(tmp_path, {name: nbformat.writes(book)})
+    assert run_mlops("pull", "--repo", str(remote), "--workspace", str(ws)).returncode == 0
+    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local")
+    assert trained.returncode == 0, trained.stderr
+    return ws, json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
+
+
+def test_a_notebook_with_tqdm_notebook_bars_trains_with_text_bars(tmp_path: Path) -> None:
+    """tqdm.notebook needs ipywidgets, which no runtime has ("IProgress not found"): its bars become text bars."""
+    ws, metrics = _train_notebook(tmp_path, "model.ipynb", (
         "from tqdm.notebook import tqdm, trange\nfrom sklearn.datasets import load_iris\n"
         "from sklearn.model_selection import train_test_split\nfrom sklearn.tree import DecisionTreeClassifier",
         "X, y = load_iris(return_X_y=True)\nX_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)",
         "scores = [DecisionTreeClassifier(max_depth=d).fit(X_train, y_train).score(X_test, y_test)\n"
-        "          for d in tqdm(range(1, 4), desc='depth')]\nfor _ in trange(2):\n    pass\nprint(max(scores))")]
-    ws = tmp_path / "ws"
-    remote = make_remote(tmp_path, {"model.ipynb": nbformat.writes(book)})
-    assert run_mlops("pull", "--repo", str(remote), "--workspace", str(ws)).returncode == 0
-    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local")
-    assert trained.returncode == 0, trained.stderr
-    metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
+        "          for d in tqdm(range(1, 4), desc='depth')]\nfor _ in trange(2):\n    pass\nprint(max(scores))"))
     assert metrics["val_accuracy"] > 0.9
     assert "tqdm.notebook's progress bars are tqdm's text bars in this run (no notebook front end)" in \
         metrics["diagnostics"]["notes"]
@@ -374,18 +379,10 @@ def test_an_entry_importing_relative_to_its_package_runs_as_python_m_would(tmp_p
 
 def test_a_notebook_showing_a_figure_by_position_trains_as_in_jupyter(tmp_path: Path) -> None:
     """Jupyter's inline `plt.show(fig)` takes the figure by position; Agg's keyword-only `show` refused it."""
-    import nbformat
-
-    book = nbformat.v4.new_notebook()
-    book.cells = [nbformat.v4.new_code_cell(source) for source in (
+    _, metrics = _train_notebook(tmp_path, "regression.ipynb", (
         "import matplotlib.pyplot as plt\nfrom sklearn.datasets import load_iris\n"
         "from sklearn.model_selection import train_test_split\nfrom sklearn.svm import SVC",
         "X, y = load_iris(return_X_y=True)\nfig = plt.figure()\nplt.scatter(X[:, 0], X[:, 1], c=y)\nplt.show(fig)",
         "a, b, ya, yb = train_test_split(X, y, random_state=0)\nprint(SVC().fit(a, ya).score(b, yb))\n"
-        "plt.show(close=True, block=False)")]
-    ws = tmp_path / "ws"
-    remote = make_remote(tmp_path, {"regression.ipynb": nbformat.writes(book)})
-    assert run_mlops("pull", "--repo", str(remote), "--workspace", str(ws)).returncode == 0
-    trained = run_mlops("train", "--workspace", str(ws), "--runner", "local")
-    assert trained.returncode == 0, trained.stderr
-    assert json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())["val_accuracy"] > 0.9
+        "plt.show(close=True, block=False)"))
+    assert metrics["val_accuracy"] > 0.9

@@ -350,15 +350,18 @@ def _cluster_scores(capture: Capture, X: Any) -> None:
 
 
 def save(capture: Capture) -> str | None:
-    """Save the fitted estimator with joblib (temp name, then rename)."""
+    """Save the fitted estimator with joblib."""
+    return None if capture.model is None else dump(capture, capture.model)
+
+
+def dump(capture: Capture, value: Any) -> str:
+    """`value` as the run's model.joblib, written under a temporary name and then renamed (never half-written)."""
     import os
 
     import joblib
 
-    if capture.model is None:
-        return None
     target = capture.run_dir / "model.joblib"
     temporary = capture.run_dir / ".model-partial.joblib"
-    joblib.dump(capture.model, temporary)
+    joblib.dump(value, temporary)
     os.replace(temporary, target)
     return target.name

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops_cli.harness import data
+from mlops_cli.harness import data, sklearn_hooks
 from mlops_cli.harness.capture import Capture, safe
 
 #: the classes whose `fit` every model of a family goes through (a subclass's own fit calls it via super())
@@ -144,18 +144,10 @@ def finish(capture: Capture) -> None:
 def save(capture: Capture) -> str | None:
     """The fitted parameters as a dict in model.joblib (temp name, then rename): predict with exog @ params (for a
     GLM or a discrete model, through its link)."""
-    import os
-
-    import joblib
-
     model = capture.model.model
     record = {"framework": "statsmodels", "model": type(model).__name__, "formula": getattr(model, "formula", None),
               "endog_name": str(getattr(model, "endog_names", "")),
               "exog_names": [str(name) for name in getattr(model, "exog_names", None) or []],
               "params": np.asarray(capture.model.params, dtype=float),
               "family": type(model.family).__name__ if hasattr(model, "family") else None}
-    target = capture.run_dir / "model.joblib"
-    temporary = capture.run_dir / ".model-partial.joblib"
-    joblib.dump(record, temporary)
-    os.replace(temporary, target)
-    return target.name
+    return sklearn_hooks.dump(capture, record)
