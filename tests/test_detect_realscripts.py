@@ -102,6 +102,30 @@ def test_third_party_imports_the_runtime_lacks_are_listed_with_what_to_add(tmp_p
     assert "mlops: warning: train.py:1: import cv2" in run_mlops("detect", "--path", str(tmp_path / "b" / "code")).stderr
 
 
+def test_a_module_beside_a_script_in_a_folder_is_local_not_a_package(tmp_path: Path) -> None:
+    """`python src/train.py` puts src/ first on sys.path, so `from preprocess import ...` there is src/preprocess.py
+    (draw 3's customer-churn shape): not a package to add, and its own imports are checked as the entry's closure."""
+    files = {"src/train.py": ("from preprocess import load\nfrom sklearn.tree import DecisionTreeClassifier\n"
+                              "from sklearn.model_selection import train_test_split\n"
+                              "X, y = load()\nXa, Xb, ya, yb = train_test_split(X, y, random_state=0)\n"
+                              "model = DecisionTreeClassifier().fit(Xa, ya)\nprint(model.score(Xb, yb))\n"),
+             "src/preprocess.py": ("from sklearn.datasets import load_iris\n\ndef load():\n"
+                                   "    try:\n        import mystery_helpers\n    except ImportError:\n"
+                                   "        pass\n    import tabulate_extras\n    return load_iris(return_X_y=True)\n")}
+    code, data, stderr = detect_json(write_files(tmp_path / "code", files))
+    assert code == 0, stderr
+    assert data["entrypoint"] == "src/train.py"
+    assert data["missing_packages"] == ["src/preprocess.py:8: import tabulate_extras: the sklearn runtime lacks it; "
+                                        "add tabulate_extras to requirements.txt"]
+    ws = tmp_path / "ws"
+    files["src/preprocess.py"] = files["src/preprocess.py"].replace("    import tabulate_extras\n", "")
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, files))).returncode == 0
+    assert run_mlops("detect", "-w", str(ws)).returncode == 0
+    trained = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())["val_accuracy"] > 0.8
+
+
 def test_a_test_file_that_trains_is_the_entry_when_nothing_else_trains(tmp_path: Path) -> None:
     root = _tree(tmp_path, "linreg-default-metric", {"helpers.py": "def util():\n    return 1\n"})
     code, data, stderr = detect_json(root)

@@ -246,3 +246,40 @@ def test_a_fit_on_too_few_rows_says_why_evaluate_finds_no_held_out_metric(tmp_pa
     assert verdict.returncode != 0 and verdict.stderr.count("\n") == 1
     assert verdict.stderr.startswith("mlops: error: metric 'val_accuracy' of run 0001 is missing: the fit has 4 "
                                      "rows: too few to hold any out (5 or more), so the run has no held-out metric")
+
+
+NLTK_SCRIPT = """\
+from nltk.corpus import stopwords
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.model_selection import train_test_split
+from sklearn.naive_bayes import MultinomialNB
+
+stop = stopwords.words("english")
+good, bad = ["great tasty fresh", "lovely warm kind"], ["cold rude slow", "awful stale dirty"]
+texts = [f"the {good[i % 2]} and a {i}" for i in range(30)] + [f"the {bad[i % 2]} and a {i}" for i in range(30)]
+labels = [1] * 30 + [0] * 30
+X = CountVectorizer(stop_words=stop).fit_transform(texts)
+X_train, X_test, y_train, y_test = train_test_split(X, labels, test_size=0.3, random_state=0, stratify=labels)
+print("accuracy", MultinomialNB().fit(X_train, y_train).score(X_test, y_test))
+"""
+
+
+def test_nltk_data_is_named_when_missing_and_read_from_the_repository_when_committed(tmp_path: Path) -> None:
+    """NLTK's LookupError opens with a banner of asterisks: the one line names the resource instead. NLTK data the
+    repository commits under nltk_data/ is found (nltk.download() has no network in a training run)."""
+    ws = tmp_path / "ws"
+    remote = make_remote(tmp_path, {"train.py": NLTK_SCRIPT})
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(remote)).returncode == 0
+    result = run_mlops("train", "-w", str(ws), "--runner", "local", env={"HOME": str(tmp_path / "home")})
+    assert result.returncode == 1
+    assert json.loads((ws / "runs" / "0001" / "run.json").read_text())["error"] == (
+        "LookupError: Resource 'stopwords' not found. (at train.py:6; NLTK's data stopwords is not installed, and "
+        "nltk.download() needs a network, which a training run does not have: commit the data under nltk_data/ in "
+        "the repository (the harness puts that folder on NLTK's path))")
+    remote = make_remote(tmp_path, {"train.py": NLTK_SCRIPT, "nltk_data/corpora/stopwords/english": "the\nand\na\n"},
+                         name="committed.git")
+    ws = tmp_path / "ws2"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(remote)).returncode == 0
+    result = run_mlops("train", "-w", str(ws), "--runner", "local", env={"HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr
+    assert json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())["val_accuracy"] == 1.0

@@ -259,6 +259,10 @@ def _train(ws: Workspace, record: Any) -> int:
     sys.argv = [str(entry), *map(str, capture.options.get("args") or [])]   # mlops.yaml `args:`
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("WANDB_DIR", str(capture.run_dir))   # offline W&B files: the output area, not the checkout
+    nltk_data = [str(folder / "nltk_data") for folder in dict.fromkeys([entry.parent, workdir, source])
+                 if (folder / "nltk_data").is_dir()]
+    if nltk_data:   # NLTK data committed with the code: nltk.download() has no network in a run
+        os.environ["NLTK_DATA"] = os.pathsep.join(nltk_data)
     try:
         _run_script(entry, source, capture)
     except SystemExit as exc:

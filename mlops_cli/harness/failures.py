@@ -39,7 +39,8 @@ def problem(exc: BaseException) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    """The first line that says something: NLTK's LookupError opens with a banner of asterisks."""
+    return next((line.strip() for line in str(exc).splitlines() if any(ch.isalnum() for ch in line)), "")
 
 
 def explain(exc: BaseException, source: Path) -> str:

@@ -493,8 +493,21 @@ def _read_all(root: Path) -> tuple[dict[str, ModuleInfo], dict[str, DetectError]
     return modules, unparsed
 
 
+def _entry_package(entry: ModuleInfo) -> str:
+    """The dotted folder of the entry (`src` for src/train.py): the harness puts that folder first on sys.path, as
+    `python src/train.py` does, so `import preprocess` there finds src/preprocess.py."""
+    return module_name(entry.rel).rpartition(".")[0] if not entry.rel.endswith(NOTEBOOK_SUFFIX) \
+        else ".".join(PurePosixPath(entry.rel).parent.parts)
+
+
+def _local_module(name: str, package: str, modules: dict[str, ModuleInfo]) -> ModuleInfo | None:
+    """The repository module an import of `name` runs: from the root, else from the entry's folder `package`."""
+    return modules.get(name) or (modules.get(f"{package}.{name}") if package else None)
+
+
 def _closure(entry: ModuleInfo, modules: dict[str, ModuleInfo]) -> list[ModuleInfo]:
     """The entry script and every local module it imports, transitively."""
+    package = _entry_package(entry)
     seen: dict[str, ModuleInfo] = {}
     todo = [entry]
     while todo:
@@ -502,7 +515,7 @@ def _closure(entry: ModuleInfo, modules: dict[str, ModuleInfo]) -> list[ModuleIn
         if info.rel in seen:
             continue
         seen[info.rel] = info
-        todo.extend(modules[name] for name in info.local_imports if name in modules)
+        todo.extend(found for name in info.local_imports if (found := _local_module(name, package, modules)))
     return list(seen.values())
 
 
@@ -521,7 +534,8 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
             raise DetectError(f"entrypoint {explicit!r} from mlops.yaml is not a Python file in {root}",
                               "fix `entrypoint:` in mlops.yaml")
         return by_rel[explicit]
-    imported = {name for info in modules.values() for name in info.local_imports}
+    imported = {found.rel for info in modules.values() for name in info.local_imports
+                if (found := _local_module(name, _entry_package(info), modules))}
     serving = set(rules()["serving_modules"])
     candidates = []
     for info in modules.values():
@@ -532,7 +546,7 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
         if info.runnable and (trains or builds):
             serves = any(module.split(".")[0] in serving for module, _, _ in info.imports)
             score = (trains, bool(families), info.rel not in tests, not serves, bool(info.train_calls),
-                     module_name(info.rel) not in imported, info.path.stem.startswith("train"),
+                     info.rel not in imported, info.path.stem.startswith("train"),
                      -info.rel.count("/"))
             candidates.append((score, info.rel, info))
     if not candidates and unparsed:
@@ -573,7 +587,12 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
     for package in list(provided):
         provided.update(table["comes_with"].get(package, []))
     required, declared, inferred = _requirement_names(root, entry.rel, provided)
-    local_roots = {name.split(".")[0] for name in modules} | {p.stem for p in root.iterdir() if p.is_dir()}
+    package = _entry_package(entry)
+    folder = root.joinpath(*package.split(".")) if package else root
+    local_roots = {name.split(".")[0] for name in modules} | {p.stem for p in root.iterdir() if p.is_dir()} \
+        | {name.removeprefix(package + ".").split(".")[0] for name in modules
+           if package and name.startswith(package + ".")} \
+        | {p.stem for p in folder.iterdir() if p.is_dir()}
     problems: dict[str, str] = {}
     warnings: dict[str, str] = {}
     for info in closure:
