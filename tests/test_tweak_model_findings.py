@@ -72,6 +72,19 @@ def test_one_batch_per_epoch_is_a_smaller_batch() -> None:
     assert "batch size 1797 on 1437 training rows is 1 step(s) per epoch, 15 optimiser steps" in move.reason
 
 
+def test_a_batch_move_always_changes_the_batch_and_an_option_in_force_is_not_proposed_again() -> None:
+    """The repair bench once proposed `batch size 32 -> 32`: a move that retrains the same model."""
+    few = dict(layers=[DENSE, OUT], n_train=96, epochs=3)
+    moves = plan(diagnose(row(**few, batch=32), 0.9), row(**few, batch=32), 0.9)
+    batches = [move.options["batch_size"] for move in moves if "batch_size" in move.options]
+    assert batches == [8], [move.reason for move in moves]
+    tiny = row(**few, batch=16)
+    assert diagnose(tiny, 0.9).finding("few_steps") is not None
+    assert not any("batch_size" in move.options for move in plan(diagnose(tiny, 0.9), tiny, 0.9))
+    in_force = row(**few, batch=32, options={"batch_size": 8})
+    assert not any(move.options.get("batch_size") == 8 for move in plan(diagnose(in_force, 0.9), in_force, 0.9))
+
+
 def test_a_schedule_that_decays_to_nothing_is_a_constant_rate() -> None:
     schedule = {"class": "ExponentialDecay", "initial_learning_rate": 0.01, "decay_steps": 1, "decay_rate": 0.5}
     move = first_move(row(layers=[DENSE, OUT], epochs=15, model={"lr_schedule": schedule}))

@@ -102,8 +102,9 @@ def _lr_down(lr: float, f: Finding, divide: float) -> float:
 
 def _finding_moves(f: Finding, d: Diagnosis, options: dict[str, Any], current_epochs: int) -> list[Move]:
     """The moves one finding leads to, strongest first (the first one carries the finding's strength)."""
-    moves = _moves_for(f, d, options, current_epochs)
-    for move in moves:
+    moves = [move for move in _moves_for(f, d, options, current_epochs)
+             if move.kind != "options" or any(options.get(key) != value for key, value in move.options.items())]
+    for move in moves:   # a move to the values already in force would retrain the same model
         move.finding = f.name
     return moves
 
@@ -130,8 +131,11 @@ def _moves_for(f: Finding, d: Diagnosis, options: dict[str, Any], current_epochs
         return [Move("options", "dropout", f"dropout {f.facts['rate']:g} -> {target:g}: {f.evidence}",
                      strength=f.strength, options={"dropout": target})]
     if f.name == "few_steps":
-        target = table["few_steps"]["target_batch"]
-        return [Move("options", "batch_size", f"batch size {f.facts['batch']} -> {target}: {f.evidence}",
+        spec, batch = table["few_steps"], f.facts["batch"]
+        target = spec["target_batch"] if batch > spec["target_batch"] else batch // 4
+        if target < spec["min_batch"]:
+            return []
+        return [Move("options", "batch_size", f"batch size {batch} -> {target}: {f.evidence}",
                      strength=f.strength, options={"batch_size": target})]
     if f.name == "lr_schedule_decay":
         initial = round_lr(f.facts["initial"])
