@@ -1,7 +1,7 @@
 """Draw the corpus of issue 18 by the rule in bench/corpus/PROCEDURE.md: walk the recorded candidates in order, check
 criteria C1-C5 on each fetched snapshot, and write the members to bench/corpus/manifest.yaml.
 
-Usage: python bench/corpus_select.py [--draw 1|2|3] [--mirror /work/.mirror] [--want 80, 40 or 30 by draw]
+Usage: python bench/corpus_select.py [--draw 1|2|3|4] [--mirror /work/.mirror] [--want 80, 40, 30 or 30 by draw]
 
 Candidates come from bench/corpus/candidates.yaml (source A: named search results; source B: path listings). Each
 candidate's repository must have been fetched with the search tool's `fetch` (a bare git directory under
@@ -16,6 +16,9 @@ with a member in draw 1 or in bench/realworld.yaml, and writes manifest-draw2.ya
 `--draw 3` (section 7) walks the tails of source C after draw 2's last member, then source D
 (bench/corpus/candidates-draw3.yaml), skips the members' repositories and owners of draws 1 and 2 and of realworld.yaml
 and every repository draw 2 decided on, and writes manifest-draw3.yaml and selection-log-draw3.yaml.
+`--draw 4` (section 8) walks the tails of source D after the last rank draw 3 reached in each listing (DRAW3_DEPTH),
+skips the members' repositories and owners of draws 1-3 and of realworld.yaml and every repository draws 2 and 3
+decided on, and writes manifest-draw4.yaml and selection-log-draw4.yaml.
 """
 from __future__ import annotations
 
@@ -57,8 +60,12 @@ DRAW2_LAST = ("notebook.ipynb", 85)  # draw 2's 40th member: source C's tails st
 SOURCE_D = ("Untitled.ipynb", "training.py", "classification.ipynb", "regression.ipynb", "src/train.py",
             "model_training.ipynb")  # draw 3 only
 DRAW3_END: tuple[str, int] | None = None  # set only if draw 3 stops before 30 members by time or fetch limit
+DRAW3_DEPTH = {"Untitled.ipynb": 31, "training.py": 31, "classification.ipynb": 31, "regression.ipynb": 30,
+               "src/train.py": 30, "model_training.ipynb": 30}  # the last rank draw 3 reached (selection-log-draw3)
+DRAW4_END: tuple[str, int] | None = None  # set only if draw 4 stops before 30 members by time or fetch limit
 BARRED = {2: "skip: repository or owner has a member in draw 1 or is in realworld.yaml",
-          3: "skip: repository or owner has a member in draw 1 or 2 or is in realworld.yaml"}
+          3: "skip: repository or owner has a member in draw 1 or 2 or is in realworld.yaml",
+          4: "skip: repository or owner has a member in draws 1-3 or is in realworld.yaml"}
 
 
 def git(gdir: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -241,10 +248,11 @@ def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: se
     """Examine candidates in order until `want` members: (members, decisions, repositories to fetch next).
 
     `barred`: owners (lower case) and repositories that may not enter (earlier draws' members), logged with
-    `barred_note`; `seen_before`: repositories decided elsewhere (realworld.yaml; draw 2's log for draw 3). From index
-    `end` on the walk records that it ended there. `stale`: an UNFETCHABLE reason that tells of an earlier session,
-    not of the repository, and is not taken as a decision. The fetch list leaves out an owner's later repositories in a
-    listing while an earlier one waits to be examined (it plans fetches, saving the session's limit; it decides nothing).
+    `barred_note`; `seen_before`: repositories decided elsewhere (realworld.yaml; draw 2's log for draw 3; the logs
+    of draws 2 and 3 for draw 4). From index `end` on the walk records that it ended there. `stale`: an UNFETCHABLE
+    reason that tells of an earlier session, not of the repository, and is not taken as a decision. The fetch list
+    leaves out an owner's later repositories in a listing while an earlier one waits to be examined (it plans fetches,
+    saving the session's limit; it decides nothing).
     """
     members, log, owners, repos = [], [], set(), set()
     examined_owners: set[tuple[str, str]] = set()
@@ -303,9 +311,9 @@ def load(name: str) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draw", type=int, choices=(1, 2, 3), default=1)
+    parser.add_argument("--draw", type=int, choices=(1, 2, 3, 4), default=1)
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
-    parser.add_argument("--want", type=int, default=None, help="members to draw (80, 40 or 30 for draws 1, 2, 3)")
+    parser.add_argument("--want", type=int, default=None, help="members to draw (80, 40, 30, 30 for draws 1-4)")
     parser.add_argument("--ahead", type=int, default=12, help="how many missing repositories to list for fetching")
     args = parser.parse_args()
     realworld = {e["repo"] for e in yaml.safe_load((ROOT / "bench" / "realworld.yaml").read_text())["scripts"]}
@@ -322,7 +330,7 @@ def main() -> None:
                                       position(order, DRAW2_END), LIMIT_REASON)
         members = [{**m, "draw": 2} for m in members]
         suffix, header = "-draw2", "# Draw 2 (PROCEDURE.md section 6): a fresh sample, run once at the end, never developed on.\n"
-    else:
+    elif args.draw == 3:
         source_c = round_robin(load("candidates-draw2.yaml"), SOURCE_C)
         order = source_c[position(source_c, DRAW2_LAST) + 1:] + round_robin(load("candidates-draw3.yaml"), SOURCE_D)
         drawn = {e["repo"] for e in load("manifest.yaml") + load("manifest-draw2.yaml")}
@@ -333,6 +341,19 @@ def main() -> None:
         members = [{**m, "draw": 3} for m in members]
         suffix = "-draw3"
         header = "# Draw 3 (PROCEDURE.md section 7): a third sample, run once at the end, never developed on.\n"
+    else:
+        tails = [c for c in load("candidates-draw3.yaml") if c["rank"] > DRAW3_DEPTH[c["listing"]]]
+        order = round_robin(tails, SOURCE_D)
+        drawn = {e["repo"] for e in load("manifest.yaml") + load("manifest-draw2.yaml") + load("manifest-draw3.yaml")}
+        barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
+        decided = {d["repo"] for name in ("selection-log-draw2.yaml", "selection-log-draw3.yaml") for d in load(name)
+                   if not d["decision"].startswith("skip")}
+        members, log, to_fetch = walk(order, args.mirror, args.want or 30, args.ahead, decided, barred,
+                                      position(order, DRAW4_END), LIMIT_REASON, BARRED[4])
+        members = [{**m, "draw": 4} for m in members]
+        suffix = "-draw4"
+        header = ("# Draw 4 (PROCEDURE.md section 8): a fourth sample; its development half is developed on, its held-out"
+                  " half run once at the end.\n")
     (CORPUS / f"selection-log{suffix}.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
     header = ("# The corpus of issue 18, drawn by bench/corpus_select.py under bench/corpus/PROCEDURE.md. References only:\n"
               "# the code and data are fetched at measuring time (bench/corpus.py) and never committed here.\n") + header

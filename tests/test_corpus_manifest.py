@@ -19,7 +19,7 @@ def entries(name: str = "manifest.yaml") -> list[dict]:
     return yaml.safe_load((CORPUS / name).read_text(encoding="utf-8"))["entries"]
 
 
-DRAWS = ["manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml"]
+DRAWS = ["manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml", "manifest-draw4.yaml"]
 
 
 @pytest.mark.parametrize("manifest", DRAWS)
@@ -83,3 +83,25 @@ def test_draw_3_is_new_code_from_its_own_recorded_candidates() -> None:
     log = yaml.safe_load((CORPUS / "selection-log-draw2.yaml").read_text())["decisions"]
     decided_in_draw_2 = {d["repo"] for d in log if not d["decision"].startswith("skip")}
     assert not {e["repo"] for e in third} & decided_in_draw_2
+
+
+def test_draw_4_is_new_code_from_the_tails_of_source_d() -> None:
+    """Draw 4 (PROCEDURE.md section 8) shares no repository or owner with draws 1-3, has one member per owner, each
+    member was a recorded candidate of source D below the rank draw 3 reached in its listing, and none was decided in
+    draws 2 or 3."""
+    fourth = entries("manifest-draw4.yaml")
+    assert len(fourth) == 30 and all(entry.get("draw") == 4 for entry in fourth)
+    earlier = entries() + entries("manifest-draw2.yaml") + entries("manifest-draw3.yaml")
+    owners = [e["repo"].split("/")[0].lower() for e in fourth]
+    assert not set(owners) & {e["repo"].split("/")[0].lower() for e in earlier}
+    assert len(set(owners)) == len(fourth), "one member per owner"
+    draw3 = yaml.safe_load((CORPUS / "selection-log-draw3.yaml").read_text())["decisions"]
+    reached = {}
+    for decision in draw3:
+        reached[decision["listing"]] = max(reached.get(decision["listing"], 0), decision["rank"])
+    listed = yaml.safe_load((CORPUS / "candidates-draw3.yaml").read_text())["candidates"]
+    tails = {(c["listing"], c["rank"], c["repo"]) for c in listed if c["rank"] > reached[c["listing"]]}
+    assert all((e["source"], e["rank"], e["repo"]) in tails for e in fourth)
+    decided = {d["repo"] for name in ("selection-log-draw2.yaml", "selection-log-draw3.yaml")
+               for d in yaml.safe_load((CORPUS / name).read_text())["decisions"] if not d["decision"].startswith("skip")}
+    assert not {e["repo"] for e in fourth} & decided
