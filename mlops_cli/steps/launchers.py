@@ -174,10 +174,11 @@ def _shell_files(root: Path) -> list[str]:
         base = root / folder if folder else root
         if not base.is_dir() or base.is_symlink():
             continue
-        found += sorted(path.relative_to(root).as_posix() for path in base.glob("*.sh"))
+        found += sorted(path.relative_to(root).as_posix() for path in base.glob("*.sh") if not path.is_dir())
         if folder:
             found += sorted(path.relative_to(root).as_posix() for sub in sorted(base.iterdir())
-                            if sub.is_dir() and not sub.is_symlink() for path in sub.glob("*.sh"))
+                            if sub.is_dir() and not sub.is_symlink() for path in sub.glob("*.sh")
+                            if not path.is_dir())
     return found
 
 
@@ -318,11 +319,15 @@ def _simulate(root: Path, rel: str, lines: list[tuple[int, str]], entry: str, ma
         try:
             if text.startswith("\0"):
                 raise Unusable(text.split("\0")[1])
-            words = _words(_expand(text, variables, script_dir))
-            for command, piped in _commands(words):
-                cwd = _step(root, command, piped, variables, cwd, entry, make)
-        except _Found as found:
-            yield Launch(rel, number, found.args, found.workdir or None)
+            commands = list(_commands(_words(_expand(text, variables, script_dir))))
+            for index, (command, piped) in enumerate(commands):
+                try:
+                    cwd = _step(root, command, piped, variables, cwd, entry, make)
+                except _Found as found:
+                    if any(not piped or command[0] != "tee" for command, piped in commands[index + 1:]):
+                        raise Unusable(f"runs other commands after {entry} on the same line") from None
+                    yield Launch(rel, number, found.args, found.workdir or None)
+                    break
         except Unusable as exc:
             if not make:
                 _forget(text, variables)
@@ -496,8 +501,9 @@ def _found(args: list[str], cwd: str, entry: str) -> str:
         raise Unusable(f"runs {entry} without arguments")
     try:
         check_setting("args", kept, "the launch line")
-    except MlopsError as exc:
-        raise Unusable(exc.message.removeprefix("the launch line: ")) from None
+    except MlopsError:
+        raise Unusable("gives more than 64 arguments, or one of more than 1000 characters or several lines") \
+            from None
     raise _Found(tuple(kept), cwd)
 
 
