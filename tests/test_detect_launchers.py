@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import detect_json, make_remote, run_json, run_mlops, write_files
+
 from mlops_cli.steps import launchers
 
 #: a tree on a tiny CSV whose path and depth only the command line gives
@@ -58,9 +58,9 @@ def test_a_makefile_train_target_gives_arguments_and_its_cd_the_working_director
     assert code == 0, stderr
     assert data["args"] == ["--data", "../data/train.csv", "--depth", "4"] and data["workdir"] == "src"
     assert "Makefile:8 runs src/train.py --data ../data/train.csv --depth 4" in data["evidence"]
-    assert _launch_warnings(data) == ["src/train.py requires command-line arguments: mlops passes --data "
+    assert _launch_warnings(data) == [("src/train.py requires command-line arguments: mlops passes --data "
                                       "../data/train.csv --depth 4 from Makefile:8, in src/ (set `args:` in "
-                                      "mlops.yaml to choose others)"]
+                                      "mlops.yaml to choose others)")]
 
 
 def test_a_file_named_train_wins_and_the_script_folder_idiom_is_read(tmp_path: Path) -> None:
@@ -109,8 +109,8 @@ def test_a_hostile_or_unknowable_line_is_not_used(tmp_path: Path, launch: str, r
     code, data, stderr = detect_json(root)
     assert code == 0, stderr
     assert data["args"] == [] and not (tmp_path / "pwned").exists() and not (root / "pwned").exists()
-    assert _launch_warnings(data) == [f"{reason}: not used as src/train.py's command line (give the arguments "
-                                      "with `args:` in mlops.yaml)"]
+    assert _launch_warnings(data) == [(f"{reason}: not used as src/train.py's command line (give the arguments "
+                                      "with `args:` in mlops.yaml)")]
 
 
 def test_a_link_out_and_a_huge_run_sh_are_refused_without_a_crash(tmp_path: Path) -> None:
@@ -119,8 +119,8 @@ def test_a_link_out_and_a_huge_run_sh_are_refused_without_a_crash(tmp_path: Path
     code, data, stderr = detect_json(root)
     assert code == 0, stderr
     assert data["args"] == []
-    assert _launch_warnings(data) == ["launch script big.sh is larger than 256 KiB (and 1 more): not used as "
-                                      "src/train.py's command line (give the arguments with `args:` in mlops.yaml)"]
+    assert _launch_warnings(data) == [("launch script big.sh is larger than 256 KiB (and 1 more): not used as "
+                                      "src/train.py's command line (give the arguments with `args:` in mlops.yaml)")]
     write_files(root, {"scripts/train.sh": "python src/train.py --data data/train.csv\n"})
     code, data, _ = detect_json(root)
     assert code == 0 and data["args"] == ["--data", "data/train.csv"] and len(_launch_warnings(data)) == 1

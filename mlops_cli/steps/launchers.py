@@ -34,7 +34,7 @@ PYTHON_VALUE_FLAGS = {"-W", "-X"}
 PREFIXES = {"exec", "nohup", "time", "command"}
 RUNNERS = {("poetry", "run"), ("pipenv", "run"), ("uv", "run")}
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-ASSIGNMENT = re.compile(rf"^(?:export\s+|readonly\s+)?({NAME})=(.*)$", re.S)
+ASSIGNMENT = re.compile(rf"^(?:export\s+|readonly\s+)?({NAME})=(.*)$", re.DOTALL)
 MAKE_ASSIGNMENT = re.compile(rf"^(?:export\s+|override\s+)?({NAME})\s*(\?=|:=|::=|\+=|=)\s*(.*)$")
 MAKE_RULE = re.compile(r"^([A-Za-z0-9_./%-]+(?:\s+[A-Za-z0-9_./%-]+)*)\s*:(?![=:])(.*)$")
 SCRIPT_DIR = re.compile(r"""\$\(\s*dirname\s+("?)\$(?:0|\{0\}|\{BASH_SOURCE(?:\[0\])?\}|BASH_SOURCE)\1\s*\)""")
@@ -335,7 +335,9 @@ def _simulate(root: Path, rel: str, lines: list[tuple[int, str]], entry: str, ma
                 notes.append(f"{rel}:{number} {exc}")
 
 
-class _Found(Exception):   # noqa: N818 - a result, raised to leave the line's commands
+class _Found(Exception):
+    """A result, raised to leave the commands of the line."""
+
     def __init__(self, args: tuple[str, ...], workdir: str) -> None:
         super().__init__()
         self.args, self.workdir = args, workdir
@@ -344,7 +346,7 @@ class _Found(Exception):   # noqa: N818 - a result, raised to leave the line's c
 def _entry_names(entry: str) -> set[str]:
     """What a line that runs the entry contains: its file name or its dotted module name."""
     stem = entry.removesuffix(".py")
-    return {posixpath.basename(entry), stem.replace("/", "."), posixpath.basename(stem) + " "} - {""}
+    return {posixpath.basename(entry), stem.replace("/", ".")}
 
 
 def _forget(text: str, variables: dict[str, str]) -> None:
