@@ -475,6 +475,7 @@ class State:
     uses_params: bool | None = None
     holdout_loader: bool | None = None   # a PyTorch loop that never evaluates: the harness holds out loader rows
     estimators: list[str] = dataclasses.field(default_factory=list)
+    launch_args: list[str] = dataclasses.field(default_factory=list)   # the entry's argv from run.sh/Makefile
     detected_commit: str | None = None
     detected_at: str | None = None
     budget_spent: bool = False
@@ -496,6 +497,7 @@ class State:
         if values.get("budget_spent") is None:
             values.pop("budget_spent", None)
         values["estimators"] = _strings(values.get("estimators", []), where, "estimators", hint)
+        values["launch_args"] = _strings(values.get("launch_args", []), where, "launch_args", hint)
         values["schema"] = STATE_SCHEMA
         return cls(**values)
 
@@ -570,7 +572,7 @@ _STATE_TYPES: dict[str, tuple[type, ...]] = {
     "workdir": _OPT_STR, "repo_url": _OPT_STR, "detected_commit": _OPT_STR, "detected_at": _OPT_STR,
     "budget_spent": (bool, type(None)), "pulled_at": _OPT_STR, "cnn": (bool, type(None)), "schema": (int,),
     "uses_params": (bool, type(None)), "estimators": (list,), "pull_incomplete": _OPT_STR,
-    "holdout_loader": (bool, type(None)),
+    "holdout_loader": (bool, type(None)), "launch_args": (list,),
 }
 _PROPOSAL_TYPES: dict[str, tuple[type, ...]] = {
     "strategy": _OPT_STR, "reasons": (list,), "params": (dict,), "options": (dict,), "parent": _OPT_STR,

@@ -21,6 +21,7 @@ STEP_EDGES = {
     ("train", "detect"): "train never guesses the profile: it detects when the code changed since detect",
     ("monitor", "notify"): "a crash loop beyond the restart budget is announced",
     ("notify", "report"): "a mail carries the report's attempts table and plot",
+    ("detect", "launchers"): "detect reads the entry's command line from run.sh/Makefile (a helper, no subcommand)",
 }
 ORCHESTRATORS = {"loop", "fanout"}   # `mlops run` and `mlops agent`: chains that call the steps
 

@@ -35,6 +35,7 @@ from mlops_cli.pycode import (
     source_text,
     windows_absolute,
 )
+from mlops_cli.steps import launchers
 from mlops_cli.workspace import now_iso
 
 RULES_FILE = Path(__file__).with_name("detect.yaml")
@@ -127,6 +128,8 @@ class DetectResult:
     missing_packages: list[str] = dataclasses.field(default_factory=list)
     #: a PyTorch loop that never evaluates: the harness holds out part of its first DataLoader
     holdout_loader: bool = False
+    #: the entry's command line from a launch script (run.sh, a Makefile target), when nothing else gives it
+    args: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -843,6 +846,9 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
         raise DetectError(message + more, hint)
     if workdir:
         evidence.append(f"{entry.rel}: runs in {workdir}/, where the data paths it reads exist")
+    launch = launchers.launch_for(root, entry.rel, settings, [read.path for info in closure for read in info.reads],
+                                  workdir)
+    workdir, evidence, warnings = launch.workdir, evidence + launch.evidence, warnings + launch.warnings
     missing_now, missing = _missing_packages(entry, closure, modules, runtime_name, root)
     if missing_now:
         message, _, hint = missing_now[0].partition("; ")
@@ -853,7 +859,7 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
                         uses_params=any(info.uses_params for info in closure),
                         estimators=sorted({name for info in closure for name, _ in info.estimators}),
                         runtime=runtime_name, workdir=workdir, warnings=warnings + missing,
-                        missing_packages=missing, holdout_loader=holdout_loader)
+                        missing_packages=missing, holdout_loader=holdout_loader, args=launch.args)
 
 
 def detect_and_record(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
@@ -863,6 +869,7 @@ def detect_and_record(settings: Settings, repo_dir: Path | None = None) -> Detec
         ws = settings.workspace
         ws.update_state(profile=result.profile, runtime=result.runtime, workdir=result.workdir,
                         entrypoint=result.entrypoint, cnn=result.cnn, holdout_loader=result.holdout_loader,
+                        launch_args=result.args,
                         uses_params=result.uses_params, estimators=result.estimators,
                         detected_commit=ws.read_state().commit, detected_at=now_iso())
     return result

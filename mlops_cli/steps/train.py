@@ -115,7 +115,7 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
         runtime=state.runtime or state.profile, workdir=state.workdir,
         entrypoint=proposal.entrypoint or state.entrypoint,
         params={**settings.param_defaults(), **proposal.params, **(params or {})},
-        options={"holdout": settings.holdout, **({"args": list(settings.args)} if settings.args else {}),
+        options={"holdout": settings.holdout, **({"args": args} if (args := list(settings.args) or state.launch_args) else {}),
                  **({"holdout_loader": True} if state.holdout_loader else {}), **proposal.options},
         reasons=list(proposal.reasons), strategy=proposal.strategy,
         seed=settings.seed if proposal.seed is None else proposal.seed, time_limit_s=settings.time_limit,
