@@ -15,7 +15,7 @@ import pytest
 from conftest import git, run_mlops, write_files
 from git_http_server import GitHttpServer
 
-pytestmark = pytest.mark.skipif(shutil.which("git-lfs") is None,
+needs_lfs = pytest.mark.skipif(shutil.which("git-lfs") is None,
                                 reason="git-lfs is not installed (.ci/run installs the Debian package)")
 
 DATA = bytes(range(256)) * 20          # 5120 bytes: what the run must read, not a 130-byte pointer
@@ -54,6 +54,18 @@ def _warnings(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("mlops: warning:")]
 
 
+def test_lfs_endpoint_is_the_one_git_lfs_derives_from_the_clone_url(tmp_path: Path) -> None:
+    from mlops_cli.adapters.git import lfs_endpoint
+
+    assert lfs_endpoint("https://git.example.com/team/model") == "https://git.example.com/team/model.git/info/lfs"
+    assert lfs_endpoint("https://git.example.com/team/model.git/") == "https://git.example.com/team/model.git/info/lfs"
+    assert lfs_endpoint("git://git.example.com/model.git") == "https://git.example.com/model.git/info/lfs"
+    assert lfs_endpoint("ssh://git@git.example.com/model.git") == "ssh://git@git.example.com/model.git"
+    assert lfs_endpoint("git@git.example.com:team/model.git") == "git@git.example.com:team/model.git"
+    assert lfs_endpoint(str(tmp_path / "a b.git")) == (tmp_path / "a b.git").as_uri()
+
+
+@needs_lfs
 def test_pull_brings_the_lfs_content_and_a_second_pull_is_quiet(tmp_path: Path, workspace: Path) -> None:
     remote = make_lfs_remote(tmp_path, {"data/train.bin": DATA})
     first = run_mlops("pull", "-w", str(workspace), "--repo", str(remote))
@@ -75,6 +87,7 @@ def test_pull_brings_the_lfs_content_and_a_second_pull_is_quiet(tmp_path: Path, 
     assert _warnings(update.stderr) == []
 
 
+@needs_lfs
 def test_without_git_lfs_pull_succeeds_with_one_warning(tmp_path: Path, workspace: Path) -> None:
     remote = make_lfs_remote(tmp_path, {"a.bin": DATA, "b.bin": DATA[:300]})
     bin_dir = tmp_path / "bin"   # git, and no git-lfs (a global filter.lfs.required=true must not break the clone)
@@ -122,6 +135,7 @@ class ConnectionRecorder:
         self.sock.close()
 
 
+@needs_lfs
 def test_a_committed_lfsconfig_does_not_redirect_lfs_traffic(tmp_path: Path, workspace: Path) -> None:
     recorder = ConnectionRecorder()
     try:
@@ -149,6 +163,7 @@ def test_a_committed_lfsconfig_does_not_redirect_lfs_traffic(tmp_path: Path, wor
     assert recorder.connections == []
 
 
+@needs_lfs
 def test_over_the_size_cap_the_pointers_stay_with_a_warning(tmp_path: Path, workspace: Path) -> None:
     remote = f"file://{make_lfs_remote(tmp_path, {'big.bin': DATA})}"
     capped = run_mlops("pull", "-w", str(workspace), "--repo", remote, env={"MLOPS_LFS_MAX_BYTES": "4096"})
@@ -168,6 +183,7 @@ def test_over_the_size_cap_the_pointers_stay_with_a_warning(tmp_path: Path, work
     assert bad.returncode == 2 and bad.stderr.startswith("mlops: error: MLOPS_LFS_MAX_BYTES='2G' is not a number")
 
 
+@needs_lfs
 def test_objects_missing_on_the_server_keep_the_commit_with_a_warning(tmp_path: Path, workspace: Path) -> None:
     remote = make_lfs_remote(tmp_path, {"data.bin": DATA})
     shutil.rmtree(remote / "lfs")
@@ -180,8 +196,10 @@ def test_objects_missing_on_the_server_keep_the_commit_with_a_warning(tmp_path: 
 
 
 class LfsHttpServer(GitHttpServer):
-    """GitHttpServer plus the Git LFS batch API at NAME.git/info/lfs (basic auth like git's), serving the objects
-    that git-lfs's file transfer left in ROOT/NAME.git/lfs/objects."""
+    """GitHttpServer plus the Git LFS batch API at NAME.git/info/lfs (basic auth like git's, or `lfs_users`),
+    serving the objects that git-lfs's file transfer left in ROOT/NAME.git/lfs/objects."""
+
+    lfs_users: dict[str, str] | None = None
 
     def _handler(self) -> type:
         base, server = super()._handler(), self
@@ -194,7 +212,7 @@ class LfsHttpServer(GitHttpServer):
                 body = self._body() if method == "POST" else b""
                 user = self._user()
                 server.requests.append((method, self.path, user))
-                if user is None:
+                if user is None or (server.lfs_users is not None and user not in server.lfs_users):
                     return self._deny()
                 store = server.root / f"{repo.strip('/')}.git" / "lfs" / "objects"
                 if method == "POST" and rest == "objects/batch":
@@ -224,16 +242,24 @@ class LfsHttpServer(GitHttpServer):
         return Handler
 
 
-def test_private_http_repository_credentials_reach_git_lfs_and_no_output(tmp_path: Path,
-                                                                        workspace: Path) -> None:
+@pytest.fixture
+def private(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """ROOT with model.git (LFS), and the environment of a job that binds the credential."""
     root = tmp_path / "srv"
     root.mkdir()
     make_lfs_remote(root, {"data.bin": DATA}, name="model.git")
     home = tmp_path / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")   # nothing may land in it
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "MLOPS_GIT_USER": "bot",
-           "MLOPS_GIT_PASSWORD": PASSWORD}
+    return root, {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "MLOPS_GIT_USER": "bot",
+                  "MLOPS_GIT_PASSWORD": PASSWORD}
+
+
+@needs_lfs
+def test_private_http_repository_credentials_reach_git_lfs_and_no_output(
+        private: tuple[Path, dict[str, str]], tmp_path: Path, workspace: Path) -> None:
+    root, env = private
+    home = tmp_path / "home"
     with LfsHttpServer(root, users={"bot": PASSWORD}) as server:
         result = run_mlops("pull", "-w", str(workspace), "--repo", server.url + "model.git", env=env, timeout=60)
         assert result.returncode == 0, result.stderr
@@ -244,3 +270,20 @@ def test_private_http_repository_credentials_reach_git_lfs_and_no_output(tmp_pat
         assert PASSWORD not in text and base64.b64encode(b"bot:" + secret).decode() not in text
     stored = [p for p in [*workspace.rglob("*"), *home.rglob("*")] if p.is_file() and secret in p.read_bytes()]
     assert stored == []
+
+
+@needs_lfs
+def test_lfs_server_refusing_the_credential_is_one_warning(private: tuple[Path, dict[str, str]],
+                                                           workspace: Path) -> None:
+    root, env = private
+    server = LfsHttpServer(root, users={"bot": PASSWORD})
+    server.lfs_users = {}
+    with server:
+        result = run_mlops("pull", "-w", str(workspace), "--repo", server.url + "model.git", env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert _warnings(result.stderr) == [
+        f"mlops: warning: fetching 1 file from Git LFS failed: {server.url}model.git/info/lfs refused the "
+        "credentials; bind MLOPS_GIT_USER/MLOPS_GIT_PASSWORD or MLOPS_GIT_SSH_KEY (the run will read pointer files "
+        "until then)"]
+    assert PASSWORD not in result.stderr + result.stdout
+    assert (workspace / "repo" / "data.bin").read_bytes().startswith(b"version https://git-lfs")

@@ -72,6 +72,11 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # of that git process only, so the secret is in no file and in no argument list (`ps` cannot show it)
 _HELPER = ('!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" '
            f'"${GIT_USER_ENV}" "${GIT_PASSWORD_ENV}"; }}; f')
+# the same for git-lfs, which forgets nothing: after a 401 it rejects the credential ("erase") and asks again, for
+# ever while a helper gives the same one back (git-lfs#2833, #6231); this helper answers nothing after an erase
+LFS_REFUSED_ENV = "MLOPS_LFS_REFUSED"
+_LFS_HELPER = ('!f() { case "$1" in get) test -e "$' + LFS_REFUSED_ENV + '" || printf "username=%s\\npassword=%s\\n" '
+               f'"${GIT_USER_ENV}" "${GIT_PASSWORD_ENV}";; erase) : > "${LFS_REFUSED_ENV}";; esac; }}; f')
 
 
 def redact_url(text: str) -> str:
@@ -336,8 +341,10 @@ def fetch_lfs(repo_dir: Path, remote: Remote, max_bytes: int = LFS_MAX_BYTES) ->
         return [f"the repository keeps {count} in Git LFS, {_size(sum(missing.values()))} to download, over the "
                 f"cap of {_size(max_bytes)}: not fetched (raise {LFS_MAX_BYTES_ENV}; the run will read pointer files)"]
     endpoint = lfs_endpoint(remote.url)
-    env = _with_config(remote.env, [("lfs.url", endpoint)])
-    with git.Repo(repo_dir) as repo, repo.git.custom_environment(**env):
+    env = _with_config({name: _LFS_HELPER if value == _HELPER else value for name, value in remote.env.items()},
+                       [("lfs.url", endpoint)])
+    with (tempfile.TemporaryDirectory(prefix="mlops-lfs-") as state, git.Repo(repo_dir) as repo,
+          repo.git.custom_environment(**env, **{LFS_REFUSED_ENV: str(Path(state) / "refused")})):
         try:
             repo.git.lfs("pull")
         except git.exc.GitCommandError as exc:
