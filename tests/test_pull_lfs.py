@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -96,8 +97,8 @@ def test_without_git_lfs_pull_succeeds_with_one_warning(tmp_path: Path, workspac
     result = run_mlops("pull", "-w", str(workspace), "--repo", str(remote), env={"PATH": str(bin_dir)})
     assert result.returncode == 0, result.stderr
     assert _warnings(result.stderr) == [
-        "mlops: warning: the repository keeps 2 files in Git LFS and git-lfs is not installed here: install git-lfs "
-        "(the run will read pointer files)"]
+        "mlops: warning: the repository keeps 2 files in Git LFS and git-lfs is not installed here: install "
+        + "git-lfs (the run will read pointer files)"]
     pointer = (workspace / "repo" / "a.bin").read_text()
     assert pointer.startswith("version https://git-lfs.github.com/spec/v1\n")
     assert f"oid sha256:{hashlib.sha256(DATA).hexdigest()}\nsize {len(DATA)}\n" in pointer
@@ -147,7 +148,7 @@ def test_a_committed_lfsconfig_does_not_redirect_lfs_traffic(tmp_path: Path, wor
         git("-c", "filter.lfs.process=", "-c", "filter.lfs.smudge=", "-c", "filter.lfs.required=false",
             "clone", "-q", str(remote), str(plain), cwd=tmp_path)
         assert elsewhere in git("lfs", "env", cwd=plain)
-        with pytest.raises(Exception):
+        with pytest.raises(subprocess.CalledProcessError):
             git("lfs", "fetch", cwd=plain)
         assert recorder.connections, "the control fetch should have contacted the .lfsconfig URL"
         recorder.connections.clear()
@@ -170,7 +171,7 @@ def test_over_the_size_cap_the_pointers_stay_with_a_warning(tmp_path: Path, work
     assert capped.returncode == 0, capped.stderr
     assert _warnings(capped.stderr) == [
         "mlops: warning: the repository keeps 1 file in Git LFS, 5.0 KiB to download, over the cap of 4.0 KiB: "
-        "not fetched (raise MLOPS_LFS_MAX_BYTES; the run will read pointer files)"]
+        + "not fetched (raise MLOPS_LFS_MAX_BYTES; the run will read pointer files)"]
     assert (workspace / "repo" / "big.bin").read_bytes().startswith(b"version https://git-lfs.github.com/spec/v1")
     assert [p for p in (workspace / "repo" / ".git" / "lfs").rglob("*") if p.is_file() and p.stat().st_size > 1000
             ] == []   # nothing downloaded
@@ -283,7 +284,7 @@ def test_lfs_server_refusing_the_credential_is_one_warning(private: tuple[Path, 
     assert result.returncode == 0, result.stderr
     assert _warnings(result.stderr) == [
         f"mlops: warning: fetching 1 file from Git LFS failed: {server.url}model.git/info/lfs refused the "
-        "credentials; bind MLOPS_GIT_USER/MLOPS_GIT_PASSWORD or MLOPS_GIT_SSH_KEY (the run will read pointer files "
-        "until then)"]
+        + "credentials; bind MLOPS_GIT_USER/MLOPS_GIT_PASSWORD or MLOPS_GIT_SSH_KEY (the run will read pointer "
+        + "files until then)"]
     assert PASSWORD not in result.stderr + result.stdout
     assert (workspace / "repo" / "data.bin").read_bytes().startswith(b"version https://git-lfs")

@@ -332,14 +332,15 @@ def fetch_lfs(repo_dir: Path, remote: Remote, max_bytes: int = LFS_MAX_BYTES) ->
         return []
     count = f"{len(pointers)} file{'s' if len(pointers) != 1 else ''}"
     if shutil.which("git-lfs") is None:
-        return [f"the repository keeps {count} in Git LFS and git-lfs is not installed here: install git-lfs "
-                "(the run will read pointer files)"]
+        return [(f"the repository keeps {count} in Git LFS and git-lfs is not installed here: install git-lfs "
+                 "(the run will read pointer files)")]
     store = repo_dir / ".git" / "lfs" / "objects"
     missing = {p.oid: p.size for p in pointers
                if not (store / p.oid[:2] / p.oid[2:4] / p.oid).is_file()}
     if sum(missing.values()) > max_bytes:
-        return [f"the repository keeps {count} in Git LFS, {_size(sum(missing.values()))} to download, over the "
-                f"cap of {_size(max_bytes)}: not fetched (raise {LFS_MAX_BYTES_ENV}; the run will read pointer files)"]
+        return [(f"the repository keeps {count} in Git LFS, {_size(sum(missing.values()))} to download, over the "
+                 f"cap of {_size(max_bytes)}: not fetched (raise {LFS_MAX_BYTES_ENV}; the run will read pointer "
+                 "files)")]
     endpoint = lfs_endpoint(remote.url)
     env = _with_config({name: _LFS_HELPER if value == _HELPER else value for name, value in remote.env.items()},
                        [("lfs.url", endpoint)])
@@ -348,12 +349,12 @@ def fetch_lfs(repo_dir: Path, remote: Remote, max_bytes: int = LFS_MAX_BYTES) ->
         try:
             repo.git.lfs("pull")
         except git.exc.GitCommandError as exc:
-            return [f"fetching {count} from Git LFS failed: {_lfs_cause(exc, redact_url(endpoint))} "
-                    "(the run will read pointer files until then)"]
+            return [(f"fetching {count} from Git LFS failed: {_lfs_cause(exc, redact_url(endpoint))} "
+                     "(the run will read pointer files until then)")]
     left = lfs_pointers(repo_dir)
     if left:
-        return [f"{len(left)} of {count} kept in Git LFS are still pointers after git lfs pull "
-                f"({', '.join(p.path for p in left[:3])}): the run will read pointer files"]
+        return [(f"{len(left)} of {count} kept in Git LFS are still pointers after git lfs pull "
+                 f"({', '.join(p.path for p in left[:3])}): the run will read pointer files")]
     return []
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from mlops_cli.adapters.git import LFS_MAX_BYTES, LFS_MAX_BYTES_ENV, SyncResult, redact_url, sync
+from mlops_cli.adapters.git import (
+    LFS_MAX_BYTES,
+    LFS_MAX_BYTES_ENV,
+    SyncResult,
+    redact_url,
+    sync,
+)
 from mlops_cli.errors import MlopsError, UsageError
 from mlops_cli.workspace import Workspace, now_iso
 
