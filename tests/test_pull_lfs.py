@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -288,3 +289,41 @@ def test_lfs_server_refusing_the_credential_is_one_warning(private: tuple[Path, 
         + "files until then)"]
     assert PASSWORD not in result.stderr + result.stdout
     assert (workspace / "repo" / "data.bin").read_bytes().startswith(b"version https://git-lfs")
+
+
+@needs_lfs
+def test_over_ssh_git_lfs_gets_the_bound_key(tmp_path: Path, workspace: Path) -> None:
+    """git-lfs reaches an ssh remote with `ssh ... HOST git-lfs-transfer|git-lfs-authenticate PATH download`; a
+    stand-in ssh (as in test_pull_private) logs every call and runs it here. The server side of LFS over ssh is
+    absent, so the fetch fails: one warning, the commit pulled, and every ssh call carried the bound key."""
+    remote = make_lfs_remote(tmp_path, {"data.bin": DATA}, name="model.git")
+    key = tmp_path / "bound-key"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(f"""#!/bin/sh
+printf '%s\\n' "$*" >> {tmp_path}/ssh-calls
+key=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -i) key="$2"; shift 2;;
+    -o|-p|-l) shift 2;;
+    -*) shift;;
+    *) break;;
+  esac
+done
+[ "$key" = "{key}" ] || {{ echo "Permission denied (publickey)." >&2; exit 255; }}
+shift
+exec sh -c "$*"
+""")
+    (bin_dir / "ssh").chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "MLOPS_GIT_SSH_KEY": str(key)}
+    result = run_mlops("pull", "-w", str(workspace), "--repo", f"git@example.invalid:{remote}", env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert _warnings(result.stderr) == [
+        "mlops: warning: fetching 1 file from Git LFS failed: batch request: sh: 1: git-lfs-authenticate: not found: "
+        + "exit status 127 (the run will read pointer files until then)"]
+    calls = (tmp_path / "ssh-calls").read_text().splitlines()
+    lfs_calls = [call for call in calls if "git-lfs-" in call]
+    assert lfs_calls and all(f"-i {key}" in call for call in calls), calls
+    assert json.loads((workspace / "state.json").read_text())["commit"] == git("rev-parse", "main", cwd=remote)

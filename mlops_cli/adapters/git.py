@@ -65,7 +65,7 @@ _LFS_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\n(?:ex
 #: `filter.lfs.required` cannot make the checkout fail
 _LFS_FILTER = {"process": "git-lfs filter-process --skip", "smudge": "git-lfs smudge --skip -- %f",
                "clean": "git-lfs clean -- %f"}
-_LFS_MISSING_HINTS = ("object does not exist", "not found", "404", "missing object")
+_LFS_MISSING_HINTS = ("remote missing object", "object does not exist", "[404]")
 _HELPER_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*::")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # the credential helper git runs (through its shell) when a server asks: it answers from the environment
@@ -306,9 +306,10 @@ def _size(size: int) -> str:
 
 
 def _lfs_cause(exc: Exception, endpoint: str) -> str:
-    """git-lfs's failure in a few words, with what to do: auth, network, missing object, else its first error
-    line."""
-    text = f"{getattr(exc, 'stderr', '') or ''}"
+    """git-lfs's failure in a few words, with what to do: auth, network, missing object, else its first line
+    (`batch request: sh: 1: git-lfs-authenticate: not found`: an ssh server without LFS)."""
+    # GitPython shows git's stderr as "\n  stderr: '...'"
+    text = re.sub(r"^\s*stderr: '", "", getattr(exc, "stderr", "") or "").rstrip().removesuffix("'")
     low = text.lower()
     if any(hint in low for hint in _AUTH_HINTS + ("authorization error", "authentication required")):
         return (f"{endpoint} refused the credentials; bind {GIT_USER_ENV}/{GIT_PASSWORD_ENV} or {GIT_SSH_KEY_ENV}")
@@ -317,8 +318,7 @@ def _lfs_cause(exc: Exception, endpoint: str) -> str:
     if any(hint in low for hint in _LFS_MISSING_HINTS):
         return f"objects missing on {endpoint}; push them (git lfs push --all origin)"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no details")
-    return redact_url(detail)[:200]
+    return redact_url(lines[0] if lines else "no details")[:200]
 
 
 def fetch_lfs(repo_dir: Path, remote: Remote, max_bytes: int = LFS_MAX_BYTES) -> list[str]:
