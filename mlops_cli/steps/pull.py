@@ -23,7 +23,7 @@ def lfs_max_bytes(environ: Mapping[str, str] | None = None) -> int:
         return LFS_MAX_BYTES
     if not raw.isdigit():
         raise UsageError(f"{LFS_MAX_BYTES_ENV}={raw[:40]!r} is not a number of bytes",
-                         f"e.g. {LFS_MAX_BYTES_ENV}={LFS_MAX_BYTES} (2 GiB), 0 to fetch nothing from Git LFS")
+                         f"e.g. {LFS_MAX_BYTES_ENV}={LFS_MAX_BYTES} (2 GiB), 0 to download nothing from Git LFS")
     return int(raw)
 
 
