@@ -7,6 +7,11 @@ Jenkins binds them into the environment of job 1 (credentials-binding plugin), `
 an in-memory credential helper (`GIT_CONFIG_*` variables, for http(s)) or `GIT_SSH_COMMAND` (for ssh), and the
 checkout's `.git/config` keeps the URL without them, where the training script (which can read the checkout)
 finds nothing. A password given inside `--repo` is taken out of the URL and handed over the same way.
+
+Git LFS: git checks out pointer files only (the checkout's own `filter.lfs` config skips the smudge, whatever a
+global `git lfs install` says), then `fetch_lfs` runs `git lfs pull` once, capped in size, against the LFS endpoint
+derived from the remote URL: a `.lfsconfig` in the pushed code cannot send that traffic, or the credentials that
+go with it, to another host.
 """
 from __future__ import annotations
 
@@ -16,14 +21,19 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlops_cli.errors import GitError, UsageError, WorkspaceError
 from mlops_cli.secrets import strip_userinfo
+
+if TYPE_CHECKING:
+    import git
 
 #: variables job 1 binds (username/password credential) and `pull` hands to git
 GIT_USER_ENV = "MLOPS_GIT_USER"
@@ -44,12 +54,29 @@ _AUTH_HINTS = ("authentication failed", "could not read username", "could not re
                "the requested url returned error: 403")
 _REFUSED_HINTS = ("transport '", "not allowed", "unsupported protocol", "unknown option", "unable to find remote helper")
 _SCP_LIKE = re.compile(r"^(?:[^@/\s]+@)?[A-Za-z0-9.\-\[\]:]+:(?!//)")
+#: variable that caps what one pull downloads from Git LFS (bytes), and its default
+LFS_MAX_BYTES_ENV = "MLOPS_LFS_MAX_BYTES"
+LFS_MAX_BYTES = 2 * 1024 ** 3
+LFS_POINTER_MAX = 1024   # the spec's bound on a pointer file's size
+_LFS_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\n(?:ext-[^\n]*\n)*"
+                          rb"oid sha256:([0-9a-f]{64})\nsize ([0-9]+)\n")
+#: the checkout's own filter config: the clean filter keeps `git status` true to the pointers, the smudge never
+#: downloads (the download is `fetch_lfs`'s, under its rules); all empty where git-lfs is absent, so that a global
+#: `filter.lfs.required` cannot make the checkout fail
+_LFS_FILTER = {"process": "git-lfs filter-process --skip", "smudge": "git-lfs smudge --skip -- %f",
+               "clean": "git-lfs clean -- %f"}
+_LFS_MISSING_HINTS = ("remote missing object", "object does not exist", "[404]")
 _HELPER_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*::")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # the credential helper git runs (through its shell) when a server asks: it answers from the environment
 # of that git process only, so the secret is in no file and in no argument list (`ps` cannot show it)
 _HELPER = ('!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" '
            f'"${GIT_USER_ENV}" "${GIT_PASSWORD_ENV}"; }}; f')
+# the same for git-lfs, which forgets nothing: after a 401 it rejects the credential ("erase") and asks again, for
+# ever while a helper gives the same one back (git-lfs#2833, #6231); this helper answers nothing after an erase
+LFS_REFUSED_ENV = "MLOPS_LFS_REFUSED"
+_LFS_HELPER = ('!f() { case "$1" in get) test -e "$' + LFS_REFUSED_ENV + '" || printf "username=%s\\npassword=%s\\n" '
+               f'"${GIT_USER_ENV}" "${GIT_PASSWORD_ENV}";; erase) : > "${LFS_REFUSED_ENV}";; esac; }}; f')
 
 
 def redact_url(text: str) -> str:
@@ -204,6 +231,133 @@ def _remote_branch(remote: Remote, branch: str | None) -> str:
     raise UsageError(f"{remote.shown} has no default branch (empty repository?)", "push a commit or pass --branch")
 
 
+@dataclasses.dataclass(frozen=True)
+class LfsPointer:
+    """A checked-out file that stands for an object kept in Git LFS."""
+
+    path: str
+    oid: str
+    size: int
+
+
+def lfs_endpoint(url: str) -> str:
+    """The LFS API git-lfs itself derives from a clone URL (`https://host/repo.git` -> `.../repo.git/info/lfs`;
+    ssh, file and paths as they are), so that `lfs.url` can be pinned to it, above any `.lfsconfig`."""
+    match = _SCHEME.match(url)
+    scheme = match.group(1).lower() if match else ""
+    if scheme in ("http", "https", "git"):
+        base = ("https" + url[len(scheme):] if scheme == "git" else url).rstrip("/")
+        return base + ("/info/lfs" if base.endswith(".git") else ".git/info/lfs")
+    if scheme in ("ssh", "file") or _SCP_LIKE.match(url):
+        return url
+    return Path(url).expanduser().resolve().as_uri()
+
+
+def lfs_pointers(repo_dir: Path) -> list[LfsPointer]:
+    """The files of the checkout that `.gitattributes` sends through the LFS filter and that are still pointers
+    (a link, or a file that is not a valid pointer, is not one)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=repo_dir, capture_output=True, check=True).stdout
+    if not listed:
+        return []
+    attrs = subprocess.run(["git", "check-attr", "-z", "--stdin", "filter"], cwd=repo_dir, input=listed,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    pointers = []
+    for path, value in zip(attrs[0::3], attrs[2::3]):
+        if value != b"lfs":
+            continue
+        file = repo_dir / os.fsdecode(path)
+        try:
+            info = file.lstat()
+            if not file.is_file() or file.is_symlink() or info.st_size > LFS_POINTER_MAX:
+                continue
+            match = _LFS_POINTER.fullmatch(file.read_bytes())
+        except OSError:
+            continue
+        if match:
+            pointers.append(LfsPointer(os.fsdecode(path), match.group(1).decode(), int(match.group(2))))
+    return pointers
+
+
+def _configure_lfs(repo: git.Repo, url: str) -> None:
+    """Pin the checkout's LFS filter and endpoint in its own config (see `_LFS_FILTER`, `lfs_endpoint`), before
+    any checkout: a later git-lfs in this checkout reads this, not the pushed `.lfsconfig`."""
+    present = shutil.which("git-lfs") is not None
+    with repo.config_writer() as config:
+        for key, command in _LFS_FILTER.items():
+            config.set_value('filter "lfs"', key, command if present else "")
+        config.set_value('filter "lfs"', "required", "false")
+        config.set_value("lfs", "url", lfs_endpoint(url))
+
+
+def _with_config(env: Mapping[str, str], pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """`env` with git config entries added after those it has (`GIT_CONFIG_*`: command-line precedence)."""
+    merged, count = dict(env), int(env.get("GIT_CONFIG_COUNT", "0"))
+    for index, (name, value) in enumerate(pairs, start=count):
+        merged[f"GIT_CONFIG_KEY_{index}"], merged[f"GIT_CONFIG_VALUE_{index}"] = name, value
+    merged["GIT_CONFIG_COUNT"] = str(count + len(pairs))
+    return merged
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def _lfs_cause(exc: Exception, endpoint: str) -> str:
+    """git-lfs's failure in a few words, with what to do: auth, network, missing object, else its first line
+    (`batch request: sh: 1: git-lfs-authenticate: not found`: an ssh server without LFS)."""
+    # GitPython shows git's stderr as "\n  stderr: '...'"
+    text = re.sub(r"^\s*stderr: '", "", getattr(exc, "stderr", "") or "").rstrip().removesuffix("'")
+    low = text.lower()
+    if any(hint in low for hint in _AUTH_HINTS + ("authorization error", "authentication required")):
+        return (f"{endpoint} refused the credentials; bind {GIT_USER_ENV}/{GIT_PASSWORD_ENV} or {GIT_SSH_KEY_ENV}")
+    if any(hint in low for hint in _NETWORK_HINTS + ("no such host", "dial tcp", "connection reset")):
+        return f"cannot reach {endpoint}; check the network"
+    if any(hint in low for hint in _LFS_MISSING_HINTS):
+        return f"objects missing on {endpoint}; push them (git lfs push --all origin)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return redact_url(lines[0] if lines else "no details")[:200]
+
+
+def fetch_lfs(repo_dir: Path, remote: Remote, max_bytes: int = LFS_MAX_BYTES) -> list[str]:
+    """Replace the checkout's LFS pointers by their objects, as `git clone` does on a machine with git-lfs;
+    the warnings to show. Never raises for LFS: the pulled commit stands, and a pointer that stays is named by
+    the harness when the run opens it (without git-lfs, over the size cap, when the server fails)."""
+    import git
+
+    pointers = lfs_pointers(repo_dir)
+    if not pointers:
+        return []
+    count = f"{len(pointers)} file{'s' if len(pointers) != 1 else ''}"
+    if shutil.which("git-lfs") is None:
+        return [(f"the repository keeps {count} in Git LFS and git-lfs is not installed here: install git-lfs "
+                 "(the run will read pointer files)")]
+    store = repo_dir / ".git" / "lfs" / "objects"
+    missing = {p.oid: p.size for p in pointers
+               if not (store / p.oid[:2] / p.oid[2:4] / p.oid).is_file()}
+    if sum(missing.values()) > max_bytes:
+        return [(f"the repository keeps {count} in Git LFS, {_size(sum(missing.values()))} to download, over the "
+                 f"cap of {_size(max_bytes)}: not fetched (raise {LFS_MAX_BYTES_ENV}; the run will read pointer "
+                 "files)")]
+    endpoint = lfs_endpoint(remote.url)
+    env = _with_config({name: _LFS_HELPER if value == _HELPER else value for name, value in remote.env.items()},
+                       [("lfs.url", endpoint)])
+    with (tempfile.TemporaryDirectory(prefix="mlops-lfs-") as state, git.Repo(repo_dir) as repo,
+          repo.git.custom_environment(**env, **{LFS_REFUSED_ENV: str(Path(state) / "refused")})):
+        try:
+            repo.git.lfs("pull")
+        except git.exc.GitCommandError as exc:
+            return [(f"fetching {count} from Git LFS failed: {_lfs_cause(exc, redact_url(endpoint))} "
+                     "(the run will read pointer files until then)")]
+    left = lfs_pointers(repo_dir)
+    if left:
+        return [(f"{len(left)} of {count} kept in Git LFS are still pointers after git lfs pull "
+                 f"({', '.join(p.path for p in left[:3])}): the run will read pointer files")]
+    return []
+
+
 def remove_stale_staging(parent: Path) -> list[Path]:
     """Clone folders left by a pull that was killed (SIGKILL, an aborted build): their owner pid is gone."""
     removed = []
@@ -268,8 +422,9 @@ def recover_index_lock(repo_dir: Path, unseen_age_s: float = 600.0) -> str | Non
 
 
 def sync(repo_dir: Path, url: str, branch: str | None = None,
-         environ: Mapping[str, str] | None = None) -> SyncResult:
-    """Make `repo_dir` an exact checkout of the remote branch: clone, or fetch and hard-reset.
+         environ: Mapping[str, str] | None = None, lfs_max_bytes: int = LFS_MAX_BYTES) -> SyncResult:
+    """Make `repo_dir` an exact checkout of the remote branch: clone, or fetch and hard-reset; then the Git LFS
+    objects of that commit (`fetch_lfs`, at most `lfs_max_bytes` downloaded).
 
     A force-push upstream cannot wedge it (reset, not merge); local edits are discarded with a warning,
     because the checkout must always be what was pushed. Credentials (see `remote_for`) reach git's network
@@ -293,9 +448,14 @@ def sync(repo_dir: Path, url: str, branch: str | None = None,
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=repo_dir.parent))
         try:
             with translate_git_errors(remote.url):
-                repo = git.Repo.clone_from(remote.url, staging, branch=target, env=remote.env)
-            commit = repo.head.commit.hexsha
-            repo.close()
+                repo = git.Repo.clone_from(remote.url, staging, branch=target, env=remote.env, no_checkout=True)
+            try:
+                _configure_lfs(repo, remote.url)
+                repo.git.reset("--hard", "HEAD")
+                commit = repo.head.commit.hexsha
+            finally:
+                repo.close()
+            warnings += fetch_lfs(staging, remote, lfs_max_bytes)
             if repo_dir.exists():
                 repo_dir.rmdir()
             os.replace(staging, repo_dir)
@@ -309,6 +469,7 @@ def sync(repo_dir: Path, url: str, branch: str | None = None,
     repo = git.Repo(repo_dir)
     try:
         previous = repo.head.commit.hexsha if repo.head.is_valid() else None
+        _configure_lfs(repo, remote.url)
         origin = repo.remotes.origin if "origin" in repo.remotes else repo.create_remote("origin", remote.url)
         if origin.url != remote.url:
             if redact_url(origin.url) != redact_url(remote.url):
@@ -322,6 +483,7 @@ def sync(repo_dir: Path, url: str, branch: str | None = None,
         repo.git.checkout("-B", target, f"refs/remotes/origin/{target}", "--force")
         repo.git.reset("--hard", f"refs/remotes/origin/{target}")
         repo.git.clean("-fdx", "-e", "__pycache__")
+        warnings += fetch_lfs(repo_dir, remote, lfs_max_bytes)
         return SyncResult(commit=repo.head.commit.hexsha, previous=previous, branch=target, warnings=warnings)
     finally:
         repo.close()
