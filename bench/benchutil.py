@@ -32,11 +32,16 @@ class quiet_output:
         self.handle.close()
 
 
+#: git without the machine's system config: Debian's git-lfs package turns on a required LFS filter there, which
+#: would turn a snapshot's LFS pointers into downloads (or failures) while the bench rebuilds what was pushed
+PUSHED_AS_IS = {"GIT_CONFIG_NOSYSTEM": "1"}
+
+
 def bare_repo(work: Path, where: Path, message: str) -> Path:
     """Commit the folder `work` and clone it bare into `where/origin.git`: the remote a bench's chain pulls."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@localhost",
+    env = {**os.environ, **PUSHED_AS_IS, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@localhost"}
     for args in (["init", "-q", "-b", "main"], ["add", "-A", "--force"], ["commit", "-qm", message]):
         subprocess.run(["git", *args], cwd=work, check=True, env=env, capture_output=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(where / "origin.git")], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(where / "origin.git")], check=True, env=env)
     return where / "origin.git"

@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import bare_repo
+from benchutil import PUSHED_AS_IS, bare_repo
 from realworld import Row, run_chain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def git_dir(mirror: Path, repo: str) -> Path | None:
 
 def _git(gdir: Path, *args: str, env: dict | None = None) -> str:
     return subprocess.run(["git", f"--git-dir={gdir}", *args], capture_output=True, text=True, check=True,
-                          env={**os.environ, **(env or {})}).stdout
+                          env={**os.environ, **PUSHED_AS_IS, **(env or {})}).stdout
 
 
 def materialise(entry: dict, gdir: Path, tmp: Path) -> Path:
