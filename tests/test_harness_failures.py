@@ -44,6 +44,8 @@ FRAME = pd.DataFrame({"age": [31, 45, 27], "city": ["Oslo", "Lima", "Pune"]})
     (lambda: pd.DataFrame({"a": [1.0], "b": pd.Series(["32.25"], dtype=object)}).mean(),
      "pandas 2.0 no longer leaves out text columns in reductions"),
     (lambda: np.float, f"numpy {np.__version__} has no numpy.float"),
+    (lambda: FRAME.copy().loc.__setitem__((slice(None), "city"), np.array([1, 2, 3])),
+     "pandas 3 no longer changes a column's dtype (str) when .loc/.iloc[:, column] = ... assigns"),
 ])
 def test_pandas_and_numpy_breaks_are_named_with_the_installed_version(action: Callable[[], Any],
                                                                        expected: str) -> None:
