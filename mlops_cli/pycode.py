@@ -96,12 +96,20 @@ def _tables() -> dict[str, dict[str, str]]:
     table = yaml.safe_load(PACKAGES_FILE.read_text(encoding="utf-8")) or {}
     return {"packages": dict(table.get("packages", {})), "inferable": {name: name for name in table.get("inferable", [])},
             "calls": dict(table.get("inferable_calls") or {}),
-            "aliases": {normalise(name): real for name, real in (table.get("requirement_aliases") or {}).items()}}
+            "aliases": {normalise(name): real for name, real in (table.get("requirement_aliases") or {}).items()},
+            "same_modules": {normalise(name): [normalise(other) for other in others]
+                             for name, others in (table.get("same_modules") or {}).items()}}
 
 
 def requirement_for(module: str) -> str:
     """The pip requirement that provides top-level module `module` (`cv2` -> opencv-python-headless)."""
     return _tables()["packages"].get(module, module)
+
+
+def met_by(distribution: str) -> list[str]:
+    """The normalised names of the distributions that install what `distribution` does (itself first)."""
+    name = normalise(distribution)
+    return [name, *_tables()["same_modules"].get(name, [])]
 
 
 def inferable(module: str) -> bool:

@@ -73,6 +73,19 @@ def test_keras2_idioms_pick_the_keras2_runtime_with_evidence(tmp_path: Path) -> 
         assert line in data["evidence"]
 
 
+def test_a_requirement_pinned_before_keras_3_picks_keras2(tmp_path: Path) -> None:
+    """A draw-4 notebook pins `tensorflow==2.15.0`: it was written for Keras 2, whatever its code shows."""
+    script = ("import numpy as np\nfrom tensorflow import keras\nmodel = keras.Sequential([keras.layers.Dense(1)])\n"
+              "model.compile(loss='mse')\nmodel.fit(np.zeros((4, 2)), np.zeros(4))\n")
+    for pin, runtime in [("tensorflow==2.15.0", "keras2"), ("keras<3", "keras2"), ("tensorflow~=2.12.0", "keras2"),
+                         ("tensorflow==2.16.1", "keras"), ("tensorflow>=2.10", "keras"), ("tensorflow", "keras")]:
+        root = write_files(tmp_path / pin, {"train.py": script, "requirements.txt": f"pandas\n{pin}\n"})
+        code, data, stderr = detect_json(root)
+        assert code == 0, stderr
+        assert data["runtime"] == runtime, pin
+        assert (f"requirements.txt: {pin} (Keras 2 only)" in data["evidence"]) == (runtime == "keras2")
+
+
 def test_runtime_in_mlops_yaml_overrides_and_is_validated(tmp_path: Path) -> None:
     code, data, _ = detect_json(_tree(tmp_path, "keras2-idioms", {"mlops.yaml": "runtime: keras\n"}))
     assert code == 0 and data["runtime"] == "keras" and "mlops.yaml: runtime: keras" in data["evidence"]

@@ -251,22 +251,35 @@ def _wheel(tmp_path: Path, wheels: Path, name: str, version: str, requires: list
 
 
 def test_a_requirement_cannot_replace_a_package_the_runtime_has(tmp_path: Path, tiny_wheels: Path) -> None:
-    """The newest `mlops-wants-click` wants click 99 (as opencv 5 wants NumPy 2 beside TensorFlow 2.15): the
-    runtime's packages are pip constraints, so pip takes the release that fits the runtime's click instead of
-    shadowing it with click 99 in the layered venv."""
+    """The newest `mlops-wants-numpy` wants NumPy 99 (as opencv 5 wants NumPy 2 beside TensorFlow 2.15): NumPy and
+    what is built on it are pip constraints at their version, so pip takes the release that fits the runtime's
+    NumPy instead of shadowing it with NumPy 99 in the layered venv."""
     from importlib import metadata
 
-    _wheel(tmp_path, tiny_wheels, "click", "99.0", [])
-    _wheel(tmp_path, tiny_wheels, "mlops-wants-click", "2.0", ["click>=99"])
-    _wheel(tmp_path, tiny_wheels, "mlops-wants-click", "1.0", ["click>=8"])
-    script = SKLEARN_WITH_DEP.replace("import mlops_tiny_dep", "import click, mlops_wants_click") \
-        .replace("mlops_tiny_dep.VALUE", "mlops_wants_click.VERSION, click.__version__")
-    ws = pulled(tmp_path, {"train.py": script, "requirements.txt": "mlops-wants-click\n"})
+    _wheel(tmp_path, tiny_wheels, "numpy", "99.0", [])
+    _wheel(tmp_path, tiny_wheels, "mlops-wants-numpy", "2.0", ["numpy>=99"])
+    _wheel(tmp_path, tiny_wheels, "mlops-wants-numpy", "1.0", ["numpy>=1"])
+    script = SKLEARN_WITH_DEP.replace("import mlops_tiny_dep", "import numpy, mlops_wants_numpy") \
+        .replace("mlops_tiny_dep.VALUE", "mlops_wants_numpy.VERSION, numpy.__version__")
+    ws = pulled(tmp_path, {"train.py": script, "requirements.txt": "mlops-wants-numpy\n"})
     env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
     trained = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    assert f"dependency says 1.0 {metadata.version('click')}" in \
-        (ws / "runs" / "0001" / "out" / "train.log").read_text(), "release 1.0, beside the runtime's own click"
+    assert f"dependency says 1.0 {metadata.version('numpy')}" in \
+        (ws / "runs" / "0001" / "out" / "train.log").read_text(), "release 1.0, beside the runtime's own NumPy"
+
+
+def test_the_runtime_pins_numpy_and_what_is_built_on_it_and_bounds_the_rest() -> None:
+    """deps.pins() in this environment: NumPy and its dependents at their version; a pure-Python package (packaging)
+    only within the ranges its dependents declare, so a repository may move it there."""
+    from importlib import metadata
+
+    lines = subprocess.run([sys.executable, "-c", "from mlops_cli.runtimes.deps import pins; print('\\n'.join(pins()))"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    for name in ("numpy", "pandas", "scikit-learn"):
+        assert f"{name}=={metadata.version(name)}" in [line.lower() for line in lines]
+    packaging = [line for line in lines if line.lower().startswith("packaging")]
+    assert packaging and not any("==" in line for line in packaging), packaging
 
 
 def test_what_a_repository_without_requirements_needs_is_inferred_from_its_entry(
@@ -487,3 +500,33 @@ def test_tf_keras_wrapper_path_and_a_grid_over_build_fn_arguments_on_keras3() ->
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["optimizer", "adam"] + ["optimizer", "sgd"] * 2 + ["optimizer", "rmsprop"] * 2, \
         "the build function's own default unless set, and each value a grid sets (scikeras' default included)"
+
+
+def test_a_requirement_that_conflicts_with_the_runtime_names_both_sides(tmp_path: Path, tiny_wheels: Path) -> None:
+    """Every release of `mlops-pins-click` wants a click the runtime's packages do not allow (as TensorFlow 2.15
+    wants the ml-dtypes of its day): pip's ResolutionImpossible becomes one line saying who wants what, never `-r`."""
+    _wheel(tmp_path, tiny_wheels, "mlops-pins-click", "1.0", ["click==7.0"])
+    script = SKLEARN_WITH_DEP.replace("import mlops_tiny_dep", "import mlops_pins_click") \
+        .replace("mlops_tiny_dep.VALUE", "mlops_pins_click.VERSION")
+    ws = pulled(tmp_path, {"train.py": script, "requirements.txt": "mlops-pins-click==1.0\n"})
+    env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
+    trained = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    assert trained.returncode == 1
+    assert trained.stderr.splitlines()[-1].startswith(
+        "mlops: error: requirement mlops-pins-click==1.0 cannot be installed: mlops-pins-click 1.0 depends on "
+        "click==7.0; the runtime's packages need click") and "(fix the repository's requirements.txt and train " \
+        "again)" in trained.stderr.splitlines()[-1]
+
+
+def test_a_requirement_another_distribution_of_the_runtime_meets_is_kept(tmp_path: Path) -> None:
+    """`tensorflow==2.15.0` in a runtime built on tensorflow-cpu (or opencv-python beside the headless build) is
+    the runtime's package: a second build installed over it would replace its files."""
+    from importlib import metadata
+
+    wanted = tmp_path / "wanted.txt"
+    wanted.write_text("opencv-python==4.0.0.21\nmlops-tiny-dep\n")
+    split = subprocess.run([sys.executable, "-m", "mlops_cli.runtimes.deps", str(wanted)], capture_output=True,
+                           text=True, check=True)
+    assert metadata.version("opencv-python-headless")
+    assert split.stdout == "mlops-tiny-dep\n"
+    assert "mlops: opencv-python==4.0.0.21: the runtime installs this package already" in split.stderr

@@ -18,13 +18,14 @@ MAX_FILE_BYTES = 256 * 1024
 HASH_LENGTH = 12
 FILES = ("requirements.txt", "pyproject.toml")
 #: how requirements are layered on a runtime; 2: the runtime's packages are pip constraints (a venv or derived image
-#: made before could hold a package that replaced one of them, as NumPy 2 beside TensorFlow 2.15)
-LAYERING = 2
+#: made before could hold a package that replaced one of them, as NumPy 2 beside TensorFlow 2.15); 3: only NumPy and
+#: what is built on it at their version, other packages within the ranges the installed ones declare (deps.pins)
+LAYERING = 3
 _PIP_FAILURES = (re.compile(r"No matching distribution found for (\S+)"),
                  re.compile(r"Failed to build '([^']+)'"),
                  re.compile(r"pyproject\.toml based projects \(([^)\s]+)\)"),
                  re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
-                 re.compile(r"Cannot install (\S+)"),
+                 re.compile(r"Cannot install (?:-[rc] \S+ \(line \d+\)(?:,| and) )*([^\s,-][^\s,]*)"),
                  re.compile(r"Failed to build (\S+)"),
                  re.compile(r"Invalid requirement: '?([^'\s]+)"))
 _COLLECTING = re.compile(r"\s*Collecting (\S+)")
@@ -210,10 +211,12 @@ def split_provided(lines: list[str]) -> tuple[list[str], list[str]]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
+    from mlops_cli.pycode import met_by
+
     installed = {canonicalize_name(dist.metadata["Name"] or "") for dist in metadata.distributions()}
     install, provided = [], []
     for line in lines:
-        (provided if canonicalize_name(Requirement(line).name) in installed else install).append(line)
+        (provided if set(met_by(canonicalize_name(Requirement(line).name))) & installed else install).append(line)
     return install, provided
 
 
@@ -233,17 +236,80 @@ def pip_failure(output: str) -> str | None:
             if match:
                 found = match.group(1).strip("'\".,:")
     named = _METADATA_FAILED.search(output)   # pip 24+: the package on the line after the error
-    return found or (named.group(1) if named else None)
+    depends = next(filter(None, map(_DEPENDS.match, _conflict_block(output))), None)   # a conflict: who asks
+    return found or (named.group(1) if named else None) or (f"{depends[1]}=={depends[2]}" if depends else None)
+
+
+_DEPENDS = re.compile(r"^\s*(\S+) (\S+) depends on (\S+)")
+_REQUESTED = re.compile(r"^\s*The user requested( \(constraint\))? (\S+)")
+
+
+def _conflict_block(output: str) -> list[str]:
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if "The conflict is caused by:" in line), None)
+    if start is None:
+        return []
+    block = []
+    for line in lines[start + 1:]:
+        if not (_DEPENDS.match(line) or _REQUESTED.match(line)):
+            break
+        block.append(line)
+    return block
+
+
+def pip_conflict(output: str) -> str | None:
+    """pip's ResolutionImpossible in one line, from its "The conflict is caused by:" block: the newest release of
+    each package that asks for what cannot be had, and the other side, the runtime's pins (pip's constraints)
+    named as such (`tensorflow 2.15.0 depends on ml-dtypes~=0.2.0; the runtime's packages need ml-dtypes==0.7.0`)."""
+    block = _conflict_block(output)
+    depends: dict[str, list[str]] = {}
+    wanted = set()
+    for line in block:
+        match = _DEPENDS.match(line)
+        if match:
+            asked = line.split(" depends on ", 1)[1].strip()
+            depends.setdefault(match[1], []).append(f"{match[1]} {match[2]} depends on {asked}")
+            wanted.add(re.split(r"[^A-Za-z0-9._-]", match[3], maxsplit=1)[0].lower())
+    said = [f"{lines[0]}" + (f" (and {len(lines) - 1} older releases of {name})" if len(lines) > 1 else "")
+            for name, lines in depends.items()]
+    requested = [(bool(match[1]), match[2]) for line in block if (match := _REQUESTED.match(line))]
+    relevant = [(constraint, text) for constraint, text in requested
+                if re.split(r"[^A-Za-z0-9._-]", text, maxsplit=1)[0].lower() in wanted] or requested[:3]
+    said += [("the runtime's packages need " if constraint else "the requirements ask for ") + text
+             for constraint, text in relevant]
+    return "; ".join(said) or None
 
 
 def pins() -> list[str]:
-    """`name==version` of every distribution this environment has: pip's constraints for what a repository adds, so
-    that a new package cannot replace one the runtime's own depend on (opencv 5 pulling NumPy 2 beside TensorFlow
-    2.15, built for NumPy 1, breaks `import tensorflow`); pip then picks a release that fits, or names the conflict."""
+    """pip's constraints for what a repository adds, from what this environment's packages declare. NumPy and every
+    distribution that requires it stay at their version: a binary built for one NumPy breaks beside another (opencv 5
+    pulled NumPy 2 beside TensorFlow 2.15 and `import tensorflow` failed). Any other package may move within the
+    ranges the installed distributions require of it: pinning those too made ordinary requirements impossible
+    (streamlit 1.22 wants packaging<24, which matplotlib's packaging>=20 allows)."""
     from importlib import metadata
 
-    found = {(dist.metadata["Name"] or "", dist.version) for dist in metadata.distributions()}
-    return sorted(f"{name}=={version}" for name, version in found if name and version)
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    installed: dict[str, metadata.Distribution] = {}
+    for dist in metadata.distributions():   # the first on sys.path is the one imported
+        name = dist.metadata["Name"] or ""
+        if name and dist.version:
+            installed.setdefault(canonicalize_name(name), dist)
+    lines = set()
+    for name, dist in installed.items():
+        requires = []
+        for text in dist.requires or []:
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if requirement.url is None and (requirement.marker is None or requirement.marker.evaluate({"extra": ""})):
+                requires.append(requirement)
+        if name == "numpy" or any(canonicalize_name(r.name) == "numpy" for r in requires):
+            lines.add(f"{dist.metadata['Name']}=={dist.version}")
+        lines.update(f"{r.name}{r.specifier}" for r in requires if r.specifier)
+    return sorted(lines, key=str.lower)
 
 
 def main(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from mlops_cli import runtimes
 from mlops_cli.errors import RunnerError, UsageError
-from mlops_cli.runtimes.deps import Requirements, pip_failure
+from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure
 
 if TYPE_CHECKING:
     from mlops_cli.adapters.docker_engine import Engine
@@ -251,7 +251,9 @@ def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, re
         if requirement is None:
             raise
         sources = " or ".join(requirements.sources)
-        raise RunnerError(f"requirement {requirement} of {sources} cannot be installed on runtime {runtime.name}",
+        conflict = pip_conflict("\n".join(output))
+        raise RunnerError(f"requirement {requirement} of {sources} cannot be installed on runtime {runtime.name}"
+                          + (f": {conflict}" if conflict else ""),
                           f"fix it in {sources}, or remove it; pip: {exc.message[:160]}") from None
     seconds = time.monotonic() - started
     for old, labels in engine.tagged_images({"mlops.runtime": runtime.name, "mlops.deps": None}):

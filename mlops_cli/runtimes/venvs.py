@@ -27,7 +27,7 @@ from pathlib import Path
 from mlops_cli import runtimes
 from mlops_cli.errors import RunnerError, UsageError
 from mlops_cli.runtimes import Runtime
-from mlops_cli.runtimes.deps import Requirements, pip_failure
+from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure
 
 READY = ".mlops-ready"
 OFFLINE_ENV = "MLOPS_OFFLINE"
@@ -127,8 +127,9 @@ def _pip_install(python: str, args: list[str], what: str, on_output: Callable[[s
     if result.returncode != 0:
         output = result.stdout + result.stderr
         requirement = pip_failure(output)
-        last = next((line.strip() for line in reversed(output.splitlines()) if line.strip().startswith("ERROR")),
-                    f"pip exited with code {result.returncode}")
+        last = pip_conflict(output) or next(
+            (line.strip() for line in reversed(output.splitlines()) if line.strip().startswith("ERROR")),
+            f"pip exited with code {result.returncode}")
         named = f"requirement {requirement} cannot be installed" if requirement else f"installing {what} failed"
         raise InstallFailed(f"{named}: {last[:240]}", f"fix {what} and train again", requirement)
 

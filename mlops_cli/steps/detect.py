@@ -564,6 +564,38 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
     return candidates[0][2]
 
 
+def _keras2_pins(root: Path) -> list[str]:
+    """Declared requirements that allow no Keras 3 release (`tensorflow==2.15.0`): Keras 2 code, for keras2."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from mlops_cli.runtimes.deps import read_requirements
+
+    declared = read_requirements(root)
+    first_keras3 = rules()["keras2"]["pins"]
+    found = []
+    for line in declared.lines:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        release = first_keras3.get(normalise(requirement.name))
+        if release and requirement.specifier and not any(
+                requirement.specifier.contains(version, prereleases=True) for version in _releases_from(release)):
+            found.append(f"{'/'.join(declared.sources)}: {line} (Keras 2 only)")
+    return found
+
+
+@functools.cache
+def _releases_from(first: str) -> tuple[Any, ...]:
+    """Versions from `first` on, enough of them (minor and patch) that only a specifier that excludes the whole
+    series (`==2.15.0`, `<2.16`, `~=2.12.0`) admits none, and `==2.16.1` or `>=2.10` admits some."""
+    from packaging.version import Version
+
+    major, minor = map(int, first.split("."))
+    return tuple(Version(f"{major_}.{minor_}.{patch}") for major_, first_minor in ((major, minor), (major + 1, 0))
+                 for minor_ in range(first_minor, first_minor + 40) for patch in range(12))
+
+
 def _requirement_names(root: Path, entry: str, provided: set[str]) -> tuple[set[str], bool, list[str]]:
     """Normalised distribution names the training will have installed (`deps.read_requirements`: declared, or
     inferred from the entry when the repository declares nothing), whether the repository declares requirements
@@ -789,6 +821,7 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     conv_lines = [f"{info.at(line)}: {name} layer: convolutional network"
                   for info in closure for line, name in info.conv_calls]
     keras2_lines = [f"{info.at(line)}: {what} (Keras 2 only)" for info in closure for line, what in info.keras2]
+    keras2_lines += _keras2_pins(root)
     runtime_name = _runtime_override(root)
     if settings.profile != "auto":
         profile = settings.profile
