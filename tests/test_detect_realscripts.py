@@ -139,6 +139,23 @@ def test_a_module_beside_a_script_in_a_folder_is_local_not_a_package(tmp_path: P
     assert json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())["val_accuracy"] > 0.8
 
 
+def test_a_training_script_another_file_imports_is_still_the_entry_when_it_has_a_main_guard(tmp_path: Path) -> None:
+    """Draw 4's chatbot: training.py (a main guard) is imported by the app that retrains on demand, and an
+    unfinished own/main.py trains too. A module imported by another is a library only when nothing runs it."""
+    fit = ("import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n\ndef main():\n"
+           "    LogisticRegression().fit(np.zeros((4, 2)), [0, 1, 0, 1])\n")
+    files = {"training.py": fit + "\nif __name__ == '__main__':\n    main()\n",
+             "app.py": "import training\n\nif __name__ == '__main__':\n    training.main()\n",
+             "own/main.py": fit + "\nif __name__ == '__main__':\n    main()\n"}
+    code, data, stderr = detect_json(write_files(tmp_path / "code", files))
+    assert code == 0, stderr
+    assert data["entrypoint"] == "training.py"
+    files["training.py"] = "SEED = 0\n" + fit
+    code, data, stderr = detect_json(write_files(tmp_path / "lib", files))
+    assert code == 0, stderr
+    assert data["entrypoint"] == "own/main.py", "a module with no main guard that another file imports is a library"
+
+
 def test_a_test_file_that_trains_is_the_entry_when_nothing_else_trains(tmp_path: Path) -> None:
     root = _tree(tmp_path, "linreg-default-metric", {"helpers.py": "def util():\n    return 1\n"})
     code, data, stderr = detect_json(root)

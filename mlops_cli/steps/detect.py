@@ -103,6 +103,7 @@ class ModuleInfo:
     evaluates: list[int] = dataclasses.field(default_factory=list)
     trainer_calls: list[int] = dataclasses.field(default_factory=list)
     cell_lines: list[str] = dataclasses.field(default_factory=list)
+    main_guard: bool = False   # `if __name__ == "__main__":`: written to be run, even if another file imports it
 
     def at(self, line: int | None) -> str:
         """`train.py:12`, or for a notebook `train.ipynb#cell3:2` (cell number, line in the cell)."""
@@ -434,6 +435,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                       top_level_imports={stmt.lineno for stmt in tree.body
                                          if isinstance(stmt, (ast.Import, ast.ImportFrom))},
                       logs_metrics=logs_metrics, evaluates=sorted(set(evaluates)),
+                      main_guard=any(_is_main_guard(stmt) for stmt in tree.body),
                       trainer_calls=sorted(set(trainer_calls)), cell_lines=cell_lines)
 
 
@@ -549,7 +551,7 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
         if info.runnable and (trains or builds):
             serves = any(module.split(".")[0] in serving for module, _, _ in info.imports)
             score = (trains, bool(families), info.rel not in tests, not serves, bool(info.train_calls),
-                     info.rel not in imported, info.path.stem.startswith("train"),
+                     info.rel not in imported or info.main_guard, info.path.stem.startswith("train"),
                      -info.rel.count("/"))
             candidates.append((score, info.rel, info))
     if not candidates and unparsed:
