@@ -156,6 +156,26 @@ def test_a_training_script_another_file_imports_is_still_the_entry_when_it_has_a
     assert data["entrypoint"] == "own/main.py", "a module with no main guard that another file imports is a library"
 
 
+def test_of_two_alike_notebooks_the_one_whose_data_is_there_is_the_entry(tmp_path: Path) -> None:
+    """Draw 4's tutorial folder: `Stock prediction.ipynb` reads a file from the author's C: drive and sorts first;
+    `regression.ipynb` makes its own data. Alike otherwise, the one that can run is the entry."""
+    import nbformat
+
+    def notebook(code: str) -> str:
+        return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]))
+
+    fit = "from sklearn.linear_model import LinearRegression\nLinearRegression().fit(X, y)\n"
+    files = {"Stock prediction.ipynb": notebook("import pandas as pd\nframe = pd.read_csv('C:/Users/me/aa.us.txt')\n"
+                                                "X, y = frame[['a']], frame['b']\n" + fit),
+             "regression.ipynb": notebook("import numpy as np\nX = np.random.rand(40, 1)\ny = 3 * X[:, 0]\n" + fit)}
+    code, data, stderr = detect_json(write_files(tmp_path / "code", files))
+    assert code == 0, stderr
+    assert data["entrypoint"] == "regression.ipynb"
+    del files["regression.ipynb"]
+    code, _, stderr = detect_json(write_files(tmp_path / "alone", files))
+    assert code == 2 and "reads C:/Users/me/aa.us.txt, which is outside the repository" in stderr
+
+
 def test_a_test_file_that_trains_is_the_entry_when_nothing_else_trains(tmp_path: Path) -> None:
     root = _tree(tmp_path, "linreg-default-metric", {"helpers.py": "def util():\n    return 1\n"})
     code, data, stderr = detect_json(root)

@@ -529,8 +529,10 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
     """The runnable script that trains, first one that trains with a framework mlops knows (a Flask app fitting a
     scaler, a script fitting a Binarizer, come after the notebook that fits the model) and that does not serve a
     model (a web app); test files only when nothing else trains; a script that builds a Keras model without
-    fitting it last (it gets its profile, with a warning that nothing will train). When nothing that parses
-    trains, the likeliest file that does not parse is the entry: its syntax error is the stop."""
+    fitting it last (it gets its profile, with a warning that nothing will train). Among files alike by those
+    rules and by name, one whose data is all in the repository comes before one that would stop on a missing
+    file (a folder of tutorial notebooks). When nothing that parses trains, the likeliest file that does not
+    parse is the entry: its syntax error is the stop."""
     by_rel = {info.rel: info for info in modules.values()}
     if explicit in unparsed:
         raise unparsed[explicit]
@@ -552,7 +554,7 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
             serves = any(module.split(".")[0] in serving for module, _, _ in info.imports)
             score = (trains, bool(families), info.rel not in tests, not serves, bool(info.train_calls),
                      info.rel not in imported or info.main_guard, info.path.stem.startswith("train"),
-                     -info.rel.count("/"))
+                     not _resolve_reads(info, closure, root)[1], -info.rel.count("/"))
             candidates.append((score, info.rel, info))
     if not candidates and unparsed:
         likeliest = min(unparsed, key=lambda rel: (_is_test(root / rel, root), not Path(rel).stem.startswith("train"),
