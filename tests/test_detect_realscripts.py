@@ -157,8 +157,9 @@ def test_a_training_script_another_file_imports_is_still_the_entry_when_it_has_a
 
 
 def test_of_two_alike_notebooks_the_one_whose_data_is_there_is_the_entry(tmp_path: Path) -> None:
-    """Draw 4's tutorial folder: `Stock prediction.ipynb` reads a file from the author's C: drive and sorts first;
-    `regression.ipynb` makes its own data. Alike otherwise, the one that can run is the entry."""
+    """Draw 4's tutorial folder: `Stock prediction.ipynb` reads a file from the author's C: drive and sorts first,
+    `classifying text.ipynb` downloads its data, `regression.ipynb` makes its own. Alike otherwise, the one that can
+    run without a network is the entry; a download is a warning before training."""
     import nbformat
 
     def notebook(code: str) -> str:
@@ -167,10 +168,23 @@ def test_of_two_alike_notebooks_the_one_whose_data_is_there_is_the_entry(tmp_pat
     fit = "from sklearn.linear_model import LinearRegression\nLinearRegression().fit(X, y)\n"
     files = {"Stock prediction.ipynb": notebook("import pandas as pd\nframe = pd.read_csv('C:/Users/me/aa.us.txt')\n"
                                                 "X, y = frame[['a']], frame['b']\n" + fit),
+             "classifying text.ipynb": notebook("from sklearn.datasets import fetch_20newsgroups\n"
+                                                "news = fetch_20newsgroups()\nX, y = news.data, news.target\n" + fit),
              "regression.ipynb": notebook("import numpy as np\nX = np.random.rand(40, 1)\ny = 3 * X[:, 0]\n" + fit)}
     code, data, stderr = detect_json(write_files(tmp_path / "code", files))
     assert code == 0, stderr
-    assert data["entrypoint"] == "regression.ipynb"
+    assert data["entrypoint"] == "regression.ipynb", "no missing file, no download"
+    assert not any("downloads data" in warning for warning in data["warnings"])
+    code, data, stderr = detect_json(write_files(tmp_path / "news", {"classifying text.ipynb":
+                                                                     files["classifying text.ipynb"]}))
+    assert code == 0, stderr
+    assert ("classifying text.ipynb#cell1:2: fetch_20newsgroups(...) downloads data when it runs: a Docker run has no "
+            "network (set `network: true` in mlops.yaml, or commit the data and read it from the repository)"
+            ) in data["warnings"]
+    (tmp_path / "news" / "mlops.yaml").write_text("network: true\n")
+    code, data, stderr = detect_json(tmp_path / "news")
+    assert code == 0 and not any("downloads data" in warning for warning in data["warnings"]), stderr
+    del files["classifying text.ipynb"]
     del files["regression.ipynb"]
     code, _, stderr = detect_json(write_files(tmp_path / "alone", files))
     assert code == 2 and "reads C:/Users/me/aa.us.txt, which is outside the repository" in stderr

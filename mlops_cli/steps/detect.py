@@ -104,6 +104,7 @@ class ModuleInfo:
     trainer_calls: list[int] = dataclasses.field(default_factory=list)
     cell_lines: list[str] = dataclasses.field(default_factory=list)
     main_guard: bool = False   # `if __name__ == "__main__":`: written to be run, even if another file imports it
+    downloads: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
     def at(self, line: int | None) -> str:
         """`train.py:12`, or for a notebook `train.ipynb#cell3:2` (cell number, line in the cell)."""
@@ -341,6 +342,32 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
             for line, path, certain, reader in reads]
 
 
+def _downloads(tree: ast.Module, imports: list[tuple[str, int, str]]) -> list[tuple[int, str]]:
+    """(line, call) of the calls that fetch data over the network when the script runs (detect.yaml `downloads`),
+    and the data readers given a URL."""
+    table = rules()["downloads"]
+    calls, dotted_calls = set(table["calls"]), set(table["dotted"])
+    from_datasets = {text.split(" import ")[-1].split(" as ")[-1] for module, _, text in imports
+                     if table["load_data_from"] in module.split(".")[:-1]}
+    readers = rules()["data_readers"]
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        dotted = _dotted(node.func)
+        name = dotted.rsplit(".", 1)[-1]
+        base = dotted.rsplit(".", 1)[0] if "." in dotted else ""
+        url = name in readers and any(isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                                      and arg.value.startswith(("http://", "https://", "ftp://")) for arg in node.args)
+        if (name in calls or dotted in dotted_calls or url
+                or (name == "load_data" and (table["load_data_from"] in base.split(".")
+                                             or base.split(".")[0] in from_datasets))
+                or any(k.arg == table["download_keyword"] and isinstance(k.value, ast.Constant) and k.value.value is True
+                       for k in node.keywords)):
+            found.append((node.lineno, f"{dotted or name}(...)"))
+    return sorted(set(found))
+
+
 def analyse(path: Path, root: Path) -> ModuleInfo:
     """Parse one file; a syntax error becomes a DetectError naming file:line."""
     rel = path.relative_to(root).as_posix()
@@ -435,7 +462,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                       top_level_imports={stmt.lineno for stmt in tree.body
                                          if isinstance(stmt, (ast.Import, ast.ImportFrom))},
                       logs_metrics=logs_metrics, evaluates=sorted(set(evaluates)),
-                      main_guard=any(_is_main_guard(stmt) for stmt in tree.body),
+                      main_guard=any(_is_main_guard(stmt) for stmt in tree.body), downloads=_downloads(tree, imports),
                       trainer_calls=sorted(set(trainer_calls)), cell_lines=cell_lines)
 
 
@@ -530,8 +557,8 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
     scaler, a script fitting a Binarizer, come after the notebook that fits the model) and that does not serve a
     model (a web app); test files only when nothing else trains; a script that builds a Keras model without
     fitting it last (it gets its profile, with a warning that nothing will train). Among files alike by those
-    rules and by name, one whose data is all in the repository comes before one that would stop on a missing
-    file (a folder of tutorial notebooks). When nothing that parses trains, the likeliest file that does not
+    rules and by name, one whose data is all in the repository, and that downloads none, comes before one that
+    would stop on a missing file or on a run without a network (a folder of tutorial notebooks). When nothing that parses trains, the likeliest file that does not
     parse is the entry: its syntax error is the stop."""
     by_rel = {info.rel: info for info in modules.values()}
     if explicit in unparsed:
@@ -554,7 +581,8 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
             serves = any(module.split(".")[0] in serving for module, _, _ in info.imports)
             score = (trains, bool(families), info.rel not in tests, not serves, bool(info.train_calls),
                      info.rel not in imported or info.main_guard, info.path.stem.startswith("train"),
-                     not _resolve_reads(info, closure, root)[1], -info.rel.count("/"))
+                     not _resolve_reads(info, closure, root)[1] and not any(m.downloads for m in closure),
+                     -info.rel.count("/"))
             candidates.append((score, info.rel, info))
     if not candidates and unparsed:
         likeliest = min(unparsed, key=lambda rel: (_is_test(root / rel, root), not Path(rel).stem.startswith("train"),
@@ -876,6 +904,11 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
         warnings.append(f"{entry.rel} looks like a test file, but it is the only script that trains")
     workdir, problems, read_warnings, served = _resolve_reads(entry, closure, root)
     warnings += [f"{line.partition('; ')[0]} (if that code runs: {line.partition('; ')[2]})" for line in read_warnings]
+    downloads = [f"{info.at(line)}: {call}" for info in closure for line, call in info.downloads]
+    if downloads and not settings.network:
+        more = f" (and {len(downloads) - 1} more)" if len(downloads) > 1 else ""
+        warnings.append(f"{downloads[0]} downloads data when it runs{more}: a Docker run has no network (set "
+                        "`network: true` in mlops.yaml, or commit the data and read it from the repository)")
     warnings += served
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
