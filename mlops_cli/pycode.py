@@ -174,6 +174,15 @@ def requirement_alias(name: str) -> str | None:
     return _tables()["aliases"].get(normalise(name))
 
 
+def dotted(node: ast.AST) -> str:
+    """`np.random.rand` for the expression naming it ('' for anything but names and attributes)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{dotted(node.value)}.{node.attr}"
+    return ""
+
+
 def normalise(name: str) -> str:
     """A distribution name as pip compares them (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()

@@ -25,6 +25,7 @@ from mlops_cli.errors import DetectError, UnsafeSource, UnsupportedFramework
 from mlops_cli.pycode import (
     NOTEBOOK_SUFFIX,
     ambiguity,
+    dotted,
     file_name,
     normalise,
     notebook_cells,
@@ -157,14 +158,6 @@ def _framework(module: str) -> str | None:
     return None
 
 
-def _dotted(node: ast.AST) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
-
-
 def _is_main_guard(node: ast.stmt) -> bool:
     return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
             and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test))
@@ -196,7 +189,7 @@ def _literal_path(node: ast.AST | None, constants: dict[str, str]) -> str | None
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = _literal_path(node.left, constants), _literal_path(node.right, constants)
         return left + right if left is not None and right is not None else None
-    if isinstance(node, ast.Call) and _dotted(node.func).endswith("path.join") and node.args and not node.keywords:
+    if isinstance(node, ast.Call) and dotted(node.func).endswith("path.join") and node.args and not node.keywords:
         parts = [_literal_path(arg, constants) for arg in node.args]
         known = [part for part in parts if part is not None]
         return "/".join(part.rstrip("/") for part in known) if len(known) == len(parts) else None
@@ -254,7 +247,7 @@ def _keras2_idioms(tree: ast.Module, imports: list[tuple[str, int, str]]) -> lis
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        name = _dotted(node.func).rsplit(".", 1)[-1]
+        name = dotted(node.func).rsplit(".", 1)[-1]
         if isinstance(node.func, ast.Attribute) and name in table["methods"]:
             found.append((node.lineno, table["methods"][name]))
         if name in table["optimizers"]:
@@ -322,7 +315,7 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        name = _dotted(node.func).rsplit(".", 1)[-1]
+        name = dotted(node.func).rsplit(".", 1)[-1]
         if name in writers or _writes_file(node, name):
             written.update(p for p in (_literal_path(arg, constants) for arg in node.args) if p)
         elif name in EXISTENCE_CHECKS:
@@ -333,11 +326,11 @@ def _data_reads(tree: ast.Module) -> list[DataRead]:
             if path:
                 checked.add(path)
         elif name in readers:
-            if name == "load" and _dotted(node.func).split(".")[0] not in ("np", "numpy", "joblib"):
+            if name == "load" and dotted(node.func).split(".")[0] not in ("np", "numpy", "joblib"):
                 continue
             path = _literal_path(_path_argument(node, readers[name]), constants)
             if path and "://" not in path and not any(ch in path for ch in "*?[{") and path.strip():
-                reads.append((node.lineno, path, id(node) in on_start, _dotted(node.func)))
+                reads.append((node.lineno, path, id(node) in on_start, dotted(node.func)))
     return [DataRead(line, path, optional=path in written or path in checked, certain=certain, reader=reader)
             for line, path, certain, reader in reads]
 
@@ -354,17 +347,17 @@ def _downloads(tree: ast.Module, imports: list[tuple[str, int, str]]) -> list[tu
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        dotted = _dotted(node.func)
-        name = dotted.rsplit(".", 1)[-1]
-        base = dotted.rsplit(".", 1)[0] if "." in dotted else ""
+        called = dotted(node.func)
+        name = called.rsplit(".", 1)[-1]
+        base = called.rsplit(".", 1)[0] if "." in called else ""
         url = name in readers and any(isinstance(arg, ast.Constant) and isinstance(arg.value, str)
                                       and arg.value.startswith(("http://", "https://", "ftp://")) for arg in node.args)
-        if (name in calls or dotted in dotted_calls or url
+        if (name in calls or called in dotted_calls or url
                 or (name == "load_data" and (table["load_data_from"] in base.split(".")
                                              or base.split(".")[0] in from_datasets))
-                or any(k.arg == table["download_keyword"] and isinstance(k.value, ast.Constant) and k.value.value is True
-                       for k in node.keywords)):
-            found.append((node.lineno, f"{dotted or name}(...)"))
+                or any(k.arg == table["download_keyword"] and isinstance(k.value, ast.Constant)
+                       and k.value.value is True for k in node.keywords)):
+            found.append((node.lineno, f"{called or name}(...)"))
     return sorted(set(found))
 
 
@@ -427,7 +420,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                 or isinstance(node, ast.Name) and node.id in evaluation and node.id != "eval":   # not builtin eval
             evaluates.append(node.lineno)
         if isinstance(node, ast.Call):
-            name = _dotted(node.func)
+            name = dotted(node.func)
             last = name.rsplit(".", 1)[-1]
             if isinstance(node.func, ast.Attribute) and last in TRAIN_METHODS or last in training_functions \
                     or name in table["training_calls"]:
@@ -439,7 +432,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                     and _is_trainer(node.func.value, trainers):
                 trainer_calls.append(node.lineno)
                 train_calls.append(node.lineno)
-                train_names.setdefault(node.lineno, f"{_dotted(node.func.value) or 'Trainer(...)'}.{last}()")
+                train_names.setdefault(node.lineno, f"{dotted(node.func.value) or 'Trainer(...)'}.{last}()")
             if last == "params" and "mlops" in name:
                 uses_params = True
             if last == "log_metrics" and ("mlops" in name or name == "log_metrics"):
@@ -471,7 +464,7 @@ def _trainer_objects(tree: ast.Module) -> set[str]:
     `.train()` trains, unlike a PyTorch module's `.train()`, which only sets training mode."""
     suffixes = tuple(rules()["torch"]["trainer_suffixes"])
     return {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-            and _dotted(node.value.func).rsplit(".", 1)[-1].endswith(suffixes)
+            and dotted(node.value.func).rsplit(".", 1)[-1].endswith(suffixes)
             for target in node.targets if isinstance(target, ast.Name)}
 
 
@@ -480,7 +473,7 @@ def _is_trainer(receiver: ast.AST, trainers: set[str]) -> bool:
     if isinstance(receiver, ast.Name):
         return receiver.id in trainers
     suffixes = tuple(rules()["torch"]["trainer_suffixes"])
-    return isinstance(receiver, ast.Call) and _dotted(receiver.func).rsplit(".", 1)[-1].endswith(suffixes)
+    return isinstance(receiver, ast.Call) and dotted(receiver.func).rsplit(".", 1)[-1].endswith(suffixes)
 
 
 def _is_test(path: Path, root: Path) -> bool:
@@ -558,8 +551,8 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
     model (a web app); test files only when nothing else trains; a script that builds a Keras model without
     fitting it last (it gets its profile, with a warning that nothing will train). Among files alike by those
     rules and by name, one whose data is all in the repository, and that downloads none, comes before one that
-    would stop on a missing file or on a run without a network (a folder of tutorial notebooks). When nothing that parses trains, the likeliest file that does not
-    parse is the entry: its syntax error is the stop."""
+    would stop on a missing file or on a run without a network (a folder of tutorial notebooks). When nothing
+    that parses trains, the likeliest file that does not parse is the entry: its syntax error is the stop."""
     by_rel = {info.rel: info for info in modules.values()}
     if explicit in unparsed:
         raise unparsed[explicit]

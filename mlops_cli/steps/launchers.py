@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlops_cli import safe_source
+from mlops_cli.pycode import dotted
 from mlops_cli.config import Settings, check_setting
 from mlops_cli.errors import MlopsError
 
@@ -76,13 +77,13 @@ def needs_arguments(tree: ast.Module) -> bool:
     """Whether the script stops without a command line: argparse's `required=True` or a positional without
     nargs '?'/'*', click's `argument`/`option(required=True)`, or `sys.argv[N]` (N >= 1) read directly."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and _dotted(node.value) in ("sys.argv", "argv") \
+        if isinstance(node, ast.Subscript) and dotted(node.value) in ("sys.argv", "argv") \
                 and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int) \
                 and node.slice.value >= 1:
             return True
         if not isinstance(node, ast.Call):
             continue
-        name = _dotted(node.func).rsplit(".", 1)[-1]
+        name = dotted(node.func).rsplit(".", 1)[-1]
         keywords = {item.arg: item.value for item in node.keywords if item.arg}
         required = keywords.get("required")
         if name in ("add_argument", "option", "argument") and isinstance(required, ast.Constant) \
@@ -94,7 +95,7 @@ def needs_arguments(tree: ast.Module) -> bool:
         nargs = keywords.get("nargs")
         optional = "default" in keywords or isinstance(nargs, ast.Constant) and nargs.value in ("?", "*") \
             or isinstance(required, ast.Constant) and required.value is False
-        if positional and not optional and (name == "add_argument" or _dotted(node.func) == "click.argument"):
+        if positional and not optional and (name == "add_argument" or dotted(node.func) == "click.argument"):
             return True
     return False
 
@@ -583,9 +584,3 @@ def _exists(root: Path, workdir: str | None, path: str) -> bool:
     return (target == base or base in target.parents) and target.exists()
 
 
-def _dotted(node: ast.AST) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
