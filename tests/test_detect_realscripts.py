@@ -181,6 +181,10 @@ def test_of_two_alike_notebooks_the_one_whose_data_is_there_is_the_entry(tmp_pat
     assert ("classifying text.ipynb#cell1:2: fetch_20newsgroups(...) downloads data when it runs: a Docker run has no "
             "network (set `network: true` in mlops.yaml, or commit the data and read it from the repository)"
             ) in data["warnings"]
+    code, data, stderr = detect_json(write_files(tmp_path / "nltk", {"train.py": "import nltk\nnltk.download('punkt')\n"
+                                                                     "from sklearn.svm import SVC\nSVC().fit([[0], [1]], [0, 1])\n"}))
+    assert code == 0 and any(w.startswith("train.py:2: nltk.download(...) downloads data when it runs")
+                             for w in data["warnings"]), stderr
     (tmp_path / "news" / "mlops.yaml").write_text("network: true\n")
     code, data, stderr = detect_json(tmp_path / "news")
     assert code == 0 and not any("downloads data" in warning for warning in data["warnings"]), stderr
