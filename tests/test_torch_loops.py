@@ -66,8 +66,9 @@ def test_a_regression_with_dict_batches_gets_val_r2(tmp_path: Path) -> None:
 
 
 def test_a_loop_that_never_evaluates_held_out_data_fails_in_one_line(tmp_path: Path) -> None:
+    """Its one loader comes from a helper (any number of loaders could run): detect asks no hold-out."""
     pytest.importorskip("torch")
-    result, metrics, log = _train(_workspace(tmp_path, "no-holdout"))
+    result, metrics, log = _train(_workspace(tmp_path, "loader-per-call"))
     assert result.returncode != 0 and metrics is None
     assert "training accuracy" in log   # the script ran to its end
     failed = [line for line in result.stderr.splitlines() if "failed" in line or "error" in line]
@@ -91,8 +92,8 @@ def test_a_loop_that_never_evaluates_is_scored_on_rows_of_its_loader_kept_out_of
     assert metrics["diagnostics"]["holdout"] == "harness (rows of the first DataLoader kept out of training)"
     assert metrics["diagnostics"]["n_holdout"] == 60 and metrics["epochs"] == 15
     assert metrics["val_accuracy"] > 0.85
-    assert any("on 60 rows of its first DataLoader, which mlops kept out of training since the script never "
-               "evaluates" in w for w in metrics["warnings"]), metrics["warnings"]
+    assert any("on 60 rows of its first DataLoader, which mlops kept out of training since the script evaluates "
+               "on no held-out data" in w for w in metrics["warnings"]), metrics["warnings"]
     verdict = run_mlops("evaluate", "-w", str(ws))
     assert verdict.returncode == 0 and "val_accuracy = " in verdict.stdout, verdict.stdout + verdict.stderr
 
@@ -276,19 +277,38 @@ def test_a_model_called_through_its_forward_is_the_module_the_script_built(tmp_p
     assert result.stdout.split() == ["None", "Net", "True"]
 
 
+@pytest.mark.slow   # ~10 s on a loaded 2-core machine (a real training)
+def test_a_loop_that_scores_only_the_one_loader_it_trains_on_is_scored_on_rows_kept_out(tmp_path: Path) -> None:
+    """A script that builds one DataLoader and evaluates on it (model.eval(), no_grad) scores its training data:
+    detect asks the harness hold-out, as for a loop that never evaluates."""
+    pytest.importorskip("torch")
+    ws = _workspace(tmp_path, "no-holdout")
+    code, data, err = detect_json(ws / "repo")
+    assert code == 0 and data["holdout_loader"] is True, err
+    assert any("evaluates it only on the one DataLoader it trains on" in w for w in data["warnings"])
+    result, metrics, _ = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert metrics["diagnostics"]["n_holdout"] == 40 and metrics["val_accuracy"] > 0.8
+
+
 @pytest.mark.parametrize("source,held_out", [
     ("import torch\nnet = torch.nn.Linear(4, 2)\nloss = criterion(net(x), y)\nloss.backward()\nopt.step()\n", True),
     ("import torch\nnet = torch.nn.Linear(4, 2)\nloss.backward()\nnet.eval()\n", False),
     ("import torch\nloss.backward()\n@torch.no_grad\ndef check():\n    pass\ncheck()\n", False),
     ("from torch import no_grad\nloss.backward()\nwith no_grad():\n    pass\n", False),
+    ("import torch\nfrom torch.utils.data import DataLoader\nload = DataLoader(d)\nloss.backward()\nnet.eval()\n", True),
+    ("import torch\nfrom torch.utils.data import DataLoader\na, b = DataLoader(d), DataLoader(e)\nloss.backward()\n"
+     "net.eval()\n", False),
+    ("import torch\nfrom torch.utils.data import DataLoader\nfor fold in folds:\n    load = DataLoader(fold)\n"
+     "loss.backward()\nnet.eval()\n", False),
 ])
-def test_detect_asks_a_harness_hold_out_only_for_a_loop_that_never_evaluates(tmp_path: Path, source: str,
+def test_detect_asks_a_harness_hold_out_only_for_a_loop_without_held_out_data(tmp_path: Path, source: str,
                                                                               held_out: bool) -> None:
     (tmp_path / "train.py").write_text(source)
     code, data, err = detect_json(tmp_path)
     assert code == 0, err
     assert data["runtime"] == "torch" and data["holdout_loader"] is held_out
-    assert any("never evaluates it" in w for w in data["warnings"]) is held_out
+    assert any("never evaluates it" in w or "only on the one DataLoader" in w for w in data["warnings"]) is held_out
 
 
 def test_a_module_train_call_is_not_training_but_a_trainer_object_is(tmp_path: Path) -> None:

@@ -450,7 +450,7 @@ def finish(capture: Capture) -> str | None:
                         "which the script compared in a loss", functools.partial(_tensor_batches, *loop.tensors)))
     if not sources and loop.held is not None:
         sources.append((0, f"{loop.held.rows} rows of its first DataLoader",
-                        "which mlops kept out of training since the script never evaluates",
+                        "which mlops kept out of training since the script evaluates on no held-out data",
                         functools.partial(_loader_batches, loop.held.loader())))
     if not sources:
         if loop.broken:

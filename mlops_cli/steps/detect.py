@@ -106,6 +106,8 @@ class ModuleInfo:
     cell_lines: list[str] = dataclasses.field(default_factory=list)
     main_guard: bool = False   # `if __name__ == "__main__":`: written to be run, even if another file imports it
     downloads: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    loaders: int = 0             # DataLoader(...) calls
+    loaders_repeat: bool = False   # one of them in a function or a loop: how many loaders run is not known
 
     def at(self, line: int | None) -> str:
         """`train.py:12`, or for a notebook `train.ipynb#cell3:2` (cell number, line in the cell)."""
@@ -361,6 +363,17 @@ def _downloads(tree: ast.Module, imports: list[tuple[str, int, str]]) -> list[tu
     return sorted(set(found))
 
 
+def _loader_calls(tree: ast.Module) -> tuple[int, bool]:
+    """How many `DataLoader(...)` calls the module writes, and whether one sits in a function or a loop."""
+    repeated = {id(node) for block in ast.walk(tree)
+                if isinstance(block, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.For, ast.While,
+                                      ast.comprehension, ast.ListComp, ast.DictComp, ast.GeneratorExp))
+                for node in ast.walk(block)}
+    calls = [node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and dotted(node.func).rsplit(".", 1)[-1] == "DataLoader"]
+    return len(calls), any(id(call) in repeated for call in calls)
+
+
 def analyse(path: Path, root: Path) -> ModuleInfo:
     """Parse one file; a syntax error becomes a DetectError naming file:line."""
     rel = path.relative_to(root).as_posix()
@@ -456,6 +469,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                                          if isinstance(stmt, (ast.Import, ast.ImportFrom))},
                       logs_metrics=logs_metrics, evaluates=sorted(set(evaluates)),
                       main_guard=any(_is_main_guard(stmt) for stmt in tree.body), downloads=_downloads(tree, imports),
+                      loaders=(loaders := _loader_calls(tree))[0], loaders_repeat=loaders[1],
                       trainer_calls=sorted(set(trainer_calls)), cell_lines=cell_lines)
 
 
@@ -745,10 +759,18 @@ def _evaluates_itself(closure: list[ModuleInfo], torch_lines: list[tuple[str, st
     """Whether the torch runtime can find a held-out metric in what the code does: Lightning's Trainer (what the
     module logs as val_*), mlops_cli.log_metrics, a `...Trainer(...).train()` (it may evaluate), or a loop whose code
     evaluates somewhere (`.eval()`, `torch.no_grad`, `torch.inference_mode`: the harness scores the model on what it
-    evaluates on, harness/torch_hooks.py). A loop with none of them gets the harness' own hold-out instead: part of
-    the first DataLoader it builds is kept from training and the model scored on it."""
-    return any(name == "PyTorch Lightning" for name, _ in torch_lines) \
-        or any(info.logs_metrics or info.evaluates or info.trainer_calls for info in closure)
+    evaluates on, harness/torch_hooks.py) on data other than its training data. A loop with none of them, or one
+    that builds a single DataLoader once (it can only evaluate on what it trains on), gets the harness' own hold-out
+    instead: part of the first DataLoader it builds is kept from training and the model scored on it."""
+    if any(name == "PyTorch Lightning" for name, _ in torch_lines) \
+            or any(info.logs_metrics or info.trainer_calls for info in closure):
+        return True
+    return any(info.evaluates for info in closure) and not _one_loader(closure)
+
+
+def _one_loader(closure: list[ModuleInfo]) -> bool:
+    """The code builds exactly one DataLoader, once: what it evaluates on is what it trains on."""
+    return sum(info.loaders for info in closure) == 1 and not any(info.loaders_repeat for info in closure)
 
 
 def _mlproject_entry(root: Path, modules: dict[str, ModuleInfo], unparsed: dict[str, DetectError],
@@ -863,10 +885,11 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
         evidence += [f"{where} ({name})" for name, where in torch_lines[:3]]
         holdout_loader = not _evaluates_itself(closure, torch_lines)
         if holdout_loader:
-            warnings.append(f"{entry.rel} trains with PyTorch in its own loop and never evaluates it (no "
-                            "model.eval(), torch.no_grad() or mlops_cli.log_metrics): mlops keeps a part of the first "
-                            "DataLoader it builds out of training and scores the model on it (evaluate on held-out "
-                            "data yourself, or report the metric with mlops_cli.log_metrics(val_accuracy=...))")
+            how = ("evaluates it only on the one DataLoader it trains on" if any(info.evaluates for info in closure)
+                   else "never evaluates it (no model.eval(), torch.no_grad() or mlops_cli.log_metrics)")
+            warnings.append(f"{entry.rel} trains with PyTorch in its own loop and {how}: mlops keeps a part of the "
+                            "first DataLoader it builds out of training and scores the model on it (evaluate on "
+                            "held-out data yourself, or report the metric with mlops_cli.log_metrics(val_accuracy=...))")
     elif unsupported:
         names = sorted({name for name, _ in unsupported})
         raise UnsupportedFramework(
