@@ -14,7 +14,7 @@ from typing import Any
 
 from mlops_cli import runtime
 from mlops_cli.errors import ExitCode, WorkspaceBusy, WorkspaceError
-from mlops_cli.harness import failures
+from mlops_cli.harness import failures, network
 from mlops_cli.harness.capture import Capture
 from mlops_cli.records import RunMetrics
 from mlops_cli.workspace import OutcomeStatus, RunOutcome, Workspace, confine
@@ -259,6 +259,9 @@ def _train(ws: Workspace, record: Any) -> int:
     sys.argv = [str(entry), *map(str, capture.options.get("args") or [])]   # mlops.yaml `args:`
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("WANDB_DIR", str(capture.run_dir))   # offline W&B files: the output area, not the checkout
+    offline = network.hub_offline_when_unreachable()
+    if offline:
+        capture.warnings.append(offline)
     nltk_data = [str(folder / "nltk_data") for folder in dict.fromkeys([entry.parent, workdir, source])
                  if (folder / "nltk_data").is_dir()]
     if nltk_data:   # NLTK data committed with the code: nltk.download() has no network in a run
