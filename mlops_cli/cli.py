@@ -37,6 +37,9 @@ class MlopsGroup(click.Group):
             click.echo("mlops: error: interrupted", err=True)
             ctx.exit(130)
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and _output_closed():
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing more to say, nor at exit
+                ctx.exit(int(ExitCode.OUTPUT_CLOSED))
             if ctx.meta.get("mlops.debug"):
                 raise
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -48,6 +51,19 @@ class MlopsGroup(click.Group):
             click.echo(f"mlops: error: internal error in {step}: {type(exc).__name__}: {detail} "
                        "(rerun with --debug for the traceback)", err=True)
             ctx.exit(int(ExitCode.INTERNAL))
+
+
+def _output_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (`| head`), as opposed to a broken socket of an outside
+    system, which stays an error."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _written_path(exc: OSError) -> str:

@@ -20,6 +20,9 @@ class ExitCode(IntEnum):
     #: notifies and ends UNSTABLE with the same code
     NOTHING_PROPOSED = 5
     INTERNAL = 70
+    #: the reader of the output went away (`mlops status | head`); what the command did stands (128 + SIGPIPE, as a
+    #: tool killed by the signal would end)
+    OUTPUT_CLOSED = 141
     #: between `mlops train` and its harness only: the workspace was already training, nothing ran
     HARNESS_BUSY = 75
 

@@ -183,3 +183,20 @@ def test_runs_recorded_before_goals_keep_working_and_a_forged_goal_is_refused(tm
     forged = run_mlops("status", "-w", str(ws))
     assert forged.returncode == 1 and forged.stderr.count("\n") == 1
     assert "field 'goal'" in forged.stderr and "threshold" in forged.stderr
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`mlops detect --json | head -c1`: the pipe's reader is gone before mlops prints. That is not a bug in mlops
+    (exit 141, as a tool killed by SIGPIPE, and no `internal error` line); what detect recorded stands."""
+    import os
+
+    (tmp_path / "train.py").write_text("from sklearn.svm import SVC\nSVC().fit([[0], [1]], [0, 1])\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "mlops_cli", "detect", "--path", str(tmp_path), "--json"],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""

@@ -251,6 +251,9 @@ def _train(ws: Workspace, record: Any) -> int:
                       options={"holdout": 0.2, **record.options}, seed=record.seed)
     runtime.context.params = dict(record.params)
     runtime.context.in_harness = True
+    offline = network.hub_offline_when_unreachable()   # before the hooks: Lightning imports huggingface_hub
+    if offline:
+        capture.warnings.append(offline)
     hooks = _hooks(record.profile)
     hooks.install(capture)
     started = time.monotonic()
@@ -259,9 +262,6 @@ def _train(ws: Workspace, record: Any) -> int:
     sys.argv = [str(entry), *map(str, capture.options.get("args") or [])]   # mlops.yaml `args:`
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("WANDB_DIR", str(capture.run_dir))   # offline W&B files: the output area, not the checkout
-    offline = network.hub_offline_when_unreachable()
-    if offline:
-        capture.warnings.append(offline)
     nltk_data = [str(folder / "nltk_data") for folder in dict.fromkeys([entry.parent, workdir, source])
                  if (folder / "nltk_data").is_dir()]
     if nltk_data:   # NLTK data committed with the code: nltk.download() has no network in a run
