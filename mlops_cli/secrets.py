@@ -157,15 +157,26 @@ def scrub_data(data: Any, secrets: list[str] | None = None) -> Any:
     return data
 
 
+#: control characters a terminal or Jenkins' console may act on (ESC starts a title change, a screen clear, a
+#: colour); tab, newline and carriage return (progress bars) pass
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters written out (`\\x1b`): what a training prints, or left in its error and
+    metric names, is shown to the operator as text, never acted on by the terminal."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
 class ScrubbingStream:
     """A text stream that scrubs what is written to it: the CLI's stdout and stderr, so no printed line, from
-    whichever step, carries a secret."""
+    whichever step, carries a secret, or a control character from the pushed code (`printable`)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        clean = scrub(text)
+        clean = printable(scrub(text))
         encoding = getattr(self._stream, "encoding", None) or "utf-8"
         try:
             clean.encode(encoding)

@@ -1,4 +1,4 @@
-"""A run that cannot reach the Hugging Face hub gets the hub client's offline mode (harness/network.py): a download
+"""A run that cannot reach the Hugging Face hub gets the hub client's offline mode when it imports the client (harness/network.py): a download
 fails at once, in one line naming the cause, instead of minutes of retries. Real huggingface_hub, a real training
 process, the hub's address given the client's own way (`HF_ENDPOINT`, passed to the run by MLOPS_TRAIN_ENV) and
 pointed at loopback: a closed port, then a listening socket."""
@@ -20,9 +20,10 @@ from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
+if "--download" in sys.argv or "--import" in sys.argv:
+    from huggingface_hub import hf_hub_download
 print("hub offline:", os.environ.get("HF_HUB_OFFLINE"))
 if "--download" in sys.argv:
-    from huggingface_hub import hf_hub_download
     hf_hub_download("gpt2", "config.json")
 X, y = load_iris(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
@@ -55,7 +56,18 @@ def test_a_reachable_hub_leaves_the_client_as_it_is(tmp_path: Path) -> None:
     with socket.socket() as hub:
         hub.bind(("127.0.0.1", 0))
         hub.listen()
-        result, run = _train(tmp_path, f"http://127.0.0.1:{hub.getsockname()[1]}", "")
+        result, run = _train(tmp_path, f"http://127.0.0.1:{hub.getsockname()[1]}", "--import")
+    assert result.returncode == 0, result.stderr
+    assert "hub offline: None" in (run / "out" / "train.log").read_text()
+    metrics = json.loads((run / "out" / "metrics.json").read_text())
+    assert not any("cannot be reached" in warning for warning in metrics["warnings"])
+
+
+def test_a_training_that_never_imports_the_hub_client_is_not_probed(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result, run = _train(tmp_path, f"http://127.0.0.1:{port}", "")
     assert result.returncode == 0, result.stderr
     assert "hub offline: None" in (run / "out" / "train.log").read_text()
     metrics = json.loads((run / "out" / "metrics.json").read_text())

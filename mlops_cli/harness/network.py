@@ -10,16 +10,42 @@ tell, so it is not made.
 """
 from __future__ import annotations
 
+import encodings.idna  # noqa: F401 - the probe's thread encodes the host name while the importing thread holds
+import importlib.abc   # the import lock: a lazy import there would wait for the probe's own time-out
 import importlib.util
 import os
 import socket
+import sys
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 PROBE_TIMEOUT_S = 3.0
 HUB = "https://huggingface.co"
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+class _ProbeOnImport(importlib.abc.MetaPathFinder):
+    """Probes the hub when huggingface_hub is first imported, before its constants read the mode; then steps
+    aside (the import itself is the usual finders')."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname == "huggingface_hub":
+            sys.meta_path.remove(self)
+            note = hub_offline_when_unreachable()
+            if note:
+                self.notes.append(note)
+        return None
+
+
+def install(notes: list[str]) -> None:
+    """Probe the hub when the training first imports huggingface_hub; the note (if any) goes to `notes`."""
+    if "huggingface_hub" not in sys.modules:
+        sys.meta_path.insert(0, _ProbeOnImport(notes))
 
 
 def hub_offline_when_unreachable() -> str | None:

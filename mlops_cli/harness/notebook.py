@@ -23,6 +23,7 @@ from typing import Any
 INSTALLERS = {"pip", "pip3", "conda", "mamba", "apt", "apt-get", "uv"}
 RUN_CELL = {"time", "timeit", "capture", "prun"}
 SHELL_TIMEOUT_S = 600
+KEPT_CHARS = 2 * 1024 * 1024   # of each stream of a cell, in the executed notebook kept in the run
 
 
 class Shell:
@@ -211,15 +212,34 @@ def new_main(entry: Path, notes: list[str]) -> types.ModuleType:
 
 
 class _Tee(io.TextIOBase):
-    """A stream that writes through to the real one and keeps a copy for the cell's output."""
+    """A stream that writes through to the real one and keeps a copy for the cell's output: its first and last
+    KEPT_CHARS / 2 characters (a cell printing 200 MB left a 280 MB notebook in the run; the log has its own cap)."""
 
     def __init__(self, target: Any) -> None:
         self.target = target
-        self.kept = io.StringIO()
+        self.head = io.StringIO()
+        self.tail = ""
+        self.left_out = 0
 
     def write(self, text: str) -> int:
-        self.kept.write(text)
+        half = KEPT_CHARS // 2
+        room = half - self.head.tell()
+        if room > 0:
+            self.head.write(text[:room])
+            text_kept = text[room:]
+        else:
+            text_kept = text
+        if text_kept:
+            joined = self.tail + text_kept
+            self.left_out += max(0, len(joined) - half)
+            self.tail = joined[-half:]
         return self.target.write(text)
+
+    def kept(self) -> str:
+        """What the cell printed, or its head and tail around a note of how much was left out."""
+        if not self.left_out:
+            return self.head.getvalue() + self.tail
+        return f"{self.head.getvalue()}\n[... {self.left_out} characters left out by mlops ...]\n{self.tail}"
 
     def flush(self) -> None:
         self.target.flush()
@@ -281,8 +301,8 @@ def run_notebook(entry: Path, root: Path, output_dir: Path | None, notes: list[s
 def _outputs(out: _Tee, err: _Tee) -> list[Any]:
     import nbformat
 
-    return [nbformat.v4.new_output("stream", name=name, text=stream.kept.getvalue())
-            for name, stream in (("stdout", out), ("stderr", err)) if stream.kept.getvalue()]
+    return [nbformat.v4.new_output("stream", name=name, text=stream.kept())
+            for name, stream in (("stdout", out), ("stderr", err)) if stream.kept()]
 
 
 def _write(notebook: Any, target: Path) -> None:
