@@ -264,12 +264,28 @@ def repository_matches(path: str, root: Path) -> list[Path]:
     return sorted(exact or folded, key=lambda p: (len(p.relative_to(root).parts), p.as_posix()))
 
 
-def single_copy(found: list[Path]) -> Path | None:
+def single_copy(found: list[Path], path: str, root: Path) -> Path | None:
     """The file to read among files of one name: the only one, or the nearest the root when all have one size
-    (copies of one file); None when there is none or they differ."""
-    if not found or len({candidate.stat().st_size for candidate in found}) != 1:
+    (copies of one file); among files that differ, the one whose path in the repository ends the written path
+    furthest (`C:\\Users\\me\\project\\dataset\\x.csv` is `dataset/x.csv`, not `x.csv`); None when there is
+    none, or no single file ends it with a folder as well as the name."""
+    if not found:
         return None
-    return found[0]
+    if len({candidate.stat().st_size for candidate in found}) == 1:
+        return found[0]
+    written = [part for part in re.split(r"[\\/]+", path) if part not in ("", ".")]
+
+    def shared(candidate: Path) -> int:
+        parts = candidate.relative_to(root).parts
+        count = 0
+        while count < min(len(parts), len(written)) and parts[-1 - count] == written[-1 - count]:
+            count += 1
+        return count
+
+    ranked = sorted(((shared(candidate), candidate) for candidate in found), key=lambda item: -item[0])
+    if ranked[0][0] >= 2 and (len(ranked) == 1 or ranked[1][0] < ranked[0][0]):
+        return ranked[0][1]
+    return None
 
 
 def ambiguity(path: str, found: list[Path], root: Path, named: int = 5) -> str:

@@ -46,6 +46,28 @@ def test_absolute_path_matching_several_different_files_is_one_line_before_train
                               "(read one by its path in the repository)")
 
 
+def test_an_absolute_path_whose_tail_is_one_repository_path_is_served_among_files_that_differ(tmp_path: Path) -> None:
+    """Draw 4's held-out notebook reads C:\\Users\\...\\CS485-Final-Project\\dataset\\dataset_pruned.csv; the
+    repository holds dataset/dataset_pruned.csv and a different dataset_pruned.csv: the written path's tail names the
+    first. The harness serves it when the script runs."""
+    rows = "".join(f"{i % 7},{i % 5},{int(i % 7 > 3)}\n" for i in range(60))
+    script = ("import pandas as pd\nfrom sklearn.model_selection import train_test_split\n"
+              "from sklearn.tree import DecisionTreeClassifier\n"
+              "frame = pd.read_csv(r'C:\\Users\\me\\Desktop\\project\\dataset\\pruned.csv')\n"
+              "X_train, X_test, y_train, y_test = train_test_split(frame[['a', 'b']], frame.y, random_state=0)\n"
+              "print(DecisionTreeClassifier().fit(X_train, y_train).score(X_test, y_test))\n")
+    files = {"train.py": script, "dataset/pruned.csv": "a,b,y\n" + rows, "pruned.csv": "a,y\n1,0\n"}
+    code, data, stderr = detect_json(write_files(tmp_path / "code", files))
+    assert code == 0, stderr
+    assert any("the harness serves dataset/pruned.csv of the repository instead" in w for w in data["warnings"])
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, files))).returncode == 0
+    assert run_mlops("detect", "-w", str(ws)).returncode == 0
+    trained = run_mlops("train", "-w", str(ws), "--runner", "local")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())["val_accuracy"] == 1.0
+
+
 def test_a_path_in_neither_folder_is_named_with_its_line(tmp_path: Path) -> None:
     code, _, stderr = detect_json(_tree(tmp_path, "tree-string-labels"))
     assert code == 2

@@ -85,7 +85,7 @@ class Server:
             if self._inside(path):
                 where = "in the repository" if os.path.isabs(text) else "in the working directory"
         found = repository_matches(text, self.root)
-        copy = single_copy(found)
+        copy = single_copy(found, text, self.root)
         if copy is None:
             if found:
                 self.ambiguous[text] = (f"{text} is not {where}, and {ambiguity(text, found, self.root)} "

@@ -731,7 +731,7 @@ def _resolve_reads(entry: ModuleInfo, closure: list[ModuleInfo],
         else:
             which, hint = "which is not in the repository", "commit the file, or read a file that is committed"
         found = repository_matches(read.path, root)
-        copy = single_copy(found)
+        copy = single_copy(found, read.path, root)
         if found and _unserved(read.reader):
             names = [path.relative_to(root).as_posix() for path in found]
             bucket.append(f"{where}, {which}; the repository has {', '.join(names[:3])}"
