@@ -110,12 +110,13 @@ def _new_attempt(settings: Settings, params: dict[str, Any] | None) -> RunRecord
     if not state.profile or not state.entrypoint:
         raise UsageError("nothing detected to train", "run `mlops detect`")
     attempt = 1 + sum(1 for run in ws.runs() if run.commit == state.commit and run.is_attempt)
+    args = list(settings.args) or list(state.launch_args)   # mlops.yaml `args:`, else the launch script's
     record = ws.new_run(
         attempt=attempt, parent=proposal.parent, commit=state.commit, profile=state.profile,
         runtime=state.runtime or state.profile, workdir=state.workdir,
         entrypoint=proposal.entrypoint or state.entrypoint,
         params={**settings.param_defaults(), **proposal.params, **(params or {})},
-        options={"holdout": settings.holdout, **({"args": args} if (args := list(settings.args) or state.launch_args) else {}),
+        options={"holdout": settings.holdout, **({"args": args} if args else {}),
                  **({"holdout_loader": True} if state.holdout_loader else {}), **proposal.options},
         reasons=list(proposal.reasons), strategy=proposal.strategy,
         seed=settings.seed if proposal.seed is None else proposal.seed, time_limit_s=settings.time_limit,
