@@ -251,7 +251,7 @@ def _train(ws: Workspace, record: Any) -> int:
                       options={"holdout": 0.2, **record.options}, seed=record.seed)
     runtime.context.params = dict(record.params)
     runtime.context.in_harness = True
-    network.install(capture.warnings)   # before the hooks: Lightning imports huggingface_hub
+    network.install()   # before the hooks: Lightning imports huggingface_hub
     hooks = _hooks(record.profile)
     hooks.install(capture)
     started = time.monotonic()

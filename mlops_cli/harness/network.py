@@ -30,37 +30,32 @@ class _ProbeOnImport(importlib.abc.MetaPathFinder):
     """Probes the hub when huggingface_hub is first imported, before its constants read the mode; then steps
     aside (the import itself is the usual finders')."""
 
-    def __init__(self, notes: list[str]) -> None:
-        self.notes = notes
-
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
         if fullname == "huggingface_hub":
             sys.meta_path.remove(self)
-            note = hub_offline_when_unreachable()
-            if note:
-                self.notes.append(note)
+            hub_offline_when_unreachable()
         return None
 
 
-def install(notes: list[str]) -> None:
-    """Probe the hub when the training first imports huggingface_hub; the note (if any) goes to `notes`."""
+def install() -> None:
+    """Probe the hub when the training first imports huggingface_hub. Quietly: Keras and Lightning import the client
+    in every run, and a download that then fails is named in the run's one line (harness/failures.yaml)."""
     if "huggingface_hub" not in sys.modules:
-        sys.meta_path.insert(0, _ProbeOnImport(notes))
+        sys.meta_path.insert(0, _ProbeOnImport())
 
 
-def hub_offline_when_unreachable() -> str | None:
-    """Set the hub client's offline mode when the hub cannot be reached; the note saying so, else None."""
+def hub_offline_when_unreachable() -> bool:
+    """Set the hub client's offline mode when the hub cannot be reached; whether it was set."""
     if any(name in os.environ for name in (*OFFLINE_VARIABLES, *PROXY_VARIABLES)) \
             or importlib.util.find_spec("huggingface_hub") is None:
-        return None
+        return False
     url = urlsplit(os.environ.get("HF_ENDPOINT") or HUB)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
     if _reachable(host, port):
-        return None
+        return False
     for name in OFFLINE_VARIABLES:
         os.environ[name] = "1"
-    return (f"{host} cannot be reached from this run: Hugging Face downloads are off (HF_HUB_OFFLINE=1, files "
-            "already cached are used)")
+    return True
 
 
 def _reachable(host: str, port: int) -> bool:
