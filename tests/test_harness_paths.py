@@ -214,7 +214,8 @@ def test_a_git_lfs_pointer_read_as_data_is_named_when_the_read_fails(tmp_path: P
             out['cause'] = failures.explain(exc, Path('.'))
         """)
     assert out["cause"] == ("archive.zip is a Git LFS pointer, not its data: the repository keeps that file in LFS "
-                            "storage, which a clone does not fetch (commit the data itself, or load it from elsewhere)")
+                            "storage, which `mlops pull` could not fetch (its warning says why: git-lfs not "
+                            "installed, over MLOPS_LFS_MAX_BYTES, the server's answer; or commit the data itself)")
 
 
 def test_a_path_that_exists_is_read_as_written(tmp_path: Path) -> None:

@@ -285,7 +285,8 @@ def _lfs_pointer(exc: BaseException) -> str:
     if not LFS_POINTERS or isinstance(exc, (KeyboardInterrupt, MemoryError)):
         return ""
     return (f"{LFS_POINTERS[0][:120]} is a Git LFS pointer, not its data: the repository keeps that file in LFS "
-            "storage, which a clone does not fetch (commit the data itself, or load it from elsewhere)")
+            "storage, which `mlops pull` could not fetch (its warning says why: git-lfs not installed, over "
+            "MLOPS_LFS_MAX_BYTES, the server's answer; or commit the data itself)")
 
 
 def _cells(path: Path) -> list[tuple[int, str]]:
