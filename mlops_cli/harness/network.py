@@ -10,8 +10,10 @@ tell, so it is not made.
 """
 from __future__ import annotations
 
-import encodings.idna  # noqa: F401 - the probe's thread encodes the host name while the importing thread holds
-import importlib.abc   # the import lock: a lazy import there would wait for the probe's own time-out
+# imported here, not lazily in the probe's thread: that thread encodes the host name while the importing thread
+# holds the import lock, so a lazy import there would wait out the probe's time-out
+import encodings.idna  # noqa: F401
+import importlib.abc
 import importlib.util
 import os
 import socket

@@ -8,6 +8,7 @@ each cell's output and any error, is written to the run's output area.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import io
 import os
@@ -218,28 +219,29 @@ class _Tee(io.TextIOBase):
     def __init__(self, target: Any) -> None:
         self.target = target
         self.head = io.StringIO()
-        self.tail = ""
-        self.left_out = 0
+        self.tail: collections.deque[str] = collections.deque()   # chunks; only the last KEPT_CHARS / 2 are shown
+        self.tail_chars = 0
+        self.dropped = 0
 
     def write(self, text: str) -> int:
         half = KEPT_CHARS // 2
-        room = half - self.head.tell()
-        if room > 0:
-            self.head.write(text[:room])
-            text_kept = text[room:]
-        else:
-            text_kept = text
-        if text_kept:
-            joined = self.tail + text_kept
-            self.left_out += max(0, len(joined) - half)
-            self.tail = joined[-half:]
+        room = max(0, half - self.head.tell())
+        self.head.write(text[:room])
+        if text[room:]:
+            self.tail.append(text[room:])
+            self.tail_chars += len(text) - room
+            while self.tail_chars - len(self.tail[0]) >= half:   # whole chunks out of reach: no copying per write
+                self.tail_chars -= len(self.tail[0])
+                self.dropped += len(self.tail.popleft())
         return self.target.write(text)
 
     def kept(self) -> str:
         """What the cell printed, or its head and tail around a note of how much was left out."""
-        if not self.left_out:
-            return self.head.getvalue() + self.tail
-        return f"{self.head.getvalue()}\n[... {self.left_out} characters left out by mlops ...]\n{self.tail}"
+        excess = max(0, self.tail_chars - KEPT_CHARS // 2)
+        tail = "".join(self.tail)[excess:]
+        if not self.dropped + excess:
+            return self.head.getvalue() + tail
+        return f"{self.head.getvalue()}\n[... {self.dropped + excess} characters left out by mlops ...]\n{tail}"
 
     def flush(self) -> None:
         self.target.flush()
