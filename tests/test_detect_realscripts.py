@@ -150,6 +150,10 @@ def test_a_module_beside_a_script_in_a_folder_is_local_not_a_package(tmp_path: P
     code, data, stderr = detect_json(write_files(tmp_path / "code", files))
     assert code == 0, stderr
     assert data["entrypoint"] == "src/train.py"
+    dotted = detect_json(write_files(tmp_path / "dotted", {"6.logistic_reg.py": files["src/train.py"],
+                                                           "preprocess.py": files["src/preprocess.py"]}))
+    assert dotted[0] == 0 and dotted[1]["entrypoint"] == "6.logistic_reg.py", \
+        "a dot in a file name is not a package: " + dotted[2]
     assert data["missing_packages"] == ["src/preprocess.py:8: import tabulate_extras: the sklearn runtime lacks it; "
                                         "add tabulate_extras to requirements.txt"]
     ws = tmp_path / "ws"

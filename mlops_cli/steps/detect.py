@@ -535,8 +535,7 @@ def _read_all(root: Path) -> tuple[dict[str, ModuleInfo], dict[str, DetectError]
 def _entry_package(entry: ModuleInfo) -> str:
     """The dotted folder of the entry (`src` for src/train.py): the harness puts that folder first on sys.path, as
     `python src/train.py` does, so `import preprocess` there finds src/preprocess.py."""
-    return module_name(entry.rel).rpartition(".")[0] if not entry.rel.endswith(NOTEBOOK_SUFFIX) \
-        else ".".join(PurePosixPath(entry.rel).parent.parts)
+    return ".".join(PurePosixPath(entry.rel).parent.parts)   # its folder, not its name: `6.logistic_reg.py`
 
 
 def _local_module(name: str, package: str, modules: dict[str, ModuleInfo]) -> ModuleInfo | None:
@@ -662,7 +661,7 @@ def _missing_packages(entry: ModuleInfo, closure: list[ModuleInfo], modules: dic
         provided.update(table["comes_with"].get(package, []))
     required, declared, inferred = _requirement_names(root, entry.rel, provided)
     package = _entry_package(entry)
-    folder = root.joinpath(*package.split(".")) if package else root
+    folder = entry.path.parent
     local_roots = {name.split(".")[0] for name in modules} | {p.stem for p in root.iterdir() if p.is_dir()} \
         | {name.removeprefix(package + ".").split(".")[0] for name in modules
            if package and name.startswith(package + ".")} \
