@@ -45,3 +45,20 @@ def bare_repo(work: Path, where: Path, message: str) -> Path:
         subprocess.run(["git", *args], cwd=work, check=True, env=env, capture_output=True)
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(where / "origin.git")], check=True, env=env)
     return where / "origin.git"
+
+
+def without_comments(source: str) -> str:
+    """Python source less its comments, so a commented-out `fit(` is not read as training. Python's tokenizer finds
+    them (a `#` inside a string stays); a file it cannot tokenize loses only its whole-line comments."""
+    import io
+    import tokenize
+
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
+    lines = source.splitlines(keepends=True)
+    for token in reversed([t for t in tokens if t.type == tokenize.COMMENT]):
+        row, col = token.start
+        lines[row - 1] = lines[row - 1][:col] + lines[row - 1][token.end[1]:]
+    return "".join(lines)

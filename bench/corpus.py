@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import PUSHED_AS_IS, bare_repo
+from benchutil import PUSHED_AS_IS, bare_repo, without_comments
 from realworld import Row, run_chain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,11 +82,21 @@ def materialise(entry: dict, gdir: Path, tmp: Path) -> Path:
 
 
 MISSING_DATA = re.compile(r"reads (.+?), which is (?:not in|outside) the repository")
+NO_TRAINING = re.compile(r"no training script found in .*none of its \d+ Python file\(s\) calls fit\(\)")
+TRAINING_CALL = re.compile(r"\.(?:fit|train|backward)\(")
 
 
-def classify(row: Row, causes: list[dict], names: set[str]) -> tuple[str, str]:
-    """(class, cause) of one row; the cause is the causes.yaml name, else the reason line itself. `names` are the base
-    names of the pushed files: a data file the script cannot find, but the repository holds, is the tool's to serve."""
+@dataclasses.dataclass
+class Pushed:
+    """What a judge needs to know of the pushed tree: its files' base names, and whether any code trains."""
+    names: set[str]
+    trains: bool
+
+
+def classify(row: Row, causes: list[dict], pushed: Pushed) -> tuple[str, str]:
+    """(class, cause) of one row; the cause is the causes.yaml name, else the reason line itself. A data file the
+    script cannot find, but the repository holds, is the tool's to serve; so is training detect did not find
+    (PROCEDURE.md section 9)."""
     if row.verdict:
         return "verdict", ""
     if row.train_exit in (124, 70) or row.detect_exit == 70 or row.evaluate_exit == 70 or not row.one_line:
@@ -94,9 +104,13 @@ def classify(row: Row, causes: list[dict], names: set[str]) -> tuple[str, str]:
             else "internal error (exit 70)"
     missing = MISSING_DATA.search(row.reason)
     if missing:
-        if re.split(r"[\\/]", missing.group(1))[-1] in names:
+        if re.split(r"[\\/]", missing.group(1))[-1] in pushed.names:
             return "tool failure", "data path to a file the repository holds, not served (item 4)"
         return "correct stop", "reads a data file the repository does not hold"
+    if NO_TRAINING.search(row.reason):
+        if pushed.trains:
+            return "tool failure", "training detect did not find: a pushed file calls fit/train/backward (items 1, 8)"
+        return "correct stop", "the repository holds no training call (none, or only commented out)"
     syntax = re.match(r"^(.+?)(?:#cell\d+)?:(?:\d+|None): syntax error", row.reason)
     if syntax and syntax.group(1) != row.entry:
         return "tool failure", "a file other than the entry, not parsable, stops detect"
@@ -108,22 +122,21 @@ def classify(row: Row, causes: list[dict], names: set[str]) -> tuple[str, str]:
     return "unjudged", row.reason
 
 
-def run(entry: dict, mirror: Path, timeout: float, max_epochs: int) -> tuple[Row, set[str]]:
-    """The chain on one entry, and the base names of the files pushed."""
+def run(entry: dict, mirror: Path, timeout: float, max_epochs: int) -> Row:
+    """The chain on one entry."""
     row = Row(id=entry["repo"], repo=entry["repo"], entry=entry["entry"])
     gdir = git_dir(mirror, entry["repo"])
     if gdir is None:
         row.reason = f"not fetched: call fetch github:{entry['repo']} (see this file's docstring)"
         row.one_line = False
-        return row, set()
+        return row
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp_name:
         tmp = Path(tmp_name)
         started = time.monotonic()
         bare = materialise(entry, gdir, tmp)
-        names = {path.name for path in (tmp / "work").rglob("*") if path.is_file()}
         row = run_chain(row, bare, tmp, timeout, max_epochs)
         row.seconds = time.monotonic() - started
-    return row, names
+    return row
 
 
 def table(title: str, results: list[dict], key: str) -> None:
@@ -161,7 +174,7 @@ def main() -> None:
         for result in saved["rows"] if isinstance(saved, dict) else saved:   # committed files carry `measured`
             entry = by_repo[result["repo"]]
             row = Row(**{k: v for k, v in result.items() if k in Row.__dataclass_fields__})
-            kind, cause = classify(row, causes, pushed_names(entry, args.mirror))
+            kind, cause = classify(row, causes, pushed(entry, args.mirror))
             results.append({**result, "half": entry["half"], "class": kind, "cause": cause})
             print_result(entry, row, kind, cause)
         if args.json:
@@ -170,8 +183,8 @@ def main() -> None:
         return
     results = []
     for entry in entries:
-        row, names = run(entry, args.mirror, args.timeout, args.max_epochs)
-        kind, cause = classify(row, causes, names)
+        row = run(entry, args.mirror, args.timeout, args.max_epochs)
+        kind, cause = classify(row, causes, pushed(entry, args.mirror))
         result = {**dataclasses.asdict(row), "framework": entry["framework"], "shape": entry["shape"],
                   "half": entry["half"], "class": kind, "cause": cause}
         results.append(result)
@@ -181,17 +194,32 @@ def main() -> None:
     report(results)
 
 
-def pushed_names(entry: dict, mirror: Path) -> set[str]:
-    """Base names of the files `materialise` pushes for this entry (read from the snapshot, no checkout)."""
+def pushed(entry: dict, mirror: Path) -> Pushed:
+    """What `materialise` pushes for this entry, read from the snapshot (no checkout)."""
     gdir = git_dir(mirror, entry["repo"])
     if gdir is None:
-        return set()
-    names = set()
+        return Pushed(set(), False)
+    names, trains = set(), False
     for record in filter(None, _git(gdir, "ls-tree", "-r", "-l", "-z", entry["commit"]).split("\0")):
         meta, path = record.split("\t", 1)
-        if meta.split()[1] == "blob" and meta.split()[3].isdigit():
-            names.add(path.rsplit("/", 1)[-1])
-    return names
+        if meta.split()[1] != "blob" or not meta.split()[3].isdigit():
+            continue
+        names.add(path.rsplit("/", 1)[-1])
+        if not trains and path.endswith((".py", ".ipynb")):
+            trains = bool(TRAINING_CALL.search(code_of(_git(gdir, "cat-file", "blob", meta.split()[2]), path)))
+    return Pushed(names, trains)
+
+
+def code_of(text: str, path: str) -> str:
+    """A file's Python code less its comments (a notebook's code cells, joined)."""
+    if path.endswith(".ipynb"):
+        try:
+            cells = json.loads(text).get("cells", [])
+        except (ValueError, AttributeError):
+            return ""
+        text = "\n".join("".join(c["source"]) if isinstance(c.get("source"), list) else str(c.get("source", ""))
+                         for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")
+    return without_comments(text)
 
 
 def print_result(entry: dict, row: Row, kind: str, cause: str) -> None:

@@ -1,7 +1,7 @@
 """Draw the corpus of issue 18 by the rule in bench/corpus/PROCEDURE.md: walk the recorded candidates in order, check
 criteria C1-C5 on each fetched snapshot, and write the members to bench/corpus/manifest.yaml.
 
-Usage: python bench/corpus_select.py [--draw 1|2|3|4] [--mirror /work/.mirror] [--want 80, 40, 30 or 30 by draw]
+Usage: python bench/corpus_select.py [--draw 1|2|3|4|5] [--mirror /work/.mirror] [--want 80, 40, 30, 30, 50 by draw]
 
 Candidates come from bench/corpus/candidates.yaml (source A: named search results; source B: path listings). Each
 candidate's repository must have been fetched with the search tool's `fetch` (a bare git directory under
@@ -19,6 +19,10 @@ and every repository draw 2 decided on, and writes manifest-draw3.yaml and selec
 `--draw 4` (section 8) walks the tails of source D after the last rank draw 3 reached in each listing (DRAW3_DEPTH),
 skips the members' repositories and owners of draws 1-3 and of realworld.yaml and every repository draws 2 and 3
 decided on, and writes manifest-draw4.yaml and selection-log-draw4.yaml.
+`--draw 5` (section 9) walks the tails of source D after the last rank draw 4 reached in each listing (DRAW4_DEPTH),
+then source E (bench/corpus/candidates-draw5.yaml), skips the members' repositories and owners of draws 1-4 and of
+realworld.yaml and every repository draws 2-4 decided on, reads C2's training call without comments, and writes
+manifest-draw5.yaml and selection-log-draw5.yaml.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from benchutil import without_comments
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "bench" / "corpus"
@@ -63,9 +69,17 @@ DRAW3_END: tuple[str, int] | None = None  # set only if draw 3 stops before 30 m
 DRAW3_DEPTH = {"Untitled.ipynb": 31, "training.py": 31, "classification.ipynb": 31, "regression.ipynb": 30,
                "src/train.py": 30, "model_training.ipynb": 30}  # the last rank draw 3 reached (selection-log-draw3)
 DRAW4_END: tuple[str, int] | None = None  # set only if draw 4 stops before 30 members by time or fetch limit
+DRAW4_DEPTH = {"Untitled.ipynb": 72, "training.py": 72, "classification.ipynb": 72, "regression.ipynb": 71,
+               "src/train.py": 70, "model_training.ipynb": 70}  # the last rank draw 4 reached (selection-log-draw4)
+SOURCE_E = ("train_model.py", "Untitled1.ipynb", "linear_regression.ipynb", "neural_network.py",
+            "src/models/train_model.py", "Project.ipynb")  # draw 5 only
+DRAW5_END: tuple[str, int] | None = None  # set only if draw 5 stops before 50 members by time or fetch limit
+UNCOMMENTED_C2 = {5}  # the draws whose C2 reads the code without its comments (PROCEDURE.md section 9)
 BARRED = {2: "skip: repository or owner has a member in draw 1 or is in realworld.yaml",
           3: "skip: repository or owner has a member in draw 1 or 2 or is in realworld.yaml",
-          4: "skip: repository or owner has a member in draws 1-3 or is in realworld.yaml"}
+          4: "skip: repository or owner has a member in draws 1-3 or is in realworld.yaml",
+          5: "skip: repository or owner has a member in draws 1-4 or is in realworld.yaml"}
+DRAW = 1  # the draw being walked (main sets it): C2 differs from draw 5 on
 
 
 def git(gdir: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -134,7 +148,7 @@ def check_entry(gdir: Path, files: dict, path: str) -> tuple[str | None, list[st
     imported = {m.replace("tensorflow", "keras") for m in IMPORT.findall(text)}
     if not imported:
         return "C2 imports no training framework", [], ""
-    if not TRAIN_CALL.search(text):
+    if not TRAIN_CALL.search(without_comments(text) if DRAW in UNCOMMENTED_C2 else text):
         return "C2 no .fit( or .train( call", [], ""
     if not does_something(text, path):
         return "C3 only definitions at top level", [], ""
@@ -311,11 +325,13 @@ def load(name: str) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draw", type=int, choices=(1, 2, 3, 4), default=1)
+    parser.add_argument("--draw", type=int, choices=(1, 2, 3, 4, 5), default=1)
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
-    parser.add_argument("--want", type=int, default=None, help="members to draw (80, 40, 30, 30 for draws 1-4)")
+    parser.add_argument("--want", type=int, default=None, help="members to draw (80, 40, 30, 30, 50 for draws 1-5)")
     parser.add_argument("--ahead", type=int, default=12, help="how many missing repositories to list for fetching")
     args = parser.parse_args()
+    global DRAW
+    DRAW = args.draw
     realworld = {e["repo"] for e in yaml.safe_load((ROOT / "bench" / "realworld.yaml").read_text())["scripts"]}
     draw1 = ordered(load("candidates.yaml"))
     if args.draw == 1:
@@ -341,7 +357,7 @@ def main() -> None:
         members = [{**m, "draw": 3} for m in members]
         suffix = "-draw3"
         header = "# Draw 3 (PROCEDURE.md section 7): a third sample, run once at the end, never developed on.\n"
-    else:
+    elif args.draw == 4:
         tails = [c for c in load("candidates-draw3.yaml") if c["rank"] > DRAW3_DEPTH[c["listing"]]]
         order = round_robin(tails, SOURCE_D)
         drawn = {e["repo"] for e in load("manifest.yaml") + load("manifest-draw2.yaml") + load("manifest-draw3.yaml")}
@@ -353,6 +369,21 @@ def main() -> None:
         members = [{**m, "draw": 4} for m in members]
         suffix = "-draw4"
         header = ("# Draw 4 (PROCEDURE.md section 8): a fourth sample; its development half is developed on, its held-out"
+                  " half run once at the end.\n")
+    else:
+        tails = [c for c in load("candidates-draw3.yaml") if c["rank"] > DRAW4_DEPTH[c["listing"]]]
+        order = round_robin(tails, SOURCE_D) + round_robin(load("candidates-draw5.yaml"), SOURCE_E)
+        drawn = {e["repo"] for name in ("manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml",
+                                        "manifest-draw4.yaml") for e in load(name)}
+        barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
+        decided = {d["repo"] for name in ("selection-log-draw2.yaml", "selection-log-draw3.yaml",
+                                          "selection-log-draw4.yaml") for d in load(name)
+                   if not d["decision"].startswith("skip")}
+        members, log, to_fetch = walk(order, args.mirror, args.want or 50, args.ahead, decided, barred,
+                                      position(order, DRAW5_END), LIMIT_REASON, BARRED[5])
+        members = [{**m, "draw": 5} for m in members]
+        suffix = "-draw5"
+        header = ("# Draw 5 (PROCEDURE.md section 9): a fifth sample; its development half is developed on, its held-out"
                   " half run once at the end.\n")
     (CORPUS / f"selection-log{suffix}.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
     header = ("# The corpus of issue 18, drawn by bench/corpus_select.py under bench/corpus/PROCEDURE.md. References only:\n"
