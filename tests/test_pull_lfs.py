@@ -202,6 +202,7 @@ class LfsHttpServer(GitHttpServer):
     serving the objects that git-lfs's file transfer left in ROOT/NAME.git/lfs/objects."""
 
     lfs_users: dict[str, str] | None = None
+    stalled: threading.Event | None = None   # set: object downloads wait for it (a server that stops sending)
 
     def _handler(self) -> type:
         base, server = super()._handler(), self
@@ -232,6 +233,8 @@ class LfsHttpServer(GitHttpServer):
                     return self._reply(json.dumps({"transfer": "basic", "objects": objects}).encode(),
                                        "application/vnd.git-lfs+json")
                 oid = rest.removeprefix("objects/")
+                if server.stalled is not None:
+                    server.stalled.wait(60)
                 return self._reply((store / oid[:2] / oid[2:4] / oid).read_bytes(), "application/octet-stream")
 
             def _reply(self, payload: bytes, kind: str) -> None:
@@ -327,3 +330,37 @@ exec sh -c "$*"
     lfs_calls = [call for call in calls if "git-lfs-" in call]
     assert lfs_calls and all(f"-i {key}" in call for call in calls), calls
     assert json.loads((workspace / "state.json").read_text())["commit"] == git("rev-parse", "main", cwd=remote)
+
+
+@needs_lfs
+def test_a_stalled_lfs_download_is_stopped_at_the_time_cap_and_the_next_pull_brings_it(
+        private: tuple[Path, dict[str, str]], workspace: Path) -> None:
+    root, env = private
+    server = LfsHttpServer(root, users={"bot": PASSWORD})
+    server.stalled = threading.Event()
+    with server:
+        try:
+            stalled = run_mlops("pull", "-w", str(workspace), "--repo", server.url + "model.git",
+                                env={**env, "MLOPS_LFS_TIMEOUT": "3"}, timeout=60)
+        finally:
+            server.stalled.set()
+        assert stalled.returncode == 0, stalled.stderr
+        assert _warnings(stalled.stderr) == [
+            "mlops: warning: fetching 1 file from Git LFS took over 3 s: stopped (raise MLOPS_LFS_TIMEOUT; the run "
+            "will read pointer files)"]
+        assert json.loads((workspace / "state.json").read_text())["commit"] == git("rev-parse", "main",
+                                                                                  cwd=root / "model.git")
+        assert (workspace / "repo" / "data.bin").read_bytes().startswith(b"version https://git-lfs")
+        server.stalled = None
+        again = run_mlops("pull", "-w", str(workspace), "--repo", server.url + "model.git", env=env, timeout=60)
+    assert again.returncode == 0 and _warnings(again.stderr) == [], again.stderr
+    assert (workspace / "repo" / "data.bin").read_bytes() == DATA
+
+
+def test_a_bad_lfs_time_cap_is_refused_before_anything_changes(tmp_path: Path, workspace: Path) -> None:
+    result = run_mlops("pull", "-w", str(workspace), "--repo", str(tmp_path / "none.git"),
+                       env={"MLOPS_LFS_TIMEOUT": "0"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("mlops: error: MLOPS_LFS_TIMEOUT='0' is not a number of seconds >= 1 (e.g. "
+                                    "MLOPS_LFS_TIMEOUT=1800 (30 min))")
+    assert not (workspace / "state.json").exists()

@@ -57,6 +57,10 @@ _SCP_LIKE = re.compile(r"^(?:[^@/\s]+@)?[A-Za-z0-9.\-\[\]:]+:(?!//)")
 #: variable that caps what one pull downloads from Git LFS (bytes), and its default
 LFS_MAX_BYTES_ENV = "MLOPS_LFS_MAX_BYTES"
 LFS_MAX_BYTES = 2 * 1024 ** 3
+#: variable that caps how long one pull's `git lfs pull` may run (seconds), and its default: a stalled LFS server
+#: must not hold the pull job (and the workspace) until someone kills it
+LFS_TIMEOUT_ENV = "MLOPS_LFS_TIMEOUT"
+LFS_TIMEOUT = 1800
 LFS_POINTER_MAX = 1024   # the spec's bound on a pointer file's size
 _LFS_POINTER = re.compile(rb"version https://git-lfs\.github\.com/spec/v1\n(?:ext-[^\n]*\n)*"
                           rb"oid sha256:([0-9a-f]{64})\nsize ([0-9]+)\n")
@@ -321,12 +325,20 @@ def _lfs_cause(exc: Exception, endpoint: str) -> str:
     return redact_url(lines[0] if lines else "no details")[:200]
 
 
-def fetch_lfs(repo_dir: Path, remote: Remote, max_bytes: int = LFS_MAX_BYTES) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class LfsLimits:
+    """What one pull may spend on Git LFS: bytes downloaded and seconds."""
+    max_bytes: int = LFS_MAX_BYTES
+    seconds: int = LFS_TIMEOUT
+
+
+def fetch_lfs(repo_dir: Path, remote: Remote, limits: LfsLimits = LfsLimits()) -> list[str]:
     """Replace the checkout's LFS pointers by their objects, as `git clone` does on a machine with git-lfs;
     the warnings to show. Never raises for LFS: the pulled commit stands, and a pointer that stays is named by
-    the harness when the run opens it (without git-lfs, over the size cap, when the server fails)."""
+    the harness when the run opens it (without git-lfs, over the size or time cap, when the server fails)."""
     import git
 
+    max_bytes = limits.max_bytes
     pointers = lfs_pointers(repo_dir)
     if not pointers:
         return []
@@ -347,8 +359,11 @@ def fetch_lfs(repo_dir: Path, remote: Remote, max_bytes: int = LFS_MAX_BYTES) ->
     with (tempfile.TemporaryDirectory(prefix="mlops-lfs-") as state, git.Repo(repo_dir) as repo,
           repo.git.custom_environment(**env, **{LFS_REFUSED_ENV: str(Path(state) / "refused")})):
         try:
-            repo.git.lfs("pull")
+            repo.git.lfs("pull", kill_after_timeout=limits.seconds)
         except git.exc.GitCommandError as exc:
+            if "did not complete in" in str(getattr(exc, "stderr", "")):
+                return [(f"fetching {count} from Git LFS took over {limits.seconds} s: stopped (raise "
+                         f"{LFS_TIMEOUT_ENV}; the run will read pointer files)")]
             return [(f"fetching {count} from Git LFS failed: {_lfs_cause(exc, redact_url(endpoint))} "
                      "(the run will read pointer files until then)")]
     left = lfs_pointers(repo_dir)
@@ -422,9 +437,9 @@ def recover_index_lock(repo_dir: Path, unseen_age_s: float = 600.0) -> str | Non
 
 
 def sync(repo_dir: Path, url: str, branch: str | None = None,
-         environ: Mapping[str, str] | None = None, lfs_max_bytes: int = LFS_MAX_BYTES) -> SyncResult:
+         environ: Mapping[str, str] | None = None, lfs: LfsLimits = LfsLimits()) -> SyncResult:
     """Make `repo_dir` an exact checkout of the remote branch: clone, or fetch and hard-reset; then the Git LFS
-    objects of that commit (`fetch_lfs`, at most `lfs_max_bytes` downloaded).
+    objects of that commit (`fetch_lfs`, within `lfs`).
 
     A force-push upstream cannot wedge it (reset, not merge); local edits are discarded with a warning,
     because the checkout must always be what was pushed. Credentials (see `remote_for`) reach git's network
@@ -455,7 +470,7 @@ def sync(repo_dir: Path, url: str, branch: str | None = None,
                 commit = repo.head.commit.hexsha
             finally:
                 repo.close()
-            warnings += fetch_lfs(staging, remote, lfs_max_bytes)
+            warnings += fetch_lfs(staging, remote, lfs)
             if repo_dir.exists():
                 repo_dir.rmdir()
             os.replace(staging, repo_dir)
@@ -483,7 +498,7 @@ def sync(repo_dir: Path, url: str, branch: str | None = None,
         repo.git.checkout("-B", target, f"refs/remotes/origin/{target}", "--force")
         repo.git.reset("--hard", f"refs/remotes/origin/{target}")
         repo.git.clean("-fdx", "-e", "__pycache__")
-        warnings += fetch_lfs(repo_dir, remote, lfs_max_bytes)
+        warnings += fetch_lfs(repo_dir, remote, lfs)
         return SyncResult(commit=repo.head.commit.hexsha, previous=previous, branch=target, warnings=warnings)
     finally:
         repo.close()
