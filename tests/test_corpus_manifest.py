@@ -19,7 +19,7 @@ def entries(name: str = "manifest.yaml") -> list[dict]:
     return yaml.safe_load((CORPUS / name).read_text(encoding="utf-8"))["entries"]
 
 
-DRAWS = ["manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml", "manifest-draw4.yaml"]
+DRAWS = ["manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml", "manifest-draw4.yaml", "manifest-draw5.yaml"]
 
 
 @pytest.mark.parametrize("manifest", DRAWS)
@@ -105,3 +105,29 @@ def test_draw_4_is_new_code_from_the_tails_of_source_d() -> None:
     decided = {d["repo"] for name in ("selection-log-draw2.yaml", "selection-log-draw3.yaml")
                for d in yaml.safe_load((CORPUS / name).read_text())["decisions"] if not d["decision"].startswith("skip")}
     assert not {e["repo"] for e in fourth} & decided
+
+
+def test_draw_5_is_new_code_from_source_d_tails_and_source_e() -> None:
+    """Draw 5 (PROCEDURE.md section 9) shares no repository or owner with draws 1-4, has one member per owner, each
+    member was a recorded candidate (source D below the rank draw 4 reached in its listing, or a row of source E), and
+    none was decided in draws 2-4."""
+    fifth = entries("manifest-draw5.yaml")
+    assert len(fifth) == 50 and all(entry.get("draw") == 5 for entry in fifth)
+    earlier = [e for name in DRAWS[:4] for e in entries(name)]
+    assert not {e["repo"] for e in fifth} & {e["repo"] for e in earlier}
+    owners = [e["repo"].split("/")[0].lower() for e in fifth]
+    assert not set(owners) & {e["repo"].split("/")[0].lower() for e in earlier}
+    assert len(set(owners)) == len(fifth), "one member per owner"
+    draw4 = yaml.safe_load((CORPUS / "selection-log-draw4.yaml").read_text())["decisions"]
+    reached = {}
+    for decision in draw4:
+        reached[decision["listing"]] = max(reached.get(decision["listing"], 0), decision["rank"])
+    source_d = yaml.safe_load((CORPUS / "candidates-draw3.yaml").read_text())["candidates"]
+    source_e = yaml.safe_load((CORPUS / "candidates-draw5.yaml").read_text())["candidates"]
+    recorded = {(c["listing"], c["rank"], c["repo"]) for c in source_d if c["rank"] > reached[c["listing"]]}
+    recorded |= {(c["listing"], c["rank"], c["repo"]) for c in source_e}
+    assert all((e["source"], e["rank"], e["repo"]) in recorded for e in fifth)
+    logs = ("selection-log-draw2.yaml", "selection-log-draw3.yaml", "selection-log-draw4.yaml")
+    decided = {d["repo"] for name in logs for d in yaml.safe_load((CORPUS / name).read_text())["decisions"]
+               if not d["decision"].startswith("skip")}
+    assert not {e["repo"] for e in fifth} & decided
