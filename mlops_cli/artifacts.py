@@ -33,9 +33,13 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 SUFFIXES = (".keras", ".h5", ".joblib", ".pkl", ".pickle", ".pt")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
-#: top-level packages whose classes a scikit-learn / gradient-boosting model is made of
-ALLOWED_MODULES = ("sklearn", "numpy", "scipy", "xgboost", "lightgbm", "catboost", "joblib", "collections",
-                   "copyreg", "copy_reg", "_codecs", "datetime")
+#: top-level packages whose classes a scikit-learn / gradient-boosting model is made of: the libraries, the
+#: scikit-learn-contrib transformers a pipeline is commonly built with, and the standard modules a pickle of plain
+#: data names
+ALLOWED_MODULES = ("sklearn", "numpy", "scipy", "xgboost", "lightgbm", "catboost", "imblearn", "feature_engine",
+                   "category_encoders", "joblib", "collections", "copyreg", "copy_reg", "_codecs", "datetime")
+#: variable naming more packages (comma-separated top-level names) an operator trusts a promoted model to be made of
+MODEL_PACKAGES_ENV = "MLOPS_MODEL_PACKAGES"
 #: builtins a pickle of plain data may name
 SAFE_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range", "dict", "list", "tuple",
                            "int", "float", "bool", "str", "bytes", "object", "type"})
@@ -76,9 +80,27 @@ def max_model_bytes(environ: Any = None) -> int:
     return int(text)
 
 
-def check_model(path: Path, limit: int | None = None) -> int:
-    """Check the model file at `path` (never following a link); its size in bytes, or ArtifactError."""
+def model_packages(environ: Any = None) -> tuple[str, ...]:
+    """ALLOWED_MODULES plus the packages of MLOPS_MODEL_PACKAGES. A standard-library module cannot be added: the
+    standard library holds the shells and loaders the check exists to keep out."""
+    import sys
+
+    from mlops_cli.errors import ConfigError
+
+    text = (os.environ if environ is None else environ).get(MODEL_PACKAGES_ENV, "")
+    extra = [name.strip() for name in text.split(",") if name.strip()]
+    for name in extra:
+        if not name.isidentifier() or name in sys.stdlib_module_names or name == "builtins":
+            raise ConfigError(f"{MODEL_PACKAGES_ENV} names {name[:40]!r}, which is not a third-party package name",
+                              "list top-level packages of model classes, e.g. MLOPS_MODEL_PACKAGES=mlxtend")
+    return ALLOWED_MODULES + tuple(extra)
+
+
+def check_model(path: Path, limit: int | None = None, packages: tuple[str, ...] | None = None) -> int:
+    """Check the model file at `path` (never following a link); its size in bytes, or ArtifactError. `packages`:
+    the top-level packages a pickle's classes may come from (default: `model_packages()`)."""
     limit = max_model_bytes() if limit is None else limit
+    packages = model_packages() if packages is None else packages
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -103,13 +125,18 @@ def check_model(path: Path, limit: int | None = None) -> int:
                 if handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
                     raise ValueError("no HDF5 signature")
             elif suffix in (".joblib", ".pkl", ".pickle"):
-                _check_pickle(handle, info.st_size)
+                _check_pickle(handle, info.st_size, packages)
             elif suffix == ".pt":
                 _check_torch(handle)
             else:
                 raise ValueError(f"unknown model type {suffix!r}")
         except ArtifactError:
             raise
+        except _Unlisted as exc:
+            raise ArtifactError(f"model file {path} is made of {exc.module}.{exc.name}, and mlops promotes models "
+                                f"made of {', '.join(packages[:9])} classes only",
+                                f"if you trust {exc.package}, add it: {MODEL_PACKAGES_ENV}={exc.package}"
+                                if exc.addable else "build the model from those libraries") from None
         except Exception as exc:   # any way a crafted file breaks a parser is the same verdict: it does not load
             reason = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
             raise ArtifactError(f"model file {path} does not load: {reason}",
@@ -186,15 +213,27 @@ class _Stub:
 NUMPY_RANDOM_CTORS = frozenset({"__randomstate_ctor", "__generator_ctor", "__bit_generator_ctor"})
 
 
-def _allowed(module: str, name: str) -> bool:
+class _Unlisted(pickle.UnpicklingError):
+    """A global of a package the allow-list does not hold (a name the check refuses anyway is a plain refusal)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(f"it imports {module}.{name}, which is not on the allow-list")
+        import sys
+
+        self.module, self.name, self.package = module, name, module.split(".")[0]
+        self.addable = self.package.isidentifier() and self.package not in sys.stdlib_module_names \
+            and self.package not in ("builtins", "__builtin__")
+
+
+def _allowed(module: str, name: str, packages: tuple[str, ...] = ALLOWED_MODULES) -> bool:
     if module == "numpy.random._pickle" and name in NUMPY_RANDOM_CTORS:
         return True
     parts = module.split(".")
-    if name.startswith("__pyx_unpickle_") and parts[0] in ALLOWED_MODULES and "." not in name:
+    if name.startswith("__pyx_unpickle_") and parts[0] in packages and "." not in name:
         name = name[len("__pyx_unpickle_"):]   # Cython's generated unpickler of that extension type
     if module == "builtins" or module == "__builtin__":
         return name in SAFE_BUILTINS
-    if parts[0] not in ALLOWED_MODULES or any(part in DENIED_PARTS for part in parts):
+    if parts[0] not in packages or any(part in DENIED_PARTS for part in parts):
         return False
     if not name or name.startswith("__") or "." in name or DENIED_NAMES.match(name):
         return False
@@ -204,10 +243,11 @@ def _allowed(module: str, name: str) -> bool:
 class _CheckingUnpickler(pickle._Unpickler):   # the pure-Python machine: its dispatch is ours to steer
     """Walks the stream with inert stand-ins (see the module docstring)."""
 
-    def __init__(self, handle: Any, torch: bool = False) -> None:
+    def __init__(self, handle: Any, torch: bool = False, packages: tuple[str, ...] = ALLOWED_MODULES) -> None:
         super().__init__(handle)
         self._handle = handle
         self._torch = torch
+        self._packages = packages
         self.globals_seen: list[str] = []
         self.dispatch = dict(pickle._Unpickler.dispatch)
         self.dispatch[pickle.BUILD[0]] = _CheckingUnpickler._build
@@ -217,8 +257,10 @@ class _CheckingUnpickler(pickle._Unpickler):   # the pure-Python machine: its di
         self.dispatch[pickle.BINPERSID[0]] = _CheckingUnpickler._storage if torch else _CheckingUnpickler._refuse_ext
 
     def find_class(self, module: str, name: str) -> type:
-        if not (_allowed(module, name) or self._torch and (module, name) in TORCH_GLOBALS
+        if not (_allowed(module, name, self._packages) or self._torch and (module, name) in TORCH_GLOBALS
                 or self._torch and module == "torch" and name.endswith("Storage") and name.isidentifier()):
+            if module.split(".")[0] not in self._packages and _allowed(module, name, (module.split(".")[0],)):
+                raise _Unlisted(module, name)
             raise pickle.UnpicklingError(f"it imports {module}.{name}, which is not on the allow-list")
         self.globals_seen.append(f"{module}.{name}")
         return type(name, (_Stub,), {"module": module, "qualname": name})
@@ -260,7 +302,7 @@ class _CheckingUnpickler(pickle._Unpickler):   # the pure-Python machine: its di
             raise pickle.UnpicklingError("a joblib array with a bad dtype")
         code = dtype.args[0]
         if code.startswith("O"):
-            inner = _CheckingUnpickler(self._handle)
+            inner = _CheckingUnpickler(self._handle, packages=self._packages)
             inner.load()
             self.globals_seen += inner.globals_seen
             return _Stub()
@@ -286,12 +328,12 @@ class _CheckingUnpickler(pickle._Unpickler):   # the pure-Python machine: its di
             size -= len(chunk)
 
 
-def _check_pickle(handle: io.BufferedReader, size: int) -> None:
+def _check_pickle(handle: io.BufferedReader, size: int, packages: tuple[str, ...] = ALLOWED_MODULES) -> None:
     head = handle.read(2)
     handle.seek(0)
     if head[:1] != pickle.PROTO or head[1:2] == b"" or head[1] > pickle.HIGHEST_PROTOCOL:
         raise ValueError("not a pickle of protocol 2 or later (compressed joblib files are not checked)")
-    unpickler = _CheckingUnpickler(handle)
+    unpickler = _CheckingUnpickler(handle, packages=packages)
     unpickler.load()
     if handle.tell() != size or handle.read(1):
         raise ValueError("data after the end of the pickle")

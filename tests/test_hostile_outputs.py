@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -302,3 +303,53 @@ def test_a_pt_archive_is_walked_not_loaded(tmp_path: Path) -> None:
     good = tmp_path / "good.pt"
     torch.save(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)).state_dict(), good)
     assert check_model(good) == good.stat().st_size
+
+
+def _third_party_model(tmp_path: Path) -> bytes:
+    """A pipeline with a transformer from a package the allow-list does not know, pickled by a process that has
+    it; the host never has it on its path (the check imports nothing)."""
+    package = tmp_path / "site" / "tinyfeat"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from sklearn.base import BaseEstimator, TransformerMixin\n"
+        "class Doubler(TransformerMixin, BaseEstimator):\n"
+        "    def fit(self, X, y=None):\n        return self\n"
+        "    def transform(self, X):\n        return X * 2\n")
+    out = tmp_path / "model.joblib"
+    code = ("import joblib; from sklearn.datasets import load_iris; from sklearn.pipeline import make_pipeline; "
+            "from sklearn.linear_model import LogisticRegression; from tinyfeat import Doubler; "
+            "X, y = load_iris(return_X_y=True); "
+            f"joblib.dump(make_pipeline(Doubler(), LogisticRegression(max_iter=300)).fit(X, y), {str(out)!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(package.parent)})
+    return out.read_bytes()
+
+
+def test_a_model_of_an_unlisted_package_names_it_and_the_operator_may_trust_it(tmp_path: Path) -> None:
+    model = _third_party_model(tmp_path)
+    ws = _workspace(tmp_path, model)
+    _refused(ws, "is made of tinyfeat.Doubler, and mlops promotes models made of sklearn, numpy")
+    proc = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.5")
+    assert proc.stderr.rstrip().endswith("(if you trust tinyfeat, add it: MLOPS_MODEL_PACKAGES=tinyfeat)")
+    trusted = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.5", env={"MLOPS_MODEL_PACKAGES": "tinyfeat"})
+    assert trusted.returncode == 0 and "now the best" in trusted.stdout, trusted.stderr
+    assert (ws / "best" / "model.joblib").read_bytes() == model
+
+
+@pytest.mark.parametrize("value", ["os", "subprocess", "builtins", "tinyfeat,pickle", "not a name"])
+def test_the_standard_library_cannot_be_trusted_as_model_classes(tmp_path: Path, model_bytes: bytes,
+                                                                 value: str) -> None:
+    ws = _workspace(tmp_path, model_bytes)
+    proc = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.5", env={"MLOPS_MODEL_PACKAGES": value})
+    assert proc.returncode == 2 and proc.stderr.startswith("mlops: error: MLOPS_MODEL_PACKAGES names "), proc.stderr
+    assert "which is not a third-party package name" in proc.stderr and not (ws / "best").exists()
+
+
+def test_a_trusted_package_still_refuses_its_loaders_and_the_standard_librarys_shells(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    ws = _workspace(tmp_path, pickle.dumps(_Evil(marker), protocol=4))
+    _refused(ws, "not on the allow-list", env={"MLOPS_MODEL_PACKAGES": "tinyfeat"})
+    path = tmp_path / "loader.joblib"
+    path.write_bytes(b"\x80\x04\x8c\x08tinyfeat\x94\x8c\x08load_all\x94\x93\x94\x8c\x01x\x94\x85\x94R\x94.")
+    with pytest.raises(ArtifactError, match="tinyfeat.load_all, which is not on the allow-list"):
+        check_model(path, packages=("tinyfeat",))
+    assert not marker.exists()
