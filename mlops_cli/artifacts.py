@@ -90,17 +90,20 @@ def model_packages(environ: Any = None) -> tuple[str, ...]:
     text = (os.environ if environ is None else environ).get(MODEL_PACKAGES_ENV, "")
     extra = [name.strip() for name in text.split(",") if name.strip()]
     for name in extra:
-        if not name.isidentifier() or name in sys.stdlib_module_names or name == "builtins":
+        if not name.isidentifier() or name.startswith("_") or name in sys.stdlib_module_names or name == "builtins":
             raise ConfigError(f"{MODEL_PACKAGES_ENV} names {name[:40]!r}, which is not a third-party package name",
                               "list top-level packages of model classes, e.g. MLOPS_MODEL_PACKAGES=mlxtend")
     return ALLOWED_MODULES + tuple(extra)
 
 
-def check_model(path: Path, limit: int | None = None, packages: tuple[str, ...] | None = None) -> int:
+def check_model(path: Path, limit: int | None = None, packages: tuple[str, ...] | None = None,
+                local: frozenset[str] = frozenset()) -> int:
     """Check the model file at `path` (never following a link); its size in bytes, or ArtifactError. `packages`:
-    the top-level packages a pickle's classes may come from (default: `model_packages()`)."""
+    the top-level packages a pickle's classes may come from (default: `model_packages()`); `local`: module names
+    of the pushed code, which the refusal must not offer to trust."""
     limit = max_model_bytes() if limit is None else limit
-    packages = model_packages() if packages is None else packages
+    packages = tuple(name for name in (model_packages() if packages is None else packages)
+                     if name in ALLOWED_MODULES or name not in local)   # pushed code is never trusted by a setting
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -133,6 +136,10 @@ def check_model(path: Path, limit: int | None = None, packages: tuple[str, ...] 
         except ArtifactError:
             raise
         except _Unlisted as exc:
+            if exc.package in local or exc.package.startswith("_"):
+                raise ArtifactError(f"model file {path} is made of {exc.module}.{exc.name}, a class of the pushed "
+                                    "code, and a model that runs pushed code when loaded is not promoted",
+                                    "build the pipeline from library classes") from None
             raise ArtifactError(f"model file {path} is made of {exc.module}.{exc.name}, and mlops promotes models "
                                 f"made of {', '.join(packages[:9])} classes only",
                                 f"if you trust {exc.package}, add it: {MODEL_PACKAGES_ENV}={exc.package}"

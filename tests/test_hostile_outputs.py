@@ -353,3 +353,15 @@ def test_a_trusted_package_still_refuses_its_loaders_and_the_standard_librarys_s
     with pytest.raises(ArtifactError, match="tinyfeat.load_all, which is not on the allow-list"):
         check_model(path, packages=("tinyfeat",))
     assert not marker.exists()
+
+
+def test_a_model_made_of_the_pushed_codes_class_is_refused_whatever_the_setting(tmp_path: Path) -> None:
+    """The same pipeline, but `tinyfeat` is a folder of the pushed repository: loading the model would run pushed
+    code, so no refusal offers to trust it and MLOPS_MODEL_PACKAGES does not change that."""
+    model = _third_party_model(tmp_path)
+    ws = _workspace(tmp_path, model)
+    (ws / "repo" / "tinyfeat").mkdir(parents=True)
+    (ws / "repo" / "tinyfeat" / "__init__.py").write_text("class Doubler: pass\n")
+    for env in (None, {"MLOPS_MODEL_PACKAGES": "tinyfeat"}):
+        _refused(ws, "is made of tinyfeat.Doubler, a class of the pushed code, and a model that runs pushed code "
+                     "when loaded is not promoted (build the pipeline from library classes)", env=env)

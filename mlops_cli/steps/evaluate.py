@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -67,13 +68,24 @@ def check_writable(path: Path, what: str) -> None:
                          "pass a file in a writable folder") from None
 
 
-def check_promotable(ws: Workspace, run_id: str, metrics: RunMetrics | None) -> Path:
+def check_promotable(ws: Workspace, record: RunRecord, metrics: RunMetrics | None) -> Path:
     """The run's model file, checked on the host (present, size-capped, loadable: `artifacts.check_model`): a
     metrics.json the pushed script forged without a model, or beside a file that is no model, promotes nothing."""
     name = model_file_name(metrics.diagnostics.get("model_file") if metrics else None)
-    path = ws.output_dir(run_id) / name
-    check_model(path)
+    path = ws.output_dir(record.id) / name
+    check_model(path, local=pushed_module_names(ws.source_dir(record)))
     return path
+
+
+def pushed_module_names(repo_dir: Path) -> frozenset[str]:
+    """Every name the pushed code could be imported by (its .py files' and folders' names, at any depth): a model
+    made of such a class is the pushed code's, which no setting may make trusted."""
+    names = set()
+    for _folder, dirs, files in os.walk(repo_dir):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        names.update(dirs)
+        names.update(f[:-3] for f in files if f.endswith(".py"))
+    return frozenset(names)
 
 
 def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Path | None = None) -> EvaluationResult:
@@ -97,7 +109,7 @@ def evaluate(settings: Settings, run_id: str | None = None, junit_path: str | Pa
         why = next((warning for warning in warnings if "too few to hold any out" in warning), None)
         raise MetricError(f"metric {metric!r} of run {record.id} {problem}" + (f": {why}" if why else ""),
                           f"available: {', '.join(available) or 'none'}; choose one with --metric")
-    check_promotable(ws, record.id, metrics)   # a verdict on a run is a verdict on its model: it must exist
+    check_promotable(ws, record, metrics)   # a verdict on a run is a verdict on its model: it must exist
     best_id = ws.best_run_id()
     best_value = metric_value(ws, best_id, metric) if best_id else None
     promoted = False
