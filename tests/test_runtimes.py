@@ -530,3 +530,44 @@ def test_a_requirement_another_distribution_of_the_runtime_meets_is_kept(tmp_pat
     assert metadata.version("opencv-python-headless")
     assert split.stdout == "mlops-tiny-dep\n"
     assert "mlops: opencv-python==4.0.0.21: the runtime installs this package already" in split.stderr
+
+
+@pytest.mark.slow
+def test_the_requirement_venvs_are_capped_least_recently_used_first(tmp_path: Path, tiny_wheels: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three real layered venvs: one last used two days ago, one in use (its lock held by a training), one used
+    now. Over the cap, a new venv removes only the one idle for days; the cap never touches what may be training."""
+    import fcntl
+    import time
+
+    from mlops_cli.runtimes import venvs
+    from mlops_cli.runtimes.deps import Requirements
+
+    monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tiny_wheels))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    sklearn = runtimes.registry()["sklearn"]
+
+    def make(line: str) -> venvs.Venv:
+        return venvs.deps_venv(sys.executable, sklearn, Requirements((line,), ("requirements.txt",)),
+                               on_output=notes.append)
+
+    notes: list[str] = []
+    idle, locked, recent = make("mlops-tiny-dep==0.1"), make("mlops-tiny-dep>=0.1"), make("mlops-tiny-dep<1")
+    two_days_ago = time.time() - 2 * 86400
+    for venv in (idle, locked):
+        os.utime(venv.path / ".mlops-ready", (two_days_ago, two_days_ago))
+    assert make("mlops-tiny-dep<1").created is False and (recent.path / ".mlops-ready").stat().st_mtime > two_days_ago
+    assert not any(note.startswith("removed") for note in notes), "under the default cap nothing is removed"
+
+    monkeypatch.setenv("MLOPS_DEPS_CACHE_MAX_BYTES", "1")
+    with open(locked.path.with_name(f".{locked.path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        new = make("mlops-tiny-dep")
+    assert new.created and subprocess.run([new.python, "-c", "import mlops_tiny_dep"]).returncode == 0
+    assert not idle.path.exists() and locked.path.exists() and recent.path.exists()
+    assert [n for n in notes if n.startswith("removed")] == [
+        f"removed 1 cached requirement venv used longest ago ({notes[-1].split('(')[1].split(')')[0]}), keeping "
+        f"{new.path.parent} under MLOPS_DEPS_CACHE_MAX_BYTES=1"]
+    assert sorted(p.name for p in new.path.parent.iterdir() if not p.name.startswith(".")) == sorted(
+        p.path.name for p in (locked, recent, new))

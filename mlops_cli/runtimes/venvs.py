@@ -7,7 +7,9 @@ Layout under `runtimes.cache_dir()`:
                                 its own, so only what the runtime lacks is installed; <digest> hashes the
                                 requirements and the base interpreter
 A venv is complete once its `.mlops-ready` file exists; one without (a creation killed half-way) is made again.
-Creating holds a lock, so two trainings that need the same venv build it once. pip runs with the training
+Creating holds a lock, so two trainings that need the same venv build it once. Every repository with other
+requirements adds a deps venv, so that folder is capped (`MLOPS_DEPS_CACHE_MAX_BYTES`): after a creation, the
+venvs used longest ago are removed (`prune_deps`), never one used within IN_USE_S or one whose lock is held. pip runs with the training
 process' allow-listed environment (plus PIP_* settings): a repository's requirement may run its own build code.
 """
 from __future__ import annotations
@@ -33,6 +35,11 @@ READY = ".mlops-ready"
 OFFLINE_ENV = "MLOPS_OFFLINE"
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 PIP_TIMEOUT_S = 1800
+#: variable capping the deps venvs' total size on disk (bytes), and its default
+DEPS_MAX_BYTES_ENV = "MLOPS_DEPS_CACHE_MAX_BYTES"
+DEPS_MAX_BYTES = 20 * 1024 ** 3
+#: a venv used this recently may be training now (a run's default time limit is 6 h): never removed
+IN_USE_S = 24 * 3600
 
 
 class InstallFailed(RunnerError):
@@ -61,11 +68,67 @@ def _ready(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the venv's lock (creating or removing it); with `wait=False`, yields False at once if another holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def deps_cache_max_bytes() -> int:
+    """MLOPS_DEPS_CACHE_MAX_BYTES (bytes), else 20 GiB."""
+    raw = os.environ.get(DEPS_MAX_BYTES_ENV, "").strip()
+    if not raw:
+        return DEPS_MAX_BYTES
+    if not raw.isdigit():
+        raise UsageError(f"{DEPS_MAX_BYTES_ENV}={raw[:40]!r} is not a number of bytes",
+                         f"e.g. {DEPS_MAX_BYTES_ENV}={DEPS_MAX_BYTES} (20 GiB)")
+    return int(raw)
+
+
+def _disk_bytes(path: Path) -> int:
+    """What a folder takes on disk (allocated blocks; links not followed)."""
+    total = 0
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+    return total
+
+
+def prune_deps(root: Path, keep: Path, max_bytes: int, now: float | None = None) -> tuple[int, int]:
+    """Remove the deps venvs used longest ago (their ready file's time; a half-made one: its folder's) until the
+    folder fits `max_bytes`; `keep`, a venv used within IN_USE_S and one whose lock is held stay. (count, bytes)
+    removed. A venv is renamed away under its lock before it is deleted, so no training can pick half of it."""
+    now = time.time() if now is None else now
+    used: list[tuple[float, Path]] = []
+    for path in root.iterdir():
+        if path == keep or not path.is_dir() or path.name.startswith("."):
+            continue
+        ready = path / READY
+        with contextlib.suppress(OSError):
+            used.append(((ready if ready.is_file() else path).stat().st_mtime, path))
+    sizes = {path: _disk_bytes(path) for _, path in used}
+    total = sum(sizes.values()) + _disk_bytes(keep)
+    count = freed = 0
+    for when, path in sorted(used):
+        if total <= max_bytes or now - when < IN_USE_S:
+            break
+        with _locked(path, wait=False) as held:
+            if not held:
+                continue
+            trash = path.with_name(f".removing-{path.name}-{os.getpid()}")
+            os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        total -= sizes[path]
+        freed += sizes[path]
+        count += 1
+    return count, freed
 
 
 def _interpreter_for(runtime: Runtime) -> tuple[str, str]:
@@ -219,9 +282,11 @@ def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
     With `imported` (the top-level modules the training imports), a requirement that fails to install and that
     none of them needs is left out with a warning instead of stopping the run."""
     base = str(Path(base_python).absolute())
+    cap = deps_cache_max_bytes()
     path = runtimes.cache_dir() / "deps" / f"{runtime.name}-{requirements.digest(base)}"
     with _locked(path):
         if _ready(path):
+            os.utime(path / READY)   # its last use: what the cap removes first is what was used longest ago
             return Venv(path, created=False, seconds=0.0)
 
         def fill(venv_python: str) -> None:
@@ -244,6 +309,10 @@ def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
 
         on_output(f"installing the repository's requirements into {path}")
         seconds = _create(path, base_python, fill)
+    count, freed = prune_deps(path.parent, path, cap)
+    if count:
+        on_output(f"removed {count} cached requirement venv{'s' if count > 1 else ''} used longest ago "
+                  f"({freed / 2 ** 20:.0f} MiB), keeping {path.parent} under {DEPS_MAX_BYTES_ENV}={cap}")
     return Venv(path, created=True, seconds=seconds)
 
 
