@@ -116,6 +116,25 @@ def test_exit_zero_before_any_fit_is_a_failed_run(tmp_path: Path) -> None:
     assert run["status"] == "failed" and run["error"].startswith("the script trained nothing")
 
 
+def test_a_script_that_returns_when_its_data_is_missing_names_what_it_looked_for(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "checks-for-its-data")
+    result, metrics = _train(ws)
+    assert result.returncode == 1 and metrics is None
+    run = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert run["error"] == ("the script trained nothing: no fit() of a Keras model or scikit-learn estimator "
+                            "finished (it looked for labels.txt, dataset, which the repository does not hold)")
+    assert result.stderr.rstrip().endswith("which the repository does not hold)")
+
+
+def test_a_script_that_exits_when_its_data_is_elsewhere_names_the_repositorys_file(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "checks-for-data-elsewhere", {"iris.csv": _iris_csv()})
+    result, metrics = _train(ws)
+    assert result.returncode == 1 and metrics is None
+    run = json.loads((ws / "runs" / "0001" / "run.json").read_text())
+    assert run["error"].endswith("(it looked for data/iris.csv, which is not there; the repository holds iris.csv: "
+                                 "check for it by that path)")
+
+
 @pytest.mark.slow
 def test_tf_keras_binary_classifier_on_dataframes_with_bool_dummies(tmp_path: Path) -> None:
     ws = _workspace(tmp_path, "keras-dataframe-bool", {"customers.csv": _customers_csv()})

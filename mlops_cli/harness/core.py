@@ -142,6 +142,23 @@ def _hooks(profile: str | None) -> Any:
     return boosting_hooks
 
 
+def _missing_probes(source: Path) -> str:
+    """Why a script that ended quietly may have trained nothing: the paths it looked for and did not find, and
+    where the repository holds a file of that name, which (the check failed, so no read was served)."""
+    from mlops_cli.harness.paths import PROBE_MISSES
+    from mlops_cli.pycode import repository_matches
+
+    if not PROBE_MISSES:
+        return ""
+    missed = PROBE_MISSES[:3]
+    held = {text: found for text in missed if (found := repository_matches(text, source.resolve()))}
+    if not held:
+        return f" (it looked for {', '.join(missed)}, which the repository does not hold)"
+    text, found = next(iter(held.items()))
+    return (f" (it looked for {text}, which is not there; the repository holds "
+            f"{found[0].relative_to(source.resolve()).as_posix()}: check for it by that path)")
+
+
 def _fail(ws: Workspace, run_id: str, message: str, code: int = 1) -> int:
     """Say how the run failed, in the output area (the host decides the run's status from it)."""
     print(f"mlops: run {run_id} failed: {message}", file=sys.stderr)
@@ -290,7 +307,7 @@ def _train(ws: Workspace, record: Any) -> int:
         capture.warnings.append(f"trained; the script then failed at {_where_it_failed(source)}: {problem}")
     if not _trained(capture) and not runtime.context.explicit_metrics:
         return _fail(ws, record.id, "the script trained nothing: no fit() of a Keras model or scikit-learn "
-                     "estimator finished", 1)
+                     "estimator finished" + _missing_probes(source), 1)
     problem = hooks.finish(capture)   # a reason the run has no held-out metric (torch_hooks), else None
     if problem:
         return _fail(ws, record.id, problem, 1)

@@ -44,6 +44,11 @@ IMREAD_MISSES: list[str] = []
 #: storage, which a clone without git-lfs does not fetch): the first names the cause when the read then fails
 LFS_POINTERS: list[str] = []
 LFS_HEADER = b"version https://git-lfs.github.com/spec/v1"
+#: paths the pushed code itself asked about (`os.path.exists`, `isdir`, `isfile`, and pathlib's) and found missing,
+#: in the checkout or relative: a script that checks for its data and returns quietly trained nothing, and these
+#: name why (harness/core.py). Recorded only; the answer is never changed.
+PROBE_MISSES: list[str] = []
+PROBE_MISSES_KEPT = 5
 SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/etc")
 
 
@@ -132,6 +137,7 @@ def install(source: Path, warnings: list[str], imported: frozenset[str] = frozen
     server = Server(Path(os.path.realpath(source)), warnings)
     builtins.open = _retrying(builtins.open, server)
     io.open = _retrying(io.open, server)
+    _note_probes(server, {str(source), str(server.root)})
     if "cv2" in imported:
         _serve_imread(server)
     try:
@@ -140,6 +146,29 @@ def install(source: Path, warnings: list[str], imported: frozenset[str] = frozen
         return
     datasource.open = _retrying(datasource.open, server)
     _pandas_writes(server)
+
+
+def _note_probes(server: Server, roots: set[str]) -> None:
+    """Record the missing paths the pushed code (a frame whose file lies in the checkout) asks about."""
+    prefixes = tuple(f"{root.rstrip('/')}/" for root in roots)
+
+    def noting(probe: Callable[..., bool]) -> Callable[..., bool]:
+        @functools.wraps(probe)
+        def wrapper(path: Any, *args: Any, **kwargs: Any) -> bool:
+            found = probe(path, *args, **kwargs)
+            if not found and len(PROBE_MISSES) < PROBE_MISSES_KEPT \
+                    and sys._getframe(1).f_code.co_filename.startswith(prefixes):
+                text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+                if isinstance(text, str) and text not in PROBE_MISSES and (
+                        not os.path.isabs(text) or server._inside(Path(os.path.realpath(text)))):
+                    PROBE_MISSES.append(text)
+            return found
+        return wrapper
+
+    for name in ("exists", "isdir", "isfile"):
+        setattr(os.path, name, noting(getattr(os.path, name)))
+    for name in ("exists", "is_dir", "is_file"):
+        setattr(Path, name, noting(getattr(Path, name)))
 
 
 def _pandas_writes(server: Server) -> None:
