@@ -291,6 +291,11 @@ def finish(capture: Capture) -> None:
                                     "no held-out metric")
         if f"val_{name}" not in capture.metrics and fraction > 0 and rows and rows == data.n_rows(y) and rows >= 5:
             x_train, x_val, y_train, y_val = data.split_rows(X, y, fraction, capture.seed)
+            if name == "r2" and data.n_rows(x_val) < 2:   # R² of one row is undefined (scikit-learn says nan)
+                capture.warnings.append(f"the fit has {rows} rows: too few to hold any out for R² (a hold-out of "
+                                        f"{fraction:.0%} is {data.n_rows(x_val)} row; R² needs 2), so the run has no "
+                                        "held-out metric")
+                return
             refit = clone(capture.model).fit(x_train, y_train)
             capture.metrics[f"val_{name}"] = _held_score(refit, x_val, y_val)
             capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=data.n_rows(x_val),
