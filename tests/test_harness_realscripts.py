@@ -108,6 +108,18 @@ def test_failure_after_the_last_fit_keeps_the_model_with_a_warning(tmp_path: Pat
     assert "mlops: warning: run 0001: trained; the script then failed at train.py:8" in evaluation.stderr
 
 
+def test_a_search_whose_scoring_fails_on_every_fold_is_scored_by_a_hold_out(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, "search-scoring-fails", {"iris.csv": _iris_csv()})
+    result, metrics = _train(ws)
+    assert result.returncode == 0, result.stderr
+    assert "val_f1" not in metrics and metrics["val_accuracy"] > 0.8
+    assert metrics["diagnostics"]["holdout"] == "harness (a clone refit on the rest)"
+    assert metrics["warnings"] == [
+        "GridSearchCV.best_score_ is not a number (the search's scoring failed on every fold: see its warnings in "
+        "train.log), so mlops holds out rows of the fit's data to score the chosen model"]
+    assert _verdict(ws).returncode == 0
+
+
 def test_exit_zero_before_any_fit_is_a_failed_run(tmp_path: Path) -> None:
     ws = _workspace(tmp_path, "exits-before-fit")
     result, metrics = _train(ws)

@@ -6,6 +6,7 @@ gets one from the harness: a clone of its estimator refit on a stratified 80% an
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from typing import Any
 
@@ -191,8 +192,14 @@ def _after_fit(capture: Capture, estimator: Any, X: Any, y: Any, caught: list[An
     best = getattr(estimator, "best_score_", None)
     named = score_name(getattr(estimator, "scoring", None), _is_classifier(estimator))
     if isinstance(best, (int, float)) and named is not None:   # CatBoost.best_score_ is a dict per dataset
-        capture.metrics[f"val_{named[0]}"] = named[1] * float(best)
-        capture.diagnostics.update(holdout=f"cross-validation ({type(estimator).__name__}.best_score_)")
+        if math.isfinite(best):
+            capture.metrics[f"val_{named[0]}"] = named[1] * float(best)
+            capture.diagnostics.update(holdout=f"cross-validation ({type(estimator).__name__}.best_score_)")
+        else:   # every candidate's scoring failed (scikit-learn warns and scores nan): the model is still fitted
+            capture.metrics.pop(f"val_{named[0]}", None)
+            capture.warnings.append(f"{type(estimator).__name__}.best_score_ is not a number (the search's scoring "
+                                    "failed on every fold: see its warnings in train.log), so mlops holds out rows "
+                                    "of the fit's data to score the chosen model")
 
 
 def describe(estimator: Any, converged: bool = True) -> dict[str, Any]:
@@ -281,9 +288,12 @@ def finish(capture: Capture) -> None:
             _cluster_scores(capture, X)
         return
     name = "accuracy" if _is_classifier(capture.model) else "r2"
+    # a search's own score is its `scoring`, which may differ from the metric named here (and may be what failed):
+    # the chosen model is scored, and refit, as itself
+    model = getattr(capture.model, "best_estimator_", capture.model)
     with capture.inside():
         if name not in capture.metrics and y is not None:
-            capture.metrics[name] = _held_score(capture.model, X, y)
+            capture.metrics[name] = _held_score(model, X, y)
         fraction = float(capture.options.get("holdout", 0.2))
         rows = data.n_rows(X)
         if f"val_{name}" not in capture.metrics and fraction > 0 and rows and rows < 5:
@@ -296,7 +306,7 @@ def finish(capture: Capture) -> None:
                                         f"{fraction:.0%} is {data.n_rows(x_val)} row; R² needs 2), so the run has no "
                                         "held-out metric")
                 return
-            refit = clone(capture.model).fit(x_train, y_train)
+            refit = clone(model).fit(x_train, y_train)
             capture.metrics[f"val_{name}"] = _held_score(refit, x_val, y_val)
             capture.diagnostics.update(holdout="harness (a clone refit on the rest)", n_holdout=data.n_rows(x_val),
                                        majority_share=data.majority_share(data.as_array(y_val, True)))
