@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import stat
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,6 @@ def max_model_bytes(environ: Any = None) -> int:
 def model_packages(environ: Any = None) -> tuple[str, ...]:
     """ALLOWED_MODULES plus the packages of MLOPS_MODEL_PACKAGES. A standard-library module cannot be added: the
     standard library holds the shells and loaders the check exists to keep out."""
-    import sys
-
     from mlops_cli.errors import ConfigError
 
     text = (os.environ if environ is None else environ).get(MODEL_PACKAGES_ENV, "")
@@ -225,8 +224,6 @@ class _Unlisted(pickle.UnpicklingError):
 
     def __init__(self, module: str, name: str) -> None:
         super().__init__(f"it imports {module}.{name}, which is not on the allow-list")
-        import sys
-
         self.module, self.name, self.package = module, name, module.split(".")[0]
         self.addable = self.package.isidentifier() and self.package not in sys.stdlib_module_names \
             and self.package not in ("builtins", "__builtin__")

@@ -143,8 +143,8 @@ def _hooks(profile: str | None) -> Any:
 
 
 def _missing_probes(source: Path) -> str:
-    """Why a script that ended quietly may have trained nothing: the paths it looked for and did not find, and
-    where the repository holds a file of that name, which (the check failed, so no read was served)."""
+    """Why a script that ended quietly may have trained nothing: the paths it looked for and did not find; when the
+    repository holds a file of such a name, that file (a failed check is not served, as a failed read would be)."""
     from mlops_cli.harness.paths import PROBE_MISSES
     from mlops_cli.pycode import repository_matches
 

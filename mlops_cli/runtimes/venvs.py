@@ -9,8 +9,8 @@ Layout under `runtimes.cache_dir()`:
 A venv is complete once its `.mlops-ready` file exists; one without (a creation killed half-way) is made again.
 Creating holds a lock, so two trainings that need the same venv build it once. Every repository with other
 requirements adds a deps venv, so that folder is capped (`MLOPS_DEPS_CACHE_MAX_BYTES`): after a creation, the
-venvs used longest ago are removed (`prune_deps`), never one used within IN_USE_S or one whose lock is held. pip runs with the training
-process' allow-listed environment (plus PIP_* settings): a repository's requirement may run its own build code.
+venvs used longest ago are removed (`prune_deps`), never one used within IN_USE_S or one whose lock is held.
+pip runs with the training process' allow-listed environment (plus PIP_* settings): a repository's requirement may run its own build code.
 """
 from __future__ import annotations
 
