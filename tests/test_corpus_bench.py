@@ -14,8 +14,10 @@ from conftest import ROOT, git, make_remote
 
 spec = importlib.util.spec_from_file_location("corpus_bench", ROOT / "bench" / "corpus.py")
 corpus = importlib.util.module_from_spec(spec)
+sys.modules["corpus_bench"] = corpus   # its dataclasses look their module up there
 spec.loader.exec_module(corpus)
 CAUSES = yaml.safe_load((ROOT / "bench" / "corpus" / "causes.yaml").read_text())["causes"]
+NOTHING = corpus.Pushed(set(), False)
 
 
 def stopped(reason: str, **exits: int | bool) -> object:
@@ -27,19 +29,36 @@ def stopped(reason: str, **exits: int | bool) -> object:
 def test_stops_are_classified_by_cause() -> None:
     verdict = stopped("", detect=0, train=0)
     verdict.evaluate_exit = 3
-    assert corpus.classify(verdict, CAUSES, set()) == ("verdict", "")
-    assert corpus.classify(stopped("no Python files in /tmp/x/ws/repo (push the training script)"), CAUSES, set())[0] \
+    assert corpus.classify(verdict, CAUSES, NOTHING) == ("verdict", "")
+    assert corpus.classify(stopped("no Python files in /tmp/x/ws/repo (push the training script)"), CAUSES, NOTHING)[0] \
         == "tool failure"
     held = stopped(r"train.py:6 reads C:\Users\me\points.csv, which is not in the repository (commit the file)")
-    assert corpus.classify(held, CAUSES, {"points.csv"}) == (
+    assert corpus.classify(held, CAUSES, corpus.Pushed({"points.csv"}, True)) == (
         "tool failure", "data path to a file the repository holds, not served (item 4)")
-    assert corpus.classify(held, CAUSES, {"other.csv"})[0] == "correct stop"
+    assert corpus.classify(held, CAUSES, corpus.Pushed({"other.csv"}, True))[0] == "correct stop"
     removed = stopped("a.py:3: sklearn.externals.joblib was removed in scikit-learn 0.23 (import joblib)")
-    assert corpus.classify(removed, CAUSES, set())[0] == "correct stop"
-    assert corpus.classify(stopped("something new"), CAUSES, set()) == ("unjudged", "something new")
-    assert corpus.classify(stopped("Traceback ...", train=1, one_line=False), CAUSES, set()) == (
+    assert corpus.classify(removed, CAUSES, NOTHING)[0] == "correct stop"
+    assert corpus.classify(stopped("something new"), CAUSES, NOTHING) == ("unjudged", "something new")
+    assert corpus.classify(stopped("Traceback ...", train=1, one_line=False), CAUSES, NOTHING) == (
         "tool failure", "no one-line cause")
-    assert corpus.classify(stopped("timed out", detect=0, train=124), CAUSES, set())[1] == "timeout"
+    assert corpus.classify(stopped("timed out", detect=0, train=124), CAUSES, NOTHING)[1] == "timeout"
+
+
+def test_no_training_found_is_the_tools_only_when_pushed_code_trains(tmp_path: Path) -> None:
+    """PROCEDURE.md section 9: judged from the pushed tree, with comments left out of it."""
+    line = stopped("no training script found in /tmp/x/ws/repo: none of its 2 Python file(s) calls fit() (push it)")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    commented = entry_for(mirror, "a/commented", {"train.py": "import sklearn\n# model.fit(X, y)\nx = 1  # .fit(\n",
+                                                  "notes.ipynb": json.dumps({"cells": [{"cell_type": "markdown",
+                                                                                         "source": ["m.fit(x)"]}]})},
+                          "train.py", "dev")
+    looped = entry_for(mirror, "b/looped", {"train.py": "import torch\nloss = 0\n", "nb.ipynb": json.dumps(
+        {"cells": [{"cell_type": "code", "source": ["loss.backward()\n"]}]})}, "train.py", "dev")
+    assert corpus.pushed(commented, mirror) == corpus.Pushed({"train.py", "notes.ipynb"}, False)
+    assert corpus.classify(line, CAUSES, corpus.pushed(commented, mirror)) == (
+        "correct stop", "the repository holds no training call (none, or only commented out)")
+    assert corpus.classify(line, CAUSES, corpus.pushed(looped, mirror))[0] == "tool failure"
 
 
 def entry_for(mirror: Path, repo: str, files: dict[str, str], entry: str, half: str) -> dict:
