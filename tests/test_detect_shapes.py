@@ -60,6 +60,21 @@ def test_an_app_that_serves_is_ranked_below_the_notebook_that_trains(tmp_path: P
     assert data["entrypoint"] == "notebook.ipynb"
 
 
+def test_a_folder_of_alike_notebooks_says_the_entry_was_chosen_by_name(tmp_path: Path) -> None:
+    tree = IRIS_FIT.replace("linear_model import LogisticRegression", "tree import DecisionTreeClassifier").replace(
+        "LogisticRegression(max_iter=300)", "DecisionTreeClassifier()")
+    root = write(tmp_path, {"linear.ipynb": notebook(IRIS_FIT), "tree.ipynb": notebook(tree),
+                            "knn.ipynb": notebook(IRIS_FIT.replace("max_iter=300", "C=2.0")), "app.py": app("flask")})
+    code, data, stderr = detect(root)
+    assert code == 0, stderr
+    assert data["entrypoint"] == "knn.ipynb"
+    assert data["warnings"] == ["3 files train alike (knn.ipynb, linear.ipynb, tree.ipynb): detect chose knn.ipynb "
+                                "by its name; set `entrypoint:` in mlops.yaml to train another"]
+    (root / "mlops.yaml").write_text("entrypoint: tree.ipynb\n")
+    chosen = detect(root)[1]
+    assert chosen["entrypoint"] == "tree.ipynb" and chosen["warnings"] == []
+
+
 def test_a_script_fitting_only_a_preprocessing_object_is_not_the_entry(tmp_path: Path) -> None:
     root = write(tmp_path, {
         "01_binarize.py": "from sklearn.preprocessing import Binarizer\nb = Binarizer(threshold=0.5).fit([[0.1]])\n",

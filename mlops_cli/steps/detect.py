@@ -558,14 +558,15 @@ def _closure(entry: ModuleInfo, modules: dict[str, ModuleInfo]) -> list[ModuleIn
 
 
 def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Path,
-                  tests: set[str], unparsed: dict[str, DetectError]) -> ModuleInfo:
+                  tests: set[str], unparsed: dict[str, DetectError]) -> tuple[ModuleInfo, list[str]]:
     """The runnable script that trains, first one that trains with a framework mlops knows (a Flask app fitting a
     scaler, a script fitting a Binarizer, come after the notebook that fits the model) and that does not serve a
     model (a web app); test files only when nothing else trains; a script that builds a Keras model without
     fitting it last (it gets its profile, with a warning that nothing will train). Among files alike by those
     rules and by name, one whose data is all in the repository, and that downloads none, comes before one that
     would stop on a missing file or on a run without a network (a folder of tutorial notebooks). When nothing
-    that parses trains, the likeliest file that does not parse is the entry: its syntax error is the stop."""
+    that parses trains, the likeliest file that does not parse is the entry: its syntax error is the stop. With it,
+    the files that tie with it on every rule but the name (chosen by name: the user should know)."""
     by_rel = {info.rel: info for info in modules.values()}
     if explicit in unparsed:
         raise unparsed[explicit]
@@ -573,7 +574,7 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
         if explicit not in by_rel:
             raise DetectError(f"entrypoint {explicit!r} from mlops.yaml is not a Python file in {root}",
                               "fix `entrypoint:` in mlops.yaml")
-        return by_rel[explicit]
+        return by_rel[explicit], []
     imported = {found.rel for info in modules.values() for name in info.local_imports
                 if (found := _local_module(name, _entry_package(info), modules))}
     serving = set(rules()["serving_modules"])
@@ -599,7 +600,9 @@ def _choose_entry(modules: dict[str, ModuleInfo], explicit: str | None, root: Pa
                           "calls fit() or cross_val_score() at run time",
                           "push a script that trains, or set `entrypoint:` in mlops.yaml")
     candidates.sort(key=lambda c: (c[0], [-ord(ch) for ch in c[1]]), reverse=True)
-    return candidates[0][2]
+    return candidates[0][2], sorted(rel for score, rel, _ in candidates[1:] if score == candidates[0][0])
+
+
 
 
 def _keras2_pins(root: Path) -> list[str]:
@@ -833,9 +836,13 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
     tests = {info.rel for info in modules.values() if _is_test(info.path, root)}
     evidence: list[str] = []
     explicit = settings.entrypoint or _mlproject_entry(root, modules, unparsed, settings, evidence)
-    entry = _choose_entry(modules, explicit, root, tests, unparsed)
+    entry, others = _choose_entry(modules, explicit, root, tests, unparsed)
     closure = _closure(entry, modules)
     warnings = _skip_unparsed(entry, closure, unparsed)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        warnings.append(f"{len(others) + 1} files train alike ({entry.rel}, {shown}): detect chose {entry.rel} by its name; set "
+                        "`entrypoint:` in mlops.yaml to train another")
     keras_lines, unsupported, sklearn_lines, boosting_lines, torch_lines = [], [], [], [], []
     statsmodels_lines: list[str] = []
     holdout_loader = False
