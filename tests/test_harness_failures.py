@@ -143,6 +143,14 @@ def test_a_pandas_1_script_fails_in_one_line_naming_pandas_2(tmp_path: Path) -> 
                            "(at train.py:4; pandas 2.0 made the later arguments of DataFrame.drop() keyword-only")
 
 
+def test_a_click_command_run_without_its_arguments_names_what_click_refused(tmp_path: Path) -> None:
+    result, run = _train(tmp_path, "click-required")
+    assert result.returncode == 1
+    assert run["error"] == ("the script exited with code 2 (at train_model.py:16; its command line was refused: "
+                            "Missing argument 'INPUT_FILEPATH'. (give the arguments with `args:` in mlops.yaml, or "
+                            "defaults in the script))")
+
+
 def test_a_required_command_line_argument_is_named_then_given_by_mlops_yaml_args(tmp_path: Path) -> None:
     result, run = _train(tmp_path / "bare", "argparse-required")
     assert result.returncode == 1

@@ -66,7 +66,22 @@ def explain_exit(exc: SystemExit) -> str:
             message = str(frame.f_locals.get("message", "")).strip().splitlines()
             return (f"its command line was refused: {message[0][:200] if message else 'argparse error'} (give the "
                     "arguments with `args:` in mlops.yaml, or defaults in the script)")
+        if "/click/" in frame.f_code.co_filename.replace("\\", "/"):
+            refused = _click_usage_error(frame.f_locals)
+            if refused:
+                return (f"its command line was refused: {refused[:200]} (give the arguments with `args:` in "
+                        "mlops.yaml, or defaults in the script)")
     return ""
+
+
+def _click_usage_error(names: dict[str, Any]) -> str | None:
+    """click's message for a refused command line, from the frame of its `main`: the exception (`e`, older click),
+    or the bound `show` it keeps to report it after the `except` (click 8.2)."""
+    for value in (names.get("e"), getattr(names.get("report"), "__self__", None)):
+        if type(value).__module__.startswith("click") and hasattr(value, "format_message") \
+                and getattr(value, "exit_code", None) == 2:
+            return str(value.format_message()).strip().splitlines()[0] if value.format_message() else "usage error"
+    return None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
