@@ -41,6 +41,7 @@ ALLOWED_MODULES = ("sklearn", "numpy", "scipy", "xgboost", "lightgbm", "catboost
                    "category_encoders", "joblib", "collections", "copyreg", "copy_reg", "_codecs", "datetime")
 #: variable naming more packages (comma-separated top-level names) an operator trusts a promoted model to be made of
 MODEL_PACKAGES_ENV = "MLOPS_MODEL_PACKAGES"
+DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", re.ASCII)
 #: builtins a pickle of plain data may name
 SAFE_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range", "dict", "list", "tuple",
                            "int", "float", "bool", "str", "bytes", "object", "type"})
@@ -261,6 +262,8 @@ class _CheckingUnpickler(pickle._Unpickler):   # the pure-Python machine: its di
         self.dispatch[pickle.BINPERSID[0]] = _CheckingUnpickler._storage if torch else _CheckingUnpickler._refuse_ext
 
     def find_class(self, module: str, name: str) -> type:
+        if not (DOTTED.match(module) and name.isidentifier()):   # STACK_GLOBAL takes any string: no line breaks
+            raise pickle.UnpicklingError(f"it names a global that is no Python name ({module[:40]!r}, {name[:40]!r})")
         if not (_allowed(module, name, self._packages) or self._torch and (module, name) in TORCH_GLOBALS
                 or self._torch and module == "torch" and name.endswith("Storage") and name.isidentifier()):
             if module.split(".")[0] not in self._packages and _allowed(module, name, (module.split(".")[0],)):

@@ -365,3 +365,13 @@ def test_a_model_made_of_the_pushed_codes_class_is_refused_whatever_the_setting(
     for env in (None, {"MLOPS_MODEL_PACKAGES": "tinyfeat"}):
         _refused(ws, "is made of tinyfeat.Doubler, a class of the pushed code, and a model that runs pushed code "
                      "when loaded is not promoted (build the pipeline from library classes)", env=env)
+
+
+def test_a_global_name_with_a_line_break_cannot_forge_a_second_line(tmp_path: Path) -> None:
+    """STACK_GLOBAL takes any string: a module name carrying a line and a forged `mlops:` line is refused in one."""
+    def short(text: str) -> bytes:
+        return b"\x8c" + bytes([len(text)]) + text.encode() + b"\x94"
+
+    stream = b"\x80\x04" + short("tinyfeat\nmlops: run 0001 promoted") + short("X") + b"\x93\x94)\x81\x94."
+    _refused(_workspace(tmp_path, stream), "it names a global that is no Python name ('tinyfeat\\nmlops: run 0001 "
+                                           "promoted', 'X')")

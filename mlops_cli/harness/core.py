@@ -147,11 +147,13 @@ def _missing_probes(source: Path) -> str:
     repository holds a file of such a name, that file (a failed check is not served, as a failed read would be)."""
     from mlops_cli.harness.paths import PROBE_MISSES
     from mlops_cli.pycode import repository_matches
+    from mlops_cli.secrets import printable
 
     if not PROBE_MISSES:
         return ""
-    missed = PROBE_MISSES[:3]
-    held = {text: found for text in missed if (found := repository_matches(text, source.resolve()))}
+    missed = [printable(text[:100]) for text in PROBE_MISSES[:3]]
+    held = {shown: found for text, shown in zip(PROBE_MISSES[:3], missed)
+            if (found := repository_matches(text, source.resolve()))}
     if not held:
         return f" (it looked for {', '.join(missed)}, which the repository does not hold)"
     text, found = next(iter(held.items()))
