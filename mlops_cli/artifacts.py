@@ -100,10 +100,12 @@ def check_model(path: Path, limit: int | None = None, packages: tuple[str, ...] 
                 local: frozenset[str] = frozenset()) -> int:
     """Check the model file at `path` (never following a link); its size in bytes, or ArtifactError. `packages`:
     the top-level packages a pickle's classes may come from (default: `model_packages()`); `local`: module names
-    of the pushed code, which the refusal must not offer to trust."""
+    of the pushed code, never trusted (a pushed `sklearn/` folder shadows scikit-learn where the checkout is on the
+    path)."""
     limit = max_model_bytes() if limit is None else limit
-    packages = tuple(name for name in (model_packages() if packages is None else packages)
-                     if name in ALLOWED_MODULES or name not in local)   # pushed code is never trusted by a setting
+    # a package name the pushed code defines is its code, whatever the allow-list or a setting say: loading the model
+    # where the checkout is on the path (its folder, as `python` run there has it) would import the pushed module
+    packages = tuple(name for name in (model_packages() if packages is None else packages) if name not in local)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:

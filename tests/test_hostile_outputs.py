@@ -375,3 +375,17 @@ def test_a_global_name_with_a_line_break_cannot_forge_a_second_line(tmp_path: Pa
     stream = b"\x80\x04" + short("tinyfeat\nmlops: run 0001 promoted") + short("X") + b"\x93\x94)\x81\x94."
     _refused(_workspace(tmp_path, stream), "it names a global that is no Python name ('tinyfeat\\nmlops: run 0001 "
                                            "promoted', 'X')")
+
+
+def test_a_pushed_folder_shadowing_an_allowed_package_makes_its_models_untrusted(tmp_path: Path,
+                                                                                 model_bytes: bytes) -> None:
+    """Held back (session 7): pushed code can ship `sklearn/` and pickle a class of it under scikit-learn's name;
+    loaded where the checkout is on the path, it would run. The host cannot tell the two apart, so it refuses."""
+    ws = _workspace(tmp_path, model_bytes)
+    (ws / "repo" / "sklearn").mkdir(parents=True)
+    (ws / "repo" / "sklearn" / "pipeline.py").write_text("class Pipeline: pass\n")
+    _refused(ws, "is made of sklearn.pipeline.Pipeline, a class of the pushed code")
+    (ws / "repo" / "sklearn" / "pipeline.py").unlink()
+    (ws / "repo" / "sklearn").rmdir()
+    proc = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.5")
+    assert proc.returncode == 0 and (ws / "best" / "model.joblib").exists(), proc.stderr

@@ -1,8 +1,8 @@
 """Step 3: compare the held-out metric of the latest finished attempt with the threshold, and keep the best."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -10,9 +10,9 @@ from pathlib import Path
 from mlops_cli.adapters.tracking import flush, track_champion
 from mlops_cli.artifacts import check_model, model_file_name
 from mlops_cli.config import Settings
-from mlops_cli.errors import MetricError, UsageError
+from mlops_cli.errors import MetricError, MlopsError, UsageError
 from mlops_cli.records import Goal, RunMetrics
-from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes, normalize_run_id
+from mlops_cli.workspace import RunRecord, RunStatus, Workspace, atomic_write_bytes, confine, normalize_run_id
 
 
 @dataclasses.dataclass
@@ -73,18 +73,29 @@ def check_promotable(ws: Workspace, record: RunRecord, metrics: RunMetrics | Non
     metrics.json the pushed script forged without a model, or beside a file that is no model, promotes nothing."""
     name = model_file_name(metrics.diagnostics.get("model_file") if metrics else None)
     path = ws.output_dir(record.id) / name
-    check_model(path, local=pushed_module_names(ws.source_dir(record)))
+    check_model(path, local=pushed_module_names(ws, record))
     return path
 
 
-def pushed_module_names(repo_dir: Path) -> frozenset[str]:
-    """Every name the pushed code could be imported by (its .py files' and folders' names, at any depth): a model
-    made of such a class is the pushed code's, which no setting may make trusted."""
+def pushed_module_names(ws: Workspace, record: RunRecord) -> frozenset[str]:
+    """The names the pushed code can be imported by where it runs: the .py files and folders at the top of its
+    checkout, of the entry's folder and of its working directory (what `python` puts on the path). A model made
+    of such a module's class is the pushed code's, which no setting may make trusted."""
+    source = ws.source_dir(record)
+    folders = {source}
+    for rel in (record.entrypoint, record.workdir):
+        with contextlib.suppress(MlopsError, OSError):
+            if rel:
+                found = confine(source, rel, "path")
+                folders.add(found if found.is_dir() else found.parent)
     names = set()
-    for _folder, dirs, files in os.walk(repo_dir):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        names.update(dirs)
-        names.update(f[:-3] for f in files if f.endswith(".py"))
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for item in folder.iterdir():
+                if item.is_dir() and not item.is_symlink():
+                    names.add(item.name)
+                elif item.suffix == ".py":
+                    names.add(item.stem)
     return frozenset(names)
 
 
