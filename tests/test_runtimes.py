@@ -230,12 +230,12 @@ def test_repository_requirements_get_a_layered_venv_reused_by_the_next_run(tmp_p
     venv = Path(created[0].split(" venv ")[1].split(" created")[0])
     site = next(venv.glob("lib/python3*/site-packages"))
     assert (site / "mlops_tiny_dep").is_dir() and not (site / "numpy").exists(), "only what the runtime lacks"
-    ready = (venv / ".mlops-ready").stat().st_mtime_ns
+    created_at = json.loads((venv / ".mlops-ready").read_text())["created"]
 
     second = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"mlops: requirements.txt: venv {venv} reused" in second.stderr
-    assert (venv / ".mlops-ready").stat().st_mtime_ns == ready, "the venv was not made again"
+    assert json.loads((venv / ".mlops-ready").read_text())["created"] == created_at, "the venv was not made again"
     assert [p.name for p in (tmp_path / "cache" / "deps").iterdir() if not p.name.startswith(".")] == [venv.name]
 
 
