@@ -34,11 +34,12 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 SUFFIXES = (".keras", ".h5", ".joblib", ".pkl", ".pickle", ".pt")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
-#: top-level packages whose classes a scikit-learn / gradient-boosting model is made of: the libraries, the
-#: scikit-learn-contrib transformers a pipeline is commonly built with, and the standard modules a pickle of plain
-#: data names
-ALLOWED_MODULES = ("sklearn", "numpy", "scipy", "xgboost", "lightgbm", "catboost", "imblearn", "feature_engine",
-                   "category_encoders", "joblib", "collections", "copyreg", "copy_reg", "_codecs", "datetime")
+#: top-level packages whose classes a scikit-learn / gradient-boosting model is made of: the libraries, pandas (an
+#: Index or DataFrame a fitted model or the script kept on it), the scikit-learn-contrib transformers a pipeline is
+#: commonly built with, and the standard modules a pickle of plain data names
+ALLOWED_MODULES = ("sklearn", "numpy", "scipy", "pandas", "xgboost", "lightgbm", "catboost", "imblearn",
+                   "feature_engine", "category_encoders", "joblib", "collections", "copyreg", "copy_reg", "_codecs",
+                   "datetime")
 #: variable naming more packages (comma-separated top-level names) an operator trusts a promoted model to be made of
 MODEL_PACKAGES_ENV = "MLOPS_MODEL_PACKAGES"
 DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$", re.ASCII)
@@ -48,12 +49,14 @@ SAFE_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", 
 #: sub-packages with loaders, compilers or test helpers, refused even under an allowed package
 DENIED_PARTS = frozenset({"testing", "_testing", "tests", "f2py", "distutils", "ctypeslib", "_pytesttester", "npyio",
                           "_npyio_impl", "format", "externals", "parallel", "_memmapping_reducer",
-                          "numpy_pickle_utils", "pool"})
+                          "numpy_pickle_utils", "pool", "io", "computation", "plotting", "util", "api",
+                          "clipboard"})
 #: function names that read files, unpickle, compile or run something
 DENIED_NAMES = re.compile(r"^(eval|exec|compile|open|system|popen|spawn.*|load.*|fromfile|memmap|getattr|setattr|"
                           r"delattr|import_module|execfile|globals|locals|vars|input|breakpoint|apply|run|call|"
                           r"check_output|fork.*|exit|Popen|dump.*|save.*|register_.*|assert.*|namedtuple|"
-                          r"genfromtxt|fromregex|_load_lib)$")
+                          r"genfromtxt|fromregex|_load_lib|read_.*|to_.*|query|option_context|set_option|"
+                          r"memory_map|open_.*|.*File|.*_stream)$")
 
 
 class ArtifactError(MlopsError):
@@ -232,8 +235,14 @@ class _Unlisted(pickle.UnpicklingError):
             and self.package not in ("builtins", "__builtin__")
 
 
+#: the three functions pandas' Arrow-backed strings (the default from pandas 3) pickle through: they rebuild an
+#: array from the pickle's own bytes; the rest of pyarrow (files, memory maps, the file systems) stays refused
+ARROW_REBUILDERS = frozenset({("pyarrow.lib", "_restore_array"), ("pyarrow.lib", "py_buffer"),
+                              ("pyarrow.lib", "type_for_alias")})
+
+
 def _allowed(module: str, name: str, packages: tuple[str, ...] = ALLOWED_MODULES) -> bool:
-    if module == "numpy.random._pickle" and name in NUMPY_RANDOM_CTORS:
+    if module == "numpy.random._pickle" and name in NUMPY_RANDOM_CTORS or (module, name) in ARROW_REBUILDERS:
         return True
     parts = module.split(".")
     if name.startswith("__pyx_unpickle_") and parts[0] in packages and "." not in name:

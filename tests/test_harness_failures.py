@@ -143,6 +143,21 @@ def test_a_pandas_1_script_fails_in_one_line_naming_pandas_2(tmp_path: Path) -> 
                            "(at train.py:4; pandas 2.0 made the later arguments of DataFrame.drop() keyword-only")
 
 
+def test_a_one_element_array_turned_into_a_number_names_numpy() -> None:
+    import numpy as np
+
+    column = np.array([[2.5]])
+    assert _explained(lambda: float(column[0])).startswith(
+        f"NumPy {np.__version__} no longer turns an array of one element that has dimensions")
+
+
+def test_a_float_unit_count_names_keras_2() -> None:
+    keras = pytest.importorskip("keras")
+    assert _explained(lambda: keras.layers.Dense(units=32.0)) == (
+        f"Keras {keras.__version__} takes only an int for units, where Keras 2 took 32.0: the code was written for "
+        "Keras 2 (pass int(...), or set runtime: keras2 in mlops.yaml)")
+
+
 def test_a_click_command_run_without_its_arguments_names_what_click_refused(tmp_path: Path) -> None:
     result, run = _train(tmp_path, "click-required")
     assert result.returncode == 1

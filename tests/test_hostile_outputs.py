@@ -269,7 +269,10 @@ def test_real_fitted_models_pass_the_check(tmp_path: Path, kind: str) -> None:
     assert check_model(path) == path.stat().st_size
 
 
-@pytest.mark.parametrize(("module", "name"), [("sklearn.utils._testing", "assert_run_python_script_without_output"),
+@pytest.mark.parametrize(("module", "name"), [("pandas", "read_pickle"), ("pandas.io.pickle", "read_pickle"),
+                                              ("pyarrow.lib", "memory_map"), ("pyarrow.parquet", "read_table"),
+                                              ("pandas.core.frame", "to_csv"), ("pandas", "eval"),
+                                              ("sklearn.utils._testing", "assert_run_python_script_without_output"),
                                               ("numpy.lib._npyio_impl", "genfromtxt"), ("joblib", "load"),
                                               ("numpy.f2py", "compile"), ("builtins", "getattr")])
 def test_gadgets_inside_allowed_packages_are_refused(tmp_path: Path, module: str, name: str) -> None:
@@ -389,3 +392,19 @@ def test_a_pushed_folder_shadowing_an_allowed_package_makes_its_models_untrusted
     (ws / "repo" / "sklearn").rmdir()
     proc = run_mlops("evaluate", "-w", str(ws), "--threshold", "0.5")
     assert proc.returncode == 0 and (ws / "best" / "model.joblib").exists(), proc.stderr
+
+
+def test_a_model_that_keeps_pandas_objects_passes_the_check(tmp_path: Path) -> None:
+    """A script that keeps its DataFrame's columns on the model (held-out half of draw 5): pandas' Index and
+    DataFrame reconstructors are data, and nothing is imported to check them."""
+    import joblib
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [2.0, 1.0, 4.0, 3.0], "y": [3.0, 3.1, 7.2, 6.9],
+                          "city": ["Oslo", "Lima", "Pune", "Oslo"]})
+    model = LinearRegression().fit(frame[["a", "b"]], frame.y)
+    model.columns, model.sample = frame.columns[:2], frame.head(2)   # the sample's text column: Arrow strings
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    assert check_model(path) == path.stat().st_size
