@@ -108,7 +108,8 @@ def check_model(path: Path, limit: int | None = None, packages: tuple[str, ...] 
     limit = max_model_bytes() if limit is None else limit
     # a package name the pushed code defines is its code, whatever the allow-list or a setting say: loading the model
     # where the checkout is on the path (its folder, as `python` run there has it) would import the pushed module
-    packages = tuple(name for name in (model_packages() if packages is None else packages) if name not in local)
+    shadowed = local | ({"pandas"} if "pyarrow" in local else set())
+    packages = tuple(name for name in (model_packages() if packages is None else packages) if name not in shadowed)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -242,8 +243,10 @@ ARROW_REBUILDERS = frozenset({("pyarrow.lib", "_restore_array"), ("pyarrow.lib",
 
 
 def _allowed(module: str, name: str, packages: tuple[str, ...] = ALLOWED_MODULES) -> bool:
-    if module == "numpy.random._pickle" and name in NUMPY_RANDOM_CTORS or (module, name) in ARROW_REBUILDERS:
-        return True
+    if module == "numpy.random._pickle" and name in NUMPY_RANDOM_CTORS:
+        return "numpy" in packages
+    if (module, name) in ARROW_REBUILDERS:
+        return "pandas" in packages   # pandas brings pyarrow in: a pushed `pyarrow` takes pandas off the list
     parts = module.split(".")
     if name.startswith("__pyx_unpickle_") and parts[0] in packages and "." not in name:
         name = name[len("__pyx_unpickle_"):]   # Cython's generated unpickler of that extension type

@@ -92,7 +92,7 @@ def pushed_module_names(ws: Workspace, record: RunRecord) -> frozenset[str]:
     for folder in folders:
         with contextlib.suppress(OSError):
             for item in folder.iterdir():
-                if item.is_dir() and not item.is_symlink():
+                if item.is_symlink() or item.is_dir():   # a link named `sklearn` is imported as well
                     names.add(item.name)
                 elif item.suffix == ".py":
                     names.add(item.stem)
