@@ -62,3 +62,17 @@ def without_comments(source: str) -> str:
         row, col = token.start
         lines[row - 1] = lines[row - 1][:col] + lines[row - 1][token.end[1]:]
     return "".join(lines)
+
+
+def code_text(raw: str, path: str) -> str:
+    """A file's Python source: a notebook's code cells joined (an unreadable notebook has none), a script as it is."""
+    import json
+
+    if not path.endswith(".ipynb"):
+        return raw
+    try:
+        cells = json.loads(raw).get("cells", [])
+    except (ValueError, AttributeError):
+        return ""
+    return "\n".join("".join(c.get("source", "")) if isinstance(c.get("source"), list) else str(c.get("source", ""))
+                     for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")

@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import PUSHED_AS_IS, bare_repo, without_comments
+from benchutil import PUSHED_AS_IS, bare_repo, code_text, without_comments
 from realworld import Row, run_chain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,20 +206,10 @@ def pushed(entry: dict, mirror: Path) -> Pushed:
             continue
         names.add(path.rsplit("/", 1)[-1])
         if not trains and path.endswith((".py", ".ipynb")):
-            trains = bool(TRAINING_CALL.search(code_of(_git(gdir, "cat-file", "blob", meta.split()[2]), path)))
+            trains = bool(TRAINING_CALL.search(without_comments(code_text(
+                _git(gdir, "cat-file", "blob", meta.split()[2]), path))))
     return Pushed(names, trains)
 
-
-def code_of(text: str, path: str) -> str:
-    """A file's Python code less its comments (a notebook's code cells, joined)."""
-    if path.endswith(".ipynb"):
-        try:
-            cells = json.loads(text).get("cells", [])
-        except (ValueError, AttributeError):
-            return ""
-        text = "\n".join("".join(c["source"]) if isinstance(c.get("source"), list) else str(c.get("source", ""))
-                         for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")
-    return without_comments(text)
 
 
 def print_result(entry: dict, row: Row, kind: str, cause: str) -> None:

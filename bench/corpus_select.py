@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
-import json
 import re
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from benchutil import without_comments
+from benchutil import code_text, without_comments
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "bench" / "corpus"
@@ -109,15 +108,7 @@ def tree(gdir: Path) -> dict[str, tuple[str, int]]:
 
 
 def text_of(gdir: Path, blob: str, path: str) -> str:
-    raw = git(gdir, "cat-file", "blob", blob).decode("utf-8", "replace")
-    if path.endswith(".ipynb"):
-        try:
-            cells = json.loads(raw).get("cells", [])
-        except (ValueError, AttributeError):
-            return ""
-        return "\n".join("".join(c.get("source", "")) if isinstance(c.get("source"), list) else str(c.get("source", ""))
-                         for c in cells if isinstance(c, dict) and c.get("cell_type") == "code")
-    return raw
+    return code_text(git(gdir, "cat-file", "blob", blob).decode("utf-8", "replace"), path)
 
 
 def does_something(text: str, path: str) -> bool:
@@ -318,6 +309,16 @@ def walk(order: list[dict], mirror: Path, want: int, ahead: int, seen_before: se
     return members, log, to_fetch
 
 
+def earlier(draw: int, realworld: set[str]) -> tuple[set[str], set[str]]:
+    """For draws 3 on: the repositories and owners (lower case) of draws 1 to `draw` - 1 and of realworld.yaml, which
+    may not enter; and the repositories draws 2 to `draw` - 1 decided on, whose decision stands."""
+    drawn = {e["repo"] for n in range(1, draw) for e in load("manifest.yaml" if n == 1 else f"manifest-draw{n}.yaml")}
+    barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
+    decided = {d["repo"] for n in range(2, draw) for d in load(f"selection-log-draw{n}.yaml")
+               if not d["decision"].startswith("skip")}
+    return barred, decided
+
+
 def load(name: str) -> list[dict]:
     """The list under the single top-level key of a YAML file in bench/corpus."""
     return next(iter(yaml.safe_load((CORPUS / name).read_text()).values()))
@@ -349,9 +350,7 @@ def main() -> None:
     elif args.draw == 3:
         source_c = round_robin(load("candidates-draw2.yaml"), SOURCE_C)
         order = source_c[position(source_c, DRAW2_LAST) + 1:] + round_robin(load("candidates-draw3.yaml"), SOURCE_D)
-        drawn = {e["repo"] for e in load("manifest.yaml") + load("manifest-draw2.yaml")}
-        barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
-        decided = {d["repo"] for d in load("selection-log-draw2.yaml") if not d["decision"].startswith("skip")}
+        barred, decided = earlier(3, realworld)
         members, log, to_fetch = walk(order, args.mirror, args.want or 30, args.ahead, decided, barred,
                                       position(order, DRAW3_END), LIMIT_REASON, BARRED[3])
         members = [{**m, "draw": 3} for m in members]
@@ -360,10 +359,7 @@ def main() -> None:
     elif args.draw == 4:
         tails = [c for c in load("candidates-draw3.yaml") if c["rank"] > DRAW3_DEPTH[c["listing"]]]
         order = round_robin(tails, SOURCE_D)
-        drawn = {e["repo"] for e in load("manifest.yaml") + load("manifest-draw2.yaml") + load("manifest-draw3.yaml")}
-        barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
-        decided = {d["repo"] for name in ("selection-log-draw2.yaml", "selection-log-draw3.yaml") for d in load(name)
-                   if not d["decision"].startswith("skip")}
+        barred, decided = earlier(4, realworld)
         members, log, to_fetch = walk(order, args.mirror, args.want or 30, args.ahead, decided, barred,
                                       position(order, DRAW4_END), LIMIT_REASON, BARRED[4])
         members = [{**m, "draw": 4} for m in members]
@@ -373,12 +369,7 @@ def main() -> None:
     else:
         tails = [c for c in load("candidates-draw3.yaml") if c["rank"] > DRAW4_DEPTH[c["listing"]]]
         order = round_robin(tails, SOURCE_D) + round_robin(load("candidates-draw5.yaml"), SOURCE_E)
-        drawn = {e["repo"] for name in ("manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml",
-                                        "manifest-draw4.yaml") for e in load(name)}
-        barred = drawn | realworld | {r.split("/")[0].lower() for r in drawn | realworld}
-        decided = {d["repo"] for name in ("selection-log-draw2.yaml", "selection-log-draw3.yaml",
-                                          "selection-log-draw4.yaml") for d in load(name)
-                   if not d["decision"].startswith("skip")}
+        barred, decided = earlier(5, realworld)
         members, log, to_fetch = walk(order, args.mirror, args.want or 50, args.ahead, decided, barred,
                                       position(order, DRAW5_END), LIMIT_REASON, BARRED[5])
         members = [{**m, "draw": 5} for m in members]

@@ -259,30 +259,29 @@ def test_sqlite_text_dtype_drop_and_save_folder_errors_are_named(tmp_path: Path)
         f"the code writes into {tmp_path / 'no-such-folder'}, a folder that does not exist here")
 
 
-def test_a_fit_on_too_few_rows_says_why_evaluate_finds_no_held_out_metric(tmp_path: Path) -> None:
+def _evaluated(tmp_path: Path, script: str) -> Any:
+    """`mlops evaluate` after training `script` (which trains and succeeds); asserted to stop in one line."""
     work = tmp_path / "src"
     work.mkdir()
-    (work / "train.py").write_text("from sklearn.naive_bayes import GaussianNB\n"
-                                   "GaussianNB().fit([[0.0], [1.0], [0.1], [0.9]], [0, 1, 0, 1])\n")
+    (work / "train.py").write_text(script)
     ws = tmp_path / "ws"
     assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, work))).returncode == 0
     assert run_mlops("train", "-w", str(ws), "--runner", "local").returncode == 0
     verdict = run_mlops("evaluate", "-w", str(ws))
     assert verdict.returncode != 0 and verdict.stderr.count("\n") == 1
+    return verdict
+
+
+def test_a_fit_on_too_few_rows_says_why_evaluate_finds_no_held_out_metric(tmp_path: Path) -> None:
+    verdict = _evaluated(tmp_path, "from sklearn.naive_bayes import GaussianNB\n"
+                                   "GaussianNB().fit([[0.0], [1.0], [0.1], [0.9]], [0, 1, 0, 1])\n")
     assert verdict.stderr.startswith("mlops: error: metric 'val_accuracy' of run 0001 is missing: the fit has 4 "
                                      "rows: too few to hold any out (5 or more), so the run has no held-out metric")
 
 
 def test_a_regression_whose_hold_out_would_be_one_row_says_so_instead_of_nan(tmp_path: Path) -> None:
-    work = tmp_path / "src"
-    work.mkdir()
-    (work / "train.py").write_text("from sklearn.linear_model import LinearRegression\n"
+    verdict = _evaluated(tmp_path, "from sklearn.linear_model import LinearRegression\n"
                                    "LinearRegression().fit([[1.0], [2.0], [3.0], [4.0], [6.0]], [2, 4, 6, 8, 12])\n")
-    ws = tmp_path / "ws"
-    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, work))).returncode == 0
-    assert run_mlops("train", "-w", str(ws), "--runner", "local").returncode == 0
-    verdict = run_mlops("evaluate", "-w", str(ws))
-    assert verdict.returncode != 0 and verdict.stderr.count("\n") == 1
     assert verdict.stderr.startswith("mlops: error: metric 'val_r2' of run 0001 is missing: the fit has 5 rows: too "
                                      "few to hold any out for R² (a hold-out of 20% is 1 row; R² needs 2), so the "
                                      "run has no held-out metric")
