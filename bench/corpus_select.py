@@ -1,7 +1,7 @@
 """Draw the corpus of issue 18 by the rule in bench/corpus/PROCEDURE.md: walk the recorded candidates in order, check
 criteria C1-C5 on each fetched snapshot, and write the members to bench/corpus/manifest.yaml.
 
-Usage: python bench/corpus_select.py [--draw 1|2|3|4|5] [--mirror /work/.mirror] [--want 80, 40, 30, 30, 50 by draw]
+Usage: python bench/corpus_select.py [--draw 1|2|3|4|5|6] [--mirror /work/.mirror] [--want 80, 40, 30, 30, 50, 60 by draw]
 
 Candidates come from bench/corpus/candidates.yaml (source A: named search results; source B: path listings). Each
 candidate's repository must have been fetched with the search tool's `fetch` (a bare git directory under
@@ -23,6 +23,9 @@ decided on, and writes manifest-draw4.yaml and selection-log-draw4.yaml.
 then source E (bench/corpus/candidates-draw5.yaml), skips the members' repositories and owners of draws 1-4 and of
 realworld.yaml and every repository draws 2-4 decided on, reads C2's training call without comments, and writes
 manifest-draw5.yaml and selection-log-draw5.yaml.
+`--draw 6` (section 10) walks the tails of source E after the last rank draw 5 reached in each listing (DRAW5_DEPTH),
+then source F (bench/corpus/candidates-draw6.yaml), skips the members' repositories and owners of draws 1-5 and of
+realworld.yaml and every repository draws 2-5 decided on, and writes manifest-draw6.yaml and selection-log-draw6.yaml.
 """
 from __future__ import annotations
 
@@ -73,11 +76,17 @@ DRAW4_DEPTH = {"Untitled.ipynb": 72, "training.py": 72, "classification.ipynb": 
 SOURCE_E = ("train_model.py", "Untitled1.ipynb", "linear_regression.ipynb", "neural_network.py",
             "src/models/train_model.py", "Project.ipynb")  # draw 5 only
 DRAW5_END: tuple[str, int] | None = None  # set only if draw 5 stops before 50 members by time or fetch limit
-UNCOMMENTED_C2 = {5}  # the draws whose C2 reads the code without its comments (PROCEDURE.md section 9)
+DRAW5_DEPTH = {"train_model.py": 67, "Untitled1.ipynb": 67, "linear_regression.ipynb": 67, "neural_network.py": 66,
+               "src/models/train_model.py": 66, "Project.ipynb": 66}  # the last rank draw 5 reached (selection-log-draw5)
+SOURCE_F = ("train_model.ipynb", "Untitled2.ipynb", "logistic_regression.ipynb", "random_forest.ipynb", "xgboost.ipynb",
+            "scripts/train.py")  # draw 6 only
+DRAW6_END: tuple[str, int] | None = None  # set only if draw 6 stops before 60 members by time or fetch limit
+UNCOMMENTED_C2 = {5, 6}  # the draws whose C2 reads the code without its comments (PROCEDURE.md section 9)
 BARRED = {2: "skip: repository or owner has a member in draw 1 or is in realworld.yaml",
           3: "skip: repository or owner has a member in draw 1 or 2 or is in realworld.yaml",
           4: "skip: repository or owner has a member in draws 1-3 or is in realworld.yaml",
-          5: "skip: repository or owner has a member in draws 1-4 or is in realworld.yaml"}
+          5: "skip: repository or owner has a member in draws 1-4 or is in realworld.yaml",
+          6: "skip: repository or owner has a member in draws 1-5 or is in realworld.yaml"}
 DRAW = 1  # the draw being walked (main sets it): C2 differs from draw 5 on
 
 
@@ -326,7 +335,7 @@ def load(name: str) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draw", type=int, choices=(1, 2, 3, 4, 5), default=1)
+    parser.add_argument("--draw", type=int, choices=(1, 2, 3, 4, 5, 6), default=1)
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--want", type=int, default=None, help="members to draw (80, 40, 30, 30, 50 for draws 1-5)")
     parser.add_argument("--ahead", type=int, default=12, help="how many missing repositories to list for fetching")
@@ -366,7 +375,7 @@ def main() -> None:
         suffix = "-draw4"
         header = ("# Draw 4 (PROCEDURE.md section 8): a fourth sample; its development half is developed on, its held-out"
                   " half run once at the end.\n")
-    else:
+    elif args.draw == 5:
         tails = [c for c in load("candidates-draw3.yaml") if c["rank"] > DRAW4_DEPTH[c["listing"]]]
         order = round_robin(tails, SOURCE_D) + round_robin(load("candidates-draw5.yaml"), SOURCE_E)
         barred, decided = earlier(5, realworld)
@@ -375,6 +384,16 @@ def main() -> None:
         members = [{**m, "draw": 5} for m in members]
         suffix = "-draw5"
         header = ("# Draw 5 (PROCEDURE.md section 9): a fifth sample; its development half is developed on, its held-out"
+                  " half run once at the end.\n")
+    else:
+        tails = [c for c in load("candidates-draw5.yaml") if c["rank"] > DRAW5_DEPTH[c["listing"]]]
+        order = round_robin(tails, SOURCE_E) + round_robin(load("candidates-draw6.yaml"), SOURCE_F)
+        barred, decided = earlier(6, realworld)
+        members, log, to_fetch = walk(order, args.mirror, args.want or 60, args.ahead, decided, barred,
+                                      position(order, DRAW6_END), LIMIT_REASON, BARRED[6])
+        members = [{**m, "draw": 6} for m in members]
+        suffix = "-draw6"
+        header = ("# Draw 6 (PROCEDURE.md section 10): a sixth sample; its development half is developed on, its held-out"
                   " half run once at the end.\n")
     (CORPUS / f"selection-log{suffix}.yaml").write_text(yaml.safe_dump({"decisions": log}, sort_keys=False, width=140))
     header = ("# The corpus of issue 18, drawn by bench/corpus_select.py under bench/corpus/PROCEDURE.md. References only:\n"
