@@ -404,7 +404,8 @@ def batches():
             yield X[start:start + 50], Y[start:start + 50]
 
 
-model = Sequential([Dense(32, activation="relu", input_shape=(64,)), Dense(10, activation="softmax")])
+hidden = 64
+model = Sequential([Dense(hidden / 2, activation="relu", input_shape=(64,)), Dense(10, activation="softmax")])
 model.compile(optimizer=Adam(lr=0.004), loss="categorical_crossentropy", metrics=["acc"])
 history = model.fit_generator(batches(), steps_per_epoch=28, epochs=6, validation_data=(X[1400:], Y[1400:]),
                               workers=2, use_multiprocessing=False)
@@ -421,6 +422,7 @@ def test_keras2_idioms_the_harness_brings_back_on_keras3(tmp_path: Path) -> None
     metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["diagnostics"]["model"]["learning_rate"] == pytest.approx(0.004), "Adam(lr=0.004) honoured"
     assert len(metrics["curves"]["val_accuracy"]) == 6 and metrics["val_accuracy"] > 0.8
+    assert metrics["diagnostics"]["model"]["layers"][0]["units"] == 32, "Dense(hidden / 2) built as Keras 2 built it"
 
 
 def _state(pid: int) -> str:
@@ -482,6 +484,22 @@ def test_keras_scikit_learn_wrapper_trains_and_gets_a_verdict_in_the_keras2_venv
     ws = pulled(tmp_path, {"train.py": KERAS_SKLEARN_WRAPPER})
     assert json.loads((ws / "state.json").read_text())["runtime"] == "keras2", "detect picks keras2 on its own"
     _wrapper_verdict(ws, env={"MLOPS_CACHE_DIR": str(keras2_cache)})
+
+
+def test_a_unit_or_filter_count_that_is_not_an_int_is_taken_as_keras_2_took_it() -> None:
+    script = (
+        "import keras, numpy as np\nfrom mlops_cli.harness import compat\ncompat.install(keras)\n"
+        "dense, third = keras.layers.Dense(units=16.0), keras.layers.Dense(64 / 3)\n"
+        "conv, counted = keras.layers.Conv2D(8.0, 3), keras.layers.Dense(np.int64(5))\n"
+        "print(dense.units, third.units, conv.filters, counted.units, type(counted.units).__name__)\n"
+        "print(keras.layers.Dense.from_config(third.get_config()).units)\n"
+        "keras.layers.Dense(units='wide')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["16", "21", "8", "5", "int", "21"]
+    assert "mlops: note: Dense(units=21.333333333333332) is taken as 21, as Keras 2 took it" in out.stderr
+    assert "Dense(units=16.0) is taken" not in out.stderr, "a whole number loses nothing: no note"
+    assert out.returncode == 1 and "expected a positive integer. Received: units=wide" in out.stderr, \
+        "what is not a number is left to Keras to refuse"
 
 
 def test_tf_keras_wrapper_path_and_a_grid_over_build_fn_arguments_on_keras3() -> None:

@@ -10,6 +10,9 @@ meaning, so the script runs as its author ran it:
   another learning rate than written) becomes `learning_rate=`; `decay=` is dropped, with a note, where the
   optimizer refuses it;
 - `Model.fit_generator`, `evaluate_generator`, `predict_generator` (gone in Keras 3) call fit, evaluate, predict;
+- a unit or filter count that is a number but not an int (`Dense(hidden_units / 2)`, a NumPy integer): Keras 2 took
+  `int(...)` of it in Dense and its convolutions, Keras 3 refuses it; it is given `int(...)` again, with a note
+  where that drops a fraction;
 - history keys `acc` / `val_acc` (`metrics=['acc']`) get their `accuracy` / `val_accuracy` names in what we record;
 - `keras.wrappers.scikit_learn` / `tensorflow.keras.wrappers.scikit_learn` (gone since Keras 2.12): KerasClassifier
   and KerasRegressor from scikeras, imported on first use (harness/keras_sklearn.py; scikeras is in the runtimes).
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import sys
 import types
 from collections.abc import Mapping
@@ -31,6 +35,9 @@ OPTIMIZERS = ("SGD", "RMSprop", "Adam", "AdamW", "Adadelta", "Adagrad", "Adamax"
 GENERATOR_METHODS = {"fit_generator": "fit", "evaluate_generator": "evaluate", "predict_generator": "predict"}
 LOG_ALIASES = {"acc": "accuracy", "val_acc": "val_accuracy"}
 SKLEARN_WRAPPERS = ("keras.wrappers.scikit_learn", "tensorflow.keras.wrappers.scikit_learn")
+SIZE_ARGUMENTS = {"Dense": "units", "Conv1D": "filters", "Conv2D": "filters", "Conv3D": "filters",
+                  "Conv1DTranspose": "filters", "Conv2DTranspose": "filters", "Conv3DTranspose": "filters",
+                  "SeparableConv1D": "filters", "SeparableConv2D": "filters"}  # each class's first argument
 _PATCHED = "_mlops_compat"
 
 
@@ -46,6 +53,8 @@ def install(keras: Any) -> None:
     _module_aliases(keras)
     _optimizer_arguments(keras)
     _generator_methods(keras)
+    if keras_major(keras) >= 3:
+        _integral_sizes(keras)
     _sklearn_wrappers()
     setattr(keras, _PATCHED, True)
 
@@ -114,6 +123,39 @@ def _translating_init(name: str, original: Any) -> Any:
     setattr(__init__, _PATCHED, True)
     __init__.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
     return __init__
+
+
+def _integral_sizes(keras: Any) -> None:
+    """Keras 3's Dense and convolutions refuse a count that is not an int; Keras 2 took int() of it."""
+    for name, argument in SIZE_ARGUMENTS.items():
+        cls = getattr(keras.layers, name, None)
+        if cls is None or getattr(cls.__init__, _PATCHED, False):
+            continue
+        cls.__init__ = _int_size_init(name, argument, cls.__init__)
+
+
+def _int_size_init(name: str, argument: str, original: Any) -> Any:
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if args:
+            args = (_as_int(name, argument, args[0]), *args[1:])
+        elif argument in kwargs:
+            kwargs[argument] = _as_int(name, argument, kwargs[argument])
+        original(self, *args, **kwargs)
+
+    setattr(__init__, _PATCHED, True)
+    __init__.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+    return __init__
+
+
+def _as_int(name: str, argument: str, value: Any) -> Any:
+    """int(value) for a real number that is not an int, as Keras 2 took it; anything else as it is (Keras judges)."""
+    if isinstance(value, int) or not isinstance(value, numbers.Real):
+        return value
+    whole = int(value)
+    if whole != value:
+        print(f"mlops: note: {name}({argument}={value}) is taken as {whole}, as Keras 2 took it", file=sys.stderr)
+    return whole
 
 
 def _generator_methods(keras: Any) -> None:
