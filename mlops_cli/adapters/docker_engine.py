@@ -124,6 +124,33 @@ class ContainerState:
                    labels=dict((attrs.get("Config") or {}).get("Labels") or {}))
 
 
+def _epoch(text: object) -> float | None:
+    """An engine timestamp ("2026-12-07T11:49:33.928587442Z", nanoseconds) as epoch seconds; None when unset
+    (the engine writes year 1 for "never")."""
+    import datetime
+
+    if not isinstance(text, str) or not text or text.startswith("0001-"):
+        return None
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    try:
+        stamp = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+    digits = "".join(c for c in fraction if c.isdigit())[:6]
+    return stamp.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """One tagged image as a cache of images sees it."""
+
+    tag: str
+    id: str
+    size: int                 # bytes, its base image's layers included (Docker's "Size")
+    last_used: float          # epoch seconds: when it was last tagged (Metadata.LastTagTime), else created
+    labels: dict[str, str]
+
+
 @dataclasses.dataclass(frozen=True)
 class ContainerSpec:
     """Everything needed to start one training container."""
@@ -241,6 +268,55 @@ class Engine:
         with translate():
             images = self._client.images.list(filters=filters)
         return [(image.tags[0], dict(image.labels or {})) for image in images if image.tags]
+
+    def images_info(self, labels: Mapping[str, str | None]) -> list[ImageInfo]:
+        """Every tagged image carrying all these labels (None: with any value), with its size and last tag time.
+        One removed while this lists (another process pruning) is left out, not an error."""
+        import docker.errors
+
+        filters = {"label": [key if value is None else f"{key}={value}" for key, value in labels.items()]}
+        found = []
+        with translate():
+            for summary in self._client.api.images(filters=filters):
+                tags = [tag for tag in summary.get("RepoTags") or () if tag != "<none>:<none>"]
+                if not tags:
+                    continue
+                try:
+                    attrs = self._client.api.inspect_image(summary["Id"])
+                except docker.errors.NotFound:
+                    continue
+                used = _epoch((attrs.get("Metadata") or {}).get("LastTagTime")) or _epoch(attrs.get("Created"))
+                found.append(ImageInfo(tag=tags[0], id=attrs["Id"], size=int(attrs.get("Size") or 0),
+                                       last_used=used or float(summary.get("Created") or 0),
+                                       labels=dict((attrs.get("Config") or {}).get("Labels") or {})))
+        return found
+
+    def image_sizes(self, names: Iterable[str]) -> dict[str, int]:
+        """Docker's "Size" of each of these images (ids or tags) the engine has; missing ones are left out."""
+        import docker.errors
+
+        sizes = {}
+        with translate():
+            for name in names:
+                try:
+                    sizes[name] = int(self._client.api.inspect_image(name).get("Size") or 0)
+                except docker.errors.NotFound:
+                    continue
+        return sizes
+
+    def retag(self, name: str) -> str | None:
+        """Tag the image `name` again under the same name, which the engine records as its LastTagTime (a cache's
+        "last used"); its id, or None when the engine does not have it."""
+        import docker.errors
+
+        repository, _, tag = name.rpartition(":")
+        with translate(image=name):
+            try:
+                image = self._client.images.get(name)
+                image.tag(repository, tag)
+            except docker.errors.ImageNotFound:
+                return None
+        return str(image.id)
 
     def tag(self, image: str, repository: str, tag: str) -> None:
         with translate(image=image):

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from mlops_cli import runtimes
 from mlops_cli.errors import RunnerError, UsageError
 from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure
+from mlops_cli.runtimes.venvs import DEPS_MAX_BYTES_ENV, IN_USE_S, deps_cache_max_bytes
 
 if TYPE_CHECKING:
     from mlops_cli.adapters.docker_engine import Engine
@@ -38,6 +39,8 @@ EXTRA_CA_NAME = "extra-ca.crt"
 HASH_LENGTH = 12
 PACKAGE = Path(__file__).resolve().parents[1]          # mlops_cli/, in a checkout or in site-packages
 SHARE = Path("share") / "mlops"                          # where a wheel puts the root files (pyproject.toml's data-files)
+#: the images the requirement cache (`MLOPS_DEPS_CACHE_MAX_BYTES`) counts: every runtime's derived images
+CACHE_LABELS: dict[str, str | None] = {"mlops.deps": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,19 +221,62 @@ class DerivedImage:
         return f"mlops: {' and '.join(requirements.sources)}: image {self.tag} {what}"
 
 
+@dataclasses.dataclass(frozen=True)
+class CachedImage:
+    """A derived image as the requirement cache counts it."""
+
+    tag: str
+    own_bytes: int            # what it alone holds: its size minus its base image's (the layers they share)
+    last_used: float          # epoch seconds: built, or last reused (derived_image re-tags what it reuses)
+
+
+def derived_cache(engine: Engine, labels: dict[str, str | None] | None = None) -> list[CachedImage]:
+    """The derived images on the engine (CACHE_LABELS unless `labels` narrows them). Docker's Size counts the base
+    image's layers that every derived image shares, so the base's Size (the image of id mlops.base-id) is taken
+    off; a derived image whose base is gone counts whole. The engine's df (SharedSize) would say the same but
+    walks every container and volume too and refuses to run twice at once."""
+    found = engine.images_info(CACHE_LABELS if labels is None else labels)
+    bases = engine.image_sizes({info.labels["mlops.base-id"] for info in found if info.labels.get("mlops.base-id")})
+    return [CachedImage(tag=info.tag, last_used=info.last_used,
+                        own_bytes=max(0, info.size - bases.get(info.labels.get("mlops.base-id", ""), 0)))
+            for info in found]
+
+
+def prune_derived(engine: Engine, keep: str, max_bytes: int, *, now: float | None = None,
+                  in_use_s: float | None = None, labels: dict[str, str | None] | None = None) -> list[CachedImage]:
+    """Remove the derived images used longest ago until what they alone hold fits `max_bytes`, as the local
+    runner's deps venvs are (venvs.prune_deps: one cap for the requirement cache). `keep` (just built), one used
+    within `in_use_s` (IN_USE_S: it may be training now) and one a container uses (a stopped one kept for
+    `mlops monitor` resumes it; the engine refuses) stay. The removed ones, oldest first."""
+    now = time.time() if now is None else now
+    in_use_s = IN_USE_S if in_use_s is None else in_use_s
+    cached = derived_cache(engine, labels)
+    total = sum(image.own_bytes for image in cached)
+    removed = []
+    for image in sorted(cached, key=lambda image: (image.last_used, image.tag)):
+        if total <= max_bytes or now - image.last_used < in_use_s:
+            break
+        if image.tag != keep and engine.remove_image(image.tag):
+            total -= image.own_bytes
+            removed.append(image)
+    return removed
+
+
 def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, requirements: Requirements,
                   on_output: Callable[[str], None] = lambda line: None) -> DerivedImage:
     """`base_image` with the repository's requirements installed, tagged `<image>-deps:<hash of requirements and
-    base image id>` and reused while both stay the same. The build context holds deps.Dockerfile and the
-    requirements only, the build args the base image only: no secret can reach the untrusted requirements.
-    Once built, the derived images of this runtime made on an older base image are removed: no run can reach
-    them any more (their tag names the old base), and they would keep that base's layers on disk."""
+    base image id>` and reused while both stay the same (re-tagged then: the tag time is its last use). The build
+    context holds deps.Dockerfile and the requirements only, the build args the base image only: no secret can
+    reach the untrusted requirements. Once built, the derived images of this runtime made on an older base image
+    are removed: no run can reach them any more (their tag names the old base), and they would keep that base's
+    layers on disk; then those used longest ago, while all of them hold more than MLOPS_DEPS_CACHE_MAX_BYTES."""
+    cap = deps_cache_max_bytes()   # a bad value fails before the build
     base_id = engine.image_id(base_image)
     if base_id is None:
         raise RunnerError(f"image {base_image} missing: run `mlops images build`")
     tag = f"{runtime.image}-deps:{requirements.digest(base_id)}"
     started = time.monotonic()
-    image_id = engine.image_id(tag)
+    image_id = engine.retag(tag)
     if image_id is not None:
         return DerivedImage(tag=tag, image_id=image_id, built=False, seconds=time.monotonic() - started)
     files = [("Dockerfile", DEPS_DOCKERFILE.read_bytes()), ("requirements.txt", requirements.text().encode())]
@@ -260,4 +306,10 @@ def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, re
         if old.startswith(f"{runtime.image}-deps:") and labels.get("mlops.base-id") != base_id \
                 and engine.remove_image(old):
             on_output(f"removed {old}, built on an outdated {runtime.name} image")
+    try:   # housekeeping: an engine too busy to answer costs disk until the next build, not this run
+        for image in prune_derived(engine, tag, cap):
+            on_output(f"removed {image.tag}, used longest ago (cache over {cap / 2 ** 30:.3g} GiB, "
+                      f"{DEPS_MAX_BYTES_ENV})")
+    except RunnerError as exc:
+        on_output(f"derived images over {DEPS_MAX_BYTES_ENV} left for the next build ({exc.message})")
     return DerivedImage(tag=tag, image_id=image_id, built=True, seconds=seconds)
