@@ -19,7 +19,8 @@ def entries(name: str = "manifest.yaml") -> list[dict]:
     return yaml.safe_load((CORPUS / name).read_text(encoding="utf-8"))["entries"]
 
 
-DRAWS = ["manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml", "manifest-draw4.yaml", "manifest-draw5.yaml"]
+DRAWS = ["manifest.yaml", "manifest-draw2.yaml", "manifest-draw3.yaml", "manifest-draw4.yaml", "manifest-draw5.yaml",
+         "manifest-draw6.yaml"]
 
 
 @pytest.mark.parametrize("manifest", DRAWS)
@@ -131,3 +132,29 @@ def test_draw_5_is_new_code_from_source_d_tails_and_source_e() -> None:
     decided = {d["repo"] for name in logs for d in yaml.safe_load((CORPUS / name).read_text())["decisions"]
                if not d["decision"].startswith("skip")}
     assert not {e["repo"] for e in fifth} & decided
+
+
+def test_draw_6_is_new_code_from_source_e_tails_and_source_f() -> None:
+    """Draw 6 (PROCEDURE.md section 10) shares no repository or owner with draws 1-5, has one member per owner, each
+    member was a recorded candidate (source E below the rank draw 5 reached in its listing, or a row of source F), and
+    none was decided in draws 2-5."""
+    sixth = entries("manifest-draw6.yaml")
+    assert len(sixth) == 60 and all(entry.get("draw") == 6 for entry in sixth)
+    earlier = [e for name in DRAWS[:5] for e in entries(name)]
+    assert not {e["repo"] for e in sixth} & {e["repo"] for e in earlier}
+    owners = [e["repo"].split("/")[0].lower() for e in sixth]
+    assert not set(owners) & {e["repo"].split("/")[0].lower() for e in earlier}
+    assert len(set(owners)) == len(sixth), "one member per owner"
+    draw5 = yaml.safe_load((CORPUS / "selection-log-draw5.yaml").read_text())["decisions"]
+    reached = {}
+    for decision in draw5:
+        reached[decision["listing"]] = max(reached.get(decision["listing"], 0), decision["rank"])
+    source_e = yaml.safe_load((CORPUS / "candidates-draw5.yaml").read_text())["candidates"]
+    source_f = yaml.safe_load((CORPUS / "candidates-draw6.yaml").read_text())["candidates"]
+    recorded = {(c["listing"], c["rank"], c["repo"]) for c in source_e if c["rank"] > reached[c["listing"]]}
+    recorded |= {(c["listing"], c["rank"], c["repo"]) for c in source_f}
+    assert all((e["source"], e["rank"], e["repo"]) in recorded for e in sixth)
+    logs = [f"selection-log-draw{n}.yaml" for n in range(2, 6)]
+    decided = {d["repo"] for name in logs for d in yaml.safe_load((CORPUS / name).read_text())["decisions"]
+               if not d["decision"].startswith("skip")}
+    assert not {e["repo"] for e in sixth} & decided
