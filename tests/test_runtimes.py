@@ -44,16 +44,25 @@ def pulled(tmp_path: Path, files: dict[str, str], runtime: str | None = None) ->
 
 @pytest.fixture
 def tiny_wheels(tmp_path: Path) -> Path:
-    """A folder holding the wheel of a one-module package built here, so installing it needs no network."""
+    """A folder holding the wheels of one-module packages built here, so installing them needs no network:
+    mlops-tiny-dep, and mlops-tiny-wrapper, which depends on a package no index here has."""
     project = tmp_path / "tiny"
     (project / "mlops_tiny_dep").mkdir(parents=True)
     (project / "mlops_tiny_dep" / "__init__.py").write_text("VALUE = 42\n")
     (project / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=68"]\n'
                                             'build-backend = "setuptools.build_meta"\n'
                                             '[project]\nname = "mlops-tiny-dep"\nversion = "0.1"\n')
+    wrapper = tmp_path / "wrapper"   # a package whose own dependency cannot be had (Windows-only, say)
+    (wrapper / "mlops_tiny_wrapper").mkdir(parents=True)
+    (wrapper / "mlops_tiny_wrapper" / "__init__.py").write_text("VALUE = 7\n")
+    (wrapper / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=68"]\n'
+                                            'build-backend = "setuptools.build_meta"\n[project]\n'
+                                            'name = "mlops-tiny-wrapper"\nversion = "0.1"\n'
+                                            'dependencies = ["winonly-connector==8.0.21"]\n')
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(project)], check=True, capture_output=True)
+    for source in (project, wrapper):
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                        str(wheels), str(source)], check=True, capture_output=True)
     return wheels
 
 
@@ -119,6 +128,27 @@ def test_an_uninstallable_requirement_nothing_imports_is_left_out(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert ("mlops: warning: requirement winonly-connector==8.0.21 cannot be installed and the training does not "
             "import it: installing the rest without it") in result.stderr
+    assert "dependency says 42" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
+
+
+@pytest.mark.parametrize("imports", [False, True])
+def test_a_requirement_whose_dependency_cannot_be_installed_is_judged_by_its_own_import(
+        tmp_path: Path, tiny_wheels: Path, imports: bool) -> None:
+    script = SKLEARN_WITH_DEP.replace("import mlops_tiny_dep\n", "import mlops_tiny_wrapper\n" if imports else "")
+    script = script.replace('print("dependency says", mlops_tiny_dep.VALUE)', 'print("dependency says", 42)')
+    ws = pulled(tmp_path, {"train.py": script, "requirements.txt": "mlops-tiny-wrapper==0.1\nmlops-tiny-dep==0.1\n"})
+    env = {"MLOPS_CACHE_DIR": str(tmp_path / "cache"), "PIP_FIND_LINKS": str(tiny_wheels), "PIP_NO_INDEX": "1"}
+    result = run_mlops("train", "-w", str(ws), "--runner", "local", env=env)
+    if imports:
+        assert result.returncode == 1
+        errors = [line for line in result.stderr.splitlines() if line.startswith("mlops: error:")]
+        assert len(errors) == 1 and errors[0].startswith(
+            "mlops: error: requirement winonly-connector==8.0.21 cannot be installed: "), result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert ("mlops: warning: requirement mlops-tiny-wrapper==0.1 cannot be installed (it needs "
+            "winonly-connector==8.0.21, which pip cannot install) and the training does not import it: installing "
+            "the rest without it") in result.stderr
     assert "dependency says 42" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
 
 

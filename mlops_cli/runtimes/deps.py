@@ -220,6 +220,44 @@ def split_provided(lines: list[str]) -> tuple[list[str], list[str]]:
     return install, provided
 
 
+_ORIGIN = re.compile(r"^\s*(?:Collecting|Processing) (\S+).*\(from (.+)\)\s*$")
+_TOP_LINE = re.compile(r"-r \S+ \(line (\d+)\)")
+_ASKED_BY = re.compile(r"requirement (\S+) \(from ([^)\s]+)\)")
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def _distribution(text: str) -> str:
+    """The canonical name in what pip prints: a requirement (`sklearn`, `a-b==1.0`) or a file it processes
+    (`/x/scikit_image-0.26.0-cp311-....whl`, `./mlp-1.1.tar.gz`)."""
+    base = text.rsplit("/", 1)[-1]
+    if base.endswith((".whl", ".tar.gz", ".zip")):
+        base = base.split("-", 1)[0]
+    found = _NAME.match(base)
+    return re.sub(r"[-_.]+", "-", found.group(0)).lower() if found else ""
+
+
+def pip_failure_line(output: str, requirement: str | None) -> int | None:
+    """The line of pip's `-r` file that brought in `requirement`: its own line when the file names it, else the line
+    of the requirement that depends on it (pip: `Collecting sklearn (from mlp->-r F (line 1))`, or `... the
+    requirement x==1 (from wrapper)` and wrapper's own `(from -r F (line 2))`). None when pip does not say."""
+    if not requirement:
+        return None
+    origins: dict[str, str] = {}
+    for line in output.splitlines():
+        found = _ORIGIN.match(line)
+        if found:
+            origins.setdefault(_distribution(found.group(1)), found.group(2))
+    asked = {_distribution(found.group(1)): found.group(2) for found in _ASKED_BY.finditer(output)}
+    name, seen = _distribution(requirement), set()
+    while name and name not in seen:
+        seen.add(name)
+        top = _TOP_LINE.search(origins.get(name, ""))
+        if top:
+            return int(top.group(1))
+        name = _distribution(asked.get(name, ""))
+    return None
+
+
 def pip_failure(output: str) -> str | None:
     """The requirement pip names in its error output (the last one), or None when it names none. A build step that
     fails before pip names the package (pip 23's "Getting requirements to build wheel did not run successfully")

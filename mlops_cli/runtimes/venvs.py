@@ -29,7 +29,7 @@ from pathlib import Path
 from mlops_cli import runtimes
 from mlops_cli.errors import RunnerError, UsageError
 from mlops_cli.runtimes import Runtime
-from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure
+from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure, pip_failure_line
 
 READY = ".mlops-ready"
 OFFLINE_ENV = "MLOPS_OFFLINE"
@@ -43,11 +43,13 @@ IN_USE_S = 24 * 3600
 
 
 class InstallFailed(RunnerError):
-    """pip could not install something; `requirement` is the one it names (None when it names none)."""
+    """pip could not install something; `requirement` is the one it names (None when it names none), `line` the
+    line of the requirement file that brought it in (a dependency's failure is its dependant's line)."""
 
-    def __init__(self, message: str, hint: str, requirement: str | None) -> None:
+    def __init__(self, message: str, hint: str, requirement: str | None, line: int | None = None) -> None:
         super().__init__(message, hint)
         self.requirement = requirement
+        self.line = line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +196,8 @@ def _pip_install(python: str, args: list[str], what: str, on_output: Callable[[s
             (line.strip() for line in reversed(output.splitlines()) if line.strip().startswith("ERROR")),
             f"pip exited with code {result.returncode}")
         named = f"requirement {requirement} cannot be installed" if requirement else f"installing {what} failed"
-        raise InstallFailed(f"{named}: {last[:240]}", f"fix {what} and train again", requirement)
+        raise InstallFailed(f"{named}: {last[:240]}", f"fix {what} and train again", requirement,
+                            pip_failure_line(output, requirement))
 
 
 def _create(path: Path, python: str, fill: Callable[[str], None]) -> float:
@@ -256,11 +259,14 @@ def _install_needed(venv_python: str, install: list[str], list_file: Path, what:
         except InstallFailed as exc:
             name = _requirement_name(exc.requirement)
             dropped = [line for line in remaining if name and _requirement_name(line) == name]
-            if imported is None or not dropped or requirement_imported(name, imported):
+            because = ""
+            if not dropped and exc.line is not None and 0 < exc.line <= len(remaining):
+                dropped, because = [remaining[exc.line - 1]], f" (it needs {exc.requirement}, which pip cannot install)"
+            if imported is None or not dropped or requirement_imported(_requirement_name(dropped[0]), imported):
                 raise
             remaining = [line for line in remaining if line not in dropped]
-            on_output(f"mlops: warning: requirement {dropped[0]} cannot be installed and the training does not "
-                      "import it: installing the rest without it")
+            on_output(f"mlops: warning: requirement {dropped[0]} cannot be installed{because} and the training does "
+                      "not import it: installing the rest without it")
 
 
 def _requirement_name(text: str | None) -> str | None:
