@@ -14,6 +14,8 @@ from mlops_cli import safe_source
 
 PACKAGES_FILE = Path(__file__).with_name("packages.yaml")
 NOTEBOOK_SUFFIX = ".ipynb"
+#: the training methods of a model class the code writes itself (detect; harness/own_models.py)
+OWN_MODEL_TRAINING = ("fit", "train")
 MAX_NOTEBOOK_BYTES = 8 * 1024 * 1024      # outputs (plots as base64) make notebooks larger than scripts
 SKIP_DIRS = {".git", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__", ".ipynb_checkpoints"}
 MAX_SEARCH = 200_000       # entries walked when looking for a file by name (about 0.3 s)

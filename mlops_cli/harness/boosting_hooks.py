@@ -14,7 +14,7 @@ import importlib.util
 import inspect
 from typing import Any
 
-from mlops_cli.harness import data, sklearn_hooks, statsmodels_hooks
+from mlops_cli.harness import data, own_models, sklearn_hooks, statsmodels_hooks
 from mlops_cli.harness.capture import Capture, safe
 
 SKLEARN_API = {
@@ -33,9 +33,11 @@ def _installed(module: str) -> bool:
 
 
 def install(capture: Capture) -> None:
-    """The scikit-learn capture, then every installed boosting library's estimators and native `train`, and
-    statsmodels' fits (harness/statsmodels_hooks.py) where it is installed."""
+    """The scikit-learn capture, the pushed code's own model classes (harness/own_models.py), then every installed
+    boosting library's estimators and native `train`, and statsmodels' fits (harness/statsmodels_hooks.py) where it
+    is installed."""
     sklearn_hooks.install(capture)
+    own_models.install(capture)
     if _installed("statsmodels"):
         statsmodels_hooks.install(capture)
     for module_name, classes in SKLEARN_API.items():
@@ -242,6 +244,9 @@ def finish(capture: Capture) -> None:
     if capture.framework == "statsmodels":
         safe(statsmodels_hooks.finish)(capture)
         return
+    if capture.framework == "own":
+        safe(own_models.finish)(capture)
+        return
     safe(sklearn_hooks.finish)(capture)
 
 
@@ -249,4 +254,6 @@ def save(capture: Capture) -> str | None:
     """joblib for estimators and boosters alike (both pickle); a statsmodels model's parameters as data."""
     if capture.framework == "statsmodels":
         return statsmodels_hooks.save(capture)
+    if capture.framework == "own":
+        return own_models.save(capture)
     return sklearn_hooks.save(capture)

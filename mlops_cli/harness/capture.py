@@ -57,6 +57,12 @@ class Capture:
     notes: list[str] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     fit_failed: bool = False
+    #: the checkout the script runs from (own_models: which classes are the pushed code's)
+    source: Path | None = None
+    #: own_models: each trained object's id -> (the object, its copy from before training, training calls)
+    own_first: dict[int, tuple[Any, Any, int]] = dataclasses.field(default_factory=dict)
+    #: own_models: the model's copy from before training, its training method, arguments and number of calls
+    own: tuple[Any, str, tuple[Any, ...], dict[str, Any], int] | None = None
 
     @contextlib.contextmanager
     def inside(self, fit: bool = False) -> Iterator[None]:

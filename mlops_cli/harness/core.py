@@ -267,7 +267,7 @@ def _train(ws: Workspace, record: Any) -> int:
     if not workdir.is_dir():
         return _fail(ws, record.id, f"working directory {record.workdir} not found in the code", 2)
     capture = Capture(run_dir=ws.output_dir(record.id), checkpoint_dir=ws.checkpoint_dir(record.id),
-                      options={"holdout": 0.2, **record.options}, seed=record.seed)
+                      options={"holdout": 0.2, **record.options}, seed=record.seed, source=source)
     runtime.context.params = dict(record.params)
     runtime.context.in_harness = True
     network.install()   # before the hooks: Lightning imports huggingface_hub

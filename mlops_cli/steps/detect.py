@@ -24,6 +24,7 @@ from mlops_cli.config import Settings
 from mlops_cli.errors import DetectError, UnsafeSource, UnsupportedFramework
 from mlops_cli.pycode import (
     NOTEBOOK_SUFFIX,
+    OWN_MODEL_TRAINING,
     ambiguity,
     dotted,
     file_name,
@@ -108,6 +109,7 @@ class ModuleInfo:
     downloads: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     loaders: int = 0             # DataLoader(...) calls
     loaders_repeat: bool = False   # one of them in a function or a loop: how many loaders run is not known
+    own_models: list[tuple[str, int]] = dataclasses.field(default_factory=list)   # classes with fit/train and predict
 
     def at(self, line: int | None) -> str:
         """`train.py:12`, or for a notebook `train.ipynb#cell3:2` (cell number, line in the cell)."""
@@ -211,6 +213,18 @@ def _writes_file(node: ast.Call, name: str) -> bool:
         return False
     mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
     return isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(c in mode.value for c in "wax")
+
+
+def _own_models(tree: ast.AST) -> list[tuple[str, int]]:
+    """(name, line) of the classes the code defines with a `predict` method and a `fit` or `train` method: a model
+    written from scratch (NumPy), which the harness trains and scores as such (harness/own_models.py)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            methods = {item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            if "predict" in methods and methods & set(OWN_MODEL_TRAINING):
+                found.append((node.name, node.lineno))
+    return found
 
 
 def _guarded_imports(tree: ast.Module) -> set[str]:
@@ -406,6 +420,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
     evaluation = set(table["torch"]["evaluation_calls"])
     evaluates: list[int] = []
     trainer_calls: list[int] = []
+    own = _own_models(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -435,8 +450,8 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
         if isinstance(node, ast.Call):
             name = dotted(node.func)
             last = name.rsplit(".", 1)[-1]
-            if isinstance(node.func, ast.Attribute) and last in TRAIN_METHODS or last in training_functions \
-                    or name in table["training_calls"]:
+            if isinstance(node.func, ast.Attribute) and (last in TRAIN_METHODS or own and last in OWN_MODEL_TRAINING) \
+                    or last in training_functions or name in table["training_calls"]:
                 train_calls.append(node.lineno)
                 train_names.setdefault(node.lineno, f".{last}(...)" if last in TRAIN_METHODS else f"{name}(...)")
             if last in table["keras_model_calls"]:
@@ -467,7 +482,7 @@ def analyse(path: Path, root: Path) -> ModuleInfo:
                       guarded_imports=_guarded_imports(tree), train_names=train_names,
                       top_level_imports={stmt.lineno for stmt in tree.body
                                          if isinstance(stmt, (ast.Import, ast.ImportFrom))},
-                      logs_metrics=logs_metrics, evaluates=sorted(set(evaluates)),
+                      logs_metrics=logs_metrics, evaluates=sorted(set(evaluates)), own_models=own,
                       main_guard=any(_is_main_guard(stmt) for stmt in tree.body), downloads=_downloads(tree, imports),
                       loaders=(loaders := _loader_calls(tree))[0], loaders_repeat=loaders[1],
                       trainer_calls=sorted(set(trainer_calls)), cell_lines=cell_lines)
@@ -906,6 +921,10 @@ def detect(settings: Settings, repo_dir: Path | None = None) -> DetectResult:
         profile = "sklearn"
         evidence += boosting_lines + [f"{line} (scikit-learn estimator)" for line in sklearn_lines]
         evidence += statsmodels_lines
+    elif own_lines := [f"{info.at(line)}: class {name} trains and predicts: the code's own model (mlops scores its "
+                       "predict() on held-out rows)" for info in closure for name, line in info.own_models]:
+        profile = "sklearn"
+        evidence += own_lines[:3]
     else:
         raise DetectError(f"{entry.rel} calls fit() but imports no framework mlops knows "
                           "(TensorFlow/Keras, a scikit-learn estimator or a statsmodels model)",

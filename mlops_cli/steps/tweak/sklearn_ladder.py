@@ -102,6 +102,11 @@ def diagnose(ctx: TweakContext, row: AttemptRow) -> Diagnosis:
         raise MetricError(f"run {row.run.id} fitted a statsmodels {model.get('estimator')} model, which tweak has no "
                           "changes for (its inputs and formula are the model)",
                           "change the formula or the inputs by hand, or fit a scikit-learn estimator")
+    if model.get("framework") == "own":
+        raise MetricError(f"run {row.run.id} trained the code's own model class {model.get('estimator')}, which tweak "
+                          "has no changes for (its code is the model)",
+                          "change its settings (learning rate, iterations) or inputs in the code, or fit a "
+                          "scikit-learn estimator")
     if model.get("framework") != "sklearn" or not model.get("estimator") or row.metric is None:
         raise MetricError(f"run {row.run.id} recorded no scikit-learn estimator and {ctx.settings.metric}",
                           "train it under mlops (`mlops train`) so the harness can see the fitted estimator")
