@@ -46,6 +46,9 @@ FRAME = pd.DataFrame({"age": [31, 45, 27], "city": ["Oslo", "Lima", "Pune"]})
     (lambda: np.float, f"numpy {np.__version__} has no numpy.float"),
     (lambda: FRAME.copy().loc.__setitem__((slice(None), "city"), np.array([1, 2, 3])),
      "pandas 3 no longer changes a column's dtype (str) when .loc/.iloc[:, column] = ... assigns"),
+    (lambda: pd.Series(["2020-01-01"]).astype("datetime64"),
+     f"pandas 2.0 made astype('datetime64') without a unit an error and the code passes none (pandas {pd.__version__} "
+     "here): write 'datetime64[ns]'"),
 ])
 def test_pandas_and_numpy_breaks_are_named_with_the_installed_version(action: Callable[[], Any],
                                                                        expected: str) -> None:
@@ -54,7 +57,7 @@ def test_pandas_and_numpy_breaks_are_named_with_the_installed_version(action: Ca
 
 def test_scikit_learn_breaks_are_named() -> None:
     import sklearn
-    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import OneHotEncoder
 
@@ -65,6 +68,8 @@ def test_scikit_learn_breaks_are_named() -> None:
         f"scikit-learn {version}'s OneHotEncoder has no attribute 'get_feature_names'")
     assert "refuses this value of RandomForestClassifier's max_features" in _explained(
         lambda: RandomForestClassifier(max_features="auto").fit([[1], [2]], [0, 1]))
+    assert _explained(lambda: AdaBoostClassifier().set_params(algorithm="SAMME")).startswith(
+        f"scikit-learn {version}'s AdaBoostClassifier takes no argument 'algorithm' (a grid or set_params names it)")
     assert "missing values" in _explained(lambda: LogisticRegression().fit([[np.nan], [2.0]], [0, 1]))
     assert "encode it first" in _explained(lambda: LogisticRegression().fit([["a"], ["b"]], [0, 1]))
 
