@@ -14,7 +14,7 @@ from typing import Any
 
 from mlops_cli import runtime
 from mlops_cli.errors import ExitCode, WorkspaceBusy, WorkspaceError
-from mlops_cli.harness import failures, network
+from mlops_cli.harness import failures, network, pandas_compat
 from mlops_cli.harness.capture import Capture
 from mlops_cli.records import RunMetrics
 from mlops_cli.workspace import OutcomeStatus, RunOutcome, Workspace, confine
@@ -271,6 +271,7 @@ def _train(ws: Workspace, record: Any) -> int:
     runtime.context.params = dict(record.params)
     runtime.context.in_harness = True
     network.install()   # before the hooks: Lightning imports huggingface_hub
+    pandas_compat.install()
     hooks = _hooks(record.profile)
     hooks.install(capture)
     started = time.monotonic()
