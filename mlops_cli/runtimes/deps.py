@@ -236,10 +236,10 @@ def _distribution(text: str) -> str:
     return re.sub(r"[-_.]+", "-", found.group(0)).lower() if found else ""
 
 
-def pip_failure_line(output: str, requirement: str | None) -> int | None:
-    """The line of pip's `-r` file that brought in `requirement`: its own line when the file names it, else the line
-    of the requirement that depends on it (pip: `Collecting sklearn (from mlp->-r F (line 1))`, or `... the
-    requirement x==1 (from wrapper)` and wrapper's own `(from -r F (line 2))`). None when pip does not say."""
+def pip_failure_root(output: str, requirement: str | None) -> str | None:
+    """The canonical name of the requirement-file line that brought in `requirement`: its own when the file names it,
+    else the line whose package depends on it (pip: `Collecting sklearn (from mlp->-r F (line 1))`, or `... the
+    requirement x==1 (from wrapper)` beside wrapper's own `(from -r F (line 2))`). None when pip does not say."""
     if not requirement:
         return None
     origins: dict[str, str] = {}
@@ -251,9 +251,10 @@ def pip_failure_line(output: str, requirement: str | None) -> int | None:
     name, seen = _distribution(requirement), set()
     while name and name not in seen:
         seen.add(name)
-        top = _TOP_LINE.search(origins.get(name, ""))
-        if top:
-            return int(top.group(1))
+        origin = origins.get(name, "")
+        if _TOP_LINE.search(origin):
+            chain = origin.split("->")
+            return name if len(chain) == 1 else _distribution(chain[0])
         name = _distribution(asked.get(name, ""))
     return None
 

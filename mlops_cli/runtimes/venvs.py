@@ -29,7 +29,7 @@ from pathlib import Path
 from mlops_cli import runtimes
 from mlops_cli.errors import RunnerError, UsageError
 from mlops_cli.runtimes import Runtime
-from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure, pip_failure_line
+from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure, pip_failure_root
 
 READY = ".mlops-ready"
 OFFLINE_ENV = "MLOPS_OFFLINE"
@@ -43,13 +43,13 @@ IN_USE_S = 24 * 3600
 
 
 class InstallFailed(RunnerError):
-    """pip could not install something; `requirement` is the one it names (None when it names none), `line` the
-    line of the requirement file that brought it in (a dependency's failure is its dependant's line)."""
+    """pip could not install something; `requirement` is the one it names (None when it names none), `root` the name
+    of the requirement line that brought it in (for a dependency's failure, the line of what depends on it)."""
 
-    def __init__(self, message: str, hint: str, requirement: str | None, line: int | None = None) -> None:
+    def __init__(self, message: str, hint: str, requirement: str | None, root: str | None = None) -> None:
         super().__init__(message, hint)
         self.requirement = requirement
-        self.line = line
+        self.root = root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,7 @@ def _pip_install(python: str, args: list[str], what: str, on_output: Callable[[s
             f"pip exited with code {result.returncode}")
         named = f"requirement {requirement} cannot be installed" if requirement else f"installing {what} failed"
         raise InstallFailed(f"{named}: {last[:240]}", f"fix {what} and train again", requirement,
-                            pip_failure_line(output, requirement))
+                            pip_failure_root(output, requirement))
 
 
 def _create(path: Path, python: str, fill: Callable[[str], None]) -> float:
@@ -260,8 +260,9 @@ def _install_needed(venv_python: str, install: list[str], list_file: Path, what:
             name = _requirement_name(exc.requirement)
             dropped = [line for line in remaining if name and _requirement_name(line) == name]
             because = ""
-            if not dropped and exc.line is not None and 0 < exc.line <= len(remaining):
-                dropped, because = [remaining[exc.line - 1]], f" (it needs {exc.requirement}, which pip cannot install)"
+            if not dropped and exc.root:
+                dropped = [line for line in remaining if _requirement_name(line) == exc.root]
+                because = f" (it needs {exc.requirement}, which pip cannot install)"
             if imported is None or not dropped or requirement_imported(_requirement_name(dropped[0]), imported):
                 raise
             remaining = [line for line in remaining if line not in dropped]
