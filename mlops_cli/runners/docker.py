@@ -300,9 +300,11 @@ class DockerRunner:
             if engine.image_id(image) is None:
                 raise RunnerError(f"image {image} missing: run `mlops images build`")
             if requirements:
+                from mlops_cli.pycode import imported_roots
                 from mlops_cli.runtimes.images import derived_image
 
-                derived = derived_image(engine, runtime, image, requirements, on_output=self._on_notice)
+                derived = derived_image(engine, runtime, image, requirements, on_output=self._on_notice,
+                                        imported=imported_roots(ws.source_dir(record), record.entrypoint))
                 self._on_notice(derived.summary(requirements))
                 image = derived.tag
                 saved.update(deps_image=derived.tag, deps_built=derived.built)

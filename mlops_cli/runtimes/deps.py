@@ -239,7 +239,9 @@ def _distribution(text: str) -> str:
 def pip_failure_root(output: str, requirement: str | None) -> str | None:
     """The canonical name of the requirement-file line that brought in `requirement`: its own when the file names it,
     else the line whose package depends on it (pip: `Collecting sklearn (from mlp->-r F (line 1))`, or `... the
-    requirement x==1 (from wrapper)` beside wrapper's own `(from -r F (line 2))`). None when pip does not say."""
+    requirement x==1 (from wrapper)` beside wrapper's own `(from -r F (line 2))`). pip before 23.1 (the runtime
+    images' 23.0.1) names only the package that asked (`(from wrapper)`), not its line: that package is the answer,
+    and the caller's match against its lines tells whether it is one. None when pip does not say."""
     if not requirement:
         return None
     origins: dict[str, str] = {}
@@ -255,7 +257,10 @@ def pip_failure_root(output: str, requirement: str | None) -> str | None:
         if _TOP_LINE.search(origin):
             chain = origin.split("->")
             return name if len(chain) == 1 else _distribution(chain[0])
-        name = _distribution(asked.get(name, ""))
+        asker = _distribution(asked.get(name, ""))
+        if not asker and not origin and len(seen) > 1:
+            return name
+        name = asker
     return None
 
 

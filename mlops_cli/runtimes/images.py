@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from mlops_cli import runtimes
 from mlops_cli.errors import RunnerError, UsageError
-from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure
-from mlops_cli.runtimes.venvs import DEPS_MAX_BYTES_ENV, IN_USE_S, deps_cache_max_bytes
+from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure, pip_failure_root
+from mlops_cli.runtimes.venvs import DEPS_MAX_BYTES_ENV, IN_USE_S, _requirement_name, deps_cache_max_bytes
 
 if TYPE_CHECKING:
     from mlops_cli.adapters.docker_engine import Engine
@@ -263,44 +263,41 @@ def prune_derived(engine: Engine, keep: str, max_bytes: int, *, now: float | Non
 
 
 def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, requirements: Requirements,
-                  on_output: Callable[[str], None] = lambda line: None) -> DerivedImage:
+                  on_output: Callable[[str], None] = lambda line: None,
+                  imported: set[str] | None = None) -> DerivedImage:
     """`base_image` with the repository's requirements installed, tagged `<image>-deps:<hash of requirements and
     base image id>` and reused while both stay the same (re-tagged then: the tag time is its last use). The build
     context holds deps.Dockerfile and the requirements only, the build args the base image only: no secret can
-    reach the untrusted requirements. Once built, the derived images of this runtime made on an older base image
-    are removed: no run can reach them any more (their tag names the old base), and they would keep that base's
-    layers on disk; then those used longest ago, while all of them hold more than MLOPS_DEPS_CACHE_MAX_BYTES."""
+    reach the untrusted requirements. With `imported` (the top-level modules of the entry's import graph), a
+    requirement pip cannot install that none of them needs is left out with a warning and the rest built, as the
+    local runner's venvs do; the tag then names what was really installed (the base image itself when nothing is
+    left). Once built, the derived images of this runtime made on an older base image are removed: no run can reach
+    them any more (their tag names the old base), and they would keep that base's layers on disk; then those used
+    longest ago, while all of them hold more than MLOPS_DEPS_CACHE_MAX_BYTES."""
     cap = deps_cache_max_bytes()   # a bad value fails before the build
     base_id = engine.image_id(base_image)
     if base_id is None:
         raise RunnerError(f"image {base_image} missing: run `mlops images build`")
-    tag = f"{runtime.image}-deps:{requirements.digest(base_id)}"
     started = time.monotonic()
-    image_id = engine.retag(tag)
-    if image_id is not None:
-        return DerivedImage(tag=tag, image_id=image_id, built=False, seconds=time.monotonic() - started)
-    files = [("Dockerfile", DEPS_DOCKERFILE.read_bytes()), ("requirements.txt", requirements.text().encode())]
     output: list[str] = []
 
     def line(text: str) -> None:
         output.append(text)
         on_output(text)
 
-    try:
-        image_id = engine.build(_context(files), dockerfile="Dockerfile", tag=tag,
-                                buildargs={"BASE_IMAGE": base_image},
-                                labels={"mlops.runtime": runtime.name, "mlops.deps": tag.split(":")[1],
-                                        "mlops.base-id": base_id},
-                                on_line=line)
-    except RunnerError as exc:
-        requirement = pip_failure("\n".join(output))
-        if requirement is None:
-            raise
-        sources = " or ".join(requirements.sources)
-        conflict = pip_conflict("\n".join(output))
-        raise RunnerError(f"requirement {requirement} of {sources} cannot be installed on runtime {runtime.name}"
-                          + (f": {conflict}" if conflict else ""),
-                          f"fix it in {sources}, or remove it; pip: {exc.message[:160]}") from None
+    while True:   # ends: each failed build drops at least one line or raises, so at most one build per line
+        tag = f"{runtime.image}-deps:{requirements.digest(base_id)}"
+        image_id = engine.retag(tag)
+        if image_id is not None:
+            return DerivedImage(tag=tag, image_id=image_id, built=False, seconds=time.monotonic() - started)
+        output.clear()
+        try:
+            image_id = _build_derived(engine, runtime, base_image, base_id, requirements, tag, line)
+            break
+        except RunnerError as exc:
+            requirements = _without_failed(requirements, runtime, "\n".join(output), exc, imported, on_output)
+        if not requirements.lines:
+            return DerivedImage(tag=base_image, image_id=base_id, built=False, seconds=time.monotonic() - started)
     seconds = time.monotonic() - started
     for old, labels in engine.tagged_images({"mlops.runtime": runtime.name, "mlops.deps": None}):
         if old.startswith(f"{runtime.image}-deps:") and labels.get("mlops.base-id") != base_id \
@@ -313,3 +310,40 @@ def derived_image(engine: Engine, runtime: runtimes.Runtime, base_image: str, re
     except RunnerError as exc:
         on_output(f"derived images over {DEPS_MAX_BYTES_ENV} left for the next build ({exc.message})")
     return DerivedImage(tag=tag, image_id=image_id, built=True, seconds=seconds)
+
+
+def _build_derived(engine: Engine, runtime: runtimes.Runtime, base_image: str, base_id: str,
+                   requirements: Requirements, tag: str, on_line: Callable[[str], None]) -> str:
+    files = [("Dockerfile", DEPS_DOCKERFILE.read_bytes()), ("requirements.txt", requirements.text().encode())]
+    return engine.build(_context(files), dockerfile="Dockerfile", tag=tag, buildargs={"BASE_IMAGE": base_image},
+                        labels={"mlops.runtime": runtime.name, "mlops.deps": tag.split(":")[1],
+                                "mlops.base-id": base_id},
+                        on_line=on_line)
+
+
+def _without_failed(requirements: Requirements, runtime: runtimes.Runtime, output: str, exc: RunnerError,
+                    imported: set[str] | None, on_output: Callable[[str], None]) -> Requirements:
+    """The requirements less the line pip failed on (its own, or the one that brought in the dependency pip failed
+    on: pip reads install.txt, not requirements.txt, so lines are matched by name), said as a warning; raises when
+    pip names nothing, no line matches, or the training imports it."""
+    from mlops_cli.pycode import requirement_imported
+
+    requirement = pip_failure(output)
+    if requirement is None:
+        raise exc
+    name = _requirement_name(requirement)
+    dropped = [line for line in requirements.lines if name and _requirement_name(line) == name]
+    because = ""
+    root = pip_failure_root(output, requirement)
+    if not dropped and root:
+        dropped = [line for line in requirements.lines if _requirement_name(line) == root]
+        because = f" (it needs {requirement}, which pip cannot install)"
+    if imported is None or not dropped or requirement_imported(_requirement_name(dropped[0]), imported):
+        sources = " or ".join(requirements.sources)
+        conflict = pip_conflict(output)
+        raise RunnerError(f"requirement {requirement} of {sources} cannot be installed on runtime {runtime.name}"
+                          + (f": {conflict}" if conflict else ""),
+                          f"fix it in {sources}, or remove it; pip: {exc.message[:160]}") from None
+    on_output(f"mlops: warning: requirement {dropped[0]} cannot be installed{because} and the training does not "
+              "import it: installing the rest without it")
+    return dataclasses.replace(requirements, lines=tuple(line for line in requirements.lines if line not in dropped))
