@@ -117,9 +117,10 @@ def test_a_new_runtime_image_retires_the_derived_images_of_the_old_one(
     assert engine.image_id(current) is not None
 
 
-def test_an_uninstallable_requirement_fails_the_build_in_one_line(
+def test_an_uninstallable_requirement_the_training_imports_fails_the_build_in_one_line(
         tmp_path: Path, engine: Engine, images: dict[str, ImageBuild], containers: Path) -> None:
-    ws = pulled(tmp_path, containers, {"train.py": WITH_TABULATE, "requirements.txt": "mlops-no-such-dep==9.9\n"})
+    script = "import mlops_no_such_dep\n" + WITH_TABULATE   # imported: the run cannot go on without it
+    ws = pulled(tmp_path, containers, {"train.py": script, "requirements.txt": "mlops-no-such-dep==9.9\n"})
     result = run_mlops("train", "-w", str(ws), "--runner", "docker")
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("mlops: error:")]
