@@ -332,7 +332,7 @@ def test_nltk_data_is_named_when_missing_and_read_from_the_repository_when_commi
 TEXT_CLASSIFIER = """import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 
 words = ["great", "fine", "good", "awful", "bad", "poor"]
@@ -341,15 +341,18 @@ X, y = df["text"].values, df["label"].values
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
 model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(X_train, y_train)
 print("held-out", model.score(X_test, y_test))
+print("folds", cross_val_score(make_pipeline(TfidfVectorizer(), LogisticRegression()), X, y, cv=3, n_jobs=2))
 """
 
 
 def test_a_text_columns_values_split_by_scikit_learn_trains_on_pandas_3(tmp_path: Path) -> None:
-    """pandas 3's `.values` of a text column is an Arrow array that scikit-learn's `array[rows, ...]` broke."""
+    """pandas 3's `.values` of a text column is an Arrow array that scikit-learn's `array[rows, ...]` broke, in the
+    training process and in joblib's worker processes (`n_jobs=2`)."""
     ws = tmp_path / "ws"
     assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, {"train.py": TEXT_CLASSIFIER}))
                      ).returncode == 0
     result = run_mlops("train", "-w", str(ws), "--runner", "local")
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
-    assert metrics["val_accuracy"] == 1.0 and metrics["diagnostics"]["holdout"] == "script"
+    assert metrics["val_accuracy"] == 1.0 and metrics["diagnostics"]["holdout"].startswith("cross-validation")
+    assert "folds [1. 1. 1.]" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
