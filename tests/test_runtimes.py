@@ -523,9 +523,14 @@ def test_a_unit_or_filter_count_that_is_not_an_int_is_taken_as_keras_2_took_it()
         "conv, counted = keras.layers.Conv2D(8.0, 3), keras.layers.Dense(np.int64(5))\n"
         "print(dense.units, third.units, conv.filters, counted.units, type(counted.units).__name__)\n"
         "print(keras.layers.Dense.from_config(third.get_config()).units)\n"
+        "for bad in (float('nan'), float('inf')):\n"
+        "    try:\n        keras.layers.Dense(bad)\n    except ValueError as exc:\n        print(exc)\n"
         "keras.layers.Dense(units='wide')\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert out.stdout.split() == ["16", "21", "8", "5", "int", "21"]
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["16 21 8 5 int", "21"]
+    assert [line.rsplit(" ", 1)[-1] for line in lines[2:]] == ["units=nan", "units=inf"], \
+        "nan and inf are left to Keras, which refuses them in its own words"
     assert "mlops: note: Dense(units=21.333333333333332) is taken as 21, as Keras 2 took it" in out.stderr
     assert "Dense(units=16.0) is taken" not in out.stderr, "a whole number loses nothing: no note"
     assert out.returncode == 1 and "expected a positive integer. Received: units=wide" in out.stderr, \

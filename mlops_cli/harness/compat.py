@@ -152,7 +152,10 @@ def _as_int(name: str, argument: str, value: Any) -> Any:
     """int(value) for a real number that is not an int, as Keras 2 took it; anything else as it is (Keras judges)."""
     if isinstance(value, int) or not isinstance(value, numbers.Real):
         return value
-    whole = int(value)
+    try:
+        whole = int(value)
+    except (ValueError, OverflowError):   # nan, inf: Keras refuses them in its own words
+        return value
     if whole != value:
         print(f"mlops: note: {name}({argument}={value}) is taken as {whole}, as Keras 2 took it", file=sys.stderr)
     return whole
