@@ -347,12 +347,44 @@ print("folds", cross_val_score(make_pipeline(TfidfVectorizer(), LogisticRegressi
 
 def test_a_text_columns_values_split_by_scikit_learn_trains_on_pandas_3(tmp_path: Path) -> None:
     """pandas 3's `.values` of a text column is an Arrow array that scikit-learn's `array[rows, ...]` broke, in the
-    training process and in joblib's worker processes (`n_jobs=2`)."""
+    training process and in joblib's worker processes (`n_jobs=2`); a repository that requires pandas 3 keeps it."""
     ws = tmp_path / "ws"
-    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, {"train.py": TEXT_CLASSIFIER}))
-                     ).returncode == 0
+    files = {"train.py": TEXT_CLASSIFIER, "requirements.txt": "pandas>=3\n"}   # pandas 3's str text, kept
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, files))).returncode == 0
     result = run_mlops("train", "-w", str(ws), "--runner", "local")
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())
     assert metrics["val_accuracy"] == 1.0 and metrics["diagnostics"]["holdout"].startswith("cross-validation")
     assert "folds [1. 1. 1.]" in (ws / "runs" / "0001" / "out" / "train.log").read_text()
+
+
+PANDAS_2_ENCODING = """import io
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import LabelEncoder
+
+rows = "".join(f"{['red', 'blue', 'green'][i % 3]},{i % 7},{int(i % 3 == 0)}\\n" for i in range(90))
+df = pd.read_csv(io.StringIO("colour,size,label\\n" + rows))
+for column in df.columns:
+    if df[column].dtype == object:   # how pandas 2 code finds its text columns
+        df[column] = LabelEncoder().fit_transform(df[column])
+LogisticRegression().fit(df[["colour", "size"]], df["label"])
+"""
+
+
+@pytest.mark.parametrize("requirement", ["", "pandas>=3.0\n"])
+def test_code_written_for_pandas_2_reads_text_as_object_unless_the_repository_requires_pandas_3(
+        tmp_path: Path, requirement: str) -> None:
+    files = {"train.py": PANDAS_2_ENCODING, **({"requirements.txt": requirement} if requirement else {})}
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "-w", str(ws), "--repo", str(make_remote(tmp_path, files))).returncode == 0
+    result = run_mlops("train", "-w", str(ws), "--runner", "local")
+    if requirement:   # written for pandas 3: `dtype == object` finds no text column, and the text reaches the model
+        assert result.returncode == 1
+        assert "could not convert string to float: 'red'" in json.loads((ws / "runs" / "0001" / "run.json"
+                                                                          ).read_text())["error"]
+        return
+    assert result.returncode == 0, result.stdout + result.stderr
+    notes = json.loads((ws / "runs" / "0001" / "out" / "metrics.json").read_text())["diagnostics"]["notes"]
+    assert any(note.endswith("reads text as object, as pandas 2 did (future.infer_string=False): the repository "
+                             "does not require pandas 3") for note in notes), notes

@@ -271,7 +271,7 @@ def _train(ws: Workspace, record: Any) -> int:
     runtime.context.params = dict(record.params)
     runtime.context.in_harness = True
     network.install()   # before the hooks: Lightning imports huggingface_hub
-    pandas_compat.install()
+    pandas_compat.install(source, capture.notes)
     hooks = _hooks(record.profile)
     hooks.install(capture)
     started = time.monotonic()
