@@ -176,8 +176,12 @@ def save(capture: Capture) -> str | None:
     for key, value in vars(capture.model).items():
         items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
         for index, item in items:
-            if isinstance(item, (bool, int, float)) or isinstance(item, np.ndarray) and item.dtype.kind in "biuf":
-                arrays[key if index is None else f"{key}[{index}]"] = item
+            name = key if index is None else f"{key}[{index}]"
+            if isinstance(item, np.ndarray) and item.dtype.kind in "biuf":
+                arrays[name] = np.asarray(item)   # a plain array, even of a pushed subclass
+            elif isinstance(item, (bool, int, float)):
+                arrays[name] = bool(item) if isinstance(item, bool) else int(item) if isinstance(item, int) \
+                    else float(item)
     record = {"framework": "own", "class": type(capture.model).__name__, "attributes": arrays}
     return dump(capture, record)
 
