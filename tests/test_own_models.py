@@ -152,3 +152,38 @@ def test_a_class_that_wraps_a_scikit_learn_estimator_is_that_estimators_run(tmp_
     assert metrics["diagnostics"]["model"]["framework"] == "sklearn"
     assert metrics["diagnostics"]["model"]["estimator"] == "LogisticRegression"
     assert metrics["val_accuracy"] > 0.85
+
+
+CUSTOM_STEP = """from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+
+class Columns(BaseEstimator, TransformerMixin):
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X[:, :2]
+
+
+X, y = load_iris(return_X_y=True)
+make_pipeline(Columns(), LogisticRegression(max_iter=300)).fit(X, y)
+"""
+
+
+def test_a_model_holding_a_class_the_script_defines_fails_the_run_in_one_line(tmp_path: Path) -> None:
+    """Draw 6's held-out half: a pipeline with the script's own transformer crashed the harness as it saved the
+    model (pickle cannot find `__main__.TextSelector` once the script's `__main__` is gone), with no line at all."""
+    ws = tmp_path / "ws"
+    assert run_mlops("pull", "--repo", str(make_remote(tmp_path, {"train.py": CUSTOM_STEP})), "--workspace",
+                     str(ws)).returncode == 0
+    result = run_mlops("train", "--workspace", str(ws), "--runner", "local")
+    assert result.returncode == 1
+    error = json.loads((ws / "runs" / "0001" / "run.json").read_text())["error"]
+    assert error == ("the trained model holds Columns, a class the script itself defines, which the model file cannot "
+                     "keep: a model that runs pushed code when loaded is never promoted (build the model from library "
+                     "classes, e.g. scikit-learn's FunctionTransformer or ColumnTransformer)")
+    assert f"run 0001 failed: {error}" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[-1]

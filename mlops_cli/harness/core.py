@@ -315,7 +315,11 @@ def _train(ws: Workspace, record: Any) -> int:
     if problem:
         return _fail(ws, record.id, problem, 1)
     capture.metrics.update(runtime.context.explicit_metrics)
-    model_file = hooks.save(capture)
+    try:
+        model_file = hooks.save(capture)
+    except Exception as exc:   # e.g. a pipeline step of a class the script defined, gone with the script's __main__
+        traceback.print_exc()
+        return _fail(ws, record.id, _unsaved(exc), 1)
     diagnostics = {key: value for key, value in capture.diagnostics.items()
                    if key not in ("curves", "epochs", "train_fingerprint", "train_labels_fingerprint")}
     diagnostics.update(options=capture.options, notes=capture.notes, model_file=model_file)
@@ -329,6 +333,18 @@ def _train(ws: Workspace, record: Any) -> int:
     for warning in capture.warnings:
         print(f"mlops: warning: {warning}", flush=True)
     return 0
+
+
+def _unsaved(exc: BaseException) -> str:
+    """Why the trained model could not be written, in one line."""
+    import re
+
+    found = re.search(r"<class '__main__\.(\w+)'>", str(exc))
+    if found:
+        return (f"the trained model holds {found.group(1)}, a class the script itself defines, which the model file "
+                "cannot keep: a model that runs pushed code when loaded is never promoted (build the model from "
+                "library classes, e.g. scikit-learn's FunctionTransformer or ColumnTransformer)")
+    return f"the trained model could not be saved: {failures.problem(exc)}"
 
 
 def _what_to_add(exc: BaseException) -> str:
