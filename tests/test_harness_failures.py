@@ -55,6 +55,20 @@ def test_pandas_and_numpy_breaks_are_named_with_the_installed_version(action: Ca
     assert expected in _explained(action)
 
 
+def test_matplotlib_and_seaborn_breaks_are_named() -> None:
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    assert _explained(lambda: plt.style.use("seaborn-whitegrid")).startswith(
+        f"matplotlib 3.6 renamed its seaborn styles to 'seaborn-v0_8...' and the code names the old 'seaborn-whitegrid' "
+        f"(matplotlib {matplotlib.__version__} here)")
+    frame = pd.DataFrame({"day": ["a", "b"], "sales": [1, 2]})
+    assert _explained(lambda: sns.barplot("day", "sales", data=frame)).startswith(
+        "seaborn 0.12 made the arguments of barplot() after `data` keyword-only and the code passes x and y by "
+        f"position (seaborn {sns.__version__} here)")
+
+
 def test_scikit_learn_breaks_are_named() -> None:
     import sklearn
     from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
