@@ -236,6 +236,38 @@ def _distribution(text: str) -> str:
     return re.sub(r"[-_.]+", "-", found.group(0)).lower() if found else ""
 
 
+def requirement_name(text: str | None) -> str | None:
+    """The canonical distribution name of a requirement string, or None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    if not text:
+        return None
+    try:
+        return canonicalize_name(Requirement(text).name)
+    except InvalidRequirement:
+        return None
+
+
+def unimported_failure(lines: list[str] | tuple[str, ...], requirement: str | None, root: str | None,
+                       imported: set[str] | None) -> tuple[list[str], str] | None:
+    """Item 5 for both runners: the requirement lines to leave out after pip failed on `requirement` (its own line,
+    or `root`'s, the line that brought in the dependency pip failed on) and the warning that says so; None when the
+    run must stop: `imported` unknown, no line matches, or the training imports it."""
+    from mlops_cli.pycode import requirement_imported
+
+    name = requirement_name(requirement)
+    dropped = [line for line in lines if name and requirement_name(line) == name]
+    because = ""
+    if not dropped and root:
+        dropped = [line for line in lines if requirement_name(line) == root]
+        because = f" (it needs {requirement}, which pip cannot install)"
+    if imported is None or not dropped or requirement_imported(requirement_name(dropped[0]), imported):
+        return None
+    return dropped, (f"mlops: warning: requirement {dropped[0]} cannot be installed{because} and the training does "
+                     "not import it: installing the rest without it")
+
+
 def pip_failure_root(output: str, requirement: str | None) -> str | None:
     """The canonical name of the requirement-file line that brought in `requirement`: its own when the file names it,
     else the line whose package depends on it (pip: `Collecting sklearn (from mlp->-r F (line 1))`, or `... the

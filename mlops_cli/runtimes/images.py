@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from mlops_cli import runtimes
 from mlops_cli.errors import RunnerError, UsageError
-from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure, pip_failure_root
-from mlops_cli.runtimes.venvs import DEPS_MAX_BYTES_ENV, IN_USE_S, _requirement_name, deps_cache_max_bytes
+from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure, pip_failure_root, unimported_failure
+from mlops_cli.runtimes.venvs import DEPS_MAX_BYTES_ENV, IN_USE_S, deps_cache_max_bytes
 
 if TYPE_CHECKING:
     from mlops_cli.adapters.docker_engine import Engine
@@ -326,24 +326,16 @@ def _without_failed(requirements: Requirements, runtime: runtimes.Runtime, outpu
     """The requirements less the line pip failed on (its own, or the one that brought in the dependency pip failed
     on: pip reads install.txt, not requirements.txt, so lines are matched by name), said as a warning; raises when
     pip names nothing, no line matches, or the training imports it."""
-    from mlops_cli.pycode import requirement_imported
-
     requirement = pip_failure(output)
     if requirement is None:
         raise exc
-    name = _requirement_name(requirement)
-    dropped = [line for line in requirements.lines if name and _requirement_name(line) == name]
-    because = ""
-    root = pip_failure_root(output, requirement)
-    if not dropped and root:
-        dropped = [line for line in requirements.lines if _requirement_name(line) == root]
-        because = f" (it needs {requirement}, which pip cannot install)"
-    if imported is None or not dropped or requirement_imported(_requirement_name(dropped[0]), imported):
+    left_out = unimported_failure(requirements.lines, requirement, pip_failure_root(output, requirement), imported)
+    if left_out is None:
         sources = " or ".join(requirements.sources)
         conflict = pip_conflict(output)
         raise RunnerError(f"requirement {requirement} of {sources} cannot be installed on runtime {runtime.name}"
                           + (f": {conflict}" if conflict else ""),
                           f"fix it in {sources}, or remove it; pip: {exc.message[:160]}") from None
-    on_output(f"mlops: warning: requirement {dropped[0]} cannot be installed{because} and the training does not "
-              "import it: installing the rest without it")
+    dropped, warning = left_out
+    on_output(warning)
     return dataclasses.replace(requirements, lines=tuple(line for line in requirements.lines if line not in dropped))

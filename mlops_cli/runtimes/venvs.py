@@ -29,7 +29,7 @@ from pathlib import Path
 from mlops_cli import runtimes
 from mlops_cli.errors import RunnerError, UsageError
 from mlops_cli.runtimes import Runtime
-from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure, pip_failure_root
+from mlops_cli.runtimes.deps import Requirements, pip_conflict, pip_failure, pip_failure_root, unimported_failure
 
 READY = ".mlops-ready"
 OFFLINE_ENV = "MLOPS_OFFLINE"
@@ -247,8 +247,6 @@ def _install_needed(venv_python: str, install: list[str], list_file: Path, what:
                     constraints: Path | None = None) -> None:
     """pip install the lines; a requirement pip cannot install that no module of the training imports (`imported`,
     the entry's import graph) is dropped with a warning and the rest installed; one it imports stops the run."""
-    from mlops_cli.pycode import requirement_imported
-
     remaining = list(install)
     while remaining:
         list_file.write_text("".join(f"{line}\n" for line in remaining))
@@ -257,30 +255,12 @@ def _install_needed(venv_python: str, install: list[str], list_file: Path, what:
                          what, on_output)
             return
         except InstallFailed as exc:
-            name = _requirement_name(exc.requirement)
-            dropped = [line for line in remaining if name and _requirement_name(line) == name]
-            because = ""
-            if not dropped and exc.root:
-                dropped = [line for line in remaining if _requirement_name(line) == exc.root]
-                because = f" (it needs {exc.requirement}, which pip cannot install)"
-            if imported is None or not dropped or requirement_imported(_requirement_name(dropped[0]), imported):
+            left_out = unimported_failure(remaining, exc.requirement, exc.root, imported)
+            if left_out is None:
                 raise
+            dropped, warning = left_out
             remaining = [line for line in remaining if line not in dropped]
-            on_output(f"mlops: warning: requirement {dropped[0]} cannot be installed{because} and the training does "
-                      "not import it: installing the rest without it")
-
-
-def _requirement_name(text: str | None) -> str | None:
-    """The canonical distribution name of a requirement string, or None."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    if not text:
-        return None
-    try:
-        return canonicalize_name(Requirement(text).name)
-    except InvalidRequirement:
-        return None
+            on_output(warning)
 
 
 def deps_venv(base_python: str, runtime: Runtime, requirements: Requirements,
